@@ -1,0 +1,1 @@
+"""placeharm: serious and organised crime harm by place."""

@@ -1,0 +1,332 @@
+"""The `placeharm` command: a thin layer over the service functions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import logging
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from placeharm.config import Settings, load_settings
+from placeharm.errors import ConfigError, DataError, NotFound, PlaceharmError, StoreError
+from placeharm.model import ImportResult, parse_month
+from placeharm.services import areas as area_service
+from placeharm.services import demo as demo_service
+from placeharm.services import ingest as ingest_service
+from placeharm.services import queries
+from placeharm.store.duckdb import DuckDBStore
+
+app = typer.Typer(
+    help="placeharm: serious and organised crime harm by place (police.uk data, areas, counts).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+areas_app = typer.Typer(help="Area sets: boundaries, hierarchy lookups, assignment.", no_args_is_help=True)
+app.add_typer(areas_app, name="areas")
+
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+_EXIT = {DataError: 2, NotFound: 3, ConfigError: 4, StoreError: 5}
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+DbOption = Annotated[
+    Path | None, typer.Option("--db", help="Store file (default: PLACEHARM_DB or ./placeharm.duckdb).")
+]
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+
+
+def _settings(db: Path | None) -> Settings:
+    return load_settings(**({"db": db} if db else {}))
+
+
+def _open(settings: Settings) -> DuckDBStore:
+    return DuckDBStore(settings.db, threads=settings.threads, memory_limit=settings.memory_limit)
+
+
+def _emit(frame: pl.DataFrame, fmt: Format, title: str | None = None) -> None:
+    if fmt is Format.csv:
+        buffer = io.StringIO()
+        frame.write_csv(buffer)
+        sys.stdout.write(buffer.getvalue())
+    elif fmt is Format.json:
+        sys.stdout.write(json.dumps(frame.to_dicts(), default=str, indent=2) + "\n")
+    else:
+        table = Table(title=title, show_lines=False)
+        for col in frame.columns:
+            numeric = frame.schema[col].is_numeric()
+            table.add_column(col, justify="right" if numeric else "left")
+        for row in frame.iter_rows():
+            table.add_row(*["—" if v is None else str(v) for v in row])
+        out.print(table)
+
+
+def _month(text: str) -> dt.date:
+    return parse_month(text)
+
+
+def _summary(results: list[ImportResult]) -> None:
+    frame = pl.DataFrame(
+        [
+            {
+                "file": Path(r.source_file).name,
+                "kind": r.source_kind,
+                "status": r.status,
+                "read": r.rows_read,
+                "inserted": r.inserted,
+                "updated": r.updated,
+                "unchanged": r.unchanged,
+                "quarantined": r.quarantined,
+                "no_location": r.no_location,
+                "outside_areas": r.outside_areas,
+            }
+            for r in results
+        ]
+    )
+    _emit(frame, Format.table, "Imports (read = inserted + updated + unchanged + quarantined)")
+    ok = [r for r in results if r.status == "ok"]
+    total = {k: sum(getattr(r, k) for r in ok) for k in ("rows_read", "inserted", "updated", "unchanged", "quarantined")}
+    out.print(
+        f"{len(ok)} of {len(results)} files imported: read {total['rows_read']:,} = inserted "
+        f"{total['inserted']:,} + updated {total['updated']:,} + unchanged {total['unchanged']:,} "
+        f"+ quarantined {total['quarantined']:,}"
+    )
+    for r in results:
+        if r.status != "ok":
+            err.print(f"[bold red]{r.status}[/]: {r.source_file}\n  {r.message}")
+    if total["quarantined"]:
+        out.print("See the quarantined rows with `placeharm quarantine`.")
+
+
+def _run_ingest(store: DuckDBStore, settings: Settings, paths: list[Path], tolerance_m: float) -> list[ImportResult]:
+    files = ingest_service.find_files(paths)
+    if not sys.stderr.isatty():
+        return ingest_service.ingest(store, files, settings.threads, tolerance_m)
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=True,
+    ) as progress:
+        task = progress.add_task("Importing", total=len(files))
+
+        def step(result: ImportResult) -> None:
+            progress.update(task, advance=1, description=f"Imported {Path(result.source_file).name}")
+
+        return ingest_service.ingest(store, files, settings.threads, tolerance_m, progress=step)
+
+
+@app.command()
+def ingest(
+    paths: Annotated[list[Path], typer.Argument(help="police.uk CSV/JSON files or folders.")],
+    db: DbOption = None,
+    tolerance_m: Annotated[
+        float, typer.Option(help="Keep police.uk's own LSOA code when the point is this close to it (0: off).")
+    ] = 25.0,
+) -> None:
+    """Import police.uk street, outcomes and stop-and-search CSVs (plain or .gz) and API JSON."""
+    settings = _settings(db)
+    with _open(settings) as store:
+        results = _run_ingest(store, settings, paths, tolerance_m)
+    _summary(results)
+    if any(r.status != "ok" for r in results):
+        raise typer.Exit(2)
+
+
+@app.command()
+def coverage(
+    db: DbOption = None,
+    source: Annotated[str | None, typer.Option(help="street, outcomes or stop-and-search.")] = None,
+    gaps_only: Annotated[bool, typer.Option("--gaps", help="Show only the missing months.")] = False,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Which months each source covers; a month with no file is a gap."""
+    with _open(_settings(db)) as store:
+        frame = queries.coverage(store, source)
+    if gaps_only:
+        frame = frame.filter(~pl.col("covered"))
+    _emit(frame, fmt, "Coverage (rows — = no file for that month: a gap)")
+    if fmt is Format.table:
+        gaps = frame.filter(~pl.col("covered"))
+        for kind, month in gaps.select("source_kind", "month").iter_rows():
+            out.print(f"[yellow]gap[/]: {kind} {month} has no file; download it or accept the gap")
+
+
+@app.command()
+def quarantine(
+    db: DbOption = None,
+    import_id: Annotated[int | None, typer.Option(help="Only this import.")] = None,
+    file: Annotated[str | None, typer.Option(help="Only files whose path contains this text.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 1000,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Rows that could not be used: file, line, reason and the raw text."""
+    with _open(_settings(db)) as store:
+        _emit(queries.quarantine(store, import_id, file, limit), fmt, "Quarantine")
+
+
+@app.command()
+def imports(db: DbOption = None, limit: int = 50, fmt: FormatOption = Format.table) -> None:
+    """The import log, newest first."""
+    with _open(_settings(db)) as store:
+        frame = queries.imports(store, limit).drop("file_sha256")
+    _emit(frame, fmt, "Imports")
+
+
+@app.command()
+def counts(
+    by: Annotated[str, typer.Option(help="Area set, e.g. ward, lsoa, msoa.")] = "ward",
+    from_month: Annotated[str, typer.Option("--from", help="First month, YYYY-MM.")] = "2010-12",
+    to_month: Annotated[str | None, typer.Option("--to", help="Last month, YYYY-MM (default: this month).")] = None,
+    crime_type: Annotated[list[str] | None, typer.Option("--type", help="Crime type (repeatable).")] = None,
+    by_month: Annotated[bool, typer.Option("--by-month", help="A column per month (gaps empty).")] = False,
+    limit: Annotated[int | None, typer.Option(help="Only the top N areas (table format).")] = None,
+    db: DbOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Crimes by area over a period; missing months are reported as gaps, never zeros."""
+    first = _month(from_month)
+    last = _month(to_month) if to_month else dt.date.today().replace(day=1)
+    with _open(_settings(db)) as store:
+        result = queries.counts(store, by, first, last, crime_type, by_month)
+    if fmt is Format.json:
+        sys.stdout.write(json.dumps(result.to_dict(), default=str, indent=2) + "\n")
+        return
+    table = result.table.head(limit) if limit else result.table
+    _emit(table, fmt, f"Crimes by {by}, {result.first_month} to {result.last_month}")
+    if fmt is Format.table and result.gap_months:
+        err.print(
+            f"[yellow]Note[/]: no data for {', '.join(result.gap_months)} (gap); totals cover "
+            f"{len(result.months) - len(result.gap_months)} of {len(result.months)} months."
+        )
+
+
+@app.command()
+def demo(db: DbOption = None, top: Annotated[int, typer.Option(help="Wards to print.")] = 20) -> None:
+    """Build the demo store from the bundled Northumbria slice and print crimes by ward."""
+    settings = _settings(db)
+    with _open(settings) as store:
+        result = demo_service.build_demo(store, settings.threads)
+        _summary(result.results)
+        counted = queries.counts(
+            store, "ward", _month(demo_service.DEMO_FIRST_MONTH), _month(demo_service.DEMO_LAST_MONTH),
+            by_month=True,
+        )
+    _emit(counted.table.head(top), Format.table, f"Top {top} wards by crimes, {counted.first_month} to {counted.last_month} (demo: real data.police.uk slice)")
+    err.print(
+        f"[yellow]Note[/]: {', '.join(counted.gap_months)} has no published data (a gap, shown as —); "
+        f"totals cover {len(counted.months) - len(counted.gap_months)} of {len(counted.months)} months."
+    )
+    out.print(f"Store: {settings.db}. Try: placeharm counts --by ward --from 2021-11 --to 2022-03 --db {settings.db}")
+
+
+@areas_app.command("import")
+def areas_import(
+    file: Annotated[Path, typer.Argument(help="GeoJSON, GeoPackage or Shapefile (WGS84 or BNG).")],
+    name: Annotated[str, typer.Option(help="Area set name, e.g. lsoa, ward, msoa, chb_sites.")],
+    code_field: Annotated[str | None, typer.Option(help="Attribute with the area code.")] = None,
+    name_field: Annotated[str | None, typer.Option(help="Attribute with the area name.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Import a boundary file as a named area set (records are assigned at the next ingest)."""
+    with _open(_settings(db)) as store:
+        result = area_service.import_areas(store, file, name, code_field, name_field)
+    info = result.info
+    out.print(
+        f"Area set {info.name!r}: {info.feature_count} areas from {file} "
+        f"({info.code_field}/{info.name_field}, {info.source_crs}); "
+        f"{len(result.repaired)} repaired, {len(result.rejected)} rejected."
+    )
+    for item in result.repaired:
+        out.print(f"  repaired invalid geometry: {item}")
+    for row in result.rejected:
+        err.print(f"  [red]rejected[/] feature {row.line}: {row.raw_text}: {row.reason}")
+    out.print("Run `placeharm areas assign` (or the next `placeharm ingest`) to assign stored records.")
+
+
+@areas_app.command("list")
+def areas_list(db: DbOption = None, fmt: FormatOption = Format.table) -> None:
+    """The area sets held, with their source and whether records are assigned."""
+    with _open(_settings(db)) as store:
+        sets = store.area_sets()
+    frame = pl.DataFrame(
+        [
+            {
+                "name": s.name, "areas": s.feature_count, "repaired": s.repaired_count,
+                "rejected": s.rejected_count, "assigned": s.assigned, "crs": s.source_crs,
+                "source_file": s.source_file,
+            }
+            for s in sets
+        ]
+    )
+    _emit(frame, fmt, "Area sets")
+
+
+@areas_app.command("assign")
+def areas_assign(
+    db: DbOption = None,
+    tolerance_m: Annotated[float, typer.Option(help="LSOA reconciliation distance in metres (0: off).")] = 25.0,
+) -> None:
+    """Assign stored records to area sets imported since the last assignment."""
+    settings = _settings(db)
+    with _open(settings) as store:
+        done = ingest_service.assign(store, settings.threads, tolerance_m)
+    if not done:
+        out.print("Every area set is already assigned.")
+    for name, rows in done.items():
+        out.print(f"Assigned {rows:,} records to area set {name!r}.")
+
+
+@areas_app.command("lookup")
+def areas_lookup(
+    file: Annotated[Path, typer.Argument(help="Lookup CSV, e.g. lookup_lsoa11_msoa11.csv.")],
+    from_set: Annotated[str, typer.Option(help="Lower level, e.g. lsoa.")],
+    from_column: Annotated[str, typer.Option(help="Column with the lower level's code.")],
+    to_set: Annotated[str, typer.Option(help="Higher level, e.g. msoa, lad, force.")],
+    to_column: Annotated[str, typer.Option(help="Column with the higher level's code.")],
+    to_name_column: Annotated[str | None, typer.Option(help="Column with the higher level's name.")] = None,
+    db: DbOption = None,
+) -> None:
+    """Load a hierarchy lookup (LSOA -> ward -> MSOA -> local authority -> force)."""
+    with _open(_settings(db)) as store:
+        n = area_service.import_lookup(store, file, from_set, from_column, to_set, to_column, to_name_column)
+    out.print(f"Loaded {n:,} {from_set} -> {to_set} links from {file}.")
+
+
+@areas_app.command("parents")
+def areas_parents(
+    area_set: Annotated[str, typer.Argument(help="Area set of the code, e.g. lsoa.")],
+    code: Annotated[str, typer.Argument(help="Area code, e.g. E01008288.")],
+    db: DbOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """The areas above one area, following the loaded lookups."""
+    with _open(_settings(db)) as store:
+        chain = area_service.parents(store, area_set, code)
+    frame = pl.DataFrame(chain, schema=["area_set", "area_code", "area_name"], orient="row")
+    _emit(frame, fmt, f"Areas above {area_set} {code}")
+
+
+def main() -> None:
+    """Entry point: turn placeharm errors into messages and exit codes."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except PlaceharmError as exc:
+        err.print(f"[bold red]error[/]: {exc}")
+        code = next((c for kind, c in _EXIT.items() if isinstance(exc, kind)), 1)
+        sys.exit(code)

@@ -1,0 +1,5 @@
+"""Point-in-polygon assignment of records to areas (shapely 2)."""
+
+from placeharm.geo.assign import assign_points
+
+__all__ = ["assign_points"]

@@ -1,0 +1,233 @@
+"""Read a CSV file into string columns without losing a line.
+
+Every data line ends up either in the returned frame (with its line number in `_line`) or in
+the quarantine with its raw text and a reason. The fast path is vectorised (numpy + Arrow +
+polars); a file with records that span lines or with bytes that are not UTF-8 takes the slow
+path through the standard csv module, which tracks lines exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from placeharm.errors import DataError
+from placeharm.model import QuarantineRow
+
+LINE_COL = "_line"
+_GZIP_MAGIC = b"\x1f\x8b"
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(slots=True)
+class RawTable:
+    """String columns of the usable rows, plus what was quarantined on the way."""
+
+    header: tuple[str, ...]
+    frame: pl.DataFrame  # all columns pl.String, plus LINE_COL (Int64)
+    quarantine: list[QuarantineRow]
+    rows_read: int
+
+
+def read_bytes(path: Path) -> bytes:
+    """Return the file's bytes, gunzipped when it is gzip (by content, not by name)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}; check the path") from exc
+    if data[:2] == _GZIP_MAGIC:
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DataError(
+                f"{path} looks gzipped but cannot be decompressed ({exc}); "
+                "download it again"
+            ) from exc
+    return data
+
+
+def split_header(data: bytes, path: Path) -> tuple[tuple[str, ...], bytes]:
+    """Return the header's column names and the bytes after the header line."""
+    if data.startswith(_BOM):
+        data = data[len(_BOM) :]
+    end = data.find(b"\n")
+    head, body = (data, b"") if end < 0 else (data[:end], data[end + 1 :])
+    try:
+        head_text = head.decode("utf-8").rstrip("\r")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: the header line is not UTF-8 text; is this a CSV file?") from exc
+    if not head_text.strip():
+        raise DataError(f"{path}: the file is empty or has no header line")
+    header = tuple(c.strip() for c in next(csv.reader([head_text])))
+    return header, body
+
+
+def read_table(path: Path, header: tuple[str, ...], body: bytes) -> RawTable:
+    """Split `body` (the bytes after the header) into rows of `header`'s columns.
+
+    Record boundaries and field counts come from one vectorised pass over the bytes: a
+    newline or comma counts only outside double quotes (quote parity), so quoted fields
+    with commas or line breaks are handled exactly and each record keeps its line number.
+    """
+    source = str(path)
+    if not body.strip(b"\r\n"):
+        return RawTable(header, _empty(header), [], 0)
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return _slow_path(source, header, body)
+    size = len(body)
+    buf = np.frombuffer(body, dtype=np.uint8)
+    quotes = np.flatnonzero(buf == 34)
+    newlines = np.flatnonzero(buf == 10)
+    commas = np.flatnonzero(buf == 44)
+    if len(quotes):
+        # A newline or comma is inside a quoted field when an odd number of quotes precede it.
+        newline_in = (np.searchsorted(quotes, newlines) & 1).astype(bool)
+        commas = commas[(np.searchsorted(quotes, commas) & 1) == 0]
+        ends = newlines[~newline_in]
+        unclosed = len(quotes) % 2 == 1
+    else:
+        ends, unclosed = newlines, False
+    if len(ends) == 0 or ends[-1] != size - 1:
+        ends = np.append(ends, size)  # last record has no newline, or an open quote
+    starts = np.concatenate([np.zeros(1, dtype=np.int64), ends[:-1] + 1])
+    stops = ends.copy()
+    crlf = (stops > starts) & (buf[np.maximum(stops - 1, 0)] == 13)
+    stops[crlf] -= 1
+    nonblank = stops > starts
+    starts, stops, ends = starts[nonblank], stops[nonblank], ends[nonblank]
+    fields = np.searchsorted(commas, stops) - np.searchsorted(commas, starts) + 1
+    lines = np.searchsorted(newlines, starts) + 2
+    expected = len(header)
+    bad = np.flatnonzero(fields != expected)
+    quarantine = [
+        QuarantineRow(
+            source,
+            int(lines[i]),
+            body[starts[i] : stops[i]].decode("utf-8"),
+            f"wrong number of columns: {int(fields[i])} instead of {expected}"
+            + (" (a quote is never closed)" if unclosed and ends[i] == size else ""),
+        )
+        for i in bad
+    ]
+    rows_read = len(starts)
+    good = fields == expected
+    n_good = int(good.sum())
+    if n_good == 0:
+        return RawTable(header, _empty(header), quarantine, rows_read)
+    if n_good == rows_read and bool(nonblank.all()):
+        buffer = body
+    else:
+        buffer = b"\n".join(body[a:b] for a, b in zip(starts[good], stops[good], strict=True))
+    parsed = pl.read_csv(
+        io.BytesIO(buffer),
+        has_header=False,
+        new_columns=list(header),
+        infer_schema=False,
+        quote_char='"',
+    )
+    if parsed.height != n_good:  # a record polars splits differently: take the exact path
+        return _slow_path(source, header, body)
+    parsed = parsed.with_columns(pl.Series(LINE_COL, lines[good], dtype=pl.Int64))
+    return RawTable(header, parsed, quarantine, rows_read)
+
+
+def _empty(header: tuple[str, ...]) -> pl.DataFrame:
+    schema: dict[str, type[pl.DataType]] = {c: pl.String for c in header}
+    schema[LINE_COL] = pl.Int64
+    return pl.DataFrame(schema=schema)
+
+
+def _slow_path(source: str, header: tuple[str, ...], body: bytes) -> RawTable:
+    """Line-exact reading with the csv module, for the files the fast path cannot take."""
+    quarantine: list[QuarantineRow] = []
+    physical = body.split(b"\n")
+    if physical and physical[-1] == b"":
+        physical.pop()
+
+    def decoded() -> Iterator[tuple[int, str]]:
+        for i, raw in enumerate(physical):
+            line_no = i + 2
+            try:
+                yield line_no, raw.decode("utf-8").rstrip("\r")
+            except UnicodeDecodeError as exc:
+                bad_byte = raw[exc.start : exc.start + 1].hex()
+                quarantine.append(
+                    QuarantineRow(
+                        source,
+                        line_no,
+                        raw.decode("utf-8", errors="backslashreplace"),
+                        f"bad encoding: byte 0x{bad_byte} at column {exc.start + 1} is not "
+                        "UTF-8; re-save the file as UTF-8",
+                    )
+                )
+
+    expected = len(header)
+    rows: list[list[str]] = []
+    row_lines: list[int] = []
+    rows_read = 0
+    source_lines = decoded()
+    current = [0]
+    texts: dict[int, str] = {}
+
+    def feed() -> Iterator[str]:
+        for line_no, text in source_lines:
+            current[0] = line_no
+            texts[line_no] = text
+            yield text + "\n"
+
+    reader = csv.reader(feed(), strict=False)
+    start = 0
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            rows_read += 1
+            quarantine.append(
+                QuarantineRow(source, current[0], texts.get(current[0], ""), f"bad CSV: {exc}")
+            )
+            continue
+        first_line = start + 1 if start else current[0] - _span(record) + 1
+        start = 0
+        if not any(record):
+            continue  # blank line
+        rows_read += 1
+        if len(record) != expected:
+            raw = "\n".join(texts.get(n, "") for n in range(first_line, current[0] + 1))
+            quarantine.append(
+                QuarantineRow(
+                    source,
+                    first_line,
+                    raw,
+                    f"wrong number of columns: {len(record)} instead of {expected}",
+                )
+            )
+            continue
+        rows.append(record)
+        row_lines.append(first_line)
+        texts.clear()
+    rows_read += sum(1 for q in quarantine if q.reason.startswith("bad encoding"))
+    quarantine.sort(key=lambda q: q.line)
+    if not rows:
+        return RawTable(header, _empty(header), quarantine, rows_read)
+    columns = {name: [r[i] or None for r in rows] for i, name in enumerate(header)}
+    frame = pl.DataFrame(columns, schema=dict.fromkeys(header, pl.String)).with_columns(
+        pl.Series(LINE_COL, row_lines, dtype=pl.Int64)
+    )
+    return RawTable(header, frame, quarantine, rows_read)
+
+
+def _span(record: list[str]) -> int:
+    """Physical lines a parsed record covered (1 + newlines inside its quoted fields)."""
+    return 1 + sum(field.count("\n") for field in record)

@@ -1,0 +1,606 @@
+"""data.police.uk bulk CSVs (street, outcomes, stop and search) and API crimes-street JSON.
+
+Turns a file into a typed polars frame of usable rows plus quarantined rows. Nothing here
+touches the store: `services.ingest` decides what is new, changed or unchanged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from placeharm.errors import DataError
+from placeharm.ingest.csvfile import LINE_COL, RawTable, read_bytes, read_table, split_header
+from placeharm.model import CRIME_TYPES, QuarantineRow, SourceKind
+
+STREET_HEADER = (
+    "Crime ID",
+    "Month",
+    "Reported by",
+    "Falls within",
+    "Longitude",
+    "Latitude",
+    "Location",
+    "LSOA code",
+    "LSOA name",
+    "Crime type",
+    "Last outcome category",
+    "Context",
+)
+OUTCOMES_HEADER = (
+    "Crime ID",
+    "Month",
+    "Reported by",
+    "Falls within",
+    "Longitude",
+    "Latitude",
+    "Location",
+    "LSOA code",
+    "LSOA name",
+    "Outcome type",
+)
+STOP_SEARCH_HEADER = (
+    "Type",
+    "Date",
+    "Part of a policing operation",
+    "Policing operation",
+    "Latitude",
+    "Longitude",
+    "Gender",
+    "Age range",
+    "Self-defined ethnicity",
+    "Officer-defined ethnicity",
+    "Legislation",
+    "Object of search",
+    "Outcome",
+    "Outcome linked to object of search",
+    "Removal of more than just outer clothing",
+)
+HEADERS: dict[SourceKind, tuple[str, ...]] = {
+    SourceKind.STREET: STREET_HEADER,
+    SourceKind.OUTCOMES: OUTCOMES_HEADER,
+    SourceKind.STOP_SEARCH: STOP_SEARCH_HEADER,
+}
+SEARCH_TYPES = ("Person search", "Vehicle search", "Person and Vehicle search")
+
+# API category slugs -> bulk-file crime types (https://data.police.uk/docs/method/crime-categories/)
+API_CATEGORIES: dict[str, str] = {
+    "anti-social-behaviour": "Anti-social behaviour",
+    "bicycle-theft": "Bicycle theft",
+    "burglary": "Burglary",
+    "criminal-damage-arson": "Criminal damage and arson",
+    "drugs": "Drugs",
+    "other-crime": "Other crime",
+    "other-theft": "Other theft",
+    "possession-of-weapons": "Possession of weapons",
+    "public-order": "Public order",
+    "robbery": "Robbery",
+    "shoplifting": "Shoplifting",
+    "theft-from-the-person": "Theft from the person",
+    "vehicle-crime": "Vehicle crime",
+    "violent-crime": "Violence and sexual offences",
+}
+
+# The first data.police.uk month is 2010-12; later months are checked against today at use.
+FIRST_MONTH = "2010-12"
+_FILE_RE = re.compile(r"^(\d{4}-\d{2})-(.+?)-(street|outcomes|stop-and-search)\.csv(\.gz)?$")
+_MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+_KEY_SEP = "\x1f"
+
+CRIME_COLUMNS: dict[str, type[pl.DataType]] = {
+    "crime_key": pl.String,
+    "crime_hash": pl.UInt64,
+    "crime_id": pl.String,
+    "month": pl.Date,
+    "reported_by": pl.String,
+    "falls_within": pl.String,
+    "longitude": pl.Float64,
+    "latitude": pl.Float64,
+    "location": pl.String,
+    "lsoa_code_file": pl.String,
+    "lsoa_name_file": pl.String,
+    "crime_type": pl.String,
+    "last_outcome_category": pl.String,
+    "context": pl.String,
+    "api_id": pl.Int64,
+    "source_line": pl.Int64,
+}
+# The columns whose change makes a crime "updated" (source file and line are provenance).
+CRIME_CONTENT = (
+    "crime_id",
+    "month",
+    "reported_by",
+    "falls_within",
+    "longitude",
+    "latitude",
+    "location",
+    "lsoa_code_file",
+    "lsoa_name_file",
+    "crime_type",
+    "last_outcome_category",
+    "context",
+)
+OUTCOME_COLUMNS: dict[str, type[pl.DataType]] = {
+    "outcome_key": pl.String,
+    "outcome_hash": pl.UInt64,
+    "crime_id": pl.String,
+    "crime_hash": pl.UInt64,
+    "month": pl.Date,
+    "reported_by": pl.String,
+    "falls_within": pl.String,
+    "longitude": pl.Float64,
+    "latitude": pl.Float64,
+    "location": pl.String,
+    "lsoa_code_file": pl.String,
+    "lsoa_name_file": pl.String,
+    "outcome_type": pl.String,
+    "source_line": pl.Int64,
+}
+SEARCH_COLUMNS: dict[str, type[pl.DataType]] = {
+    "search_key": pl.String,
+    "search_hash": pl.UInt64,
+    "search_type": pl.String,
+    "searched_at": pl.String,
+    "month": pl.Date,
+    "part_of_operation": pl.String,
+    "policing_operation": pl.String,
+    "latitude": pl.Float64,
+    "longitude": pl.Float64,
+    "gender": pl.String,
+    "age_range": pl.String,
+    "self_defined_ethnicity": pl.String,
+    "officer_defined_ethnicity": pl.String,
+    "legislation": pl.String,
+    "object_of_search": pl.String,
+    "outcome": pl.String,
+    "outcome_linked": pl.String,
+    "removal_outer_clothing": pl.String,
+    "source_line": pl.Int64,
+}
+
+
+@dataclass(slots=True)
+class ParsedFile:
+    """A file's usable rows in the store's column names, and its quarantined rows."""
+
+    path: Path
+    kind: SourceKind
+    force: str
+    frame: pl.DataFrame
+    quarantine: list[QuarantineRow]
+    rows_read: int
+    file_months: tuple[str, ...]
+
+
+def detect_kind(header: tuple[str, ...], path: Path) -> SourceKind:
+    """Which police.uk file this is, from its header; refuse anything else."""
+    for kind, expected in HEADERS.items():
+        if header == expected:
+            return kind
+    names = {k.value: ", ".join(h) for k, h in HEADERS.items()}
+    raise DataError(
+        f"{path}: the header does not match a data.police.uk file, so nothing was imported.\n"
+        f"  found:    {', '.join(header)}\n"
+        f"  expected: street: {names['street']}\n"
+        f"            outcomes: {names['outcomes']}\n"
+        f"            stop-and-search: {names['stop-and-search']}\n"
+        "Check that this is an unedited data.police.uk download."
+    )
+
+
+def parse_file(path: Path, latest_month: str) -> ParsedFile:
+    """Read and validate one police.uk bulk CSV (plain or gzip) or API JSON file."""
+    if path.suffix.lower() == ".json" or path.name.lower().endswith(".json.gz"):
+        return parse_api_json(path, latest_month)
+    data = read_bytes(path)
+    header, body = split_header(data, path)
+    kind = detect_kind(header, path)
+    raw = read_table(path, header, body)
+    name = _FILE_RE.match(path.name)
+    file_months = (name.group(1),) if name else ()
+    if kind is SourceKind.STREET:
+        frame, bad = _validate_street(raw, latest_month)
+    elif kind is SourceKind.OUTCOMES:
+        frame, bad = _validate_outcomes(raw, latest_month)
+    else:
+        frame, bad = _validate_stop_search(raw, latest_month)
+    quarantine = sorted([*raw.quarantine, *_quarantine_rows(str(path), bad)], key=lambda q: q.line)
+    force = name.group(2) if name else _force_slug(frame)
+    return ParsedFile(path, kind, force, frame, quarantine, raw.rows_read, file_months)
+
+
+def _force_slug(frame: pl.DataFrame) -> str:
+    if "falls_within" in frame.columns and frame.height:
+        value = frame["falls_within"].drop_nulls().mode().sort().first()
+        if isinstance(value, str):
+            slug = re.sub(r"\s+(police|constabulary)$", "", value.strip().lower())
+            return re.sub(r"[^a-z0-9]+", "-", slug).strip("-")
+    return "unknown"
+
+
+def _raw_line(raw: RawTable) -> pl.Expr:
+    """The row as CSV text again, for the quarantine (the original line minus quoting)."""
+    return pl.concat_str([pl.col(c).fill_null("") for c in raw.header], separator=",")
+
+
+def _quarantine_rows(source: str, bad: pl.DataFrame) -> list[QuarantineRow]:
+    return [
+        QuarantineRow(source, line, text, reason)
+        for line, text, reason in bad.select(LINE_COL, "_raw", "_reason").iter_rows()
+    ]
+
+
+Check = tuple[pl.Expr, pl.Expr]  # (row is bad, reason text)
+
+
+def _coordinates(lon: str, lat: str) -> tuple[list[pl.Expr], list[Check]]:
+    """Parsed coordinates and the checks that make a row's coordinates unusable."""
+    lon_v = pl.col(lon).str.strip_chars().cast(pl.Float64, strict=False)
+    lat_v = pl.col(lat).str.strip_chars().cast(pl.Float64, strict=False)
+    lon_given, lat_given = pl.col(lon).is_not_null(), pl.col(lat).is_not_null()
+    checks: list[Check] = [
+        (lon_given != lat_given, pl.lit("only one of longitude and latitude is given")),
+        (lon_given & lon_v.is_null(), pl.format("longitude '{}' is not a number", pl.col(lon))),
+        (lat_given & lat_v.is_null(), pl.format("latitude '{}' is not a number", pl.col(lat))),
+        (
+            lon_given & (~lon_v.is_finite() | (lon_v.abs() > 180)),
+            pl.format("longitude {} is impossible (must be -180 to 180)", pl.col(lon)),
+        ),
+        (
+            lat_given & (~lat_v.is_finite() | (lat_v.abs() > 90)),
+            pl.format("latitude {} is impossible (must be -90 to 90)", pl.col(lat)),
+        ),
+    ]
+    return [lon_v.alias("longitude"), lat_v.alias("latitude")], checks
+
+
+def _month_checks(col: str, latest_month: str) -> list[Check]:
+    value = pl.col(col).str.strip_chars()
+    return [
+        (pl.col(col).is_null(), pl.lit("month is missing")),
+        (
+            (value.str.len_bytes() != 7) | value.str.to_date("%Y-%m", strict=False).is_null(),
+            pl.format("bad month '{}' (expected YYYY-MM)", pl.col(col)),
+        ),
+        (
+            (value < FIRST_MONTH) | (value > latest_month),
+            pl.format(
+                "month '{}' is outside the data.police.uk range ({} to {})",
+                pl.col(col),
+                pl.lit(FIRST_MONTH),
+                pl.lit(latest_month),
+            ),
+        ),
+    ]
+
+
+def _split_valid(raw: RawTable, checks: list[Check]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows that pass every check, and the rest with the first failing check's reason.
+
+    Conditions are evaluated on every row; the reason strings only on the bad rows.
+    """
+    flags = raw.frame.with_columns(
+        pl.any_horizontal([cond.fill_null(True) for cond, _ in checks]).alias("_bad")
+    )
+    bad = flags.filter("_bad").drop("_bad")
+    if bad.height:
+        reason = pl.coalesce(
+            [pl.when(cond.fill_null(True)).then(text) for cond, text in checks]
+        )
+        bad = bad.with_columns(reason.alias("_reason"), _raw_line(raw).alias("_raw"))
+    else:
+        bad = bad.with_columns(
+            pl.lit(None, dtype=pl.String).alias("_reason"),
+            pl.lit(None, dtype=pl.String).alias("_raw"),
+        )
+    return flags.filter(~pl.col("_bad")).drop("_bad"), bad
+
+
+def _validate_street(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    coords, coord_checks = _coordinates("Longitude", "Latitude")
+    type_checks: list[Check] = [
+        (pl.col("Crime type").is_null(), pl.lit("crime type is missing")),
+        (
+            ~pl.col("Crime type").is_in(CRIME_TYPES),
+            pl.format("unknown crime type '{}'", pl.col("Crime type")),
+        ),
+    ]
+    good, bad = _split_valid(
+        raw, [*_month_checks("Month", latest_month), *coord_checks, *type_checks]
+    )
+    frame = good.select(
+        pl.col("Crime ID").str.strip_chars().alias("crime_id"),
+        pl.col("Month").str.strip_chars().str.to_date("%Y-%m").alias("month"),
+        pl.col("Reported by").alias("reported_by"),
+        pl.col("Falls within").alias("falls_within"),
+        *coords,
+        pl.col("Location").alias("location"),
+        pl.col("LSOA code").alias("lsoa_code_file"),
+        pl.col("LSOA name").alias("lsoa_name_file"),
+        pl.col("Crime type").alias("crime_type"),
+        pl.col("Last outcome category").alias("last_outcome_category"),
+        pl.col("Context").alias("context"),
+        pl.lit(None, dtype=pl.Int64).alias("api_id"),
+        pl.col(LINE_COL).alias("source_line"),
+    )
+    frame = _with_keys(
+        frame,
+        id_col="crime_id",
+        key_col="crime_key",
+        hash_col="crime_hash",
+        content=[
+            "month",
+            "falls_within",
+            "longitude",
+            "latitude",
+            "location",
+            "lsoa_code_file",
+            "crime_type",
+            "context",
+        ],
+    )
+    return frame.select(list(CRIME_COLUMNS)), bad
+
+
+def _validate_outcomes(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    coords, coord_checks = _coordinates("Longitude", "Latitude")
+    id_checks: list[Check] = [
+        (pl.col("Crime ID").is_null(), pl.lit("outcome row has no Crime ID")),
+        (pl.col("Outcome type").is_null(), pl.lit("outcome type is missing")),
+    ]
+    # An outcome's month may be the month after the last street month; allow one more.
+    good, bad = _split_valid(
+        raw, [*_month_checks("Month", _next_month(latest_month)), *coord_checks, *id_checks]
+    )
+    frame = good.select(
+        pl.col("Crime ID").str.strip_chars().alias("crime_id"),
+        pl.col("Month").str.strip_chars().str.to_date("%Y-%m").alias("month"),
+        pl.col("Reported by").alias("reported_by"),
+        pl.col("Falls within").alias("falls_within"),
+        *coords,
+        pl.col("Location").alias("location"),
+        pl.col("LSOA code").alias("lsoa_code_file"),
+        pl.col("LSOA name").alias("lsoa_name_file"),
+        pl.col("Outcome type").alias("outcome_type"),
+        pl.col(LINE_COL).alias("source_line"),
+    )
+    # An outcome is its crime, month and type (plus its rank among identical rows); the join
+    # key is the crime's, so every outcome of a crime is compared on re-import.
+    ordinal = pl.int_range(pl.len()).over("crime_id", "month", "outcome_type")
+    frame = frame.with_columns(
+        crime_hash=_hash_of(pl.col("crime_id")),
+        outcome_key=pl.concat_str(
+            [
+                pl.col("crime_id"),
+                pl.col("month").dt.strftime("%Y-%m"),
+                pl.col("outcome_type"),
+                ordinal.cast(pl.String),
+            ],
+            separator=_KEY_SEP,
+        ),
+    ).with_columns(outcome_hash=pl.col("crime_hash"))
+    frame = _fill_hash(frame, "crime_id", "crime_hash")
+    frame = frame.with_columns(outcome_hash=pl.col("crime_hash"))
+    return frame.select(list(OUTCOME_COLUMNS)), bad
+
+
+def _validate_stop_search(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    coords, coord_checks = _coordinates("Longitude", "Latitude")
+    stamp = pl.col("Date").str.strip_chars()
+    parsed = stamp.str.to_datetime("%Y-%m-%dT%H:%M:%S%z", strict=False).dt.convert_time_zone(
+        "UTC"
+    )
+    month_text = parsed.dt.strftime("%Y-%m")
+    checks: list[Check] = [
+        (pl.col("Date").is_null(), pl.lit("date is missing")),
+        (parsed.is_null(), pl.format("bad date '{}' (expected ISO 8601)", pl.col("Date"))),
+        (
+            (month_text < FIRST_MONTH) | (month_text > latest_month),
+            pl.format("date '{}' is outside the data.police.uk range", pl.col("Date")),
+        ),
+        (
+            ~pl.col("Type").is_in(SEARCH_TYPES) | pl.col("Type").is_null(),
+            pl.format("unknown search type '{}'", pl.col("Type")),
+        ),
+    ]
+    good, bad = _split_valid(raw, [*checks, *coord_checks])
+    names = dict(zip(STOP_SEARCH_HEADER, SEARCH_COLUMNS_SRC, strict=True))
+    frame = good.select(
+        *[pl.col(src).alias(dst) for src, dst in names.items() if dst not in {"lat", "lon"}],
+        *coords,
+        parsed.dt.truncate("1mo").dt.date().alias("month"),
+        pl.col(LINE_COL).alias("source_line"),
+    )
+    frame = _with_keys(
+        frame,
+        id_col=None,
+        key_col="search_key",
+        hash_col="search_hash",
+        content=[c for c in SEARCH_COLUMNS if c not in {"search_key", "search_hash", "source_line"}],
+    )
+    return frame.select(list(SEARCH_COLUMNS)), bad
+
+
+SEARCH_COLUMNS_SRC = (
+    "search_type",
+    "searched_at",
+    "part_of_operation",
+    "policing_operation",
+    "lat",
+    "lon",
+    "gender",
+    "age_range",
+    "self_defined_ethnicity",
+    "officer_defined_ethnicity",
+    "legislation",
+    "object_of_search",
+    "outcome",
+    "outcome_linked",
+    "removal_outer_clothing",
+)
+
+
+def _next_month(month: str) -> str:
+    y, m = int(month[:4]), int(month[5:7])
+    y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return f"{y:04d}-{m:02d}"
+
+
+def _hash_of(key: pl.Expr) -> pl.Expr:
+    """64-bit join key: the first 16 hex digits of a hex key (police.uk IDs are SHA-256)."""
+    return key.str.slice(0, 16).str.to_integer(base=16, dtype=pl.UInt64, strict=False)
+
+
+def _digest(values: pl.Series) -> pl.Series:
+    """Stable 128-bit hex digest of each string (BLAKE2b; polars' own hash is not stable)."""
+    return pl.Series(
+        [hashlib.blake2b(v.encode(), digest_size=16).hexdigest() for v in values.to_list()],
+        dtype=pl.String,
+    )
+
+
+def _with_keys(
+    frame: pl.DataFrame, id_col: str | None, key_col: str, hash_col: str, content: list[str]
+) -> pl.DataFrame:
+    """Add the record key: its own ID where it has one, else a digest of its content.
+
+    Rows without an ID (anti-social behaviour, stop and search) get a digest of the content
+    plus the row's rank among identical rows of the file, so identical incidents stay
+    distinct and re-importing the same file gives the same keys.
+    """
+    no_id = pl.col(id_col).is_null() if id_col else pl.lit(True)
+    frame = frame.with_row_index("_pos")
+    keyless = frame.filter(no_id)
+    key = (
+        frame[id_col].alias(key_col)
+        if id_col
+        else pl.repeat(None, frame.height, dtype=pl.String, eager=True).alias(key_col)
+    )
+    if keyless.height:
+        text = pl.concat_str(
+            [pl.col(c).cast(pl.String).fill_null("") for c in content], separator=_KEY_SEP
+        )
+        contents = keyless.select(
+            text + _KEY_SEP + pl.int_range(pl.len()).over(text).cast(pl.String)
+        ).to_series()
+        key = key.scatter(keyless["_pos"].cast(pl.Int64), _digest(contents))
+    frame = frame.drop("_pos").with_columns(key.alias(key_col))
+    return _fill_hash(frame.with_columns(_hash_of(pl.col(key_col)).alias(hash_col)), key_col, hash_col)
+
+
+def _fill_hash(frame: pl.DataFrame, key_col: str, hash_col: str) -> pl.DataFrame:
+    """Keys that are not hex (unusual IDs) get their join hash from a digest instead."""
+    missing = frame[hash_col].is_null() & frame[key_col].is_not_null()
+    if not missing.any():
+        return frame
+    fallback = _digest(frame.filter(missing)[key_col]).str.slice(0, 16)
+    fixed = frame[hash_col].scatter(
+        missing.arg_true(), fallback.str.to_integer(base=16, dtype=pl.UInt64)
+    )
+    return frame.with_columns(fixed.alias(hash_col))
+
+
+def parse_api_json(path: Path, latest_month: str) -> ParsedFile:
+    """Read a data.police.uk API crimes-street JSON response (a list of crimes)."""
+    source = str(path)
+    data = read_bytes(path)
+    try:
+        records = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(
+            f"{path}: not a JSON document ({exc}); save the API response unchanged"
+        ) from exc
+    if not isinstance(records, list):
+        raise DataError(
+            f"{path}: expected a JSON list of crimes (a crimes-street response), "
+            f"found {type(records).__name__}"
+        )
+    rows: list[dict[str, object]] = []
+    quarantine: list[QuarantineRow] = []
+    for index, record in enumerate(records, start=1):
+        reason, row = _api_row(record, latest_month)
+        if reason is None and row is not None:
+            row["source_line"] = index
+            rows.append(row)
+        else:
+            quarantine.append(
+                QuarantineRow(source, index, json.dumps(record)[:2000], reason or "bad record")
+            )
+    schema = {k: v for k, v in CRIME_COLUMNS.items() if k not in {"crime_key", "crime_hash"}}
+    frame = pl.DataFrame(rows, schema=schema)
+    frame = frame.with_columns(
+        pl.when(pl.col("crime_id").is_null())
+        .then(pl.format("api-{}", pl.col("api_id")))
+        .otherwise(pl.col("crime_id"))
+        .alias("_id")
+    )
+    frame = _with_keys(
+        frame, id_col="crime_id", key_col="crime_key", hash_col="crime_hash", content=["_id"]
+    )
+    return ParsedFile(
+        path,
+        SourceKind.API,
+        "api",
+        frame.select(list(CRIME_COLUMNS)),
+        quarantine,
+        len(records),
+        (),
+    )
+
+
+def _api_row(record: object, latest_month: str) -> tuple[str | None, dict[str, object] | None]:
+    if not isinstance(record, dict):
+        return "record is not a JSON object", None
+    category = record.get("category")
+    if category not in API_CATEGORIES:
+        return f"unknown crime category '{category}'", None
+    month = record.get("month")
+    if not isinstance(month, str) or not re.match(_MONTH_PATTERN, month):
+        return f"bad month '{month}' (expected YYYY-MM)", None
+    if not FIRST_MONTH <= month <= latest_month:
+        return f"month '{month}' is outside the data.police.uk range", None
+    api_id = record.get("id")
+    if not isinstance(api_id, int):
+        return "record has no numeric id", None
+    location = record.get("location")
+    lat = lon = None
+    street = None
+    if isinstance(location, dict):
+        try:
+            lat = float(location["latitude"]) if location.get("latitude") else None
+            lon = float(location["longitude"]) if location.get("longitude") else None
+        except (TypeError, ValueError):
+            return "latitude or longitude is not a number", None
+        if (lat is None) != (lon is None):
+            return "only one of longitude and latitude is given", None
+        if lat is not None and lon is not None and (abs(lat) > 90 or abs(lon) > 180):
+            return f"impossible coordinates ({lon}, {lat})", None
+        if isinstance(location.get("street"), dict):
+            street = location["street"].get("name")
+    outcome = record.get("outcome_status")
+    persistent = record.get("persistent_id") or None
+    return None, {
+        "crime_id": persistent,
+        "month": _month_date(month),
+        "reported_by": None,
+        "falls_within": None,
+        "longitude": lon,
+        "latitude": lat,
+        "location": street,
+        "lsoa_code_file": None,
+        "lsoa_name_file": None,
+        "crime_type": API_CATEGORIES[str(category)],
+        "last_outcome_category": outcome.get("category") if isinstance(outcome, dict) else None,
+        "context": record.get("context") or None,
+        "api_id": api_id,
+    }
+
+
+def _month_date(month: str) -> dt.date:
+    return dt.date(int(month[:4]), int(month[5:7]), 1)

@@ -1,0 +1,280 @@
+"""Area sets: import boundaries, hierarchy lookups, and point-in-polygon assignment."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import shapely
+from pyproj import Transformer
+
+from placeharm.errors import DataError, NotFound
+from placeharm.geo import assign_points
+from placeharm.ingest.boundaries import read_boundaries
+from placeharm.model import AreaSetInfo, QuarantineRow, check_area_set_name
+from placeharm.store.duckdb import RECORD_TABLES, DuckDBStore
+
+# The set whose codes police.uk also publishes per record (2011 LSOAs in the bulk files).
+RECONCILED_SET = "lsoa"
+_TO_BNG = Transformer.from_crs("EPSG:4326", "EPSG:27700", always_xy=True)
+
+
+@dataclass(slots=True)
+class AreaImportResult:
+    """What an `areas import` stored, repaired and rejected."""
+
+    info: AreaSetInfo
+    repaired: list[str]
+    rejected: list[QuarantineRow]
+
+
+@dataclass(slots=True)
+class LoadedSet:
+    """A set's polygons in memory, ready for point-in-polygon."""
+
+    name: str
+    codes: np.ndarray
+    polygons: np.ndarray
+    _bng: np.ndarray | None = field(default=None)
+
+    def bng_polygons(self) -> np.ndarray:
+        if self._bng is None:
+            self._bng = shapely.transform(
+                self.polygons,
+                lambda xy: np.column_stack(_TO_BNG.transform(xy[:, 0], xy[:, 1])),
+            )
+        return self._bng
+
+
+def import_areas(
+    store: DuckDBStore,
+    path: Path,
+    set_name: str,
+    code_field: str | None = None,
+    name_field: str | None = None,
+) -> AreaImportResult:
+    """Import a boundary file as a named area set, replacing an earlier set of that name.
+
+    Records are assigned to the new set by the next `ingest` (or `assign_pending`).
+    """
+    check_area_set_name(set_name)
+    boundaries = read_boundaries(path, code_field, name_field)
+    info = AreaSetInfo(
+        name=set_name,
+        source_file=str(path),
+        code_field=boundaries.code_field,
+        name_field=boundaries.name_field,
+        source_crs=boundaries.source_crs,
+        feature_count=len(boundaries.codes),
+        repaired_count=len(boundaries.repaired),
+        rejected_count=len(boundaries.rejected),
+        imported_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+        assigned=False,
+    )
+    areas = pl.DataFrame(
+        {
+            "area_code": boundaries.codes,
+            "area_name": boundaries.names,
+            "geometry_wkb": shapely.to_wkb(boundaries.polygons).tolist(),
+        },
+        schema={"area_code": pl.String, "area_name": pl.String, "geometry_wkb": pl.Binary},
+    )
+    with store.transaction():
+        store.replace_area_set(info, areas)
+        if boundaries.rejected:
+            store.add_quarantine(store.next_import_id(), boundaries.rejected)
+    return AreaImportResult(info, boundaries.repaired, boundaries.rejected)
+
+
+def load_sets(store: DuckDBStore) -> list[LoadedSet]:
+    """Every area set's polygons, ordered by code (the tie-break order)."""
+    loaded = []
+    for info in store.area_sets():
+        frame = store.area_polygons(info.name)
+        polygons = shapely.from_wkb(frame["geometry_wkb"].to_numpy())
+        loaded.append(LoadedSet(info.name, frame["area_code"].to_numpy(), polygons))
+    return loaded
+
+
+class Assigner:
+    """Assigns records to every loaded set, remembering coordinates already assigned.
+
+    police.uk snaps every record to one of ~750,000 map points, so successive monthly files
+    repeat the same coordinates: each distinct point is tested once per run.
+    """
+
+    def __init__(self, sets: list[LoadedSet], threads: int, tolerance_m: float) -> None:
+        self.sets = sets
+        self.threads = threads
+        self.tolerance_m = tolerance_m
+        self._known = pl.DataFrame(
+            schema={"longitude": pl.Float64, "latitude": pl.Float64}
+            | {f"area_{s.name}": pl.String for s in sets}
+        )
+
+    def _codes_for(self, points: pl.DataFrame) -> pl.DataFrame:
+        fresh = points.join(self._known, on=["longitude", "latitude"], how="anti")
+        if fresh.height:
+            x, y = fresh["longitude"].to_numpy(), fresh["latitude"].to_numpy()
+            for s in self.sets:
+                idx = assign_points(x, y, s.polygons, self.threads)
+                codes = np.where(idx >= 0, s.codes[np.maximum(idx, 0)], None)
+                fresh = fresh.with_columns(
+                    pl.Series(f"area_{s.name}", codes.tolist(), dtype=pl.String)
+                )
+            self._known = pl.concat([self._known, fresh], how="vertical")
+        return self._known
+
+    def assign(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """Add `area_<set>` for every set, plus `located`, `in_area` and `lsoa_reconciled`.
+
+        For the `lsoa` set, where the record carries police.uk's own LSOA code and its point
+        lies within `tolerance_m` metres of that LSOA's polygon, the record's code is kept:
+        generalised boundaries move edges by up to ~20 m, and police.uk assigned the code on
+        full-resolution boundaries (docs/areas.md).
+        """
+        located = pl.col("longitude").is_not_null() & pl.col("latitude").is_not_null()
+        out = frame.with_columns(located.alias("located"))
+        if not self.sets:
+            return out.with_columns(
+                pl.lit(None, dtype=pl.Boolean).alias("in_area"),
+                pl.lit(False).alias("lsoa_reconciled"),
+            )
+        points = out.filter("located").select("longitude", "latitude").unique()
+        known = self._codes_for(points)
+        out = out.join(known, on=["longitude", "latitude"], how="left")
+        reconciled = pl.lit(False)
+        lsoa = next((s for s in self.sets if s.name == RECONCILED_SET), None)
+        if lsoa is not None and "lsoa_code_file" in out.columns and self.tolerance_m > 0:
+            out, reconciled_mask = _reconcile_lsoa(out, lsoa, self.tolerance_m)
+            reconciled = pl.lit(pl.Series(reconciled_mask))
+        area_cols = [f"area_{s.name}" for s in self.sets]
+        in_area = pl.when(pl.col("located")).then(
+            pl.any_horizontal(pl.col(c).is_not_null() for c in area_cols)
+        )
+        return out.with_columns(in_area.alias("in_area"), reconciled.alias("lsoa_reconciled"))
+
+
+def assign_frame(
+    frame: pl.DataFrame, sets: list[LoadedSet], threads: int, tolerance_m: float
+) -> pl.DataFrame:
+    """One-off assignment of a frame of records (see `Assigner.assign`)."""
+    return Assigner(sets, threads, tolerance_m).assign(frame)
+
+
+def _reconcile_lsoa(
+    frame: pl.DataFrame, lsoa: LoadedSet, tolerance_m: float
+) -> tuple[pl.DataFrame, np.ndarray]:
+    col = f"area_{lsoa.name}"
+    index = {str(c): i for i, c in enumerate(lsoa.codes)}
+    differs = (
+        pl.col("located")
+        & pl.col("lsoa_code_file").is_not_null()
+        & pl.col("lsoa_code_file").ne_missing(pl.col(col))
+        & pl.col("lsoa_code_file").is_in(list(index))
+    )
+    mask = frame.select(differs.fill_null(False)).to_series().to_numpy()
+    if not mask.any():
+        return frame, mask
+    cand = frame.filter(pl.Series(mask)).select("longitude", "latitude", "lsoa_code_file").unique()
+    bx, by = _TO_BNG.transform(cand["longitude"].to_numpy(), cand["latitude"].to_numpy())
+    polys = lsoa.bng_polygons()[[index[c] for c in cand["lsoa_code_file"].to_list()]]
+    distance = shapely.distance(polys, shapely.points(bx, by))
+    near = cand.filter(pl.Series(distance <= tolerance_m)).with_columns(pl.lit(True).alias("_near"))
+    joined = frame.join(near, on=["longitude", "latitude", "lsoa_code_file"], how="left")
+    take = joined["_near"].fill_null(False).to_numpy() & mask
+    fixed = joined.with_columns(
+        pl.when(pl.Series(take)).then(pl.col("lsoa_code_file")).otherwise(pl.col(col)).alias(col)
+    ).drop("_near")
+    return fixed, take
+
+
+def assign_pending(store: DuckDBStore, threads: int, tolerance_m: float) -> dict[str, int]:
+    """Assign every stored record to each area set not yet assigned; return rows per set."""
+    pending = [s.name for s in store.area_sets() if not s.assigned]
+    if not pending:
+        return {}
+    sets = [s for s in load_sets(store) if s.name in pending]
+    done: dict[str, int] = {}
+    for s in sets:
+        with store.transaction():
+            total = 0
+            for table in RECORD_TABLES:
+                points = store.unassigned_points(table)
+                if points.is_empty():
+                    continue
+                assigned = assign_frame(points, [s], threads, tolerance_m)
+                store.set_area_codes(
+                    table,
+                    s.name,
+                    assigned.select(
+                        "_rid",
+                        pl.col(f"area_{s.name}").alias("code"),
+                        pl.col("lsoa_reconciled").alias("reconciled"),
+                    ),
+                )
+                total += points.height
+            store.mark_assigned(s.name)
+        done[s.name] = total
+    return done
+
+
+def import_lookup(
+    store: DuckDBStore,
+    path: Path,
+    from_set: str,
+    from_column: str,
+    to_set: str,
+    to_column: str,
+    to_name_column: str | None = None,
+) -> int:
+    """Load a hierarchy lookup (e.g. LSOA -> ward) from a CSV; replaces that pair's rows."""
+    check_area_set_name(from_set)
+    check_area_set_name(to_set)
+    try:
+        frame = pl.read_csv(path, infer_schema=False)
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise DataError(f"cannot read lookup file {path}: {exc}") from exc
+    wanted = [from_column, to_column] + ([to_name_column] if to_name_column else [])
+    missing = [c for c in wanted if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{path} has no column {', '.join(missing)}; its columns are {', '.join(frame.columns)}"
+        )
+    rows = (
+        frame.select(
+            pl.lit(from_set).alias("from_set"),
+            pl.col(from_column).str.strip_chars().alias("from_code"),
+            pl.lit(to_set).alias("to_set"),
+            pl.col(to_column).str.strip_chars().alias("to_code"),
+            (pl.col(to_name_column) if to_name_column else pl.lit(None, dtype=pl.String)).alias(
+                "to_name"
+            ),
+            pl.lit(str(path)).alias("source_file"),
+        )
+        .drop_nulls(["from_code", "to_code"])
+        .unique(["from_code"], keep="first", maintain_order=True)
+    )
+    with store.transaction():
+        return store.replace_lookup(rows)
+
+
+def parents(store: DuckDBStore, set_name: str, code: str) -> list[tuple[str, str, str | None]]:
+    """The chain of areas above one area (e.g. LSOA -> ward, MSOA, local authority -> force)."""
+    chain: list[tuple[str, str, str | None]] = []
+    seen = {(set_name, code)}
+    frontier = [(set_name, code)]
+    while frontier:
+        current_set, current_code = frontier.pop(0)
+        for to_set, to_code, to_name in store.lookups_from(current_set, current_code):
+            if (to_set, to_code) in seen:
+                continue
+            seen.add((to_set, to_code))
+            chain.append((to_set, to_code, to_name or store.area_name(to_set, to_code)))
+            frontier.append((to_set, to_code))
+    if not chain and store.area_name(set_name, code) is None:
+        raise NotFound(f"no area {code} in set {set_name!r} and no lookup from it")
+    return chain

@@ -1,0 +1,153 @@
+"""Read-side use cases: coverage, counts by area, the quarantine and the import log."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import polars as pl
+
+from placeharm.errors import NotFound
+from placeharm.model import CRIME_TYPES, check_area_set_name, month_range
+from placeharm.errors import DataError
+from placeharm.store.duckdb import DuckDBStore
+
+
+@dataclass(slots=True)
+class CountsResult:
+    """Crimes per area over a period; gap months are listed and are null, never zero."""
+
+    area_set: str
+    first_month: str
+    last_month: str
+    months: list[str]
+    gap_months: list[str]
+    crime_types: list[str] | None
+    table: pl.DataFrame  # area_code, area_name, crimes, then one column per month if asked
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "area_set": self.area_set,
+            "first_month": self.first_month,
+            "last_month": self.last_month,
+            "months_covered": len(self.months) - len(self.gap_months),
+            "gap_months": self.gap_months,
+            "crime_types": self.crime_types,
+            "rows": self.table.to_dicts(),
+        }
+
+
+def coverage(store: DuckDBStore, source_kind: str | None = None) -> pl.DataFrame:
+    """Every month from each source's first to last month: covered, or a gap (rows null)."""
+    held = store.coverage()
+    if source_kind:
+        held = held.filter(pl.col("source_kind") == source_kind)
+    if held.is_empty():
+        return pl.DataFrame(
+            schema={
+                "source_kind": pl.String,
+                "force": pl.String,
+                "month": pl.String,
+                "covered": pl.Boolean,
+                "rows": pl.Int64,
+                "source_file": pl.String,
+            }
+        )
+    frames = []
+    for (kind, force), group in held.group_by(["source_kind", "force"], maintain_order=True):
+        months = month_range(group["month"].min(), group["month"].max())  # type: ignore[arg-type]
+        grid = pl.DataFrame({"month": months}, schema={"month": pl.Date}).with_columns(
+            pl.lit(kind).alias("source_kind"), pl.lit(force).alias("force")
+        )
+        frames.append(grid.join(group, on=["source_kind", "force", "month"], how="left"))
+    return (
+        pl.concat(frames)
+        .with_columns(
+            pl.col("rows").is_not_null().alias("covered"),
+            pl.col("month").dt.strftime("%Y-%m"),
+        )
+        .select("source_kind", "force", "month", "covered", "rows", "source_file")
+        .sort("source_kind", "force", "month")
+    )
+
+
+def gap_months(store: DuckDBStore, first: dt.date, last: dt.date, kind: str = "street") -> list[str]:
+    """Months in [first, last] for which no file of `kind` has been imported."""
+    held = store.coverage().filter(pl.col("source_kind") == kind)
+    covered = set(held["month"].to_list())
+    return [m.strftime("%Y-%m") for m in month_range(first, last) if m not in covered]
+
+
+def counts(
+    store: DuckDBStore,
+    by: str,
+    first: dt.date,
+    last: dt.date,
+    crime_types: list[str] | None = None,
+    by_month: bool = False,
+) -> CountsResult:
+    """Crimes per area of set `by` from `first` to `last` (months), optionally per month.
+
+    Every area of the set is listed (zero where it had no crimes in covered months); records
+    with no location or outside every area of the set form one row with a null code. Months
+    with no imported street file are gaps: their monthly columns are null and they are
+    listed in `gap_months`, so a total over a period with a gap is never mistaken for a
+    complete one.
+    """
+    check_area_set_name(by)
+    if last < first:
+        raise DataError(f"--to {last:%Y-%m} is before --from {first:%Y-%m}")
+    if by not in {s.name for s in store.area_sets()}:
+        known = ", ".join(s.name for s in store.area_sets()) or "none yet"
+        raise NotFound(
+            f"no area set called {by!r} (loaded: {known}); import one with "
+            "`placeharm areas import FILE --name NAME`"
+        )
+    if crime_types:
+        unknown = [t for t in crime_types if t not in CRIME_TYPES]
+        if unknown:
+            raise DataError(
+                f"unknown crime type {', '.join(unknown)}; use one of: {', '.join(CRIME_TYPES)}"
+            )
+    months = month_range(first, last)
+    gaps = gap_months(store, first, last)
+    raw = store.counts_by_area_month(by, first, last, crime_types)
+    areas = store.area_polygons(by).select("area_code", "area_name")
+    outside = pl.DataFrame(
+        {"area_code": [None], "area_name": [f"(no location, or outside every {by} area)"]},
+        schema={"area_code": pl.String, "area_name": pl.String},
+    )
+    table = pl.concat([areas, outside])
+    totals = raw.group_by("area_code").agg(pl.col("records").sum())
+    table = table.join(totals, on="area_code", how="left", nulls_equal=True).with_columns(
+        pl.col("records").fill_null(0).cast(pl.Int64)
+    )
+    if by_month:
+        for month in months:
+            label = month.strftime("%Y-%m")
+            per = raw.filter(pl.col("month") == month).select("area_code", pl.col("records").alias(label))
+            table = table.join(per, on="area_code", how="left", nulls_equal=True)
+            fill = pl.lit(None, dtype=pl.Int64) if label in gaps else pl.col(label).fill_null(0)
+            table = table.with_columns(fill.cast(pl.Int64).alias(label))
+    table = table.sort(["records", "area_code"], descending=[True, False], nulls_last=True)
+    return CountsResult(
+        by,
+        first.strftime("%Y-%m"),
+        last.strftime("%Y-%m"),
+        [m.strftime("%Y-%m") for m in months],
+        gaps,
+        crime_types,
+        table,
+    )
+
+
+def quarantine(
+    store: DuckDBStore, import_id: int | None = None, source_file: str | None = None, limit: int = 1000
+) -> pl.DataFrame:
+    """Quarantined rows: file, line, reason and raw text."""
+    return store.quarantine(import_id, source_file, limit)
+
+
+def imports(store: DuckDBStore, limit: int = 50) -> pl.DataFrame:
+    """The import log, newest first."""
+    return store.imports(limit)

@@ -1,0 +1,441 @@
+"""The embedded store: one DuckDB file. All SQL lives here (and in migrations.py).
+
+Values always travel as parameters or as registered Arrow tables. The only identifiers built
+into SQL text are area-set columns (`area_<name>`), and those names are checked against
+`AREA_SET_NAME_RE` first (see `_area_col`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pyarrow as pa
+
+from placeharm.errors import StoreError
+from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
+from placeharm.store.migrations import LATEST_VERSION, MIGRATIONS
+
+RECORD_TABLES = ("crimes", "stop_searches")
+_CRIME_HISTORY_COLS = (
+    "crime_key, crime_hash, crime_id, source_kind, month, reported_by, falls_within, "
+    "longitude, latitude, location, lsoa_code_file, lsoa_name_file, crime_type, "
+    "last_outcome_category, context, api_id, import_id, source_file, source_line"
+)
+
+
+def _area_col(set_name: str) -> str:
+    """Column holding a set's area code; the name is validated, so it is safe to quote."""
+    return f'"area_{check_area_set_name(set_name)}"'
+
+
+def _table(name: str) -> str:
+    if name not in RECORD_TABLES:
+        raise StoreError(f"unknown record table {name!r}")
+    return name
+
+
+class DuckDBStore:
+    """A placeharm store in one DuckDB file (or in memory with path ':memory:')."""
+
+    engine = "duckdb"
+
+    def __init__(self, path: Path | str, threads: int = 2, memory_limit: str = "2GB") -> None:
+        self.path = str(path)
+        try:
+            self._con = duckdb.connect(self.path)
+        except duckdb.Error as exc:
+            raise StoreError(
+                f"cannot open the store {self.path}: {exc}. If another placeharm process "
+                "is writing to it, wait for it to finish; otherwise check the path."
+            ) from exc
+        self._run(f"SET threads = {int(threads)}")
+        self._run("SET memory_limit = ?", [memory_limit])
+        self._run("SET preserve_insertion_order = false")
+        # Checkpoint in large steps: a checkpoint per small commit costs ~40 ms each.
+        self._run("SET checkpoint_threshold = '512MB'")
+        self._in_tx = False
+        self.migrate()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> DuckDBStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def schema_version(self) -> int:
+        exists = self._one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
+        )
+        if not exists or not exists[0]:
+            return 0
+        row = self._one("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        return int(row[0]) if row else 0
+
+    def migrate(self) -> list[int]:
+        """Apply every migration newer than the file's version, each in its own transaction."""
+        self._run(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)"
+        )
+        current = self.schema_version()
+        if current > LATEST_VERSION:
+            raise StoreError(
+                f"the store {self.path} has schema version {current}, newer than this "
+                f"placeharm understands ({LATEST_VERSION}); upgrade placeharm"
+            )
+        applied = []
+        for version, name, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            with self.transaction():
+                for statement in statements:
+                    self._run(statement)
+                self._run(
+                    "INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name]
+                )
+            applied.append(version)
+        return applied
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """All or nothing: commit at the end, roll back on any exception."""
+        if self._in_tx:
+            yield
+            return
+        self._con.begin()
+        self._in_tx = True
+        try:
+            yield
+        except BaseException:
+            self._con.rollback()
+            raise
+        else:
+            self._con.commit()
+        finally:
+            self._in_tx = False
+
+    def _run(self, sql: str, params: list[object] | None = None) -> list[tuple[object, ...]]:
+        """Run one statement and fetch everything, so the connection is free (DuckDB 2.x)."""
+        return self._con.execute(sql, params or []).fetchall()
+
+    def _one(self, sql: str, params: list[object] | None = None) -> tuple[object, ...] | None:
+        """First row of a query; fetches all so the connection is free (DuckDB 2.x)."""
+        rows = self._run(sql, params)
+        return rows[0] if rows else None
+
+    def _register(self, name: str, frame: pl.DataFrame) -> None:
+        self._con.register(name, frame.to_arrow())
+
+    def _frame(self, sql: str, params: list[object] | None = None) -> pl.DataFrame:
+        table = self._con.sql(sql, params=params or None).to_arrow_table()
+        result = pl.from_arrow(table)
+        assert isinstance(result, pl.DataFrame)
+        return result
+
+    # -- imports and quarantine -------------------------------------------------------------
+
+    def next_import_id(self) -> int:
+        row = self._one("SELECT nextval('import_id_seq')")
+        assert row is not None
+        return int(row[0])
+
+    def log_import(self, result: ImportResult, started_at: dt.datetime, sha256: str) -> None:
+        self._run(
+            "INSERT INTO imports VALUES (?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                result.import_id,
+                result.source_kind,
+                result.source_file,
+                sha256,
+                started_at,
+                result.status,
+                result.rows_read,
+                result.inserted,
+                result.updated,
+                result.unchanged,
+                result.quarantined,
+                result.no_location,
+                result.outside_areas,
+                result.message,
+            ],
+        )
+
+    def add_quarantine(self, import_id: int, rows: list[QuarantineRow]) -> None:
+        if not rows:
+            return
+        frame = pl.DataFrame(
+            {
+                "import_id": [import_id] * len(rows),
+                "source_file": [r.source_file for r in rows],
+                "line": [r.line for r in rows],
+                "raw_text": [r.raw_text for r in rows],
+                "reason": [r.reason for r in rows],
+            },
+            schema={
+                "import_id": pl.Int64,
+                "source_file": pl.String,
+                "line": pl.Int64,
+                "raw_text": pl.String,
+                "reason": pl.String,
+            },
+        )
+        self._register("_quarantine_in", frame)
+        self._run("INSERT INTO quarantine BY NAME SELECT * FROM _quarantine_in")
+        self._con.unregister("_quarantine_in")
+
+    def imports(self, limit: int = 50) -> pl.DataFrame:
+        return self._frame(
+            "SELECT * FROM imports ORDER BY import_id DESC LIMIT ?", [limit]
+        )
+
+    def quarantine(
+        self, import_id: int | None = None, source_file: str | None = None, limit: int = 1000
+    ) -> pl.DataFrame:
+        return self._frame(
+            "SELECT q.import_id, q.source_file, q.line, q.reason, q.raw_text "
+            "FROM quarantine q "
+            "WHERE (? IS NULL OR q.import_id = ?) AND (? IS NULL OR q.source_file LIKE ?) "
+            "ORDER BY q.import_id, q.source_file, q.line LIMIT ?",
+            [import_id, import_id, source_file, f"%{source_file}%", limit],
+        )
+
+    # -- areas -----------------------------------------------------------------------------
+
+    def area_sets(self) -> list[AreaSetInfo]:
+        rows = self._run(
+            "SELECT name, source_file, code_field, name_field, source_crs, feature_count, "
+            "repaired_count, rejected_count, imported_at, assigned FROM area_sets ORDER BY name"
+        )
+        return [AreaSetInfo(*row) for row in rows]
+
+    def area_polygons(self, set_name: str) -> pl.DataFrame:
+        """area_code, area_name and geometry_wkb of every area in a set, ordered by code."""
+        return self._frame(
+            "SELECT area_code, area_name, geometry_wkb FROM areas WHERE set_name = ? "
+            "ORDER BY area_code",
+            [set_name],
+        )
+
+    def replace_area_set(self, info: AreaSetInfo, areas: pl.DataFrame) -> None:
+        """Store a set's areas (replacing any earlier version) and add its record columns."""
+        col = _area_col(info.name)
+        self._run("DELETE FROM areas WHERE set_name = ?", [info.name])
+        self._run("DELETE FROM area_sets WHERE name = ?", [info.name])
+        self._run(
+            "INSERT INTO area_sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                info.name,
+                info.source_file,
+                info.code_field,
+                info.name_field,
+                info.source_crs,
+                info.feature_count,
+                info.repaired_count,
+                info.rejected_count,
+                info.imported_at,
+                False,
+            ],
+        )
+        self._register("_areas_in", areas.with_columns(pl.lit(info.name).alias("set_name")))
+        self._run("INSERT INTO areas BY NAME SELECT * FROM _areas_in")
+        self._con.unregister("_areas_in")
+        for table in RECORD_TABLES:
+            self._run(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {col} VARCHAR")
+
+    def mark_assigned(self, set_name: str) -> None:
+        self._run("UPDATE area_sets SET assigned = true WHERE name = ?", [set_name])
+
+    def replace_lookup(self, frame: pl.DataFrame) -> int:
+        """Store hierarchy rows (from_set, from_code, to_set, to_code, to_name, source_file)."""
+        self._register("_lookup_in", frame)
+        self._run(
+            "DELETE FROM area_lookups USING (SELECT DISTINCT from_set, to_set FROM _lookup_in) k "
+            "WHERE area_lookups.from_set = k.from_set AND area_lookups.to_set = k.to_set"
+        )
+        self._run("INSERT INTO area_lookups BY NAME SELECT * FROM _lookup_in")
+        self._con.unregister("_lookup_in")
+        return frame.height
+
+    def lookups_from(self, from_set: str, code: str) -> list[tuple[str, str, str | None]]:
+        rows = self._run(
+            "SELECT to_set, to_code, to_name FROM area_lookups "
+            "WHERE from_set = ? AND from_code = ? ORDER BY to_set",
+            [from_set, code],
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def area_name(self, set_name: str, code: str) -> str | None:
+        row = self._one(
+            "SELECT area_name FROM areas WHERE set_name = ? AND area_code = ?", [set_name, code]
+        )
+        return None if row is None else row[0]
+
+    # -- records ---------------------------------------------------------------------------
+
+    def matching_rows(self, table: str, hash_col: str, hashes: pl.Series) -> pl.DataFrame:
+        """Existing rows whose join hash is among `hashes` (with their rowid as `_rid`).
+
+        Two steps so that a large table is scanned on its hash column only.
+        """
+        if hash_col not in {"crime_hash", "outcome_hash", "search_hash"}:
+            raise StoreError(f"unknown hash column {hash_col!r}")
+        tbl = "outcomes" if hash_col == "outcome_hash" else _table_for_hash(hash_col)
+        self._register("_hashes_in", pl.DataFrame({"h": hashes.unique()}))
+        try:
+            rids = self._frame(
+                f"SELECT t.rowid AS _rid FROM {tbl} t JOIN _hashes_in i ON t.{hash_col} = i.h"
+            )
+            if rids.is_empty():
+                return pl.DataFrame()
+            self._register("_rids_in", rids)
+            return self._frame(
+                f"SELECT t.rowid AS _rid, t.* FROM {tbl} t "
+                "WHERE t.rowid IN (SELECT _rid FROM _rids_in)"
+            )
+        finally:
+            self._con.unregister("_hashes_in")
+            self._con.unregister("_rids_in") if "_rids_in" in self._registered() else None
+
+    def _registered(self) -> set[str]:
+        rows = self._run(
+            "SELECT view_name FROM duckdb_views() WHERE temporary"
+        )
+        return {r[0] for r in rows}
+
+    def insert_rows(self, table: str, frame: pl.DataFrame) -> None:
+        tbl = "outcomes" if table == "outcomes" else _table(table)
+        self._register("_rows_in", frame)
+        self._run(f"INSERT INTO {tbl} BY NAME SELECT * FROM _rows_in")
+        self._con.unregister("_rows_in")
+
+    def update_crimes(self, frame: pl.DataFrame, import_id: int) -> None:
+        """Keep each crime's previous version in crime_history, then overwrite it in place."""
+        self._register("_upd_in", frame)
+        self._run(
+            f"INSERT INTO crime_history SELECT {_CRIME_HISTORY_COLS}, now(), ? "
+            "FROM crimes WHERE rowid IN (SELECT _rid FROM _upd_in)",
+            [import_id],
+        )
+        columns = [c for c in frame.columns if c != "_rid"]
+        assignments = ", ".join(f"{_safe_col(c)} = u.{_safe_col(c)}" for c in columns)
+        self._run(
+            f"UPDATE crimes SET {assignments} FROM _upd_in u WHERE crimes.rowid = u._rid"
+        )
+        self._con.unregister("_upd_in")
+
+    def refresh_latest_outcomes(self) -> int:
+        """Set every crime's latest outcome from the outcomes held; return how many changed."""
+        row = self._one(
+            """
+            UPDATE crimes SET latest_outcome = o.outcome_type, latest_outcome_month = o.month
+            FROM (
+                SELECT o.crime_hash, o.crime_id,
+                       arg_max(o.outcome_type, (o.month, o.source_line)) AS outcome_type,
+                       max(o.month) AS month
+                FROM outcomes o
+                GROUP BY o.crime_hash, o.crime_id
+            ) o
+            WHERE crimes.crime_hash = o.crime_hash AND crimes.crime_id = o.crime_id
+              AND (crimes.latest_outcome IS DISTINCT FROM o.outcome_type
+                   OR crimes.latest_outcome_month IS DISTINCT FROM o.month)
+            """
+        )
+        return int(str(row[0])) if row else 0
+
+    def unassigned_points(self, table: str) -> pl.DataFrame:
+        """rowid, longitude, latitude (and the file's LSOA code) of every located record."""
+        tbl = _table(table)
+        lsoa = "lsoa_code_file" if tbl == "crimes" else "NULL::VARCHAR AS lsoa_code_file"
+        return self._frame(
+            f"SELECT rowid AS _rid, longitude, latitude, {lsoa} FROM {tbl} WHERE located"
+        )
+
+    def set_area_codes(self, table: str, set_name: str, frame: pl.DataFrame) -> None:
+        """Write one set's codes (frame: _rid, code, reconciled) and refresh in_area flags."""
+        tbl = _table(table)
+        col = _area_col(set_name)
+        self._register("_codes_in", frame)
+        extra = ", lsoa_reconciled = c.reconciled" if tbl == "crimes" and set_name == "lsoa" else ""
+        self._run(
+            f"UPDATE {tbl} SET {col} = c.code{extra} FROM _codes_in c WHERE {tbl}.rowid = c._rid"
+        )
+        self._con.unregister("_codes_in")
+        self.refresh_in_area(tbl)
+
+    def refresh_in_area(self, table: str) -> None:
+        tbl = _table(table)
+        sets = [s.name for s in self.area_sets()]
+        if not sets:
+            return
+        any_code = " OR ".join(f"{_area_col(s)} IS NOT NULL" for s in sets)
+        self._run(f"UPDATE {tbl} SET in_area = ({any_code}) WHERE located")
+
+    # -- coverage and counts ---------------------------------------------------------------
+
+    def record_coverage(
+        self, kind: str, force: str, months: dict[dt.date, int], import_id: int, source: str
+    ) -> None:
+        for month, rows in months.items():
+            self._run(
+                "INSERT OR REPLACE INTO coverage VALUES (?, ?, ?, ?, ?, ?)",
+                [kind, force, month, rows, import_id, source],
+            )
+
+    def coverage(self) -> pl.DataFrame:
+        return self._frame(
+            "SELECT source_kind, force, month, rows, source_file FROM coverage "
+            "ORDER BY source_kind, force, month"
+        )
+
+    def counts_by_area_month(
+        self,
+        set_name: str,
+        first: dt.date,
+        last: dt.date,
+        crime_types: list[str] | None,
+    ) -> pl.DataFrame:
+        """Crimes per (area_code, month) for one set; records outside the set are `None`."""
+        col = _area_col(set_name)
+        return self._frame(
+            f"SELECT {col} AS area_code, month, count(*)::BIGINT AS records FROM crimes "
+            "WHERE month BETWEEN ? AND ? AND (? IS NULL OR list_contains(?, crime_type)) "
+            "GROUP BY ALL",
+            [first, last, crime_types, crime_types],
+        )
+
+    def table_counts(self) -> dict[str, int]:
+        out = {}
+        for tbl in ("crimes", "crime_history", "outcomes", "stop_searches", "quarantine", "imports"):
+            row = self._one(f"SELECT count(*) FROM {tbl}")
+            out[tbl] = int(row[0]) if row else 0
+        return out
+
+    def crime_frame(self, columns: list[str] | None = None) -> pl.DataFrame:
+        """Crimes as a polars frame (for notebooks and tests)."""
+        cols = ", ".join(_safe_col(c) for c in columns) if columns else "*"
+        return self._frame(f"SELECT {cols} FROM crimes")
+
+    def arrow(self, table: str) -> pa.Table:
+        if table not in {"crimes", "crime_history", "outcomes", "stop_searches", "quarantine"}:
+            raise StoreError(f"unknown table {table!r}")
+        return self._run(f"SELECT * FROM {table}").to_arrow_table()
+
+
+def _table_for_hash(hash_col: str) -> str:
+    return {"crime_hash": "crimes", "search_hash": "stop_searches"}[hash_col]
+
+
+def _safe_col(name: str) -> str:
+    if not name.replace("_", "").isalnum() or not name[0].isalpha():
+        raise StoreError(f"unsafe column name {name!r}")
+    return f'"{name}"'

@@ -1,0 +1,155 @@
+"""Schema migrations: applied in order on open, so an old store file opens and upgrades.
+
+Each entry is (version, name, statements). Never edit a released migration; add a new one.
+"""
+
+from __future__ import annotations
+
+_RECORD = """
+    import_id BIGINT,
+    source_file VARCHAR,
+    source_line BIGINT
+"""
+_CRIME_CONTENT = """
+    crime_key VARCHAR NOT NULL,
+    crime_hash UBIGINT NOT NULL,
+    crime_id VARCHAR,
+    source_kind VARCHAR NOT NULL,
+    month DATE NOT NULL,
+    reported_by VARCHAR,
+    falls_within VARCHAR,
+    longitude DOUBLE,
+    latitude DOUBLE,
+    location VARCHAR,
+    lsoa_code_file VARCHAR,
+    lsoa_name_file VARCHAR,
+    crime_type VARCHAR NOT NULL,
+    last_outcome_category VARCHAR,
+    context VARCHAR,
+    api_id BIGINT
+"""
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "imports, quarantine, crimes, outcomes, stop and search, areas, coverage",
+        [
+            "CREATE SEQUENCE import_id_seq START 1",
+            """CREATE TABLE imports (
+                import_id BIGINT PRIMARY KEY,
+                source_kind VARCHAR NOT NULL,
+                source_file VARCHAR NOT NULL,
+                file_sha256 VARCHAR,
+                started_at TIMESTAMP NOT NULL,
+                finished_at TIMESTAMP,
+                status VARCHAR NOT NULL,
+                rows_read BIGINT NOT NULL DEFAULT 0,
+                inserted BIGINT NOT NULL DEFAULT 0,
+                updated BIGINT NOT NULL DEFAULT 0,
+                unchanged BIGINT NOT NULL DEFAULT 0,
+                quarantined BIGINT NOT NULL DEFAULT 0,
+                no_location BIGINT NOT NULL DEFAULT 0,
+                outside_areas BIGINT NOT NULL DEFAULT 0,
+                message VARCHAR
+            )""",
+            """CREATE TABLE quarantine (
+                import_id BIGINT NOT NULL,
+                source_file VARCHAR NOT NULL,
+                line BIGINT NOT NULL,
+                raw_text VARCHAR,
+                reason VARCHAR NOT NULL
+            )""",
+            f"""CREATE TABLE crimes ({_CRIME_CONTENT},
+                latest_outcome VARCHAR,
+                latest_outcome_month DATE,
+                located BOOLEAN NOT NULL,
+                in_area BOOLEAN,
+                lsoa_reconciled BOOLEAN NOT NULL DEFAULT FALSE,
+                {_RECORD}
+            )""",
+            f"""CREATE TABLE crime_history ({_CRIME_CONTENT},
+                {_RECORD},
+                replaced_at TIMESTAMP NOT NULL,
+                replaced_by_import BIGINT NOT NULL
+            )""",
+            f"""CREATE TABLE outcomes (
+                outcome_key VARCHAR NOT NULL,
+                outcome_hash UBIGINT NOT NULL,
+                crime_id VARCHAR NOT NULL,
+                crime_hash UBIGINT,
+                month DATE NOT NULL,
+                reported_by VARCHAR,
+                falls_within VARCHAR,
+                longitude DOUBLE,
+                latitude DOUBLE,
+                location VARCHAR,
+                lsoa_code_file VARCHAR,
+                lsoa_name_file VARCHAR,
+                outcome_type VARCHAR NOT NULL,
+                {_RECORD}
+            )""",
+            f"""CREATE TABLE stop_searches (
+                search_key VARCHAR NOT NULL,
+                search_hash UBIGINT NOT NULL,
+                search_type VARCHAR NOT NULL,
+                searched_at VARCHAR NOT NULL,
+                month DATE NOT NULL,
+                part_of_operation VARCHAR,
+                policing_operation VARCHAR,
+                latitude DOUBLE,
+                longitude DOUBLE,
+                gender VARCHAR,
+                age_range VARCHAR,
+                self_defined_ethnicity VARCHAR,
+                officer_defined_ethnicity VARCHAR,
+                legislation VARCHAR,
+                object_of_search VARCHAR,
+                outcome VARCHAR,
+                outcome_linked VARCHAR,
+                removal_outer_clothing VARCHAR,
+                located BOOLEAN NOT NULL,
+                in_area BOOLEAN,
+                {_RECORD}
+            )""",
+            """CREATE TABLE coverage (
+                source_kind VARCHAR NOT NULL,
+                force VARCHAR NOT NULL,
+                month DATE NOT NULL,
+                rows BIGINT NOT NULL,
+                import_id BIGINT NOT NULL,
+                source_file VARCHAR NOT NULL,
+                PRIMARY KEY (source_kind, force, month)
+            )""",
+            """CREATE TABLE area_sets (
+                name VARCHAR PRIMARY KEY,
+                source_file VARCHAR NOT NULL,
+                code_field VARCHAR NOT NULL,
+                name_field VARCHAR NOT NULL,
+                source_crs VARCHAR NOT NULL,
+                feature_count INTEGER NOT NULL,
+                repaired_count INTEGER NOT NULL,
+                rejected_count INTEGER NOT NULL,
+                imported_at TIMESTAMP NOT NULL,
+                assigned BOOLEAN NOT NULL
+            )""",
+            """CREATE TABLE areas (
+                set_name VARCHAR NOT NULL,
+                area_code VARCHAR NOT NULL,
+                area_name VARCHAR,
+                geometry_wkb BLOB NOT NULL,
+                PRIMARY KEY (set_name, area_code)
+            )""",
+            """CREATE TABLE area_lookups (
+                from_set VARCHAR NOT NULL,
+                from_code VARCHAR NOT NULL,
+                to_set VARCHAR NOT NULL,
+                to_code VARCHAR NOT NULL,
+                to_name VARCHAR,
+                source_file VARCHAR NOT NULL,
+                PRIMARY KEY (from_set, from_code, to_set)
+            )""",
+        ],
+    ),
+]
+
+LATEST_VERSION = MIGRATIONS[-1][0]
