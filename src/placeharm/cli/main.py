@@ -31,7 +31,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-areas_app = typer.Typer(help="Area sets: boundaries, hierarchy lookups, assignment.", no_args_is_help=True)
+areas_app = typer.Typer(
+    help="Area sets: boundaries, hierarchy lookups, assignment.", no_args_is_help=True
+)
 app.add_typer(areas_app, name="areas")
 
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -47,7 +49,8 @@ class Format(StrEnum):
 
 
 DbOption = Annotated[
-    Path | None, typer.Option("--db", help="Store file (default: PLACEHARM_DB or ./placeharm.duckdb).")
+    Path | None,
+    typer.Option("--db", help="Store file (default: PLACEHARM_DB or ./placeharm.duckdb)."),
 ]
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 
@@ -101,7 +104,10 @@ def _summary(results: list[ImportResult]) -> None:
     )
     _emit(frame, Format.table, "Imports (read = inserted + updated + unchanged + quarantined)")
     ok = [r for r in results if r.status == "ok"]
-    total = {k: sum(getattr(r, k) for r in ok) for k in ("rows_read", "inserted", "updated", "unchanged", "quarantined")}
+    total = {
+        k: sum(getattr(r, k) for r in ok)
+        for k in ("rows_read", "inserted", "updated", "unchanged", "quarantined")
+    }
     out.print(
         f"{len(ok)} of {len(results)} files imported: read {total['rows_read']:,} = inserted "
         f"{total['inserted']:,} + updated {total['updated']:,} + unchanged {total['unchanged']:,} "
@@ -114,18 +120,26 @@ def _summary(results: list[ImportResult]) -> None:
         out.print("See the quarantined rows with `placeharm quarantine`.")
 
 
-def _run_ingest(store: DuckDBStore, settings: Settings, paths: list[Path], tolerance_m: float) -> list[ImportResult]:
+def _run_ingest(
+    store: DuckDBStore, settings: Settings, paths: list[Path], tolerance_m: float
+) -> list[ImportResult]:
     files = ingest_service.find_files(paths)
     if not sys.stderr.isatty():
         return ingest_service.ingest(store, files, settings.threads, tolerance_m)
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
     ) as progress:
         task = progress.add_task("Importing", total=len(files))
 
         def step(result: ImportResult) -> None:
-            progress.update(task, advance=1, description=f"Imported {Path(result.source_file).name}")
+            progress.update(
+                task, advance=1, description=f"Imported {Path(result.source_file).name}"
+            )
 
         return ingest_service.ingest(store, files, settings.threads, tolerance_m, progress=step)
 
@@ -135,7 +149,10 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="police.uk CSV/JSON files or folders.")],
     db: DbOption = None,
     tolerance_m: Annotated[
-        float, typer.Option(help="Keep police.uk's own LSOA code when the point is this close to it (0: off).")
+        float,
+        typer.Option(
+            help="Keep police.uk's own LSOA code when the point is this close to it (0: off)."
+        ),
     ] = 25.0,
 ) -> None:
     """Import police.uk street, outcomes and stop-and-search CSVs (plain or .gz) and API JSON."""
@@ -151,7 +168,9 @@ def ingest(
 def coverage(
     db: DbOption = None,
     source: Annotated[str | None, typer.Option(help="street, outcomes or stop-and-search.")] = None,
-    gaps_only: Annotated[bool, typer.Option("--gaps", help="Show only the missing months.")] = False,
+    gaps_only: Annotated[
+        bool, typer.Option("--gaps", help="Show only the missing months.")
+    ] = False,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Which months each source covers; a month with no file is a gap."""
@@ -170,7 +189,9 @@ def coverage(
 def quarantine(
     db: DbOption = None,
     import_id: Annotated[int | None, typer.Option(help="Only this import.")] = None,
-    file: Annotated[str | None, typer.Option(help="Only files whose path contains this text.")] = None,
+    file: Annotated[
+        str | None, typer.Option(help="Only files whose path contains this text.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 1000,
     fmt: FormatOption = Format.table,
 ) -> None:
@@ -191,9 +212,15 @@ def imports(db: DbOption = None, limit: int = 50, fmt: FormatOption = Format.tab
 def counts(
     by: Annotated[str, typer.Option(help="Area set, e.g. ward, lsoa, msoa.")] = "ward",
     from_month: Annotated[str, typer.Option("--from", help="First month, YYYY-MM.")] = "2010-12",
-    to_month: Annotated[str | None, typer.Option("--to", help="Last month, YYYY-MM (default: this month).")] = None,
-    crime_type: Annotated[list[str] | None, typer.Option("--type", help="Crime type (repeatable).")] = None,
-    by_month: Annotated[bool, typer.Option("--by-month", help="A column per month (gaps empty).")] = False,
+    to_month: Annotated[
+        str | None, typer.Option("--to", help="Last month, YYYY-MM (default: this month).")
+    ] = None,
+    crime_type: Annotated[
+        list[str] | None, typer.Option("--type", help="Crime type (repeatable).")
+    ] = None,
+    by_month: Annotated[
+        bool, typer.Option("--by-month", help="A column per month (gaps empty).")
+    ] = False,
     limit: Annotated[int | None, typer.Option(help="Only the top N areas (table format).")] = None,
     db: DbOption = None,
     fmt: FormatOption = Format.table,
@@ -216,22 +243,36 @@ def counts(
 
 
 @app.command()
-def demo(db: DbOption = None, top: Annotated[int, typer.Option(help="Wards to print.")] = 20) -> None:
+def demo(
+    db: DbOption = None, top: Annotated[int, typer.Option(help="Wards to print.")] = 20
+) -> None:
     """Build the demo store from the bundled Northumbria slice and print crimes by ward."""
     settings = _settings(db)
     with _open(settings) as store:
         result = demo_service.build_demo(store, settings.threads)
         _summary(result.results)
         counted = queries.counts(
-            store, "ward", _month(demo_service.DEMO_FIRST_MONTH), _month(demo_service.DEMO_LAST_MONTH),
+            store,
+            "ward",
+            _month(demo_service.DEMO_FIRST_MONTH),
+            _month(demo_service.DEMO_LAST_MONTH),
             by_month=True,
         )
-    _emit(counted.table.head(top), Format.table, f"Top {top} wards by crimes, {counted.first_month} to {counted.last_month} (demo: real data.police.uk slice)")
-    err.print(
-        f"[yellow]Note[/]: {', '.join(counted.gap_months)} has no published data (a gap, shown as —); "
-        f"totals cover {len(counted.months) - len(counted.gap_months)} of {len(counted.months)} months."
+    _emit(
+        counted.table.head(top),
+        Format.table,
+        f"Top {top} wards by police.uk records (crimes and ASB), {counted.first_month} to "
+        f"{counted.last_month}: real data.police.uk slice (OGL v3.0)",
     )
-    out.print(f"Store: {settings.db}. Try: placeharm counts --by ward --from 2021-11 --to 2022-03 --db {settings.db}")
+    covered = len(counted.months) - len(counted.gap_months)
+    err.print(
+        f"[yellow]Note[/]: {', '.join(counted.gap_months)} has no published data (a gap, shown "
+        f"as —); totals cover {covered} of {len(counted.months)} months."
+    )
+    out.print(
+        f"Store: {settings.db}. Try: placeharm counts --by ward --from 2021-11 --to 2022-03 "
+        f"--db {settings.db}"
+    )
 
 
 @areas_app.command("import")
@@ -255,7 +296,9 @@ def areas_import(
         out.print(f"  repaired invalid geometry: {item}")
     for row in result.rejected:
         err.print(f"  [red]rejected[/] feature {row.line}: {row.raw_text}: {row.reason}")
-    out.print("Run `placeharm areas assign` (or the next `placeharm ingest`) to assign stored records.")
+    out.print(
+        "Run `placeharm areas assign` (or the next `placeharm ingest`) to assign stored records."
+    )
 
 
 @areas_app.command("list")
@@ -266,8 +309,12 @@ def areas_list(db: DbOption = None, fmt: FormatOption = Format.table) -> None:
     frame = pl.DataFrame(
         [
             {
-                "name": s.name, "areas": s.feature_count, "repaired": s.repaired_count,
-                "rejected": s.rejected_count, "assigned": s.assigned, "crs": s.source_crs,
+                "name": s.name,
+                "areas": s.feature_count,
+                "repaired": s.repaired_count,
+                "rejected": s.rejected_count,
+                "assigned": s.assigned,
+                "crs": s.source_crs,
                 "source_file": s.source_file,
             }
             for s in sets
@@ -279,7 +326,9 @@ def areas_list(db: DbOption = None, fmt: FormatOption = Format.table) -> None:
 @areas_app.command("assign")
 def areas_assign(
     db: DbOption = None,
-    tolerance_m: Annotated[float, typer.Option(help="LSOA reconciliation distance in metres (0: off).")] = 25.0,
+    tolerance_m: Annotated[
+        float, typer.Option(help="LSOA reconciliation distance in metres (0: off).")
+    ] = 25.0,
 ) -> None:
     """Assign stored records to area sets imported since the last assignment."""
     settings = _settings(db)
@@ -298,12 +347,16 @@ def areas_lookup(
     from_column: Annotated[str, typer.Option(help="Column with the lower level's code.")],
     to_set: Annotated[str, typer.Option(help="Higher level, e.g. msoa, lad, force.")],
     to_column: Annotated[str, typer.Option(help="Column with the higher level's code.")],
-    to_name_column: Annotated[str | None, typer.Option(help="Column with the higher level's name.")] = None,
+    to_name_column: Annotated[
+        str | None, typer.Option(help="Column with the higher level's name.")
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Load a hierarchy lookup (LSOA -> ward -> MSOA -> local authority -> force)."""
     with _open(_settings(db)) as store:
-        n = area_service.import_lookup(store, file, from_set, from_column, to_set, to_column, to_name_column)
+        n = area_service.import_lookup(
+            store, file, from_set, from_column, to_set, to_column, to_name_column
+        )
     out.print(f"Loaded {n:,} {from_set} -> {to_set} links from {file}.")
 
 

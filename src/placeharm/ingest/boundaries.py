@@ -74,7 +74,9 @@ def read_boundaries(
     geoms = shapely.from_wkb(geometry)
     if not crs.equals(_WGS84, ignore_axis_order=True):
         transformer = Transformer.from_crs(crs, _WGS84, always_xy=True)
-        geoms = shapely.transform(geoms, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+        geoms = shapely.transform(
+            geoms, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1]))
+        )
     codes: list[str] = []
     names: list[str | None] = []
     polygons: list[object] = []
@@ -103,7 +105,10 @@ def read_boundaries(
             if fixed is None:
                 rejected.append(
                     QuarantineRow(
-                        str(path), feature, label, f"invalid geometry could not be repaired: {reason}"
+                        str(path),
+                        feature,
+                        label,
+                        f"invalid geometry could not be repaired: {reason}",
                     )
                 )
                 continue
@@ -113,9 +118,7 @@ def read_boundaries(
             fixed = _polygonal(geom)
             if fixed is None:
                 rejected.append(
-                    QuarantineRow(
-                        str(path), feature, label, f"not a polygon: {geom.geom_type}"
-                    )
+                    QuarantineRow(str(path), feature, label, f"not a polygon: {geom.geom_type}")
                 )
                 continue
             geom = fixed

@@ -48,8 +48,7 @@ def read_bytes(path: Path) -> bytes:
             data = gzip.decompress(data)
         except (OSError, EOFError, zlib.error) as exc:
             raise DataError(
-                f"{path} looks gzipped but cannot be decompressed ({exc}); "
-                "download it again"
+                f"{path} looks gzipped but cannot be decompressed ({exc}); download it again"
             ) from exc
     return data
 

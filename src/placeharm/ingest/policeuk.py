@@ -290,9 +290,7 @@ def _split_valid(raw: RawTable, checks: list[Check]) -> tuple[pl.DataFrame, pl.D
     )
     bad = flags.filter("_bad").drop("_bad")
     if bad.height:
-        reason = pl.coalesce(
-            [pl.when(cond.fill_null(True)).then(text) for cond, text in checks]
-        )
+        reason = pl.coalesce([pl.when(cond.fill_null(True)).then(text) for cond, text in checks])
         bad = bad.with_columns(reason.alias("_reason"), _raw_line(raw).alias("_raw"))
     else:
         bad = bad.with_columns(
@@ -393,9 +391,7 @@ def _validate_outcomes(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, 
 def _validate_stop_search(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     coords, coord_checks = _coordinates("Longitude", "Latitude")
     stamp = pl.col("Date").str.strip_chars()
-    parsed = stamp.str.to_datetime("%Y-%m-%dT%H:%M:%S%z", strict=False).dt.convert_time_zone(
-        "UTC"
-    )
+    parsed = stamp.str.to_datetime("%Y-%m-%dT%H:%M:%S%z", strict=False).dt.convert_time_zone("UTC")
     month_text = parsed.dt.strftime("%Y-%m")
     checks: list[Check] = [
         (pl.col("Date").is_null(), pl.lit("date is missing")),
@@ -422,7 +418,9 @@ def _validate_stop_search(raw: RawTable, latest_month: str) -> tuple[pl.DataFram
         id_col=None,
         key_col="search_key",
         hash_col="search_hash",
-        content=[c for c in SEARCH_COLUMNS if c not in {"search_key", "search_hash", "source_line"}],
+        content=[
+            c for c in SEARCH_COLUMNS if c not in {"search_key", "search_hash", "source_line"}
+        ],
     )
     return frame.select(list(SEARCH_COLUMNS)), bad
 
@@ -491,7 +489,9 @@ def _with_keys(
         ).to_series()
         key = key.scatter(keyless["_pos"].cast(pl.Int64), _digest(contents))
     frame = frame.drop("_pos").with_columns(key.alias(key_col))
-    return _fill_hash(frame.with_columns(_hash_of(pl.col(key_col)).alias(hash_col)), key_col, hash_col)
+    return _fill_hash(
+        frame.with_columns(_hash_of(pl.col(key_col)).alias(hash_col)), key_col, hash_col
+    )
 
 
 def _fill_hash(frame: pl.DataFrame, key_col: str, hash_col: str) -> pl.DataFrame:

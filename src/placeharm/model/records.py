@@ -52,7 +52,7 @@ class QuarantineRow:
 
 @dataclass(slots=True)
 class ImportResult:
-    """The account of one file's import: rows read = inserted + updated + unchanged + quarantined."""
+    """One file's import account: rows read = inserted + updated + unchanged + quarantined."""
 
     source_file: str
     source_kind: str

@@ -43,20 +43,40 @@ def build_demo(
             import_areas(store, boundaries / file, name)
     lookups = data / "lookups"
     import_lookup(
-        store, lookups / "lookup_lsoa11_msoa11_northumbria.csv",
-        "lsoa", "lsoa11_code", "msoa", "msoa11_code", "msoa11_name",
+        store,
+        lookups / "lookup_lsoa11_msoa11_northumbria.csv",
+        "lsoa",
+        "lsoa11_code",
+        "msoa",
+        "msoa11_code",
+        "msoa11_name",
     )
     import_lookup(
-        store, lookups / "lookup_lsoa11_ltla21_northumbria.csv",
-        "lsoa", "lsoa11_code", "lad", "ltla21_code", "ltla21_name",
+        store,
+        lookups / "lookup_lsoa11_ltla21_northumbria.csv",
+        "lsoa",
+        "lsoa11_code",
+        "lad",
+        "ltla21_code",
+        "ltla21_name",
     )
     import_lookup(
-        store, lookups / "lookup_ltla24_csp24_pfa24_northumbria.csv",
-        "lad", "ltla24_code", "csp", "csp24_code", "csp24_name",
+        store,
+        lookups / "lookup_ltla24_csp24_pfa24_northumbria.csv",
+        "lad",
+        "ltla24_code",
+        "csp",
+        "csp24_code",
+        "csp24_name",
     )
     import_lookup(
-        store, lookups / "lookup_ltla24_csp24_pfa24_northumbria.csv",
-        "lad", "ltla24_code", "force", "pfa24_code", "pfa24_name",
+        store,
+        lookups / "lookup_ltla24_csp24_pfa24_northumbria.csv",
+        "lad",
+        "ltla24_code",
+        "force",
+        "pfa24_code",
+        "pfa24_name",
     )
     results = ingest(store, [data / "policeuk"], threads=threads, progress=progress)
     return DemoResult(results, [s.name for s in store.area_sets()])

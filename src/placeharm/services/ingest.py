@@ -248,11 +248,16 @@ def _apply_crimes(
         result.inserted += frame.height
         return extra
     old = existing.select(
-        "_rid", "crime_hash", pl.col("crime_key").alias("_old_key"),
-        pl.col("source_kind").alias("_old_kind"), *[pl.col(c).alias(f"{c}_old") for c in CRIME_CONTENT]
+        "_rid",
+        "crime_hash",
+        pl.col("crime_key").alias("_old_key"),
+        pl.col("source_kind").alias("_old_kind"),
+        *[pl.col(c).alias(f"{c}_old") for c in CRIME_CONTENT],
     )
     joined = frame.join(old, on="crime_hash", how="left")
-    collision = joined.filter(pl.col("_rid").is_not_null() & (pl.col("_old_key") != pl.col("crime_key")))
+    collision = joined.filter(
+        pl.col("_rid").is_not_null() & (pl.col("_old_key") != pl.col("crime_key"))
+    )
     if collision.height:
         raise DataError(
             f"{collision.height} record keys share a 64-bit join key with different records; "
@@ -289,10 +294,7 @@ def _apply_keyed(
 ) -> list[QuarantineRow]:
     """Records keyed by their content: a key already held is unchanged, anything else new."""
     existing = store.matching_rows(table, hash_col, frame[hash_col])
-    if existing.is_empty():
-        new = frame
-    else:
-        new = frame.join(existing.select(key), on=key, how="anti")
+    new = frame if existing.is_empty() else frame.join(existing.select(key), on=key, how="anti")
     if new.height:
         store.insert_rows(table, new)
     result.inserted += new.height

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from placeharm.errors import NotFound
+from placeharm.errors import DataError, NotFound
 from placeharm.model import CRIME_TYPES, check_area_set_name, month_range
-from placeharm.errors import DataError
 from placeharm.store.duckdb import DuckDBStore
 
 
@@ -71,7 +70,9 @@ def coverage(store: DuckDBStore, source_kind: str | None = None) -> pl.DataFrame
     )
 
 
-def gap_months(store: DuckDBStore, first: dt.date, last: dt.date, kind: str = "street") -> list[str]:
+def gap_months(
+    store: DuckDBStore, first: dt.date, last: dt.date, kind: str = "street"
+) -> list[str]:
     """Months in [first, last] for which no file of `kind` has been imported."""
     held = store.coverage().filter(pl.col("source_kind") == kind)
     covered = set(held["month"].to_list())
@@ -125,7 +126,9 @@ def counts(
     if by_month:
         for month in months:
             label = month.strftime("%Y-%m")
-            per = raw.filter(pl.col("month") == month).select("area_code", pl.col("records").alias(label))
+            per = raw.filter(pl.col("month") == month).select(
+                "area_code", pl.col("records").alias(label)
+            )
             table = table.join(per, on="area_code", how="left", nulls_equal=True)
             fill = pl.lit(None, dtype=pl.Int64) if label in gaps else pl.col(label).fill_null(0)
             table = table.with_columns(fill.cast(pl.Int64).alias(label))
@@ -142,7 +145,10 @@ def counts(
 
 
 def quarantine(
-    store: DuckDBStore, import_id: int | None = None, source_file: str | None = None, limit: int = 1000
+    store: DuckDBStore,
+    import_id: int | None = None,
+    source_file: str | None = None,
+    limit: int = 1000,
 ) -> pl.DataFrame:
     """Quarantined rows: file, line, reason and raw text."""
     return store.quarantine(import_id, source_file, limit)

@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -100,9 +101,7 @@ class DuckDBStore:
             with self.transaction():
                 for statement in statements:
                     self._run(statement)
-                self._run(
-                    "INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name]
-                )
+                self._run("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
             applied.append(version)
         return applied
 
@@ -124,11 +123,11 @@ class DuckDBStore:
         finally:
             self._in_tx = False
 
-    def _run(self, sql: str, params: list[object] | None = None) -> list[tuple[object, ...]]:
+    def _run(self, sql: str, params: list[object] | None = None) -> list[tuple[Any, ...]]:
         """Run one statement and fetch everything, so the connection is free (DuckDB 2.x)."""
         return self._con.execute(sql, params or []).fetchall()
 
-    def _one(self, sql: str, params: list[object] | None = None) -> tuple[object, ...] | None:
+    def _one(self, sql: str, params: list[object] | None = None) -> tuple[Any, ...] | None:
         """First row of a query; fetches all so the connection is free (DuckDB 2.x)."""
         rows = self._run(sql, params)
         return rows[0] if rows else None
@@ -194,9 +193,7 @@ class DuckDBStore:
         self._con.unregister("_quarantine_in")
 
     def imports(self, limit: int = 50) -> pl.DataFrame:
-        return self._frame(
-            "SELECT * FROM imports ORDER BY import_id DESC LIMIT ?", [limit]
-        )
+        return self._frame("SELECT * FROM imports ORDER BY import_id DESC LIMIT ?", [limit])
 
     def quarantine(
         self, import_id: int | None = None, source_file: str | None = None, limit: int = 1000
@@ -307,9 +304,7 @@ class DuckDBStore:
             self._con.unregister("_rids_in") if "_rids_in" in self._registered() else None
 
     def _registered(self) -> set[str]:
-        rows = self._run(
-            "SELECT view_name FROM duckdb_views() WHERE temporary"
-        )
+        rows = self._run("SELECT view_name FROM duckdb_views() WHERE temporary")
         return {r[0] for r in rows}
 
     def insert_rows(self, table: str, frame: pl.DataFrame) -> None:
@@ -328,9 +323,7 @@ class DuckDBStore:
         )
         columns = [c for c in frame.columns if c != "_rid"]
         assignments = ", ".join(f"{_safe_col(c)} = u.{_safe_col(c)}" for c in columns)
-        self._run(
-            f"UPDATE crimes SET {assignments} FROM _upd_in u WHERE crimes.rowid = u._rid"
-        )
+        self._run(f"UPDATE crimes SET {assignments} FROM _upd_in u WHERE crimes.rowid = u._rid")
         self._con.unregister("_upd_in")
 
     def refresh_latest_outcomes(self) -> int:
@@ -415,7 +408,14 @@ class DuckDBStore:
 
     def table_counts(self) -> dict[str, int]:
         out = {}
-        for tbl in ("crimes", "crime_history", "outcomes", "stop_searches", "quarantine", "imports"):
+        for tbl in (
+            "crimes",
+            "crime_history",
+            "outcomes",
+            "stop_searches",
+            "quarantine",
+            "imports",
+        ):
             row = self._one(f"SELECT count(*) FROM {tbl}")
             out[tbl] = int(row[0]) if row else 0
         return out
@@ -428,7 +428,7 @@ class DuckDBStore:
     def arrow(self, table: str) -> pa.Table:
         if table not in {"crimes", "crime_history", "outcomes", "stop_searches", "quarantine"}:
             raise StoreError(f"unknown table {table!r}")
-        return self._run(f"SELECT * FROM {table}").to_arrow_table()
+        return self._con.sql(f"SELECT * FROM {table}").to_arrow_table()
 
 
 def _table_for_hash(hash_col: str) -> str:
