@@ -127,10 +127,9 @@ CRIME_CONTENT = (
     "context",
 )
 OUTCOME_COLUMNS: dict[str, type[pl.DataType]] = {
-    "outcome_key": pl.String,
-    "outcome_hash": pl.UInt64,
     "crime_id": pl.String,
     "crime_hash": pl.UInt64,
+    "outcome_ordinal": pl.Int32,
     "month": pl.Date,
     "reported_by": pl.String,
     "falls_within": pl.String,
@@ -142,6 +141,7 @@ OUTCOME_COLUMNS: dict[str, type[pl.DataType]] = {
     "outcome_type": pl.String,
     "source_line": pl.Int64,
 }
+OUTCOME_KEY = ("crime_id", "month", "outcome_type", "outcome_ordinal")
 SEARCH_COLUMNS: dict[str, type[pl.DataType]] = {
     "search_key": pl.String,
     "search_hash": pl.UInt64,
@@ -368,23 +368,11 @@ def _validate_outcomes(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, 
         pl.col("Outcome type").alias("outcome_type"),
         pl.col(LINE_COL).alias("source_line"),
     )
-    # An outcome is its crime, month and type (plus its rank among identical rows); the join
-    # key is the crime's, so every outcome of a crime is compared on re-import.
-    ordinal = pl.int_range(pl.len()).over("crime_id", "month", "outcome_type")
-    frame = frame.with_columns(
-        crime_hash=_hash_of(pl.col("crime_id")),
-        outcome_key=pl.concat_str(
-            [
-                pl.col("crime_id"),
-                pl.col("month").dt.strftime("%Y-%m"),
-                pl.col("outcome_type"),
-                ordinal.cast(pl.String),
-            ],
-            separator=_KEY_SEP,
-        ),
-    ).with_columns(outcome_hash=pl.col("crime_hash"))
+    # An outcome is its crime, month and type, plus its rank among identical rows (OUTCOME_KEY);
+    # the join hash is the crime's, so every outcome of a crime is compared on re-import.
+    ordinal = pl.int_range(pl.len(), dtype=pl.Int32).over("crime_id", "month", "outcome_type")
+    frame = frame.with_columns(crime_hash=_hash_of(pl.col("crime_id")), outcome_ordinal=ordinal)
     frame = _fill_hash(frame, "crime_id", "crime_hash")
-    frame = frame.with_columns(outcome_hash=pl.col("crime_hash"))
     return frame.select(list(OUTCOME_COLUMNS)), bad
 
 

@@ -121,7 +121,9 @@ class Assigner:
             x, y = fresh["longitude"].to_numpy(), fresh["latitude"].to_numpy()
             for s in self.sets:
                 idx = assign_points(x, y, s.polygons, self.threads)
-                codes = np.where(idx >= 0, s.codes[np.maximum(idx, 0)], np.array(None, dtype=object))
+                codes = np.where(
+                    idx >= 0, s.codes[np.maximum(idx, 0)], np.array(None, dtype=object)
+                )
                 fresh = fresh.with_columns(
                     pl.Series(f"area_{s.name}", codes.tolist(), dtype=pl.String)
                 )

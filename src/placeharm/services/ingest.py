@@ -8,12 +8,13 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from placeharm.errors import DataError, PlaceharmError
-from placeharm.ingest.policeuk import CRIME_CONTENT, ParsedFile, parse_file
+from placeharm.ingest.policeuk import CRIME_CONTENT, OUTCOME_KEY, ParsedFile, parse_file
 from placeharm.model import ImportResult, QuarantineRow, SourceKind
 from placeharm.services.areas import Assigner, assign_pending, load_sets
 from placeharm.store.duckdb import DuckDBStore
@@ -42,6 +43,11 @@ def find_files(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
+# Files are committed in groups of about this many rows: a commit per small file costs more
+# than writing it (measured: 33 monthly files, 33 commits 6.7 s against 1 commit 2.3 s).
+_GROUP_ROWS = 600_000
+
+
 def ingest(
     store: DuckDBStore,
     paths: Iterable[Path],
@@ -51,30 +57,46 @@ def ingest(
 ) -> list[ImportResult]:
     """Import police.uk bulk CSVs and API JSON files; return one account per file.
 
-    Files are read and validated on a small thread pool while the previous file is written,
-    so at most two parsed files are in memory at once. Area sets imported since the last
-    ingest are assigned to every stored record first.
+    Files are read and validated on a small thread pool while earlier files are written.
+    Each file is all or nothing. For speed, consecutive files are committed together in one
+    transaction; if writing any of them fails, that transaction is rolled back and the
+    group is replayed one file per transaction, so the failing file leaves nothing behind
+    and the others still land. Area sets imported since the last ingest are assigned to
+    every stored record first.
     """
     files = find_files(paths)
     assign_pending(store, threads, tolerance_m)
     assigner = Assigner(load_sets(store), threads, tolerance_m)
     latest = dt.date.today().strftime("%Y-%m")
     results: list[ImportResult] = []
-    for path, parsed in _prefetch(files, latest, threads):
-        result = _import_one(store, path, parsed, assigner)
-        log.info(
-            "import %s %s: read %d = inserted %d + updated %d + unchanged %d + quarantined %d",
-            result.source_file,
-            result.status,
-            result.rows_read,
-            result.inserted,
-            result.updated,
-            result.unchanged,
-            result.quarantined,
-        )
-        results.append(result)
-        if progress:
-            progress(result)
+    group: list[_Parsed] = []
+
+    def flush() -> None:
+        for result in _write_group(store, group, assigner):
+            log.info(
+                "import %s %s: read %d = inserted %d + updated %d + unchanged %d + quarantined %d",
+                result.source_file,
+                result.status,
+                result.rows_read,
+                result.inserted,
+                result.updated,
+                result.unchanged,
+                result.quarantined,
+            )
+            results.append(result)
+            if progress:
+                progress(result)
+        group.clear()
+
+    for item in _prefetch(files, latest, threads):
+        group.append(item)
+        if (
+            sum(p.parsed.rows_read for p in group if isinstance(p.parsed, ParsedFile))
+            >= _GROUP_ROWS
+        ):
+            flush()
+    if group:
+        flush()
     if any(r.inserted or r.updated for r in results):
         # Each crime's latest outcome is derived from the outcomes held; one set-based
         # refresh per run (not per file) keeps a 33-month load fast. Idempotent.
@@ -83,75 +105,93 @@ def ingest(
     return results
 
 
-def _prefetch(
-    files: list[Path], latest: str, threads: int
-) -> Iterator[tuple[Path, ParsedFile | PlaceharmError]]:
+@dataclass(slots=True)
+class _Parsed:
+    path: Path
+    parsed: ParsedFile | PlaceharmError
+    sha256: str
+    started: dt.datetime
+
+
+def _prefetch(files: list[Path], latest: str, threads: int) -> Iterator[_Parsed]:
     """Parse files ahead of the writer, keeping at most `threads` in flight."""
 
-    def parse(path: Path) -> ParsedFile | PlaceharmError:
+    def parse(path: Path) -> _Parsed:
+        started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        sha = _sha256(path)
         try:
-            return parse_file(path, latest)
+            return _Parsed(path, parse_file(path, latest), sha, started)
         except PlaceharmError as exc:
-            return exc
+            return _Parsed(path, exc, sha, started)
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        pending: deque[tuple[Path, Future[ParsedFile | PlaceharmError]]] = deque()
+        pending: deque[Future[_Parsed]] = deque()
         queue = iter(files)
         for path in queue:
-            pending.append((path, pool.submit(parse, path)))
+            pending.append(pool.submit(parse, path))
             if len(pending) >= max(1, threads):
                 break
         while pending:
-            path, future = pending.popleft()
+            future = pending.popleft()
             nxt = next(queue, None)
             if nxt is not None:
-                pending.append((nxt, pool.submit(parse, nxt)))
-            yield path, future.result()
+                pending.append(pool.submit(parse, nxt))
+            yield future.result()
 
 
-def _import_one(
-    store: DuckDBStore,
-    path: Path,
-    parsed: ParsedFile | PlaceharmError,
-    assigner: Assigner,
-) -> ImportResult:
-    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    sha = _sha256(path)
-    if isinstance(parsed, PlaceharmError):
-        result = ImportResult(str(path), "unknown", "refused", message=str(parsed))
-        with store.transaction():
-            result.import_id = store.next_import_id()
-            store.log_import(result, started, sha)
-        return result
-    result = ImportResult(str(path), parsed.kind.value, "ok", rows_read=parsed.rows_read)
+def _write_group(
+    store: DuckDBStore, group: list[_Parsed], assigner: Assigner
+) -> list[ImportResult]:
+    """Write a group of files in one transaction; on failure, replay them one by one."""
     try:
         with store.transaction():
-            result.import_id = store.next_import_id()
-            extra = _apply(store, parsed, result, assigner)
-            result.quarantined = len(parsed.quarantine) + len(extra)
-            quarantine = sorted([*parsed.quarantine, *extra], key=lambda q: q.line)
-            result.quarantine_sample = quarantine[:20]
-            store.add_quarantine(result.import_id, quarantine)
-            if not result.balanced:  # a bug, never bad input: refuse to commit it
-                raise PlaceharmError(
-                    f"row accounting does not balance for {path}: read {result.rows_read}, "
-                    f"inserted {result.inserted} + updated {result.updated} + unchanged "
-                    f"{result.unchanged} + quarantined {result.quarantined}"
-                )
-            store.log_import(result, started, sha)
-    except Exception as exc:
-        log.exception("import of %s failed; the store is unchanged", path)
-        failed = ImportResult(
-            str(path),
-            parsed.kind.value,
-            "failed",
-            rows_read=parsed.rows_read,
-            message=f"import failed and was rolled back, nothing was written: {exc}",
+            return [_write_file(store, item, assigner) for item in group]
+    except Exception:
+        log.warning("a file in a group of %d failed; replaying them one by one", len(group))
+    results = []
+    for item in group:
+        try:
+            with store.transaction():
+                results.append(_write_file(store, item, assigner))
+        except Exception as exc:
+            log.exception("import of %s failed; the store is unchanged", item.path)
+            assert isinstance(item.parsed, ParsedFile)
+            failed = ImportResult(
+                str(item.path),
+                item.parsed.kind.value,
+                "failed",
+                rows_read=item.parsed.rows_read,
+                message=f"import failed and was rolled back, nothing was written: {exc}",
+            )
+            with store.transaction():
+                failed.import_id = store.next_import_id()
+                store.log_import(failed, item.started, item.sha256)
+            results.append(failed)
+    return results
+
+
+def _write_file(store: DuckDBStore, item: _Parsed, assigner: Assigner) -> ImportResult:
+    """Write one file inside the caller's transaction; raise if anything goes wrong."""
+    parsed, path = item.parsed, item.path
+    if isinstance(parsed, PlaceharmError):
+        result = ImportResult(str(path), "unknown", "refused", message=str(parsed))
+        result.import_id = store.next_import_id()
+        store.log_import(result, item.started, item.sha256)
+        return result
+    result = ImportResult(str(path), parsed.kind.value, "ok", rows_read=parsed.rows_read)
+    result.import_id = store.next_import_id()
+    extra = _apply(store, parsed, result, assigner)
+    result.quarantined = len(parsed.quarantine) + len(extra)
+    quarantine = sorted([*parsed.quarantine, *extra], key=lambda q: q.line)
+    result.quarantine_sample = quarantine[:20]
+    store.add_quarantine(result.import_id, quarantine)
+    if not result.balanced:  # a bug, never bad input: refuse to commit it
+        raise PlaceharmError(
+            f"row accounting does not balance for {path}: read {result.rows_read}, "
+            f"inserted {result.inserted} + updated {result.updated} + unchanged "
+            f"{result.unchanged} + quarantined {result.quarantined}"
         )
-        with store.transaction():
-            failed.import_id = store.next_import_id()
-            store.log_import(failed, started, sha)
-        return failed
+    store.log_import(result, item.started, item.sha256)
     return result
 
 
@@ -172,10 +212,7 @@ def _apply(
     """Write one parsed file inside the caller's transaction; return extra quarantine rows."""
     assert result.import_id is not None
     frame = parsed.frame
-    provenance = [
-        pl.lit(result.import_id, dtype=pl.Int64).alias("import_id"),
-        pl.lit(str(parsed.path)).alias("source_file"),
-    ]
+    provenance = [pl.lit(result.import_id, dtype=pl.Int64).alias("import_id")]
     if parsed.kind in (SourceKind.STREET, SourceKind.API):
         frame = assigner.assign(frame).with_columns(
             *provenance, pl.lit(parsed.kind.value).alias("source_kind")
@@ -183,11 +220,11 @@ def _apply(
         extra = _apply_crimes(store, frame, result, parsed)
     elif parsed.kind is SourceKind.OUTCOMES:
         frame = frame.with_columns(*provenance)
-        extra = _apply_keyed(store, frame, result, "outcomes", "outcome_key", "outcome_hash")
+        extra = _apply_keyed(store, frame, result, "outcomes", list(OUTCOME_KEY), "crime_hash")
     else:
         frame = assigner.assign(frame).drop("lsoa_reconciled")
         frame = frame.with_columns(*provenance)
-        extra = _apply_keyed(store, frame, result, "stop_searches", "search_key", "search_hash")
+        extra = _apply_keyed(store, frame, result, "stop_searches", ["search_key"], "search_hash")
     if "located" in frame.columns:
         result.no_location = int((~frame["located"]).sum())
         result.outside_areas = int((frame["in_area"] == False).sum())  # noqa: E712
@@ -244,13 +281,13 @@ def _apply_crimes(
     result.unchanged += repeats
     existing = store.matching_rows("crimes", "crime_hash", frame["crime_hash"])
     if existing.is_empty():
-        store.insert_rows("crimes", frame)
+        store.insert_rows("crimes", _stored(frame))
         result.inserted += frame.height
         return extra
     old = existing.select(
         "_rid",
         "crime_hash",
-        pl.col("crime_key").alias("_old_key"),
+        pl.coalesce("crime_id", "record_key").alias("_old_key"),
         pl.col("source_kind").alias("_old_kind"),
         *[pl.col(c).alias(f"{c}_old") for c in CRIME_CONTENT],
     )
@@ -273,10 +310,10 @@ def _apply_crimes(
     changed = matched.filter(~(same | lower))
     drop_cols = ["_rid", "_old_key", "_old_kind", *[f"{c}_old" for c in CRIME_CONTENT]]
     if new.height:
-        store.insert_rows("crimes", new.drop(drop_cols))
+        store.insert_rows("crimes", _stored(new.drop(drop_cols)))
     if changed.height:
         store.update_crimes(
-            changed.drop([c for c in drop_cols if c != "_rid"]), result.import_id or 0
+            _stored(changed.drop([c for c in drop_cols if c != "_rid"])), result.import_id or 0
         )
     result.inserted += new.height
     result.updated += changed.height
@@ -284,12 +321,19 @@ def _apply_crimes(
     return extra
 
 
+def _stored(frame: pl.DataFrame) -> pl.DataFrame:
+    """Crimes as stored: the Crime ID is the key; a digest key is kept only for rows without."""
+    return frame.with_columns(
+        pl.when(pl.col("crime_id").is_null()).then(pl.col("crime_key")).alias("record_key")
+    ).drop("crime_key")
+
+
 def _apply_keyed(
     store: DuckDBStore,
     frame: pl.DataFrame,
     result: ImportResult,
     table: str,
-    key: str,
+    key: list[str],
     hash_col: str,
 ) -> list[QuarantineRow]:
     """Records keyed by their content: a key already held is unchanged, anything else new."""

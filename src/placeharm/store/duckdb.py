@@ -22,10 +22,14 @@ from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area
 from placeharm.store.migrations import LATEST_VERSION, MIGRATIONS
 
 RECORD_TABLES = ("crimes", "stop_searches")
-_CRIME_HISTORY_COLS = (
-    "crime_key, crime_hash, crime_id, source_kind, month, reported_by, falls_within, "
-    "longitude, latitude, location, lsoa_code_file, lsoa_name_file, crime_type, "
-    "last_outcome_category, context, api_id, import_id, source_file, source_line"
+_HASHED = {("crimes", "crime_hash"), ("outcomes", "crime_hash"), ("stop_searches", "search_hash")}
+_CRIME_HISTORY_COLS = ", ".join(
+    f"c.{c}"
+    for c in (
+        "crime_hash crime_id record_key source_kind month reported_by falls_within longitude "
+        "latitude location lsoa_code_file lsoa_name_file crime_type last_outcome_category "
+        "context api_id import_id source_line"
+    ).split()
 )
 
 
@@ -284,31 +288,29 @@ class DuckDBStore:
 
         Two steps so that a large table is scanned on its hash column only.
         """
-        if hash_col not in {"crime_hash", "outcome_hash", "search_hash"}:
-            raise StoreError(f"unknown hash column {hash_col!r}")
-        tbl = "outcomes" if hash_col == "outcome_hash" else _table_for_hash(hash_col)
+        if (table, hash_col) not in _HASHED:
+            raise StoreError(f"unknown table and hash column {table!r}, {hash_col!r}")
         self._register("_hashes_in", pl.DataFrame({"h": hashes.unique()}))
         try:
             rids = self._frame(
-                f"SELECT t.rowid AS _rid FROM {tbl} t JOIN _hashes_in i ON t.{hash_col} = i.h"
-            )
-            if rids.is_empty():
-                return pl.DataFrame()
-            self._register("_rids_in", rids)
-            return self._frame(
-                f"SELECT t.rowid AS _rid, t.* FROM {tbl} t "
-                "WHERE t.rowid IN (SELECT _rid FROM _rids_in)"
+                f"SELECT t.rowid AS _rid FROM {table} t JOIN _hashes_in i ON t.{hash_col} = i.h"
             )
         finally:
             self._con.unregister("_hashes_in")
-            self._con.unregister("_rids_in") if "_rids_in" in self._registered() else None
-
-    def _registered(self) -> set[str]:
-        rows = self._run("SELECT view_name FROM duckdb_views() WHERE temporary")
-        return {r[0] for r in rows}
+        if rids.is_empty():
+            return pl.DataFrame()
+        self._register("_rids_in", rids)
+        try:
+            return self._frame(
+                f"SELECT t.rowid AS _rid, t.* FROM {table} t "
+                "WHERE t.rowid IN (SELECT _rid FROM _rids_in)"
+            )
+        finally:
+            self._con.unregister("_rids_in")
 
     def insert_rows(self, table: str, frame: pl.DataFrame) -> None:
         tbl = "outcomes" if table == "outcomes" else _table(table)
+        # BY NAME fails on a column the table lacks: nothing is silently dropped.
         self._register("_rows_in", frame)
         self._run(f"INSERT INTO {tbl} BY NAME SELECT * FROM _rows_in")
         self._con.unregister("_rows_in")
@@ -317,8 +319,10 @@ class DuckDBStore:
         """Keep each crime's previous version in crime_history, then overwrite it in place."""
         self._register("_upd_in", frame)
         self._run(
-            f"INSERT INTO crime_history SELECT {_CRIME_HISTORY_COLS}, now(), ? "
-            "FROM crimes WHERE rowid IN (SELECT _rid FROM _upd_in)",
+            f"INSERT INTO crime_history BY NAME SELECT {_CRIME_HISTORY_COLS}, i.source_file, "
+            "now() AS replaced_at, ?::BIGINT AS replaced_by_import "
+            "FROM crimes c LEFT JOIN imports i ON i.import_id = c.import_id "
+            "WHERE c.rowid IN (SELECT _rid FROM _upd_in)",
             [import_id],
         )
         columns = [c for c in frame.columns if c != "_rid"]
@@ -429,10 +433,6 @@ class DuckDBStore:
         if table not in {"crimes", "crime_history", "outcomes", "stop_searches", "quarantine"}:
             raise StoreError(f"unknown table {table!r}")
         return self._con.sql(f"SELECT * FROM {table}").to_arrow_table()
-
-
-def _table_for_hash(hash_col: str) -> str:
-    return {"crime_hash": "crimes", "search_hash": "stop_searches"}[hash_col]
 
 
 def _safe_col(name: str) -> str:

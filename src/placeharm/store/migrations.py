@@ -5,15 +5,15 @@ Each entry is (version, name, statements). Never edit a released migration; add 
 
 from __future__ import annotations
 
+# Provenance of a stored record: the import (whose row in `imports` names the file) and line.
 _RECORD = """
     import_id BIGINT,
-    source_file VARCHAR,
     source_line BIGINT
 """
 _CRIME_CONTENT = """
-    crime_key VARCHAR NOT NULL,
     crime_hash UBIGINT NOT NULL,
     crime_id VARCHAR,
+    record_key VARCHAR,
     source_kind VARCHAR NOT NULL,
     month DATE NOT NULL,
     reported_by VARCHAR,
@@ -69,14 +69,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
             f"""CREATE TABLE crime_history ({_CRIME_CONTENT},
                 {_RECORD},
+                source_file VARCHAR,
                 replaced_at TIMESTAMP NOT NULL,
                 replaced_by_import BIGINT NOT NULL
             )""",
             f"""CREATE TABLE outcomes (
-                outcome_key VARCHAR NOT NULL,
-                outcome_hash UBIGINT NOT NULL,
                 crime_id VARCHAR NOT NULL,
-                crime_hash UBIGINT,
+                crime_hash UBIGINT NOT NULL,
+                outcome_ordinal INTEGER NOT NULL,
                 month DATE NOT NULL,
                 reported_by VARCHAR,
                 falls_within VARCHAR,
