@@ -25,11 +25,26 @@ RECORD_TABLES = ("crimes", "stop_searches")
 _HASHED = {("crimes", "crime_hash"), ("outcomes", "crime_hash"), ("stop_searches", "search_hash")}
 _CRIME_HISTORY_COLS = ", ".join(
     f"c.{c}"
-    for c in (
-        "crime_hash crime_id record_key source_kind month reported_by falls_within longitude "
-        "latitude location lsoa_code_file lsoa_name_file crime_type last_outcome_category "
-        "context api_id import_id source_line"
-    ).split()
+    for c in [
+        "crime_hash",
+        "crime_id",
+        "record_key",
+        "source_kind",
+        "month",
+        "reported_by",
+        "falls_within",
+        "longitude",
+        "latitude",
+        "location",
+        "lsoa_code_file",
+        "lsoa_name_file",
+        "crime_type",
+        "last_outcome_category",
+        "context",
+        "api_id",
+        "import_id",
+        "source_line",
+    ]
 )
 
 
