@@ -280,24 +280,26 @@ def _month_checks(col: str, latest_month: str) -> list[Check]:
     ]
 
 
-def _split_valid(raw: RawTable, checks: list[Check]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Rows that pass every check, and the rest with the first failing check's reason.
+def _split_valid(
+    raw: RawTable, checks: list[Check], select: list[pl.Expr]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows that pass every check (as `select`), and the rest with the first failing reason.
 
-    Conditions are evaluated on every row; the reason strings only on the bad rows.
+    One lazy plan: conditions are evaluated on every row, reason strings only on bad rows.
     """
-    flags = raw.frame.with_columns(
+    flagged = raw.frame.lazy().with_columns(
         pl.any_horizontal([cond.fill_null(True) for cond, _ in checks]).alias("_bad")
     )
-    bad = flags.filter("_bad").drop("_bad")
-    if bad.height:
-        reason = pl.coalesce([pl.when(cond.fill_null(True)).then(text) for cond, text in checks])
-        bad = bad.with_columns(reason.alias("_reason"), _raw_line(raw).alias("_raw"))
-    else:
-        bad = bad.with_columns(
-            pl.lit(None, dtype=pl.String).alias("_reason"),
-            pl.lit(None, dtype=pl.String).alias("_raw"),
-        )
-    return flags.filter(~pl.col("_bad")).drop("_bad"), bad
+    reason = pl.coalesce([pl.when(cond.fill_null(True)).then(text) for cond, text in checks])
+    good, bad = pl.collect_all(
+        [
+            flagged.filter(~pl.col("_bad")).select(select),
+            flagged.filter("_bad").with_columns(
+                reason.alias("_reason"), _raw_line(raw).alias("_raw")
+            ),
+        ]
+    )
+    return good, bad
 
 
 def _validate_street(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -309,23 +311,24 @@ def _validate_street(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl
             pl.format("unknown crime type '{}'", pl.col("Crime type")),
         ),
     ]
-    good, bad = _split_valid(
-        raw, [*_month_checks("Month", latest_month), *coord_checks, *type_checks]
-    )
-    frame = good.select(
-        pl.col("Crime ID").str.strip_chars().alias("crime_id"),
-        pl.col("Month").str.strip_chars().str.to_date("%Y-%m").alias("month"),
-        pl.col("Reported by").alias("reported_by"),
-        pl.col("Falls within").alias("falls_within"),
-        *coords,
-        pl.col("Location").alias("location"),
-        pl.col("LSOA code").alias("lsoa_code_file"),
-        pl.col("LSOA name").alias("lsoa_name_file"),
-        pl.col("Crime type").alias("crime_type"),
-        pl.col("Last outcome category").alias("last_outcome_category"),
-        pl.col("Context").alias("context"),
-        pl.lit(None, dtype=pl.Int64).alias("api_id"),
-        pl.col(LINE_COL).alias("source_line"),
+    frame, bad = _split_valid(
+        raw,
+        [*_month_checks("Month", latest_month), *coord_checks, *type_checks],
+        [
+            pl.col("Crime ID").str.strip_chars().alias("crime_id"),
+            pl.col("Month").str.strip_chars().str.to_date("%Y-%m").alias("month"),
+            pl.col("Reported by").alias("reported_by"),
+            pl.col("Falls within").alias("falls_within"),
+            *coords,
+            pl.col("Location").alias("location"),
+            pl.col("LSOA code").alias("lsoa_code_file"),
+            pl.col("LSOA name").alias("lsoa_name_file"),
+            pl.col("Crime type").alias("crime_type"),
+            pl.col("Last outcome category").alias("last_outcome_category"),
+            pl.col("Context").alias("context"),
+            pl.lit(None, dtype=pl.Int64).alias("api_id"),
+            pl.col(LINE_COL).alias("source_line"),
+        ],
     )
     frame = _with_keys(
         frame,
@@ -353,25 +356,30 @@ def _validate_outcomes(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, 
         (pl.col("Outcome type").is_null(), pl.lit("outcome type is missing")),
     ]
     # An outcome's month may be the month after the last street month; allow one more.
-    good, bad = _split_valid(
-        raw, [*_month_checks("Month", _next_month(latest_month)), *coord_checks, *id_checks]
-    )
-    frame = good.select(
-        pl.col("Crime ID").str.strip_chars().alias("crime_id"),
-        pl.col("Month").str.strip_chars().str.to_date("%Y-%m").alias("month"),
-        pl.col("Reported by").alias("reported_by"),
-        pl.col("Falls within").alias("falls_within"),
-        *coords,
-        pl.col("Location").alias("location"),
-        pl.col("LSOA code").alias("lsoa_code_file"),
-        pl.col("LSOA name").alias("lsoa_name_file"),
-        pl.col("Outcome type").alias("outcome_type"),
-        pl.col(LINE_COL).alias("source_line"),
-    )
     # An outcome is its crime, month and type, plus its rank among identical rows (OUTCOME_KEY);
     # the join hash is the crime's, so every outcome of a crime is compared on re-import.
-    ordinal = pl.int_range(pl.len(), dtype=pl.Int32).over("crime_id", "month", "outcome_type")
-    frame = frame.with_columns(crime_hash=_hash_of(pl.col("crime_id")), outcome_ordinal=ordinal)
+    crime_id = pl.col("Crime ID").str.strip_chars()
+    month = pl.col("Month").str.strip_chars().str.to_date("%Y-%m")
+    frame, bad = _split_valid(
+        raw,
+        [*_month_checks("Month", _next_month(latest_month)), *coord_checks, *id_checks],
+        [
+            pl.col("Crime ID").str.strip_chars().alias("crime_id"),
+            pl.col("Month").str.strip_chars().str.to_date("%Y-%m").alias("month"),
+            pl.col("Reported by").alias("reported_by"),
+            pl.col("Falls within").alias("falls_within"),
+            *coords,
+            pl.col("Location").alias("location"),
+            pl.col("LSOA code").alias("lsoa_code_file"),
+            pl.col("LSOA name").alias("lsoa_name_file"),
+            pl.col("Outcome type").alias("outcome_type"),
+            pl.col(LINE_COL).alias("source_line"),
+            _hash_of(crime_id).alias("crime_hash"),
+            pl.int_range(pl.len(), dtype=pl.Int32)
+            .over(crime_id, month, pl.col("Outcome type"))
+            .alias("outcome_ordinal"),
+        ],
+    )
     frame = _fill_hash(frame, "crime_id", "crime_hash")
     return frame.select(list(OUTCOME_COLUMNS)), bad
 
@@ -393,13 +401,16 @@ def _validate_stop_search(raw: RawTable, latest_month: str) -> tuple[pl.DataFram
             pl.format("unknown search type '{}'", pl.col("Type")),
         ),
     ]
-    good, bad = _split_valid(raw, [*checks, *coord_checks])
     names = dict(zip(STOP_SEARCH_HEADER, SEARCH_COLUMNS_SRC, strict=True))
-    frame = good.select(
-        *[pl.col(src).alias(dst) for src, dst in names.items() if dst not in {"lat", "lon"}],
-        *coords,
-        parsed.dt.truncate("1mo").dt.date().alias("month"),
-        pl.col(LINE_COL).alias("source_line"),
+    frame, bad = _split_valid(
+        raw,
+        [*checks, *coord_checks],
+        [
+            *[pl.col(src).alias(dst) for src, dst in names.items() if dst not in {"lat", "lon"}],
+            *coords,
+            parsed.dt.truncate("1mo").dt.date().alias("month"),
+            pl.col(LINE_COL).alias("source_line"),
+        ],
     )
     frame = _with_keys(
         frame,
@@ -461,25 +472,30 @@ def _with_keys(
     distinct and re-importing the same file gives the same keys.
     """
     no_id = pl.col(id_col).is_null() if id_col else pl.lit(True)
-    frame = frame.with_row_index("_pos")
-    keyless = frame.filter(no_id)
+    text = pl.concat_str(
+        [pl.col(c).cast(pl.String).fill_null("") for c in content], separator=_KEY_SEP
+    )
+    keyless = (
+        frame.lazy()
+        .with_row_index("_pos")
+        .filter(no_id)
+        .select("_pos", text + _KEY_SEP + pl.int_range(pl.len()).over(text).cast(pl.String))
+        .collect()
+    )
     key = (
         frame[id_col].alias(key_col)
         if id_col
         else pl.repeat(None, frame.height, dtype=pl.String, eager=True).alias(key_col)
     )
     if keyless.height:
-        text = pl.concat_str(
-            [pl.col(c).cast(pl.String).fill_null("") for c in content], separator=_KEY_SEP
-        )
-        contents = keyless.select(
-            text + _KEY_SEP + pl.int_range(pl.len()).over(text).cast(pl.String)
-        ).to_series()
-        key = key.scatter(keyless["_pos"].cast(pl.Int64), _digest(contents))
-    frame = frame.drop("_pos").with_columns(key.alias(key_col))
-    return _fill_hash(
-        frame.with_columns(_hash_of(pl.col(key_col)).alias(hash_col)), key_col, hash_col
+        key = key.scatter(keyless["_pos"].cast(pl.Int64), _digest(keyless.to_series(1)))
+    frame = (
+        frame.lazy()
+        .with_columns(key)
+        .with_columns(_hash_of(pl.col(key_col)).alias(hash_col))
+        .collect()
     )
+    return _fill_hash(frame, key_col, hash_col)
 
 
 def _fill_hash(frame: pl.DataFrame, key_col: str, hash_col: str) -> pl.DataFrame:
