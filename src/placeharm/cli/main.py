@@ -234,7 +234,7 @@ def counts(
         sys.stdout.write(json.dumps(result.to_dict(), default=str, indent=2) + "\n")
         return
     table = result.table.head(limit) if limit else result.table
-    _emit(table, fmt, f"Crimes by {by}, {result.first_month} to {result.last_month}")
+    _emit(table, fmt, f"Records by {by}, {result.first_month} to {result.last_month}")
     if fmt is Format.table and result.gap_months:
         err.print(
             f"[yellow]Note[/]: no data for {', '.join(result.gap_months)} (gap); totals cover "

@@ -15,7 +15,8 @@ from placeharm.errors import DataError, NotFound
 from placeharm.geo import assign_points
 from placeharm.ingest.boundaries import read_boundaries
 from placeharm.model import AreaSetInfo, QuarantineRow, check_area_set_name
-from placeharm.store.duckdb import RECORD_TABLES, DuckDBStore
+from placeharm.store.base import Store
+from placeharm.store.duckdb import RECORD_TABLES
 
 # The set whose codes police.uk also publishes per record (2011 LSOAs in the bulk files).
 RECONCILED_SET = "lsoa"
@@ -50,7 +51,7 @@ class LoadedSet:
 
 
 def import_areas(
-    store: DuckDBStore,
+    store: Store,
     path: Path,
     set_name: str,
     code_field: str | None = None,
@@ -89,7 +90,7 @@ def import_areas(
     return AreaImportResult(info, boundaries.repaired, boundaries.rejected)
 
 
-def load_sets(store: DuckDBStore) -> list[LoadedSet]:
+def load_sets(store: Store) -> list[LoadedSet]:
     """Every area set's polygons, ordered by code (the tie-break order)."""
     loaded = []
     for info in store.area_sets():
@@ -194,7 +195,7 @@ def _reconcile_lsoa(
     return fixed, take
 
 
-def assign_pending(store: DuckDBStore, threads: int, tolerance_m: float) -> dict[str, int]:
+def assign_pending(store: Store, threads: int, tolerance_m: float) -> dict[str, int]:
     """Assign every stored record to each area set not yet assigned; return rows per set."""
     pending = [s.name for s in store.area_sets() if not s.assigned]
     if not pending:
@@ -225,7 +226,7 @@ def assign_pending(store: DuckDBStore, threads: int, tolerance_m: float) -> dict
 
 
 def import_lookup(
-    store: DuckDBStore,
+    store: Store,
     path: Path,
     from_set: str,
     from_column: str,
@@ -264,7 +265,7 @@ def import_lookup(
         return store.replace_lookup(rows)
 
 
-def parents(store: DuckDBStore, set_name: str, code: str) -> list[tuple[str, str, str | None]]:
+def parents(store: Store, set_name: str, code: str) -> list[tuple[str, str, str | None]]:
     """The chain of areas above one area (e.g. LSOA -> ward, MSOA, local authority -> force)."""
     chain: list[tuple[str, str, str | None]] = []
     seen = {(set_name, code)}

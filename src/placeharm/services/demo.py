@@ -9,7 +9,7 @@ from pathlib import Path
 from placeharm.model import ImportResult
 from placeharm.services.areas import import_areas, import_lookup
 from placeharm.services.ingest import ProgressFn, ingest
-from placeharm.store.duckdb import DuckDBStore
+from placeharm.store.base import Store
 
 DEMO_FIRST_MONTH = "2021-11"
 DEMO_LAST_MONTH = "2022-03"  # 2022-01 is a real gap in the published data
@@ -28,9 +28,7 @@ def demo_data_dir() -> Path:
     return Path(str(resources.files("placeharm") / "demo" / "data"))
 
 
-def build_demo(
-    store: DuckDBStore, threads: int = 2, progress: ProgressFn | None = None
-) -> DemoResult:
+def build_demo(store: Store, threads: int = 2, progress: ProgressFn | None = None) -> DemoResult:
     """Load the bundled boundaries, lookups and four months of police.uk files (idempotent)."""
     data = demo_data_dir()
     boundaries = data / "boundaries"

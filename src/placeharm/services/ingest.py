@@ -17,7 +17,7 @@ from placeharm.errors import DataError, PlaceharmError
 from placeharm.ingest.policeuk import CRIME_CONTENT, OUTCOME_KEY, ParsedFile, parse_file
 from placeharm.model import ImportResult, QuarantineRow, SourceKind
 from placeharm.services.areas import Assigner, assign_pending, load_sets
-from placeharm.store.duckdb import DuckDBStore
+from placeharm.store.base import Store
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ _GROUP_ROWS = 600_000
 
 
 def ingest(
-    store: DuckDBStore,
+    store: Store,
     paths: Iterable[Path],
     threads: int = 2,
     tolerance_m: float = 25.0,
@@ -139,9 +139,7 @@ def _prefetch(files: list[Path], latest: str, threads: int) -> Iterator[_Parsed]
             yield future.result()
 
 
-def _write_group(
-    store: DuckDBStore, group: list[_Parsed], assigner: Assigner
-) -> list[ImportResult]:
+def _write_group(store: Store, group: list[_Parsed], assigner: Assigner) -> list[ImportResult]:
     """Write a group of files in one transaction; on failure, replay them one by one."""
     try:
         with store.transaction():
@@ -170,7 +168,7 @@ def _write_group(
     return results
 
 
-def _write_file(store: DuckDBStore, item: _Parsed, assigner: Assigner) -> ImportResult:
+def _write_file(store: Store, item: _Parsed, assigner: Assigner) -> ImportResult:
     """Write one file inside the caller's transaction; raise if anything goes wrong."""
     parsed, path = item.parsed, item.path
     if isinstance(parsed, PlaceharmError):
@@ -204,7 +202,7 @@ def _sha256(path: Path) -> str:
 
 
 def _apply(
-    store: DuckDBStore,
+    store: Store,
     parsed: ParsedFile,
     result: ImportResult,
     assigner: Assigner,
@@ -273,7 +271,7 @@ def _split_duplicates(
 
 
 def _apply_crimes(
-    store: DuckDBStore, frame: pl.DataFrame, result: ImportResult, parsed: ParsedFile
+    store: Store, frame: pl.DataFrame, result: ImportResult, parsed: ParsedFile
 ) -> list[QuarantineRow]:
     frame, repeats, extra = _split_duplicates(
         frame, "crime_key", list(CRIME_CONTENT), str(parsed.path)
@@ -329,7 +327,7 @@ def _stored(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def _apply_keyed(
-    store: DuckDBStore,
+    store: Store,
     frame: pl.DataFrame,
     result: ImportResult,
     table: str,
@@ -346,6 +344,6 @@ def _apply_keyed(
     return []
 
 
-def assign(store: DuckDBStore, threads: int = 2, tolerance_m: float = 25.0) -> dict[str, int]:
+def assign(store: Store, threads: int = 2, tolerance_m: float = 25.0) -> dict[str, int]:
     """Assign stored records to area sets imported since the last assignment."""
     return assign_pending(store, threads, tolerance_m)

@@ -9,7 +9,7 @@ import polars as pl
 
 from placeharm.errors import DataError, NotFound
 from placeharm.model import CRIME_TYPES, check_area_set_name, month_range
-from placeharm.store.duckdb import DuckDBStore
+from placeharm.store.base import Store
 
 
 @dataclass(slots=True)
@@ -36,7 +36,7 @@ class CountsResult:
         }
 
 
-def coverage(store: DuckDBStore, source_kind: str | None = None) -> pl.DataFrame:
+def coverage(store: Store, source_kind: str | None = None) -> pl.DataFrame:
     """Every month from each source's first to last month: covered, or a gap (rows null)."""
     held = store.coverage()
     if source_kind:
@@ -70,9 +70,7 @@ def coverage(store: DuckDBStore, source_kind: str | None = None) -> pl.DataFrame
     )
 
 
-def gap_months(
-    store: DuckDBStore, first: dt.date, last: dt.date, kind: str = "street"
-) -> list[str]:
+def gap_months(store: Store, first: dt.date, last: dt.date, kind: str = "street") -> list[str]:
     """Months in [first, last] for which no file of `kind` has been imported."""
     held = store.coverage().filter(pl.col("source_kind") == kind)
     covered = set(held["month"].to_list())
@@ -80,7 +78,7 @@ def gap_months(
 
 
 def counts(
-    store: DuckDBStore,
+    store: Store,
     by: str,
     first: dt.date,
     last: dt.date,
@@ -145,7 +143,7 @@ def counts(
 
 
 def quarantine(
-    store: DuckDBStore,
+    store: Store,
     import_id: int | None = None,
     source_file: str | None = None,
     limit: int = 1000,
@@ -154,6 +152,6 @@ def quarantine(
     return store.quarantine(import_id, source_file, limit)
 
 
-def imports(store: DuckDBStore, limit: int = 50) -> pl.DataFrame:
+def imports(store: Store, limit: int = 50) -> pl.DataFrame:
     """The import log, newest first."""
     return store.imports(limit)
