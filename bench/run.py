@@ -1,0 +1,419 @@
+"""placeharm ingest benchmark: real Northumbria data against a pandas baseline, and 10M rows.
+
+    .venv/bin/python bench/run.py              # full: Northumbria x3 (interleaved) + 10M x1
+    .venv/bin/python bench/run.py --quick      # Northumbria only, one run of each
+    .venv/bin/python bench/run.py --skip-10m   # Northumbria x3 only
+    .venv/bin/python bench/run.py --profile    # also one cProfile'd placeharm child
+
+Every measured run is a fresh subprocess on a fresh temporary store; its peak RSS comes from
+os.wait4 on that child. Results go to bench/results/ingest-<UTC>.json and latest.json.
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from common import (
+    BENCH,
+    REPO,
+    REQUIRED_EQUAL,
+    RESULTS,
+    WORK,
+    area_paths,
+    northumbria_dir,
+    outcome_files,
+    output_counts,
+    street_files,
+    write_json,
+)
+
+NORTHUMBRIA_TARGET_S = 3.0
+RATIO_TARGET = 5.0
+BIG_TARGET_S = 30.0
+BIG_TARGET_RSS_MB = 2.5 * 1024
+EXPECTED_NORTHUMBRIA = {"crimes": 524_070, "outcomes": 250_684}
+
+
+# -- running one child ----------------------------------------------------------------------
+
+
+def run_child(
+    kind: str, files_json: Path, tmp: Path, profile: Path | None = None
+) -> dict[str, Any]:
+    """Run one measured child on a fresh store; return its report, peak RSS and counts."""
+    run_dir = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=tmp))
+    store = run_dir / "store.duckdb"
+    out = run_dir / "result.json"
+    if kind == "baseline":
+        script = BENCH / "baseline_pandas.py"
+        cmd = [sys.executable, str(script), "--db", str(store), "--files", str(files_json)]
+    else:
+        script = BENCH / "placeharm_ingest.py"
+        cmd = [sys.executable, str(script), "--store", str(store), "--files", str(files_json)]
+        if profile is not None:
+            cmd += ["--profile", str(profile)]
+    cmd += ["--out", str(out)]
+    load = os.getloadavg()[0]
+    with (run_dir / "stdout").open("wb") as so, (run_dir / "stderr").open("wb") as se:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=so, stderr=se, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        process_s = time.perf_counter() - started
+    if proc.returncode != 0:
+        err = (run_dir / "stderr").read_text(errors="replace")[-3000:]
+        shutil.rmtree(run_dir, ignore_errors=True)
+        raise SystemExit(f"{kind} child failed (exit {proc.returncode}):\n{err}")
+    report: dict[str, Any] = json.loads(out.read_text())
+    report["peak_rss_mb"] = usage.ru_maxrss / 1024  # Linux: KiB
+    report["process_s"] = process_s
+    report["load_avg_1m_at_start"] = load
+    report["store_mb"] = sum(p.stat().st_size for p in run_dir.glob("store.duckdb*")) / 2**20
+    report["counts"] = output_counts(store)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return report
+
+
+# -- figures --------------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def mark(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def target_line(label: str, ok: bool, value: str) -> str:
+    return f"    target {label} {'.' * max(3, 40 - len(label))} {mark(ok)}  ({value})"
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_avg_at_start": os.getloadavg(),
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        mem = Path("/proc/meminfo").read_text().split()
+        info["mem_gib"] = round(int(mem[1]) / 2**20, 1)
+    except OSError:
+        pass
+    from importlib.metadata import version
+
+    for pkg in ("duckdb", "polars", "pyarrow", "shapely", "pandas", "geopandas"):
+        info[pkg] = version(pkg)
+    return info
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        res = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return res.stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+
+
+def compare_counts(p: dict[str, int], b: dict[str, int]) -> tuple[bool, list[str]]:
+    lines, ok = [], True
+    for key in p:
+        same = p[key] == b.get(key)
+        required = key in REQUIRED_EQUAL
+        ok = ok and (same or not required)
+        flag = "ok" if same else ("MISMATCH" if required else "differs")
+        lines.append(f"    {key:<20} {p[key]:>12,}  {b.get(key, -1):>12,}  {flag}")
+    return ok, lines
+
+
+# -- the benchmark --------------------------------------------------------------------------
+
+
+def northumbria(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    files = street_files() + outcome_files()
+    files_json = tmp / "northumbria.json"
+    files_json.write_text(json.dumps([str(p) for p in files]))
+    runs = 1 if args.quick else args.runs
+    print(
+        f"\nNorthumbria: {len(street_files())} street + {len(outcome_files())} outcomes files "
+        f"from {northumbria_dir()}, 3 area sets; {runs} interleaved run(s) of each"
+    )
+    rounds = []
+    for i in range(runs):
+        order = ["placeharm", "baseline"] if i % 2 == 0 else ["baseline", "placeharm"]
+        got = {}
+        for kind in order:
+            got[kind] = run_child(kind, files_json, tmp)
+            r = got[kind]
+            print(
+                f"  run {i + 1} {kind:<9} ingest {r['ingest_s']:6.2f} s  peak RSS "
+                f"{r['peak_rss_mb']:6.0f} MB  (areas {r['areas_s']:.2f} s, "
+                f"load {r['load_avg_1m_at_start']:.1f})",
+                flush=True,
+            )
+        ratio = got["baseline"]["ingest_s"] / got["placeharm"]["ingest_s"]
+        rounds.append({"placeharm": got["placeharm"], "baseline": got["baseline"], "ratio": ratio})
+
+    p_times = [r["placeharm"]["ingest_s"] for r in rounds]
+    b_times = [r["baseline"]["ingest_s"] for r in rounds]
+    ratios = [r["ratio"] for r in rounds]
+    p_med, b_med = median(p_times), median(b_times)
+    ratio_med = median(ratios)
+    p_rss = median([r["placeharm"]["peak_rss_mb"] for r in rounds])
+    b_rss = median([r["baseline"]["peak_rss_mb"] for r in rounds])
+    p_close = median([r["placeharm"]["close_s"] for r in rounds])
+
+    counts_ok = True
+    count_lines: list[str] = []
+    for r in rounds:
+        ok, lines = compare_counts(r["placeharm"]["counts"], r["baseline"]["counts"])
+        counts_ok = counts_ok and ok
+        count_lines = count_lines or lines
+        for key, want in EXPECTED_NORTHUMBRIA.items():
+            counts_ok = counts_ok and r["placeharm"]["counts"][key] == want
+        counts_ok = counts_ok and r["placeharm"]["statuses"] == {"ok": len(files)}
+
+    fmt = ", ".join
+    print("\n  Northumbria summary (median of runs; ingest wall time excludes area import)")
+    print(
+        f"    placeharm  {p_med:6.2f} s   peak RSS {p_rss:6.0f} MB   runs: "
+        f"{fmt(f'{t:.2f}' for t in p_times)}   (+ close {p_close:.2f} s)"
+    )
+    print(
+        f"    baseline   {b_med:6.2f} s   peak RSS {b_rss:6.0f} MB   runs: "
+        f"{fmt(f'{t:.2f}' for t in b_times)}"
+    )
+    print(
+        f"    ratio baseline/placeharm (same round): median {ratio_med:.2f}x   runs: "
+        f"{fmt(f'{x:.2f}x' for x in ratios)}"
+    )
+    print(
+        target_line(
+            f"placeharm <= {NORTHUMBRIA_TARGET_S:.0f} s",
+            p_med <= NORTHUMBRIA_TARGET_S,
+            f"{p_med:.2f} s",
+        )
+    )
+    print(
+        target_line(
+            f">= {RATIO_TARGET:.0f}x faster than baseline",
+            ratio_med >= RATIO_TARGET,
+            f"{ratio_med:.2f}x",
+        )
+    )
+    print("    output counts             placeharm      baseline")
+    print("\n".join(count_lines))
+    print(
+        f"    counts check ({', '.join(REQUIRED_EQUAL)} equal; crimes 524,070, outcomes "
+        f"250,684; every file ok) ... {mark(counts_ok)}"
+    )
+    return {
+        "files": len(files),
+        "runs": rounds,
+        "placeharm_median_s": p_med,
+        "baseline_median_s": b_med,
+        "ratio_median": ratio_med,
+        "ratio_of_medians": b_med / p_med,
+        "placeharm_peak_rss_median_mb": p_rss,
+        "baseline_peak_rss_median_mb": b_rss,
+        "targets": {
+            "placeharm_s": {
+                "target": NORTHUMBRIA_TARGET_S,
+                "value": p_med,
+                "pass": p_med <= NORTHUMBRIA_TARGET_S,
+            },
+            "ratio": {
+                "target": RATIO_TARGET,
+                "value": ratio_med,
+                "pass": ratio_med >= RATIO_TARGET,
+            },
+        },
+        "counts_ok": counts_ok,
+    }
+
+
+def ten_million(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    from gen10m import DEFAULT_ROWS, generate
+
+    work = args.work_dir or WORK / "10m"
+    print(f"\n10M rows: generating (not timed) into {work} ...", flush=True)
+    t0 = time.perf_counter()
+    files, manifest = generate(work, DEFAULT_ROWS, force=args.regen)
+    gen_s = time.perf_counter() - t0
+    print(
+        f"  {len(files)} files, {DEFAULT_ROWS:,} rows, {manifest['bytes'] / 2**20:.0f} MB gzip "
+        f"({'reused' if manifest['reused'] else f'generated in {gen_s:.0f} s'})"
+    )
+    files_json = tmp / "big.json"
+    files_json.write_text(json.dumps([str(p) for p in files]))
+    runs = []
+    for i in range(args.repeat):
+        r = run_child("placeharm", files_json, tmp)
+        runs.append(r)
+        print(
+            f"  run {i + 1} placeharm ingest {r['ingest_s']:6.2f} s  peak RSS "
+            f"{r['peak_rss_mb']:6.0f} MB  (close {r['close_s']:.2f} s, store "
+            f"{r['store_mb']:.0f} MB, load {r['load_avg_1m_at_start']:.1f})",
+            flush=True,
+        )
+    t_med = median([r["ingest_s"] for r in runs])
+    rss_max = max(r["peak_rss_mb"] for r in runs)
+    counts = runs[0]["counts"]
+    counts_ok = all(
+        r["counts"]["crimes"] == DEFAULT_ROWS
+        and r["counts"]["quarantined"] == 0
+        and r["statuses"] == {"ok": len(files)}
+        for r in runs
+    )
+    print("  baseline: skipped at 10M (not required)")
+    print(
+        target_line(
+            f"10M ingest <= {BIG_TARGET_S:.0f} s",
+            t_med <= BIG_TARGET_S,
+            f"{t_med:.2f} s, median of {len(runs)}",
+        )
+    )
+    print(
+        target_line(
+            f"10M peak RSS <= {BIG_TARGET_RSS_MB / 1024:.1f} GB",
+            rss_max <= BIG_TARGET_RSS_MB,
+            f"{rss_max / 1024:.2f} GB max",
+        )
+    )
+    print(
+        f"    counts: crimes {counts['crimes']:,}, no location {counts['no_location']:,}, "
+        f"outside areas {counts['outside_areas']:,}, quarantined {counts['quarantined']:,} "
+        f"... {mark(counts_ok)}"
+    )
+    return {
+        "rows": DEFAULT_ROWS,
+        "generator": {k: v for k, v in manifest.items() if k != "sources"},
+        "runs": runs,
+        "placeharm_median_s": t_med,
+        "placeharm_peak_rss_max_mb": rss_max,
+        "baseline": "skipped (not required at 10M)",
+        "targets": {
+            "seconds": {"target": BIG_TARGET_S, "value": t_med, "pass": t_med <= BIG_TARGET_S},
+            "peak_rss_mb": {
+                "target": BIG_TARGET_RSS_MB,
+                "value": rss_max,
+                "pass": rss_max <= BIG_TARGET_RSS_MB,
+            },
+        },
+        "counts_ok": counts_ok,
+    }
+
+
+def profile(tmp: Path) -> dict[str, Any]:
+    files = street_files() + outcome_files()
+    files_json = tmp / "profile.json"
+    files_json.write_text(json.dumps([str(p) for p in files]))
+    stats = tmp / "placeharm.pstats"
+    r = run_child("placeharm", files_json, tmp, profile=stats)
+    text = stats.with_suffix(".txt").read_text().strip()
+    print(
+        f"\ncProfile of one placeharm Northumbria ingest ({r['ingest_s']:.2f} s under the "
+        "profiler; prefetch-thread parse_file calls merged in, so cumulative times overlap):"
+    )
+    print(text)
+    WORK.mkdir(parents=True, exist_ok=True)
+    shutil.copy(stats, WORK / "placeharm-latest.pstats")
+    return {"ingest_s": r["ingest_s"], "top_cumulative": text}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="Northumbria only, one run each")
+    parser.add_argument("--skip-10m", action="store_true", help="skip the 10M-row run")
+    parser.add_argument("--runs", type=int, default=3, help="Northumbria rounds (default 3)")
+    parser.add_argument("--repeat", type=int, default=1, help="10M runs (default 1)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also run one cProfile'd placeharm Northumbria ingest",
+    )
+    parser.add_argument("--work-dir", type=Path, help="where the 10M files go (bench/work/10m)")
+    parser.add_argument("--regen", action="store_true", help="regenerate the 10M files")
+    parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
+    args = parser.parse_args()
+
+    missing = [p for _, p in area_paths() if not p.exists()]
+    if not street_files() or not outcome_files() or missing:
+        raise SystemExit(
+            f"real data not found under {northumbria_dir().parent.parent} (set "
+            "PLACEHARM_SHARED_DATA to the folder holding policeuk/ and boundaries/)"
+        )
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    info = {"timestamp_utc": stamp, "machine": machine(), "git": git_state(), "argv": sys.argv[1:]}
+    m = info["machine"]
+    print(
+        f"placeharm ingest benchmark {stamp}  commit {info['git']['commit'][:10]}"
+        f"{' (dirty)' if info['git']['dirty'] else ''}"
+    )
+    print(
+        f"  {m.get('cpu', '?')}, {m['cpus']} CPUs, {m.get('mem_gib', '?')} GiB, load "
+        f"{m['load_avg_at_start'][0]:.2f}; duckdb {m['duckdb']}, polars {m['polars']}, "
+        f"pandas {m['pandas']}, geopandas {m['geopandas']}"
+    )
+    if m["load_avg_at_start"][0] > 0.5 * (m["cpus"] or 1):
+        print(
+            "  WARNING: the machine is busy (load average above half the CPUs); "
+            "timings will be noisy"
+        )
+
+    results: dict[str, Any] = dict(info)
+    with tempfile.TemporaryDirectory(prefix="placeharm-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        results["northumbria"] = northumbria(args, tmp)
+        if args.quick or args.skip_10m:
+            results["ten_million"] = "skipped"
+            print("\n10M rows: skipped (--quick / --skip-10m)")
+        else:
+            results["ten_million"] = ten_million(args, tmp)
+        if args.profile:
+            results["profile"] = profile(tmp)
+
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"ingest-{stamp}.json"
+    tmp_path = path.with_suffix(".tmp")
+    write_json(tmp_path, results)
+    tmp_path.replace(path)
+    latest_tmp = (RESULTS / "latest.json").with_suffix(".tmp")
+    shutil.copy(path, latest_tmp)
+    latest_tmp.replace(RESULTS / "latest.json")
+    print(f"\nresults: {path.relative_to(REPO)} (and bench/results/latest.json)")
+
+    checks = [results["northumbria"]["counts_ok"]]
+    targets = list(results["northumbria"]["targets"].values())
+    if isinstance(results["ten_million"], dict):
+        checks.append(results["ten_million"]["counts_ok"])
+        targets += list(results["ten_million"]["targets"].values())
+    if not all(checks):
+        print("output counts are wrong: see above")
+        sys.exit(1)
+    if args.strict and not all(t["pass"] for t in targets):
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
