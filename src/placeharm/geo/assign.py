@@ -24,42 +24,58 @@ def assign_points(
 ) -> npt.NDArray[np.int32]:
     """Index into `polygons` of the polygon holding each point, or -1 if none does.
 
+    One set at a time; see `assign_points_to_sets`, which shares the point tree.
+    """
+    return assign_points_to_sets(x, y, [polygons], threads)[0]
+
+
+def assign_points_to_sets(
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    polygon_sets: list[npt.NDArray[np.object_]],
+    threads: int = 2,
+) -> list[npt.NDArray[np.int32]]:
+    """For each set of polygons, the index of the polygon holding each point, or -1.
+
     A point on a shared edge, or inside two overlapping polygons (generalised boundaries can
     overlap slightly), goes to the polygon with the lowest index, so the result is
-    deterministic. Points with NaN coordinates get -1.
+    deterministic. Points with NaN coordinates get -1. The points and their STRtree are
+    built once per chunk and queried with every set.
 
     Parameters
     ----------
     x, y
         Longitudes and latitudes (or any coordinates in the polygons' CRS).
-    polygons
-        Shapely polygons or multipolygons, ordered as the caller wants ties broken.
+    polygon_sets
+        One array of shapely (Multi)Polygons per area set, ordered as ties should break.
     threads
         Worker threads; chunks of a million points are spread across them.
 
     Returns
     -------
-    numpy.ndarray
-        int32 array, one entry per point.
+    list of numpy.ndarray
+        One int32 array per set, one entry per point.
     """
     n = len(x)
-    result = np.full(n, -1, dtype=np.int32)
-    if n == 0 or len(polygons) == 0:
-        return result
-    shapely.prepare(polygons)
+    results = [np.full(n, -1, dtype=np.int32) for _ in polygon_sets]
+    if n == 0:
+        return results
+    for polygons in polygon_sets:
+        shapely.prepare(polygons)
     starts = range(0, n, _CHUNK)
 
     def run(start: int) -> None:
         stop = min(start + _CHUNK, n)
-        points = shapely.points(x[start:stop], y[start:stop])
-        tree = shapely.STRtree(points)
-        poly_idx, point_idx = tree.query(polygons, predicate="intersects")
-        if len(point_idx) == 0:
-            return
-        # Lowest polygon index wins: write in descending polygon order so it lands last.
-        order = np.argsort(-poly_idx, kind="stable")
-        chunk = result[start:stop]
-        chunk[point_idx[order]] = poly_idx[order]
+        tree = shapely.STRtree(shapely.points(x[start:stop], y[start:stop]))
+        for polygons, result in zip(polygon_sets, results, strict=True):
+            if len(polygons) == 0:
+                continue
+            poly_idx, point_idx = tree.query(polygons, predicate="intersects")
+            if len(point_idx) == 0:
+                continue
+            # Lowest polygon index wins: write in descending polygon order so it lands last.
+            order = np.argsort(-poly_idx, kind="stable")
+            result[start:stop][point_idx[order]] = poly_idx[order]
 
     if threads <= 1 or len(starts) == 1:
         for s in starts:
@@ -67,4 +83,4 @@ def assign_points(
     else:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(run, starts))
-    return result
+    return results

@@ -99,6 +99,8 @@ def read_table(path: Path, header: tuple[str, ...], body: bytes) -> RawTable:
     quotes = np.flatnonzero(buf == 34)
     newlines = np.flatnonzero(buf == 10)
     commas = np.flatnonzero(buf == 44)
+    if len(quotes) and not _quotes_are_structural(buf, quotes):
+        return _slow_path(source, header, body)  # a quote inside an unquoted field
     if len(quotes):
         # A newline or comma is inside a quoted field when an odd number of quotes precede it.
         newline_in = (np.searchsorted(quotes, newlines) & 1).astype(bool)
@@ -138,17 +140,34 @@ def read_table(path: Path, header: tuple[str, ...], body: bytes) -> RawTable:
         buffer = body
     else:
         buffer = b"\n".join(body[a:b] for a, b in zip(starts[good], stops[good], strict=True))
-    parsed = pl.read_csv(
-        io.BytesIO(buffer),
-        has_header=False,
-        new_columns=list(header),
-        infer_schema=False,
-        quote_char='"',
-    )
+    try:
+        parsed = pl.read_csv(
+            io.BytesIO(buffer),
+            has_header=False,
+            new_columns=list(header),
+            infer_schema=False,
+            quote_char='"',
+        )
+    except pl.exceptions.PolarsError:
+        return _slow_path(source, header, body)
     if parsed.height != n_good:  # a record polars splits differently: take the exact path
         return _slow_path(source, header, body)
     parsed = parsed.with_columns(pl.Series(LINE_COL, lines[good], dtype=pl.Int64))
     return RawTable(header, parsed, quarantine, rows_read)
+
+
+def _quotes_are_structural(buf: np.ndarray, quotes: np.ndarray) -> bool:
+    """True when every quote opens a field, closes one, or is a doubled quote inside one.
+
+    Quote parity only finds record ends when quotes are used as RFC 4180 intends; a quote in
+    the middle of an unquoted field (`On or near 5" Road`) sends the file to the slow path.
+    """
+    size = len(buf)
+    before = np.where(quotes > 0, buf[np.maximum(quotes - 1, 0)], 10)
+    after = np.where(quotes < size - 1, buf[np.minimum(quotes + 1, size - 1)], 10)
+    edge = (before == 44) | (before == 10) | (after == 44) | (after == 10) | (after == 13)
+    doubled = (before == 34) | (after == 34)
+    return bool((edge | doubled).all())
 
 
 def _empty(header: tuple[str, ...]) -> pl.DataFrame:
@@ -158,75 +177,64 @@ def _empty(header: tuple[str, ...]) -> pl.DataFrame:
 
 
 def _slow_path(source: str, header: tuple[str, ...], body: bytes) -> RawTable:
-    """Line-exact reading with the csv module, for the files the fast path cannot take."""
+    """Line-exact reading with the csv module, for the files the fast path cannot take.
+
+    A quote inside an unquoted field is plain text (as in the csv module and RFC 4180
+    readers); a line that is not UTF-8 is quarantined on its own.
+    """
     quarantine: list[QuarantineRow] = []
     physical = body.split(b"\n")
     if physical and physical[-1] == b"":
         physical.pop()
+    fed: list[tuple[int, str]] = []  # (file line, text) of every line given to the reader
 
-    def decoded() -> Iterator[tuple[int, str]]:
+    def feed() -> Iterator[str]:
         for i, raw in enumerate(physical):
             line_no = i + 2
             try:
-                yield line_no, raw.decode("utf-8").rstrip("\r")
+                text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 bad_byte = raw[exc.start : exc.start + 1].hex()
                 quarantine.append(
                     QuarantineRow(
                         source,
                         line_no,
-                        raw.decode("utf-8", errors="backslashreplace"),
+                        raw.decode("utf-8", errors="backslashreplace").rstrip("\r"),
                         f"bad encoding: byte 0x{bad_byte} at column {exc.start + 1} is not "
                         "UTF-8; re-save the file as UTF-8",
                     )
                 )
+                continue
+            fed.append((line_no, text))
+            yield text + "\n"  # the csv module keeps a CR inside quotes, as the fast path does
 
     expected = len(header)
     rows: list[list[str]] = []
     row_lines: list[int] = []
     rows_read = 0
-    source_lines = decoded()
-    current = [0]
-    texts: dict[int, str] = {}
-
-    def feed() -> Iterator[str]:
-        for line_no, text in source_lines:
-            current[0] = line_no
-            texts[line_no] = text
-            yield text + "\n"
-
     reader = csv.reader(feed(), strict=False)
-    start = 0
     while True:
+        consumed = reader.line_num
         try:
             record = next(reader)
         except StopIteration:
             break
         except csv.Error as exc:
-            rows_read += 1
-            quarantine.append(
-                QuarantineRow(source, current[0], texts.get(current[0], ""), f"bad CSV: {exc}")
-            )
-            continue
-        first_line = start + 1 if start else current[0] - _span(record) + 1
-        start = 0
-        if not any(record):
-            continue  # blank line
+            record = None
+            reason = f"bad CSV: {exc}"
+        span = fed[consumed : reader.line_num]
+        if record == []:
+            continue  # a blank line is not a row
         rows_read += 1
-        if len(record) != expected:
-            raw = "\n".join(texts.get(n, "") for n in range(first_line, current[0] + 1))
-            quarantine.append(
-                QuarantineRow(
-                    source,
-                    first_line,
-                    raw,
-                    f"wrong number of columns: {len(record)} instead of {expected}",
-                )
-            )
+        first_line = span[0][0] if span else (fed[-1][0] if fed else 2)
+        if record is None or len(record) != expected:
+            if record is not None:
+                reason = f"wrong number of columns: {len(record)} instead of {expected}"
+            raw = "\n".join(text.rstrip("\r") for _, text in span)
+            quarantine.append(QuarantineRow(source, first_line, raw, reason))
             continue
         rows.append(record)
         row_lines.append(first_line)
-        texts.clear()
     rows_read += sum(1 for q in quarantine if q.reason.startswith("bad encoding"))
     quarantine.sort(key=lambda q: q.line)
     if not rows:
@@ -236,8 +244,3 @@ def _slow_path(source: str, header: tuple[str, ...], body: bytes) -> RawTable:
         pl.Series(LINE_COL, row_lines, dtype=pl.Int64)
     )
     return RawTable(header, frame, quarantine, rows_read)
-
-
-def _span(record: list[str]) -> int:
-    """Physical lines a parsed record covered (1 + newlines inside its quoted fields)."""
-    return 1 + sum(field.count("\n") for field in record)

@@ -388,7 +388,7 @@ def _validate_stop_search(raw: RawTable, latest_month: str) -> tuple[pl.DataFram
     coords, coord_checks = _coordinates("Longitude", "Latitude")
     stamp = pl.col("Date").str.strip_chars()
     parsed = stamp.str.to_datetime("%Y-%m-%dT%H:%M:%S%z", strict=False).dt.convert_time_zone("UTC")
-    month_text = parsed.dt.strftime("%Y-%m")
+    month_text = parsed.dt.convert_time_zone("Europe/London").dt.strftime("%Y-%m")
     checks: list[Check] = [
         (pl.col("Date").is_null(), pl.lit("date is missing")),
         (parsed.is_null(), pl.format("bad date '{}' (expected ISO 8601)", pl.col("Date"))),
@@ -408,7 +408,12 @@ def _validate_stop_search(raw: RawTable, latest_month: str) -> tuple[pl.DataFram
         [
             *[pl.col(src).alias(dst) for src, dst in names.items() if dst not in {"lat", "lon"}],
             *coords,
-            parsed.dt.truncate("1mo").dt.date().alias("month"),
+            # police.uk months are UK months: 00:05 BST on 1 June is published as
+            # 2020-05-31T23:05:00+00:00 in the June file.
+            parsed.dt.convert_time_zone("Europe/London")
+            .dt.date()
+            .dt.truncate("1mo")
+            .alias("month"),
             pl.col(LINE_COL).alias("source_line"),
         ],
     )

@@ -12,14 +12,15 @@ import shapely
 from pyproj import Transformer
 
 from placeharm.errors import DataError, NotFound
-from placeharm.geo import assign_points
+from placeharm.geo import assign_points_to_sets
 from placeharm.ingest.boundaries import read_boundaries
-from placeharm.model import AreaSetInfo, QuarantineRow, check_area_set_name
+from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
 from placeharm.store.base import Store
 from placeharm.store.duckdb import RECORD_TABLES
 
 # The set whose codes police.uk also publishes per record (2011 LSOAs in the bulk files).
 RECONCILED_SET = "lsoa"
+_CACHE_POINTS = 1_000_000
 _TO_BNG = Transformer.from_crs("EPSG:4326", "EPSG:27700", always_xy=True)
 
 
@@ -83,10 +84,22 @@ def import_areas(
         },
         schema={"area_code": pl.String, "area_name": pl.String, "geometry_wkb": pl.Binary},
     )
+    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     with store.transaction():
         store.replace_area_set(info, areas)
-        if boundaries.rejected:
-            store.add_quarantine(store.next_import_id(), boundaries.rejected)
+        import_id = store.next_import_ids(1)[0]
+        store.add_quarantine(import_id, boundaries.rejected)
+        account = ImportResult(
+            str(path),
+            "areas",
+            "ok",
+            rows_read=len(boundaries.codes) + len(boundaries.rejected),
+            inserted=len(boundaries.codes),
+            quarantined=len(boundaries.rejected),
+            message=f"area set {set_name}; repaired: {', '.join(boundaries.repaired) or 'none'}",
+            import_id=import_id,
+        )
+        store.log_imports([(account, started, "")])
     return AreaImportResult(info, boundaries.repaired, boundaries.rejected)
 
 
@@ -117,19 +130,25 @@ class Assigner:
         )
 
     def _codes_for(self, points: pl.DataFrame) -> pl.DataFrame:
-        fresh = points.join(self._known, on=["longitude", "latitude"], how="anti")
+        """Codes for exactly these distinct points: remembered ones, and the rest tested now."""
+        on = ["longitude", "latitude"]
+        hits = points.join(self._known, on=on, how="inner")
+        fresh = points.join(self._known, on=on, how="anti")
         if fresh.height:
             x, y = fresh["longitude"].to_numpy(), fresh["latitude"].to_numpy()
-            for s in self.sets:
-                idx = assign_points(x, y, s.polygons, self.threads)
+            found = assign_points_to_sets(x, y, [s.polygons for s in self.sets], self.threads)
+            for s, idx in zip(self.sets, found, strict=True):
                 codes = np.where(
                     idx >= 0, s.codes[np.maximum(idx, 0)], np.array(None, dtype=object)
                 )
                 fresh = fresh.with_columns(
                     pl.Series(f"area_{s.name}", codes.tolist(), dtype=pl.String)
                 )
-            self._known = pl.concat([self._known, fresh], how="vertical")
-        return self._known
+            # Remember at most _CACHE_POINTS points: police.uk repeats ~750k map points
+            # nationally, while jittered or force-recorded points would only grow the cache.
+            if self._known.height + fresh.height <= _CACHE_POINTS:
+                self._known = pl.concat([self._known, fresh], how="vertical")
+        return pl.concat([hits, fresh], how="vertical") if hits.height else fresh
 
     def assign(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Add `area_<set>` for every set, plus `located`, `in_area` and `lsoa_reconciled`.
@@ -147,8 +166,8 @@ class Assigner:
                 pl.lit(False).alias("lsoa_reconciled"),
             )
         points = out.filter("located").select("longitude", "latitude").unique()
-        known = self._codes_for(points)
-        out = out.join(known, on=["longitude", "latitude"], how="left")
+        codes = self._codes_for(points)
+        out = out.join(codes, on=["longitude", "latitude"], how="left")
         reconciled = pl.lit(False)
         lsoa = next((s for s in self.sets if s.name == RECONCILED_SET), None)
         if lsoa is not None and "lsoa_code_file" in out.columns and self.tolerance_m > 0:

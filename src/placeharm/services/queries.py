@@ -96,11 +96,17 @@ def counts(
     check_area_set_name(by)
     if last < first:
         raise DataError(f"--to {last:%Y-%m} is before --from {first:%Y-%m}")
-    if by not in {s.name for s in store.area_sets()}:
-        known = ", ".join(s.name for s in store.area_sets()) or "none yet"
+    sets = {s.name: s for s in store.area_sets()}
+    if by not in sets:
+        known = ", ".join(sets) or "none yet"
         raise NotFound(
             f"no area set called {by!r} (loaded: {known}); import one with "
             "`placeharm areas import FILE --name NAME`"
+        )
+    if not sets[by].assigned:
+        raise DataError(
+            f"area set {by!r} was imported after the records it should count; run "
+            "`placeharm areas assign` (or the next `placeharm ingest`) first"
         )
     if crime_types:
         unknown = [t for t in crime_types if t not in CRIME_TYPES]

@@ -162,31 +162,42 @@ class DuckDBStore:
 
     # -- imports and quarantine -------------------------------------------------------------
 
-    def next_import_id(self) -> int:
-        row = self._one("SELECT nextval('import_id_seq')")
-        assert row is not None
-        return int(row[0])
+    def next_import_ids(self, n: int) -> list[int]:
+        """`n` fresh import ids, in order."""
+        rows = self._run("SELECT nextval('import_id_seq') FROM range(?)", [n])
+        return sorted(int(r[0]) for r in rows)
 
-    def log_import(self, result: ImportResult, started_at: dt.datetime, sha256: str) -> None:
-        self._run(
-            "INSERT INTO imports VALUES (?, ?, ?, ?, ?, now(), ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    def log_imports(self, entries: list[tuple[ImportResult, dt.datetime, str]]) -> None:
+        """Record each file's account (result, start time, SHA-256 of the file)."""
+        if not entries:
+            return
+        frame = pl.DataFrame(
             [
-                result.import_id,
-                result.source_kind,
-                result.source_file,
-                sha256,
-                started_at,
-                result.status,
-                result.rows_read,
-                result.inserted,
-                result.updated,
-                result.unchanged,
-                result.quarantined,
-                result.no_location,
-                result.outside_areas,
-                result.message,
+                {
+                    "import_id": r.import_id,
+                    "source_kind": r.source_kind,
+                    "source_file": r.source_file,
+                    "file_sha256": sha,
+                    "started_at": started,
+                    "status": r.status,
+                    "rows_read": r.rows_read,
+                    "inserted": r.inserted,
+                    "updated": r.updated,
+                    "unchanged": r.unchanged,
+                    "quarantined": r.quarantined,
+                    "no_location": r.no_location,
+                    "outside_areas": r.outside_areas,
+                    "message": r.message,
+                }
+                for r, started, sha in entries
             ],
+            schema_overrides={"started_at": pl.Datetime("us"), "message": pl.String},
         )
+        self._register("_imports_in", frame)
+        self._run(
+            "INSERT INTO imports BY NAME SELECT *, now()::TIMESTAMP AS finished_at FROM _imports_in"
+        )
+        self._con.unregister("_imports_in")
 
     def add_quarantine(self, import_id: int, rows: list[QuarantineRow]) -> None:
         if not rows:
@@ -330,15 +341,18 @@ class DuckDBStore:
         self._run(f"INSERT INTO {tbl} BY NAME SELECT * FROM _rows_in")
         self._con.unregister("_rows_in")
 
-    def update_crimes(self, frame: pl.DataFrame, import_id: int) -> None:
-        """Keep each crime's previous version in crime_history, then overwrite it in place."""
+    def update_crimes(self, frame: pl.DataFrame) -> None:
+        """Keep each crime's previous version in crime_history, then overwrite it in place.
+
+        `frame` carries `_rid` (the stored row) and the new values, including the revising
+        `import_id`, which the history row records as `replaced_by_import`.
+        """
         self._register("_upd_in", frame)
         self._run(
             f"INSERT INTO crime_history BY NAME SELECT {_CRIME_HISTORY_COLS}, i.source_file, "
-            "now() AS replaced_at, ?::BIGINT AS replaced_by_import "
-            "FROM crimes c LEFT JOIN imports i ON i.import_id = c.import_id "
-            "WHERE c.rowid IN (SELECT _rid FROM _upd_in)",
-            [import_id],
+            "now() AS replaced_at, u.import_id AS replaced_by_import "
+            "FROM crimes c JOIN _upd_in u ON c.rowid = u._rid "
+            "LEFT JOIN imports i ON i.import_id = c.import_id"
         )
         columns = [c for c in frame.columns if c != "_rid"]
         assignments = ", ".join(f"{_safe_col(c)} = u.{_safe_col(c)}" for c in columns)
@@ -394,14 +408,14 @@ class DuckDBStore:
 
     # -- coverage and counts ---------------------------------------------------------------
 
-    def record_coverage(
-        self, kind: str, force: str, months: dict[dt.date, int], import_id: int, source: str
-    ) -> None:
-        for month, rows in months.items():
-            self._run(
-                "INSERT OR REPLACE INTO coverage VALUES (?, ?, ?, ?, ?, ?)",
-                [kind, force, month, rows, import_id, source],
-            )
+    def record_coverage(self, frame: pl.DataFrame) -> None:
+        """Upsert coverage rows (source_kind, force, month, rows, import_id, source_file)."""
+        latest = frame.sort("import_id").unique(
+            ["source_kind", "force", "month"], keep="last", maintain_order=True
+        )
+        self._register("_coverage_in", latest)
+        self._run("INSERT OR REPLACE INTO coverage BY NAME SELECT * FROM _coverage_in")
+        self._con.unregister("_coverage_in")
 
     def coverage(self) -> pl.DataFrame:
         return self._frame(
