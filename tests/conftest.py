@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from placeharm.services.areas import import_areas
@@ -25,7 +26,9 @@ def shared_data() -> Path:
     path = _shared_data()
     if not (path / "policeuk" / "northumbria").is_dir():
         if os.environ.get("CI"):
-            pytest.fail(f"shared data not found at {path}; CI must run with ../shared beside the repo")
+            pytest.fail(
+                f"shared data not found at {path}; CI must run with ../shared beside the repo"
+            )
         pytest.skip(f"shared data not found at {path}; set PLACEHARM_SHARED_DATA")
     return path
 
@@ -54,3 +57,58 @@ def store_with_areas(store: DuckDBStore, boundaries: Path) -> DuckDBStore:
     import_areas(store, boundaries / "northumbria_ward2013.geojson", "ward")
     import_areas(store, boundaries / "northumbria_msoa2011.geojson", "msoa")
     return store
+
+
+# -- helpers shared by the new suite (independent of placeharm's own code) ------------------
+
+SAMPLE_STREET = "2021-05-northumbria-street.csv.gz"
+
+
+@pytest.fixture(scope="session")
+def street_sample(northumbria: Path) -> tuple[str, list[str]]:
+    """Header and data lines (no line endings) of one real street file, read with gzip."""
+    import gzip
+
+    text = gzip.decompress((northumbria / SAMPLE_STREET).read_bytes()).decode("utf-8")
+    lines = text.replace("\r\n", "\n").split("\n")
+    return lines[0], [line for line in lines[1:] if line]
+
+
+@pytest.fixture(scope="session")
+def geojson_areas() -> Callable[[Path, str], tuple[np.ndarray, np.ndarray]]:
+    """Read a GeoJSON's codes and shapely polygons with json + shapely (not placeharm)."""
+
+    def load(path: Path, code_field: str) -> tuple[np.ndarray, np.ndarray]:
+        import json
+
+        import shapely.geometry
+
+        features = json.loads(path.read_text())["features"]
+        codes = np.array([f["properties"][code_field] for f in features], dtype=object)
+        polys = np.array([shapely.geometry.shape(f["geometry"]) for f in features], dtype=object)
+        return codes, polys
+
+    return load
+
+
+@pytest.fixture(scope="session")
+def independent_pip() -> Callable[..., list[str | None]]:
+    """Point-in-polygon with a polygon tree: the lowest code among areas touching the point.
+
+    A point on an edge counts as inside (as placeharm documents); ties go to the lowest code.
+    """
+
+    def pip(codes: np.ndarray, polys: np.ndarray, lon: list[float], lat: list[float]):
+        import shapely
+
+        points = shapely.points(np.asarray(lon, dtype=float), np.asarray(lat, dtype=float))
+        tree = shapely.STRtree(polys)
+        point_idx, poly_idx = tree.query(points, predicate="intersects")
+        best: list[str | None] = [None] * len(points)
+        for p, g in zip(point_idx.tolist(), poly_idx.tolist(), strict=True):
+            code = str(codes[g])
+            if best[p] is None or code < best[p]:  # type: ignore[operator]
+                best[p] = code
+        return best
+
+    return pip

@@ -14,7 +14,9 @@ def test_demo_builds_and_counts_with_gap(store: DuckDBStore) -> None:
     # 4 street months of the real slice: 14,819 + 13,281 + 14,196 + 15,871 rows.
     street = [r for r in result.results if r.source_kind == "street"]
     assert sum(r.rows_read for r in street) == 14_819 + 13_281 + 14_196 + 15_871
-    counted = queries.counts(store, "ward", dt.date(2021, 11, 1), dt.date(2022, 3, 1), by_month=True)
+    counted = queries.counts(
+        store, "ward", dt.date(2021, 11, 1), dt.date(2022, 3, 1), by_month=True
+    )
     assert counted.gap_months == ["2022-01"]
     assert counted.table["2022-01"].null_count() == counted.table.height
     assert counted.table["records"].sum() == sum(r.rows_read for r in street)
