@@ -157,17 +157,21 @@ def read_table(path: Path, header: tuple[str, ...], body: bytes) -> RawTable:
 
 
 def _quotes_are_structural(buf: np.ndarray, quotes: np.ndarray) -> bool:
-    """True when every quote opens a field, closes one, or is a doubled quote inside one.
+    """True when every quote is used as RFC 4180 intends.
 
-    Quote parity only finds record ends when quotes are used as RFC 4180 intends; a quote in
-    the middle of an unquoted field (`On or near 5" Road`) sends the file to the slow path.
+    Outside a quoted field (an even number of quotes before it) a quote must open a field
+    (follow a comma or line start) or be the second of a doubled quote; inside one it must
+    close the field (precede a comma or line end) or be doubled. A literal quote in an
+    unquoted field (`On or near 12"`) fails this, and the file takes the slow path, where
+    the csv module reads it as text.
     """
     size = len(buf)
     before = np.where(quotes > 0, buf[np.maximum(quotes - 1, 0)], 10)
     after = np.where(quotes < size - 1, buf[np.minimum(quotes + 1, size - 1)], 10)
-    edge = (before == 44) | (before == 10) | (after == 44) | (after == 10) | (after == 13)
-    doubled = (before == 34) | (after == 34)
-    return bool((edge | doubled).all())
+    inside = (np.arange(len(quotes)) & 1).astype(bool)  # parity of quotes before each one
+    opens = ~inside & ((before == 44) | (before == 10) | (before == 34))
+    closes = inside & ((after == 44) | (after == 10) | (after == 13) | (after == 34))
+    return bool((opens | closes).all())
 
 
 def _empty(header: tuple[str, ...]) -> pl.DataFrame:
@@ -227,6 +231,15 @@ def _slow_path(source: str, header: tuple[str, ...], body: bytes) -> RawTable:
             continue  # a blank line is not a row
         rows_read += 1
         first_line = span[0][0] if span else (fed[-1][0] if fed else 2)
+        if (
+            record is not None
+            and len(span) > 1
+            and reader.line_num == len(fed)
+            and sum(text.count('"') for _, text in span) % 2 == 1
+        ):
+            # strict=False reads an unclosed quote to the end of the file: refuse the record.
+            record = None
+            reason = "a quote is never closed: every line after it was read into one field"
         if record is None or len(record) != expected:
             if record is not None:
                 reason = f"wrong number of columns: {len(record)} instead of {expected}"

@@ -219,6 +219,7 @@ def _write_files(store: Store, items: list[_Parsed], assigner: Assigner) -> list
                     "rows": rows,
                     "import_id": import_id,
                     "source_file": str(item.path),
+                    "named": bool(parsed.file_months),
                 }
                 for month, rows in months.items()
             )
@@ -289,7 +290,8 @@ def _write_table(
             )
             results[index].unchanged += repeats
             extra.setdefault(index, []).extend(quarantined)
-        return _write_crimes(store, frame)
+        sources = {r.import_id: r.source_file for r in results if r.import_id is not None}
+        return _write_crimes(store, frame, sources)
     return _write_keyed(store, table, frame, list(key), hash_col)
 
 
@@ -354,7 +356,7 @@ def _split_duplicates(
     return first, identical.height, quarantine
 
 
-def _write_crimes(store: Store, frame: pl.DataFrame) -> pl.DataFrame:
+def _write_crimes(store: Store, frame: pl.DataFrame, sources: dict[int, str]) -> pl.DataFrame:
     """Insert new crimes, update changed ones (keeping history); counts per `_file`."""
     existing = store.matching_rows("crimes", "crime_hash", frame["crime_hash"])
     if existing.is_empty():
@@ -384,7 +386,7 @@ def _write_crimes(store: Store, frame: pl.DataFrame) -> pl.DataFrame:
         store.insert_rows("crimes", _stored(new.drop(["_rid", *drop_cols])))
     if changed.height:
         # import_id on each row is the revising import, recorded with the history row.
-        store.update_crimes(_stored(changed.drop(drop_cols)))
+        store.update_crimes(_stored(changed.drop(drop_cols)), sources)
     return _counts(inserted=new, updated=changed, unchanged=keep)
 
 

@@ -341,19 +341,31 @@ class DuckDBStore:
         self._run(f"INSERT INTO {tbl} BY NAME SELECT * FROM _rows_in")
         self._con.unregister("_rows_in")
 
-    def update_crimes(self, frame: pl.DataFrame) -> None:
+    def update_crimes(self, frame: pl.DataFrame, sources: dict[int, str]) -> None:
         """Keep each crime's previous version in crime_history, then overwrite it in place.
 
         `frame` carries `_rid` (the stored row) and the new values, including the revising
-        `import_id`, which the history row records as `replaced_by_import`.
+        `import_id`, which the history row records as `replaced_by_import`. `sources` names
+        the files of imports not yet logged (the same run), so the replaced version keeps its
+        source file even when it arrived moments earlier.
         """
         self._register("_upd_in", frame)
+        self._register(
+            "_src_in",
+            pl.DataFrame(
+                {"import_id": list(sources), "source_file": list(sources.values())},
+                schema={"import_id": pl.Int64, "source_file": pl.String},
+            ),
+        )
         self._run(
-            f"INSERT INTO crime_history BY NAME SELECT {_CRIME_HISTORY_COLS}, i.source_file, "
+            f"INSERT INTO crime_history BY NAME SELECT {_CRIME_HISTORY_COLS}, "
+            "coalesce(i.source_file, s.source_file) AS source_file, "
             "now() AS replaced_at, u.import_id AS replaced_by_import "
             "FROM crimes c JOIN _upd_in u ON c.rowid = u._rid "
-            "LEFT JOIN imports i ON i.import_id = c.import_id"
+            "LEFT JOIN imports i ON i.import_id = c.import_id "
+            "LEFT JOIN _src_in s ON s.import_id = c.import_id"
         )
+        self._con.unregister("_src_in")
         columns = [c for c in frame.columns if c != "_rid"]
         assignments = ", ".join(f"{_safe_col(c)} = u.{_safe_col(c)}" for c in columns)
         self._run(f"UPDATE crimes SET {assignments} FROM _upd_in u WHERE crimes.rowid = u._rid")
@@ -409,12 +421,21 @@ class DuckDBStore:
     # -- coverage and counts ---------------------------------------------------------------
 
     def record_coverage(self, frame: pl.DataFrame) -> None:
-        """Upsert coverage rows (source_kind, force, month, rows, import_id, source_file)."""
-        latest = frame.sort("import_id").unique(
+        """Upsert coverage (source_kind, force, month, rows, import_id, source_file, named).
+
+        A file named for its month is authoritative: a later such file replaces it, an
+        unnamed extract never does (it only fills a month nothing named covers).
+        """
+        latest = frame.sort("named", "import_id").unique(
             ["source_kind", "force", "month"], keep="last", maintain_order=True
         )
         self._register("_coverage_in", latest)
-        self._run("INSERT OR REPLACE INTO coverage BY NAME SELECT * FROM _coverage_in")
+        self._run(
+            "INSERT INTO coverage BY NAME SELECT * FROM _coverage_in "
+            "ON CONFLICT (source_kind, force, month) DO UPDATE SET rows = excluded.rows, "
+            "import_id = excluded.import_id, source_file = excluded.source_file, "
+            "named = excluded.named WHERE excluded.named OR NOT coverage.named"
+        )
         self._con.unregister("_coverage_in")
 
     def coverage(self) -> pl.DataFrame:

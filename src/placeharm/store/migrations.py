@@ -118,6 +118,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 rows BIGINT NOT NULL,
                 import_id BIGINT NOT NULL,
                 source_file VARCHAR NOT NULL,
+                named BOOLEAN NOT NULL,  -- from a file named for this month (police.uk style)
                 PRIMARY KEY (source_kind, force, month)
             )""",
             """CREATE TABLE area_sets (
