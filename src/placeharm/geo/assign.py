@@ -14,6 +14,7 @@ import numpy.typing as npt
 import shapely
 
 _CHUNK = 1_000_000
+_MIN_CHUNK = 50_000
 
 
 def assign_points(
@@ -49,7 +50,7 @@ def assign_points_to_sets(
     polygon_sets
         One array of shapely (Multi)Polygons per area set, ordered as ties should break.
     threads
-        Worker threads; chunks of a million points are spread across them.
+        Worker threads; the points are split into chunks (at most a million) across them.
 
     Returns
     -------
@@ -62,10 +63,12 @@ def assign_points_to_sets(
         return results
     for polygons in polygon_sets:
         shapely.prepare(polygons)
-    starts = range(0, n, _CHUNK)
+    # Enough chunks to keep every thread busy, none over _CHUNK points (memory).
+    chunk = min(_CHUNK, max(_MIN_CHUNK, -(-n // max(threads, 1))))
+    starts = range(0, n, chunk)
 
     def run(start: int) -> None:
-        stop = min(start + _CHUNK, n)
+        stop = min(start + chunk, n)
         tree = shapely.STRtree(shapely.points(x[start:stop], y[start:stop]))
         for polygons, result in zip(polygon_sets, results, strict=True):
             if len(polygons) == 0:
