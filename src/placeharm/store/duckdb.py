@@ -79,7 +79,11 @@ class DuckDBStore:
         # Checkpoint in large steps: a checkpoint per small commit costs ~40 ms each.
         self._run("SET checkpoint_threshold = '512MB'")
         self._in_tx = False
-        self.migrate()
+        try:
+            self.migrate()
+        except BaseException:
+            self._con.close()
+            raise
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -231,9 +235,9 @@ class DuckDBStore:
         return self._frame(
             "SELECT q.import_id, q.source_file, q.line, q.reason, q.raw_text "
             "FROM quarantine q "
-            "WHERE (? IS NULL OR q.import_id = ?) AND (? IS NULL OR q.source_file LIKE ?) "
+            "WHERE (? IS NULL OR q.import_id = ?) AND (? IS NULL OR contains(q.source_file, ?)) "
             "ORDER BY q.import_id, q.source_file, q.line LIMIT ?",
-            [import_id, import_id, source_file, f"%{source_file}%", limit],
+            [import_id, import_id, source_file, source_file, limit],
         )
 
     # -- areas -----------------------------------------------------------------------------

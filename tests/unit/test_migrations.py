@@ -1,0 +1,102 @@
+"""Schema migrations: a new store is at the latest version; old files upgrade; newer refuse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from placeharm.errors import StoreError
+from placeharm.store.duckdb import DuckDBStore
+from placeharm.store.migrations import LATEST_VERSION, MIGRATIONS
+
+TABLES = {
+    "imports",
+    "quarantine",
+    "crimes",
+    "crime_history",
+    "outcomes",
+    "stop_searches",
+    "coverage",
+    "area_sets",
+    "areas",
+    "area_lookups",
+    "schema_migrations",
+}
+
+
+def _tables(path: Path) -> set[str]:
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        return {
+            r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()
+        }
+    finally:
+        con.close()
+
+
+def test_migrations_are_numbered_in_order():
+    versions = [v for v, _, _ in MIGRATIONS]
+    assert versions == list(range(1, len(versions) + 1))
+    assert versions[-1] == LATEST_VERSION
+
+
+def test_new_store_is_at_latest_version(tmp_path: Path):
+    path = tmp_path / "new.duckdb"
+    with DuckDBStore(path) as store:
+        assert store.schema_version() == LATEST_VERSION
+        assert set(store.table_counts()) >= {"crimes", "outcomes", "imports", "quarantine"}
+        assert all(n == 0 for n in store.table_counts().values())
+    assert _tables(path) >= TABLES
+
+
+def test_reopening_applies_nothing(tmp_path: Path):
+    path = tmp_path / "again.duckdb"
+    with DuckDBStore(path) as store:
+        assert store.schema_version() == LATEST_VERSION
+    with DuckDBStore(path) as store:
+        assert store.migrate() == []
+        assert store.schema_version() == LATEST_VERSION
+        con_rows = store._frame("SELECT version FROM schema_migrations ORDER BY version")
+        assert con_rows["version"].to_list() == list(range(1, LATEST_VERSION + 1))
+
+
+def test_version_0_file_is_upgraded(tmp_path: Path):
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, "
+        "applied_at TIMESTAMP)"
+    )
+    con.close()
+    assert _tables(path) == {"schema_migrations"}
+    with DuckDBStore(path) as store:
+        assert store.schema_version() == LATEST_VERSION
+        assert store.table_counts()["crimes"] == 0
+    assert _tables(path) >= TABLES
+
+
+def test_empty_duckdb_file_is_upgraded(tmp_path: Path):
+    path = tmp_path / "blank.duckdb"
+    duckdb.connect(str(path)).close()
+    with DuckDBStore(path) as store:
+        assert store.schema_version() == LATEST_VERSION
+
+
+def test_store_newer_than_this_placeharm_is_refused(tmp_path: Path):
+    path = tmp_path / "future.duckdb"
+    with DuckDBStore(path):
+        pass
+    con = duckdb.connect(str(path))
+    con.execute(
+        "INSERT INTO schema_migrations VALUES (?, 'from the future', now())", [LATEST_VERSION + 1]
+    )
+    con.close()
+    with pytest.raises(StoreError, match=f"schema version {LATEST_VERSION + 1}"):
+        DuckDBStore(path)
+
+
+def test_unopenable_path_raises_store_error(tmp_path: Path):
+    with pytest.raises(StoreError, match="cannot open the store"):
+        DuckDBStore(tmp_path / "no" / "such" / "dir" / "x.duckdb")

@@ -1,0 +1,94 @@
+"""Small pieces: months, area set names, the row account, and point-in-polygon tie-breaks."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+import pytest
+import shapely
+
+from placeharm.errors import DataError
+from placeharm.geo import assign as assign_module
+from placeharm.geo import assign_points
+from placeharm.model import ImportResult, check_area_set_name, month_range, parse_month
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("2021-01", dt.date(2021, 1, 1)), (" 2022-12 ", dt.date(2022, 12, 1))],
+)
+def test_parse_month(text: str, expected: dt.date):
+    assert parse_month(text) == expected
+
+
+@pytest.mark.parametrize("text", ["2021-13", "2021-00", "May 2021", "2021-1", "21-01", ""])
+def test_parse_month_refuses(text: str):
+    with pytest.raises(DataError, match="YYYY-MM"):
+        parse_month(text)
+
+
+def test_month_range_crosses_years():
+    got = month_range(dt.date(2021, 11, 1), dt.date(2022, 2, 1))
+    assert [m.strftime("%Y-%m") for m in got] == ["2021-11", "2021-12", "2022-01", "2022-02"]
+    assert month_range(dt.date(2022, 2, 1), dt.date(2021, 11, 1)) == []
+
+
+@pytest.mark.parametrize("name", ["lsoa", "ward", "chb_sites", "a1", "x" * 40])
+def test_area_set_names_allowed(name: str):
+    assert check_area_set_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["Ward", "1ward", "_x", "ward-13", "x" * 41, "w d", ""])
+def test_area_set_names_refused(name: str):
+    with pytest.raises(DataError):
+        check_area_set_name(name)
+
+
+def test_import_result_balance():
+    r = ImportResult("f", "street", "ok", rows_read=10, inserted=4, updated=3, unchanged=2)
+    assert not r.balanced
+    r.quarantined = 1
+    assert r.balanced
+
+
+SQUARES = np.array(
+    [
+        shapely.box(0, 0, 1, 1),  # 0
+        shapely.box(1, 0, 2, 1),  # 1: shares the edge x=1 with 0
+        shapely.box(0.5, 0.5, 1.5, 1.5),  # 2: overlaps both
+    ],
+    dtype=object,
+)
+
+
+def test_assign_points_edges_overlaps_and_outside():
+    x = np.array([0.5, 1.0, 1.5, 1.2, 5.0, np.nan, 0.0])
+    y = np.array([0.2, 0.2, 0.2, 0.8, 5.0, 0.5, 0.0])
+    idx = assign_points(x, y, SQUARES, threads=1)
+    # on the shared edge -> lowest index; in the overlap -> lowest index; outside/NaN -> -1;
+    # a corner counts as inside.
+    assert idx.tolist() == [0, 0, 1, 1, -1, -1, 0]
+    assert idx.dtype == np.int32
+
+
+def test_assign_points_empty_inputs():
+    assert assign_points(np.array([]), np.array([]), SQUARES).tolist() == []
+    empty = np.array([], dtype=object)
+    assert assign_points(np.array([0.5]), np.array([0.5]), empty).tolist() == [-1]
+
+
+def test_assign_points_chunks_on_threads_agree(monkeypatch: pytest.MonkeyPatch):
+    rng = np.random.default_rng(7)
+    x = rng.uniform(-0.5, 2.5, 5_000)
+    y = rng.uniform(-0.5, 2.0, 5_000)
+    one = assign_points(x, y, SQUARES, threads=1)
+    monkeypatch.setattr(assign_module, "_CHUNK", 333)
+    many = assign_points(x, y, SQUARES, threads=2)
+    assert np.array_equal(one, many)
+    # And against a plain loop.
+    expected = [
+        next((i for i, p in enumerate(SQUARES) if p.intersects(shapely.Point(a, b))), -1)
+        for a, b in zip(x, y, strict=True)
+    ]
+    assert one.tolist() == expected
