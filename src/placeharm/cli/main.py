@@ -333,7 +333,7 @@ def areas_assign(
     """Assign stored records to area sets imported since the last assignment."""
     settings = _settings(db)
     with _open(settings) as store:
-        done = ingest_service.assign(store, settings.threads, tolerance_m)
+        done = area_service.assign_pending(store, settings.threads, tolerance_m)
     if not done:
         out.print("Every area set is already assigned.")
     for name, rows in done.items():

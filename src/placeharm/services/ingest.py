@@ -411,8 +411,3 @@ def _write_keyed(
     if new.height:
         store.insert_rows(table, new.drop("_file"))
     return _counts(inserted=new, updated=frame.clear(), unchanged=held)
-
-
-def assign(store: Store, threads: int = 2, tolerance_m: float = 25.0) -> dict[str, int]:
-    """Assign stored records to area sets imported since the last assignment."""
-    return assign_pending(store, threads, tolerance_m)
