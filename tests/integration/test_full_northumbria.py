@@ -316,3 +316,24 @@ def test_full_northumbria_lsoa_reconciliation_follows_the_25m_rule(
     assert wrong.height == 0, wrong.head()
     assert (check["lsoa_reconciled"] == check["expected_reconciled"]).all()
     print(f"\nreconciled rows: {int(check['lsoa_reconciled'].sum()):,}")
+
+
+def test_whole_folder_in_one_call_imports_every_file(
+    tmp_path: Path, boundaries: Path, northumbria: Path
+):
+    """The folder as an analyst would give it: street, outcomes and stop and search together.
+
+    Was a bug: a file whose points were all remembered from earlier files in the same run
+    failed (6 stop-and-search files and 2021-06 street), and its month showed as a gap.
+    """
+    store = DuckDBStore(tmp_path / "folder.duckdb")
+    import_areas(store, boundaries / "northumbria_lsoa2011.geojson", "lsoa")
+    import_areas(store, boundaries / "northumbria_ward2013.geojson", "ward")
+    results = ingest(store, [northumbria])
+    assert len(results) == 100
+    assert all(r.ok for r in results), [(r.source_file, r.message) for r in results if not r.ok]
+    searches = sum(r.rows_read for r in results if r.source_kind == "stop-and-search")
+    assert searches == 12_861  # SOURCES.md
+    gaps = queries.coverage(store).filter(~pl.col("covered"))
+    assert sorted(set(gaps["month"].to_list())) == ["2022-01"]
+    store.close()

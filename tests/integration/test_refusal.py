@@ -119,3 +119,13 @@ def test_ingest_missing_path_or_empty_folder_is_a_data_error(store: DuckDBStore,
     with pytest.raises(DataError, match=r"no \.csv"):
         ingest(store, [tmp_path / "empty"])
     assert store.table_counts()["imports"] == 0
+
+
+def test_boundary_file_given_to_ingest_is_refused_with_a_short_helpful_message(
+    store: DuckDBStore, boundaries: Path
+):
+    (result,) = ingest(store, [boundaries / "northumbria_lsoa2011.geojson"])
+    assert result.status == "refused" and not result.ok
+    assert "placeharm areas import" in result.message
+    assert len(result.message) < 2_000  # not the 2 MB first line of the GeoJSON
+    assert store.table_counts()["crimes"] == 0

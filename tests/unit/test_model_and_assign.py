@@ -92,3 +92,28 @@ def test_assign_points_chunks_on_threads_agree(monkeypatch: pytest.MonkeyPatch):
         for a, b in zip(x, y, strict=True)
     ]
     assert one.tolist() == expected
+
+
+def test_assigner_when_every_point_is_already_remembered():
+    """Was a bug: a frame whose points were all cached failed (empty fresh frame had no area
+    columns); seen on the real stop-and-search files after the street files."""
+    import polars as pl
+
+    from placeharm.services.areas import Assigner, LoadedSet
+
+    square = shapely.box(0, 0, 1, 1)
+    assigner = Assigner([LoadedSet("a", np.array(["A1"]), np.array([square]))], 1, 0.0)
+    frame = pl.DataFrame({"longitude": [0.5, 2.0, None], "latitude": [0.5, 2.0, None]})
+    first = assigner.assign(frame)
+    again = assigner.assign(frame)  # every located point is remembered now
+    for out in (first, again):
+        assert out["area_a"].to_list() == ["A1", None, None]
+        assert out["in_area"].to_list() == [True, False, None]
+        assert out["located"].to_list() == [True, True, False]
+
+
+def test_import_result_ok_needs_status_and_balance():
+    refused = ImportResult("f.csv", "unknown", "refused", message="bad header")
+    assert refused.balanced and not refused.ok
+    fine = ImportResult("f.csv", "street", "ok", rows_read=2, inserted=1, quarantined=1)
+    assert fine.ok

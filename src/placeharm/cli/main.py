@@ -197,7 +197,10 @@ def quarantine(
 ) -> None:
     """Rows that could not be used: file, line, reason and the raw text."""
     with _open(_settings(db)) as store:
-        _emit(queries.quarantine(store, import_id, file, limit), fmt, "Quarantine")
+        frame = queries.quarantine(store, import_id, file, limit)
+    _emit(frame, fmt, "Quarantine")
+    if fmt is Format.table and frame.is_empty():
+        out.print("Nothing is quarantined: every row read so far was usable.")
 
 
 @app.command()
@@ -205,15 +208,22 @@ def imports(db: DbOption = None, limit: int = 50, fmt: FormatOption = Format.tab
     """The import log, newest first."""
     with _open(_settings(db)) as store:
         frame = queries.imports(store, limit).drop("file_sha256")
+    if fmt is Format.table:  # the file name matters more than its folder on a screen
+        frame = frame.drop("finished_at").with_columns(
+            pl.col("source_file").str.split("/").list.last(),
+            pl.col("started_at").dt.strftime("%Y-%m-%d %H:%M:%S"),
+        )
     _emit(frame, fmt, "Imports")
 
 
 @app.command()
 def counts(
     by: Annotated[str, typer.Option(help="Area set, e.g. ward, lsoa, msoa.")] = "ward",
-    from_month: Annotated[str, typer.Option("--from", help="First month, YYYY-MM.")] = "2010-12",
+    from_month: Annotated[
+        str | None, typer.Option("--from", help="First month, YYYY-MM (default: first held).")
+    ] = None,
     to_month: Annotated[
-        str | None, typer.Option("--to", help="Last month, YYYY-MM (default: this month).")
+        str | None, typer.Option("--to", help="Last month, YYYY-MM (default: last held).")
     ] = None,
     crime_type: Annotated[
         list[str] | None, typer.Option("--type", help="Crime type (repeatable).")
@@ -221,19 +231,25 @@ def counts(
     by_month: Annotated[
         bool, typer.Option("--by-month", help="A column per month (gaps empty).")
     ] = False,
-    limit: Annotated[int | None, typer.Option(help="Only the top N areas (table format).")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the top N areas.")] = None,
     db: DbOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """Crimes by area over a period; missing months are reported as gaps, never zeros."""
-    first = _month(from_month)
-    last = _month(to_month) if to_month else dt.date.today().replace(day=1)
     with _open(_settings(db)) as store:
+        if from_month and to_month:
+            first, last = _month(from_month), _month(to_month)
+        else:
+            held_first, held_last = queries.held_months(store)
+            first = _month(from_month) if from_month else held_first
+            last = _month(to_month) if to_month else held_last
         result = queries.counts(store, by, first, last, crime_type, by_month)
+    if limit:
+        result.table = result.table.head(limit)
     if fmt is Format.json:
         sys.stdout.write(json.dumps(result.to_dict(), default=str, indent=2) + "\n")
         return
-    table = result.table.head(limit) if limit else result.table
+    table = result.table
     _emit(table, fmt, f"Records by {by}, {result.first_month} to {result.last_month}")
     if fmt is Format.table and result.gap_months:
         err.print(
@@ -372,6 +388,11 @@ def areas_parents(
         chain = area_service.parents(store, area_set, code)
     frame = pl.DataFrame(chain, schema=["area_set", "area_code", "area_name"], orient="row")
     _emit(frame, fmt, f"Areas above {area_set} {code}")
+    if fmt is Format.table and not chain:
+        out.print(
+            f"No lookup from {area_set} {code} is loaded. Load the ONS lookups with "
+            "`placeharm areas lookup` (see docs/areas.md)."
+        )
 
 
 def main() -> None:

@@ -184,13 +184,19 @@ def detect_kind(header: tuple[str, ...], path: Path) -> SourceKind:
         if header == expected:
             return kind
     names = {k.value: ", ".join(h) for k, h in HEADERS.items()}
+    found = ", ".join(header)
+    found = found if len(found) <= 200 else found[:200] + " …"
+    hint = (
+        "This looks like a boundary file: import it with `placeharm areas import FILE --name NAME`."
+        if path.name.lower().endswith((".geojson", ".geojson.gz", ".gpkg", ".shp"))
+        else "Check that this is an unedited data.police.uk download."
+    )
     raise DataError(
         f"{path}: the header does not match a data.police.uk file, so nothing was imported.\n"
-        f"  found:    {', '.join(header)}\n"
+        f"  found:    {found}\n"
         f"  expected: street: {names['street']}\n"
         f"            outcomes: {names['outcomes']}\n"
-        f"            stop-and-search: {names['stop-and-search']}\n"
-        "Check that this is an unedited data.police.uk download."
+        f"            stop-and-search: {names['stop-and-search']}\n" + hint
     )
 
 

@@ -70,6 +70,11 @@ class ImportResult:
     quarantine_sample: list[QuarantineRow] = field(default_factory=list)
 
     @property
+    def ok(self) -> bool:
+        """True when the file was imported and every row is accounted for."""
+        return self.status == "ok" and self.balanced
+
+    @property
     def balanced(self) -> bool:
         """True when every row read is accounted for."""
         return self.rows_read == self.inserted + self.updated + self.unchanged + self.quarantined

@@ -53,7 +53,7 @@ class LoadedSet:
 
 def import_areas(
     store: Store,
-    path: Path,
+    path: Path | str,
     set_name: str,
     code_field: str | None = None,
     name_field: str | None = None,
@@ -63,6 +63,7 @@ def import_areas(
     Records are assigned to the new set by the next `ingest` (or `assign_pending`).
     """
     check_area_set_name(set_name)
+    path = Path(path)
     boundaries = read_boundaries(path, code_field, name_field)
     info = AreaSetInfo(
         name=set_name,
@@ -148,6 +149,8 @@ class Assigner:
             # nationally, while jittered or force-recorded points would only grow the cache.
             if self._known.height + fresh.height <= _CACHE_POINTS:
                 self._known = pl.concat([self._known, fresh], how="vertical")
+        if not fresh.height:
+            return hits  # every point was remembered (fresh has no area columns then)
         return pl.concat([hits, fresh], how="vertical") if hits.height else fresh
 
     def assign(self, frame: pl.DataFrame) -> pl.DataFrame:
@@ -246,7 +249,7 @@ def assign_pending(store: Store, threads: int, tolerance_m: float) -> dict[str, 
 
 def import_lookup(
     store: Store,
-    path: Path,
+    path: Path | str,
     from_set: str,
     from_column: str,
     to_set: str,
@@ -256,6 +259,7 @@ def import_lookup(
     """Load a hierarchy lookup (e.g. LSOA -> ward) from a CSV; replaces that pair's rows."""
     check_area_set_name(from_set)
     check_area_set_name(to_set)
+    path = Path(path)
     try:
         frame = pl.read_csv(path, infer_schema=False)
     except (OSError, pl.exceptions.PolarsError) as exc:
@@ -298,5 +302,8 @@ def parents(store: Store, set_name: str, code: str) -> list[tuple[str, str, str 
             chain.append((to_set, to_code, to_name or store.area_name(to_set, to_code)))
             frontier.append((to_set, to_code))
     if not chain and store.area_name(set_name, code) is None:
-        raise NotFound(f"no area {code} in set {set_name!r} and no lookup from it")
+        raise NotFound(
+            f"no area {code} in set {set_name!r} and no lookup from it; check the code, or "
+            "load a lookup with `placeharm areas lookup` (see docs/areas.md)"
+        )
     return chain

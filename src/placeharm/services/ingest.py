@@ -28,10 +28,10 @@ _PRECEDENCE = {SourceKind.API.value: 0, SourceKind.STREET.value: 1}
 ProgressFn = Callable[[ImportResult], None]
 
 
-def find_files(paths: Iterable[Path]) -> list[Path]:
+def find_files(paths: Iterable[Path | str]) -> list[Path]:
     """Files to ingest: each path itself, or the police.uk files inside a folder (recursive)."""
     found: list[Path] = []
-    for path in paths:
+    for path in map(Path, paths):
         if path.is_dir():
             found.extend(sorted({p for pat in _PATTERNS for p in path.rglob(pat) if p.is_file()}))
         elif path.is_file():
@@ -50,7 +50,7 @@ _GROUP_ROWS = 300_000
 
 def ingest(
     store: Store,
-    paths: Iterable[Path],
+    paths: Iterable[Path | str],
     threads: int = 2,
     tolerance_m: float = 25.0,
     progress: ProgressFn | None = None,

@@ -70,6 +70,16 @@ def coverage(store: Store, source_kind: str | None = None) -> pl.DataFrame:
     )
 
 
+def held_months(store: Store, kind: str = "street") -> tuple[dt.date, dt.date]:
+    """First and last month for which a file of `kind` has been imported."""
+    months = store.coverage().filter(pl.col("source_kind") == kind)["month"]
+    if months.is_empty():
+        raise NotFound(f"no {kind} data imported yet; run `placeharm ingest FILES` first")
+    first, last = months.min(), months.max()
+    assert isinstance(first, dt.date) and isinstance(last, dt.date)
+    return first, last
+
+
 def gap_months(store: Store, first: dt.date, last: dt.date, kind: str = "street") -> list[str]:
     """Months in [first, last] for which no file of `kind` has been imported."""
     held = store.coverage().filter(pl.col("source_kind") == kind)
