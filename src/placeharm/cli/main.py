@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import json
 import logging
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -78,6 +79,15 @@ def _emit(frame: pl.DataFrame, fmt: Format, title: str | None = None) -> None:
         for row in frame.iter_rows():
             table.add_row(*["—" if v is None else str(v) for v in row])
         out.print(table)
+
+
+def _command_name() -> str:
+    """How the user ran us (e.g. `.venv/bin/placeharm`), for hints they can paste."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "placeharm" and argv0.exists():
+        relative = os.path.relpath(argv0)
+        return relative if "/" in relative else f"./{relative}"
+    return "placeharm"
 
 
 def _month(text: str) -> dt.date:
@@ -285,9 +295,10 @@ def demo(
         f"[yellow]Note[/]: {', '.join(counted.gap_months)} has no published data (a gap, shown "
         f"as —); totals cover {covered} of {len(counted.months)} months."
     )
+    command = _command_name()
     out.print(
-        f"Store: {settings.db}. Try: placeharm counts --by ward --from 2021-11 --to 2022-03 "
-        f"--db {settings.db}"
+        f"Store: {settings.db}. Try: {command} counts --by ward --by-month --db {settings.db}\n"
+        f"      or: {command} --help"
     )
 
 
