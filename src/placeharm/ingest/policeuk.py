@@ -308,6 +308,24 @@ def _split_valid(
     return good, bad
 
 
+_CRIME_ID = pl.col("Crime ID").str.strip_chars()
+_MONTH = pl.col("Month").str.strip_chars().str.to_date("%Y-%m")
+
+
+def _shared_columns(coords: list[pl.Expr]) -> list[pl.Expr]:
+    """The columns street and outcomes files share, as stored."""
+    return [
+        _CRIME_ID.alias("crime_id"),
+        _MONTH.alias("month"),
+        pl.col("Reported by").alias("reported_by"),
+        pl.col("Falls within").alias("falls_within"),
+        *coords,
+        pl.col("Location").alias("location"),
+        pl.col("LSOA code").alias("lsoa_code_file"),
+        pl.col("LSOA name").alias("lsoa_name_file"),
+    ]
+
+
 def _validate_street(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     coords, coord_checks = _coordinates("Longitude", "Latitude")
     type_checks: list[Check] = [
@@ -321,14 +339,7 @@ def _validate_street(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl
         raw,
         [*_month_checks("Month", latest_month), *coord_checks, *type_checks],
         [
-            pl.col("Crime ID").str.strip_chars().alias("crime_id"),
-            pl.col("Month").str.strip_chars().str.to_date("%Y-%m").alias("month"),
-            pl.col("Reported by").alias("reported_by"),
-            pl.col("Falls within").alias("falls_within"),
-            *coords,
-            pl.col("Location").alias("location"),
-            pl.col("LSOA code").alias("lsoa_code_file"),
-            pl.col("LSOA name").alias("lsoa_name_file"),
+            *_shared_columns(coords),
             pl.col("Crime type").alias("crime_type"),
             pl.col("Last outcome category").alias("last_outcome_category"),
             pl.col("Context").alias("context"),
@@ -364,25 +375,16 @@ def _validate_outcomes(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, 
     # An outcome's month may be the month after the last street month; allow one more.
     # An outcome is its crime, month and type, plus its rank among identical rows (OUTCOME_KEY);
     # the join hash is the crime's, so every outcome of a crime is compared on re-import.
-    crime_id = pl.col("Crime ID").str.strip_chars()
-    month = pl.col("Month").str.strip_chars().str.to_date("%Y-%m")
     frame, bad = _split_valid(
         raw,
         [*_month_checks("Month", _next_month(latest_month)), *coord_checks, *id_checks],
         [
-            pl.col("Crime ID").str.strip_chars().alias("crime_id"),
-            pl.col("Month").str.strip_chars().str.to_date("%Y-%m").alias("month"),
-            pl.col("Reported by").alias("reported_by"),
-            pl.col("Falls within").alias("falls_within"),
-            *coords,
-            pl.col("Location").alias("location"),
-            pl.col("LSOA code").alias("lsoa_code_file"),
-            pl.col("LSOA name").alias("lsoa_name_file"),
+            *_shared_columns(coords),
             pl.col("Outcome type").alias("outcome_type"),
             pl.col(LINE_COL).alias("source_line"),
-            _hash_of(crime_id).alias("crime_hash"),
+            _hash_of(_CRIME_ID).alias("crime_hash"),
             pl.int_range(pl.len(), dtype=pl.Int32)
-            .over(crime_id, month, pl.col("Outcome type"))
+            .over(_CRIME_ID, _MONTH, pl.col("Outcome type"))
             .alias("outcome_ordinal"),
         ],
     )
@@ -407,12 +409,11 @@ def _validate_stop_search(raw: RawTable, latest_month: str) -> tuple[pl.DataFram
             pl.format("unknown search type '{}'", pl.col("Type")),
         ),
     ]
-    names = dict(zip(STOP_SEARCH_HEADER, SEARCH_COLUMNS_SRC, strict=True))
     frame, bad = _split_valid(
         raw,
         [*checks, *coord_checks],
         [
-            *[pl.col(src).alias(dst) for src, dst in names.items() if dst not in {"lat", "lon"}],
+            *[pl.col(src).alias(dst) for src, dst in _SEARCH_NAMES.items()],
             *coords,
             # police.uk months are UK months: 00:05 BST on 1 June is published as
             # 2020-05-31T23:05:00+00:00 in the June file.
@@ -435,23 +436,22 @@ def _validate_stop_search(raw: RawTable, latest_month: str) -> tuple[pl.DataFram
     return frame.select(list(SEARCH_COLUMNS)), bad
 
 
-SEARCH_COLUMNS_SRC = (
-    "search_type",
-    "searched_at",
-    "part_of_operation",
-    "policing_operation",
-    "lat",
-    "lon",
-    "gender",
-    "age_range",
-    "self_defined_ethnicity",
-    "officer_defined_ethnicity",
-    "legislation",
-    "object_of_search",
-    "outcome",
-    "outcome_linked",
-    "removal_outer_clothing",
-)
+# Stop-and-search header -> stored column (coordinates are parsed separately).
+_SEARCH_NAMES = {
+    "Type": "search_type",
+    "Date": "searched_at",
+    "Part of a policing operation": "part_of_operation",
+    "Policing operation": "policing_operation",
+    "Gender": "gender",
+    "Age range": "age_range",
+    "Self-defined ethnicity": "self_defined_ethnicity",
+    "Officer-defined ethnicity": "officer_defined_ethnicity",
+    "Legislation": "legislation",
+    "Object of search": "object_of_search",
+    "Outcome": "outcome",
+    "Outcome linked to object of search": "outcome_linked",
+    "Removal of more than just outer clothing": "removal_outer_clothing",
+}
 
 
 def _next_month(month: str) -> str:

@@ -53,8 +53,9 @@ def _area_col(set_name: str) -> str:
     return f'"area_{check_area_set_name(set_name)}"'
 
 
-def _table(name: str) -> str:
-    if name not in RECORD_TABLES:
+def _table(name: str, also: tuple[str, ...] = ()) -> str:
+    """A record table's name, checked against the allow-list (safe to put in SQL)."""
+    if name not in RECORD_TABLES and name not in also:
         raise StoreError(f"unknown record table {name!r}")
     return name
 
@@ -339,7 +340,7 @@ class DuckDBStore:
             self._con.unregister("_rids_in")
 
     def insert_rows(self, table: str, frame: pl.DataFrame) -> None:
-        tbl = "outcomes" if table == "outcomes" else _table(table)
+        tbl = _table(table, also=("outcomes",))
         # BY NAME fails on a column the table lacks: nothing is silently dropped.
         self._register("_rows_in", frame)
         self._run(f"INSERT INTO {tbl} BY NAME SELECT * FROM _rows_in")
