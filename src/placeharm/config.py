@@ -42,6 +42,17 @@ class Settings(BaseSettings):
         default="2GB",
         description="DuckDB memory limit, e.g. '2GB'; keeps large ingests inside a small machine.",
     )
+    harm_index: str = Field(
+        default="css",
+        description="Harm index used when a query names none: css, css:<force>, cchi, or a "
+        "custom CSV/YAML file (docs/harm.md).",
+    )
+    asb_weight: float | None = Field(
+        default=None,
+        ge=0,
+        description="Weight of anti-social behaviour in harm (unset: the index's own, 0 for "
+        "the shipped indices).",
+    )
 
     @classmethod
     def settings_customise_sources(

@@ -22,6 +22,7 @@ TABLES = {
     "area_sets",
     "areas",
     "area_lookups",
+    "area_populations",
     "schema_migrations",
 }
 
@@ -100,3 +101,27 @@ def test_store_newer_than_this_placeharm_is_refused(tmp_path: Path):
 def test_unopenable_path_raises_store_error(tmp_path: Path):
     with pytest.raises(StoreError, match="cannot open the store"):
         DuckDBStore(tmp_path / "no" / "such" / "dir" / "x.duckdb")
+
+
+def test_version_1_store_upgrades_keeping_its_records(tmp_path: Path):
+    """A store written before offence codes and populations existed opens and upgrades."""
+    path = tmp_path / "v1.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, "
+        "applied_at TIMESTAMP)"
+    )
+    version, name, statements = MIGRATIONS[0]
+    for statement in statements:
+        con.execute(statement)
+    con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
+    con.execute(
+        "INSERT INTO crimes (crime_hash, crime_id, source_kind, month, crime_type, located) "
+        "VALUES (1, 'abc', 'street', DATE '2021-01-01', 'Burglary', FALSE)"
+    )
+    con.close()
+    with DuckDBStore(path) as store:
+        assert store.schema_version() == LATEST_VERSION
+        rows = store._frame("SELECT crime_id, crime_type, offence_code FROM crimes")
+        assert rows.rows() == [("abc", "Burglary", None)]
+        assert store.populations("lsoa").is_empty()

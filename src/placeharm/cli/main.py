@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import io
 import json
 import logging
-import os
 import sys
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import polars as pl
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from placeharm.config import Settings, load_settings
+from placeharm.cli import harm as harm_cli
+from placeharm.cli.common import (
+    DbOption,
+    Format,
+    FormatOption,
+    _command_name,
+    _emit,
+    _month,
+    _open,
+    _settings,
+    err,
+    out,
+)
+from placeharm.config import Settings
 from placeharm.errors import ConfigError, DataError, NotFound, PlaceharmError, StoreError
-from placeharm.model import ImportResult, parse_month
+from placeharm.model import ImportResult
 from placeharm.services import areas as area_service
 from placeharm.services import demo as demo_service
 from placeharm.services import ingest as ingest_service
@@ -36,62 +43,9 @@ areas_app = typer.Typer(
     help="Area sets: boundaries, hierarchy lookups, assignment.", no_args_is_help=True
 )
 app.add_typer(areas_app, name="areas")
-
-out = Console(width=None if sys.stdout.isatty() else 200)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+harm_cli.register(app, areas_app)
 
 _EXIT = {DataError: 2, NotFound: 3, ConfigError: 4, StoreError: 5}
-
-
-class Format(StrEnum):
-    table = "table"
-    csv = "csv"
-    json = "json"
-
-
-DbOption = Annotated[
-    Path | None,
-    typer.Option("--db", help="Store file (default: PLACEHARM_DB or ./placeharm.duckdb)."),
-]
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
-
-
-def _settings(db: Path | None) -> Settings:
-    return load_settings(**({"db": db} if db else {}))
-
-
-def _open(settings: Settings) -> DuckDBStore:
-    return DuckDBStore(settings.db, threads=settings.threads, memory_limit=settings.memory_limit)
-
-
-def _emit(frame: pl.DataFrame, fmt: Format, title: str | None = None) -> None:
-    if fmt is Format.csv:
-        buffer = io.StringIO()
-        frame.write_csv(buffer)
-        sys.stdout.write(buffer.getvalue())
-    elif fmt is Format.json:
-        sys.stdout.write(json.dumps(frame.to_dicts(), default=str, indent=2) + "\n")
-    else:
-        table = Table(title=title, show_lines=False)
-        for col in frame.columns:
-            numeric = frame.schema[col].is_numeric()
-            table.add_column(col, justify="right" if numeric else "left")
-        for row in frame.iter_rows():
-            table.add_row(*["—" if v is None else str(v) for v in row])
-        out.print(table)
-
-
-def _command_name() -> str:
-    """How the user ran us (e.g. `.venv/bin/placeharm`), for hints they can paste."""
-    argv0 = Path(sys.argv[0])
-    if argv0.name == "placeharm" and argv0.exists():
-        relative = os.path.relpath(argv0)
-        return relative if "/" in relative else f"./{relative}"
-    return "placeharm"
-
-
-def _month(text: str) -> dt.date:
-    return parse_month(text)
 
 
 def _summary(results: list[ImportResult]) -> None:

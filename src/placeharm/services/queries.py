@@ -87,22 +87,10 @@ def gap_months(store: Store, first: dt.date, last: dt.date, kind: str = "street"
     return [m.strftime("%Y-%m") for m in month_range(first, last) if m not in covered]
 
 
-def counts(
-    store: Store,
-    by: str,
-    first: dt.date,
-    last: dt.date,
-    crime_types: list[str] | None = None,
-    by_month: bool = False,
-) -> CountsResult:
-    """Crimes per area of set `by` from `first` to `last` (months), optionally per month.
-
-    Every area of the set is listed (zero where it had no crimes in covered months); records
-    with no location or outside every area of the set form one row with a null code. Months
-    with no imported street file are gaps: their monthly columns are null and they are
-    listed in `gap_months`, so a total over a period with a gap is never mistaken for a
-    complete one.
-    """
+def check_area_query(
+    store: Store, by: str, first: dt.date, last: dt.date, crime_types: list[str] | None
+) -> None:
+    """Refuse a query on an unknown or unassigned area set, a reversed period or bad types."""
     check_area_set_name(by)
     if last < first:
         raise DataError(f"--to {last:%Y-%m} is before --from {first:%Y-%m}")
@@ -124,6 +112,25 @@ def counts(
             raise DataError(
                 f"unknown crime type {', '.join(unknown)}; use one of: {', '.join(CRIME_TYPES)}"
             )
+
+
+def counts(
+    store: Store,
+    by: str,
+    first: dt.date,
+    last: dt.date,
+    crime_types: list[str] | None = None,
+    by_month: bool = False,
+) -> CountsResult:
+    """Crimes per area of set `by` from `first` to `last` (months), optionally per month.
+
+    Every area of the set is listed (zero where it had no crimes in covered months); records
+    with no location or outside every area of the set form one row with a null code. Months
+    with no imported street file are gaps: their monthly columns are null and they are
+    listed in `gap_months`, so a total over a period with a gap is never mistaken for a
+    complete one.
+    """
+    check_area_query(store, by, first, last, crime_types)
     months = month_range(first, last)
     gaps = gap_months(store, first, last)
     raw = store.counts_by_area_month(by, first, last, crime_types)

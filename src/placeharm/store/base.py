@@ -57,3 +57,17 @@ class Store(Protocol):
     def counts_by_area_month(
         self, set_name: str, first: dt.date, last: dt.date, crime_types: list[str] | None
     ) -> pl.DataFrame: ...
+
+    # harm
+    def crime_cube(
+        self,
+        set_name: str,
+        first: dt.date,
+        last: dt.date,
+        crime_types: list[str] | None,
+        offence_codes: list[str] | None,
+        by_month: bool,
+    ) -> pl.DataFrame: ...
+    def area_list(self, set_name: str) -> pl.DataFrame: ...
+    def replace_populations(self, set_name: str, year: int, frame: pl.DataFrame) -> int: ...
+    def populations(self, set_name: str) -> pl.DataFrame: ...

@@ -42,6 +42,7 @@ _CRIME_HISTORY_COLS = ", ".join(
         "last_outcome_category",
         "context",
         "api_id",
+        "offence_code",
         "import_id",
         "source_line",
     ]
@@ -463,6 +464,60 @@ class DuckDBStore:
             "WHERE month BETWEEN ? AND ? AND (? IS NULL OR list_contains(?, crime_type)) "
             "GROUP BY ALL",
             [first, last, crime_types, crime_types],
+        )
+
+    def crime_cube(
+        self,
+        set_name: str,
+        first: dt.date,
+        last: dt.date,
+        crime_types: list[str] | None,
+        offence_codes: list[str] | None,
+        by_month: bool,
+    ) -> pl.DataFrame:
+        """Records per area (and month), crime type and offence code: what harm is built on.
+
+        Records outside the set have a null area_code; police.uk records a null offence_code.
+        """
+        col = _area_col(set_name)
+        month = "month, " if by_month else ""
+        return self._frame(
+            f"SELECT {col} AS area_code, {month}crime_type, offence_code, "
+            "count(*)::BIGINT AS records FROM crimes "
+            "WHERE month BETWEEN ? AND ? AND (? IS NULL OR list_contains(?, crime_type)) "
+            "AND (? IS NULL OR list_contains(?, offence_code)) GROUP BY ALL",
+            [first, last, crime_types, crime_types, offence_codes, offence_codes],
+        )
+
+    def area_list(self, set_name: str) -> pl.DataFrame:
+        """area_code and area_name of every area in a set (no geometry), ordered by code."""
+        return self._frame(
+            "SELECT area_code, area_name FROM areas WHERE set_name = ? ORDER BY area_code",
+            [set_name],
+        )
+
+    def replace_populations(self, set_name: str, year: int, frame: pl.DataFrame) -> int:
+        """Store a set's populations for one year (area_code, population, method, source_file)."""
+        self._register("_pop_in", frame)
+        try:
+            self._run(
+                "DELETE FROM area_populations WHERE set_name = ? AND year = ?", [set_name, year]
+            )
+            self._run(
+                "INSERT INTO area_populations SELECT ?, area_code, ?, population, method, "
+                "source_file FROM _pop_in",
+                [set_name, year],
+            )
+        finally:
+            self._con.unregister("_pop_in")
+        return frame.height
+
+    def populations(self, set_name: str) -> pl.DataFrame:
+        """Every population held for a set: area_code, year, population, method, source_file."""
+        return self._frame(
+            "SELECT area_code, year, population, method, source_file FROM area_populations "
+            "WHERE set_name = ? ORDER BY year, area_code",
+            [set_name],
         )
 
     def table_counts(self) -> dict[str, int]:

@@ -151,6 +151,24 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             )""",
         ],
     ),
+    (
+        2,
+        "offence codes on crimes; area populations",
+        [
+            # Home Office offence code: set for a force's own records (police.uk has none).
+            "ALTER TABLE crimes ADD COLUMN offence_code VARCHAR",
+            "ALTER TABLE crime_history ADD COLUMN offence_code VARCHAR",
+            """CREATE TABLE area_populations (
+                set_name VARCHAR NOT NULL,
+                area_code VARCHAR NOT NULL,
+                year INTEGER NOT NULL,
+                population DOUBLE NOT NULL,
+                method VARCHAR NOT NULL,  -- 'file', or how it was derived from another set
+                source_file VARCHAR NOT NULL,
+                PRIMARY KEY (set_name, area_code, year)
+            )""",
+        ],
+    ),
 ]
 
 LATEST_VERSION = MIGRATIONS[-1][0]

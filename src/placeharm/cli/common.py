@@ -1,0 +1,75 @@
+"""What every `placeharm` command shares: output formats, options, opening the store."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import json
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import polars as pl
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from placeharm.config import Settings, load_settings
+from placeharm.model import parse_month
+from placeharm.store.duckdb import DuckDBStore
+
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option("--db", help="Store file (default: PLACEHARM_DB or ./placeharm.duckdb)."),
+]
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+
+
+def _settings(db: Path | None) -> Settings:
+    return load_settings(**({"db": db} if db else {}))
+
+
+def _open(settings: Settings) -> DuckDBStore:
+    return DuckDBStore(settings.db, threads=settings.threads, memory_limit=settings.memory_limit)
+
+
+def _emit(frame: pl.DataFrame, fmt: Format, title: str | None = None) -> None:
+    if fmt is Format.csv:
+        buffer = io.StringIO()
+        frame.write_csv(buffer)
+        sys.stdout.write(buffer.getvalue())
+    elif fmt is Format.json:
+        sys.stdout.write(json.dumps(frame.to_dicts(), default=str, indent=2) + "\n")
+    else:
+        table = Table(title=title, show_lines=False)
+        for col in frame.columns:
+            numeric = frame.schema[col].is_numeric()
+            table.add_column(col, justify="right" if numeric else "left")
+        for row in frame.iter_rows():
+            table.add_row(*["—" if v is None else str(v) for v in row])
+        out.print(table)
+
+
+def _command_name() -> str:
+    """How the user ran us (e.g. `.venv/bin/placeharm`), for hints they can paste."""
+    argv0 = Path(sys.argv[0])
+    if argv0.name == "placeharm" and argv0.exists():
+        relative = os.path.relpath(argv0)
+        return relative if "/" in relative else f"./{relative}"
+    return "placeharm"
+
+
+def _month(text: str) -> dt.date:
+    return parse_month(text)
