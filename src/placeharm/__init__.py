@@ -7,6 +7,8 @@ The library API mirrors the CLI; results come back as polars frames (`.to_arrow(
         ph.import_areas(store, "wards.geojson", "ward")
         ph.ingest(store, ["data/"])
         ph.counts(store, "ward", ph.parse_month("2021-01"), ph.parse_month("2021-12")).table
+        ph.rank(store, "ward", ph.parse_month("2021-01"), ph.parse_month("2021-12"),
+                index=ph.load_index("css:northumbria")).table
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from placeharm.errors import (
     PlaceharmError,
     StoreError,
 )
+from placeharm.harm import HarmIndex, list_indices, load_index
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, parse_month
 from placeharm.services.areas import assign_pending, import_areas, import_lookup, parents
+from placeharm.services.harm import HarmResult, compare, concentration, css, rank, series
 from placeharm.services.ingest import ingest
+from placeharm.services.population import derive_population, import_population
 from placeharm.services.queries import CountsResult, counts, coverage, imports, quarantine
 from placeharm.store.duckdb import DuckDBStore
 
@@ -43,6 +48,8 @@ __all__ = [
     "CountsResult",
     "DataError",
     "DuckDBStore",
+    "HarmIndex",
+    "HarmResult",
     "ImportResult",
     "NotFound",
     "PermissionDenied",
@@ -51,15 +58,24 @@ __all__ = [
     "Settings",
     "StoreError",
     "assign_pending",
+    "compare",
+    "concentration",
     "counts",
     "coverage",
+    "css",
+    "derive_population",
     "import_areas",
     "import_lookup",
+    "import_population",
     "imports",
     "ingest",
+    "list_indices",
+    "load_index",
     "load_settings",
     "open_store",
     "parents",
     "parse_month",
     "quarantine",
+    "rank",
+    "series",
 ]

@@ -22,3 +22,15 @@ def test_demo_builds_and_counts_with_gap(store: DuckDBStore) -> None:
     assert counted.table["records"].sum() == sum(r.rows_read for r in street)
     again = demo.build_demo(store)
     assert all(r.inserted == 0 and r.updated == 0 for r in again.results)
+
+
+def test_demo_ranks_wards_by_harm_with_populations(store: DuckDBStore) -> None:
+    from placeharm.services import harm
+
+    demo.build_demo(store)
+    ranked = harm.rank(store, "ward", dt.date(2021, 11, 1), dt.date(2022, 3, 1))
+    assert ranked.meta["population_year"] == 2020
+    assert ranked.meta["gap_months"] == ["2022-01"]
+    wards = ranked.table.drop_nulls("area_code")
+    assert wards.height == 177 and wards["population"].null_count() == 1
+    assert wards["rank"].to_list()[0] == 1

@@ -27,9 +27,11 @@ from placeharm.cli.common import (
 )
 from placeharm.config import Settings
 from placeharm.errors import ConfigError, DataError, NotFound, PlaceharmError, StoreError
+from placeharm.harm import load_index
 from placeharm.model import ImportResult
 from placeharm.services import areas as area_service
 from placeharm.services import demo as demo_service
+from placeharm.services import harm as harm_service
 from placeharm.services import ingest as ingest_service
 from placeharm.services import queries
 from placeharm.store.duckdb import DuckDBStore
@@ -226,33 +228,52 @@ def counts(
 def demo(
     db: DbOption = None, top: Annotated[int, typer.Option(help="Wards to print.")] = 20
 ) -> None:
-    """Build the demo store from the bundled Northumbria slice and print crimes by ward."""
+    """Build the demo store from the bundled Northumbria slice and rank wards by harm."""
     settings = _settings(db)
     with _open(settings) as store:
         result = demo_service.build_demo(store, settings.threads)
         _summary(result.results)
-        counted = queries.counts(
+        ranked = harm_service.rank(
             store,
             "ward",
             _month(demo_service.DEMO_FIRST_MONTH),
             _month(demo_service.DEMO_LAST_MONTH),
-            by_month=True,
+            load_index(settings.harm_index, settings.asb_weight),
         )
-    _emit(
-        counted.table.head(top),
-        Format.table,
-        f"Top {top} wards by police.uk records (crimes and ASB), {counted.first_month} to "
-        f"{counted.last_month}: real data.police.uk slice (OGL v3.0)",
+    meta = ranked.meta
+    table = ranked.table.head(top).select(
+        "rank",
+        "area_code",
+        "area_name",
+        "records",
+        pl.col("harm").round(0),
+        (pl.col("harm_share") * 100).round(1).alias("harm_%"),
+        "population",
+        pl.col("harm_per_resident").round(2),
     )
-    covered = len(counted.months) - len(counted.gap_months)
+    index = meta["index"]
+    assert isinstance(index, dict)
+    _emit(
+        table,
+        Format.table,
+        f"Top {top} wards by harm ({index['title']}), {meta['first_month']} to "
+        f"{meta['last_month']}: real data.police.uk slice (OGL v3.0)",
+    )
+    gaps = meta["gap_months"]
+    assert isinstance(gaps, list)
     err.print(
-        f"[yellow]Note[/]: {', '.join(counted.gap_months)} has no published data (a gap, shown "
-        f"as —); totals cover {covered} of {len(counted.months)} months."
+        f"[yellow]Note[/]: {', '.join(gaps)} has no published data (a gap); "
+        f"figures cover {meta['months_covered']} of {meta['months']} months. Harm = records x "
+        "the ONS Crime Severity Score weight of their police.uk crime type (ASB 0); see "
+        "docs/harm.md.",
+        highlight=False,
     )
     command = _command_name()
     out.print(
-        f"Store: {settings.db}. Try: {command} counts --by ward --by-month --db {settings.db}\n"
-        f"      or: {command} --help"
+        f"Store: {settings.db}. Try: {command} compare --by ward --db {settings.db}\n"
+        f"      or: {command} counts --by ward --by-month --db {settings.db}\n"
+        f"      or: {command} --help",
+        highlight=False,
     )
 
 

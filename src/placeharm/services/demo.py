@@ -9,10 +9,12 @@ from pathlib import Path
 from placeharm.model import ImportResult
 from placeharm.services.areas import import_areas, import_lookup
 from placeharm.services.ingest import ProgressFn, ingest
+from placeharm.services.population import derive_population, import_population
 from placeharm.store.base import Store
 
 DEMO_FIRST_MONTH = "2021-11"
 DEMO_LAST_MONTH = "2022-03"  # 2022-01 is a real gap in the published data
+DEMO_POPULATION_YEAR = 2020
 
 
 @dataclass(slots=True)
@@ -29,7 +31,8 @@ def demo_data_dir() -> Path:
 
 
 def build_demo(store: Store, threads: int = 2, progress: ProgressFn | None = None) -> DemoResult:
-    """Load the bundled boundaries, lookups and four months of police.uk files (idempotent)."""
+    """Load the bundled boundaries, lookups, populations and four months of police.uk files
+    (idempotent)."""
     data = demo_data_dir()
     boundaries = data / "boundaries"
     loaded = {s.name for s in store.area_sets()}
@@ -76,5 +79,14 @@ def build_demo(store: Store, threads: int = 2, progress: ProgressFn | None = Non
         "pfa24_code",
         "pfa24_name",
     )
+    import_population(
+        store,
+        data / "population" / "population20_lsoa11_northumbria.csv",
+        "lsoa",
+        DEMO_POPULATION_YEAR,
+        "lsoa11_code",
+        "total_population",
+    )
+    derive_population(store, "ward", "lsoa", DEMO_POPULATION_YEAR)
     results = ingest(store, [data / "policeuk"], threads=threads, progress=progress)
     return DemoResult(results, [s.name for s in store.area_sets()])
