@@ -520,8 +520,8 @@ def _pick(header: list[str], options: tuple[str, ...], what: str, path: Path) ->
 
 
 def css(
-    counts_file: Path,
-    population_file: Path,
+    counts_file: Path | str,
+    population_file: Path | str,
     index: HarmIndex | str | None = None,
     area_column: str | None = None,
     population_column: str | None = None,
@@ -535,6 +535,7 @@ def css(
     column). Offences whose code has no weight are counted and reported, not weighted.
     """
     harm_index = _index(index)
+    counts_file, population_file = Path(counts_file), Path(population_file)
     header, rows = _read_table(counts_file)
     area_col = (
         _norm_header(area_column)
