@@ -1,12 +1,16 @@
-"""Shared by the benchmark driver and its child processes: data paths and output counts."""
+"""Shared by the benchmarks and their child processes: data paths, counts, machine info."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import platform
 import resource
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 BENCH = REPO / "bench"
@@ -93,3 +97,83 @@ def write_json(path: Path, data: object) -> None:
 
 def read_file_list(path: Path) -> list[Path]:
     return [Path(p) for p in json.loads(path.read_text())]
+
+
+# -- reporting ------------------------------------------------------------------------------
+
+
+def mark(ok: bool) -> str:
+    return "PASS" if ok else "FAIL"
+
+
+def target_line(label: str, ok: bool, value: str) -> str:
+    return f"    target {label} {'.' * max(3, 40 - len(label))} {mark(ok)}  ({value})"
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "load_avg_at_start": os.getloadavg(),
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        mem = Path("/proc/meminfo").read_text().split()
+        info["mem_gib"] = round(int(mem[1]) / 2**20, 1)
+    except OSError:
+        pass
+    from importlib.metadata import version
+
+    for pkg in ("duckdb", "polars", "pyarrow", "shapely", "pandas", "geopandas"):
+        info[pkg] = version(pkg)
+    return info
+
+
+def git_state() -> dict[str, Any]:
+    def git(*args: str) -> str:
+        res = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return res.stdout.strip()
+
+    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
+
+
+def utc_stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def run_info(title: str, stamp: str) -> dict[str, Any]:
+    """Timestamp, machine, git state and argv for a results file; prints them as a header."""
+    info = {"timestamp_utc": stamp, "machine": machine(), "git": git_state(), "argv": sys.argv[1:]}
+    m = info["machine"]
+    print(
+        f"{title} {stamp}  commit {info['git']['commit'][:10]}"
+        f"{' (dirty)' if info['git']['dirty'] else ''}"
+    )
+    print(
+        f"  {m.get('cpu', '?')}, {m['cpus']} CPUs, {m.get('mem_gib', '?')} GiB, load "
+        f"{m['load_avg_at_start'][0]:.2f}; duckdb {m['duckdb']}, polars {m['polars']}, "
+        f"pandas {m['pandas']}, geopandas {m['geopandas']}"
+    )
+    if m["load_avg_at_start"][0] > 0.5 * (m["cpus"] or 1):
+        print(
+            "  WARNING: the machine is busy (load average above half the CPUs); "
+            "timings will be noisy"
+        )
+    return info
+
+
+def save_results(prefix: str, stamp: str, results: dict[str, Any], latest: str) -> Path:
+    """Write bench/results/<prefix>-<stamp>.json and a copy as <latest> (both atomically)."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{prefix}-{stamp}.json"
+    tmp_path = path.with_suffix(".tmp")
+    write_json(tmp_path, results)
+    tmp_path.replace(path)
+    latest_tmp = (RESULTS / latest).with_suffix(".tmp")
+    write_json(latest_tmp, results)
+    latest_tmp.replace(RESULTS / latest)
+    return path

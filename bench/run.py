@@ -1,22 +1,22 @@
-"""placeharm ingest benchmark: real Northumbria data against a pandas baseline, and 10M rows.
+"""placeharm benchmarks: ingest (real Northumbria data against a pandas baseline, and 10M
+rows), then the harm ranking query (bench/harm_rank.py, 524k and ~10M rows).
 
     .venv/bin/python bench/run.py              # full: Northumbria x3 (interleaved) + 10M x1
     .venv/bin/python bench/run.py --quick      # Northumbria only, one run of each
     .venv/bin/python bench/run.py --skip-10m   # Northumbria x3 only
     .venv/bin/python bench/run.py --profile    # also one cProfile'd placeharm child
+    .venv/bin/python bench/run.py --only harm  # only the harm ranking query (or --only ingest)
 
-Every measured run is a fresh subprocess on a fresh temporary store; its peak RSS comes from
-os.wait4 on that child. Results go to bench/results/ingest-<UTC>.json and latest.json.
-See bench/README.md.
+Every measured ingest run is a fresh subprocess on a fresh temporary store; its peak RSS comes
+from os.wait4 on that child. Results go to bench/results/ingest-<UTC>.json and latest.json;
+the harm ranking benchmark writes harm-<UTC>.json and harm-latest.json. See bench/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -30,14 +30,17 @@ from common import (
     BENCH,
     REPO,
     REQUIRED_EQUAL,
-    RESULTS,
     WORK,
     area_paths,
+    mark,
     northumbria_dir,
     outcome_files,
     output_counts,
+    run_info,
+    save_results,
     street_files,
-    write_json,
+    target_line,
+    utc_stamp,
 )
 
 NORTHUMBRIA_TARGET_S = 3.0
@@ -92,45 +95,6 @@ def run_child(
 
 def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
-
-
-def mark(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-def target_line(label: str, ok: bool, value: str) -> str:
-    return f"    target {label} {'.' * max(3, 40 - len(label))} {mark(ok)}  ({value})"
-
-
-def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        "load_avg_at_start": os.getloadavg(),
-    }
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                info["cpu"] = line.split(":", 1)[1].strip()
-                break
-        mem = Path("/proc/meminfo").read_text().split()
-        info["mem_gib"] = round(int(mem[1]) / 2**20, 1)
-    except OSError:
-        pass
-    from importlib.metadata import version
-
-    for pkg in ("duckdb", "polars", "pyarrow", "shapely", "pandas", "geopandas"):
-        info[pkg] = version(pkg)
-    return info
-
-
-def git_state() -> dict[str, Any]:
-    def git(*args: str) -> str:
-        res = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
-        return res.stdout.strip()
-
-    return {"commit": git("rev-parse", "HEAD"), "dirty": bool(git("status", "--porcelain"))}
 
 
 def compare_counts(p: dict[str, int], b: dict[str, int]) -> tuple[bool, list[str]]:
@@ -339,48 +303,9 @@ def profile(tmp: Path) -> dict[str, Any]:
     return {"ingest_s": r["ingest_s"], "top_cumulative": text}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--quick", action="store_true", help="Northumbria only, one run each")
-    parser.add_argument("--skip-10m", action="store_true", help="skip the 10M-row run")
-    parser.add_argument("--runs", type=int, default=3, help="Northumbria rounds (default 3)")
-    parser.add_argument("--repeat", type=int, default=1, help="10M runs (default 1)")
-    parser.add_argument(
-        "--profile",
-        action="store_true",
-        help="also run one cProfile'd placeharm Northumbria ingest",
-    )
-    parser.add_argument("--work-dir", type=Path, help="where the 10M files go (bench/work/10m)")
-    parser.add_argument("--regen", action="store_true", help="regenerate the 10M files")
-    parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
-    args = parser.parse_args()
-
-    missing = [p for _, p in area_paths() if not p.exists()]
-    if not street_files() or not outcome_files() or missing:
-        raise SystemExit(
-            f"real data not found under {northumbria_dir().parent.parent} (set "
-            "PLACEHARM_SHARED_DATA to the folder holding policeuk/ and boundaries/)"
-        )
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    info = {"timestamp_utc": stamp, "machine": machine(), "git": git_state(), "argv": sys.argv[1:]}
-    m = info["machine"]
-    print(
-        f"placeharm ingest benchmark {stamp}  commit {info['git']['commit'][:10]}"
-        f"{' (dirty)' if info['git']['dirty'] else ''}"
-    )
-    print(
-        f"  {m.get('cpu', '?')}, {m['cpus']} CPUs, {m.get('mem_gib', '?')} GiB, load "
-        f"{m['load_avg_at_start'][0]:.2f}; duckdb {m['duckdb']}, polars {m['polars']}, "
-        f"pandas {m['pandas']}, geopandas {m['geopandas']}"
-    )
-    if m["load_avg_at_start"][0] > 0.5 * (m["cpus"] or 1):
-        print(
-            "  WARNING: the machine is busy (load average above half the CPUs); "
-            "timings will be noisy"
-        )
-
+def ingest_benchmark(args: argparse.Namespace, stamp: str) -> int:
+    """The ingest benchmark; returns the exit code (0, 1: wrong counts, 2: target missed)."""
+    info = run_info("placeharm ingest benchmark", stamp)
     results: dict[str, Any] = dict(info)
     with tempfile.TemporaryDirectory(prefix="placeharm-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -393,14 +318,7 @@ def main() -> None:
         if args.profile:
             results["profile"] = profile(tmp)
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"ingest-{stamp}.json"
-    tmp_path = path.with_suffix(".tmp")
-    write_json(tmp_path, results)
-    tmp_path.replace(path)
-    latest_tmp = (RESULTS / "latest.json").with_suffix(".tmp")
-    shutil.copy(path, latest_tmp)
-    latest_tmp.replace(RESULTS / "latest.json")
+    path = save_results("ingest", stamp, results, "latest.json")
     print(f"\nresults: {path.relative_to(REPO)} (and bench/results/latest.json)")
 
     checks = [results["northumbria"]["counts_ok"]]
@@ -410,9 +328,70 @@ def main() -> None:
         targets += list(results["ten_million"]["targets"].values())
     if not all(checks):
         print("output counts are wrong: see above")
-        sys.exit(1)
+        return 1
     if args.strict and not all(t["pass"] for t in targets):
-        sys.exit(2)
+        return 2
+    return 0
+
+
+def harm_benchmark(args: argparse.Namespace, stamp: str) -> int:
+    """bench/harm_rank.py in its own process; returns its exit code (as ingest_benchmark)."""
+    cmd = [sys.executable, str(BENCH / "harm_rank.py"), "--stamp", stamp]
+    if args.quick or args.skip_10m:
+        cmd.append("--skip-10m")
+    if args.regen:
+        cmd.append("--rebuild")
+    if args.strict:
+        cmd.append("--strict")
+    if args.seed is not None:
+        cmd += ["--seed", str(args.seed)]
+    sys.stdout.flush()
+    return subprocess.run(cmd, cwd=REPO, check=False).returncode
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only",
+        choices=("ingest", "harm"),
+        help="run one benchmark (default: ingest, then the harm ranking query)",
+    )
+    parser.add_argument("--quick", action="store_true", help="Northumbria only, one run each")
+    parser.add_argument("--skip-10m", action="store_true", help="skip the 10M-row runs")
+    parser.add_argument("--runs", type=int, default=3, help="Northumbria rounds (default 3)")
+    parser.add_argument("--repeat", type=int, default=1, help="10M runs (default 1)")
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="also run one cProfile'd placeharm Northumbria ingest",
+    )
+    parser.add_argument("--work-dir", type=Path, help="where the 10M files go (bench/work/10m)")
+    parser.add_argument(
+        "--regen", action="store_true", help="regenerate the 10M files and the harm stores"
+    )
+    parser.add_argument("--seed", type=int, help="harm: seed of the query sequence")
+    parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
+    args = parser.parse_args()
+
+    missing = [p for _, p in area_paths() if not p.exists()]
+    if not street_files() or not outcome_files() or missing:
+        raise SystemExit(
+            f"real data not found under {northumbria_dir().parent.parent} (set "
+            "PLACEHARM_SHARED_DATA to the folder holding policeuk/ and boundaries/)"
+        )
+    stamp = utc_stamp()
+    codes = []
+    if args.only in (None, "ingest"):
+        codes.append(ingest_benchmark(args, stamp))
+    if args.only in (None, "harm"):
+        if codes:
+            print()
+        codes.append(harm_benchmark(args, stamp))
+    if any(code not in (0, 2) for code in codes):
+        sys.exit(1)
+    sys.exit(max(codes))
 
 
 if __name__ == "__main__":

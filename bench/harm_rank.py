@@ -1,0 +1,532 @@
+"""Harm ranking query benchmark: `placeharm.services.harm.rank` by ward against pandas.
+
+    .venv/bin/python bench/harm_rank.py              # 524k rows (real Northumbria) and ~10M rows
+    .venv/bin/python bench/harm_rank.py --skip-10m   # 524k rows only
+    .venv/bin/python bench/run.py --only harm        # the same as the first, from the driver
+
+For each size, 200 ranking queries (after a warm-up), each a random 12-month window with a
+random crime-type filter or none, from a seeded RNG. placeharm and the pandas baseline answer
+the same sequence, interleaved query by query. The stores are built once under
+bench/work/harm/ (gitignored) and reused while their row counts are right; the ~10M store is
+the real rows replicated inside DuckDB. Results go to bench/results/harm-<UTC>.json and
+bench/results/harm-latest.json. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import math
+import os
+import random
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import polars as pl
+
+from common import (
+    AREA_SETS,
+    REPO,
+    WORK,
+    area_paths,
+    mark,
+    northumbria_dir,
+    run_info,
+    save_results,
+    street_files,
+    target_line,
+    utc_stamp,
+)
+from placeharm.harm import HarmIndex, load_index
+from placeharm.model import CRIME_TYPES
+from placeharm.services import harm
+from placeharm.services.areas import import_areas
+from placeharm.services.ingest import ingest
+from placeharm.store.duckdb import DuckDBStore
+
+NORTHUMBRIA_ROWS = 524_070
+COPIES = 19  # the 10M store: the real rows 19 times (9,957,330 rows)
+BIG_ROWS = NORTHUMBRIA_ROWS * COPIES
+HASH_STEP = 1_000_000_007  # copy i's crime_hash = (crime_hash + i * HASH_STEP) mod 2^64
+TARGET_MS = {"northumbria": 20.0, "ten_million": 150.0}
+BY = "ward"
+AREA_COL = "area_ward"  # the crimes column holding BY's area codes
+INDEX = "css"
+WINDOW_MONTHS = 12
+MAX_TYPES = 5  # a filter is 1..MAX_TYPES crime types, drawn uniformly ...
+P_NO_FILTER = 0.2  # ... or, with this probability, no filter (all 14 types)
+DEFAULT_SEED = 20240601
+CHECKED_QUERIES = 8  # the first queries of the sequence are checked against pandas
+REL_TOL = 1e-6
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    first: dt.date
+    last: dt.date
+    crime_types: tuple[str, ...] | None  # None: no filter
+
+    def label(self) -> str:
+        types = ", ".join(self.crime_types) if self.crime_types else "all types"
+        return f"{self.first:%Y-%m}..{self.last:%Y-%m} [{types}]"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "first": f"{self.first:%Y-%m}",
+            "last": f"{self.last:%Y-%m}",
+            "crime_types": list(self.crime_types) if self.crime_types else None,
+        }
+
+
+def shift(month: dt.date, months: int) -> dt.date:
+    index = month.year * 12 + month.month - 1 + months
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def make_queries(seed: int, first_held: dt.date, last_held: dt.date, n: int) -> list[Query]:
+    """n (window, filter) pairs: windows start uniformly on months where 12 months fit."""
+    rng = random.Random(seed)
+    last_start = shift(last_held, -(WINDOW_MONTHS - 1))
+    starts = []
+    month = first_held
+    while month <= last_start:
+        starts.append(month)
+        month = shift(month, 1)
+    if not starts:
+        raise SystemExit(f"the store holds fewer than {WINDOW_MONTHS} months")
+    queries = []
+    for _ in range(n):
+        start = rng.choice(starts)
+        types = None
+        if rng.random() >= P_NO_FILTER:
+            types = tuple(sorted(rng.sample(CRIME_TYPES, rng.randint(1, MAX_TYPES))))
+        queries.append(Query(start, shift(start, WINDOW_MONTHS - 1), types))
+    return queries
+
+
+# -- the stores -----------------------------------------------------------------------------
+
+
+def shown(path: Path) -> str:
+    """A path as printed: relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def _wal(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    _wal(path).unlink(missing_ok=True)
+
+
+def ready_rows(path: Path) -> int | None:
+    """Crimes in a finished store file whose area sets are all assigned; else None."""
+    if not path.exists() or _wal(path).exists():
+        return None
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except duckdb.Error:
+        return None
+    try:
+        rows = con.execute("SELECT count(*) FROM crimes").fetchone()
+        sets = con.execute(
+            "SELECT count(*) FILTER (WHERE assigned), count(*) FROM area_sets"
+        ).fetchone()
+    except duckdb.Error:
+        return None
+    finally:
+        con.close()
+    if rows is None or sets != (len(AREA_SETS), len(AREA_SETS)):
+        return None
+    return int(rows[0])
+
+
+def northumbria_store(work: Path, rebuild: bool) -> tuple[Path, dict[str, Any]]:
+    """The real Northumbria store (three area sets, one ingest), built once and reused."""
+    path = work / "northumbria.duckdb"
+    if not rebuild and ready_rows(path) == NORTHUMBRIA_ROWS:
+        return path, {"reused": True}
+    _remove(path)
+    building = work / "northumbria.duckdb.building"
+    _remove(building)
+    t0 = time.perf_counter()
+    store = DuckDBStore(building)
+    try:
+        for name, area_path in area_paths():
+            import_areas(store, area_path, name)
+        results = ingest(store, [northumbria_dir()])
+    finally:
+        store.close()
+    build_s = time.perf_counter() - t0
+    rows = ready_rows(building)
+    bad = [r.source_file for r in results if r.status != "ok"]
+    if rows != NORTHUMBRIA_ROWS or bad:
+        raise SystemExit(
+            f"the Northumbria store holds {rows} crimes, expected {NORTHUMBRIA_ROWS:,}"
+            f"{'; files not ok: ' + ', '.join(map(str, bad)) if bad else ''}"
+        )
+    building.replace(path)
+    return path, {"reused": False, "build_s": build_s}
+
+
+def big_store(work: Path, source: Path, rebuild: bool) -> tuple[Path, dict[str, Any]]:
+    """The ~10M store: a copy of `source` whose crimes are replicated COPIES times in DuckDB.
+
+    Copy 0 is the real rows; copy i has crime_hash + i * HASH_STEP (mod 2^64), every other
+    column (month, type, areas, ...) unchanged. Built with a raw connection while no store
+    has the file open.
+    """
+    path = work / "10m.duckdb"
+    if not rebuild and ready_rows(path) == BIG_ROWS:
+        return path, {"reused": True}
+    _remove(path)
+    building = work / "10m.duckdb.building"
+    _remove(building)
+    t0 = time.perf_counter()
+    shutil.copyfile(source, building)
+    con = duckdb.connect(str(building))
+    try:
+        con.execute("CREATE TEMP TABLE c0 AS SELECT * FROM crimes")
+        for i in range(1, COPIES):
+            con.execute(
+                "INSERT INTO crimes SELECT * REPLACE ("
+                "((crime_hash::HUGEINT + ?::HUGEINT * ?) % 18446744073709551616)::UBIGINT "
+                "AS crime_hash) FROM c0",
+                [i, HASH_STEP],
+            )
+        con.execute("DROP TABLE c0")
+        con.execute("CHECKPOINT")
+        counted = con.execute("SELECT count(*), count(DISTINCT crime_hash) FROM crimes").fetchone()
+    finally:
+        con.close()
+    build_s = time.perf_counter() - t0
+    if counted != (BIG_ROWS, BIG_ROWS) or ready_rows(building) != BIG_ROWS:
+        raise SystemExit(
+            f"the 10M store holds (crimes, distinct hashes) {counted}, expected {BIG_ROWS:,}"
+        )
+    building.replace(path)
+    return path, {"reused": False, "build_s": build_s}
+
+
+# -- the two implementations ----------------------------------------------------------------
+
+
+def pandas_frame(store: DuckDBStore, dtypes: str) -> pd.DataFrame:
+    """The crimes an analyst would hold in memory: month, crime_type, area_ward."""
+    frame = store._frame("SELECT month, crime_type, area_ward FROM crimes").to_pandas()
+    if dtypes == "category":
+        frame = frame.astype({"crime_type": "category", AREA_COL: "category"})
+    return frame
+
+
+def pandas_rank(
+    frame: pd.DataFrame, areas: list[str], weights: dict[str, float], q: Query
+) -> pd.DataFrame:
+    """The baseline: filter months and types, weigh, sum per area, every area ranked by harm."""
+    month = frame["month"]
+    mask = (month >= pd.Timestamp(q.first)) & (month <= pd.Timestamp(q.last))
+    if q.crime_types is not None:
+        mask &= frame["crime_type"].isin(q.crime_types)
+    rows = frame.loc[mask]
+    weight = rows["crime_type"].map(weights).astype("float64")  # unknown type: NaN, summed as 0
+    per_area = weight.groupby(rows[AREA_COL], observed=True).agg(["size", "sum"])
+    per_area.columns = pd.Index(["records", "harm"])
+    table = per_area.reindex(areas, fill_value=0).rename_axis("area_code").reset_index()
+    table["records"] = table["records"].astype("int64")
+    table = table.sort_values(["harm", "area_code"], ascending=[False, True], kind="stable")
+    table["rank"] = table["harm"].rank(method="min", ascending=False).astype("int64")
+    return table[["rank", "area_code", "records", "harm"]]
+
+
+def placeharm_rank(store: DuckDBStore, index: HarmIndex, q: Query) -> pl.DataFrame:
+    types = list(q.crime_types) if q.crime_types else None
+    return harm.rank(store, BY, q.first, q.last, index=index, crime_types=types).table
+
+
+def compare(ours: pl.DataFrame, theirs: pd.DataFrame, q: Query) -> list[str]:
+    """Differences between placeharm's and the baseline's ranking ([] when they agree).
+
+    Records must be equal and harm equal within REL_TOL relative, per area. Ranks must be
+    equal for every area whose harm is not within REL_TOL of another area's (a near-tie may
+    order either way, as the two sum the same weights in a different order).
+    """
+    ours = ours.filter(pl.col("area_code").is_not_null())
+    a = {
+        code: (rank, records, harm_)
+        for code, rank, records, harm_ in ours.select(
+            "area_code", "rank", "records", "harm"
+        ).iter_rows()
+    }
+    b = {
+        code: (int(rank), int(records), float(harm_))
+        for rank, code, records, harm_ in theirs.itertuples(index=False, name=None)
+    }
+    problems = []
+    if set(a) != set(b):
+        return [f"{q.label()}: different areas ({len(a)} against {len(b)})"]
+    harms = sorted(h for _, _, h in b.values())
+    for code in sorted(a):
+        (rank_a, rec_a, harm_a), (rank_b, rec_b, harm_b) = a[code], b[code]
+        if rec_a != rec_b:
+            problems.append(f"{q.label()}: {code} records {rec_a} against {rec_b}")
+        if not math.isclose(harm_a, harm_b, rel_tol=REL_TOL, abs_tol=1e-9):
+            problems.append(f"{q.label()}: {code} harm {harm_a!r} against {harm_b!r}")
+        near = sum(math.isclose(h, harm_b, rel_tol=REL_TOL, abs_tol=1e-9) for h in harms)
+        if near == 1 and rank_a != rank_b:
+            problems.append(f"{q.label()}: {code} rank {rank_a} against {rank_b}")
+    return problems
+
+
+# -- measuring ------------------------------------------------------------------------------
+
+
+def summary(ms: list[float]) -> dict[str, Any]:
+    return {
+        "runs": len(ms),
+        "median_ms": statistics.median(ms),
+        "p95_ms": statistics.quantiles(ms, n=20, method="inclusive")[18],
+        "mean_ms": statistics.fmean(ms),
+        "min_ms": min(ms),
+        "max_ms": max(ms),
+        "runs_ms": [round(x, 3) for x in ms],
+    }
+
+
+def measure(
+    key: str, title: str, path: Path, queries: list[Query], args: argparse.Namespace
+) -> dict[str, Any]:
+    """Check placeharm against pandas on a few queries, then time both on every query."""
+    store = DuckDBStore(path)
+    try:
+        index = load_index(INDEX)
+        areas = store.area_list(BY)["area_code"].to_list()
+        t0 = time.perf_counter()
+        frame = pandas_frame(store, args.pandas_dtypes)
+        frame_s = time.perf_counter() - t0
+        frame_mb = frame.memory_usage(deep=True).sum() / 2**20
+        print(
+            f"  pandas frame: {len(frame):,} rows x (month, crime_type, {AREA_COL}), "
+            f"{args.pandas_dtypes} dtypes, {frame_mb:.0f} MB, loaded in {frame_s:.1f} s (not timed)"
+        )
+
+        checked = queries[:CHECKED_QUERIES]
+        problems = []
+        for q in checked:
+            problems += compare(
+                placeharm_rank(store, index, q), pandas_rank(frame, areas, index.type_weights, q), q
+            )
+        check_ok = not problems
+        print(
+            f"  check: {len(checked)} queries, per {BY} records equal, harm within {REL_TOL:g} "
+            f"relative, ranks equal outside near-ties ... {mark(check_ok)}"
+        )
+        if problems:
+            print("\n".join(f"    {p}" for p in problems[:20]))
+            raise SystemExit(f"placeharm and pandas disagree on the ranking at {title}: see above")
+
+        def run_placeharm(q: Query) -> object:
+            return placeharm_rank(store, index, q)
+
+        def run_pandas(q: Query) -> object:
+            return pandas_rank(frame, areas, index.type_weights, q)
+
+        impls: dict[str, Callable[[Query], object]] = {
+            "placeharm": run_placeharm,
+            "pandas": run_pandas,
+        }
+        for q in queries[: args.warmup]:
+            for run in impls.values():
+                run(q)
+        times: dict[str, list[float]] = {"placeharm": [], "pandas": []}
+        load = os.getloadavg()[0]
+        gc.collect()
+        for i, q in enumerate(queries):
+            order = ("placeharm", "pandas") if i % 2 == 0 else ("pandas", "placeharm")
+            for name in order:
+                t0 = time.perf_counter()
+                impls[name](q)
+                times[name].append((time.perf_counter() - t0) * 1000)
+    finally:
+        store.close()
+
+    p, b = summary(times["placeharm"]), summary(times["pandas"])
+    ratio = b["median_ms"] / p["median_ms"]
+    per_query = statistics.median(
+        bt / pt for pt, bt in zip(times["placeharm"], times["pandas"], strict=True)
+    )
+    target = TARGET_MS[key]
+    ok = p["median_ms"] <= target
+    print(
+        f"  {args.warmup} warm-up queries, then {len(queries)} timed queries each "
+        f"(interleaved; load {load:.1f} at start)"
+    )
+    for name, s in (("placeharm", p), ("pandas", b)):
+        print(
+            f"    {name:<10} median {s['median_ms']:7.1f} ms   p95 {s['p95_ms']:7.1f} ms"
+            f"   (min {s['min_ms']:.1f}, max {s['max_ms']:.1f})"
+        )
+    print(
+        f"    ratio pandas/placeharm: {ratio:.2f}x (of medians), {per_query:.2f}x "
+        "(median of per-query ratios)"
+    )
+    split = {}
+    for label, pick in (
+        ("no filter", lambda q: q.crime_types is None),
+        ("filtered", lambda q: q.crime_types is not None),
+    ):
+        idx = [i for i, q in enumerate(queries) if pick(q)]
+        if idx:
+            split[label] = {
+                "queries": len(idx),
+                **{
+                    f"{name}_median_ms": statistics.median(times[name][i] for i in idx)
+                    for name in times
+                },
+            }
+    print(
+        "    "
+        + "; ".join(
+            f"{label} ({s['queries']}): placeharm {s['placeharm_median_ms']:.1f} ms, pandas "
+            f"{s['pandas_median_ms']:.1f} ms"
+            for label, s in split.items()
+        )
+    )
+    print(target_line(f"placeharm median <= {target:.0f} ms", ok, f"{p['median_ms']:.1f} ms"))
+    return {
+        "title": title,
+        "store": shown(path),
+        "pandas_frame": {
+            "rows": len(frame),
+            "dtypes": args.pandas_dtypes,
+            "mb": frame_mb,
+            "load_s": frame_s,
+        },
+        "check": {"queries": [q.to_json() for q in checked], "pass": check_ok},
+        "load_avg_1m_at_start": load,
+        "placeharm": p,
+        "pandas": b,
+        "ratio_of_medians": ratio,
+        "ratio_median_per_query": per_query,
+        "by_filter": split,
+        "targets": {"median_ms": {"target": target, "value": p["median_ms"], "pass": ok}},
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--runs", type=int, default=200, help="timed queries per size (200)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed queries first (5)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="query sequence seed")
+    parser.add_argument("--skip-10m", action="store_true", help="524k rows only")
+    parser.add_argument("--rebuild", action="store_true", help="rebuild the stores")
+    parser.add_argument(
+        "--work-dir", type=Path, default=WORK / "harm", help="where the stores go (bench/work/harm)"
+    )
+    parser.add_argument(
+        "--pandas-dtypes",
+        choices=("category", "str"),
+        default="category",
+        help="crime_type and area columns of the pandas frame (default category)",
+    )
+    parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
+    parser.add_argument("--stamp", help=argparse.SUPPRESS)  # run.py: share its timestamp
+    args = parser.parse_args()
+    if args.runs < 20:
+        parser.error("--runs must be at least 20 (for a p95)")
+
+    missing = [p for _, p in area_paths() if not p.exists()]
+    if not street_files() or missing:
+        raise SystemExit(
+            f"real data not found under {northumbria_dir().parent.parent} (set "
+            "PLACEHARM_SHARED_DATA to the folder holding policeuk/ and boundaries/)"
+        )
+    stamp = args.stamp or utc_stamp()
+    info = run_info("placeharm harm ranking benchmark", stamp)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+
+    small, small_build = northumbria_store(args.work_dir, args.rebuild)
+    store = DuckDBStore(small)
+    try:
+        held = store.coverage().filter(pl.col("source_kind") == "street")["month"]
+    finally:
+        store.close()
+    first_held, last_held = held.min(), held.max()
+    assert isinstance(first_held, dt.date) and isinstance(last_held, dt.date)
+    queries = make_queries(args.seed, first_held, last_held, args.runs)
+    unfiltered = sum(q.crime_types is None for q in queries)
+    print(
+        f"\nqueries: harm.rank by {BY}, index {INDEX!r}, {args.runs} random "
+        f"{WINDOW_MONTHS}-month windows starting {first_held:%Y-%m}.."
+        f"{shift(last_held, 1 - WINDOW_MONTHS):%Y-%m} (held {first_held:%Y-%m}.."
+        f"{last_held:%Y-%m}); "
+        f"filter 1..{MAX_TYPES} of {len(CRIME_TYPES)} crime types, or none "
+        f"(p={P_NO_FILTER}: {unfiltered} of {args.runs}); seed {args.seed}"
+    )
+
+    results: dict[str, Any] = dict(info)
+    results |= {
+        "seed": args.seed,
+        "runs": args.runs,
+        "warmup": args.warmup,
+        "by": BY,
+        "index": INDEX,
+        "window_months": WINDOW_MONTHS,
+        "filter": {"max_types": MAX_TYPES, "p_no_filter": P_NO_FILTER},
+        "pandas_dtypes": args.pandas_dtypes,
+        "queries": [q.to_json() for q in queries],
+    }
+
+    def built(how: dict[str, Any]) -> str:
+        return "reused" if how["reused"] else f"built in {how['build_s']:.1f} s"
+
+    print(
+        f"\n{NORTHUMBRIA_ROWS:,} rows (real Northumbria): store {shown(small)} "
+        f"({built(small_build)})"
+    )
+    results["northumbria"] = {
+        "rows": NORTHUMBRIA_ROWS,
+        "build": small_build,
+        **measure("northumbria", "524k rows", small, queries, args),
+    }
+    if args.skip_10m:
+        results["ten_million"] = "skipped"
+        print("\n10M rows: skipped (--skip-10m)")
+    else:
+        print(
+            f"\n{BIG_ROWS:,} rows ({COPIES} copies of the real rows): preparing the store ...",
+            flush=True,
+        )
+        big, big_build = big_store(args.work_dir, small, args.rebuild)
+        print(f"  store {shown(big)} ({built(big_build)})")
+        results["ten_million"] = {
+            "rows": BIG_ROWS,
+            "copies": COPIES,
+            "build": big_build,
+            **measure("ten_million", "10M rows", big, queries, args),
+        }
+
+    path = save_results("harm", stamp, results, "harm-latest.json")
+    print(f"\nresults: {path.relative_to(REPO)} (and bench/results/harm-latest.json)")
+    targets = [results["northumbria"]["targets"]["median_ms"]]
+    if isinstance(results["ten_million"], dict):
+        targets.append(results["ten_million"]["targets"]["median_ms"])
+    if args.strict and not all(t["pass"] for t in targets):
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
