@@ -218,8 +218,24 @@ def derive(reference: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     return codes, types
 
 
-def write(codes: pl.DataFrame, types: pl.DataFrame, out_dir: Path) -> None:
+def national_mix(reference: Path) -> pl.DataFrame:
+    """2017/18 offences per code and police.uk type in England and Wales (the demo generator
+    samples offence codes from it)."""
+    return (
+        offence_mix(reference)
+        .group_by("offence_code", "crime_type")
+        .agg(pl.col("offences").sum())
+        .filter(pl.col("offences") > 0)
+        .sort("crime_type", "offence_code")
+    )
+
+
+def write(
+    codes: pl.DataFrame, types: pl.DataFrame, out_dir: Path, mix: pl.DataFrame | None = None
+) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
+    if mix is not None:
+        mix.write_csv(out_dir / "offence_mix.csv", quote_style="non_numeric")
     codes.write_csv(out_dir / "code_weights.csv", quote_style="non_numeric")
     types.write_csv(out_dir / "type_weights.csv", quote_style="non_numeric", float_precision=10)
 
@@ -230,7 +246,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DATA_DIR)
     args = parser.parse_args()
     codes, types = derive(args.reference)
-    write(codes, types, args.out)
+    write(codes, types, args.out, national_mix(args.reference))
     print(f"wrote {codes.height} code weights and {types.height} type weights to {args.out}")
 
 

@@ -21,7 +21,30 @@ from placeharm.errors import StoreError
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
 from placeharm.store.migrations import LATEST_VERSION, MIGRATIONS
 
-RECORD_TABLES = ("crimes", "stop_searches")
+# Tables of located records: each gets an `area_<set>` column per area set.
+SOC_LOCATED_TABLES = (
+    "soc_addresses",
+    "soc_intelligence",
+    "soc_incidents",
+    "soc_force_crimes",
+    "soc_disruptions",
+    "soc_partner_events",
+)
+SOC_TABLES = (
+    "soc_nominals",
+    "soc_groups",
+    "soc_memberships",
+    "soc_addresses",
+    "soc_nominal_crimes",
+    "soc_nominal_links",
+    "soc_intelligence",
+    "soc_incidents",
+    "soc_force_crimes",
+    "soc_disruptions",
+    "soc_partner_events",
+    "soc_chb_phases",
+)
+RECORD_TABLES = ("crimes", "stop_searches", *SOC_LOCATED_TABLES)
 _HASHED = {("crimes", "crime_hash"), ("outcomes", "crime_hash"), ("stop_searches", "search_hash")}
 _CRIME_HISTORY_COLS = ", ".join(
     f"c.{c}"
@@ -127,8 +150,19 @@ class DuckDBStore:
                 for statement in statements:
                     self._run(statement)
                 self._run("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
+                self._add_area_columns()
             applied.append(version)
         return applied
+
+    def _add_area_columns(self) -> None:
+        """Every record table has a column per area set (tables added by a migration too)."""
+        if not self._one(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'area_sets'"
+        )[0]:  # type: ignore[index]
+            return
+        for (name,) in self._run("SELECT name FROM area_sets"):
+            for table in RECORD_TABLES:
+                self._run(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {_area_col(name)} VARCHAR")
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -518,6 +552,87 @@ class DuckDBStore:
             "SELECT area_code, year, population, method, source_file FROM area_populations "
             "WHERE set_name = ? ORDER BY year, area_code",
             [set_name],
+        )
+
+    # -- SOC overlay -------------------------------------------------------------------------
+
+    def soc_frame(self, table: str, set_name: str | None = None) -> pl.DataFrame:
+        """Every row of a SOC table (with `area_code` for `set_name` if it has locations)."""
+        if table not in SOC_TABLES:
+            raise StoreError(f"unknown SOC table {table!r}")
+        area = ""
+        if set_name is not None:
+            if table not in SOC_LOCATED_TABLES:
+                raise StoreError(f"{table} has no locations")
+            area = f", {_area_col(set_name)} AS area_code"
+        return self._frame(f"SELECT *{area} FROM {table}")
+
+    def soc_keyed_rows(self, table: str, key: list[str], keys: pl.DataFrame) -> pl.DataFrame:
+        """Stored rows of a SOC table whose key is among `keys` (with rowid as `_rid`)."""
+        if table not in SOC_TABLES:
+            raise StoreError(f"unknown SOC table {table!r}")
+        cols = [_safe_col(c) for c in key]
+        self._register("_keys_in", keys.select(key))
+        try:
+            on = " AND ".join(f"t.{c} = k.{c}" for c in cols)
+            return self._frame(
+                f"SELECT t.rowid AS _rid, t.* FROM {table} t SEMI JOIN _keys_in k ON {on}"
+            )
+        finally:
+            self._con.unregister("_keys_in")
+
+    def soc_insert(self, table: str, frame: pl.DataFrame) -> None:
+        if table not in SOC_TABLES:
+            raise StoreError(f"unknown SOC table {table!r}")
+        self._register("_soc_in", frame)
+        try:
+            self._run(f"INSERT INTO {table} BY NAME SELECT * FROM _soc_in")
+        finally:
+            self._con.unregister("_soc_in")
+
+    def soc_update(self, table: str, frame: pl.DataFrame, history: pl.DataFrame) -> None:
+        """Overwrite rows (frame: `_rid` and new values) and keep their previous versions
+        (history: entity, entity_key, previous JSON text, source_file, replaced_by_import)."""
+        if table not in SOC_TABLES:
+            raise StoreError(f"unknown SOC table {table!r}")
+        self._register("_hist_in", history)
+        self._register("_upd_in", frame)
+        try:
+            self._run(
+                "INSERT INTO soc_history SELECT entity, entity_key, previous::JSON, source_file, "
+                "now(), replaced_by_import FROM _hist_in"
+            )
+            columns = [c for c in frame.columns if c != "_rid"]
+            sets = ", ".join(f"{_safe_col(c)} = u.{_safe_col(c)}" for c in columns)
+            self._run(f"UPDATE {table} SET {sets} FROM _upd_in u WHERE {table}.rowid = u._rid")
+        finally:
+            self._con.unregister("_hist_in")
+            self._con.unregister("_upd_in")
+
+    def soc_history(self, entity: str | None = None) -> pl.DataFrame:
+        return self._frame(
+            "SELECT entity, entity_key, previous::VARCHAR AS previous, source_file, replaced_at, "
+            "replaced_by_import FROM soc_history WHERE ? IS NULL OR entity = ? "
+            "ORDER BY replaced_at",
+            [entity, entity],
+        )
+
+    def month_counts(
+        self, table: str, date_col: str, set_name: str, first: dt.date, last: dt.date
+    ) -> pl.DataFrame:
+        """Records per (area_code, month, kind) of a located table between two dates.
+
+        kind: crime_type for crimes, else NULL.
+        """
+        tbl = _table(table)
+        col = _area_col(set_name)
+        date = _safe_col(date_col)
+        kind = "crime_type" if tbl in ("crimes", "soc_force_crimes") else "NULL::VARCHAR"
+        return self._frame(
+            f"SELECT {col} AS area_code, date_trunc('month', {date})::DATE AS month, "
+            f"{kind} AS kind, count(*)::BIGINT AS records FROM {tbl} "
+            f"WHERE {date} BETWEEN ? AND ? GROUP BY ALL",
+            [first, last],
         )
 
     def table_counts(self) -> dict[str, int]:

@@ -171,4 +171,83 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ),
 ]
 
+# SOC overlay: a force's own records (docs/reference/soc-schema.md). Every row says whether
+# it is synthetic (demo data) and which import and line it came from. Tables with a location
+# also get `located`, `in_area` and one `area_<set>` column per area set, like crimes.
+_SOC = """
+    synthetic BOOLEAN NOT NULL DEFAULT FALSE,
+    import_id BIGINT,
+    source_line BIGINT
+"""
+_LOCATED = """
+    latitude DOUBLE,
+    longitude DOUBLE,
+    located BOOLEAN NOT NULL DEFAULT FALSE,
+    in_area BOOLEAN
+"""
+MIGRATIONS.append(
+    (
+        3,
+        "SOC overlay: nominals, groups, links, intelligence, incidents, force crimes, "
+        "disruptions, partner events, CHB phases; entity history",
+        [
+            f"""CREATE TABLE soc_nominals (
+                nominal_id VARCHAR PRIMARY KEY,
+                surname VARCHAR, forename VARCHAR, date_of_birth DATE, gender VARCHAR,
+                ocg_member BOOLEAN NOT NULL, priority_individual BOOLEAN NOT NULL,
+                pcg_member BOOLEAN NOT NULL, ucg_member BOOLEAN NOT NULL,
+                cce_perpetrator BOOLEAN NOT NULL, cce_victim BOOLEAN NOT NULL,
+                cse_perpetrator BOOLEAN NOT NULL, cse_victim BOOLEAN NOT NULL,
+                mopi_review_date DATE, {_SOC})""",
+            f"""CREATE TABLE soc_groups (
+                group_id VARCHAR PRIMARY KEY, name VARCHAR, group_type VARCHAR NOT NULL,
+                ocg_band VARCHAR, status VARCHAR, {_SOC})""",
+            f"""CREATE TABLE soc_memberships (
+                group_id VARCHAR NOT NULL, nominal_id VARCHAR NOT NULL, role VARCHAR,
+                start_date DATE, end_date DATE, {_SOC},
+                PRIMARY KEY (group_id, nominal_id))""",
+            f"""CREATE TABLE soc_addresses (
+                nominal_id VARCHAR NOT NULL, address_id VARCHAR NOT NULL,
+                link_type VARCHAR NOT NULL, address VARCHAR, from_date DATE, to_date DATE,
+                {_LOCATED}, {_SOC},
+                PRIMARY KEY (nominal_id, address_id, link_type))""",
+            f"""CREATE TABLE soc_nominal_crimes (
+                nominal_id VARCHAR NOT NULL, crime_ref VARCHAR NOT NULL, role VARCHAR NOT NULL,
+                {_SOC}, PRIMARY KEY (nominal_id, crime_ref, role))""",
+            f"""CREATE TABLE soc_nominal_links (
+                from_nominal VARCHAR NOT NULL, to_nominal VARCHAR NOT NULL,
+                link_type VARCHAR NOT NULL, {_SOC},
+                PRIMARY KEY (from_nominal, to_nominal, link_type))""",
+            f"""CREATE TABLE soc_intelligence (
+                intel_id VARCHAR PRIMARY KEY, reported_date DATE NOT NULL,
+                grading_scheme VARCHAR NOT NULL, source_evaluation VARCHAR NOT NULL,
+                intelligence_assessment VARCHAR NOT NULL, handling_code VARCHAR NOT NULL,
+                topics VARCHAR, subjects VARCHAR, summary VARCHAR, {_LOCATED}, {_SOC})""",
+            f"""CREATE TABLE soc_incidents (
+                incident_id VARCHAR PRIMARY KEY, occurred_date DATE NOT NULL,
+                incident_type VARCHAR NOT NULL, closing_code VARCHAR, {_LOCATED}, {_SOC})""",
+            f"""CREATE TABLE soc_force_crimes (
+                crime_ref VARCHAR PRIMARY KEY, recorded_date DATE NOT NULL,
+                offence_code VARCHAR, crime_type VARCHAR NOT NULL,
+                firearms_discharged BOOLEAN NOT NULL, cannabis_production BOOLEAN NOT NULL,
+                policeuk_crime_id VARCHAR, {_LOCATED}, {_SOC})""",
+            f"""CREATE TABLE soc_disruptions (
+                disruption_id VARCHAR PRIMARY KEY, disruption_date DATE NOT NULL,
+                four_p VARCHAR NOT NULL, disruption_type VARCHAR, target_group_id VARCHAR,
+                target_nominal_id VARCHAR, {_LOCATED}, {_SOC})""",
+            f"""CREATE TABLE soc_partner_events (
+                event_id VARCHAR PRIMARY KEY, event_date DATE NOT NULL, partner VARCHAR NOT NULL,
+                event_type VARCHAR NOT NULL, handling_code VARCHAR, description VARCHAR,
+                {_LOCATED}, {_SOC})""",
+            f"""CREATE TABLE soc_chb_phases (
+                site_code VARCHAR NOT NULL, phase VARCHAR NOT NULL, start_date DATE NOT NULL,
+                end_date DATE, {_SOC}, PRIMARY KEY (site_code, phase))""",
+            """CREATE TABLE soc_history (
+                entity VARCHAR NOT NULL, entity_key VARCHAR NOT NULL, previous JSON NOT NULL,
+                source_file VARCHAR, replaced_at TIMESTAMP NOT NULL,
+                replaced_by_import BIGINT NOT NULL)""",
+        ],
+    )
+)
+
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -1,0 +1,460 @@
+"""SOC use cases: the synthetic overlay, the SOC primary harm score, ward and CHB views."""
+
+from __future__ import annotations
+
+import calendar
+import datetime as dt
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from placeharm.errors import DataError, NotFound
+from placeharm.harm import HarmIndex, load_index
+from placeharm.model import ImportResult, month_range
+from placeharm.services.areas import assign_pending, import_areas
+from placeharm.services.harm import HarmResult
+from placeharm.services.queries import gap_months
+from placeharm.soc.generate import Overlay, generate
+from placeharm.soc.importer import import_entity
+from placeharm.soc.measures import MeasureSet, evaluate, load_frames, load_measures
+from placeharm.store.base import Store
+
+CHB_SET = "chb"
+# import order: what a row refers to is imported before it
+IMPORT_ORDER = (
+    "nominals",
+    "groups",
+    "memberships",
+    "addresses",
+    "force-crimes",
+    "nominal-crimes",
+    "nominal-links",
+    "intelligence",
+    "incidents",
+    "disruptions",
+    "partner-events",
+    "chb-phases",
+)
+DEMO_BANNER = "DEMO DATA: synthetic SOC overlay on real police.uk crimes"
+
+
+@dataclass(slots=True)
+class OverlayResult:
+    overlay: Overlay
+    results: list[ImportResult]
+
+
+def build_overlay(
+    store: Store, seed: int = 1, scale: int = 1, out_dir: Path | None = None, threads: int = 2
+) -> OverlayResult:
+    """Generate the synthetic overlay from the stored police.uk crimes and import it.
+
+    Needs a `ward` area set. The CHB site polygons become the `chb` area set.
+    """
+    if "ward" not in {s.name for s in store.area_sets()}:
+        raise DataError(
+            "the overlay is built on wards: import a `ward` area set and ingest "
+            "police.uk street files first (`placeharm demo` does both)"
+        )
+    crimes = store.crime_frame(
+        ["crime_id", "month", "crime_type", "longitude", "latitude", "location", "area_ward"]
+    ).filter(pl.col("crime_type") != "Anti-social behaviour")
+    folder = out_dir or Path(tempfile.mkdtemp(prefix="placeharm-overlay-"))
+    overlay = generate(crimes, folder, seed, scale)
+    import_areas(store, overlay.chb_sites, CHB_SET, code_field="code", name_field="name")
+    assign_pending(store, threads, 25.0)
+    results = [
+        import_entity(store, kind, overlay.files[kind], synthetic=True, threads=threads)
+        for kind in IMPORT_ORDER
+    ]
+    return OverlayResult(overlay, results)
+
+
+def _dates(first: dt.date, last: dt.date) -> tuple[dt.date, dt.date]:
+    end = dt.date(last.year, last.month, calendar.monthrange(last.year, last.month)[1])
+    return first, end
+
+
+def _shift(month: dt.date, months: int) -> dt.date:
+    n = month.year * 12 + month.month - 1 + months
+    return dt.date(n // 12, n % 12 + 1, 1)
+
+
+def _synthetic(store: Store) -> bool:
+    nominals = store.soc_frame("soc_nominals")
+    return bool(nominals.height and nominals["synthetic"].any())
+
+
+def _scores(
+    store: Store, by: str, first: dt.date, last: dt.date, index: HarmIndex, measures: MeasureSet
+) -> pl.DataFrame:
+    """area_code, then <measure> count and <measure>_harm per measure, and soc_harm."""
+    start, end = _dates(first, last)
+    frames = load_frames(store, by, start, end, index)
+    table = store.area_list(by)
+    harm_cols = []
+    for m in measures.measures:
+        per = evaluate(m, frames, index).rename({"count": m.id, "harm": f"{m.id}_harm"})
+        table = table.join(per, on="area_code", how="left").with_columns(
+            pl.col(m.id).fill_null(0), pl.col(f"{m.id}_harm").fill_null(0.0)
+        )
+        harm_cols.append(f"{m.id}_harm")
+    return table.with_columns(pl.sum_horizontal(harm_cols).alias("soc_harm"))
+
+
+def soc_rank(
+    store: Store,
+    by: str,
+    first: dt.date,
+    last: dt.date,
+    index: HarmIndex | str | None = None,
+    measures: MeasureSet | None = None,
+) -> HarmResult:
+    """Areas ranked by SOC primary harm score, with each measure's count and harm and the
+    change against the previous period of the same length."""
+    if by not in {s.name for s in store.area_sets()}:
+        raise NotFound(f"no area set called {by!r}; import it with `placeharm areas import`")
+    if last < first:
+        raise DataError(f"--to {last:%Y-%m} is before --from {first:%Y-%m}")
+    harm_index = index if isinstance(index, HarmIndex) else load_index(index)
+    measure_set = measures or load_measures()
+    months = month_range(first, last)
+    prev_first, prev_last = _shift(first, -len(months)), _shift(first, -1)
+    now = _scores(store, by, first, last, harm_index, measure_set)
+    before = _scores(store, by, prev_first, prev_last, harm_index, measure_set).select(
+        "area_code", pl.col("soc_harm").alias("previous_soc_harm")
+    )
+    total = float(now["soc_harm"].sum())
+    table = (
+        now.join(before, on="area_code", how="left")
+        .with_columns(
+            pl.col("soc_harm").rank("min", descending=True).cast(pl.Int64).alias("rank"),
+            pl.col("previous_soc_harm")
+            .rank("min", descending=True)
+            .cast(pl.Int64)
+            .alias("rank_previous"),
+            (pl.col("soc_harm") / total if total else pl.lit(None, pl.Float64)).alias("harm_share"),
+            (pl.col("soc_harm") - pl.col("previous_soc_harm")).alias("change"),
+            pl.when(pl.col("previous_soc_harm") > 0)
+            .then((pl.col("soc_harm") / pl.col("previous_soc_harm") - 1) * 100)
+            .alias("pct_change"),
+        )
+        .with_columns((pl.col("rank_previous") - pl.col("rank")).alias("rank_movement"))
+        .sort(["soc_harm", "area_code"], descending=[True, False])
+    )
+    lead = [
+        "rank",
+        "area_code",
+        "area_name",
+        "soc_harm",
+        "harm_share",
+        "previous_soc_harm",
+        "change",
+        "pct_change",
+        "rank_previous",
+        "rank_movement",
+    ]
+    measure_cols = [c for m in measure_set.measures for c in (m.id, f"{m.id}_harm")]
+    table = table.select(lead + measure_cols)
+    notes = []
+    held = _held_range(store)
+    if held is None:
+        notes.append(
+            "no SOC records held: import them with `placeharm import` or build the "
+            "demo overlay with `placeharm demo-data`"
+        )
+    elif held[0] > prev_first:
+        notes.append(
+            f"the previous period {prev_first:%Y-%m}..{prev_last:%Y-%m} starts before "
+            f"the first SOC record held ({held[0]}): its scores may be low"
+        )
+    synthetic = _synthetic(store)
+    if synthetic:
+        notes.insert(0, DEMO_BANNER)
+    meta: dict[str, object] = {
+        "area_set": by,
+        "first_month": f"{first:%Y-%m}",
+        "last_month": f"{last:%Y-%m}",
+        "previous_first_month": f"{prev_first:%Y-%m}",
+        "previous_last_month": f"{prev_last:%Y-%m}",
+        "index": harm_index.describe(),
+        "measures": [m.describe(harm_index) for m in measure_set.measures],
+        "measures_file": measure_set.source,
+        "total_soc_harm": total,
+        "synthetic": synthetic,
+    }
+    return HarmResult("soc-rank", meta, table, notes)
+
+
+def _held_range(store: Store) -> tuple[dt.date, dt.date] | None:
+    dates = []
+    for table, column in (
+        ("soc_force_crimes", "recorded_date"),
+        ("soc_intelligence", "reported_date"),
+        ("soc_incidents", "occurred_date"),
+    ):
+        frame = store.soc_frame(table)
+        if frame.height:
+            dates += [frame[column].min(), frame[column].max()]
+    if not dates:
+        return None
+    return min(dates), max(dates)  # type: ignore[type-var,return-value]
+
+
+def _monthly(
+    store: Store, table: str, date_col: str, set_name: str, code: str, first: dt.date, last: dt.date
+) -> pl.DataFrame:
+    start, end = _dates(first, last)
+    return store.month_counts(table, date_col, set_name, start, end).filter(
+        pl.col("area_code") == code
+    )
+
+
+def ward_view(
+    store: Store,
+    code: str,
+    first: dt.date,
+    last: dt.date,
+    by: str = "ward",
+    index: HarmIndex | str | None = None,
+    measures: MeasureSet | None = None,
+) -> HarmResult:
+    """North Yorkshire's ward view: per month, SOC crimes, incidents and intelligence (and
+    police.uk crime and ASB, gaps empty); the ward's measures; its groups and latest intel."""
+    names = store.area_list(by)
+    match = names.filter(pl.col("area_code") == code)
+    if match.is_empty():
+        raise NotFound(f"no area {code!r} in set {by!r}; list them with `placeharm rank --by {by}`")
+    months = month_range(first, last)
+    gaps = set(gap_months(store, first, last))
+    grid = pl.DataFrame({"month": months}, schema={"month": pl.Date})
+    police = _monthly(store, "crimes", "month", by, code, first, last)
+    soc = _soc_crimes_monthly(store, by, code, first, last)
+    columns = {
+        "crimes": police.filter(pl.col("kind") != "Anti-social behaviour"),
+        "asb": police.filter(pl.col("kind") == "Anti-social behaviour"),
+        "incidents": _monthly(store, "soc_incidents", "occurred_date", by, code, first, last),
+        "intelligence": _monthly(store, "soc_intelligence", "reported_date", by, code, first, last),
+        "disruptions": _monthly(store, "soc_disruptions", "disruption_date", by, code, first, last),
+    }
+    table = grid.join(soc, on="month", how="left").with_columns(pl.col("soc_crimes").fill_null(0))
+    for name, frame in columns.items():
+        per = frame.group_by("month").agg(pl.col("records").sum().alias(name))
+        table = table.join(per, on="month", how="left")
+        fill = pl.col(name).fill_null(0).cast(pl.Int64)
+        if name in ("crimes", "asb"):
+            fill = (
+                pl.when(pl.col("month").dt.strftime("%Y-%m").is_in(list(gaps)))
+                .then(None)
+                .otherwise(fill)
+            )
+        table = table.with_columns(fill.alias(name))
+    table = table.with_columns(pl.col("month").dt.strftime("%Y-%m")).select(
+        "month", "crimes", "asb", "soc_crimes", "incidents", "intelligence", "disruptions"
+    )
+    ranked = soc_rank(store, by, first, last, index, measures)
+    row = ranked.table.filter(pl.col("area_code") == code).row(0, named=True)
+    measure_set = measures or load_measures()
+    measure_rows = pl.DataFrame(
+        [
+            {"measure": m.label, "count": row[m.id], "harm": row[f"{m.id}_harm"]}
+            for m in measure_set.measures
+        ]
+    )
+    start, end = _dates(first, last)
+    intel = (
+        store.soc_frame("soc_intelligence", by)
+        .filter((pl.col("area_code") == code) & pl.col("reported_date").is_between(start, end))
+        .sort("reported_date", descending=True)
+        .head(10)
+        .select(
+            "intel_id",
+            "reported_date",
+            pl.concat_str(["source_evaluation", "intelligence_assessment", "handling_code"]).alias(
+                "grading"
+            ),
+            "topics",
+        )
+    )
+    groups = _groups_in(store, by, code, start, end)
+    meta: dict[str, object] = {
+        "area_set": by,
+        "area_code": code,
+        "area_name": match["area_name"][0],
+        "first_month": f"{first:%Y-%m}",
+        "last_month": f"{last:%Y-%m}",
+        "gap_months": sorted(gaps),
+        "soc_harm": row["soc_harm"],
+        "rank": row["rank"],
+        "areas_ranked": ranked.table.height,
+        "change": row["change"],
+        "synthetic": ranked.meta["synthetic"],
+    }
+    notes = [n for n in ranked.notes if n == DEMO_BANNER]
+    if gaps:
+        notes.append(
+            f"no police.uk data for {', '.join(sorted(gaps))}: crimes and ASB are "
+            "empty for those months"
+        )
+    return HarmResult(
+        "ward",
+        meta,
+        table,
+        notes,
+        {"measures": measure_rows, "latest_intelligence": intel, "groups": groups},
+    )
+
+
+def _soc_crimes_monthly(
+    store: Store, by: str, code: str, first: dt.date, last: dt.date
+) -> pl.DataFrame:
+    """Force crimes in the area linked to any group member, or flagged firearms/cannabis."""
+    start, end = _dates(first, last)
+    crimes = store.soc_frame("soc_force_crimes", by).filter(
+        (pl.col("area_code") == code) & pl.col("recorded_date").is_between(start, end)
+    )
+    linked = (
+        store.soc_frame("soc_nominal_crimes")
+        .join(store.soc_frame("soc_memberships").select("nominal_id"), on="nominal_id", how="semi")[
+            "crime_ref"
+        ]
+        .unique()
+    )
+    soc = crimes.filter(
+        pl.col("crime_ref").is_in(linked.implode())
+        | pl.col("firearms_discharged")
+        | pl.col("cannabis_production")
+    )
+    return soc.group_by(pl.col("recorded_date").dt.truncate("1mo").alias("month")).agg(
+        pl.len().cast(pl.Int64).alias("soc_crimes")
+    )
+
+
+def _groups_in(store: Store, by: str, code: str, start: dt.date, end: dt.date) -> pl.DataFrame:
+    """Groups with members whose home address is in the area."""
+    homes = (
+        store.soc_frame("soc_addresses", by)
+        .filter((pl.col("area_code") == code) & (pl.col("link_type") == "home"))
+        .select("nominal_id")
+    )
+    members = store.soc_frame("soc_memberships").join(homes, on="nominal_id", how="semi")
+    return (
+        members.group_by("group_id")
+        .agg(pl.len().alias("members_resident"))
+        .join(
+            store.soc_frame("soc_groups").select(
+                "group_id", "name", "group_type", "ocg_band", "status"
+            ),
+            on="group_id",
+        )
+        .sort("members_resident", descending=True)
+    )
+
+
+def chb_view(store: Store, site: str) -> HarmResult:
+    """Before/after figures by phase for one CHB site: crime, ASB, SOC crimes, incidents,
+    intelligence and disruptions inside the site polygon, per month, with the periods stated.
+
+    Before = as many months as the site's phases span (at most 12), ending the month before
+    Clear starts. Police.uk months with no data are left out of the monthly means.
+    This is before/after only: it does not control for trends or displacement.
+    """
+    if CHB_SET not in {s.name for s in store.area_sets()}:
+        raise NotFound("no CHB sites held: import their polygons as the `chb` area set")
+    names = store.area_list(CHB_SET)
+    if site not in names["area_code"].to_list():
+        raise NotFound(f"no CHB site {site!r}; sites: {', '.join(names['area_code'])}")
+    phases = (
+        store.soc_frame("soc_chb_phases").filter(pl.col("site_code") == site).sort("start_date")
+    )
+    if phases.is_empty():
+        raise NotFound(
+            f"no phases held for CHB site {site}; import them with "
+            "`placeharm import chb-phases FILE`"
+        )
+    held = store.coverage().filter(pl.col("source_kind") == "street")["month"]
+    if held.is_empty():
+        raise NotFound("no police.uk street data held")
+    last_held: dt.date = held.max()  # type: ignore[assignment]
+    first_held: dt.date = held.min()  # type: ignore[assignment]
+    clear_start = phases["start_date"].min()
+    assert isinstance(clear_start, dt.date)
+    clear_month = clear_start.replace(day=1)
+    periods = []
+    for row in phases.iter_rows(named=True):
+        start = row["start_date"].replace(day=1)
+        end = (row["end_date"] or last_held).replace(day=1)
+        end = min(end, last_held)
+        if end >= start:
+            periods.append((row["phase"], start, end))
+    span = sum(len(month_range(s, e)) for _, s, e in periods) or 1
+    length = min(12, span)
+    before = (max(first_held, _shift(clear_month, -length)), _shift(clear_month, -1))
+    rows = [("Before", *before), *periods]
+    asb = pl.col("kind") == "Anti-social behaviour"
+    metrics: dict[str, tuple[str, str, pl.Expr | None]] = {
+        "crimes": ("crimes", "month", asb.not_()),
+        "asb": ("crimes", "month", asb),
+        "soc_crimes": ("soc", "recorded_date", None),
+        "incidents": ("soc_incidents", "occurred_date", None),
+        "intelligence": ("soc_intelligence", "reported_date", None),
+        "disruptions": ("soc_disruptions", "disruption_date", None),
+    }
+    out: list[dict[str, object]] = []
+    for phase, start, end in rows:
+        if end < start:
+            continue
+        months = month_range(start, end)
+        gaps = set(gap_months(store, start, end))
+        covered = [m for m in months if f"{m:%Y-%m}" not in gaps]
+        record: dict[str, object] = {
+            "phase": phase,
+            "from": f"{start:%Y-%m}",
+            "to": f"{end:%Y-%m}",
+            "months": len(months),
+            "police_uk_months": len(covered),
+        }
+        for name, (table, column, pick) in metrics.items():
+            if table == "soc":
+                frame = _soc_crimes_monthly(store, CHB_SET, site, start, end)
+                total = int(frame["soc_crimes"].sum())
+            else:
+                counts = _monthly(store, table, column, CHB_SET, site, start, end)
+                if pick is not None:
+                    counts = counts.filter(pick)
+                total = int(counts["records"].sum())
+            divisor = len(covered) if table == "crimes" else len(months)
+            record[f"{name}_per_month"] = round(total / divisor, 2) if divisor else None
+        out.append(record)
+    result = pl.DataFrame(out)
+    base = result.row(0, named=True)
+    for name in metrics:
+        col = f"{name}_per_month"
+        result = result.with_columns(
+            pl.when(pl.lit(base[col] or 0) > 0)
+            .then((pl.col(col) / base[col] - 1) * 100)
+            .round(1)
+            .alias(f"{name}_change_%")
+        )
+    meta: dict[str, object] = {
+        "site": site,
+        "site_name": names.filter(pl.col("area_code") == site)["area_name"][0],
+        "phases": [
+            {
+                "phase": r["phase"],
+                "start": str(r["start_date"]),
+                "end": str(r["end_date"]) if r["end_date"] else None,
+            }
+            for r in phases.iter_rows(named=True)
+        ],
+        "before": {"from": f"{before[0]:%Y-%m}", "to": f"{before[1]:%Y-%m}"},
+        "synthetic": _synthetic(store),
+    }
+    notes = [DEMO_BANNER] if meta["synthetic"] else []
+    notes.append(
+        f"before = {before[0]:%Y-%m}..{before[1]:%Y-%m}; each phase's monthly mean is compared "
+        "with it. Before/after alone: no control area, no displacement buffer"
+    )
+    return HarmResult("chb", meta, result, notes)

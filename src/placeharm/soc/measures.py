@@ -1,0 +1,265 @@
+"""SOC measures: what each counts, where it is placed, and which weight it takes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import yaml
+
+from placeharm.errors import DataError, NotFound
+from placeharm.harm import HarmIndex, weigh
+from placeharm.model import CRIME_TYPES
+from placeharm.soc.schema import TOPICS
+from placeharm.store.base import Store
+
+DEFAULT_MEASURES = Path(__file__).parent / "data" / "measures.yaml"
+SOURCES = ("force_crimes", "nominals", "intelligence", "partner_events", "incidents")
+_NOMINAL_FLAGS = (
+    "ocg_member",
+    "priority_individual",
+    "pcg_member",
+    "ucg_member",
+    "cce_perpetrator",
+    "cce_victim",
+    "cse_perpetrator",
+    "cse_victim",
+)
+_FILTERS = {
+    "force_crimes": {"linked_group_type", "link_roles", "offence_codes", "crime_types", "flag"},
+    "nominals": {"flags_any"},
+    "intelligence": {"topics_any"},
+    "partner_events": {"event_type", "partner"},
+    "incidents": {"incident_types"},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Measure:
+    id: str
+    label: str
+    source: str
+    filters: dict[str, object]
+    weight: object  # "record", a float, or {"offence_code": code}
+    rationale: str = ""
+
+    def weight_value(self, index: HarmIndex) -> float | None:
+        """The fixed weight of a count measure in `index` (None for `record`)."""
+        if self.weight == "record":
+            return None
+        if isinstance(self.weight, dict):
+            code = str(self.weight["offence_code"])
+            if code not in index.code_weights:
+                raise DataError(
+                    f"measure {self.id}: index {index.name} has no weight for offence code {code}"
+                )
+            return index.code_weights[code]
+        return float(self.weight)  # type: ignore[arg-type]
+
+    def describe(self, index: HarmIndex) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "label": self.label,
+            "source": self.source,
+            "filters": self.filters,
+            "weight": self.weight,
+            "weight_value": self.weight_value(index),
+            "rationale": self.rationale,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MeasureSet:
+    measures: tuple[Measure, ...]
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+
+def load_measures(path: Path | str | None = None) -> MeasureSet:
+    """Read and check a measures file (default: the shipped Northumbria nine)."""
+    path = Path(path) if path else DEFAULT_MEASURES
+    if not path.is_file():
+        raise NotFound(f"measures file {path} does not exist")
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not a readable YAML file: {exc}") from None
+    items = doc.get("measures") if isinstance(doc, dict) else None
+    if not isinstance(items, list) or not items:
+        raise DataError(f"{path}: expected `measures:` with a list of measures (docs/soc.md)")
+    problems: list[str] = []
+    measures: list[Measure] = []
+    for n, item in enumerate(items, start=1):
+        where = f"{path}: measure {n}"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: not a mapping")
+            continue
+        mid, source = str(item.get("id", "")), str(item.get("source", ""))
+        if not mid.replace("_", "").isalnum() or not mid[:1].isalpha():
+            problems.append(f"{where}: id {mid!r} must be letters, digits and underscores")
+        if source not in SOURCES:
+            problems.append(f"{where}: source {source!r} must be one of {', '.join(SOURCES)}")
+            continue
+        filters = {
+            k: v
+            for k, v in item.items()
+            if k not in ("id", "label", "source", "weight", "rationale")
+        }
+        unknown = set(filters) - _FILTERS[source]
+        if unknown:
+            problems.append(
+                f"{where}: {', '.join(sorted(unknown))} cannot filter {source} "
+                f"(use {', '.join(sorted(_FILTERS[source]))})"
+            )
+        problems += _check_filters(where, filters)
+        weight = item.get("weight", "record")
+        if weight == "record" and source != "force_crimes":
+            problems.append(f"{where}: only force_crimes measures can use weight: record")
+        elif isinstance(weight, dict):
+            if set(weight) != {"offence_code"}:
+                problems.append(f"{where}: weight mapping takes offence_code only")
+        elif weight != "record" and not isinstance(weight, int | float):
+            problems.append(f"{where}: weight must be record, a number or {{offence_code: X}}")
+        measures.append(
+            Measure(
+                mid,
+                str(item.get("label") or mid),
+                source,
+                filters,
+                weight,
+                str(item.get("rationale") or ""),
+            )
+        )
+    ids = [m.id for m in measures]
+    if len(set(ids)) != len(ids):
+        problems.append(f"{path}: measure ids repeat")
+    if problems:
+        raise DataError("the measures file has errors:\n  " + "\n  ".join(problems))
+    return MeasureSet(tuple(measures), str(path))
+
+
+def _check_filters(where: str, filters: dict[str, object]) -> list[str]:
+    problems = []
+    if "flag" in filters and filters["flag"] not in ("firearms_discharged", "cannabis_production"):
+        problems.append(f"{where}: flag must be firearms_discharged or cannabis_production")
+    for flag in filters.get("flags_any", []) or []:  # type: ignore[attr-defined]
+        if flag not in _NOMINAL_FLAGS:
+            problems.append(f"{where}: {flag} is not a nominal flag ({', '.join(_NOMINAL_FLAGS)})")
+    for topic in filters.get("topics_any", []) or []:  # type: ignore[attr-defined]
+        if topic not in TOPICS:
+            problems.append(f"{where}: {topic} is not a topic ({', '.join(TOPICS)})")
+    for crime_type in filters.get("crime_types", []) or []:  # type: ignore[attr-defined]
+        if crime_type not in CRIME_TYPES:
+            problems.append(f"{where}: {crime_type} is not a police.uk crime type")
+    if filters.get("linked_group_type") not in (None, "OCG", "PCG", "UCG", "any"):
+        problems.append(f"{where}: linked_group_type must be OCG, PCG, UCG or any")
+    return problems
+
+
+@dataclass(slots=True)
+class SocFrames:
+    """The SOC records of one period, each with the area of the queried set."""
+
+    force_crimes: pl.DataFrame  # + group_types (list), weight
+    nominals: pl.DataFrame  # resident nominals: nominal_id, area_code, flags
+    intelligence: pl.DataFrame
+    partner_events: pl.DataFrame
+    incidents: pl.DataFrame
+
+
+def _between(frame: pl.DataFrame, column: str, first: dt.date, last: dt.date) -> pl.DataFrame:
+    return frame.filter(pl.col(column).is_between(first, last))
+
+
+def load_frames(s: Store, by: str, first: dt.date, last: dt.date, index: HarmIndex) -> SocFrames:
+    """Read the SOC tables once for a period [first, last] (dates)."""
+    crimes = _between(s.soc_frame("soc_force_crimes", by), "recorded_date", first, last)
+    links = s.soc_frame("soc_nominal_crimes")
+    members = s.soc_frame("soc_memberships").select("group_id", "nominal_id")
+    groups = s.soc_frame("soc_groups").select("group_id", "group_type")
+    linked = (
+        links.join(members, on="nominal_id")
+        .join(groups, on="group_id")
+        .group_by("crime_ref", "role")
+        .agg(pl.col("group_type").unique().alias("group_types"))
+    )
+    crimes = weigh(crimes, index)
+    addresses = (
+        s.soc_frame("soc_addresses", by)
+        .filter(
+            (pl.col("link_type") == "home")
+            & (pl.col("from_date").is_null() | (pl.col("from_date") <= last))
+            & (pl.col("to_date").is_null() | (pl.col("to_date") >= first))
+        )
+        .sort("from_date", nulls_last=False)
+        .unique("nominal_id", keep="last")
+    )
+    nominals = s.soc_frame("soc_nominals").join(
+        addresses.select("nominal_id", "area_code"), on="nominal_id", how="inner"
+    )
+    return SocFrames(
+        crimes.join(linked, on="crime_ref", how="left"),
+        nominals,
+        _between(s.soc_frame("soc_intelligence", by), "reported_date", first, last),
+        _between(s.soc_frame("soc_partner_events", by), "event_date", first, last),
+        _between(s.soc_frame("soc_incidents", by), "occurred_date", first, last),
+    )
+
+
+def evaluate(measure: Measure, frames: SocFrames, index: HarmIndex) -> pl.DataFrame:
+    """Per area: count and harm of one measure (area_code, count, harm)."""
+    f = measure.filters
+    if measure.source == "force_crimes":
+        roles = list(f.get("link_roles") or ["suspect", "offender"])  # type: ignore[call-overload]
+        frame = frames.force_crimes
+        if f.get("linked_group_type"):
+            wanted = str(f["linked_group_type"])
+            hit = pl.col("role").is_in(roles) & (
+                pl.col("group_types").list.len() > 0
+                if wanted == "any"
+                else pl.col("group_types").list.contains(wanted)
+            )
+            refs = frame.filter(hit.fill_null(False))["crime_ref"].unique()
+            frame = frame.filter(pl.col("crime_ref").is_in(refs.implode()))
+        frame = frame.unique("crime_ref")
+        if f.get("offence_codes"):
+            frame = frame.filter(pl.col("offence_code").is_in(list(f["offence_codes"])))  # type: ignore[call-overload]
+        if f.get("crime_types"):
+            frame = frame.filter(pl.col("crime_type").is_in(list(f["crime_types"])))  # type: ignore[call-overload]
+        if f.get("flag"):
+            frame = frame.filter(pl.col(str(f["flag"])))
+    elif measure.source == "nominals":
+        flags = list(f.get("flags_any") or [])  # type: ignore[call-overload]
+        frame = (
+            frames.nominals.filter(pl.any_horizontal(pl.col(c) for c in flags))
+            if flags
+            else frames.nominals
+        )
+    elif measure.source == "intelligence":
+        topics = list(f.get("topics_any") or [])  # type: ignore[call-overload]
+        frame = frames.intelligence
+        if topics:
+            frame = frame.filter(
+                pl.col("topics")
+                .fill_null("")
+                .str.split(";")
+                .list.set_intersection(topics)
+                .list.len()
+                > 0
+            )
+    elif measure.source == "partner_events":
+        frame = frames.partner_events
+        for key in ("event_type", "partner"):
+            if f.get(key):
+                frame = frame.filter(pl.col(key) == str(f[key]))
+    else:
+        frame = frames.incidents
+        if f.get("incident_types"):
+            frame = frame.filter(pl.col("incident_type").is_in(list(f["incident_types"])))  # type: ignore[call-overload]
+    fixed = measure.weight_value(index)
+    weight = pl.col("weight").fill_null(0.0) if fixed is None else pl.lit(fixed)
+    return frame.group_by("area_code").agg(
+        pl.len().cast(pl.Int64).alias("count"), weight.sum().cast(pl.Float64).alias("harm")
+    )
