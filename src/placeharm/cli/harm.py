@@ -110,7 +110,8 @@ def _show(result: HarmResult, fmt: Format, title: str, limit: int | None = None)
     if fmt is Format.table:
         floats = [c for c, t in table.schema.items() if t == pl.Float64]
         table = table.with_columns(pl.col(floats).round(4))
-        out.print(_index_line(result), highlight=False)
+        if "index" in result.meta:
+            out.print(_index_line(result), highlight=False)
     _emit(table, fmt, title)
     for note in result.notes:
         err.print(f"[yellow]Note[/]: {note}", highlight=False)

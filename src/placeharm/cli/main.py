@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from placeharm.cli import harm as harm_cli
+from placeharm.cli import soc as soc_cli
 from placeharm.cli.common import (
     DbOption,
     Format,
@@ -46,6 +47,7 @@ areas_app = typer.Typer(
 )
 app.add_typer(areas_app, name="areas")
 harm_cli.register(app, areas_app)
+soc_cli.register(app)
 
 _EXIT = {DataError: 2, NotFound: 3, ConfigError: 4, StoreError: 5}
 

@@ -144,6 +144,12 @@ def soc_rank(
         .with_columns((pl.col("rank_previous") - pl.col("rank")).alias("rank_movement"))
         .sort(["soc_harm", "area_code"], descending=[True, False])
     )
+    held = _held_range(store)
+    no_previous = held is None or held[0] > _dates(prev_first, prev_last)[1]
+    if no_previous:
+        table = table.with_columns(
+            pl.lit(None, pl.Float64).alias(c) for c in ("previous_soc_harm", "change", "pct_change")
+        ).with_columns(pl.lit(None, pl.Int64).alias(c) for c in ("rank_previous", "rank_movement"))
     lead = [
         "rank",
         "area_code",
@@ -159,11 +165,15 @@ def soc_rank(
     measure_cols = [c for m in measure_set.measures for c in (m.id, f"{m.id}_harm")]
     table = table.select(lead + measure_cols)
     notes = []
-    held = _held_range(store)
     if held is None:
         notes.append(
             "no SOC records held: import them with `placeharm import` or build the "
             "demo overlay with `placeharm demo-data`"
+        )
+    elif no_previous:
+        notes.append(
+            f"no SOC records before {held[0]}: no change against the previous period "
+            f"{prev_first:%Y-%m}..{prev_last:%Y-%m} (left empty, not zero)"
         )
     elif held[0] > prev_first:
         notes.append(
