@@ -23,6 +23,19 @@ TABLES = {
     "areas",
     "area_lookups",
     "area_populations",
+    "soc_nominals",
+    "soc_groups",
+    "soc_memberships",
+    "soc_addresses",
+    "soc_nominal_crimes",
+    "soc_nominal_links",
+    "soc_intelligence",
+    "soc_incidents",
+    "soc_force_crimes",
+    "soc_disruptions",
+    "soc_partner_events",
+    "soc_chb_phases",
+    "soc_history",
     "schema_migrations",
 }
 
@@ -125,3 +138,30 @@ def test_version_1_store_upgrades_keeping_its_records(tmp_path: Path):
         rows = store._frame("SELECT crime_id, crime_type, offence_code FROM crimes")
         assert rows.rows() == [("abc", "Burglary", None)]
         assert store.populations("lsoa").is_empty()
+
+
+def test_upgrade_adds_area_columns_to_new_record_tables(tmp_path: Path):
+    """A version 2 store with an area set, upgraded: the new SOC tables get that set's column."""
+    path = tmp_path / "v2.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, "
+        "applied_at TIMESTAMP)"
+    )
+    for version, name, statements in MIGRATIONS[:2]:
+        for statement in statements:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
+    con.execute(
+        "INSERT INTO area_sets VALUES ('ward', 'w.geojson', 'c', 'n', 'EPSG:4326', 1, 0, 0, "
+        "now(), true)"
+    )
+    con.execute("ALTER TABLE crimes ADD COLUMN area_ward VARCHAR")
+    con.close()
+    with DuckDBStore(path) as store:
+        assert store.schema_version() == LATEST_VERSION
+        columns = store._frame(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'soc_force_crimes'"
+        )["column_name"].to_list()
+        assert "area_ward" in columns

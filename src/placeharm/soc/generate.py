@@ -100,7 +100,8 @@ def _day(rng: np.random.Generator, month: dt.date) -> dt.date:
 def _offence_sampler(rng: np.random.Generator) -> dict[str, tuple[list[str], np.ndarray]]:
     mix = pl.read_csv(DATA_DIR / "offence_mix.csv", schema_overrides={"offence_code": pl.String})
     out = {}
-    for (crime_type,), group in mix.group_by(["crime_type"]):
+    mix = mix.sort("crime_type", "offence_code")
+    for (crime_type,), group in mix.group_by(["crime_type"], maintain_order=True):
         counts = group["offences"].to_numpy().astype(float)
         out[str(crime_type)] = (group["offence_code"].to_list(), counts / counts.sum())
     return out
@@ -110,8 +111,13 @@ def generate(crimes: pl.DataFrame, out_dir: Path, seed: int = 1, scale: int = 1)
     """Write the overlay CSVs to `out_dir` from real crimes (crime_id, month, crime_type,
     longitude, latitude, area_ward). `scale` multiplies groups, nominals and events."""
     rng = np.random.default_rng(seed)
-    crimes = crimes.filter(pl.col("area_ward").is_not_null()).sort(
-        "crime_id", "month", nulls_last=True
+    crimes = (
+        crimes.filter(pl.col("area_ward").is_not_null())
+        .sort(
+            ["crime_id", "month", "crime_type", "longitude", "latitude", "location"],
+            nulls_last=True,
+        )
+        .sort("crime_id", "month", nulls_last=True)
     )
     if crimes.height < 1000:
         raise DataError(
@@ -120,12 +126,14 @@ def generate(crimes: pl.DataFrame, out_dir: Path, seed: int = 1, scale: int = 1)
         )
     months = month_range(crimes["month"].min(), crimes["month"].max())  # type: ignore[arg-type]
     soc = crimes.filter(pl.col("crime_type").is_in(_SOC_TYPES))
-    ward_counts = soc.group_by("area_ward").len().sort("len", descending=True)
+    ward_counts = (
+        soc.group_by("area_ward").len().sort(["len", "area_ward"], descending=[True, False])
+    )
     wards: list[str] = [str(w) for w in ward_counts["area_ward"].to_list()]
     weights = ward_counts["len"].to_numpy().astype(float) ** 1.5
     weights /= weights.sum()
-    points = {str(w): g for (w,), g in crimes.group_by(["area_ward"])}
-    soc_points = {str(w): g for (w,), g in soc.group_by(["area_ward"])}
+    points = {str(w): g for (w,), g in crimes.group_by(["area_ward"], maintain_order=True)}
+    soc_points = {str(w): g for (w,), g in soc.group_by(["area_ward"], maintain_order=True)}
     sampler = _offence_sampler(rng)
 
     def point_in(ward: str, source: dict[str, pl.DataFrame] = points) -> dict[str, Any]:

@@ -302,11 +302,15 @@ def import_entity(
                 raise _RowError("not valid UTF-8 text")
             if len(record) != len(header):
                 raise _RowError(f"{len(record)} fields, the header has {len(header)}")
-            values = {f: "" for f in spec.columns} | dict(mapping.constants)
+            values = {f: "" for f in spec.columns} | {"synthetic": ""} | dict(mapping.constants)
             for name, value in zip(fields, record, strict=True):
                 if name is not None:
                     values[name] = value
             row = converter.row(values)
+            flag = values["synthetic"].strip().lower()
+            if flag not in _TRUE | _FALSE:
+                raise _RowError(f"synthetic {flag!r} is not true/false")
+            row["synthetic"] = synthetic or flag in _TRUE
             key = tuple(row[k] for k in spec.key)
             if key in seen:
                 raise _RowError(f"same key as line {seen[key]} ({', '.join(map(str, key))})")
@@ -314,7 +318,6 @@ def import_entity(
         except _RowError as exc:
             quarantined.append(QuarantineRow(str(path), start, raw_text, str(exc)))
             continue
-        row["synthetic"] = synthetic
         rows.append(row)
         lines.append(start)
     frame = pl.DataFrame(rows, schema=_schema(spec) | {"synthetic": pl.Boolean}, orient="row")
@@ -337,7 +340,7 @@ def import_entity(
 
 def _map_header(spec: Entity, header: list[str], mapping: Mapping, path: Path) -> list[str | None]:
     names: list[str | None] = []
-    known = set(spec.columns) | ({"easting", "northing"} if spec.located else set())
+    known = set(spec.columns) | {"synthetic"} | ({"easting", "northing"} if spec.located else set())
     unknown = []
     for column in header:
         clean = column.strip()

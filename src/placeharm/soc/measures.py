@@ -259,7 +259,7 @@ def evaluate(measure: Measure, frames: SocFrames, index: HarmIndex) -> pl.DataFr
         if f.get("incident_types"):
             frame = frame.filter(pl.col("incident_type").is_in(list(f["incident_types"])))  # type: ignore[call-overload]
     fixed = measure.weight_value(index)
-    weight = pl.col("weight").fill_null(0.0) if fixed is None else pl.lit(fixed)
+    harm = pl.col("weight").fill_null(0.0).sum() if fixed is None else pl.len() * fixed
     return frame.group_by("area_code").agg(
-        pl.len().cast(pl.Int64).alias("count"), weight.sum().cast(pl.Float64).alias("harm")
+        pl.len().cast(pl.Int64).alias("count"), harm.cast(pl.Float64).alias("harm")
     )
