@@ -118,7 +118,7 @@ def test_soc_score_by_hand(hand):
 
 
 def test_reimport_is_idempotent_and_updates_keep_history(hand):
-    store, index, _, tmp = hand
+    store, _, _, tmp = hand
     path = tmp / "force-crimes.csv"
     again = import_entity(store, "force-crimes", path)
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, 5)
