@@ -15,3 +15,13 @@ def test_every_setting_is_documented() -> None:
         assert f"`{name}`" in text, f"docs/settings.md does not document {name}"
         assert f"PLACEHARM_{name.upper()}" in text
         assert field.description, f"setting {name} has no help text"
+
+
+def test_soc_schema_reference_is_current() -> None:
+    from placeharm.soc.schema import schema_markdown
+
+    text = (DOCS / "reference" / "soc-schema.md").read_text()
+    assert text == schema_markdown(), (
+        "docs/reference/soc-schema.md is out of date: regenerate it with "
+        "`python -c 'from placeharm.soc.schema import schema_markdown; print(schema_markdown())'`"
+    )

@@ -302,3 +302,40 @@ def entity(kind: str) -> Entity:
     if kind not in ENTITIES:
         raise NotFound(f"no SOC entity {kind!r}; use one of: {', '.join(ENTITIES)}")
     return ENTITIES[kind]
+
+
+def schema_markdown() -> str:
+    """docs/reference/soc-schema.md, generated from ENTITIES (a test keeps the file in step)."""
+    lines = [
+        "# SOC entity CSV schema",
+        "",
+        "Generated from `placeharm.soc.schema` (a test checks this file matches it). Import with",
+        "`placeharm import KIND FILE [--mapping FILE]`; export with `placeharm export KIND FILE`.",
+        "",
+        "Every file is UTF-8 CSV with a header row. Dates are `YYYY-MM-DD` (or `DD/MM/YYYY`, or",
+        "any one format named in a mapping file). Yes/no columns take true/false, yes/no, Y/N,",
+        "1/0 (empty = no). Lists are `;`-separated. Located entities take `latitude` and",
+        "`longitude` (WGS84) or `easting` and `northing` (British National Grid). An optional",
+        "`synthetic` column (true/false) marks demo data; `placeharm export` writes it.",
+        "",
+    ]
+    for spec in ENTITIES.values():
+        key = ", ".join(f"`{k}`" for k in spec.key)
+        lines += [f"## {spec.kind}", "", f"{spec.description} Key: {key}."]
+        if spec.located:
+            lines[-1] += " Located: assigned to every area set."
+        lines += ["", "| column | type | required | codes / notes |", "|---|---|---|---|"]
+        for f in spec.fields:
+            codes = ", ".join(f.codes)
+            note = "; ".join(x for x in (codes, f.description) if x)
+            lines.append(f"| `{f.name}` | {f.kind} | {'yes' if f.required else ''} | {note} |")
+        lines.append("")
+    lines += [
+        "## Intelligence grading",
+        "",
+        "3x5x2 (default): source evaluation 1, 2, 3; intelligence assessment A to E; handling "
+        "code P or C. 5x5x5 (older reports, `grading_scheme` 5x5x5): source A to E, "
+        "intelligence 1 to 5, handling 1 to 5.",
+        "",
+    ]
+    return "\n".join(lines)
