@@ -193,3 +193,35 @@ def test_mapping_file_loads_a_force_export(hand):
     assert rows["RMS2"]["firearms_discharged"] and rows["RMS2"]["located"] is False
     with pytest.raises(DataError, match="maps 'force-crimes' exports, not 'nominals'"):
         load_mapping(mapping, "nominals")
+
+
+def test_links_to_unknown_records_are_quarantined(hand):
+    store, _, _, tmp = hand
+    path = tmp / "memberships-2.csv"
+    path.write_text("group_id,nominal_id,role\nG1,N4,member\nG9,N4,member\nG2,N99,member\n")
+    result = import_entity(store, "memberships", path)
+    assert (result.inserted, result.quarantined) == (1, 2) and result.balanced
+    reasons = [q.reason for q in result.quarantine_sample]
+    assert "group_id 'G9' is not a stored group; import the groups first" in reasons
+    assert "nominal_id 'N99' is not a stored nominal; import the nominals first" in reasons
+    phases = tmp / "phases.csv"
+    phases.write_text("site_code,phase,start_date\nS1,Clear,2021-01-01\n")
+    refused = import_entity(store, "chb-phases", phases)
+    assert refused.quarantined == 1 and "CHB site" in refused.quarantine_sample[0].reason
+
+
+def test_value_codes_and_constants_from_a_mapping(hand):
+    store, _, _, tmp = hand
+    export = tmp / "INTEL.csv"
+    export.write_text("REF,DATED,SRC,INT,HC,SUBJ\nX1,2021-05-01,2,B,P,N1\nX2,2021-05-02,B,2,1,N2\n")
+    mapping = tmp / "intel.yaml"
+    mapping.write_text(
+        "columns: {REF: intel_id, DATED: reported_date, SRC: source_evaluation,\n"
+        "          INT: intelligence_assessment, HC: handling_code, SUBJ: subjects}\n"
+        "values: {handling_code: {P: P, '1': '1'}}\n"
+        "constants: {grading_scheme: 3x5x2}\n"
+    )
+    result = import_entity(store, "intelligence", export, load_mapping(mapping))
+    # X2 is graded 5x5x5 but the mapping says every row is 3x5x2: quarantined, not guessed
+    assert (result.inserted, result.quarantined) == (1, 1)
+    assert "not a 3x5x2 grade" in result.quarantine_sample[0].reason

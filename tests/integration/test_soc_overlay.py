@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 
 from placeharm.services import demo, soc
+from placeharm.services.areas import import_areas
 from placeharm.soc.generate import generate
 from placeharm.soc.importer import export_entity, import_entity, stored_json
 from placeharm.soc.schema import ENTITIES
@@ -111,9 +112,11 @@ def test_overlay_is_plausible(overlay_store):
 
 
 def test_export_import_round_trip(overlay_store, tmp_path: Path):
-    store, _, _ = overlay_store
+    store, built, _ = overlay_store
     fresh = DuckDBStore(tmp_path / "fresh.duckdb")
     try:
+        # CHB site polygons are an area set (GeoJSON), not a CSV entity
+        import_areas(fresh, built.overlay.chb_sites, "chb", code_field="code", name_field="name")
         for kind in soc.IMPORT_ORDER:
             path = tmp_path / f"{kind}.csv"
             written = export_entity(store, kind, path)

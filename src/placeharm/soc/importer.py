@@ -284,6 +284,7 @@ def import_entity(
         raise DataError(f"{path} is empty; expected a header row") from None
     fields = _map_header(spec, header, mapping, path)
     converter = _Converter(spec, mapping)
+    references = _references(store, spec)
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     quarantined: list[QuarantineRow] = []
@@ -315,6 +316,12 @@ def import_entity(
             if key in seen:
                 raise _RowError(f"same key as line {seen[key]} ({', '.join(map(str, key))})")
             seen[key] = start
+            for column, (known, what) in references.items():
+                ref = row.get(column)
+                if ref is not None and ref not in known:
+                    raise _RowError(
+                        f"{column} {ref!r} is not a stored {what}; import the {what}s first"
+                    )
         except _RowError as exc:
             quarantined.append(QuarantineRow(str(path), start, raw_text, str(exc)))
             continue
@@ -336,6 +343,39 @@ def import_entity(
             result.outside_areas = _assign(store, spec, located, threads)
         store.log_imports([(result, started, hashlib.sha256(raw).hexdigest())])
     return result
+
+
+# what a row refers to must already be stored: column -> (table, key column, what it is)
+_REFERENCES: dict[str, dict[str, tuple[str, str, str]]] = {
+    "memberships": {
+        "group_id": ("soc_groups", "group_id", "group"),
+        "nominal_id": ("soc_nominals", "nominal_id", "nominal"),
+    },
+    "addresses": {"nominal_id": ("soc_nominals", "nominal_id", "nominal")},
+    "nominal-crimes": {
+        "nominal_id": ("soc_nominals", "nominal_id", "nominal"),
+        "crime_ref": ("soc_force_crimes", "crime_ref", "force crime"),
+    },
+    "nominal-links": {
+        "from_nominal": ("soc_nominals", "nominal_id", "nominal"),
+        "to_nominal": ("soc_nominals", "nominal_id", "nominal"),
+    },
+    "disruptions": {
+        "target_group_id": ("soc_groups", "group_id", "group"),
+        "target_nominal_id": ("soc_nominals", "nominal_id", "nominal"),
+    },
+}
+
+
+def _references(store: Store, spec: Entity) -> dict[str, tuple[set[str], str]]:
+    out: dict[str, tuple[set[str], str]] = {}
+    for column, (table, key, what) in _REFERENCES.get(spec.kind, {}).items():
+        out[column] = (set(store.soc_frame(table)[key].to_list()), what)
+    if spec.kind == "chb-phases":
+        sets = {s.name for s in store.area_sets()}
+        codes = set(store.area_list("chb")["area_code"].to_list()) if "chb" in sets else set()
+        out["site_code"] = (codes, "CHB site (the `chb` area set)")
+    return out
 
 
 def _map_header(spec: Entity, header: list[str], mapping: Mapping, path: Path) -> list[str | None]:
