@@ -1,15 +1,18 @@
 """placeharm benchmarks: ingest (real Northumbria data against a pandas baseline, and 10M
-rows), then the harm ranking query (bench/harm_rank.py, 524k and ~10M rows).
+rows), then the harm ranking query (bench/harm_rank.py, 524k and ~10M rows), then the SOC
+ranking (bench/soc_rank.py, demo slice and Northumbria 33 months, overlay at 1x and 10x).
 
     .venv/bin/python bench/run.py              # full: Northumbria x3 (interleaved) + 10M x1
     .venv/bin/python bench/run.py --quick      # Northumbria only, one run of each
     .venv/bin/python bench/run.py --skip-10m   # Northumbria x3 only
     .venv/bin/python bench/run.py --profile    # also one cProfile'd placeharm child
     .venv/bin/python bench/run.py --only harm  # only the harm ranking query (or --only ingest)
+    .venv/bin/python bench/run.py --only soc   # only the SOC ranking
 
 Every measured ingest run is a fresh subprocess on a fresh temporary store; its peak RSS comes
 from os.wait4 on that child. Results go to bench/results/ingest-<UTC>.json and latest.json;
-the harm ranking benchmark writes harm-<UTC>.json and harm-latest.json. See bench/README.md.
+the harm ranking benchmark writes harm-<UTC>.json and harm-latest.json, the SOC ranking
+benchmark soc-<UTC>.json and soc-latest.json. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -349,14 +352,29 @@ def harm_benchmark(args: argparse.Namespace, stamp: str) -> int:
     return subprocess.run(cmd, cwd=REPO, check=False).returncode
 
 
+def soc_benchmark(args: argparse.Namespace, stamp: str) -> int:
+    """bench/soc_rank.py in its own process; returns its exit code (as ingest_benchmark)."""
+    cmd = [sys.executable, str(BENCH / "soc_rank.py"), "--stamp", stamp]
+    if args.quick:
+        cmd.append("--demo-only")
+    if args.regen:
+        cmd.append("--rebuild")
+    if args.strict:
+        cmd.append("--strict")
+    if args.seed is not None:
+        cmd += ["--seed", str(args.seed)]
+    sys.stdout.flush()
+    return subprocess.run(cmd, cwd=REPO, check=False).returncode
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--only",
-        choices=("ingest", "harm"),
-        help="run one benchmark (default: ingest, then the harm ranking query)",
+        choices=("ingest", "harm", "soc"),
+        help="run one benchmark (default: ingest, then the harm ranking query, then SOC ranking)",
     )
     parser.add_argument("--quick", action="store_true", help="Northumbria only, one run each")
     parser.add_argument("--skip-10m", action="store_true", help="skip the 10M-row runs")
@@ -369,9 +387,11 @@ def main() -> None:
     )
     parser.add_argument("--work-dir", type=Path, help="where the 10M files go (bench/work/10m)")
     parser.add_argument(
-        "--regen", action="store_true", help="regenerate the 10M files and the harm stores"
+        "--regen",
+        action="store_true",
+        help="regenerate the 10M files and the harm and SOC stores",
     )
-    parser.add_argument("--seed", type=int, help="harm: seed of the query sequence")
+    parser.add_argument("--seed", type=int, help="harm and SOC: seed of the query sequence")
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
     args = parser.parse_args()
 
@@ -389,6 +409,10 @@ def main() -> None:
         if codes:
             print()
         codes.append(harm_benchmark(args, stamp))
+    if args.only in (None, "soc"):
+        if codes:
+            print()
+        codes.append(soc_benchmark(args, stamp))
     if any(code not in (0, 2) for code in codes):
         sys.exit(1)
     sys.exit(max(codes))
