@@ -18,7 +18,14 @@ from placeharm.services.harm import HarmResult
 from placeharm.services.queries import gap_months
 from placeharm.soc.generate import Overlay, generate
 from placeharm.soc.importer import import_entity
-from placeharm.soc.measures import MeasureSet, evaluate, load_frames, load_measures
+from placeharm.soc.measures import (
+    MeasureSet,
+    SocFrames,
+    evaluate,
+    for_period,
+    load_frames,
+    load_measures,
+)
 from placeharm.store.base import Store
 
 CHB_SET = "chb"
@@ -83,17 +90,21 @@ def _shift(month: dt.date, months: int) -> dt.date:
 
 
 def _synthetic(store: Store) -> bool:
-    nominals = store.soc_frame("soc_nominals")
-    return bool(nominals.height and nominals["synthetic"].any())
+    return store.soc_summary()[2]
 
 
 def _scores(
-    store: Store, by: str, first: dt.date, last: dt.date, index: HarmIndex, measures: MeasureSet
+    areas: pl.DataFrame,
+    loaded: SocFrames,
+    first: dt.date,
+    last: dt.date,
+    index: HarmIndex,
+    measures: MeasureSet,
 ) -> pl.DataFrame:
     """area_code, then <measure> count and <measure>_harm per measure, and soc_harm."""
     start, end = _dates(first, last)
-    frames = load_frames(store, by, start, end, index)
-    table = store.area_list(by)
+    frames = for_period(loaded, start, end)
+    table = areas
     harm_cols = []
     for m in measures.measures:
         per = evaluate(m, frames, index).rename({"count": m.id, "harm": f"{m.id}_harm"})
@@ -122,8 +133,10 @@ def soc_rank(
     measure_set = measures or load_measures()
     months = month_range(first, last)
     prev_first, prev_last = _shift(first, -len(months)), _shift(first, -1)
-    now = _scores(store, by, first, last, harm_index, measure_set)
-    before = _scores(store, by, prev_first, prev_last, harm_index, measure_set).select(
+    loaded = load_frames(store, by, prev_first, _dates(first, last)[1], harm_index)
+    areas = store.area_list(by)
+    now = _scores(areas, loaded, first, last, harm_index, measure_set)
+    before = _scores(areas, loaded, prev_first, prev_last, harm_index, measure_set).select(
         "area_code", pl.col("soc_harm").alias("previous_soc_harm")
     )
     total = float(now["soc_harm"].sum())
@@ -199,18 +212,8 @@ def soc_rank(
 
 
 def _held_range(store: Store) -> tuple[dt.date, dt.date] | None:
-    dates = []
-    for table, column in (
-        ("soc_force_crimes", "recorded_date"),
-        ("soc_intelligence", "reported_date"),
-        ("soc_incidents", "occurred_date"),
-    ):
-        frame = store.soc_frame(table)
-        if frame.height:
-            dates += [frame[column].min(), frame[column].max()]
-    if not dates:
-        return None
-    return min(dates), max(dates)  # type: ignore[type-var,return-value]
+    first, last, _ = store.soc_summary()
+    return None if first is None or last is None else (first, last)
 
 
 def _monthly(

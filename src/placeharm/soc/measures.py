@@ -173,38 +173,72 @@ def _between(frame: pl.DataFrame, column: str, first: dt.date, last: dt.date) ->
     return frame.filter(pl.col(column).is_between(first, last))
 
 
+_NOMINAL_COLUMNS = ["nominal_id", *_NOMINAL_FLAGS]
+
+
 def load_frames(s: Store, by: str, first: dt.date, last: dt.date, index: HarmIndex) -> SocFrames:
-    """Read the SOC tables once for a period [first, last] (dates)."""
-    crimes = _between(s.soc_frame("soc_force_crimes", by), "recorded_date", first, last)
-    links = s.soc_frame("soc_nominal_crimes")
+    """Read the SOC records of [first, last] (dates) once: only the columns and rows needed."""
+    crimes = s.soc_frame("soc_force_crimes", by, ("recorded_date", first, last)).select(
+        "crime_ref",
+        "recorded_date",
+        "offence_code",
+        "crime_type",
+        "firearms_discharged",
+        "cannabis_production",
+        "area_code",
+    )
+    links = s.soc_frame("soc_nominal_crimes").select("nominal_id", "crime_ref", "role")
     members = s.soc_frame("soc_memberships").select("group_id", "nominal_id")
     groups = s.soc_frame("soc_groups").select("group_id", "group_type")
     linked = (
-        links.join(members, on="nominal_id")
+        links.join(crimes.select("crime_ref"), on="crime_ref", how="semi")
+        .join(members, on="nominal_id")
         .join(groups, on="group_id")
         .group_by("crime_ref", "role")
         .agg(pl.col("group_type").unique().alias("group_types"))
     )
     crimes = weigh(crimes, index)
-    addresses = (
+    homes = (
         s.soc_frame("soc_addresses", by)
-        .filter(
-            (pl.col("link_type") == "home")
-            & (pl.col("from_date").is_null() | (pl.col("from_date") <= last))
+        .filter(pl.col("link_type") == "home")
+        .select("nominal_id", "from_date", "to_date", "area_code")
+    )
+    nominals = s.soc_frame("soc_nominals").select(_NOMINAL_COLUMNS)
+    return SocFrames(
+        crimes.join(linked, on="crime_ref", how="left"),
+        homes.join(nominals, on="nominal_id", how="inner"),
+        s.soc_frame(
+            "soc_intelligence", by, ("reported_date", first, last), ["reported_date", "topics"]
+        ),
+        s.soc_frame(
+            "soc_partner_events",
+            by,
+            ("event_date", first, last),
+            ["event_date", "partner", "event_type"],
+        ),
+        s.soc_frame(
+            "soc_incidents", by, ("occurred_date", first, last), ["occurred_date", "incident_type"]
+        ),
+    )
+
+
+def for_period(frames: SocFrames, first: dt.date, last: dt.date) -> SocFrames:
+    """The records of [first, last] out of frames loaded for a longer span; nominals placed
+    by the home address current in the period (the latest whose dates overlap it)."""
+    nominals = (
+        frames.nominals.filter(
+            (pl.col("from_date").is_null() | (pl.col("from_date") <= last))
             & (pl.col("to_date").is_null() | (pl.col("to_date") >= first))
         )
         .sort("from_date", nulls_last=False)
         .unique("nominal_id", keep="last")
     )
-    nominals = s.soc_frame("soc_nominals").join(
-        addresses.select("nominal_id", "area_code"), on="nominal_id", how="inner"
-    )
     return SocFrames(
-        crimes.join(linked, on="crime_ref", how="left"),
+        _between(frames.force_crimes, "recorded_date", first, last),
         nominals,
-        _between(s.soc_frame("soc_intelligence", by), "reported_date", first, last),
-        _between(s.soc_frame("soc_partner_events", by), "event_date", first, last),
-        _between(s.soc_frame("soc_incidents", by), "occurred_date", first, last),
+        _between(frames.intelligence, "reported_date", first, last),
+        _between(frames.partner_events, "event_date", first, last),
+        _between(frames.incidents, "occurred_date", first, last),
     )
 
 

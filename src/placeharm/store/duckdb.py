@@ -556,16 +556,44 @@ class DuckDBStore:
 
     # -- SOC overlay -------------------------------------------------------------------------
 
-    def soc_frame(self, table: str, set_name: str | None = None) -> pl.DataFrame:
-        """Every row of a SOC table (with `area_code` for `set_name` if it has locations)."""
+    def soc_frame(
+        self,
+        table: str,
+        set_name: str | None = None,
+        between: tuple[str, dt.date, dt.date] | None = None,
+        columns: list[str] | None = None,
+    ) -> pl.DataFrame:
+        """Rows of a SOC table (with `area_code` for `set_name` if it has locations), all or
+        those whose date column `between[0]` lies in [between[1], between[2]]; all columns
+        or `columns`."""
         if table not in SOC_TABLES:
             raise StoreError(f"unknown SOC table {table!r}")
+        cols = ", ".join(_safe_col(c) for c in columns) if columns else "*"
         area = ""
         if set_name is not None:
             if table not in SOC_LOCATED_TABLES:
                 raise StoreError(f"{table} has no locations")
             area = f", {_area_col(set_name)} AS area_code"
-        return self._frame(f"SELECT *{area} FROM {table}")
+        if between is None:
+            return self._frame(f"SELECT {cols}{area} FROM {table}")
+        column, first, last = between
+        return self._frame(
+            f"SELECT {cols}{area} FROM {table} WHERE {_safe_col(column)} BETWEEN ? AND ?",
+            [first, last],
+        )
+
+    def soc_summary(self) -> tuple[dt.date | None, dt.date | None, bool]:
+        """First and last date of the dated SOC records, and whether any nominal is synthetic."""
+        row = self._one(
+            """SELECT min(d), max(d), (SELECT coalesce(bool_or(synthetic), FALSE)
+                                      FROM soc_nominals)
+               FROM (SELECT recorded_date AS d FROM soc_force_crimes
+                     UNION ALL SELECT reported_date FROM soc_intelligence
+                     UNION ALL SELECT occurred_date FROM soc_incidents)"""
+        )
+        if row is None:
+            return None, None, False
+        return row[0], row[1], bool(row[2])
 
     def soc_keyed_rows(self, table: str, key: list[str], keys: pl.DataFrame) -> pl.DataFrame:
         """Stored rows of a SOC table whose key is among `keys` (with rowid as `_rid`)."""
@@ -634,6 +662,97 @@ class DuckDBStore:
             f"WHERE {date} BETWEEN ? AND ? GROUP BY ALL",
             [first, last],
         )
+
+    def records_page(
+        self,
+        table: str,
+        columns: list[str],
+        first: dt.date | None,
+        last: dt.date | None,
+        date_col: str,
+        area: tuple[str, str] | None,
+        search: tuple[str, str] | None,
+        sort: str,
+        descending: bool,
+        limit: int,
+        offset: int,
+    ) -> tuple[pl.DataFrame, int]:
+        """One page of a record table and the number of matching rows. Column names are
+        checked identifiers; every value is a parameter."""
+        if table not in RECORD_TABLES and table not in SOC_TABLES:
+            raise StoreError(f"unknown record table {table!r}")
+        cols = ", ".join(_safe_col(c) for c in columns)
+        where: list[str] = ["TRUE"]
+        params: list[object] = []
+        if first is not None and last is not None:
+            where.append(f"{_safe_col(date_col)} BETWEEN ? AND ?")
+            params += [first, last]
+        if area is not None:
+            where.append(f"{_area_col(area[0])} = ?")
+            params.append(area[1])
+        if search is not None:
+            where.append(f"CAST({_safe_col(search[0])} AS VARCHAR) ILIKE ?")
+            params.append(f"%{search[1]}%")
+        clause = " AND ".join(where)
+        order = f"{_safe_col(sort)} {'DESC' if descending else 'ASC'} NULLS LAST"
+        total = self._one(f"SELECT count(*) FROM {table} WHERE {clause}", params)
+        frame = self._frame(
+            f"SELECT {cols} FROM {table} WHERE {clause} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        return frame, int(total[0]) if total else 0
+
+    # -- users and sessions ------------------------------------------------------------------
+
+    def upsert_user(
+        self, username: str, display_name: str, role: str, password_hash: str, demo: bool
+    ) -> None:
+        self._run("DELETE FROM users WHERE username = ?", [username])
+        self._run(
+            "INSERT INTO users VALUES (?, ?, ?, ?, FALSE, ?, now())",
+            [username, display_name, role, password_hash, demo],
+        )
+
+    def user(self, username: str) -> dict[str, Any] | None:
+        row = self._one(
+            "SELECT username, display_name, role, password_hash, disabled, demo FROM users "
+            "WHERE username = ?",
+            [username],
+        )
+        if row is None:
+            return None
+        keys = ("username", "display_name", "role", "password_hash", "disabled", "demo")
+        return dict(zip(keys, row, strict=True))
+
+    def users(self) -> pl.DataFrame:
+        return self._frame(
+            "SELECT username, display_name, role, disabled, demo, created_at FROM users "
+            "ORDER BY username"
+        )
+
+    def add_session(self, token_hash: str, username: str, expires_at: dt.datetime) -> None:
+        self._run(
+            "INSERT INTO sessions VALUES (?, ?, now(), ?)", [token_hash, username, expires_at]
+        )
+
+    def session_user(self, token_hash: str, now: dt.datetime) -> str | None:
+        row = self._one(
+            "SELECT username FROM sessions WHERE token_hash = ? AND expires_at > ?",
+            [token_hash, now],
+        )
+        return None if row is None else str(row[0])
+
+    def end_session(self, token_hash: str) -> None:
+        self._run("DELETE FROM sessions WHERE token_hash = ?", [token_hash])
+
+    def latest_import(self) -> tuple[int, dt.datetime | None]:
+        """The newest import id and when it finished: what 'data as of' shows."""
+        row = self._one(
+            "SELECT max(import_id), max(coalesce(finished_at, started_at)) FROM imports"
+        )
+        if row is None or row[0] is None:
+            return 0, None
+        return int(row[0]), row[1]
 
     def table_counts(self) -> dict[str, int]:
         out = {}

@@ -250,4 +250,28 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        4,
+        "local user accounts and sessions for the web app",
+        [
+            """CREATE TABLE users (
+                username VARCHAR PRIMARY KEY,
+                display_name VARCHAR NOT NULL,
+                role VARCHAR NOT NULL,
+                password_hash VARCHAR NOT NULL,  -- argon2id
+                disabled BOOLEAN NOT NULL DEFAULT FALSE,
+                demo BOOLEAN NOT NULL DEFAULT FALSE,
+                created_at TIMESTAMP NOT NULL
+            )""",
+            """CREATE TABLE sessions (
+                token_hash VARCHAR PRIMARY KEY,  -- sha256 of the cookie value, never the value
+                username VARCHAR NOT NULL,
+                created_at TIMESTAMP NOT NULL,
+                expires_at TIMESTAMP NOT NULL
+            )""",
+        ],
+    )
+)
+
 LATEST_VERSION = MIGRATIONS[-1][0]

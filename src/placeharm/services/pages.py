@@ -1,0 +1,623 @@
+"""The data behind every web page, built once and rendered as HTML, JSON, CSV or GeoJSON.
+
+Every function takes the signed-in `User` and asks the policy first; what a role may not see
+is never put in the result, so no format can leak it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+import shapely
+
+from placeharm.errors import DataError, NotFound
+from placeharm.harm import load_index
+from placeharm.model import parse_month
+from placeharm.services import harm, policy, queries, soc
+from placeharm.services.policy import User
+from placeharm.soc.measures import load_measures
+from placeharm.store.base import Store
+
+MARKING = "OFFICIAL-SENSITIVE"
+RISK_RULE = (
+    "High: in the top 10% of areas by SOC primary harm score, or in the top 25% and up by 50% "
+    "or more on the previous period. Medium: otherwise in the top 25%. Low: the rest."
+)
+PAGE_SIZE = 50
+
+
+@dataclass(slots=True)
+class Page:
+    """One page's data: what the HTML shows and the JSON twin returns."""
+
+    kind: str
+    title: str
+    data: dict[str, Any]
+    tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "title": self.title,
+            "marking": MARKING,
+            **self.data,
+            "tables": {name: frame.to_dicts() for name, frame in self.tables.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """What the URL says: area set, period, harm index."""
+
+    by: str = "ward"
+    first: dt.date | None = None
+    last: dt.date | None = None
+    index: str = "css"
+
+    @classmethod
+    def parse(
+        cls, by: str | None, first: str | None, last: str | None, index: str | None
+    ) -> Filters:
+        return cls(
+            by or "ward",
+            parse_month(first) if first else None,
+            parse_month(last) if last else None,
+            index or "css",
+        )
+
+    def period(self, store: Store, months: int = 12) -> tuple[dt.date, dt.date]:
+        held_first, held_last = queries.held_months(store)
+        last = self.last or held_last
+        if self.first:
+            return self.first, last
+        k = last.year * 12 + last.month - months
+        return max(held_first, dt.date(k // 12, k % 12 + 1, 1)), last
+
+    def query(self, first: dt.date, last: dt.date) -> dict[str, str]:
+        return {"by": self.by, "from": f"{first:%Y-%m}", "to": f"{last:%Y-%m}", "index": self.index}
+
+
+def data_as_of(store: Store) -> dict[str, Any]:
+    import_id, finished = store.latest_import()
+    return {
+        "import_id": import_id,
+        "data_as_of": finished.isoformat(timespec="seconds") if finished else None,
+    }
+
+
+def _common(
+    store: Store, user: User, filters: Filters, first: dt.date, last: dt.date
+) -> dict[str, Any]:
+    return {
+        **data_as_of(store),
+        "user": {"username": user.username, "role": user.role.value},
+        "filters": filters.query(first, last),
+        "record_kinds": policy.record_kinds(user),
+    }
+
+
+def _risk(table: pl.DataFrame) -> pl.DataFrame:
+    n = max(table.height, 1)
+    return table.with_columns(
+        pl.when(pl.col("rank") <= math.ceil(0.10 * n))
+        .then(pl.lit("High"))
+        .when((pl.col("rank") <= math.ceil(0.25 * n)) & (pl.col("pct_change").fill_null(0) >= 50))
+        .then(pl.lit("High"))
+        .when(pl.col("rank") <= math.ceil(0.25 * n))
+        .then(pl.lit("Medium"))
+        .otherwise(pl.lit("Low"))
+        .alias("risk")
+    )
+
+
+def overview(store: Store, user: User, filters: Filters) -> Page:
+    """Force overview: areas by SOC primary harm score, change, risk, trends, biggest risers."""
+    policy.require(user, "overview")
+    first, last = filters.period(store)
+    index = load_index(filters.index)
+    measures = load_measures()
+    ranked = soc.soc_rank(store, filters.by, first, last, index, measures)
+    table = _risk(ranked.table)
+    trend = harm.series(store, filters.by, first, last, index).table
+    sparks = trend.group_by("area_code", maintain_order=True).agg(
+        pl.col("harm").round(1).alias("monthly_harm")
+    )
+    table = table.join(sparks, on="area_code", how="left")
+    rising = table.filter(pl.col("change").is_not_null()).sort("change", descending=True).head(5)
+    keep = [
+        "rank",
+        "area_code",
+        "area_name",
+        "soc_harm",
+        "harm_share",
+        "change",
+        "pct_change",
+        "rank_movement",
+        "risk",
+        *[m.id for m in measures.measures],
+        "monthly_harm",
+    ]
+    data = _common(store, user, filters, first, last) | {
+        "period": {"from": f"{first:%Y-%m}", "to": f"{last:%Y-%m}"},
+        "months": [m for m in trend["month"].unique(maintain_order=True).to_list()],
+        "gap_months": queries.gap_months(store, first, last),
+        "measures": [{"id": m.id, "label": m.label} for m in measures.measures],
+        "risk_rule": RISK_RULE,
+        "index": ranked.meta["index"],
+        "notes": ranked.notes,
+        "synthetic": ranked.meta["synthetic"],
+    }
+    return Page(
+        "overview",
+        f"Force overview: {filters.by} areas by SOC harm",
+        data,
+        {"areas": table.select(keep), "rising": rising.select(keep[:9])},
+    )
+
+
+def area_geojson(store: Store, user: User, filters: Filters) -> dict[str, Any]:
+    """The area polygons with the overview figures, for the map and for GIS."""
+    page = overview(store, user, filters)
+    scores = {r["area_code"]: r for r in page.tables["areas"].drop("monthly_harm").to_dicts()}
+    polygons = store.area_polygons(filters.by)
+    features = []
+    for code, name, wkb in polygons.iter_rows():
+        geometry = shapely.simplify(shapely.from_wkb(wkb), 0.0002, preserve_topology=True)
+        props = {"area_code": code, "area_name": name, **scores.get(code, {})}
+        features.append(
+            {
+                "type": "Feature",
+                "properties": props,
+                "geometry": json.loads(shapely.to_geojson(geometry)),
+            }
+        )
+    return {
+        "type": "FeatureCollection",
+        "features": features,
+        "marking": MARKING,
+        "data_as_of": page.data["data_as_of"],
+    }
+
+
+def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
+    """A ward for its neighbourhood team: monthly picture, measures, points for the map,
+    groups and nominals (as the role allows), latest intelligence."""
+    policy.require(user, "ward")
+    first, last = filters.period(store)
+    view = soc.ward_view(store, code, first, last, filters.by, load_index(filters.index))
+    start = first
+    end = dt.date(last.year + (last.month == 12), last.month % 12 + 1, 1) - dt.timedelta(days=1)
+    points = {}
+    for name, table, date_col, cols in (
+        (
+            "intelligence",
+            "soc_intelligence",
+            "reported_date",
+            [
+                "intel_id",
+                "reported_date",
+                "source_evaluation",
+                "intelligence_assessment",
+                "handling_code",
+                "topics",
+                "latitude",
+                "longitude",
+            ],
+        ),
+        (
+            "incidents",
+            "soc_incidents",
+            "occurred_date",
+            ["incident_id", "occurred_date", "incident_type", "latitude", "longitude"],
+        ),
+    ):
+        kind = name
+        if kind not in policy.record_kinds(user):
+            continue
+        frame = (
+            store.soc_frame(table, filters.by)
+            .filter(
+                (pl.col("area_code") == code)
+                & pl.col(date_col).is_between(start, end)
+                & pl.col("located")
+            )
+            .select(cols)
+        )
+        points[name] = policy.shape_located(user, frame)
+    crimes, _ = store.records_page(
+        "crimes",
+        ["crime_id", "month", "crime_type", "latitude", "longitude"],
+        first,
+        last,
+        "month",
+        (filters.by, code),
+        None,
+        "month",
+        True,
+        5000,
+        0,
+    )
+    points["crimes"] = policy.shape_located(user, crimes)
+    tables = {"monthly": view.table, "measures": view.extra["measures"]}
+    if policy.allowed(user, "group"):
+        tables["groups"] = view.extra["groups"]
+    intel = view.extra["latest_intelligence"]
+    if user.role is policy.Role.partner:
+        intel = intel.filter(pl.col("grading").str.ends_with("P"))
+    tables["latest_intelligence"] = intel
+    if policy.allowed(user, "nominal"):
+        homes = (
+            store.soc_frame("soc_addresses", filters.by)
+            .filter((pl.col("area_code") == code) & (pl.col("link_type") == "home"))
+            .select("nominal_id")
+        )
+        nominals = store.soc_frame("soc_nominals").join(homes, on="nominal_id", how="semi")
+        nominals = nominals.filter(
+            pl.col("ocg_member")
+            | pl.col("priority_individual")
+            | pl.col("ucg_member")
+            | pl.col("pcg_member")
+        ).select(
+            "nominal_id",
+            "surname",
+            "forename",
+            "ocg_member",
+            "priority_individual",
+            "ucg_member",
+            "pcg_member",
+            *policy.RESTRICTED_FLAGS,
+        )
+        tables["nominals"] = policy.shape_nominals(user, nominals).head(50)
+    chb_sites = []
+    if soc.CHB_SET in {s.name for s in store.area_sets()}:
+        chb_sites = store.area_list(soc.CHB_SET)["area_code"].to_list()
+    data = _common(store, user, filters, first, last) | {
+        **{k: v for k, v in view.meta.items() if k != "synthetic"},
+        "synthetic": view.meta["synthetic"],
+        "notes": view.notes,
+        "points": {k: v.to_dicts() for k, v in points.items()},
+        "chb_sites": chb_sites,
+    }
+    return Page("ward", f"{view.meta['area_name']} ({code})", data, tables)
+
+
+def chb(store: Store, user: User, site: str) -> Page:
+    policy.require(user, "chb")
+    view = soc.chb_view(store, site)
+    data = {
+        **data_as_of(store),
+        "user": {"username": user.username, "role": user.role.value},
+        "record_kinds": policy.record_kinds(user),
+        **view.meta,
+        "notes": view.notes,
+    }
+    return Page("chb", f"CHB site: {view.meta['site_name']}", data, {"phases": view.table})
+
+
+_RECORDS: dict[str, tuple[str, str, list[str], str]] = {
+    # kind: table, date column, columns, default search column
+    "crimes": (
+        "crimes",
+        "month",
+        ["crime_id", "month", "crime_type", "location", "latest_outcome", "latitude", "longitude"],
+        "crime_type",
+    ),
+    "force_crimes": (
+        "soc_force_crimes",
+        "recorded_date",
+        [
+            "crime_ref",
+            "recorded_date",
+            "offence_code",
+            "crime_type",
+            "firearms_discharged",
+            "cannabis_production",
+            "latitude",
+            "longitude",
+            "synthetic",
+        ],
+        "offence_code",
+    ),
+    "intelligence": (
+        "soc_intelligence",
+        "reported_date",
+        [
+            "intel_id",
+            "reported_date",
+            "source_evaluation",
+            "intelligence_assessment",
+            "handling_code",
+            "topics",
+            "subjects",
+            "summary",
+            "latitude",
+            "longitude",
+            "synthetic",
+        ],
+        "topics",
+    ),
+    "incidents": (
+        "soc_incidents",
+        "occurred_date",
+        [
+            "incident_id",
+            "occurred_date",
+            "incident_type",
+            "closing_code",
+            "latitude",
+            "longitude",
+            "synthetic",
+        ],
+        "incident_type",
+    ),
+    "disruptions": (
+        "soc_disruptions",
+        "disruption_date",
+        [
+            "disruption_id",
+            "disruption_date",
+            "four_p",
+            "disruption_type",
+            "target_group_id",
+            "target_nominal_id",
+            "synthetic",
+        ],
+        "disruption_type",
+    ),
+    "partner_events": (
+        "soc_partner_events",
+        "event_date",
+        [
+            "event_id",
+            "event_date",
+            "partner",
+            "event_type",
+            "handling_code",
+            "description",
+            "latitude",
+            "longitude",
+            "synthetic",
+        ],
+        "event_type",
+    ),
+    "nominals": (
+        "soc_nominals",
+        "mopi_review_date",
+        [
+            "nominal_id",
+            "surname",
+            "forename",
+            "date_of_birth",
+            "ocg_member",
+            "priority_individual",
+            "pcg_member",
+            "ucg_member",
+            *policy.RESTRICTED_FLAGS,
+            "mopi_review_date",
+            "synthetic",
+        ],
+        "surname",
+    ),
+    "groups": (
+        "soc_groups",
+        "",
+        ["group_id", "name", "group_type", "ocg_band", "status", "synthetic"],
+        "name",
+    ),
+}
+
+
+def records(
+    store: Store,
+    user: User,
+    kind: str,
+    filters: Filters,
+    q: str | None = None,
+    sort: str | None = None,
+    descending: bool = True,
+    page: int = 1,
+    area: str | None = None,
+    page_size: int = PAGE_SIZE,
+) -> Page:
+    """Raw records of one kind the role may see: filter, sort, page through."""
+    policy.require(user, "records")
+    policy.require_records(user, kind)
+    table, date_col, columns, search_col = _RECORDS[kind]
+    if user.role is policy.Role.partner and kind == "intelligence":
+        columns = [c for c in columns if c not in ("subjects", "summary")]
+    if kind == "nominals" and not policy.cleared(user):
+        columns = [c for c in columns if c not in policy.RESTRICTED_FLAGS]
+    sort = sort or (date_col or columns[0])
+    if sort not in columns:
+        raise DataError(f"cannot sort by {sort!r}; use one of: {', '.join(columns)}")
+    if page < 1 or page_size < 1 or page_size > 1000:
+        raise DataError("page starts at 1; page_size is 1 to 1000")
+    first = last = None
+    if date_col and filters.first and filters.last:
+        first = filters.first
+        last = dt.date(
+            filters.last.year + (filters.last.month == 12), filters.last.month % 12 + 1, 1
+        ) - dt.timedelta(days=1)
+    located = table in ("crimes",) or "latitude" in columns
+    area_filter = (filters.by, area) if area and located else None
+    search = (search_col, q) if q else None
+    if user.role is policy.Role.partner and kind == "intelligence":
+        # shareable reports only: filtered in the query so counts and pages agree
+        frame, total = store.records_page(
+            table,
+            [*columns],
+            first,
+            last,
+            date_col or columns[0],
+            area_filter,
+            ("handling_code", "P"),
+            sort,
+            descending,
+            page_size,
+            (page - 1) * page_size,
+        )
+        if search is not None:
+            frame = frame.filter(
+                pl.col(search_col).cast(pl.String).str.contains(q or "", literal=True)
+            )
+    else:
+        frame, total = store.records_page(
+            table,
+            columns,
+            first,
+            last,
+            date_col or columns[0],
+            area_filter,
+            search,
+            sort,
+            descending,
+            page_size,
+            (page - 1) * page_size,
+        )
+    frame = policy.shape_located(user, frame)
+    if kind == "nominals":
+        frame = policy.shape_nominals(user, frame)
+    data = {
+        **data_as_of(store),
+        "user": {"username": user.username, "role": user.role.value},
+        "record_kinds": policy.record_kinds(user),
+        "kind": kind,
+        "q": q,
+        "sort": sort,
+        "descending": descending,
+        "page": page,
+        "page_size": page_size,
+        "total": total,
+        "pages": max(1, math.ceil(total / page_size)),
+        "columns": frame.columns,
+        "area": area,
+        "filters": {
+            "by": filters.by,
+            "from": f"{filters.first:%Y-%m}" if filters.first else None,
+            "to": f"{filters.last:%Y-%m}" if filters.last else None,
+        },
+    }
+    return Page("records", f"Records: {kind.replace('_', ' ')}", data, {"records": frame})
+
+
+def nominal(store: Store, user: User, nominal_id: str) -> Page:
+    policy.require(user, "nominal")
+    people = store.soc_frame("soc_nominals").filter(pl.col("nominal_id") == nominal_id)
+    if people.is_empty():
+        raise NotFound(f"no nominal {nominal_id}")
+    person = policy.shape_nominals(user, people.drop("import_id", "source_line")).row(0, named=True)
+    links = policy.shape_links(
+        user,
+        store.soc_frame("soc_nominal_links")
+        .filter((pl.col("from_nominal") == nominal_id) | (pl.col("to_nominal") == nominal_id))
+        .select("from_nominal", "to_nominal", "link_type"),
+    )
+    if not policy.cleared(user):
+        hidden = store.soc_frame("soc_nominals").filter(
+            pl.any_horizontal(pl.col(c) for c in policy.RESTRICTED_FLAGS)
+            & ~pl.col("ocg_member")
+            & ~pl.col("pcg_member")
+            & ~pl.col("ucg_member")
+        )["nominal_id"]
+        links = links.filter(
+            ~pl.col("from_nominal").is_in(hidden.implode())
+            & ~pl.col("to_nominal").is_in(hidden.implode())
+        )
+    groups = (
+        store.soc_frame("soc_memberships")
+        .filter(pl.col("nominal_id") == nominal_id)
+        .join(store.soc_frame("soc_groups").select("group_id", "name", "group_type"), on="group_id")
+        .select("group_id", "name", "group_type", "role")
+    )
+    addresses = (
+        store.soc_frame("soc_addresses")
+        .filter(pl.col("nominal_id") == nominal_id)
+        .select("address_id", "link_type", "address", "from_date", "to_date")
+    )
+    crimes = (
+        store.soc_frame("soc_nominal_crimes")
+        .filter(pl.col("nominal_id") == nominal_id)
+        .join(store.soc_frame("soc_force_crimes"), on="crime_ref")
+        .select("crime_ref", "role", "recorded_date", "offence_code", "crime_type")
+        .sort("recorded_date", descending=True)
+    )
+    intel = (
+        store.soc_frame("soc_intelligence")
+        .filter(pl.col("subjects").fill_null("").str.split(";").list.contains(nominal_id))
+        .select(
+            "intel_id",
+            "reported_date",
+            "source_evaluation",
+            "intelligence_assessment",
+            "handling_code",
+            "topics",
+        )
+        .sort("reported_date", descending=True)
+    )
+    data = {
+        **data_as_of(store),
+        "user": {"username": user.username, "role": user.role.value},
+        "record_kinds": policy.record_kinds(user),
+        "nominal": person,
+        "cleared": policy.cleared(user),
+    }
+    name = f"{person.get('forename') or ''} {person.get('surname') or ''}".strip()
+    return Page(
+        "nominal",
+        f"Nominal {nominal_id}: {name}",
+        data,
+        {
+            "groups": groups,
+            "links": links,
+            "addresses": addresses,
+            "crimes": crimes,
+            "intelligence": intel,
+        },
+    )
+
+
+def group(store: Store, user: User, group_id: str) -> Page:
+    policy.require(user, "group")
+    groups = store.soc_frame("soc_groups").filter(pl.col("group_id") == group_id)
+    if groups.is_empty():
+        raise NotFound(f"no group {group_id}")
+    members = store.soc_frame("soc_memberships").filter(pl.col("group_id") == group_id)
+    tables: dict[str, pl.DataFrame] = {}
+    if policy.allowed(user, "nominal"):
+        tables["members"] = members.join(
+            store.soc_frame("soc_nominals").select(
+                "nominal_id", "surname", "forename", "priority_individual"
+            ),
+            on="nominal_id",
+        ).select("nominal_id", "surname", "forename", "role", "priority_individual")
+    ids = members["nominal_id"].implode()
+    crimes = (
+        store.soc_frame("soc_nominal_crimes")
+        .filter(pl.col("nominal_id").is_in(ids))
+        .join(store.soc_frame("soc_force_crimes"), on="crime_ref")
+        .unique("crime_ref")
+    )
+    tables["crimes_by_month"] = (
+        crimes.group_by(pl.col("recorded_date").dt.strftime("%Y-%m").alias("month"))
+        .agg(pl.len().alias("crimes"))
+        .sort("month")
+    )
+    tables["disruptions"] = (
+        store.soc_frame("soc_disruptions")
+        .filter(pl.col("target_group_id") == group_id)
+        .select("disruption_id", "disruption_date", "four_p", "disruption_type")
+        .sort("disruption_date", descending=True)
+    )
+    data = {
+        **data_as_of(store),
+        "user": {"username": user.username, "role": user.role.value},
+        "record_kinds": policy.record_kinds(user),
+        "group": groups.drop("import_id", "source_line").row(0, named=True),
+        "member_count": members.height,
+    }
+    return Page("group", f"Group {group_id}: {groups['name'][0]}", data, tables)

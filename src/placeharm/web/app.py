@@ -1,0 +1,479 @@
+"""The web app: every page as HTML and as a JSON twin (the API), tables as CSV, maps as GeoJSON.
+
+Run with `placeharm serve`. One DuckDB store, written only by this process (uploads and the
+watched drop folder), read under a lock. Nothing is fetched from outside: MapLibre GL and
+Plotly.js are served from the installed wheels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from placeharm.config import Settings
+from placeharm.errors import DataError, NotFound, PermissionDenied, PlaceharmError
+from placeharm.services import auth, pages, policy
+from placeharm.services.pages import MARKING, Filters, Page
+from placeharm.services.policy import User
+from placeharm.store.duckdb import DuckDBStore
+from placeharm.web.live import DropFolder, Importer
+
+HERE = Path(__file__).parent
+COOKIE = "placeharm_session"
+VENDOR = {
+    "maplibre-gl.js": ("maplibre", "srcjs/maplibre-gl.js", "text/javascript"),
+    "maplibre-gl.css": ("maplibre", "srcjs/maplibre-gl.css", "text/css"),
+    "plotly.min.js": ("plotly", "package_data/plotly.min.js", "text/javascript"),
+}
+
+
+class State:
+    """The store and what the live machinery needs, shared by every request."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = DuckDBStore(
+            settings.db, threads=settings.threads, memory_limit=settings.memory_limit
+        )
+        self.lock = threading.RLock()
+        self.changed = asyncio.Event()
+        self.version = 0
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.importer = Importer(self)
+        self.watcher: DropFolder | None = None
+
+    @contextmanager
+    def use(self) -> Iterator[DuckDBStore]:
+        with self.lock:
+            yield self.store
+
+    def notify(self) -> None:
+        """Tell every open page that data changed (called from any thread)."""
+        self.version += 1
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.changed.set)
+
+
+def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
+    state = State(settings)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals["MARKING"] = MARKING
+    templates.env.filters["fmt"] = _fmt
+    app = FastAPI(
+        title="placeharm",
+        version="0.1",
+        docs_url="/api/docs",
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    app.state.placeharm = state
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+
+    @app.on_event("startup")
+    async def _start() -> None:
+        state.loop = asyncio.get_running_loop()
+        if drop_folder is not None:
+            state.watcher = DropFolder(state, drop_folder)
+            state.watcher.start()
+
+    @app.on_event("shutdown")
+    async def _stop() -> None:
+        if state.watcher is not None:
+            state.watcher.stop()
+        state.store.close()
+
+    def current_user(request: Request) -> User | None:
+        with state.use() as store:
+            return auth.user_for(store, request.cookies.get(COOKIE))
+
+    def signed_in(request: Request) -> User:
+        user = current_user(request)
+        if user is None:
+            raise PermissionDenied("sign in first")
+        return user
+
+    @app.exception_handler(PlaceharmError)
+    async def _errors(request: Request, exc: PlaceharmError) -> Response:
+        status = (
+            403 if isinstance(exc, PermissionDenied) else 404 if isinstance(exc, NotFound) else 400
+        )
+        wants_html = not request.url.path.startswith("/api") and "text/html" in request.headers.get(
+            "accept", ""
+        )
+        if status == 403 and str(exc) == "sign in first" and wants_html:
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        if wants_html:
+            return templates.TemplateResponse(
+                request,
+                "error.html",
+                {"status": status, "message": str(exc), "user": None},
+                status_code=status,
+            )
+        return JSONResponse({"error": str(exc), "status": status}, status_code=status)
+
+    def render(request: Request, template: str, page: Page, user: User) -> HTMLResponse:
+        return templates.TemplateResponse(
+            request,
+            template,
+            {
+                "page": page,
+                "user": user,
+                "d": page.data,
+                "t": page.tables,
+                "json": json.dumps(page.to_json(), default=str),
+            },
+        )
+
+    def build(fn: Callable[..., Page], *args: Any) -> Page:
+        with state.use() as store:
+            return fn(store, *args)
+
+    # -- sign in -------------------------------------------------------------------------
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    def login_form(request: Request, next: str = "/overview", error: str | None = None) -> Any:
+        return templates.TemplateResponse(
+            request, "login.html", {"next": _safe_next(next), "error": error, "user": None}
+        )
+
+    @app.post("/login", include_in_schema=False)
+    def login(
+        username: str = Form(...), password: str = Form(...), next: str = Form("/overview")
+    ) -> Response:
+        try:
+            with state.use() as store:
+                token = auth.login(store, username, password)
+        except PermissionDenied:
+            return RedirectResponse(f"/login?error=1&next={_safe_next(next)}", status_code=303)
+        response = RedirectResponse(_safe_next(next), status_code=303)
+        response.set_cookie(
+            COOKIE, token, httponly=True, samesite="strict", max_age=auth.SESSION_HOURS * 3600
+        )
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    def logout(request: Request) -> Response:
+        with state.use() as store:
+            auth.logout(store, request.cookies.get(COOKIE))
+        response = RedirectResponse("/login", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    @app.get("/", include_in_schema=False)
+    def home() -> Response:
+        return RedirectResponse("/overview", status_code=303)
+
+    # -- overview --------------------------------------------------------------------------
+    def _filters(
+        by: str | None = None,
+        from_: str | None = None,
+        to: str | None = None,
+        index: str | None = None,
+    ) -> Filters:
+        return Filters.parse(by, from_, to, index)
+
+    @app.get("/overview", response_class=HTMLResponse, include_in_schema=False)
+    def overview_page(
+        request: Request,
+        by: str | None = None,
+        to: str | None = None,
+        index: str | None = None,
+        user: User = Depends(signed_in),
+    ) -> Any:
+        f = _filters(by, request.query_params.get("from"), to, index)
+        return render(request, "overview.html", build(pages.overview, user, f), user)
+
+    @app.get("/api/overview")
+    def overview_api(
+        request: Request,
+        by: str | None = None,
+        to: str | None = None,
+        index: str | None = None,
+        user: User = Depends(signed_in),
+    ) -> Any:
+        f = _filters(by, request.query_params.get("from"), to, index)
+        return _json(build(pages.overview, user, f).to_json())
+
+    @app.get("/api/overview.csv")
+    def overview_csv(
+        request: Request,
+        by: str | None = None,
+        to: str | None = None,
+        index: str | None = None,
+        user: User = Depends(signed_in),
+    ) -> Response:
+        f = _filters(by, request.query_params.get("from"), to, index)
+        page = build(pages.overview, user, f)
+        return _csv(page.tables["areas"].drop("monthly_harm"), "overview.csv")
+
+    @app.get("/api/overview.geojson")
+    def overview_geojson(
+        request: Request,
+        by: str | None = None,
+        to: str | None = None,
+        index: str | None = None,
+        user: User = Depends(signed_in),
+    ) -> Any:
+        f = _filters(by, request.query_params.get("from"), to, index)
+        with state.use() as store:
+            return _json(pages.area_geojson(store, user, f), "application/geo+json")
+
+    # -- ward ------------------------------------------------------------------------------
+    @app.get("/ward/{code}", response_class=HTMLResponse, include_in_schema=False)
+    def ward_page(
+        request: Request,
+        code: str,
+        to: str | None = None,
+        by: str | None = None,
+        index: str | None = None,
+        briefing: bool = False,
+        user: User = Depends(signed_in),
+    ) -> Any:
+        f = _filters(by, request.query_params.get("from"), to, index)
+        page = build(pages.ward, user, code, f)
+        return render(request, "briefing.html" if briefing else "ward.html", page, user)
+
+    @app.get("/api/ward/{code}")
+    def ward_api(
+        request: Request,
+        code: str,
+        to: str | None = None,
+        by: str | None = None,
+        index: str | None = None,
+        user: User = Depends(signed_in),
+    ) -> Any:
+        f = _filters(by, request.query_params.get("from"), to, index)
+        return _json(build(pages.ward, user, code, f).to_json())
+
+    @app.get("/api/ward/{code}.csv")
+    def ward_csv(
+        request: Request,
+        code: str,
+        to: str | None = None,
+        by: str | None = None,
+        user: User = Depends(signed_in),
+    ) -> Response:
+        f = _filters(by, request.query_params.get("from"), to, None)
+        return _csv(build(pages.ward, user, code, f).tables["monthly"], f"ward-{code}.csv")
+
+    # -- CHB -------------------------------------------------------------------------------
+    @app.get("/chb/{site}", response_class=HTMLResponse, include_in_schema=False)
+    def chb_page(request: Request, site: str, user: User = Depends(signed_in)) -> Any:
+        return render(request, "chb.html", build(pages.chb, user, site), user)
+
+    @app.get("/api/chb/{site}")
+    def chb_api(site: str, user: User = Depends(signed_in)) -> Any:
+        return _json(build(pages.chb, user, site).to_json())
+
+    # -- records ---------------------------------------------------------------------------
+    @app.get("/records", response_class=HTMLResponse, include_in_schema=False)
+    def records_page(
+        request: Request,
+        kind: str = "crimes",
+        q: str | None = None,
+        sort: str | None = None,
+        desc: bool = True,
+        page: int = 1,
+        area: str | None = None,
+        by: str | None = None,
+        to: str | None = None,
+        user: User = Depends(signed_in),
+    ) -> Any:
+        f = _filters(by, request.query_params.get("from"), to, None)
+        built = build(pages.records, user, kind, f, q, sort, desc, page, area)
+        return render(request, "records.html", built, user)
+
+    @app.get("/api/records")
+    def records_api(
+        request: Request,
+        kind: str = "crimes",
+        q: str | None = None,
+        sort: str | None = None,
+        desc: bool = True,
+        page: int = 1,
+        page_size: int = pages.PAGE_SIZE,
+        area: str | None = None,
+        by: str | None = None,
+        to: str | None = None,
+        user: User = Depends(signed_in),
+    ) -> Any:
+        f = _filters(by, request.query_params.get("from"), to, None)
+        return _json(
+            build(pages.records, user, kind, f, q, sort, desc, page, area, page_size).to_json()
+        )
+
+    @app.get("/api/records.csv")
+    def records_csv(
+        request: Request,
+        kind: str = "crimes",
+        q: str | None = None,
+        sort: str | None = None,
+        desc: bool = True,
+        area: str | None = None,
+        by: str | None = None,
+        to: str | None = None,
+        user: User = Depends(signed_in),
+    ) -> Response:
+        f = _filters(by, request.query_params.get("from"), to, None)
+        built = build(pages.records, user, kind, f, q, sort, desc, 1, area, 1000)
+        return _csv(built.tables["records"], f"{kind}.csv")
+
+    # -- nominals and groups ---------------------------------------------------------------
+    @app.get("/nominal/{nominal_id}", response_class=HTMLResponse, include_in_schema=False)
+    def nominal_page(request: Request, nominal_id: str, user: User = Depends(signed_in)) -> Any:
+        return render(request, "nominal.html", build(pages.nominal, user, nominal_id), user)
+
+    @app.get("/api/nominal/{nominal_id}")
+    def nominal_api(nominal_id: str, user: User = Depends(signed_in)) -> Any:
+        return _json(build(pages.nominal, user, nominal_id).to_json())
+
+    @app.get("/group/{group_id}", response_class=HTMLResponse, include_in_schema=False)
+    def group_page(request: Request, group_id: str, user: User = Depends(signed_in)) -> Any:
+        return render(request, "group.html", build(pages.group, user, group_id), user)
+
+    @app.get("/api/group/{group_id}")
+    def group_api(group_id: str, user: User = Depends(signed_in)) -> Any:
+        return _json(build(pages.group, user, group_id).to_json())
+
+    # -- help, admin, upload, live ---------------------------------------------------------
+    @app.get("/help", response_class=HTMLResponse, include_in_schema=False)
+    def help_page(request: Request, user: User = Depends(signed_in)) -> Any:
+        policy.require(user, "help")
+        with state.use() as store:
+            data = pages.data_as_of(store) | {"record_kinds": policy.record_kinds(user)}
+        page = Page("help", "Help: how to use placeharm", data)
+        return render(request, "help.html", page, user)
+
+    @app.get("/admin", response_class=HTMLResponse, include_in_schema=False)
+    def admin_page(request: Request, user: User = Depends(signed_in)) -> Any:
+        page = build(_admin, user)
+        return render(request, "admin.html", page, user)
+
+    @app.get("/api/admin")
+    def admin_api(user: User = Depends(signed_in)) -> Any:
+        return _json(build(_admin, user).to_json())
+
+    @app.post("/api/upload")
+    def upload(
+        kind: str = Form(...), file: UploadFile = File(...), user: User = Depends(signed_in)
+    ) -> Any:
+        policy.require(user, "upload")
+        name = Path(file.filename or "upload.csv").name
+        content = file.file.read()
+        result = state.importer.import_bytes(kind, name, content)
+        return _json(result)
+
+    @app.get("/events")
+    async def events(request: Request, user: User = Depends(signed_in)) -> StreamingResponse:
+        async def stream() -> AsyncIterator[str]:
+            seen = -1
+            while not await request.is_disconnected():
+                if state.version != seen:
+                    seen = state.version
+                    with state.use() as store:
+                        payload = pages.data_as_of(store)
+                    yield f"event: data\ndata: {json.dumps(payload)}\n\n"
+                state.changed.clear()
+                try:
+                    await asyncio.wait_for(state.changed.wait(), timeout=15)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+
+        return StreamingResponse(
+            stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
+        )
+
+    @app.get("/vendor/{name}", include_in_schema=False)
+    def vendor(name: str) -> Response:
+        if name not in VENDOR:
+            raise NotFound(f"no vendor file {name}")
+        package, relative, media = VENDOR[name]
+        path = Path(str(resources.files(package) / relative))
+        return FileResponse(path, media_type=media, headers={"Cache-Control": "max-age=86400"})
+
+    return app
+
+
+def _admin(store: DuckDBStore, user: User) -> Page:
+    policy.require(user, "admin")
+    imports = store.imports(30)
+    quarantine = store.quarantine(limit=200)
+    summary = (
+        quarantine.group_by("source_file", "reason").len().sort("len", descending=True)
+        if quarantine.height
+        else pl.DataFrame(schema={"source_file": pl.String, "reason": pl.String, "len": pl.UInt32})
+    )
+    return Page(
+        "admin",
+        "Administration: imports, quarantine, users",
+        pages.data_as_of(store) | {"record_kinds": policy.record_kinds(user)},
+        {
+            "imports": imports.drop([c for c in ("file_sha256",) if c in imports.columns]),
+            "quarantine": summary,
+            "users": store.users(),
+        },
+    )
+
+
+def _safe_next(target: str) -> str:
+    """Only a path on this site (never another host) after signing in."""
+    return target if target.startswith("/") and not target.startswith("//") else "/overview"
+
+
+def _json(payload: Any, media_type: str = "application/json") -> Response:
+    return Response(
+        json.dumps(payload, default=str),
+        media_type=media_type,
+        headers={"X-Security-Marking": MARKING},
+    )
+
+
+def _csv(frame: pl.DataFrame, filename: str) -> Response:
+    buffer = io.StringIO()
+    buffer.write(f"# {MARKING}\n")
+    frame.write_csv(buffer)
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "X-Security-Marking": MARKING,
+        },
+    )
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        if value != value:
+            return "—"
+        return f"{value:,.1f}" if abs(value) >= 1 else f"{value:.3f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+__all__ = ["DataError", "create_app", "time"]

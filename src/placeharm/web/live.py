@@ -1,0 +1,114 @@
+"""Live data: uploads and a watched drop folder, imported by the server (DuckDB's one writer),
+then announced to every open page over server-sent events."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from placeharm.errors import DataError, PlaceharmError
+from placeharm.services.ingest import ingest
+from placeharm.soc.importer import import_entity
+from placeharm.soc.schema import ENTITIES
+
+if TYPE_CHECKING:
+    from placeharm.web.app import State
+
+log = logging.getLogger(__name__)
+POLICE_UK = "police.uk"
+
+
+class Importer:
+    """Imports one file under the store lock and notifies open pages."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+    def import_path(self, kind: str, path: Path) -> dict[str, Any]:
+        if kind != POLICE_UK and kind not in ENTITIES:
+            raise DataError(
+                f"unknown kind {kind!r}; use {POLICE_UK} or one of {', '.join(ENTITIES)}"
+            )
+        with self.state.use() as store:
+            if kind == POLICE_UK:
+                results = ingest(store, [path], threads=self.state.settings.threads)
+            else:
+                results = [import_entity(store, kind, path, threads=self.state.settings.threads)]
+        self.state.notify()
+        out = []
+        for r in results:
+            out.append(
+                {
+                    "file": Path(r.source_file).name,
+                    "kind": r.source_kind,
+                    "status": r.status,
+                    "read": r.rows_read,
+                    "inserted": r.inserted,
+                    "updated": r.updated,
+                    "unchanged": r.unchanged,
+                    "quarantined": r.quarantined,
+                    "message": r.message,
+                    "import_id": r.import_id,
+                    "quarantine_sample": [
+                        {"line": q.line, "reason": q.reason} for q in r.quarantine_sample[:10]
+                    ],
+                }
+            )
+        log.info("imported %d file(s) of kind %s", len(out), kind)
+        return {"results": out}
+
+    def import_bytes(self, kind: str, name: str, content: bytes) -> dict[str, Any]:
+        folder = Path(tempfile.mkdtemp(prefix="placeharm-upload-"))
+        try:
+            path = folder / name
+            path.write_bytes(content)
+            return self.import_path(kind, path)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+class DropFolder:
+    """Watches a folder: `KIND__anything.csv` (a SOC entity) or a police.uk file name
+    (`YYYY-MM-force-street.csv[.gz]`). Imported files move to `done/`, failures to `failed/`
+    with a `.error.txt` beside them."""
+
+    def __init__(self, state: State, folder: Path, interval: float = 0.25) -> None:
+        self.state = state
+        self.folder = folder
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="drop-folder", daemon=True)
+        for sub in ("done", "failed"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            for path in sorted(self.folder.iterdir()):
+                if (
+                    path.is_file()
+                    and not path.name.startswith(".")
+                    and path.suffix in (".csv", ".gz", ".json")
+                ):
+                    self._one(path)
+
+    def _one(self, path: Path) -> None:
+        kind = path.name.split("__", 1)[0] if "__" in path.name else POLICE_UK
+        try:
+            self.state.importer.import_path(kind, path)
+            path.rename(self.folder / "done" / path.name)
+        except (PlaceharmError, OSError) as exc:
+            log.warning("drop folder: %s refused: %s", path.name, exc)
+            target = self.folder / "failed" / path.name
+            path.rename(target)
+            target.with_name(target.name + ".error.txt").write_text(str(exc) + "\n")

@@ -1,0 +1,164 @@
+// placeharm pages: live updates (server-sent events), maps (MapLibre GL), charts (Plotly).
+// Everything is served by the placeharm server itself: no request leaves the machine.
+
+const dataNode = document.getElementById("page-data");
+const page = dataNode ? JSON.parse(dataNode.textContent) : null;
+
+// A colour-blind-safe sequential palette (viridis, 5 steps) and matching point colours.
+const VIRIDIS = ["#fde725", "#5ec962", "#21918c", "#3b528b", "#440154"];
+const POINTS = { crimes: "#3b528b", incidents: "#e66101", intelligence: "#1b7837" };
+const BLANK_STYLE = {
+  version: 8,
+  sources: {},
+  layers: [{ id: "background", type: "background", paint: { "background-color": "#f4f4f2" } }],
+};
+
+function liveUpdates() {
+  const status = document.getElementById("live-status");
+  const asOf = document.getElementById("as-of");
+  if (!status || !window.EventSource) return;
+  const source = new EventSource("/events");
+  let first = true;
+  source.addEventListener("data", (event) => {
+    const payload = JSON.parse(event.data);
+    if (asOf && payload.data_as_of) asOf.textContent = payload.data_as_of;
+    status.textContent = "Live.";
+    if (!first && page && payload.import_id !== page.import_id) {
+      status.textContent = "New data arrived: updating…";
+      refresh();
+    }
+    first = false;
+  });
+  source.onerror = () => { status.textContent = "Live updates paused (reconnecting)."; };
+}
+
+async function refresh() {
+  // Re-fetch this page and swap its main content in place: no reload, focus kept.
+  const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+  if (!response.ok) return;
+  const html = await response.text();
+  const doc = new DOMParser().parseFromString(html, "text/html");
+  const fresh = doc.getElementById("main");
+  const freshData = doc.getElementById("page-data");
+  if (fresh) document.getElementById("main").innerHTML = fresh.innerHTML;
+  if (freshData && dataNode) {
+    dataNode.textContent = freshData.textContent;
+    Object.assign(page, JSON.parse(freshData.textContent));
+  }
+  const status = document.getElementById("live-status");
+  if (status) status.textContent = "Updated with new data.";
+  draw();
+}
+
+function bounds(coordinates, box = [180, 90, -180, -90]) {
+  if (typeof coordinates[0] === "number") {
+    const [x, y] = coordinates;
+    return [Math.min(box[0], x), Math.min(box[1], y), Math.max(box[2], x), Math.max(box[3], y)];
+  }
+  return coordinates.reduce((b, c) => bounds(c, b), box);
+}
+
+async function overviewMap() {
+  const node = document.getElementById("map");
+  if (!node || !window.maplibregl) return;
+  const query = new URLSearchParams(page.filters).toString();
+  const geo = await (await fetch(`/api/overview.geojson?${query}`)).json();
+  const values = geo.features.map((f) => f.properties.soc_harm || 0).sort((a, b) => a - b);
+  const q = (p) => values[Math.min(values.length - 1, Math.floor(p * values.length))];
+  const breaks = [q(0.2), q(0.4), q(0.6), q(0.8)];
+  const box = bounds(geo.features.map((f) => f.geometry.coordinates));
+  const map = new maplibregl.Map({ container: node, style: BLANK_STYLE, bounds: [[box[0], box[1]], [box[2], box[3]]],
+    fitBoundsOptions: { padding: 10 }, attributionControl: false });
+  map.addControl(new maplibregl.NavigationControl({ showCompass: false }));
+  map.on("load", () => {
+    map.addSource("areas", { type: "geojson", data: geo });
+    map.addLayer({ id: "fill", type: "fill", source: "areas", paint: {
+      "fill-color": ["step", ["coalesce", ["get", "soc_harm"], 0], VIRIDIS[0], breaks[0], VIRIDIS[1], breaks[1], VIRIDIS[2], breaks[2], VIRIDIS[3], breaks[3], VIRIDIS[4]],
+      "fill-opacity": 0.85 } });
+    map.addLayer({ id: "line", type: "line", source: "areas", paint: { "line-color": "#333", "line-width": 0.5 } });
+    map.on("click", "fill", (e) => { window.location.href = `/ward/${e.features[0].properties.area_code}?${query}`; });
+    map.on("mousemove", "fill", (e) => { map.getCanvas().style.cursor = "pointer"; map.getCanvas().title = `${e.features[0].properties.area_name}: ${Math.round(e.features[0].properties.soc_harm || 0)}`; });
+  });
+  const legend = document.getElementById("legend");
+  if (legend) {
+    const edges = [0, ...breaks].map((v) => Math.round(v).toLocaleString("en-GB"));
+    legend.innerHTML = "SOC primary harm score: " + VIRIDIS.map((c, i) => `<span style="background:${c}"></span>${edges[i]}${i < 4 ? "–" + edges[i + 1] : "+"}`).join(" ");
+  }
+}
+
+function wardMap() {
+  const node = document.getElementById("map");
+  if (!node || !window.maplibregl || !page.points) return;
+  const layers = Object.keys(page.points);
+  const all = layers.flatMap((k) => page.points[k]).filter((p) => p.longitude != null);
+  if (!all.length) return;
+  const box = all.reduce((b, p) => [Math.min(b[0], p.longitude), Math.min(b[1], p.latitude), Math.max(b[2], p.longitude), Math.max(b[3], p.latitude)], [180, 90, -180, -90]);
+  const map = new maplibregl.Map({ container: node, style: BLANK_STYLE, bounds: [[box[0], box[1]], [box[2], box[3]]],
+    fitBoundsOptions: { padding: 20 }, attributionControl: false });
+  map.addControl(new maplibregl.NavigationControl({ showCompass: false }));
+  map.on("load", () => {
+    for (const kind of layers) {
+      const features = page.points[kind].filter((p) => p.longitude != null).map((p) => ({
+        type: "Feature", properties: {}, geometry: { type: "Point", coordinates: [p.longitude, p.latitude] } }));
+      map.addSource(kind, { type: "geojson", data: { type: "FeatureCollection", features }, cluster: true, clusterRadius: 30 });
+      map.addLayer({ id: kind, type: "circle", source: kind, paint: {
+        "circle-color": POINTS[kind] || "#333", "circle-opacity": 0.75, "circle-stroke-color": "#fff", "circle-stroke-width": 1,
+        "circle-radius": ["case", ["has", "point_count"], ["interpolate", ["linear"], ["get", "point_count"], 2, 6, 100, 18], 4] } });
+    }
+  });
+  document.querySelectorAll("input[data-layer]").forEach((box) => {
+    box.addEventListener("change", () => {
+      if (map.getLayer(box.dataset.layer)) map.setLayoutProperty(box.dataset.layer, "visibility", box.checked ? "visible" : "none");
+    });
+  });
+}
+
+function wardTrend() {
+  const node = document.getElementById("trend");
+  if (!node || !window.Plotly || !page.tables || !page.tables.monthly) return;
+  const rows = page.tables.monthly;
+  const x = rows.map((r) => r.month);
+  const series = [["crimes", "police.uk crime", "#3b528b"], ["asb", "ASB", "#5ec962"], ["soc_crimes", "SOC crimes", "#440154"],
+    ["incidents", "incidents", "#e66101"], ["intelligence", "intelligence", "#1b7837"]];
+  const traces = series.map(([key, name, color]) => ({ x, y: rows.map((r) => r[key]), name, mode: "lines+markers",
+    connectgaps: false, line: { color } }));
+  Plotly.newPlot(node, traces, { margin: { t: 10, r: 10, b: 40, l: 50 }, legend: { orientation: "h" } },
+    { displaylogo: false, responsive: true });
+}
+
+function chbTimeline() {
+  const node = document.getElementById("timeline");
+  if (!node || !window.Plotly || !page.phases) return;
+  const today = new Date().toISOString().slice(0, 10);
+  const colours = { Clear: "#440154", Hold: "#21918c", Build: "#fde725" };
+  const traces = page.phases.map((p) => ({ type: "bar", orientation: "h", name: p.phase, y: ["site"],
+    base: [p.start], x: [(new Date(p.end || today) - new Date(p.start))], marker: { color: colours[p.phase] } }));
+  Plotly.newPlot(node, traces, { barmode: "stack", height: 160, margin: { t: 10, r: 10, b: 30, l: 40 },
+    xaxis: { type: "date" }, yaxis: { visible: false } }, { displaylogo: false, responsive: true });
+}
+
+function uploadForm() {
+  const form = document.getElementById("upload");
+  if (!form) return;
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const out = document.getElementById("upload-result");
+    out.textContent = "Importing…";
+    const response = await fetch("/api/upload", { method: "POST", body: new FormData(form) });
+    const body = await response.json();
+    if (!response.ok) { out.textContent = `Refused: ${body.error}`; return; }
+    out.innerHTML = body.results.map((r) => `<p>${r.file}: ${r.status}; read ${r.read} = inserted ${r.inserted} + updated ${r.updated} + unchanged ${r.unchanged} + quarantined ${r.quarantined}.</p>` +
+      r.quarantine_sample.map((q) => `<p class="note">line ${q.line}: ${q.reason}</p>`).join("")).join("");
+  });
+}
+
+function draw() {
+  if (!page) return;
+  if (page.kind === "overview") overviewMap();
+  if (page.kind === "ward") { wardMap(); wardTrend(); }
+  if (page.kind === "chb") chbTimeline();
+  uploadForm();
+}
+
+draw();
+liveUpdates();
