@@ -188,7 +188,8 @@ def test_mapping_file_loads_a_force_export(hand):
     assert rows["RMS1"]["recorded_date"] == dt.date(2021, 3, 2)
     assert rows["RMS1"]["cannabis_production"] and not rows["RMS1"]["firearms_discharged"]
     assert rows["RMS1"]["crime_type"] == "Drugs"  # from the offence code
-    assert rows["RMS1"]["area_code"] == "A"
+    assert rows["RMS1"]["area_code"] == "A" and rows["RMS1"]["located"] is True
+    assert rows["RMS1"]["in_area"] is True
     assert rows["RMS1"]["latitude"] == pytest.approx(A[1], abs=0.001)
     assert rows["RMS2"]["firearms_discharged"] and rows["RMS2"]["located"] is False
     with pytest.raises(DataError, match="maps 'force-crimes' exports, not 'nominals'"):

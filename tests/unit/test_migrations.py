@@ -36,6 +36,8 @@ TABLES = {
     "soc_partner_events",
     "soc_chb_phases",
     "soc_history",
+    "users",
+    "sessions",
     "schema_migrations",
 }
 

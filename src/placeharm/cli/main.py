@@ -31,10 +31,12 @@ from placeharm.errors import ConfigError, DataError, NotFound, PlaceharmError, S
 from placeharm.harm import load_index
 from placeharm.model import ImportResult
 from placeharm.services import areas as area_service
+from placeharm.services import auth as auth_service
 from placeharm.services import demo as demo_service
 from placeharm.services import harm as harm_service
 from placeharm.services import ingest as ingest_service
 from placeharm.services import queries
+from placeharm.services import soc as soc_service
 from placeharm.store.duckdb import DuckDBStore
 
 app = typer.Typer(
@@ -228,13 +230,23 @@ def counts(
 
 @app.command()
 def demo(
-    db: DbOption = None, top: Annotated[int, typer.Option(help="Wards to print.")] = 20
+    db: DbOption = None,
+    top: Annotated[int, typer.Option(help="Wards to print.")] = 20,
+    serve_app: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Start the dashboard afterwards.")
+    ] = True,
+    host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
 ) -> None:
-    """Build the demo store from the bundled Northumbria slice and rank wards by harm."""
+    """Build the demo store (bundled real Northumbria slice, synthetic SOC overlay, demo
+    users), rank wards by harm, then start the dashboard."""
     settings = _settings(db)
     with _open(settings) as store:
         result = demo_service.build_demo(store, settings.threads)
         _summary(result.results)
+        if not store.soc_frame("soc_nominals").height:
+            soc_service.build_overlay(store, seed=1, threads=settings.threads)
+        logins = auth_service.create_demo_users(store)
         ranked = harm_service.rank(
             store,
             "ward",
@@ -273,10 +285,42 @@ def demo(
     command = _command_name()
     out.print(
         f"Store: {settings.db}. Try: {command} compare --by ward --db {settings.db}\n"
-        f"      or: {command} counts --by ward --by-month --db {settings.db}\n"
+        f"      or: {command} soc rank --db {settings.db}\n"
         f"      or: {command} --help",
         highlight=False,
     )
+    if serve_app:
+        _serve(settings, host, port, None, logins)
+
+
+def _serve(
+    settings: Settings, host: str, port: int, drop: Path | None, logins: dict[str, str] | None
+) -> None:
+    import uvicorn
+
+    from placeharm.web.app import create_app
+
+    out.print(f"\n[bold]Dashboard: http://{host}:{port}/[/]  (Ctrl+C to stop)", highlight=False)
+    if logins:
+        out.print("Demo sign-ins (one per role; demo only):", highlight=False)
+        for username, password in logins.items():
+            out.print(f"  {username:<11} {password}", highlight=False)
+    if drop:
+        out.print(f"Watching {drop} for new files.", highlight=False)
+    uvicorn.run(create_app(settings, drop), host=host, port=port, log_level="warning")
+
+
+@app.command()
+def serve(
+    db: DbOption = None,
+    host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+    drop: Annotated[
+        Path | None, typer.Option(help="A folder to watch for new files to import.")
+    ] = None,
+) -> None:
+    """Start the dashboard on the store (sign in with an account; see `placeharm users`)."""
+    _serve(_settings(db), host, port, drop, None)
 
 
 @areas_app.command("import")

@@ -329,6 +329,10 @@ def import_entity(
         lines.append(start)
     frame = pl.DataFrame(rows, schema=_schema(spec) | {"synthetic": pl.Boolean}, orient="row")
     frame = frame.with_columns(pl.Series("source_line", lines, dtype=pl.Int64))
+    if spec.located:
+        frame = frame.with_columns(
+            (pl.col("latitude").is_not_null() & pl.col("longitude").is_not_null()).alias("located")
+        )
     with store.transaction():
         import_id = store.next_import_ids(1)[0]
         frame = frame.with_columns(pl.lit(import_id, dtype=pl.Int64).alias("import_id"))
@@ -425,7 +429,7 @@ def _store_rows(
         return result
     key = list(spec.key)
     stored = store.soc_keyed_rows(spec.table, key, frame)
-    content = [*spec.columns, "synthetic"]
+    content = [*spec.columns, "synthetic", *(["located"] if spec.located else [])]
     if stored.is_empty():
         new, existing = frame, frame.clear()
     else:

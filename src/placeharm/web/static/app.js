@@ -6,6 +6,7 @@ const page = dataNode ? JSON.parse(dataNode.textContent) : null;
 
 // A colour-blind-safe sequential palette (viridis, 5 steps) and matching point colours.
 const VIRIDIS = ["#fde725", "#5ec962", "#21918c", "#3b528b", "#440154"];
+const NONE = "#e4e4e4";
 const POINTS = { crimes: "#3b528b", incidents: "#e66101", intelligence: "#1b7837" };
 const BLANK_STYLE = {
   version: 8,
@@ -63,9 +64,14 @@ async function overviewMap() {
   if (!node || !window.maplibregl) return;
   const query = new URLSearchParams(page.filters).toString();
   const geo = await (await fetch(`/api/overview.geojson?${query}`)).json();
-  const values = geo.features.map((f) => f.properties.soc_harm || 0).sort((a, b) => a - b);
-  const q = (p) => values[Math.min(values.length - 1, Math.floor(p * values.length))];
+  // classes over the areas with any SOC harm; areas with none are grey
+  const values = geo.features.map((f) => f.properties.soc_harm || 0).filter((v) => v > 0).sort((a, b) => a - b);
+  const q = (p) => values.length ? values[Math.min(values.length - 1, Math.floor(p * values.length))] : 1;
   const breaks = [q(0.2), q(0.4), q(0.6), q(0.8)];
+  for (let i = 0; i < breaks.length; i++) {  // step stops must rise strictly
+    const floor = i ? breaks[i - 1] : 0;
+    if (!(breaks[i] > floor)) breaks[i] = floor + 1e-6;
+  }
   const box = bounds(geo.features.map((f) => f.geometry.coordinates));
   const map = new maplibregl.Map({ container: node, style: BLANK_STYLE, bounds: [[box[0], box[1]], [box[2], box[3]]],
     fitBoundsOptions: { padding: 10 }, attributionControl: false });
@@ -73,7 +79,8 @@ async function overviewMap() {
   map.on("load", () => {
     map.addSource("areas", { type: "geojson", data: geo });
     map.addLayer({ id: "fill", type: "fill", source: "areas", paint: {
-      "fill-color": ["step", ["coalesce", ["get", "soc_harm"], 0], VIRIDIS[0], breaks[0], VIRIDIS[1], breaks[1], VIRIDIS[2], breaks[2], VIRIDIS[3], breaks[3], VIRIDIS[4]],
+      "fill-color": ["case", ["<=", ["coalesce", ["get", "soc_harm"], 0], 0], NONE,
+        ["step", ["get", "soc_harm"], VIRIDIS[0], breaks[0], VIRIDIS[1], breaks[1], VIRIDIS[2], breaks[2], VIRIDIS[3], breaks[3], VIRIDIS[4]]],
       "fill-opacity": 0.85 } });
     map.addLayer({ id: "line", type: "line", source: "areas", paint: { "line-color": "#333", "line-width": 0.5 } });
     map.on("click", "fill", (e) => { window.location.href = `/ward/${e.features[0].properties.area_code}?${query}`; });
@@ -82,7 +89,8 @@ async function overviewMap() {
   const legend = document.getElementById("legend");
   if (legend) {
     const edges = [0, ...breaks].map((v) => Math.round(v).toLocaleString("en-GB"));
-    legend.innerHTML = "SOC primary harm score: " + VIRIDIS.map((c, i) => `<span style="background:${c}"></span>${edges[i]}${i < 4 ? "–" + edges[i + 1] : "+"}`).join(" ");
+    legend.innerHTML = `SOC primary harm score: <span style="background:${NONE}"></span>none ` +
+      VIRIDIS.map((c, i) => `<span style="background:${c}"></span>${i < 4 ? "up to " + edges[i + 1] : edges[4] + " or more"}`).join(" ");
   }
 }
 
