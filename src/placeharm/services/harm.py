@@ -216,7 +216,7 @@ def rank(
     populations, pop_meta = population_for(store, by, last.year)
     total_harm = float(table["harm"].sum())
     table = (
-        table.join(populations, on="area_code", how="left")
+        table.join(populations, on="area_code", how="left", maintain_order="left")
         .with_columns(
             (pl.col("harm") / total_harm if total_harm else pl.lit(None, pl.Float64)).alias(
                 "harm_share"

@@ -127,7 +127,7 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
     sparks = trend.group_by("area_code", maintain_order=True).agg(
         pl.col("harm").round(1).alias("monthly_harm")
     )
-    table = table.join(sparks, on="area_code", how="left")
+    table = table.join(sparks, on="area_code", how="left", maintain_order="left")
     rising = table.filter(pl.col("change").is_not_null()).sort("change", descending=True).head(5)
     keep = [
         "rank",

@@ -176,7 +176,8 @@ def soc_rank(
         "rank_movement",
     ]
     measure_cols = [c for m in measure_set.measures for c in (m.id, f"{m.id}_harm")]
-    table = table.select(lead + measure_cols)
+    # parallel sums can differ in the last bits between runs: state figures to 1e-6
+    table = table.select(lead + measure_cols).with_columns(pl.col(pl.Float64).round(6))
     notes = []
     if held is None:
         notes.append(
@@ -264,8 +265,10 @@ def ward_view(
                 .otherwise(fill)
             )
         table = table.with_columns(fill.alias(name))
-    table = table.with_columns(pl.col("month").dt.strftime("%Y-%m")).select(
-        "month", "crimes", "asb", "soc_crimes", "incidents", "intelligence", "disruptions"
+    table = (
+        table.sort("month")
+        .with_columns(pl.col("month").dt.strftime("%Y-%m"))
+        .select("month", "crimes", "asb", "soc_crimes", "incidents", "intelligence", "disruptions")
     )
     ranked = soc_rank(store, by, first, last, index, measures)
     row = ranked.table.filter(pl.col("area_code") == code).row(0, named=True)

@@ -253,6 +253,17 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         page = build(pages.ward, user, code, f)
         return render(request, "briefing.html" if briefing else "ward.html", page, user)
 
+    @app.get("/api/ward/{code}.csv")
+    def ward_csv(
+        request: Request,
+        code: str,
+        to: str | None = None,
+        by: str | None = None,
+        user: User = Depends(signed_in),
+    ) -> Response:
+        f = _filters(by, request.query_params.get("from"), to, None)
+        return _csv(build(pages.ward, user, code, f).tables["monthly"], f"ward-{code}.csv")
+
     @app.get("/api/ward/{code}")
     def ward_api(
         request: Request,
@@ -264,17 +275,6 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     ) -> Any:
         f = _filters(by, request.query_params.get("from"), to, index)
         return _json(build(pages.ward, user, code, f).to_json())
-
-    @app.get("/api/ward/{code}.csv")
-    def ward_csv(
-        request: Request,
-        code: str,
-        to: str | None = None,
-        by: str | None = None,
-        user: User = Depends(signed_in),
-    ) -> Response:
-        f = _filters(by, request.query_params.get("from"), to, None)
-        return _csv(build(pages.ward, user, code, f).tables["monthly"], f"ward-{code}.csv")
 
     # -- CHB -------------------------------------------------------------------------------
     @app.get("/chb/{site}", response_class=HTMLResponse, include_in_schema=False)
