@@ -83,10 +83,12 @@ class Filters:
 
 
 def data_as_of(store: Store) -> dict[str, Any]:
+    """What every page shows: the newest import, and whether DEMO DATA is held."""
     import_id, finished = store.latest_import()
     return {
         "import_id": import_id,
         "data_as_of": finished.isoformat(timespec="seconds") if finished else None,
+        "synthetic": store.soc_summary()[2],
     }
 
 

@@ -11,7 +11,6 @@ import asyncio
 import io
 import json
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -32,7 +31,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from placeharm.config import Settings
-from placeharm.errors import DataError, NotFound, PermissionDenied, PlaceharmError
+from placeharm.errors import NotFound, PermissionDenied, PlaceharmError
 from placeharm.services import auth, pages, policy
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
@@ -468,12 +467,11 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         if value != value:
             return "—"
+        if value == 0:
+            return "0"
         return f"{value:,.1f}" if abs(value) >= 1 else f"{value:.3f}"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
-
-
-__all__ = ["DataError", "create_app", "time"]

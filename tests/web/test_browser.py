@@ -1,0 +1,198 @@
+"""The dashboard in Debian's Chromium (Playwright): every role signs in, the filters work, a
+ward opens, a CSV downloads, a live update arrives after an upload, axe finds no serious or
+critical accessibility violations, and no request leaves the machine. Screenshots of every
+page are kept in test-artefacts/screenshots/."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from placeharm.config import load_settings
+from placeharm.services import auth
+from placeharm.web.app import create_app
+
+from .conftest import ROLES
+
+CHROMIUM = os.environ.get("PLACEHARM_CHROMIUM", "/usr/lib/chromium/chromium")
+SHOTS = Path(os.environ.get("PLACEHARM_TEST_ARTEFACTS", "test-artefacts")) / "screenshots"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WARD = "E05001111"
+
+playwright = pytest.importorskip("playwright.sync_api")
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        raise RuntimeError(f"Chromium not found at {CHROMIUM}: .ci/run installs it")
+    pytest.skip(f"Chromium not installed at {CHROMIUM}", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    drop = tmp_path_factory.mktemp("drop")
+    config = uvicorn.Config(
+        create_app(load_settings(db=demo_db), drop),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "the server did not start"
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+class Visit:
+    """A signed-in page that refuses (and records) every request off this machine."""
+
+    def __init__(self, browser: object, base: str, role: str) -> None:
+        self.base = base
+        self.outside: list[str] = []
+        self.errors: list[str] = []
+        self.context = browser.new_context(
+            viewport={"width": 1280, "height": 900},  # type: ignore[attr-defined]
+            accept_downloads=True,
+        )
+        self.page = self.context.new_page()
+        self.page.route("**/*", self._route)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.goto(f"{base}/login")
+        self.page.fill("#username", role)
+        self.page.fill("#password", f"{role}{auth.DEMO_PASSWORD_SUFFIX}")
+        self.page.click("form.login button[type=submit]")
+        self.page.wait_for_url(f"{base}/overview*")
+
+    def _route(self, route: object) -> None:
+        url = route.request.url  # type: ignore[attr-defined]
+        if url.startswith(self.base):
+            route.continue_()  # type: ignore[attr-defined]
+        else:
+            self.outside.append(url)
+            route.abort()  # type: ignore[attr-defined]
+
+    def open(self, path: str, shot: str) -> None:
+        self.page.goto(self.base + path)
+        self.page.wait_for_load_state("networkidle")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / f"{shot}.png"), full_page=True)
+
+    def axe(self) -> list[dict]:
+        from axe_playwright_python.sync_playwright import Axe
+
+        results = Axe().run(self.page)
+        return [
+            v for v in results.response["violations"] if v.get("impact") in ("serious", "critical")
+        ]
+
+    def close(self) -> None:
+        assert not self.outside, f"requests left the machine: {self.outside}"
+        assert not self.errors, f"browser errors: {self.errors}"
+        self.context.close()
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_role_signs_in_and_pages_are_accessible(server: str, browser: object, role: str):
+    visit = Visit(browser, server, role)
+    pages = {
+        "overview": "/overview",
+        "ward": f"/ward/{WARD}",
+        "chb": "/chb/DEMO-CHB1",
+        "records": "/records?kind=crimes",
+        "help": "/help",
+    }
+    if role in ("officer", "analyst", "supervisor", "admin"):
+        pages["nominals"] = "/records?kind=nominals"
+    if role == "admin":
+        pages["admin"] = "/admin"
+    for name, path in pages.items():
+        visit.open(path, f"{role}-{name}")
+        assert "OFFICIAL-SENSITIVE" in visit.page.inner_text("body")
+        assert "DEMO DATA" in visit.page.inner_text("body")
+        violations = visit.axe()
+        assert not violations, (role, name, [(v["id"], v["help"]) for v in violations])
+    visit.close()
+
+
+def test_filters_ward_and_csv_export(server: str, browser: object):
+    visit = Visit(browser, server, "analyst")
+    page = visit.page
+    visit.open("/overview", "analyst-overview-default")
+    page.fill("input[name=from]", "2021-12")
+    page.fill("input[name=to]", "2022-02")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**/overview?*from=2021-12*")
+    assert "2021-12 to 2022-02" in page.inner_text("main")
+    page.click(f"#ranking a[href^='/ward/{WARD}']")
+    page.wait_for_url(f"**/ward/{WARD}*")
+    page.wait_for_load_state("networkidle")
+    assert "from=2021-12" in page.url  # the filters travel with the link
+    page.screenshot(path=str(SHOTS / "analyst-ward-filtered.png"), full_page=True)
+    assert page.locator("#map canvas").count() == 1  # the map drew, offline
+    visit.open("/records?kind=intelligence", "analyst-records-intelligence")
+    with page.expect_download() as download:
+        page.click("text=Export CSV")
+    saved = Path(download.value.path())
+    text = saved.read_text()
+    assert text.startswith("# OFFICIAL-SENSITIVE") and "intel_id" in text
+    visit.close()
+
+
+def test_live_update_arrives_after_an_upload(server: str, browser: object, demo_db: Path):
+    watcher = Visit(browser, server, "officer")
+    visit_admin = Visit(browser, server, "admin")
+    watcher.open("/overview", "officer-overview-before-upload")
+    watcher.page.wait_for_function(
+        "document.getElementById('live-status').textContent.includes('Live')", timeout=10_000
+    )
+    before = watcher.page.inner_text("#as-of")
+    visit_admin.open("/admin", "admin-upload-form")
+    upload = Path(str(SHOTS.parent / "upload-groups.csv"))
+    upload.write_text("group_id,group_type,name\nLIVE-G1,OCG,Live upload test group\n")
+    visit_admin.page.select_option("select[name=kind]", "groups")
+    visit_admin.page.set_input_files("input[name=file]", str(upload))
+    started = time.perf_counter()
+    visit_admin.page.click("#upload button[type=submit]")
+    visit_admin.page.wait_for_selector("#upload-result p", timeout=10_000)
+    assert "inserted 1" in visit_admin.page.inner_text("#upload-result")
+    watcher.page.wait_for_function(
+        f"document.getElementById('as-of').textContent !== {before!r}", timeout=5_000
+    )
+    elapsed = time.perf_counter() - started
+    watcher.page.screenshot(path=str(SHOTS / "officer-overview-after-upload.png"))
+    assert elapsed < 3, f"the update took {elapsed:.2f} s to arrive"
+    watcher.close()
+    visit_admin.close()
