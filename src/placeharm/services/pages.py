@@ -162,7 +162,7 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
     )
 
 
-def area_geojson(store: Store, user: User, filters: Filters) -> dict[str, Any]:
+def area_geojson(store: Store, user: User, filters: Filters) -> Page:
     """The area polygons with the overview figures, for the map and for GIS."""
     page = overview(store, user, filters)
     scores = {r["area_code"]: r for r in page.tables["areas"].drop("monthly_harm").to_dicts()}
@@ -178,12 +178,13 @@ def area_geojson(store: Store, user: User, filters: Filters) -> dict[str, Any]:
                 "geometry": json.loads(shapely.to_geojson(geometry)),
             }
         )
-    return {
+    geojson = {
         "type": "FeatureCollection",
         "features": features,
         "marking": MARKING,
         "data_as_of": page.data["data_as_of"],
     }
+    return Page("geojson", page.title, geojson)
 
 
 def ward(store: Store, user: User, code: str, filters: Filters) -> Page:

@@ -11,6 +11,7 @@ import asyncio
 import io
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -47,6 +48,34 @@ VENDOR = {
 }
 
 
+class PageCache:
+    """Built pages by (page, user, arguments, data version): LRU, cleared when data changes.
+    The user is part of the key, so one role's page is never served to another."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[Any, ...], Page] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Page | None:
+        with self._lock:
+            page = self._items.get(key)
+            if page is not None:
+                self._items.move_to_end(key)
+            return page
+
+    def put(self, key: tuple[Any, ...], page: Page) -> None:
+        with self._lock:
+            self._items[key] = page
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
 class State:
     """The store and what the live machinery needs, shared by every request."""
 
@@ -60,6 +89,7 @@ class State:
         self.version = 0
         self.loop: asyncio.AbstractEventLoop | None = None
         self.importer = Importer(self)
+        self.cache = PageCache()
         self.watcher: DropFolder | None = None
 
     @contextmanager
@@ -70,6 +100,7 @@ class State:
     def notify(self) -> None:
         """Tell every open page that data changed (called from any thread)."""
         self.version += 1
+        self.cache.clear()
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self.changed.set)
 
@@ -145,8 +176,15 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         )
 
     def build(fn: Callable[..., Page], *args: Any) -> Page:
+        """A page's data, built once per (page, user, arguments) until new data arrives."""
+        key = (fn.__name__, *map(repr, args), state.version)
+        cached = state.cache.get(key)
+        if cached is not None:
+            return cached
         with state.use() as store:
-            return fn(store, *args)
+            page = fn(store, *args)
+        state.cache.put(key, page)
+        return page
 
     # -- sign in -------------------------------------------------------------------------
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
@@ -234,8 +272,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         user: User = Depends(signed_in),
     ) -> Any:
         f = _filters(by, request.query_params.get("from"), to, index)
-        with state.use() as store:
-            return _json(pages.area_geojson(store, user, f), "application/geo+json")
+        return _json(build(pages.area_geojson, user, f).data, "application/geo+json")
 
     # -- ward ------------------------------------------------------------------------------
     @app.get("/ward/{code}", response_class=HTMLResponse, include_in_schema=False)
