@@ -18,14 +18,7 @@ from placeharm.services.harm import HarmResult
 from placeharm.services.queries import gap_months
 from placeharm.soc.generate import Overlay, generate
 from placeharm.soc.importer import import_entity
-from placeharm.soc.measures import (
-    MeasureSet,
-    SocFrames,
-    evaluate,
-    for_period,
-    load_frames,
-    load_measures,
-)
+from placeharm.soc.measures import MeasureSet, load_frames, load_measures, score
 from placeharm.store.base import Store
 
 CHB_SET = "chb"
@@ -94,24 +87,20 @@ def _synthetic(store: Store) -> bool:
 
 
 def _scores(
-    areas: pl.DataFrame,
-    loaded: SocFrames,
-    first: dt.date,
-    last: dt.date,
-    index: HarmIndex,
-    measures: MeasureSet,
+    areas: pl.DataFrame, scored: pl.DataFrame, period: str, measures: MeasureSet
 ) -> pl.DataFrame:
-    """area_code, then <measure> count and <measure>_harm per measure, and soc_harm."""
-    start, end = _dates(first, last)
-    frames = for_period(loaded, start, end)
-    table = areas
-    harm_cols = []
+    """Every area with each measure's count and harm in one period, and soc_harm."""
+    rows = scored.filter(pl.col("period") == period).drop("period")
+    table = areas.join(rows, on="area_code", how="left")
+    fills = []
     for m in measures.measures:
-        per = evaluate(m, frames, index).rename({"count": m.id, "harm": f"{m.id}_harm"})
-        table = table.join(per, on="area_code", how="left").with_columns(
-            pl.col(m.id).fill_null(0), pl.col(f"{m.id}_harm").fill_null(0.0)
-        )
-        harm_cols.append(f"{m.id}_harm")
+        for col, zero in ((m.id, 0), (f"{m.id}_harm", 0.0)):
+            if col in table.columns:
+                fills.append(pl.col(col).fill_null(zero))
+            else:
+                fills.append(pl.lit(zero).alias(col))
+    table = table.with_columns(fills)
+    harm_cols = [f"{m.id}_harm" for m in measures.measures]
     return table.with_columns(pl.sum_horizontal(harm_cols).alias("soc_harm"))
 
 
@@ -134,9 +123,11 @@ def soc_rank(
     months = month_range(first, last)
     prev_first, prev_last = _shift(first, -len(months)), _shift(first, -1)
     loaded = load_frames(store, by, prev_first, _dates(first, last)[1], harm_index)
+    periods = {"now": _dates(first, last), "previous": _dates(prev_first, prev_last)}
+    scored = score(loaded, measure_set.measures, harm_index, periods)
     areas = store.area_list(by)
-    now = _scores(areas, loaded, first, last, harm_index, measure_set)
-    before = _scores(areas, loaded, prev_first, prev_last, harm_index, measure_set).select(
+    now = _scores(areas, scored, "now", measure_set)
+    before = _scores(areas, scored, "previous", measure_set).select(
         "area_code", pl.col("soc_harm").alias("previous_soc_harm")
     )
     total = float(now["soc_harm"].sum())

@@ -162,8 +162,9 @@ def _check_filters(where: str, filters: dict[str, object]) -> list[str]:
 class SocFrames:
     """The SOC records of one period, each with the area of the queried set."""
 
-    force_crimes: pl.DataFrame  # + group_types (list), weight
-    nominals: pl.DataFrame  # resident nominals: nominal_id, area_code, flags
+    force_crimes: pl.DataFrame  # one row per crime, with weight
+    nominals: pl.DataFrame  # home addresses (dates, area_code) with the nominal's flags
+    links: pl.DataFrame  # crime_ref, role, group_type of linked group members
     intelligence: pl.DataFrame
     partner_events: pl.DataFrame
     incidents: pl.DataFrame
@@ -178,38 +179,36 @@ _NOMINAL_COLUMNS = ["nominal_id", *_NOMINAL_FLAGS]
 
 def load_frames(s: Store, by: str, first: dt.date, last: dt.date, index: HarmIndex) -> SocFrames:
     """Read the SOC records of [first, last] (dates) once: only the columns and rows needed."""
-    crimes = s.soc_frame("soc_force_crimes", by, ("recorded_date", first, last)).select(
-        "crime_ref",
-        "recorded_date",
-        "offence_code",
-        "crime_type",
-        "firearms_discharged",
-        "cannabis_production",
-        "area_code",
+    crimes = s.soc_frame(
+        "soc_force_crimes",
+        by,
+        ("recorded_date", first, last),
+        [
+            "crime_ref",
+            "recorded_date",
+            "offence_code",
+            "crime_type",
+            "firearms_discharged",
+            "cannabis_production",
+        ],
     )
-    links = s.soc_frame("soc_nominal_crimes").select("nominal_id", "crime_ref", "role")
-    members = s.soc_frame("soc_memberships").select("group_id", "nominal_id")
-    groups = s.soc_frame("soc_groups").select("group_id", "group_type")
-    linked = (
-        links.join(crimes.select("crime_ref"), on="crime_ref", how="semi")
-        .join(members, on="nominal_id")
-        .join(groups, on="group_id")
-        .group_by("crime_ref", "role")
-        .agg(pl.col("group_type").unique().alias("group_types"))
-    )
-    crimes = weigh(crimes, index)
+    links = s.soc_crime_links(first, last)
     homes = (
-        s.soc_frame("soc_addresses", by)
-        .filter(pl.col("link_type") == "home")
-        .select("nominal_id", "from_date", "to_date", "area_code")
-    )
-    nominals = s.soc_frame("soc_nominals").select(_NOMINAL_COLUMNS)
-    return SocFrames(
-        crimes.join(linked, on="crime_ref", how="left"),
-        homes.join(nominals, on="nominal_id", how="inner"),
         s.soc_frame(
-            "soc_intelligence", by, ("reported_date", first, last), ["reported_date", "topics"]
-        ),
+            "soc_addresses", by, columns=["nominal_id", "link_type", "from_date", "to_date"]
+        )
+        .filter(pl.col("link_type") == "home")
+        .drop("link_type")
+    )
+    nominals = s.soc_frame("soc_nominals", columns=_NOMINAL_COLUMNS)
+    intel = s.soc_frame(
+        "soc_intelligence", by, ("reported_date", first, last), ["reported_date", "topics"]
+    )
+    return SocFrames(
+        weigh(crimes, index),
+        homes.join(nominals, on="nominal_id", how="inner"),
+        links,
+        intel.with_columns(pl.col("topics").fill_null("").str.split(";").alias("topic_list")),
         s.soc_frame(
             "soc_partner_events",
             by,
@@ -222,78 +221,122 @@ def load_frames(s: Store, by: str, first: dt.date, last: dt.date, index: HarmInd
     )
 
 
-def for_period(frames: SocFrames, first: dt.date, last: dt.date) -> SocFrames:
-    """The records of [first, last] out of frames loaded for a longer span; nominals placed
-    by the home address current in the period (the latest whose dates overlap it)."""
-    nominals = (
-        frames.nominals.filter(
+def _placed(nominals: pl.DataFrame, first: dt.date, last: dt.date) -> pl.DataFrame:
+    """Each nominal at the home address current in [first, last] (the latest overlapping)."""
+    return (
+        nominals.filter(
             (pl.col("from_date").is_null() | (pl.col("from_date") <= last))
             & (pl.col("to_date").is_null() | (pl.col("to_date") >= first))
         )
         .sort("from_date", nulls_last=False)
         .unique("nominal_id", keep="last")
     )
-    return SocFrames(
-        _between(frames.force_crimes, "recorded_date", first, last),
-        nominals,
-        _between(frames.intelligence, "reported_date", first, last),
-        _between(frames.partner_events, "event_date", first, last),
-        _between(frames.incidents, "occurred_date", first, last),
-    )
 
 
-def evaluate(measure: Measure, frames: SocFrames, index: HarmIndex) -> pl.DataFrame:
-    """Per area: count and harm of one measure (area_code, count, harm)."""
+def _mask(measure: Measure, frames: SocFrames) -> pl.Expr:
+    """Which rows of the measure's source it counts."""
     f = measure.filters
+    mask = pl.lit(True)
     if measure.source == "force_crimes":
-        roles = list(f.get("link_roles") or ["suspect", "offender"])  # type: ignore[call-overload]
-        frame = frames.force_crimes
         if f.get("linked_group_type"):
             wanted = str(f["linked_group_type"])
-            hit = pl.col("role").is_in(roles) & (
-                pl.col("group_types").list.len() > 0
-                if wanted == "any"
-                else pl.col("group_types").list.contains(wanted)
-            )
-            refs = frame.filter(hit.fill_null(False))["crime_ref"].unique()
-            frame = frame.filter(pl.col("crime_ref").is_in(refs.implode()))
-        frame = frame.unique("crime_ref")
+            roles = list(f.get("link_roles") or ["suspect", "offender"])  # type: ignore[call-overload]
+            hit = frames.links.filter(pl.col("role").is_in(roles))
+            if wanted != "any":
+                hit = hit.filter(pl.col("group_type") == wanted)
+            mask &= pl.col("crime_ref").is_in(hit["crime_ref"].unique().implode())
         if f.get("offence_codes"):
-            frame = frame.filter(pl.col("offence_code").is_in(list(f["offence_codes"])))  # type: ignore[call-overload]
+            mask &= pl.col("offence_code").is_in(list(f["offence_codes"]))  # type: ignore[call-overload]
         if f.get("crime_types"):
-            frame = frame.filter(pl.col("crime_type").is_in(list(f["crime_types"])))  # type: ignore[call-overload]
+            mask &= pl.col("crime_type").is_in(list(f["crime_types"]))  # type: ignore[call-overload]
         if f.get("flag"):
-            frame = frame.filter(pl.col(str(f["flag"])))
+            mask &= pl.col(str(f["flag"]))
     elif measure.source == "nominals":
         flags = list(f.get("flags_any") or [])  # type: ignore[call-overload]
-        frame = (
-            frames.nominals.filter(pl.any_horizontal(pl.col(c) for c in flags))
-            if flags
-            else frames.nominals
-        )
+        if flags:
+            mask &= pl.any_horizontal(pl.col(c) for c in flags)
     elif measure.source == "intelligence":
         topics = list(f.get("topics_any") or [])  # type: ignore[call-overload]
-        frame = frames.intelligence
         if topics:
-            frame = frame.filter(
-                pl.col("topics")
-                .fill_null("")
-                .str.split(";")
-                .list.set_intersection(topics)
-                .list.len()
-                > 0
-            )
+            mask &= pl.col("topic_list").list.set_intersection(topics).list.len() > 0
     elif measure.source == "partner_events":
-        frame = frames.partner_events
         for key in ("event_type", "partner"):
             if f.get(key):
-                frame = frame.filter(pl.col(key) == str(f[key]))
-    else:
-        frame = frames.incidents
-        if f.get("incident_types"):
-            frame = frame.filter(pl.col("incident_type").is_in(list(f["incident_types"])))  # type: ignore[call-overload]
-    fixed = measure.weight_value(index)
-    harm = pl.col("weight").fill_null(0.0).sum() if fixed is None else pl.len() * fixed
-    return frame.group_by("area_code").agg(
-        pl.len().cast(pl.Int64).alias("count"), harm.cast(pl.Float64).alias("harm")
-    )
+                mask &= pl.col(key) == str(f[key])
+    elif f.get("incident_types"):
+        mask &= pl.col("incident_type").is_in(list(f["incident_types"]))  # type: ignore[call-overload]
+    return mask.fill_null(False)
+
+
+_DATED = {
+    "force_crimes": ("force_crimes", "recorded_date"),
+    "intelligence": ("intelligence", "reported_date"),
+    "partner_events": ("partner_events", "event_date"),
+    "incidents": ("incidents", "occurred_date"),
+}
+
+
+def score(
+    frames: SocFrames,
+    measures: tuple[Measure, ...],
+    index: HarmIndex,
+    periods: dict[str, tuple[dt.date, dt.date]],
+) -> pl.DataFrame:
+    """Per (area_code, period): each measure's count (`<id>`) and harm (`<id>_harm`).
+
+    One pass per source over all periods; people are placed per period by home address.
+    """
+    parts: list[pl.DataFrame] = []
+
+    def aggs(source: str) -> list[pl.Expr]:
+        out = []
+        for m in (m for m in measures if m.source == source):
+            mask = _mask(m, frames)
+            fixed = m.weight_value(index)
+            weight = pl.col("weight").fill_null(0.0) if fixed is None else pl.lit(fixed)
+            out += [
+                mask.sum().cast(pl.Int64).alias(m.id),
+                pl.when(mask)
+                .then(weight)
+                .otherwise(0.0)
+                .sum()
+                .cast(pl.Float64)
+                .alias(f"{m.id}_harm"),
+            ]
+        return out
+
+    for source, (attr, date_col) in _DATED.items():
+        expressions = aggs(source)
+        if not expressions:
+            continue
+        period = pl.lit(None, pl.String)
+        for name, (first, last) in reversed(list(periods.items())):
+            period = (
+                pl.when(pl.col(date_col).is_between(first, last))
+                .then(pl.lit(name))
+                .otherwise(period)
+            )
+        frame = getattr(frames, attr).with_columns(period.alias("period"))
+        parts.append(
+            frame.filter(pl.col("period").is_not_null())
+            .group_by("area_code", "period")
+            .agg(expressions)
+        )
+    expressions = aggs("nominals")
+    if expressions:
+        for name, (first, last) in periods.items():
+            placed = _placed(frames.nominals, first, last)
+            parts.append(
+                placed.group_by("area_code")
+                .agg(expressions)
+                .with_columns(pl.lit(name).alias("period"))
+            )
+    keys = ["area_code", "period"]
+    columns = [c for m in measures for c in (m.id, f"{m.id}_harm")]
+    if not parts:
+        return pl.DataFrame(schema=dict.fromkeys(keys, pl.String))
+    out = parts[0]
+    for part in parts[1:]:
+        out = out.join(part, on=keys, how="full", coalesce=True, nulls_equal=True)
+    present = [c for c in columns if c in out.columns]
+    return out.select(keys + present)

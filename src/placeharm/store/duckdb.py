@@ -582,6 +582,19 @@ class DuckDBStore:
             [first, last],
         )
 
+    def soc_crime_links(self, first: dt.date, last: dt.date) -> pl.DataFrame:
+        """crime_ref, role and group_type for every force crime of [first, last] linked to a
+        member of a group."""
+        return self._frame(
+            """SELECT DISTINCT nc.crime_ref, nc.role, g.group_type
+               FROM soc_nominal_crimes nc
+               JOIN soc_force_crimes fc ON fc.crime_ref = nc.crime_ref
+               JOIN soc_memberships m ON m.nominal_id = nc.nominal_id
+               JOIN soc_groups g ON g.group_id = m.group_id
+               WHERE fc.recorded_date BETWEEN ? AND ?""",
+            [first, last],
+        )
+
     def soc_summary(self) -> tuple[dt.date | None, dt.date | None, bool]:
         """First and last date of the dated SOC records, and whether any nominal is synthetic."""
         row = self._one(
