@@ -13,7 +13,7 @@ import json
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -110,7 +110,22 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["MARKING"] = MARKING
     templates.env.filters["fmt"] = _fmt
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.loop = asyncio.get_running_loop()
+        if drop_folder is not None:
+            state.watcher = DropFolder(state, drop_folder)
+            state.watcher.start()
+        try:
+            yield
+        finally:
+            if state.watcher is not None:
+                state.watcher.stop()
+            state.store.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="placeharm",
         version="0.1",
         docs_url="/api/docs",
@@ -119,19 +134,6 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     )
     app.state.placeharm = state
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
-
-    @app.on_event("startup")
-    async def _start() -> None:
-        state.loop = asyncio.get_running_loop()
-        if drop_folder is not None:
-            state.watcher = DropFolder(state, drop_folder)
-            state.watcher.start()
-
-    @app.on_event("shutdown")
-    async def _stop() -> None:
-        if state.watcher is not None:
-            state.watcher.stop()
-        state.store.close()
 
     def current_user(request: Request) -> User | None:
         with state.use() as store:
