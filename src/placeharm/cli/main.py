@@ -310,6 +310,46 @@ def _serve(
     uvicorn.run(create_app(settings, drop), host=host, port=port, log_level="warning")
 
 
+users_app = typer.Typer(help="Local user accounts for the dashboard.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("add")
+def users_add(
+    username: Annotated[str, typer.Argument(help="Sign-in name.")],
+    role: Annotated[
+        str,
+        typer.Option(help="officer, analyst, supervisor, senior_leader, partner or admin."),
+    ],
+    name: Annotated[str, typer.Option(help="Display name (a role title, e.g. 'PCSO, Westgate').")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            help="At least 12 characters (asked for if not given).",
+        ),
+    ],
+    db: DbOption = None,
+) -> None:
+    """Create or replace a user account (argon2id password hash)."""
+    from placeharm.services.policy import Role
+
+    if role not in {r.value for r in Role}:
+        raise DataError(f"unknown role {role!r}; use one of: {', '.join(r.value for r in Role)}")
+    with _open(_settings(db)) as store:
+        auth_service.create_user(store, username, name, role, password)
+    out.print(f"User {username} ({role}) saved.", highlight=False)
+
+
+@users_app.command("list")
+def users_list(db: DbOption = None, fmt: FormatOption = Format.table) -> None:
+    """The user accounts (never their passwords)."""
+    with _open(_settings(db)) as store:
+        _emit(store.users(), fmt, "Users")
+
+
 @app.command()
 def serve(
     db: DbOption = None,
@@ -319,7 +359,7 @@ def serve(
         Path | None, typer.Option(help="A folder to watch for new files to import.")
     ] = None,
 ) -> None:
-    """Start the dashboard on the store (sign in with an account; see `placeharm users`)."""
+    """Start the dashboard on the store (accounts: `placeharm users add`)."""
     _serve(_settings(db), host, port, drop, None)
 
 
