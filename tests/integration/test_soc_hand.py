@@ -111,6 +111,10 @@ def test_soc_score_by_hand(hand):
     )
     assert b["soc_harm"] == 10 + 10 + 10 + 10 + 3
     assert (a["rank"], b["rank"]) == (1, 2)
+    # previous period 2020-07..2020-12: the same residents (20 in A, 10 in B) and C5, an OCG
+    # crime and drug supply offence in A in 2020-12 (10 + 10)
+    assert (a["previous_soc_harm"], b["previous_soc_harm"]) == (40.0, 10.0)
+    assert a["change"] == 53 - 40
     assert a["harm_share"] == pytest.approx(53 / 96)
     measures = {m["id"]: m for m in result.meta["measures"]}
     assert measures["ucg_pcg_members"]["weight_value"] == 5.0

@@ -142,3 +142,28 @@ def test_soc_views_on_the_demo(overlay_store):
     chb = soc.chb_view(store, "DEMO-CHB1")
     assert chb.table["phase"].to_list()[0] == "Before"
     assert "Before/after alone" in chb.notes[-1]
+
+
+def test_store_scoring_equals_the_reference_scoring(overlay_store):
+    """The SQL scoring used by `soc rank` agrees with the plain polars implementation."""
+    from placeharm.harm import load_index
+    from placeharm.soc.measures import load_frames, load_measures, score, score_in_store
+
+    store, _, _ = overlay_store
+    index, measures = load_index("css"), load_measures().measures
+    periods = {
+        "now": (dt.date(2022, 2, 1), dt.date(2022, 3, 31)),
+        "previous": (dt.date(2021, 11, 1), dt.date(2021, 12, 31)),
+    }
+    frames = load_frames(store, "ward", dt.date(2021, 11, 1), dt.date(2022, 3, 31), index)
+    keys = ["area_code", "period"]
+    reference = score(frames, measures, index, periods).sort(keys)
+    fast = score_in_store(store, "ward", measures, index, periods).sort(keys)
+    columns = reference.columns
+    assert fast.columns == columns
+    reference = reference.fill_null(0)
+    fast = fast.fill_null(0)
+    for col in columns[2:]:
+        left, right = reference[col].to_list(), fast[col].to_list()
+        assert left == pytest.approx(right), col
+    assert reference.select(keys).equals(fast.select(keys))

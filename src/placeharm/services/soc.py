@@ -18,7 +18,7 @@ from placeharm.services.harm import HarmResult
 from placeharm.services.queries import gap_months
 from placeharm.soc.generate import Overlay, generate
 from placeharm.soc.importer import import_entity
-from placeharm.soc.measures import MeasureSet, load_frames, load_measures, score
+from placeharm.soc.measures import MeasureSet, load_measures, score_in_store
 from placeharm.store.base import Store
 
 CHB_SET = "chb"
@@ -122,9 +122,8 @@ def soc_rank(
     measure_set = measures or load_measures()
     months = month_range(first, last)
     prev_first, prev_last = _shift(first, -len(months)), _shift(first, -1)
-    loaded = load_frames(store, by, prev_first, _dates(first, last)[1], harm_index)
     periods = {"now": _dates(first, last), "previous": _dates(prev_first, prev_last)}
-    scored = score(loaded, measure_set.measures, harm_index, periods)
+    scored = score_in_store(store, by, measure_set.measures, harm_index, periods)
     areas = store.area_list(by)
     now = _scores(areas, scored, "now", measure_set)
     before = _scores(areas, scored, "previous", measure_set).select(
@@ -148,7 +147,8 @@ def soc_rank(
         .with_columns((pl.col("rank_previous") - pl.col("rank")).alias("rank_movement"))
         .sort(["soc_harm", "area_code"], descending=[True, False])
     )
-    held = _held_range(store)
+    summary = store.soc_summary()
+    held = (summary[0], summary[1]) if summary[0] and summary[1] else None
     no_previous = held is None or held[0] > _dates(prev_first, prev_last)[1]
     if no_previous:
         table = table.with_columns(
@@ -185,7 +185,7 @@ def soc_rank(
             f"the previous period {prev_first:%Y-%m}..{prev_last:%Y-%m} starts before "
             f"the first SOC record held ({held[0]}): its scores may be low"
         )
-    synthetic = _synthetic(store)
+    synthetic = summary[2]
     if synthetic:
         notes.insert(0, DEMO_BANNER)
     meta: dict[str, object] = {

@@ -45,6 +45,14 @@ SOC_TABLES = (
     "soc_chb_phases",
 )
 RECORD_TABLES = ("crimes", "stop_searches", *SOC_LOCATED_TABLES)
+# measure sources with a date, and the force-crime flags a measure may test
+_SOC_DATED = {
+    "force_crimes": ("soc_force_crimes", "recorded_date"),
+    "intelligence": ("soc_intelligence", "reported_date"),
+    "partner_events": ("soc_partner_events", "event_date"),
+    "incidents": ("soc_incidents", "occurred_date"),
+}
+_SOC_FLAGS = ("firearms_discharged", "cannabis_production")
 _HASHED = {("crimes", "crime_hash"), ("outcomes", "crime_hash"), ("stop_searches", "search_hash")}
 _CRIME_HISTORY_COLS = ", ".join(
     f"c.{c}"
@@ -594,6 +602,172 @@ class DuckDBStore:
                WHERE fc.recorded_date BETWEEN ? AND ?""",
             [first, last],
         )
+
+    def _soc_condition(
+        self, source: str, mid: str, filters: dict[str, Any]
+    ) -> tuple[str, list[object]]:
+        """SQL condition (with parameters) for one measure's filters; see soc/measures.py."""
+        parts: list[str] = []
+        params: list[object] = []
+
+        def listed(column: str, values: list[Any]) -> None:
+            parts.append(f"{column} IN ({', '.join('?' for _ in values)})")
+            params.extend(str(v) for v in values)
+
+        if source == "force_crimes":
+            if filters.get("linked_group_type"):
+                parts.append(f"coalesce(l.{_safe_col('link_' + mid)}, FALSE)")
+            if filters.get("offence_codes"):
+                listed("t.offence_code", list(filters["offence_codes"]))
+            if filters.get("crime_types"):
+                listed("t.crime_type", list(filters["crime_types"]))
+            if filters.get("flag"):
+                flag = str(filters["flag"])
+                if flag not in _SOC_FLAGS:
+                    raise StoreError(f"unknown flag {flag!r}")
+                parts.append(f"t.{flag}")
+        elif source == "intelligence" and filters.get("topics_any"):
+            topics = [str(v) for v in filters["topics_any"]]
+            parts.append(
+                "("
+                + " OR ".join("contains(';' || coalesce(t.topics, '') || ';', ?)" for _ in topics)
+                + ")"
+            )
+            params.extend(f";{topic};" for topic in topics)
+        elif source == "partner_events":
+            for key in ("event_type", "partner"):
+                if filters.get(key):
+                    parts.append(f"t.{key} = ?")
+                    params.append(str(filters[key]))
+        elif source == "incidents" and filters.get("incident_types"):
+            listed("t.incident_type", list(filters["incident_types"]))
+        return " AND ".join(parts) or "TRUE", params
+
+    def soc_sums(
+        self,
+        source: str,
+        set_name: str,
+        periods: dict[str, tuple[dt.date, dt.date]],
+        measures: list[tuple[str, dict[str, Any], float | None]],
+        weights: tuple[pl.DataFrame, pl.DataFrame] | None,
+    ) -> pl.DataFrame:
+        """Per (area_code, period): each measure's count and harm, computed in one scan.
+
+        measures: (id, filters, fixed weight or None for the record's own harm weight);
+        weights: (offence_code, weight) and (crime_type, weight) frames for record weights.
+        """
+        table, date_col = _SOC_DATED[source]
+        select: list[str] = [f"{_area_col(set_name)} AS area_code"]
+        params: list[object] = []
+        case = ["CASE"]
+        for name, (first, last) in periods.items():
+            case.append(f"WHEN t.{date_col} BETWEEN ? AND ? THEN ?")
+            params += [first, last, name]
+        select.append(" ".join([*case, "END AS period"]))
+        for mid, filters, fixed in measures:
+            col = _safe_col(mid)
+            harm = _safe_col(f"{mid}_harm")
+            condition, cond_params = self._soc_condition(source, mid, filters)
+            select.append(f"count(*) FILTER (WHERE {condition})::BIGINT AS {col}")
+            params += cond_params
+            if fixed is None:
+                select.append(
+                    f"coalesce(sum(coalesce(cw.weight, tw.weight)) FILTER (WHERE {condition}), 0)"
+                    f"::DOUBLE AS {harm}"
+                )
+                params += cond_params
+            else:
+                select.append(f"(count(*) FILTER (WHERE {condition})) * ?::DOUBLE AS {harm}")
+                params += [*cond_params, fixed]
+        join = ""
+        linked = [(mid, f) for mid, f, _ in measures if f.get("linked_group_type")]
+        cte, cte_params = "", []
+        if linked:
+            flags = []
+            for mid, f in linked:
+                roles = list(f.get("link_roles") or ["suspect", "offender"])
+                wanted = str(f["linked_group_type"])
+                test = f"nc.role IN ({', '.join('?' for _ in roles)})"
+                cte_params += roles
+                if wanted != "any":
+                    test += " AND g.group_type = ?"
+                    cte_params.append(wanted)
+                flags.append(f"bool_or({test}) AS {_safe_col('link_' + mid)}")
+            cte = (
+                f"WITH l AS (SELECT nc.crime_ref, {', '.join(flags)} FROM soc_nominal_crimes nc "
+                "JOIN soc_memberships m ON m.nominal_id = nc.nominal_id "
+                "JOIN soc_groups g ON g.group_id = m.group_id GROUP BY nc.crime_ref) "
+            )
+            join += " LEFT JOIN l ON l.crime_ref = t.crime_ref"
+        if weights is not None:
+            self._register("_code_w", weights[0])
+            self._register("_type_w", weights[1])
+            join += (
+                " LEFT JOIN _code_w cw ON cw.offence_code = t.offence_code"
+                " LEFT JOIN _type_w tw ON tw.crime_type = t.crime_type"
+            )
+        spans = list(periods.values())
+        first = min(p[0] for p in spans)
+        last = max(p[1] for p in spans)
+        try:
+            return self._frame(
+                f"{cte}SELECT {', '.join(select)} FROM {table} t{join} "
+                f"WHERE t.{date_col} BETWEEN ? AND ? GROUP BY ALL",
+                [*cte_params, *params, first, last],
+            ).filter(pl.col("period").is_not_null())
+        finally:
+            if weights is not None:
+                self._con.unregister("_code_w")
+                self._con.unregister("_type_w")
+
+    _NOMINAL_FLAGS = (
+        "ocg_member",
+        "priority_individual",
+        "pcg_member",
+        "ucg_member",
+        "cce_perpetrator",
+        "cce_victim",
+        "cse_perpetrator",
+        "cse_victim",
+    )
+
+    def soc_resident_sums(
+        self,
+        set_name: str,
+        periods: dict[str, tuple[dt.date, dt.date]],
+        measures: list[tuple[str, list[str], float]],
+    ) -> pl.DataFrame:
+        """Per (area_code, period): nominals living there (home address current in the
+        period, the latest if several) with any of each measure's flags, and count x weight.
+
+        measures: (id, flags_any, weight)."""
+        unions, params = [], []
+        for name, (first, last) in periods.items():
+            unions.append(
+                f"SELECT * FROM (SELECT ?::VARCHAR AS period, a.nominal_id, "
+                f"{_area_col(set_name)} AS area_code, row_number() OVER (PARTITION BY "
+                "a.nominal_id ORDER BY a.from_date DESC NULLS LAST) AS k "
+                "FROM soc_addresses a WHERE a.link_type = 'home' "
+                "AND (a.from_date IS NULL OR a.from_date <= ?) "
+                "AND (a.to_date IS NULL OR a.to_date >= ?)) WHERE k = 1"
+            )
+            params += [name, last, first]
+        select = ["h.area_code", "h.period"]
+        for mid, flags, _weight in measures:
+            bad = [f for f in flags if f not in self._NOMINAL_FLAGS]
+            if bad:
+                raise StoreError(f"unknown nominal flag {bad[0]!r}")
+            test = " OR ".join(f"n.{f}" for f in flags) or "TRUE"
+            select.append(f"count(*) FILTER (WHERE {test})::BIGINT AS {_safe_col(mid)}")
+            select.append(
+                f"(count(*) FILTER (WHERE {test})) * ?::DOUBLE AS {_safe_col(mid + '_harm')}"
+            )
+        weights = [w for _, _, w in measures]
+        sql = (
+            f"SELECT {', '.join(select)} FROM ({' UNION ALL '.join(unions)}) h "
+            "JOIN soc_nominals n ON n.nominal_id = h.nominal_id GROUP BY ALL"
+        )
+        return self._frame(sql, [*weights, *params])
 
     def soc_summary(self) -> tuple[dt.date | None, dt.date | None, bool]:
         """First and last date of the dated SOC records, and whether any nominal is synthetic."""
