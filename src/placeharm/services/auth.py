@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import threading
+import time
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -64,21 +67,57 @@ def create_demo_users(store: Store) -> dict[str, str]:
     return out
 
 
-def login(store: Store, username: str, password: str) -> str:
-    """A new session token for the right password; the same refusal for every wrong case."""
-    record = store.user(username)
+def check_password(record: dict[str, Any] | None, password: str, real_data: bool) -> None:
+    """Raise the same refusal for every wrong case (unknown user, disabled, wrong password,
+    a demo account on a store holding a force's real SOC records). Slow on purpose
+    (argon2id): call it without holding the store lock."""
     refused = PermissionDenied("wrong username or password")
-    if record is None or record["disabled"]:
+    if record is None or record["disabled"] or (record["demo"] and real_data):
         _HASHER.hash(password)  # spend the same time as a real check
         raise refused
     try:
         _HASHER.verify(record["password_hash"], password)
     except (VerificationError, InvalidHashError):
         raise refused from None
+
+
+def start_session(store: Store, username: str) -> str:
     token = secrets.token_urlsafe(32)
     with store.transaction():
         store.add_session(_token_hash(token), username, _now() + dt.timedelta(hours=SESSION_HOURS))
     return token
+
+
+def login(store: Store, username: str, password: str) -> str:
+    """A new session token for the right password (see `check_password`)."""
+    check_password(store.user(username), password, store.real_soc_records() > 0)
+    return start_session(store, username)
+
+
+class LoginThrottle:
+    """At most `limit` failed sign-ins per username in `window` seconds, then a pause."""
+
+    def __init__(self, limit: int = 5, window: float = 900.0) -> None:
+        self.limit = limit
+        self.window = window
+        self._failures: dict[str, list[float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, username: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._failures.get(username, []) if now - t < self.window]
+            self._failures[username] = recent
+            if len(recent) >= self.limit:
+                raise PermissionDenied("too many failed sign-ins: wait 15 minutes")
+
+    def failed(self, username: str) -> None:
+        with self._lock:
+            self._failures.setdefault(username, []).append(time.monotonic())
+
+    def succeeded(self, username: str) -> None:
+        with self._lock:
+            self._failures.pop(username, None)
 
 
 def user_for(store: Store, token: str | None) -> User | None:

@@ -120,6 +120,7 @@ def _risk(table: pl.DataFrame) -> pl.DataFrame:
 def overview(store: Store, user: User, filters: Filters) -> Page:
     """Force overview: areas by SOC primary harm score, change, risk, trends, biggest risers."""
     policy.require(user, "overview")
+    policy.partner_area_set(user, filters.by)
     first, last = filters.period(store)
     index = load_index(filters.index)
     measures = load_measures()
@@ -191,6 +192,7 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
     """A ward for its neighbourhood team: monthly picture, measures, points for the map,
     groups and nominals (as the role allows), latest intelligence."""
     policy.require(user, "ward")
+    policy.partner_area_set(user, filters.by)
     first, last = filters.period(store)
     view = soc.ward_view(store, code, first, last, filters.by, load_index(filters.index))
     start = first
@@ -431,15 +433,19 @@ def records(
     policy.require(user, "records")
     policy.require_records(user, kind)
     table, date_col, columns, search_col = _RECORDS[kind]
-    if user.role is policy.Role.partner and kind == "intelligence":
-        columns = [c for c in columns if c not in ("subjects", "summary")]
+    if area:
+        policy.partner_area_set(user, filters.by)
+    hidden = [] if policy.cleared(user) else store.restricted_only_nominals()
+    if not policy.allowed(user, "nominal"):
+        columns = [c for c in columns if c not in policy._PERSON_COLUMNS]
     if kind == "nominals" and not policy.cleared(user):
         columns = [c for c in columns if c not in policy.RESTRICTED_FLAGS]
     sort = sort or (date_col or columns[0])
-    if sort not in columns:
-        raise DataError(f"cannot sort by {sort!r}; use one of: {', '.join(columns)}")
-    if page < 1 or page_size < 1 or page_size > 1000:
-        raise DataError("page starts at 1; page_size is 1 to 1000")
+    if sort not in columns or not policy.sortable(user, sort):
+        allowed = [c for c in columns if policy.sortable(user, c)]
+        raise DataError(f"cannot sort by {sort!r}; use one of: {', '.join(allowed)}")
+    if page < 1 or page > 1_000_000 or page_size < 1 or page_size > 1000:
+        raise DataError("page is 1 to 1,000,000; page_size is 1 to 1000")
     first = last = None
     if date_col and filters.first and filters.last:
         first = filters.first
@@ -447,41 +453,30 @@ def records(
             filters.last.year + (filters.last.month == 12), filters.last.month % 12 + 1, 1
         ) - dt.timedelta(days=1)
     located = table in ("crimes",) or "latitude" in columns
-    area_filter = (filters.by, area) if area and located else None
+    if area and not located:
+        raise DataError(f"{kind} have no location: the area filter does not apply")
+    area_filter = (filters.by, area) if area else None
     search = (search_col, q) if q else None
-    if user.role is policy.Role.partner and kind == "intelligence":
-        # shareable reports only: filtered in the query so counts and pages agree
-        frame, total = store.records_page(
-            table,
-            [*columns],
-            first,
-            last,
-            date_col or columns[0],
-            area_filter,
-            ("handling_code", "P"),
-            sort,
-            descending,
-            page_size,
-            (page - 1) * page_size,
-        )
-        if search is not None:
-            frame = frame.filter(
-                pl.col(search_col).cast(pl.String).str.contains(q or "", literal=True)
-            )
-    else:
-        frame, total = store.records_page(
-            table,
-            columns,
-            first,
-            last,
-            date_col or columns[0],
-            area_filter,
-            search,
-            sort,
-            descending,
-            page_size,
-            (page - 1) * page_size,
-        )
+    equals = []
+    if user.role is policy.Role.partner and kind in ("intelligence", "partner_events"):
+        equals.append(("handling_code", "P"))  # shareable only, in the query: totals agree
+    exclude = ("nominal_id", hidden) if kind == "nominals" and hidden else None
+    frame, total = store.records_page(
+        table,
+        columns,
+        first,
+        last,
+        date_col or columns[0],
+        area_filter,
+        search,
+        sort,
+        descending,
+        page_size,
+        (page - 1) * page_size,
+        equals,
+        exclude,
+    )
+    frame = policy.shape_people(user, frame, hidden)
     frame = policy.shape_located(user, frame)
     if kind == "nominals":
         frame = policy.shape_nominals(user, frame)
@@ -511,7 +506,8 @@ def records(
 def nominal(store: Store, user: User, nominal_id: str) -> Page:
     policy.require(user, "nominal")
     people = store.soc_frame("soc_nominals").filter(pl.col("nominal_id") == nominal_id)
-    if people.is_empty():
+    hidden = [] if policy.cleared(user) else store.restricted_only_nominals()
+    if people.is_empty() or nominal_id in hidden:
         raise NotFound(f"no nominal {nominal_id}")
     person = policy.shape_nominals(user, people.drop("import_id", "source_line")).row(0, named=True)
     links = policy.shape_links(
@@ -520,16 +516,9 @@ def nominal(store: Store, user: User, nominal_id: str) -> Page:
         .filter((pl.col("from_nominal") == nominal_id) | (pl.col("to_nominal") == nominal_id))
         .select("from_nominal", "to_nominal", "link_type"),
     )
-    if not policy.cleared(user):
-        hidden = store.soc_frame("soc_nominals").filter(
-            pl.any_horizontal(pl.col(c) for c in policy.RESTRICTED_FLAGS)
-            & ~pl.col("ocg_member")
-            & ~pl.col("pcg_member")
-            & ~pl.col("ucg_member")
-        )["nominal_id"]
+    if hidden:
         links = links.filter(
-            ~pl.col("from_nominal").is_in(hidden.implode())
-            & ~pl.col("to_nominal").is_in(hidden.implode())
+            ~pl.col("from_nominal").is_in(hidden) & ~pl.col("to_nominal").is_in(hidden)
         )
     groups = (
         store.soc_frame("soc_memberships")

@@ -112,6 +112,37 @@ def shape_links(user: User, frame: pl.DataFrame) -> pl.DataFrame:
     return frame.filter(pl.col("link_type") != "exploitation")
 
 
+_PERSON_COLUMNS = ("subjects", "summary", "target_nominal_id")
+
+
+def shape_people(user: User, frame: pl.DataFrame, hidden: list[str]) -> pl.DataFrame:
+    """Columns naming people: only for roles that may see nominals; for uncleared roles,
+    nominals known only for child exploitation are taken out of `subjects`."""
+    if not allowed(user, "nominal"):
+        return frame.drop([c for c in _PERSON_COLUMNS if c in frame.columns])
+    if not cleared(user) and hidden and "subjects" in frame.columns:
+        frame = frame.with_columns(
+            pl.col("subjects")
+            .fill_null("")
+            .str.split(";")
+            .list.set_difference(hidden)
+            .list.join(";")
+            .alias("subjects")
+        )
+    return frame
+
+
+def partner_area_set(user: User, by: str) -> None:
+    """Partners see areas no smaller than wards (generalised locations stay generalised)."""
+    if user.role is Role.partner and by != "ward":
+        raise PermissionDenied("partners see figures by ward only")
+
+
+def sortable(user: User, column: str) -> bool:
+    """Partners cannot sort by exact coordinates (it would order points inside a cell)."""
+    return not (user.role is Role.partner and column in ("latitude", "longitude"))
+
+
 def shape_located(user: User, frame: pl.DataFrame) -> pl.DataFrame:
     """Partners: only shareable intelligence (handling code P) and generalised locations."""
     if user.role is not Role.partner:

@@ -769,6 +769,23 @@ class DuckDBStore:
         )
         return self._frame(sql, [*weights, *params])
 
+    def restricted_only_nominals(self) -> list[str]:
+        """Nominals whose only SOC relevance is a restricted (CCE/CSE) flag: not a group
+        member and no other SOC flag. Uncleared roles must not learn they exist."""
+        rows = self._run(
+            """SELECT nominal_id FROM soc_nominals n
+               WHERE (cce_perpetrator OR cce_victim OR cse_perpetrator OR cse_victim)
+                 AND NOT (ocg_member OR priority_individual OR pcg_member OR ucg_member)
+                 AND NOT EXISTS (SELECT 1 FROM soc_memberships m
+                                 WHERE m.nominal_id = n.nominal_id)"""
+        )
+        return [str(r[0]) for r in rows]
+
+    def real_soc_records(self) -> int:
+        """Nominals not flagged synthetic: a force's own data (demo sign-ins are refused)."""
+        row = self._one("SELECT count(*) FROM soc_nominals WHERE NOT synthetic")
+        return int(row[0]) if row else 0
+
     def soc_summary(self) -> tuple[dt.date | None, dt.date | None, bool]:
         """First and last date of the dated SOC records, and whether any nominal is synthetic."""
         row = self._one(
@@ -863,8 +880,11 @@ class DuckDBStore:
         descending: bool,
         limit: int,
         offset: int,
+        equals: list[tuple[str, str]] | None = None,
+        exclude: tuple[str, list[str]] | None = None,
     ) -> tuple[pl.DataFrame, int]:
-        """One page of a record table and the number of matching rows. Column names are
+        """One page of a record table and the number of matching rows. `equals`: exact
+        conditions (column, value); `exclude`: (column, values) left out. Column names are
         checked identifiers; every value is a parameter."""
         if table not in RECORD_TABLES and table not in SOC_TABLES:
             raise StoreError(f"unknown record table {table!r}")
@@ -880,6 +900,12 @@ class DuckDBStore:
         if search is not None:
             where.append(f"CAST({_safe_col(search[0])} AS VARCHAR) ILIKE ?")
             params.append(f"%{search[1]}%")
+        for column, value in equals or []:
+            where.append(f"{_safe_col(column)} = ?")
+            params.append(value)
+        if exclude is not None and exclude[1]:
+            where.append(f"{_safe_col(exclude[0])} <> ALL(?::VARCHAR[])")
+            params.append(list(exclude[1]))
         clause = " AND ".join(where)
         order = f"{_safe_col(sort)} {'DESC' if descending else 'ASC'} NULLS LAST"
         total = self._one(f"SELECT count(*) FROM {table} WHERE {clause}", params)

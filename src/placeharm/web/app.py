@@ -11,6 +11,7 @@ import asyncio
 import io
 import json
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -30,9 +31,10 @@ from fastapi.responses import (
 )
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from placeharm.config import Settings
-from placeharm.errors import NotFound, PermissionDenied, PlaceharmError
+from placeharm.errors import DataError, NotFound, PermissionDenied, PlaceharmError
 from placeharm.services import auth, pages, policy
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
@@ -40,6 +42,13 @@ from placeharm.store.duckdb import DuckDBStore
 from placeharm.web.live import DropFolder, Importer
 
 HERE = Path(__file__).parent
+MAX_UPLOAD = 200 * 1024 * 1024
+# MapLibre draws in web workers made from blob: URLs; Plotly sets inline styles.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; worker-src 'self' blob:; child-src blob:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
 COOKIE = "placeharm_session"
 VENDOR = {
     "maplibre-gl.js": ("maplibre", "srcjs/maplibre-gl.js", "text/javascript"),
@@ -90,6 +99,8 @@ class State:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.importer = Importer(self)
         self.cache = PageCache()
+        self.throttle = auth.LoginThrottle()
+        self.as_of: dict[str, Any] = {}
         self.watcher: DropFolder | None = None
 
     @contextmanager
@@ -107,6 +118,8 @@ class State:
 
 def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     state = State(settings)
+    with state.use() as store:
+        state.as_of = pages.data_as_of(store)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["MARKING"] = MARKING
     templates.env.filters["fmt"] = _fmt
@@ -128,9 +141,9 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         lifespan=lifespan,
         title="placeharm",
         version="0.1",
-        docs_url="/api/docs",
+        docs_url=None,  # Swagger UI loads from a CDN: not on an air-gapped network
         redoc_url=None,
-        openapi_url="/api/openapi.json",
+        openapi_url=None,
     )
     app.state.placeharm = state
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
@@ -173,7 +186,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
                 "user": user,
                 "d": page.data,
                 "t": page.tables,
-                "json": json.dumps(page.to_json(), default=str),
+                "json": _script_json(page.to_json()),
             },
         )
 
@@ -188,6 +201,22 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         state.cache.put(key, page)
         return page
 
+    @app.get("/api/openapi.json", include_in_schema=False)
+    def openapi(user: User = Depends(signed_in)) -> Any:
+        return app.openapi()
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Response:
+        response: Response = await call_next(request)
+        assets = request.url.path.startswith(("/static/", "/vendor/"))
+        if not assets:
+            response.headers["Cache-Control"] = "no-store"
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        return response
+
     # -- sign in -------------------------------------------------------------------------
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_form(request: Request, next: str = "/overview", error: str | None = None) -> Any:
@@ -200,10 +229,17 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         username: str = Form(...), password: str = Form(...), next: str = Form("/overview")
     ) -> Response:
         try:
+            state.throttle.check(username)
             with state.use() as store:
-                token = auth.login(store, username, password)
+                record = store.user(username)
+                real = store.real_soc_records() > 0
+            auth.check_password(record, password, real)  # slow: outside the store lock
+            with state.use() as store:
+                token = auth.start_session(store, username)
         except PermissionDenied:
+            state.throttle.failed(username)
             return RedirectResponse(f"/login?error=1&next={_safe_next(next)}", status_code=303)
+        state.throttle.succeeded(username)
         response = RedirectResponse(_safe_next(next), status_code=303)
         response.set_cookie(
             COOKIE, token, httponly=True, samesite="strict", max_age=auth.SESSION_HOURS * 3600
@@ -416,30 +452,43 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         kind: str = Form(...), file: UploadFile = File(...), user: User = Depends(signed_in)
     ) -> Any:
         policy.require(user, "upload")
-        name = Path(file.filename or "upload.csv").name
-        content = file.file.read()
+        name = Path(file.filename or "").name
+        if name in ("", ".", ".."):
+            name = "upload.csv"
+        content = file.file.read(MAX_UPLOAD + 1)
+        if len(content) > MAX_UPLOAD:
+            raise DataError(f"the file is over {MAX_UPLOAD // 2**20} MB; use the drop folder")
         result = state.importer.import_bytes(kind, name, content)
         return _json(result)
 
     @app.get("/events")
     async def events(request: Request, user: User = Depends(signed_in)) -> StreamingResponse:
+        """Server-sent events: `data` whenever an import lands. Never takes the store lock
+        on the event loop; re-checks the session every 15 s and ends when it is gone."""
+        token = request.cookies.get(COOKIE)
+
         async def stream() -> AsyncIterator[str]:
             seen = -1
+            checked = time.monotonic()
             while not await request.is_disconnected():
                 if state.version != seen:
                     seen = state.version
-                    with state.use() as store:
-                        payload = pages.data_as_of(store)
-                    yield f"event: data\ndata: {json.dumps(payload)}\n\n"
-                state.changed.clear()
-                try:
-                    await asyncio.wait_for(state.changed.wait(), timeout=15)
-                except TimeoutError:
+                    yield f"event: data\ndata: {json.dumps(state.as_of)}\n\n"
+                if time.monotonic() - checked > 15:
+                    checked = time.monotonic()
+                    if await run_in_threadpool(_session_alive, token) is None:
+                        yield "event: signed-out\ndata: {}\n\n"
+                        return
                     yield ": keep-alive\n\n"
+                await asyncio.sleep(0.1)
 
         return StreamingResponse(
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
         )
+
+    def _session_alive(token: str | None) -> User | None:
+        with state.use() as store:
+            return auth.user_for(store, token)
 
     @app.get("/vendor/{name}", include_in_schema=False)
     def vendor(name: str) -> Response:
@@ -473,6 +522,12 @@ def _admin(store: DuckDBStore, user: User) -> Page:
     )
 
 
+def _script_json(payload: Any) -> str:
+    """JSON safe inside a <script> element: no '<', '>' or '&' characters at all."""
+    text = json.dumps(payload, default=str)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
 def _safe_next(target: str) -> str:
     """Only a path on this site (never another host) after signing in."""
     return target if target.startswith("/") and not target.startswith("//") else "/overview"
@@ -489,6 +544,8 @@ def _json(payload: Any, media_type: str = "application/json") -> Response:
 def _csv(frame: pl.DataFrame, filename: str) -> Response:
     buffer = io.StringIO()
     buffer.write(f"# {MARKING}\n")
+    # a cell starting = + - @ would run as a formula in a spreadsheet: quote it
+    frame = frame.with_columns(pl.col(pl.String).str.replace(r"^([=+\-@\t\r])", "'$1"))
     frame.write_csv(buffer)
     return Response(
         buffer.getvalue(),

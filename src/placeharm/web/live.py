@@ -10,8 +10,9 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from placeharm.errors import DataError, PlaceharmError
+from placeharm.errors import DataError
 from placeharm.services.ingest import ingest
+from placeharm.services.pages import data_as_of
 from placeharm.soc.importer import import_entity
 from placeharm.soc.schema import ENTITIES
 
@@ -34,10 +35,15 @@ class Importer:
                 f"unknown kind {kind!r}; use {POLICE_UK} or one of {', '.join(ENTITIES)}"
             )
         with self.state.use() as store:
-            if kind == POLICE_UK:
-                results = ingest(store, [path], threads=self.state.settings.threads)
-            else:
-                results = [import_entity(store, kind, path, threads=self.state.settings.threads)]
+            try:
+                if kind == POLICE_UK:
+                    results = ingest(store, [path], threads=self.state.settings.threads)
+                else:
+                    results = [
+                        import_entity(store, kind, path, threads=self.state.settings.threads)
+                    ]
+            finally:
+                self.state.as_of = data_as_of(store)
         self.state.notify()
         out = []
         for r in results:
@@ -93,21 +99,36 @@ class DropFolder:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
+        sizes: dict[Path, int] = {}
         while not self._stop.wait(self.interval):
+            seen: dict[Path, int] = {}
             for path in sorted(self.folder.iterdir()):
                 if (
-                    path.is_file()
-                    and not path.name.startswith(".")
-                    and path.suffix in (".csv", ".gz", ".json")
+                    not path.is_file()
+                    or path.name.startswith(".")
+                    or path.suffix not in (".csv", ".gz", ".json")
                 ):
+                    continue  # e.g. name.csv.part while a copy is still being written
+                size = path.stat().st_size
+                seen[path] = size
+                if size and sizes.get(path) == size:  # unchanged since the last look
                     self._one(path)
+                    seen.pop(path, None)
+            sizes = seen
 
     def _one(self, path: Path) -> None:
         kind = path.name.split("__", 1)[0] if "__" in path.name else POLICE_UK
         try:
-            self.state.importer.import_path(kind, path)
+            outcome = self.state.importer.import_path(kind, path)
+            problems = [
+                f"{r['file']}: {r['status']}: {r['message']}"
+                for r in outcome["results"]
+                if r["status"] != "ok"
+            ]
+            if problems:
+                raise DataError("; ".join(problems))
             path.rename(self.folder / "done" / path.name)
-        except (PlaceharmError, OSError) as exc:
+        except Exception as exc:  # one bad file must not stop the watcher
             log.warning("drop folder: %s refused: %s", path.name, exc)
             target = self.folder / "failed" / path.name
             path.rename(target)

@@ -30,6 +30,10 @@ function liveUpdates() {
     }
     first = false;
   });
+  source.addEventListener("signed-out", () => {
+    source.close();
+    status.textContent = "Signed out: live updates stopped.";
+  });
   source.onerror = () => { status.textContent = "Live updates paused (reconnecting)."; };
 }
 
@@ -154,10 +158,24 @@ function uploadForm() {
     out.textContent = "Importing…";
     const response = await fetch("/api/upload", { method: "POST", body: new FormData(form) });
     const body = await response.json();
-    if (!response.ok) { out.textContent = `Refused: ${body.error}`; return; }
-    out.innerHTML = body.results.map((r) => `<p>${r.file}: ${r.status}; read ${r.read} = inserted ${r.inserted} + updated ${r.updated} + unchanged ${r.unchanged} + quarantined ${r.quarantined}.</p>` +
-      r.quarantine_sample.map((q) => `<p class="note">line ${q.line}: ${q.reason}</p>`).join("")).join("");
+    out.replaceChildren();
+    const line = (text, note) => {
+      const p = document.createElement("p");
+      if (note) p.className = "note";
+      p.textContent = text;  // never innerHTML: file names and reasons come from uploads
+      out.appendChild(p);
+    };
+    if (!response.ok) { line(`Refused: ${body.error}`); return; }
+    for (const r of body.results) {
+      line(`${r.file}: ${r.status}; read ${r.read} = inserted ${r.inserted} + updated ${r.updated} + unchanged ${r.unchanged} + quarantined ${r.quarantined}.`);
+      for (const q of r.quarantine_sample) line(`line ${q.line}: ${q.reason}`, true);
+    }
   });
+}
+
+function printButton() {
+  const button = document.getElementById("print");
+  if (button) button.addEventListener("click", () => window.print());
 }
 
 function draw() {
@@ -166,6 +184,7 @@ function draw() {
   if (page.kind === "ward") { wardMap(); wardTrend(); }
   if (page.kind === "chb") chbTimeline();
   uploadForm();
+  printButton();
 }
 
 draw();

@@ -1,0 +1,163 @@
+"""Findings of the security review, kept fixed: see docs/web.md."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+
+from placeharm.config import load_settings
+from placeharm.services import auth
+from placeharm.soc.importer import import_entity
+from placeharm.store.duckdb import DuckDBStore
+from placeharm.web.app import create_app
+
+from .conftest import sign_in
+
+
+def _as(client: TestClient, who: str) -> TestClient:
+    client.cookies.clear()
+    client.cookies.set("placeharm_session", sign_in(client, who)["placeharm_session"])
+    return client
+
+
+def test_partner_totals_count_only_shareable_records(app_client: TestClient):
+    client = _as(app_client, "partner")
+    for kind in ("intelligence", "partner_events"):
+        body = client.get(f"/api/records?kind={kind}&page_size=1000").json()
+        rows = body["tables"]["records"]
+        assert body["total"] == len(rows) or body["total"] > 1000, kind
+        assert {r["handling_code"] for r in rows} <= {"P"}, kind
+    deaths = client.get("/api/records?kind=partner_events&q=drug_related_death").json()
+    assert deaths["total"] == len(deaths["tables"]["records"])  # coroner's C rows not counted
+    search = client.get("/api/records?kind=intelligence&q=firearms&page_size=1000").json()
+    assert search["total"] == len(search["tables"]["records"])
+    assert all("firearms" in r["topics"] for r in search["tables"]["records"])
+
+
+def test_partner_cannot_narrow_below_wards_or_sort_by_coordinates(app_client: TestClient):
+    client = _as(app_client, "partner")
+    assert client.get("/api/overview?by=lsoa").status_code == 403
+    assert client.get("/api/ward/E01008837?by=lsoa").status_code == 403
+    lsoa = client.get("/api/records?kind=intelligence&by=lsoa&area=E01008837")
+    assert lsoa.status_code == 403
+    assert client.get("/api/records?kind=intelligence&sort=latitude").status_code == 400
+
+
+def test_roles_without_nominals_see_no_person_columns(app_client: TestClient):
+    client = _as(app_client, "leader")
+    for kind in ("intelligence", "disruptions"):
+        text = client.get(f"/api/records?kind={kind}&page_size=1000").text
+        assert "DEMO-N" not in text, kind
+
+
+def test_exploitation_only_nominals_are_invisible_to_uncleared_roles(app_client: TestClient):
+    analyst = _as(app_client, "analyst")
+    every = analyst.get("/api/records?kind=nominals&page_size=1000&sort=date_of_birth").json()
+    victims = [
+        r["nominal_id"]
+        for r in every["tables"]["records"]
+        if (r["cce_victim"] or r["cse_victim"])
+        and not (r["ocg_member"] or r["ucg_member"] or r["pcg_member"])
+    ]
+    assert victims
+    officer = _as(app_client, "officer")
+    listed = officer.get("/api/records?kind=nominals&page_size=1000&sort=date_of_birth").json()
+    ids = {r["nominal_id"] for r in listed["tables"]["records"]}
+    assert not ids & set(victims)
+    assert officer.get(f"/api/nominal/{victims[0]}").status_code == 404
+    intel = officer.get("/api/records?kind=intelligence&page_size=1000").text
+    assert not any(v in intel for v in victims)
+
+
+def test_headers_cache_and_csp(app_client: TestClient):
+    client = _as(app_client, "analyst")
+    page = client.get("/overview", headers={"Accept": "text/html"})
+    assert page.headers["cache-control"] == "no-store"
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    assert client.get("/api/overview.csv").headers["cache-control"] == "no-store"
+    assert not re.search(r"\son[a-z]+=", page.text)  # no inline handlers (CSP forbids them)
+    client.cookies.clear()
+    assert client.get("/api/openapi.json").status_code == 403
+    assert client.get("/api/docs").status_code == 404  # Swagger UI would load from a CDN
+
+
+def test_csv_cells_cannot_become_formulas(app_client: TestClient):
+    admin = _as(app_client, "admin")
+    upload = admin.post(
+        "/api/upload",
+        data={"kind": "groups"},
+        files={"file": ("g.csv", b"group_id,group_type,name\nSEC-G1,OCG,=HYPERLINK(1)\n")},
+    )
+    assert upload.status_code == 200
+    text = admin.get("/api/records.csv?kind=groups&q=HYPERLINK").text
+    rows = list(csv.reader(io.StringIO(text.split("\n", 1)[1])))
+    assert rows[1][1] == "'=HYPERLINK(1)"
+
+
+def test_upload_names_cannot_escape_and_json_in_pages_is_inert(app_client: TestClient):
+    admin = _as(app_client, "admin")
+    result = admin.post(
+        "/api/upload",
+        data={"kind": "groups"},
+        files={
+            "file": (
+                "../../<img src=x onerror=alert(1)>.csv",
+                b"group_id,group_type,name\nSEC-G2,OCG,</script><script>alert(2)</script>\n",
+            )
+        },
+    )
+    assert result.status_code == 200
+    assert result.json()["results"][0]["file"] == "<img src=x onerror=alert(1)>.csv"
+    page = admin.get("/records?kind=groups&q=SEC-G2", headers={"Accept": "text/html"}).text
+    data = page[page.index('id="page-data">') :]
+    data = data[: data.index("</script>")]
+    assert "<" not in data.removeprefix('id="page-data">')  # JSON carries no '<' at all
+
+
+def test_demo_sign_ins_are_refused_on_a_store_with_real_records(tmp_path: Path, demo_db: Path):
+    db = tmp_path / "real.duckdb"
+    db.write_bytes(demo_db.read_bytes())
+    wal = demo_db.with_name(demo_db.name + ".wal")
+    if wal.exists():
+        db.with_name(db.name + ".wal").write_bytes(wal.read_bytes())
+    real = tmp_path / "nominals.csv"
+    real.write_text("nominal_id,surname\nREAL-1,Realperson\n")
+    with DuckDBStore(db) as store:
+        assert import_entity(store, "nominals", real).inserted == 1
+        auth.create_user(store, "pc9", "PC", "officer", "a-real-long-password")
+    with TestClient(create_app(load_settings(db=db))) as client:
+        demo = client.post(
+            "/login",
+            data={"username": "admin", "password": "admin" + auth.DEMO_PASSWORD_SUFFIX},
+            follow_redirects=False,
+        )
+        assert "error=1" in demo.headers["location"]
+        real_user = client.post(
+            "/login",
+            data={"username": "pc9", "password": "a-real-long-password"},
+            follow_redirects=False,
+        )
+        assert real_user.headers["location"] == "/overview"
+
+
+def test_repeated_failed_sign_ins_are_throttled(app_client: TestClient):
+    app_client.cookies.clear()
+    for _ in range(5):
+        app_client.post(
+            "/login", data={"username": "supervisor", "password": "wrong"}, follow_redirects=False
+        )
+    right = app_client.post(
+        "/login",
+        data={"username": "supervisor", "password": "supervisor" + auth.DEMO_PASSWORD_SUFFIX},
+        follow_redirects=False,
+    )
+    try:
+        assert "error=1" in right.headers["location"]  # locked out, even with the password
+        assert "placeharm_session" not in right.cookies
+    finally:
+        app_client.app.state.placeharm.throttle.succeeded("supervisor")
