@@ -1,6 +1,7 @@
 """placeharm benchmarks: ingest (real Northumbria data against a pandas baseline, and 10M
 rows), then the harm ranking query (bench/harm_rank.py, 524k and ~10M rows), then the SOC
-ranking (bench/soc_rank.py, demo slice and Northumbria 33 months, overlay at 1x and 10x).
+ranking (bench/soc_rank.py, demo slice and Northumbria 33 months, overlay at 1x and 10x), then
+the web API under load (bench/web_load.py, demo size and 10M records, and live updates).
 
     .venv/bin/python bench/run.py              # full: Northumbria x3 (interleaved) + 10M x1
     .venv/bin/python bench/run.py --quick      # Northumbria only, one run of each
@@ -8,11 +9,13 @@ ranking (bench/soc_rank.py, demo slice and Northumbria 33 months, overlay at 1x 
     .venv/bin/python bench/run.py --profile    # also one cProfile'd placeharm child
     .venv/bin/python bench/run.py --only harm  # only the harm ranking query (or --only ingest)
     .venv/bin/python bench/run.py --only soc   # only the SOC ranking
+    .venv/bin/python bench/run.py --only web   # only the web API load benchmark
 
 Every measured ingest run is a fresh subprocess on a fresh temporary store; its peak RSS comes
 from os.wait4 on that child. Results go to bench/results/ingest-<UTC>.json and latest.json;
 the harm ranking benchmark writes harm-<UTC>.json and harm-latest.json, the SOC ranking
-benchmark soc-<UTC>.json and soc-latest.json. See bench/README.md.
+benchmark soc-<UTC>.json and soc-latest.json, the web API load benchmark web-<UTC>.json and
+web-latest.json. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -367,14 +370,29 @@ def soc_benchmark(args: argparse.Namespace, stamp: str) -> int:
     return subprocess.run(cmd, cwd=REPO, check=False).returncode
 
 
+def web_benchmark(args: argparse.Namespace, stamp: str) -> int:
+    """bench/web_load.py in its own process; returns its exit code (as ingest_benchmark)."""
+    cmd = [sys.executable, str(BENCH / "web_load.py"), "--stamp", stamp]
+    if args.quick or args.skip_10m:
+        cmd.append("--demo-only")
+    if args.regen:
+        cmd.append("--rebuild")
+    if args.strict:
+        cmd.append("--strict")
+    if args.seed is not None:
+        cmd += ["--seed", str(args.seed)]
+    sys.stdout.flush()
+    return subprocess.run(cmd, cwd=REPO, check=False).returncode
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--only",
-        choices=("ingest", "harm", "soc"),
-        help="run one benchmark (default: ingest, then the harm ranking query, then SOC ranking)",
+        choices=("ingest", "harm", "soc", "web"),
+        help="run one benchmark (default: ingest, the harm ranking query, SOC ranking, web API)",
     )
     parser.add_argument("--quick", action="store_true", help="Northumbria only, one run each")
     parser.add_argument("--skip-10m", action="store_true", help="skip the 10M-row runs")
@@ -389,9 +407,9 @@ def main() -> None:
     parser.add_argument(
         "--regen",
         action="store_true",
-        help="regenerate the 10M files and the harm and SOC stores",
+        help="regenerate the 10M files and the harm, SOC and web stores",
     )
-    parser.add_argument("--seed", type=int, help="harm and SOC: seed of the query sequence")
+    parser.add_argument("--seed", type=int, help="harm, SOC and web: seed of the query sequence")
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
     args = parser.parse_args()
 
@@ -413,6 +431,10 @@ def main() -> None:
         if codes:
             print()
         codes.append(soc_benchmark(args, stamp))
+    if args.only in (None, "web"):
+        if codes:
+            print()
+        codes.append(web_benchmark(args, stamp))
     if any(code not in (0, 2) for code in codes):
         sys.exit(1)
     sys.exit(max(codes))
