@@ -39,6 +39,7 @@ class Page:
     title: str
     data: dict[str, Any]
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
+    json_bytes: bytes | None = None  # the JSON twin, once serialised (web layer)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -43,6 +43,7 @@ from placeharm.web.live import DropFolder, Importer
 
 HERE = Path(__file__).parent
 MAX_UPLOAD = 200 * 1024 * 1024
+SESSION_RECHECK_S = 60.0  # a disabled account or ended session is noticed within a minute
 # MapLibre draws in web workers made from blob: URLs; Plotly sets inline styles.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -100,6 +101,7 @@ class State:
         self.importer = Importer(self)
         self.cache = PageCache()
         self.throttle = auth.LoginThrottle()
+        self.sessions: dict[str, tuple[User, float]] = {}  # token -> (user, last checked)
         self.as_of: dict[str, Any] = {}
         self.watcher: DropFolder | None = None
 
@@ -149,8 +151,21 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     def current_user(request: Request) -> User | None:
+        """The session's user: from memory, re-checked against the store every minute."""
+        token = request.cookies.get(COOKIE)
+        if not token:
+            return None
+        cached = state.sessions.get(token)
+        now = time.monotonic()
+        if cached is not None and now - cached[1] < SESSION_RECHECK_S:
+            return cached[0]
         with state.use() as store:
-            return auth.user_for(store, request.cookies.get(COOKIE))
+            user = auth.user_for(store, token)
+        if user is None:
+            state.sessions.pop(token, None)
+        else:
+            state.sessions[token] = (user, now)
+        return user
 
     def signed_in(request: Request) -> User:
         user = current_user(request)
@@ -248,8 +263,11 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
 
     @app.post("/logout", include_in_schema=False)
     def logout(request: Request) -> Response:
+        token = request.cookies.get(COOKIE)
+        if token:
+            state.sessions.pop(token, None)
         with state.use() as store:
-            auth.logout(store, request.cookies.get(COOKIE))
+            auth.logout(store, token)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE)
         return response
@@ -287,7 +305,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         user: User = Depends(signed_in),
     ) -> Any:
         f = _filters(by, request.query_params.get("from"), to, index)
-        return _json(build(pages.overview, user, f).to_json())
+        return _page_json(build(pages.overview, user, f))
 
     @app.get("/api/overview.csv")
     def overview_csv(
@@ -348,7 +366,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         user: User = Depends(signed_in),
     ) -> Any:
         f = _filters(by, request.query_params.get("from"), to, index)
-        return _json(build(pages.ward, user, code, f).to_json())
+        return _page_json(build(pages.ward, user, code, f))
 
     # -- CHB -------------------------------------------------------------------------------
     @app.get("/chb/{site}", response_class=HTMLResponse, include_in_schema=False)
@@ -357,7 +375,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
 
     @app.get("/api/chb/{site}")
     def chb_api(site: str, user: User = Depends(signed_in)) -> Any:
-        return _json(build(pages.chb, user, site).to_json())
+        return _page_json(build(pages.chb, user, site))
 
     # -- records ---------------------------------------------------------------------------
     @app.get("/records", response_class=HTMLResponse, include_in_schema=False)
@@ -392,9 +410,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         user: User = Depends(signed_in),
     ) -> Any:
         f = _filters(by, request.query_params.get("from"), to, None)
-        return _json(
-            build(pages.records, user, kind, f, q, sort, desc, page, area, page_size).to_json()
-        )
+        return _page_json(build(pages.records, user, kind, f, q, sort, desc, page, area, page_size))
 
     @app.get("/api/records.csv")
     def records_csv(
@@ -419,7 +435,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
 
     @app.get("/api/nominal/{nominal_id}")
     def nominal_api(nominal_id: str, user: User = Depends(signed_in)) -> Any:
-        return _json(build(pages.nominal, user, nominal_id).to_json())
+        return _page_json(build(pages.nominal, user, nominal_id))
 
     @app.get("/group/{group_id}", response_class=HTMLResponse, include_in_schema=False)
     def group_page(request: Request, group_id: str, user: User = Depends(signed_in)) -> Any:
@@ -427,7 +443,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
 
     @app.get("/api/group/{group_id}")
     def group_api(group_id: str, user: User = Depends(signed_in)) -> Any:
-        return _json(build(pages.group, user, group_id).to_json())
+        return _page_json(build(pages.group, user, group_id))
 
     # -- help, admin, upload, live ---------------------------------------------------------
     @app.get("/help", response_class=HTMLResponse, include_in_schema=False)
@@ -531,6 +547,15 @@ def _script_json(payload: Any) -> str:
 def _safe_next(target: str) -> str:
     """Only a path on this site (never another host) after signing in."""
     return target if target.startswith("/") and not target.startswith("//") else "/overview"
+
+
+def _page_json(page: Page) -> Response:
+    """A built page's JSON twin, serialised once and reused while the page is cached."""
+    if page.json_bytes is None:
+        page.json_bytes = json.dumps(page.to_json(), default=str).encode()
+    return Response(
+        page.json_bytes, media_type="application/json", headers={"X-Security-Marking": MARKING}
+    )
 
 
 def _json(payload: Any, media_type: str = "application/json") -> Response:
