@@ -354,27 +354,17 @@ def score_in_store(
     index: HarmIndex,
     periods: dict[str, tuple[dt.date, dt.date]],
 ) -> pl.DataFrame:
-    """As `score`, with the dated sources summed by the store in one scan each (fast at
-    scale); people are placed per period by home address here."""
-    keys = ["area_code", "period"]
-    parts: list[pl.DataFrame] = []
-    weights = (index.code_table(), index.type_table())
-    for source in _DATED:
-        chosen = [(m.id, m.filters, m.weight_value(index)) for m in measures if m.source == source]
-        if chosen:
-            needs = source == "force_crimes" and any(w is None for _, _, w in chosen)
-            parts.append(s.soc_sums(source, by, periods, chosen, weights if needs else None))
-    people = [
+    """As `score`, computed by the store in one statement (fast at scale)."""
+    dated = {
+        source: [(m.id, m.filters, m.weight_value(index)) for m in measures if m.source == source]
+        for source in _DATED
+    }
+    residents = [
         (m.id, [str(f) for f in m.filters.get("flags_any") or []], m.weight_value(index) or 0.0)  # type: ignore[attr-defined]
         for m in measures
         if m.source == "nominals"
     ]
-    if people:
-        parts.append(s.soc_resident_sums(by, periods, people))
-    if not parts:
-        return pl.DataFrame(schema=dict.fromkeys(keys, pl.String))
-    out = parts[0]
-    for part in parts[1:]:
-        out = out.join(part, on=keys, how="full", coalesce=True, nulls_equal=True)
+    out = s.soc_scores(by, periods, dated, residents, (index.code_table(), index.type_table()))
+    keys = ["area_code", "period"]
     columns = [c for m in measures for c in (m.id, f"{m.id}_harm") if c in out.columns]
     return out.select(keys + columns)

@@ -81,20 +81,14 @@ class Store(Protocol):
         columns: list[str] | None = None,
     ) -> pl.DataFrame: ...
     def soc_summary(self) -> tuple[dt.date | None, dt.date | None, bool]: ...
-    def soc_resident_sums(
-        self,
-        set_name: str,
-        periods: dict[str, tuple[dt.date, dt.date]],
-        measures: list[tuple[str, list[str], float]],
-    ) -> pl.DataFrame: ...
     def soc_crime_links(self, first: dt.date, last: dt.date) -> pl.DataFrame: ...
-    def soc_sums(
+    def soc_scores(
         self,
-        source: str,
         set_name: str,
         periods: dict[str, tuple[dt.date, dt.date]],
-        measures: list[tuple[str, dict[str, Any], float | None]],
-        weights: tuple[pl.DataFrame, pl.DataFrame] | None,
+        dated: dict[str, list[tuple[str, dict[str, Any], float | None]]],
+        residents: list[tuple[str, list[str], float]],
+        weights: tuple[pl.DataFrame, pl.DataFrame],
     ) -> pl.DataFrame: ...
     def soc_keyed_rows(self, table: str, key: list[str], keys: pl.DataFrame) -> pl.DataFrame: ...
     def soc_insert(self, table: str, frame: pl.DataFrame) -> None: ...

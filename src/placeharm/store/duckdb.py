@@ -643,19 +643,52 @@ class DuckDBStore:
             listed("t.incident_type", list(filters["incident_types"]))
         return " AND ".join(parts) or "TRUE", params
 
-    def soc_sums(
+    def soc_scores(
+        self,
+        set_name: str,
+        periods: dict[str, tuple[dt.date, dt.date]],
+        dated: dict[str, list[tuple[str, dict[str, Any], float | None]]],
+        residents: list[tuple[str, list[str], float]],
+        weights: tuple[pl.DataFrame, pl.DataFrame],
+    ) -> pl.DataFrame:
+        """Per (area_code, period): every measure's count and harm, in one statement.
+
+        dated: source -> (id, filters, fixed weight or None for the record's own weight);
+        residents: (id, flags_any, weight) of nominal measures; weights: (offence_code,
+        weight) and (crime_type, weight) frames for records' own weights.
+        """
+        parts: list[tuple[str, list[object]]] = []
+        for source, measures in dated.items():
+            if measures:
+                needs = source == "force_crimes" and any(w is None for _, _, w in measures)
+                parts.append(self._soc_sums_query(source, set_name, periods, measures, needs))
+        if residents:
+            parts.append(self._resident_query(set_name, periods, residents))
+        if not parts:
+            return pl.DataFrame(schema={"area_code": pl.String, "period": pl.String})
+        sql = " FULL JOIN ".join(
+            f"(SELECT * FROM ({q}) WHERE period IS NOT NULL) q{i}"
+            + (" USING (area_code, period)" if i else "")
+            for i, (q, _) in enumerate(parts)
+        )
+        params = [p for _, ps in parts for p in ps]
+        self._register("_code_w", weights[0])
+        self._register("_type_w", weights[1])
+        try:
+            return self._frame(f"SELECT * FROM {sql}", params)
+        finally:
+            self._con.unregister("_code_w")
+            self._con.unregister("_type_w")
+
+    def _soc_sums_query(
         self,
         source: str,
         set_name: str,
         periods: dict[str, tuple[dt.date, dt.date]],
         measures: list[tuple[str, dict[str, Any], float | None]],
-        weights: tuple[pl.DataFrame, pl.DataFrame] | None,
-    ) -> pl.DataFrame:
-        """Per (area_code, period): each measure's count and harm, computed in one scan.
-
-        measures: (id, filters, fixed weight or None for the record's own harm weight);
-        weights: (offence_code, weight) and (crime_type, weight) frames for record weights.
-        """
+        weights: bool,
+    ) -> tuple[str, list[object]]:
+        """SQL for one source's per (area_code, period) counts and harm (see soc_scores)."""
         table, date_col = _SOC_DATED[source]
         select: list[str] = [f"{_area_col(set_name)} AS area_code"]
         params: list[object] = []
@@ -699,9 +732,7 @@ class DuckDBStore:
                 "JOIN soc_groups g ON g.group_id = m.group_id GROUP BY nc.crime_ref) "
             )
             join += " LEFT JOIN l ON l.crime_ref = t.crime_ref"
-        if weights is not None:
-            self._register("_code_w", weights[0])
-            self._register("_type_w", weights[1])
+        if weights:
             join += (
                 " LEFT JOIN _code_w cw ON cw.offence_code = t.offence_code"
                 " LEFT JOIN _type_w tw ON tw.crime_type = t.crime_type"
@@ -709,16 +740,11 @@ class DuckDBStore:
         spans = list(periods.values())
         first = min(p[0] for p in spans)
         last = max(p[1] for p in spans)
-        try:
-            return self._frame(
-                f"{cte}SELECT {', '.join(select)} FROM {table} t{join} "
-                f"WHERE t.{date_col} BETWEEN ? AND ? GROUP BY ALL",
-                [*cte_params, *params, first, last],
-            ).filter(pl.col("period").is_not_null())
-        finally:
-            if weights is not None:
-                self._con.unregister("_code_w")
-                self._con.unregister("_type_w")
+        sql = (
+            f"{cte}SELECT {', '.join(select)} FROM {table} t{join} "
+            f"WHERE t.{date_col} BETWEEN ? AND ? GROUP BY ALL"
+        )
+        return sql, [*cte_params, *params, first, last]
 
     _NOMINAL_FLAGS = (
         "ocg_member",
@@ -731,17 +757,18 @@ class DuckDBStore:
         "cse_victim",
     )
 
-    def soc_resident_sums(
+    def _resident_query(
         self,
         set_name: str,
         periods: dict[str, tuple[dt.date, dt.date]],
         measures: list[tuple[str, list[str], float]],
-    ) -> pl.DataFrame:
+    ) -> tuple[str, list[object]]:
         """Per (area_code, period): nominals living there (home address current in the
         period, the latest if several) with any of each measure's flags, and count x weight.
 
         measures: (id, flags_any, weight)."""
-        unions, params = [], []
+        unions: list[str] = []
+        params: list[object] = []
         for name, (first, last) in periods.items():
             unions.append(
                 f"SELECT * FROM (SELECT ?::VARCHAR AS period, a.nominal_id, "
@@ -767,7 +794,7 @@ class DuckDBStore:
             f"SELECT {', '.join(select)} FROM ({' UNION ALL '.join(unions)}) h "
             "JOIN soc_nominals n ON n.nominal_id = h.nominal_id GROUP BY ALL"
         )
-        return self._frame(sql, [*weights, *params])
+        return sql, [*weights, *params]
 
     def restricted_only_nominals(self) -> list[str]:
         """Nominals whose only SOC relevance is a restricted (CCE/CSE) flag: not a group
