@@ -161,3 +161,30 @@ def test_repeated_failed_sign_ins_are_throttled(app_client: TestClient):
         assert "placeharm_session" not in right.cookies
     finally:
         app_client.app.state.placeharm.throttle.succeeded("supervisor")
+
+
+def test_records_links_keep_the_selection(app_client: TestClient):
+    client = _as(app_client, "analyst")
+    html = client.get(
+        "/records?kind=intelligence&q=firearms&from=2021-12&to=2022-02&desc=false",
+        headers={"Accept": "text/html"},
+    ).text
+    links = re.findall(r'href="(/(?:api/)?records[^"]*)"', html)
+    export = next(link for link in links if link.startswith("/api/records.csv"))
+    for part in ("q=firearms", "from=2021-12", "to=2022-02", "desc=false", "kind=intelligence"):
+        assert part in export, (part, export)
+    many = client.get(
+        "/records?kind=intelligence&from=2021-11&to=2022-03&desc=false",
+        headers={"Accept": "text/html"},
+    ).text
+    pager = [link for link in re.findall(r'href="(/records[^"]*)"', many) if "page=2" in link]
+    assert pager and all("from=2021-11" in link and "desc=false" in link for link in pager)
+
+
+def test_an_unreadable_csv_is_refused_whole(app_client: TestClient):
+    admin = _as(app_client, "admin")
+    huge = b"group_id,group_type,name\nBIG-1,OCG," + b"x" * 200_000 + b"\nBIG-2,OCG,ok\n"
+    response = admin.post("/api/upload", data={"kind": "groups"}, files={"file": ("big.csv", huge)})
+    assert response.status_code == 400 and "nothing imported" in response.json()["error"]
+    listed = admin.get("/api/records?kind=groups&q=BIG-").json()
+    assert listed["total"] == 0

@@ -495,6 +495,21 @@ def records(
         "pages": max(1, math.ceil(total / page_size)),
         "columns": frame.columns,
         "area": area,
+        # the current selection, for links (pages, export) that must keep it
+        "query": {
+            k: v
+            for k, v in {
+                "kind": kind,
+                "q": q,
+                "area": area,
+                "by": filters.by if area else None,
+                "from": f"{filters.first:%Y-%m}" if filters.first else None,
+                "to": f"{filters.last:%Y-%m}" if filters.last else None,
+                "sort": sort,
+                "desc": "true" if descending else "false",
+            }.items()
+            if v
+        },
         "filters": {
             "by": filters.by,
             "from": f"{filters.first:%Y-%m}" if filters.first else None,

@@ -15,6 +15,7 @@ import io
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -291,7 +292,8 @@ def import_entity(
     seen: dict[tuple[Any, ...], int] = {}
     line = 1
     read = 0
-    for record in reader:
+    records = _records(reader, path)
+    for record in records:
         start = line + 1
         line = reader.line_num
         if not record or record == [""]:
@@ -380,6 +382,17 @@ def _references(store: Store, spec: Entity) -> dict[str, tuple[set[str], str]]:
         codes = set(store.area_list("chb")["area_code"].to_list()) if "chb" in sets else set()
         out["site_code"] = (codes, "CHB site (the `chb` area set)")
     return out
+
+
+def _records(reader: Any, path: Path) -> Iterator[list[str]]:
+    """The CSV records; a file the csv module cannot read is refused, naming the line."""
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise DataError(
+            f"{path} refused, nothing imported: line {reader.line_num}: {exc} (a field too "
+            "long, or a broken quote?)"
+        ) from None
 
 
 def _map_header(spec: Entity, header: list[str], mapping: Mapping, path: Path) -> list[str | None]:
