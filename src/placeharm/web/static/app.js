@@ -45,7 +45,12 @@ async function refresh() {
   const doc = new DOMParser().parseFromString(html, "text/html");
   const fresh = doc.getElementById("main");
   const freshData = doc.getElementById("page-data");
-  if (fresh) document.getElementById("main").innerHTML = fresh.innerHTML;
+  // keep what the user is reading that the server does not render (an upload's result)
+  const result = document.getElementById("upload-result");
+  const kept = result ? Array.from(result.childNodes) : [];
+  if (fresh) document.getElementById("main").replaceChildren(...Array.from(fresh.childNodes));
+  const newResult = document.getElementById("upload-result");
+  if (newResult && kept.length) newResult.replaceChildren(...kept);
   if (freshData && dataNode) {
     dataNode.textContent = freshData.textContent;
     Object.assign(page, JSON.parse(freshData.textContent));
