@@ -169,6 +169,16 @@ def _code_hash() -> str:
     return digest.hexdigest()
 
 
+def src_digest() -> str:
+    """sha256 of every placeharm source file's name, size and mtime: a server started after
+    an edit runs other code than the run started with (the package is installed editable)."""
+    digest = hashlib.sha256()
+    for path in sorted((REPO / "src" / "placeharm").rglob("*.py")):
+        stat = path.stat()
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    return digest.hexdigest()
+
+
 def store_counts(path: Path) -> dict[str, int] | None:
     """Crimes, SOC rows and users of a finished store file (read-only); else None."""
     if not path.exists() or _wal(path).exists():
@@ -826,6 +836,11 @@ async def measure_size(
     }
     latencies: dict[str, list[float]] = {}
     clients: list[httpx.AsyncClient] = []
+    out["src_changed_since_start"] = src_digest() != args.src_digest
+    if out["src_changed_since_start"]:
+        print(
+            "  WARNING: src/placeharm changed since this run started; this server runs the new code"
+        )
     try:
         server.start()
         t0 = time.perf_counter()
@@ -1016,6 +1031,7 @@ def main() -> None:
         parser.error("--clients, --duration and --uploads must be positive")
 
     _code_hash()  # the code this run started with
+    args.src_digest = src_digest()
     args.work_dir = args.work_dir.resolve()
     args.work_dir.mkdir(parents=True, exist_ok=True)
     if args.wrk and shutil.which("wrk") is None:
@@ -1046,6 +1062,7 @@ def main() -> None:
         "uploads": args.uploads,
         "wrk": shutil.which("wrk") if args.wrk else None,
         "store_code_sha256": _code_hash(),
+        "src_digest": args.src_digest,
     }
     sizes = ["demo"] if args.demo_only else list(SIZES)
     if args.demo_only:
@@ -1075,6 +1092,8 @@ def main() -> None:
     ]
     if missed:
         print("targets missed: " + "; ".join(missed))
+    if src_digest() != args.src_digest:
+        print("WARNING: src/placeharm changed during the run: the figures mix code versions")
     if failed or any(p.get("errors") for p in parts.values()):
         print(f"failed: {', '.join(failed) or 'requests answered with errors'} (see above)")
         sys.exit(1)
