@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +179,47 @@ def save_results(prefix: str, stamp: str, results: dict[str, Any], latest: str) 
     write_json(latest_tmp, results)
     latest_tmp.replace(RESULTS / latest)
     return path
+
+
+# -- shared by the query benchmarks (harm_rank, soc_rank, web_load) --------------------------
+
+
+def shown(path: Path) -> str:
+    """A path as printed: relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def wal_path(path: Path) -> Path:
+    return path.with_name(path.name + ".wal")
+
+
+def manifest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def remove_store(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    wal_path(path).unlink(missing_ok=True)
+
+
+def source_hash(names: tuple[str, ...] | list[str]) -> str:
+    """sha256 of these files under src/placeharm: a store built by other code is rebuilt."""
+    src = REPO / "src" / "placeharm"
+    digest = hashlib.sha256()
+    for name in names:
+        digest.update(name.encode() + b"\0" + (src / name).read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def timing_summary(ms: list[float]) -> dict[str, Any]:
+    """Median, p95, mean, min, max and every run (milliseconds)."""
+    return {
+        "runs": len(ms),
+        "median_ms": statistics.median(ms),
+        "p95_ms": statistics.quantiles(ms, n=20, method="inclusive")[18],
+        "mean_ms": statistics.fmean(ms),
+        "min_ms": min(ms),
+        "max_ms": max(ms),
+        "runs_ms": [round(x, 3) for x in ms],
+    }

@@ -42,12 +42,23 @@ from common import (
     northumbria_dir,
     run_info,
     save_results,
+    shown,
     street_files,
     target_line,
     utc_stamp,
 )
+from common import (
+    remove_store as _remove,
+)
+from common import (
+    timing_summary as summary,
+)
+from common import (
+    wal_path as _wal,
+)
 from placeharm.harm import HarmIndex, load_index
 from placeharm.model import CRIME_TYPES
+from placeharm.model import shift_month as shift
 from placeharm.services import harm
 from placeharm.services.areas import import_areas
 from placeharm.services.ingest import ingest
@@ -87,11 +98,6 @@ class Query:
         }
 
 
-def shift(month: dt.date, months: int) -> dt.date:
-    index = month.year * 12 + month.month - 1 + months
-    return dt.date(index // 12, index % 12 + 1, 1)
-
-
 def make_queries(seed: int, first_held: dt.date, last_held: dt.date, n: int) -> list[Query]:
     """n (window, filter) pairs: windows start uniformly on months where 12 months fit."""
     rng = random.Random(seed)
@@ -114,21 +120,6 @@ def make_queries(seed: int, first_held: dt.date, last_held: dt.date, n: int) -> 
 
 
 # -- the stores -----------------------------------------------------------------------------
-
-
-def shown(path: Path) -> str:
-    """A path as printed: relative to the repository when inside it."""
-    path = path.resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
-def _wal(path: Path) -> Path:
-    return path.with_name(path.name + ".wal")
-
-
-def _remove(path: Path) -> None:
-    path.unlink(missing_ok=True)
-    _wal(path).unlink(missing_ok=True)
 
 
 def ready_rows(path: Path) -> int | None:
@@ -290,18 +281,6 @@ def compare(ours: pl.DataFrame, theirs: pd.DataFrame, q: Query) -> list[str]:
 
 
 # -- measuring ------------------------------------------------------------------------------
-
-
-def summary(ms: list[float]) -> dict[str, Any]:
-    return {
-        "runs": len(ms),
-        "median_ms": statistics.median(ms),
-        "p95_ms": statistics.quantiles(ms, n=20, method="inclusive")[18],
-        "mean_ms": statistics.fmean(ms),
-        "min_ms": min(ms),
-        "max_ms": max(ms),
-        "runs_ms": [round(x, 3) for x in ms],
-    }
 
 
 def measure(

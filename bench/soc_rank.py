@@ -20,7 +20,6 @@ import argparse
 import datetime as dt
 import functools
 import gc
-import hashlib
 import json
 import os
 import random
@@ -44,12 +43,28 @@ from common import (
     northumbria_dir,
     run_info,
     save_results,
+    shown,
+    source_hash,
     street_files,
     target_line,
     utc_stamp,
     write_json,
 )
+from common import (
+    manifest_path as _manifest,
+)
+from common import (
+    remove_store as _remove,
+)
+from common import (
+    timing_summary as summary,
+)
+from common import (
+    wal_path as _wal,
+)
 from placeharm.harm import HarmIndex, load_index
+from placeharm.model import month_range as months_between
+from placeharm.model import shift_month as shift
 from placeharm.services import demo, soc
 from placeharm.services.areas import import_areas
 from placeharm.services.ingest import ingest
@@ -109,19 +124,6 @@ class Window:
         return f"{self.first:%Y-%m}..{self.last:%Y-%m}"
 
 
-def shift(month: dt.date, months: int) -> dt.date:
-    index = month.year * 12 + month.month - 1 + months
-    return dt.date(index // 12, index % 12 + 1, 1)
-
-
-def months_between(first: dt.date, last: dt.date) -> list[dt.date]:
-    out, month = [], first
-    while month <= last:
-        out.append(month)
-        month = shift(month, 1)
-    return out
-
-
 def make_windows(
     seed: int, first_held: dt.date, last_held: dt.date, n: int
 ) -> tuple[list[Window], str]:
@@ -156,33 +158,10 @@ def make_windows(
 # -- the stores -----------------------------------------------------------------------------
 
 
-def shown(path: Path) -> str:
-    """A path as printed: relative to the repository when inside it."""
-    path = path.resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
-def _wal(path: Path) -> Path:
-    return path.with_name(path.name + ".wal")
-
-
-def _manifest(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
-def _remove(path: Path) -> None:
-    path.unlink(missing_ok=True)
-    _wal(path).unlink(missing_ok=True)
-
-
 @functools.cache
 def _code_hash() -> str:
     """sha256 of OVERLAY_CODE, taken once per run (main calls it first, near the imports)."""
-    src = REPO / "src" / "placeharm"
-    digest = hashlib.sha256()
-    for name in OVERLAY_CODE:
-        digest.update(name.encode() + b"\0" + (src / name).read_bytes() + b"\0")
-    return digest.hexdigest()
+    return source_hash(OVERLAY_CODE)
 
 
 def _sources(files: list[Path]) -> list[list[Any]]:
@@ -378,18 +357,6 @@ def describe_store(path: Path) -> dict[str, Any]:
 
 
 # -- measuring ------------------------------------------------------------------------------
-
-
-def summary(ms: list[float]) -> dict[str, Any]:
-    return {
-        "runs": len(ms),
-        "median_ms": statistics.median(ms),
-        "p95_ms": statistics.quantiles(ms, n=20, method="inclusive")[18],
-        "mean_ms": statistics.fmean(ms),
-        "min_ms": min(ms),
-        "max_ms": max(ms),
-        "runs_ms": [round(x, 3) for x in ms],
-    }
 
 
 def rank_once(

@@ -58,11 +58,23 @@ from common import (
     area_paths,
     run_info,
     save_results,
+    shown,
+    source_hash,
     street_files,
     target_line,
     utc_stamp,
     write_json,
 )
+from common import (
+    manifest_path as _manifest,
+)
+from common import (
+    remove_store as _remove,
+)
+from common import (
+    wal_path as _wal,
+)
+from placeharm.model import shift_month as shift
 from placeharm.store.migrations import LATEST_VERSION
 
 CLIENTS = 50
@@ -137,36 +149,13 @@ end
 """
 
 
-def shown(path: Path) -> str:
-    """A path as printed: relative to the repository when inside it."""
-    path = path.resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
 # -- the stores -----------------------------------------------------------------------------
-
-
-def _wal(path: Path) -> Path:
-    return path.with_name(path.name + ".wal")
-
-
-def _manifest(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
-
-
-def _remove(path: Path) -> None:
-    path.unlink(missing_ok=True)
-    _wal(path).unlink(missing_ok=True)
 
 
 @functools.cache
 def _code_hash() -> str:
     """sha256 of STORE_CODE, taken once per run (main calls it first)."""
-    src = REPO / "src" / "placeharm"
-    digest = hashlib.sha256()
-    for name in STORE_CODE:
-        digest.update(name.encode() + b"\0" + (src / name).read_bytes() + b"\0")
-    return digest.hexdigest()
+    return source_hash(STORE_CODE)
 
 
 def src_digest() -> str:
@@ -442,11 +431,6 @@ class Server:
 
 
 # -- the requests ---------------------------------------------------------------------------
-
-
-def shift(month: dt.date, months: int) -> dt.date:
-    index = month.year * 12 + month.month - 1 + months
-    return dt.date(index // 12, index % 12 + 1, 1)
 
 
 def windows(first_held: dt.date, last_held: dt.date) -> list[tuple[str, str]]:

@@ -76,17 +76,9 @@ def _period(
     store: Store, from_month: str | None, to_month: str | None, default_months: int | None
 ) -> tuple[dt.date, dt.date]:
     """The months asked for; by default the last `default_months` held (None: all held)."""
-    if from_month and to_month:
-        return _month(from_month), _month(to_month)
-    held_first, held_last = queries.held_months(store)
-    last = _month(to_month) if to_month else held_last
-    if from_month:
-        return _month(from_month), last
-    if default_months is None:
-        return held_first, last
-    index = last.year * 12 + last.month - default_months
-    first = dt.date(index // 12, index % 12 + 1, 1)
-    return max(first, held_first), last
+    first = _month(from_month) if from_month else None
+    last = _month(to_month) if to_month else None
+    return queries.default_period(store, first, last, default_months)
 
 
 def _index_line(result: HarmResult) -> str:

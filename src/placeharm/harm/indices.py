@@ -28,6 +28,7 @@ import polars as pl
 import yaml
 
 from placeharm.errors import DataError, NotFound
+from placeharm.harm.derive import crime_type_of
 from placeharm.model import CRIME_TYPES
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -213,12 +214,13 @@ def _check_weight(value: object, where: str) -> float:
 
 
 def _crime_type(label: str, where: str) -> str:
-    for crime_type in CRIME_TYPES:
-        if crime_type.lower() == label.strip().lower():
-            return crime_type
-    raise DataError(
-        f"{where}: {label!r} is not a police.uk crime type; use one of: {', '.join(CRIME_TYPES)}"
-    )
+    try:
+        return crime_type_of(label)
+    except ValueError:
+        raise DataError(
+            f"{where}: {label!r} is not a police.uk crime type; use one of: "
+            f"{', '.join(CRIME_TYPES)}"
+        ) from None
 
 
 def custom_index(path: Path) -> HarmIndex:

@@ -9,8 +9,10 @@ from placeharm.model.records import (
     QuarantineRow,
     SourceKind,
     check_area_set_name,
+    month_end,
     month_range,
     parse_month,
+    shift_month,
 )
 
 __all__ = [
@@ -22,6 +24,8 @@ __all__ = [
     "QuarantineRow",
     "SourceKind",
     "check_area_set_name",
+    "month_end",
     "month_range",
     "parse_month",
+    "shift_month",
 ]

@@ -126,6 +126,17 @@ def parse_month(text: str) -> dt.date:
     return dt.date(int(m.group(1)), int(m.group(2)), 1)
 
 
+def shift_month(month: dt.date, months: int) -> dt.date:
+    """The first day of the month `months` after (or before, if negative) `month`."""
+    index = month.year * 12 + month.month - 1 + months
+    return dt.date(index // 12, index % 12 + 1, 1)
+
+
+def month_end(month: dt.date) -> dt.date:
+    """The last day of `month`'s month."""
+    return shift_month(month, 1) - dt.timedelta(days=1)
+
+
 def month_range(first: dt.date, last: dt.date) -> list[dt.date]:
     """Every month from first to last inclusive."""
     months: list[dt.date] = []

@@ -18,7 +18,7 @@ import polars as pl
 
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import HarmIndex, load_index, weigh
-from placeharm.model import month_range
+from placeharm.model import month_range, shift_month
 from placeharm.services.queries import check_area_query, gap_months
 from placeharm.store.base import Store
 
@@ -43,11 +43,6 @@ class HarmResult:
 
 def _label(month: dt.date) -> str:
     return month.strftime("%Y-%m")
-
-
-def _shift(month: dt.date, months: int) -> dt.date:
-    index = month.year * 12 + month.month - 1 + months
-    return dt.date(index // 12, index % 12 + 1, 1)
 
 
 def _index(index: HarmIndex | str | None) -> HarmIndex:
@@ -279,7 +274,7 @@ def compare(
         shift = -12
     else:
         raise DataError(f"--against must be 'previous' or 'year', not {against!r}")
-    before = [_shift(m, shift) for m in months]
+    before = [shift_month(m, shift) for m in months]
     gaps_now = set(gap_months(store, first, last))
     gaps_before = set(gap_months(store, before[0], before[-1]))
     kept_now, kept_before, excluded = [], [], []

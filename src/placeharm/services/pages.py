@@ -17,7 +17,7 @@ import shapely
 
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import load_index
-from placeharm.model import parse_month
+from placeharm.model import month_end, parse_month
 from placeharm.services import harm, policy, queries, soc
 from placeharm.services.policy import User
 from placeharm.soc.measures import load_measures
@@ -72,12 +72,7 @@ class Filters:
         )
 
     def period(self, store: Store, months: int = 12) -> tuple[dt.date, dt.date]:
-        held_first, held_last = queries.held_months(store)
-        last = self.last or held_last
-        if self.first:
-            return self.first, last
-        k = last.year * 12 + last.month - months
-        return max(held_first, dt.date(k // 12, k % 12 + 1, 1)), last
+        return queries.default_period(store, self.first, self.last, months)
 
     def query(self, first: dt.date, last: dt.date) -> dict[str, str]:
         return {"by": self.by, "from": f"{first:%Y-%m}", "to": f"{last:%Y-%m}", "index": self.index}
@@ -197,7 +192,7 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
     first, last = filters.period(store)
     view = soc.ward_view(store, code, first, last, filters.by, load_index(filters.index))
     start = first
-    end = dt.date(last.year + (last.month == 12), last.month % 12 + 1, 1) - dt.timedelta(days=1)
+    end = month_end(last)
     points = {}
     for name, table, date_col, cols in (
         (
@@ -450,9 +445,7 @@ def records(
     first = last = None
     if date_col and filters.first and filters.last:
         first = filters.first
-        last = dt.date(
-            filters.last.year + (filters.last.month == 12), filters.last.month % 12 + 1, 1
-        ) - dt.timedelta(days=1)
+        last = month_end(filters.last)
     located = table in ("crimes",) or "latitude" in columns
     if area and not located:
         raise DataError(f"{kind} have no location: the area filter does not apply")

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from placeharm.errors import DataError, NotFound
-from placeharm.model import CRIME_TYPES, check_area_set_name, month_range
+from placeharm.model import CRIME_TYPES, check_area_set_name, month_range, shift_month
 from placeharm.store.base import Store
 
 
@@ -78,6 +78,22 @@ def held_months(store: Store, kind: str = "street") -> tuple[dt.date, dt.date]:
     first, last = months.min(), months.max()
     assert isinstance(first, dt.date) and isinstance(last, dt.date)
     return first, last
+
+
+def default_period(
+    store: Store, first: dt.date | None, last: dt.date | None, months: int | None
+) -> tuple[dt.date, dt.date]:
+    """The period asked for; a missing end is the last month held, a missing start the
+    `months` before it (never before the first month held; None: from the first held)."""
+    if first and last:
+        return first, last
+    held_first, held_last = held_months(store)
+    last = last or held_last
+    if first:
+        return first, last
+    if months is None:
+        return held_first, last
+    return max(held_first, shift_month(last, 1 - months)), last
 
 
 def gap_months(store: Store, first: dt.date, last: dt.date, kind: str = "street") -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import calendar
 import datetime as dt
 import tempfile
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ import polars as pl
 
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import HarmIndex, load_index
-from placeharm.model import ImportResult, month_range
+from placeharm.model import ImportResult, month_end, month_range, shift_month
 from placeharm.services.areas import assign_pending, import_areas
 from placeharm.services.harm import HarmResult
 from placeharm.services.queries import gap_months
@@ -73,13 +72,7 @@ def build_overlay(
 
 
 def _dates(first: dt.date, last: dt.date) -> tuple[dt.date, dt.date]:
-    end = dt.date(last.year, last.month, calendar.monthrange(last.year, last.month)[1])
-    return first, end
-
-
-def _shift(month: dt.date, months: int) -> dt.date:
-    n = month.year * 12 + month.month - 1 + months
-    return dt.date(n // 12, n % 12 + 1, 1)
+    return first, month_end(last)
 
 
 def _synthetic(store: Store) -> bool:
@@ -121,7 +114,7 @@ def soc_rank(
     harm_index = index if isinstance(index, HarmIndex) else load_index(index)
     measure_set = measures or load_measures()
     months = month_range(first, last)
-    prev_first, prev_last = _shift(first, -len(months)), _shift(first, -1)
+    prev_first, prev_last = shift_month(first, -len(months)), shift_month(first, -1)
     periods = {"now": _dates(first, last), "previous": _dates(prev_first, prev_last)}
     scored = score_in_store(store, by, measure_set.measures, harm_index, periods)
     areas = store.area_list(by)
@@ -201,11 +194,6 @@ def soc_rank(
         "synthetic": synthetic,
     }
     return HarmResult("soc-rank", meta, table, notes)
-
-
-def _held_range(store: Store) -> tuple[dt.date, dt.date] | None:
-    first, last, _ = store.soc_summary()
-    return None if first is None or last is None else (first, last)
 
 
 def _monthly(
@@ -398,7 +386,7 @@ def chb_view(store: Store, site: str) -> HarmResult:
             periods.append((row["phase"], start, end))
     span = sum(len(month_range(s, e)) for _, s, e in periods) or 1
     length = min(12, span)
-    before = (max(first_held, _shift(clear_month, -length)), _shift(clear_month, -1))
+    before = (max(first_held, shift_month(clear_month, -length)), shift_month(clear_month, -1))
     rows = [("Before", *before), *periods]
     asb = pl.col("kind") == "Anti-social behaviour"
     metrics: dict[str, tuple[str, str, pl.Expr | None]] = {

@@ -24,7 +24,7 @@ import shapely.geometry
 
 from placeharm.errors import DataError
 from placeharm.harm.indices import DATA_DIR
-from placeharm.model import month_range
+from placeharm.model import month_range, shift_month
 from placeharm.soc.schema import TOPICS
 
 _SYLLABLES = (
@@ -86,11 +86,6 @@ class Overlay:
 
 def _name(rng: np.random.Generator, parts: int) -> str:
     return "".join(rng.choice(_SYLLABLES, parts)).capitalize()
-
-
-def _add_months(month: dt.date, n: int) -> dt.date:
-    k = month.year * 12 + month.month - 1 + n
-    return dt.date(k // 12, k % 12 + 1, 1)
 
 
 def _day(rng: np.random.Generator, month: dt.date) -> dt.date:
@@ -463,9 +458,9 @@ def generate(crimes: pl.DataFrame, out_dir: Path, seed: int = 1, scale: int = 1)
                 "geometry": shapely.geometry.mapping(poly),
             }
         )
-        start = _add_months(months[0], min(len(months) - 1, third + s))
-        clear_end = _add_months(start, max(1, third // 3))
-        hold_end = _add_months(clear_end, max(1, third // 2))
+        start = shift_month(months[0], min(len(months) - 1, third + s))
+        clear_end = shift_month(start, max(1, third // 3))
+        hold_end = shift_month(clear_end, max(1, third // 2))
         phases += [
             {
                 "site_code": code,

@@ -212,6 +212,9 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         if cached is not None:
             return cached
         with state.use() as store:
+            cached = state.cache.get(key)  # built while this request waited for the lock?
+            if cached is not None:
+                return cached
             page = fn(store, *args)
         state.cache.put(key, page)
         return page
@@ -277,57 +280,40 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         return RedirectResponse("/overview", status_code=303)
 
     # -- overview --------------------------------------------------------------------------
-    def _filters(
-        by: str | None = None,
-        from_: str | None = None,
-        to: str | None = None,
-        index: str | None = None,
+    def page_filters(
+        request: Request, by: str | None = None, to: str | None = None, index: str | None = None
     ) -> Filters:
-        return Filters.parse(by, from_, to, index)
+        """The filters in the URL (`from` is a Python keyword, so it is read directly)."""
+        return Filters.parse(by, request.query_params.get("from"), to, index)
 
     @app.get("/overview", response_class=HTMLResponse, include_in_schema=False)
     def overview_page(
         request: Request,
-        by: str | None = None,
-        to: str | None = None,
-        index: str | None = None,
         user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
     ) -> Any:
-        f = _filters(by, request.query_params.get("from"), to, index)
         return render(request, "overview.html", build(pages.overview, user, f), user)
 
     @app.get("/api/overview")
     def overview_api(
-        request: Request,
-        by: str | None = None,
-        to: str | None = None,
-        index: str | None = None,
         user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
     ) -> Any:
-        f = _filters(by, request.query_params.get("from"), to, index)
         return _page_json(build(pages.overview, user, f))
 
     @app.get("/api/overview.csv")
     def overview_csv(
-        request: Request,
-        by: str | None = None,
-        to: str | None = None,
-        index: str | None = None,
         user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
     ) -> Response:
-        f = _filters(by, request.query_params.get("from"), to, index)
         page = build(pages.overview, user, f)
         return _csv(page.tables["areas"].drop("monthly_harm"), "overview.csv")
 
     @app.get("/api/overview.geojson")
     def overview_geojson(
-        request: Request,
-        by: str | None = None,
-        to: str | None = None,
-        index: str | None = None,
         user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
     ) -> Any:
-        f = _filters(by, request.query_params.get("from"), to, index)
         return _json(build(pages.area_geojson, user, f).data, "application/geo+json")
 
     # -- ward ------------------------------------------------------------------------------
@@ -335,37 +321,27 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     def ward_page(
         request: Request,
         code: str,
-        to: str | None = None,
-        by: str | None = None,
-        index: str | None = None,
         briefing: bool = False,
         user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
     ) -> Any:
-        f = _filters(by, request.query_params.get("from"), to, index)
         page = build(pages.ward, user, code, f)
         return render(request, "briefing.html" if briefing else "ward.html", page, user)
 
     @app.get("/api/ward/{code}.csv")
     def ward_csv(
-        request: Request,
         code: str,
-        to: str | None = None,
-        by: str | None = None,
         user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
     ) -> Response:
-        f = _filters(by, request.query_params.get("from"), to, None)
         return _csv(build(pages.ward, user, code, f).tables["monthly"], f"ward-{code}.csv")
 
     @app.get("/api/ward/{code}")
     def ward_api(
-        request: Request,
         code: str,
-        to: str | None = None,
-        by: str | None = None,
-        index: str | None = None,
         user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
     ) -> Any:
-        f = _filters(by, request.query_params.get("from"), to, index)
         return _page_json(build(pages.ward, user, code, f))
 
     # -- CHB -------------------------------------------------------------------------------
@@ -387,17 +363,14 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         desc: bool = True,
         page: int = 1,
         area: str | None = None,
-        by: str | None = None,
-        to: str | None = None,
         user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
     ) -> Any:
-        f = _filters(by, request.query_params.get("from"), to, None)
         built = build(pages.records, user, kind, f, q, sort, desc, page, area)
         return render(request, "records.html", built, user)
 
     @app.get("/api/records")
     def records_api(
-        request: Request,
         kind: str = "crimes",
         q: str | None = None,
         sort: str | None = None,
@@ -405,26 +378,21 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         page: int = 1,
         page_size: int = pages.PAGE_SIZE,
         area: str | None = None,
-        by: str | None = None,
-        to: str | None = None,
         user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
     ) -> Any:
-        f = _filters(by, request.query_params.get("from"), to, None)
         return _page_json(build(pages.records, user, kind, f, q, sort, desc, page, area, page_size))
 
     @app.get("/api/records.csv")
     def records_csv(
-        request: Request,
         kind: str = "crimes",
         q: str | None = None,
         sort: str | None = None,
         desc: bool = True,
         area: str | None = None,
-        by: str | None = None,
-        to: str | None = None,
         user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
     ) -> Response:
-        f = _filters(by, request.query_params.get("from"), to, None)
         built = build(pages.records, user, kind, f, q, sort, desc, 1, area, 1000)
         return _csv(built.tables["records"], f"{kind}.csv")
 
