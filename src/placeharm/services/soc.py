@@ -200,9 +200,7 @@ def _monthly(
     store: Store, table: str, date_col: str, set_name: str, code: str, first: dt.date, last: dt.date
 ) -> pl.DataFrame:
     start, end = _dates(first, last)
-    return store.month_counts(table, date_col, set_name, start, end).filter(
-        pl.col("area_code") == code
-    )
+    return store.month_counts(table, date_col, set_name, start, end, code)
 
 
 def ward_view(
@@ -260,8 +258,7 @@ def ward_view(
     )
     start, end = _dates(first, last)
     intel = (
-        store.soc_frame("soc_intelligence", by)
-        .filter((pl.col("area_code") == code) & pl.col("reported_date").is_between(start, end))
+        store.soc_frame("soc_intelligence", by, ("reported_date", start, end), area_code=code)
         .sort("reported_date", descending=True)
         .head(10)
         .select(
@@ -307,9 +304,7 @@ def _soc_crimes_monthly(
 ) -> pl.DataFrame:
     """Force crimes in the area linked to any group member, or flagged firearms/cannabis."""
     start, end = _dates(first, last)
-    crimes = store.soc_frame("soc_force_crimes", by).filter(
-        (pl.col("area_code") == code) & pl.col("recorded_date").is_between(start, end)
-    )
+    crimes = store.soc_frame("soc_force_crimes", by, ("recorded_date", start, end), area_code=code)
     linked = (
         store.soc_frame("soc_nominal_crimes")
         .join(store.soc_frame("soc_memberships").select("nominal_id"), on="nominal_id", how="semi")[
@@ -330,8 +325,8 @@ def _soc_crimes_monthly(
 def _groups_in(store: Store, by: str, code: str, start: dt.date, end: dt.date) -> pl.DataFrame:
     """Groups with members whose home address is in the area."""
     homes = (
-        store.soc_frame("soc_addresses", by)
-        .filter((pl.col("area_code") == code) & (pl.col("link_type") == "home"))
+        store.soc_frame("soc_addresses", by, area_code=code)
+        .filter(pl.col("link_type") == "home")
         .select("nominal_id")
     )
     members = store.soc_frame("soc_memberships").join(homes, on="nominal_id", how="semi")

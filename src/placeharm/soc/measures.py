@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import polars as pl
@@ -78,10 +79,19 @@ class MeasureSet:
 
 
 def load_measures(path: Path | str | None = None) -> MeasureSet:
-    """Read and check a measures file (default: the shipped Northumbria nine)."""
+    """Read and check a measures file (default: the shipped Northumbria nine).
+
+    The checked set is kept while the file's size and modification time stay the same, so
+    a page build does not parse YAML each time; an edited file is read again."""
     path = Path(path) if path else DEFAULT_MEASURES
     if not path.is_file():
         raise NotFound(f"measures file {path} does not exist")
+    stat = path.stat()
+    return _load_measures(path.resolve(), stat.st_mtime_ns, stat.st_size)
+
+
+@lru_cache(maxsize=16)
+def _load_measures(path: Path, mtime_ns: int, size: int) -> MeasureSet:
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

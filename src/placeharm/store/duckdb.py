@@ -8,6 +8,7 @@ into SQL text are area-set columns (`area_<name>`), and those names are checked 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -93,14 +94,24 @@ def _table(name: str, also: tuple[str, ...] = ()) -> str:
 
 
 class DuckDBStore:
-    """A placeharm store in one DuckDB file (or in memory with path ':memory:')."""
+    """A placeharm store in one DuckDB file (or in memory with path ':memory:').
+
+    One store may be used from several threads (the web server does): each thread gets its
+    own DuckDB connection to the same database, with its own transaction, so readers run in
+    parallel and see committed data only. DuckDB allows concurrent writers only where they
+    touch different rows; callers that write from several threads serialise their writes.
+    """
 
     engine = "duckdb"
 
     def __init__(self, path: Path | str, threads: int = 2, memory_limit: str = "2GB") -> None:
         self.path = str(path)
+        self._local = threading.local()
+        self._owner = threading.get_ident()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors_lock = threading.Lock()
         try:
-            self._con = duckdb.connect(self.path)
+            self._root = duckdb.connect(self.path)
         except duckdb.Error as exc:
             raise StoreError(
                 f"cannot open the store {self.path}: {exc}. If another placeharm process "
@@ -111,17 +122,42 @@ class DuckDBStore:
         self._run("SET preserve_insertion_order = false")
         # Checkpoint in large steps: a checkpoint per small commit costs ~40 ms each.
         self._run("SET checkpoint_threshold = '512MB'")
-        self._in_tx = False
         try:
             self.migrate()
         except BaseException:
-            self._con.close()
+            self._root.close()
             raise
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    @property
+    def _con(self) -> duckdb.DuckDBPyConnection:
+        """This thread's connection: the one opened by the store in its own thread, else a
+        cursor (a second connection to the same database) made once per thread."""
+        if threading.get_ident() == self._owner:
+            return self._root
+        con: duckdb.DuckDBPyConnection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = self._root.cursor()
+            self._local.con = con
+            with self._cursors_lock:
+                self._cursors.append(con)
+        return con
+
+    @property
+    def _in_tx(self) -> bool:
+        return bool(getattr(self._local, "in_tx", False))
+
+    @_in_tx.setter
+    def _in_tx(self, value: bool) -> None:
+        self._local.in_tx = value
+
     def close(self) -> None:
-        self._con.close()
+        with self._cursors_lock:
+            for con in self._cursors:
+                con.close()
+            self._cursors.clear()
+        self._root.close()
 
     def __enter__(self) -> DuckDBStore:
         return self
@@ -570,24 +606,32 @@ class DuckDBStore:
         set_name: str | None = None,
         between: tuple[str, dt.date, dt.date] | None = None,
         columns: list[str] | None = None,
+        area_code: str | None = None,
     ) -> pl.DataFrame:
         """Rows of a SOC table (with `area_code` for `set_name` if it has locations), all or
-        those whose date column `between[0]` lies in [between[1], between[2]]; all columns
-        or `columns`."""
+        those whose date column `between[0]` lies in [between[1], between[2]], and only
+        those in area `area_code` of the set if it is given; all columns or `columns`."""
         if table not in SOC_TABLES:
             raise StoreError(f"unknown SOC table {table!r}")
         cols = ", ".join(_safe_col(c) for c in columns) if columns else "*"
         area = ""
+        where = ["TRUE"]
+        params: list[object] = []
         if set_name is not None:
             if table not in SOC_LOCATED_TABLES:
                 raise StoreError(f"{table} has no locations")
             area = f", {_area_col(set_name)} AS area_code"
-        if between is None:
-            return self._frame(f"SELECT {cols}{area} FROM {table}")
-        column, first, last = between
+            if area_code is not None:
+                where.append(f"{_area_col(set_name)} = ?")
+                params.append(area_code)
+        elif area_code is not None:
+            raise StoreError("an area code needs its area set")
+        if between is not None:
+            column, first, last = between
+            where.append(f"{_safe_col(column)} BETWEEN ? AND ?")
+            params += [first, last]
         return self._frame(
-            f"SELECT {cols}{area} FROM {table} WHERE {_safe_col(column)} BETWEEN ? AND ?",
-            [first, last],
+            f"SELECT {cols}{area} FROM {table} WHERE {' AND '.join(where)}", params or None
         )
 
     def soc_crime_links(self, first: dt.date, last: dt.date) -> pl.DataFrame:
@@ -877,9 +921,16 @@ class DuckDBStore:
         )
 
     def month_counts(
-        self, table: str, date_col: str, set_name: str, first: dt.date, last: dt.date
+        self,
+        table: str,
+        date_col: str,
+        set_name: str,
+        first: dt.date,
+        last: dt.date,
+        code: str | None = None,
     ) -> pl.DataFrame:
-        """Records per (area_code, month, kind) of a located table between two dates.
+        """Records per (area_code, month, kind) of a located table between two dates, in
+        every area of the set or in the one area `code`.
 
         kind: crime_type for crimes, else NULL.
         """
@@ -887,11 +938,16 @@ class DuckDBStore:
         col = _area_col(set_name)
         date = _safe_col(date_col)
         kind = "crime_type" if tbl in ("crimes", "soc_force_crimes") else "NULL::VARCHAR"
+        where = f"{date} BETWEEN ? AND ?"
+        params: list[object] = [first, last]
+        if code is not None:
+            where += f" AND {col} = ?"
+            params.append(code)
         return self._frame(
             f"SELECT {col} AS area_code, date_trunc('month', {date})::DATE AS month, "
             f"{kind} AS kind, count(*)::BIGINT AS records FROM {tbl} "
-            f"WHERE {date} BETWEEN ? AND ? GROUP BY ALL",
-            [first, last],
+            f"WHERE {where} GROUP BY ALL",
+            params,
         )
 
     def records_page(
@@ -934,13 +990,28 @@ class DuckDBStore:
             where.append(f"{_safe_col(exclude[0])} <> ALL(?::VARCHAR[])")
             params.append(list(exclude[1]))
         clause = " AND ".join(where)
-        order = f"{_safe_col(sort)} {'DESC' if descending else 'ASC'} NULLS LAST"
+        # rowid breaks ties, so pages do not overlap or skip rows among equal sort values
+        order = f"{_safe_col(sort)} {'DESC' if descending else 'ASC'} NULLS LAST, rowid"
         total = self._one(f"SELECT count(*) FROM {table} WHERE {clause}", params)
         frame = self._frame(
             f"SELECT {cols} FROM {table} WHERE {clause} ORDER BY {order} LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
         return frame, int(total[0]) if total else 0
+
+    def crime_locations(
+        self, area: tuple[str, str], first: dt.date, last: dt.date, decimals: int = 4
+    ) -> pl.DataFrame:
+        """Located crimes of one area in a period, counted by point (rounded to `decimals`
+        places): every crime, however many, in a few thousand rows at most for a ward."""
+        return self._frame(
+            "SELECT round(longitude, ?) AS longitude, round(latitude, ?) AS latitude, "
+            "count(*)::INTEGER AS crimes FROM crimes "
+            f"WHERE {_area_col(area[0])} = ? AND month BETWEEN ? AND ? "
+            "AND longitude IS NOT NULL AND latitude IS NOT NULL "
+            "GROUP BY ALL ORDER BY crimes DESC, longitude, latitude",
+            [decimals, decimals, area[1], first, last],
+        )
 
     # -- users and sessions ------------------------------------------------------------------
 

@@ -60,11 +60,15 @@ VENDOR = {
 
 class PageCache:
     """Built pages by (page, user, arguments, data version): LRU, cleared when data changes.
-    The user is part of the key, so one role's page is never served to another."""
+    The user is part of the key, so one role's page is never served to another.
+
+    `get_or_build` builds a missing page once however many requests ask for it at the same
+    time: the first builds, the others wait for its result (or its error)."""
 
     def __init__(self, size: int = 256) -> None:
         self.size = size
         self._items: OrderedDict[tuple[Any, ...], Page] = OrderedDict()
+        self._pending: dict[tuple[Any, ...], _Pending] = {}
         self._lock = threading.Lock()
 
     def get(self, key: tuple[Any, ...]) -> Page | None:
@@ -81,9 +85,55 @@ class PageCache:
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
 
+    def get_or_build(
+        self, key: tuple[Any, ...], builder: Callable[[], Page], keep: Callable[[], bool]
+    ) -> Page:
+        """The cached page, else one built by `builder` (once for concurrent callers), kept
+        if `keep()` still holds when it is ready (the data has not changed meanwhile)."""
+        with self._lock:
+            page = self._items.get(key)
+            if page is not None:
+                self._items.move_to_end(key)
+                return page
+            pending = self._pending.get(key)
+            owner = pending is None
+            if pending is None:
+                pending = self._pending[key] = _Pending()
+        if not owner:
+            pending.done.wait()
+            if pending.error is not None:
+                raise pending.error
+            assert pending.page is not None
+            return pending.page
+        try:
+            page = builder()
+        except BaseException as exc:
+            pending.error = exc
+            raise
+        else:
+            pending.page = page
+            if keep():
+                self.put(key, page)
+            return page
+        finally:
+            with self._lock:
+                self._pending.pop(key, None)
+            pending.done.set()
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+
+
+class _Pending:
+    """A page being built, for the requests waiting on it."""
+
+    __slots__ = ("done", "error", "page")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.page: Page | None = None
+        self.error: BaseException | None = None
 
 
 class State:
@@ -94,7 +144,7 @@ class State:
         self.store = DuckDBStore(
             settings.db, threads=settings.threads, memory_limit=settings.memory_limit
         )
-        self.lock = threading.RLock()
+        self.write_lock = threading.RLock()
         self.changed = asyncio.Event()
         self.version = 0
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -106,8 +156,16 @@ class State:
         self.watcher: DropFolder | None = None
 
     @contextmanager
-    def use(self) -> Iterator[DuckDBStore]:
-        with self.lock:
+    def read(self) -> Iterator[DuckDBStore]:
+        """The store for reading: no lock, each thread reads through its own connection and
+        sees committed data only, so page builds run side by side and never wait for an
+        import."""
+        yield self.store
+
+    @contextmanager
+    def write(self) -> Iterator[DuckDBStore]:
+        """The store for writing: one writer at a time (imports, sign-ins, sign-outs)."""
+        with self.write_lock:
             yield self.store
 
     def notify(self) -> None:
@@ -120,7 +178,7 @@ class State:
 
 def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     state = State(settings)
-    with state.use() as store:
+    with state.read() as store:
         state.as_of = pages.data_as_of(store)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["MARKING"] = MARKING
@@ -159,7 +217,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         now = time.monotonic()
         if cached is not None and now - cached[1] < SESSION_RECHECK_S:
             return cached[0]
-        with state.use() as store:
+        with state.read() as store:
             user = auth.user_for(store, token)
         if user is None:
             state.sessions.pop(token, None)
@@ -207,17 +265,14 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
 
     def build(fn: Callable[..., Page], *args: Any) -> Page:
         """A page's data, built once per (page, user, arguments) until new data arrives."""
-        key = (fn.__name__, *map(repr, args), state.version)
-        cached = state.cache.get(key)
-        if cached is not None:
-            return cached
-        with state.use() as store:
-            cached = state.cache.get(key)  # built while this request waited for the lock?
-            if cached is not None:
-                return cached
-            page = fn(store, *args)
-        state.cache.put(key, page)
-        return page
+        version = state.version
+        key = (fn.__name__, *map(repr, args), version)
+
+        def builder() -> Page:
+            with state.read() as store:
+                return fn(store, *args)
+
+        return state.cache.get_or_build(key, builder, keep=lambda: state.version == version)
 
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi(user: User = Depends(signed_in)) -> Any:
@@ -248,11 +303,11 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     ) -> Response:
         try:
             state.throttle.check(username)
-            with state.use() as store:
+            with state.read() as store:
                 record = store.user(username)
                 real = store.real_soc_records() > 0
             auth.check_password(record, password, real)  # slow: outside the store lock
-            with state.use() as store:
+            with state.write() as store:
                 token = auth.start_session(store, username)
         except PermissionDenied:
             state.throttle.failed(username)
@@ -269,7 +324,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         token = request.cookies.get(COOKIE)
         if token:
             state.sessions.pop(token, None)
-        with state.use() as store:
+        with state.write() as store:
             auth.logout(store, token)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE)
@@ -417,7 +472,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     @app.get("/help", response_class=HTMLResponse, include_in_schema=False)
     def help_page(request: Request, user: User = Depends(signed_in)) -> Any:
         policy.require(user, "help")
-        with state.use() as store:
+        with state.read() as store:
             data = pages.data_as_of(store) | {"record_kinds": policy.record_kinds(user)}
         page = Page("help", "Help: how to use placeharm", data)
         return render(request, "help.html", page, user)
@@ -471,7 +526,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         )
 
     def _session_alive(token: str | None) -> User | None:
-        with state.use() as store:
+        with state.read() as store:
             return auth.user_for(store, token)
 
     @app.get("/vendor/{name}", include_in_schema=False)

@@ -24,7 +24,7 @@ POLICE_UK = "police.uk"
 
 
 class Importer:
-    """Imports one file under the store lock and notifies open pages."""
+    """Imports one file as the store's one writer and notifies open pages."""
 
     def __init__(self, state: State) -> None:
         self.state = state
@@ -34,7 +34,7 @@ class Importer:
             raise DataError(
                 f"unknown kind {kind!r}; use {POLICE_UK} or one of {', '.join(ENTITIES)}"
             )
-        with self.state.use() as store:
+        with self.state.write() as store:
             try:
                 if kind == POLICE_UK:
                     results = ingest(store, [path], threads=self.state.settings.threads)

@@ -115,12 +115,14 @@ function wardMap() {
   map.addControl(new maplibregl.NavigationControl({ showCompass: false }));
   map.on("load", () => {
     for (const kind of layers) {
+      // crimes come counted by point (`crimes`); every other record is one point
       const features = page.points[kind].filter((p) => p.longitude != null).map((p) => ({
-        type: "Feature", properties: {}, geometry: { type: "Point", coordinates: [p.longitude, p.latitude] } }));
-      map.addSource(kind, { type: "geojson", data: { type: "FeatureCollection", features }, cluster: true, clusterRadius: 30 });
+        type: "Feature", properties: { n: p.crimes || 1 }, geometry: { type: "Point", coordinates: [p.longitude, p.latitude] } }));
+      map.addSource(kind, { type: "geojson", data: { type: "FeatureCollection", features }, cluster: true, clusterRadius: 30,
+        clusterProperties: { n: ["+", ["get", "n"]] } });
       map.addLayer({ id: kind, type: "circle", source: kind, paint: {
         "circle-color": POINTS[kind] || "#333", "circle-opacity": 0.75, "circle-stroke-color": "#fff", "circle-stroke-width": 1,
-        "circle-radius": ["case", ["has", "point_count"], ["interpolate", ["linear"], ["get", "point_count"], 2, 6, 100, 18], 4] } });
+        "circle-radius": ["interpolate", ["linear"], ["get", "n"], 1, 4, 100, 12, 1000, 20] } });
     }
   });
   document.querySelectorAll("input[data-layer]").forEach((box) => {
