@@ -32,6 +32,8 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from placeharm.config import Settings
 from placeharm.errors import DataError, NotFound, PermissionDenied, PlaceharmError
@@ -56,6 +58,33 @@ VENDOR = {
     "maplibre-gl.css": ("maplibre", "srcjs/maplibre-gl.css", "text/css"),
     "plotly.min.js": ("plotly", "package_data/plotly.min.js", "text/javascript"),
 }
+
+
+class SecurityHeaders:
+    """Headers on every response (a plain ASGI middleware: Starlette's `@app.middleware`
+    costs a task and a stream per request)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        assets = str(scope.get("path", "")).startswith(("/static/", "/vendor/"))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                if not assets:
+                    headers["Cache-Control"] = "no-store"
+                headers["Content-Security-Policy"] = CSP
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["X-Frame-Options"] = "DENY"
+                headers["Referrer-Policy"] = "no-referrer"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class PageCache:
@@ -208,15 +237,14 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     app.state.placeharm = state
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    def current_user(request: Request) -> User | None:
-        """The session's user: from memory, re-checked against the store every minute."""
-        token = request.cookies.get(COOKIE)
-        if not token:
-            return None
+    def _remembered(token: str) -> User | None:
         cached = state.sessions.get(token)
-        now = time.monotonic()
-        if cached is not None and now - cached[1] < SESSION_RECHECK_S:
+        if cached is not None and time.monotonic() - cached[1] < SESSION_RECHECK_S:
             return cached[0]
+        return None
+
+    def _look_up(token: str) -> User | None:
+        now = time.monotonic()
         with state.read() as store:
             user = auth.user_for(store, token)
         if user is None:
@@ -225,8 +253,13 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
             state.sessions[token] = (user, now)
         return user
 
-    def signed_in(request: Request) -> User:
-        user = current_user(request)
+    async def signed_in(request: Request) -> User:
+        """The signed-in user, or 403. A session seen in the last minute is answered from
+        memory on the event loop; otherwise the store is asked from a worker thread."""
+        token = request.cookies.get(COOKIE)
+        user = None
+        if token:
+            user = _remembered(token) or await run_in_threadpool(_look_up, token)
         if user is None:
             raise PermissionDenied("sign in first")
         return user
@@ -274,21 +307,20 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
 
         return state.cache.get_or_build(key, builder, keep=lambda: state.version == version)
 
+    async def page_json(fn: Callable[..., Page], *args: Any) -> Response:
+        """A page's JSON twin. A cached page is answered on the event loop; a page to build
+        (or to serialise the first time) goes to a worker thread."""
+        key = (fn.__name__, *map(repr, args), state.version)
+        page = state.cache.get(key)
+        if page is None or page.json_bytes is None:
+            return await run_in_threadpool(lambda: _page_json(build(fn, *args)))
+        return _page_json(page)
+
     @app.get("/api/openapi.json", include_in_schema=False)
     def openapi(user: User = Depends(signed_in)) -> Any:
         return app.openapi()
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Response:
-        response: Response = await call_next(request)
-        assets = request.url.path.startswith(("/static/", "/vendor/"))
-        if not assets:
-            response.headers["Cache-Control"] = "no-store"
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
+    app.add_middleware(SecurityHeaders)
 
     # -- sign in -------------------------------------------------------------------------
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
@@ -335,7 +367,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         return RedirectResponse("/overview", status_code=303)
 
     # -- overview --------------------------------------------------------------------------
-    def page_filters(
+    async def page_filters(
         request: Request, by: str | None = None, to: str | None = None, index: str | None = None
     ) -> Filters:
         """The filters in the URL (`from` is a Python keyword, so it is read directly)."""
@@ -350,11 +382,11 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         return render(request, "overview.html", build(pages.overview, user, f), user)
 
     @app.get("/api/overview")
-    def overview_api(
+    async def overview_api(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
     ) -> Any:
-        return _page_json(build(pages.overview, user, f))
+        return await page_json(pages.overview, user, f)
 
     @app.get("/api/overview.csv")
     def overview_csv(
@@ -392,12 +424,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         return _csv(build(pages.ward, user, code, f).tables["monthly"], f"ward-{code}.csv")
 
     @app.get("/api/ward/{code}")
-    def ward_api(
+    async def ward_api(
         code: str,
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
     ) -> Any:
-        return _page_json(build(pages.ward, user, code, f))
+        return await page_json(pages.ward, user, code, f)
 
     # -- CHB -------------------------------------------------------------------------------
     @app.get("/chb/{site}", response_class=HTMLResponse, include_in_schema=False)
@@ -405,8 +437,8 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         return render(request, "chb.html", build(pages.chb, user, site), user)
 
     @app.get("/api/chb/{site}")
-    def chb_api(site: str, user: User = Depends(signed_in)) -> Any:
-        return _page_json(build(pages.chb, user, site))
+    async def chb_api(site: str, user: User = Depends(signed_in)) -> Any:
+        return await page_json(pages.chb, user, site)
 
     # -- records ---------------------------------------------------------------------------
     @app.get("/records", response_class=HTMLResponse, include_in_schema=False)
@@ -425,7 +457,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         return render(request, "records.html", built, user)
 
     @app.get("/api/records")
-    def records_api(
+    async def records_api(
         kind: str = "crimes",
         q: str | None = None,
         sort: str | None = None,
@@ -436,7 +468,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
     ) -> Any:
-        return _page_json(build(pages.records, user, kind, f, q, sort, desc, page, area, page_size))
+        return await page_json(pages.records, user, kind, f, q, sort, desc, page, area, page_size)
 
     @app.get("/api/records.csv")
     def records_csv(
@@ -457,16 +489,16 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         return render(request, "nominal.html", build(pages.nominal, user, nominal_id), user)
 
     @app.get("/api/nominal/{nominal_id}")
-    def nominal_api(nominal_id: str, user: User = Depends(signed_in)) -> Any:
-        return _page_json(build(pages.nominal, user, nominal_id))
+    async def nominal_api(nominal_id: str, user: User = Depends(signed_in)) -> Any:
+        return await page_json(pages.nominal, user, nominal_id)
 
     @app.get("/group/{group_id}", response_class=HTMLResponse, include_in_schema=False)
     def group_page(request: Request, group_id: str, user: User = Depends(signed_in)) -> Any:
         return render(request, "group.html", build(pages.group, user, group_id), user)
 
     @app.get("/api/group/{group_id}")
-    def group_api(group_id: str, user: User = Depends(signed_in)) -> Any:
-        return _page_json(build(pages.group, user, group_id))
+    async def group_api(group_id: str, user: User = Depends(signed_in)) -> Any:
+        return await page_json(pages.group, user, group_id)
 
     # -- help, admin, upload, live ---------------------------------------------------------
     @app.get("/help", response_class=HTMLResponse, include_in_schema=False)
