@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         "the shipped indices).",
     )
 
+    secure_cookie: bool = Field(
+        default=False,
+        description="Send the session cookie only over HTTPS (its Secure flag). Set it "
+        "when the dashboard is served behind TLS, as it should be on a force network.",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

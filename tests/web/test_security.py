@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import re
+import shutil
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -188,3 +190,20 @@ def test_an_unreadable_csv_is_refused_whole(app_client: TestClient):
     assert response.status_code == 400 and "nothing imported" in response.json()["error"]
     listed = admin.get("/api/records?kind=groups&q=BIG-").json()
     assert listed["total"] == 0
+
+
+def test_secure_cookie_setting_and_expired_sessions_purged(demo_db: Path, tmp_path: Path):
+    """Behind TLS the session cookie carries Secure; expired sessions do not pile up."""
+    db = tmp_path / "secure.duckdb"
+    shutil.copy(demo_db, db)
+    with DuckDBStore(db) as store:
+        store.add_session("old", "analyst", dt.datetime(2020, 1, 1))
+    form = {"username": "analyst", "password": f"analyst{auth.DEMO_PASSWORD_SUFFIX}"}
+    for secure in (True, False):
+        app = create_app(load_settings(db=db, secure_cookie=secure))
+        with TestClient(app, base_url="https://testserver") as client:
+            response = client.post("/login", data=form, follow_redirects=False)
+            cookie = response.headers["set-cookie"]
+            assert ("; secure" in cookie.lower()) is secure, cookie
+            store = app.state.placeharm.store
+            assert store.session_user("old", dt.datetime(2019, 1, 1)) is None  # purged

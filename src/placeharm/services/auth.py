@@ -83,8 +83,10 @@ def check_password(record: dict[str, Any] | None, password: str, real_data: bool
 
 def start_session(store: Store, username: str) -> str:
     token = secrets.token_urlsafe(32)
+    now = _now()
     with store.transaction():
-        store.add_session(_token_hash(token), username, _now() + dt.timedelta(hours=SESSION_HOURS))
+        store.purge_sessions(now)  # expired sessions are not kept
+        store.add_session(_token_hash(token), username, now + dt.timedelta(hours=SESSION_HOURS))
     return token
 
 

@@ -1053,6 +1053,12 @@ class DuckDBStore:
         )
         return None if row is None else str(row[0])
 
+    def purge_sessions(self, now: dt.datetime) -> int:
+        """Delete sessions that have expired; how many there were."""
+        row = self._one("SELECT count(*) FROM sessions WHERE expires_at <= ?", [now])
+        self._run("DELETE FROM sessions WHERE expires_at <= ?", [now])
+        return int(row[0]) if row else 0
+
     def end_session(self, token_hash: str) -> None:
         self._run("DELETE FROM sessions WHERE token_hash = ?", [token_hash])
 

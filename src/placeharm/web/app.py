@@ -347,7 +347,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         state.throttle.succeeded(username)
         response = RedirectResponse(_safe_next(next), status_code=303)
         response.set_cookie(
-            COOKIE, token, httponly=True, samesite="strict", max_age=auth.SESSION_HOURS * 3600
+            COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            secure=settings.secure_cookie,
+            max_age=auth.SESSION_HOURS * 3600,
         )
         return response
 
