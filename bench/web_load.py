@@ -916,6 +916,14 @@ async def measure_size(
         "value": worst,
         "pass": worst is not None and worst <= TARGET_LIVE_S and out["live"]["all_ok"],
     }
+    busy = out.get("live_under_load")
+    if busy is not None:  # the same target while 50 clients load the overview
+        worst_busy = busy["max_s"]
+        targets["live_update_under_load_max_s"] = {
+            "target": TARGET_LIVE_S,
+            "value": worst_busy,
+            "pass": worst_busy is not None and worst_busy <= TARGET_LIVE_S and busy["all_ok"],
+        }
     errors = sum(s["errors"] for s in out["scenarios"].values())
     for name, t in targets.items():
         if name.startswith("p95_ms"):
@@ -923,7 +931,8 @@ async def measure_size(
             print(target_line(label, t["pass"], f"{t['value']:.1f} ms"))
         else:
             value = "an event never arrived" if t["value"] is None else f"max {t['value']:.3f} s"
-            print(target_line(f"live update <= {TARGET_LIVE_S:.0f} s", t["pass"], value))
+            where = " under load" if "under_load" in name else ""
+            print(target_line(f"live update{where} <= {TARGET_LIVE_S:.0f} s", t["pass"], value))
     print(f"    errors (any non-200): {errors} ... {'PASS' if errors == 0 else 'FAIL'}")
     out["targets"] = targets
     out["errors"] = errors
