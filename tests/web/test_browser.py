@@ -162,13 +162,21 @@ def test_filters_ward_and_csv_export(server: str, browser: object):
     visit.open("/overview", "analyst-overview-default")
     page.fill("input[name=from]", "2021-12")
     page.fill("input[name=to]", "2022-02")
+    page.click("details.more-filters summary")  # measures and crime types
+    page.uncheck("input[name=measures][value=cannabis_farms]")
+    page.uncheck("input[name=types][value='Anti-social behaviour']")
     page.click("form.filters button[type=submit]")
     page.wait_for_url("**/overview?*from=2021-12*")
-    assert "2021-12 to 2022-02" in page.inner_text("main")
+    main = page.inner_text("main")
+    assert "2021-12 to 2022-02" in main and "from 8 of 9 measures" in main
+    page.screenshot(path=str(SHOTS / "analyst-overview-narrowed.png"), full_page=False)
     page.click(f"#ranking a[href^='/ward/{WARD}']")
     page.wait_for_url(f"**/ward/{WARD}*")
     page.wait_for_load_state("networkidle")
     assert "from=2021-12" in page.url  # the filters travel with the link
+    assert "measures=" in page.url and "types=" in page.url
+    assert page.is_checked("input[name=types][value=Drugs]")
+    assert not page.is_checked("input[name=types][value='Anti-social behaviour']")
     page.screenshot(path=str(SHOTS / "analyst-ward-filtered.png"), full_page=True)
     assert page.locator("#map canvas").count() == 1  # the map drew, offline
     visit.open("/records?kind=intelligence", "analyst-records-intelligence")

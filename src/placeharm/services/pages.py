@@ -17,10 +17,10 @@ import shapely
 
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import load_index
-from placeharm.model import month_end, parse_month
+from placeharm.model import CRIME_TYPES, month_end, parse_month
 from placeharm.services import harm, policy, queries, soc
 from placeharm.services.policy import User
-from placeharm.soc.measures import load_measures
+from placeharm.soc.measures import MeasureSet, load_measures
 from placeharm.store.base import Store
 
 MARKING = "OFFICIAL-SENSITIVE"
@@ -53,29 +53,92 @@ class Page:
 
 @dataclass(frozen=True, slots=True)
 class Filters:
-    """What the URL says: area set, period, harm index."""
+    """What the URL says: area set, period, harm index, SOC measures and police.uk crime
+    types (an empty selection means all of them)."""
 
     by: str = "ward"
     first: dt.date | None = None
     last: dt.date | None = None
     index: str = "css"
+    measures: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
 
     @classmethod
     def parse(
-        cls, by: str | None, first: str | None, last: str | None, index: str | None
+        cls,
+        by: str | None,
+        first: str | None,
+        last: str | None,
+        index: str | None,
+        measures: list[str] | None = None,
+        types: list[str] | None = None,
     ) -> Filters:
+        """Values from the URL; `measures` and `types` may repeat or be comma-separated."""
+        known = [m.id for m in load_measures().measures]
         return cls(
             by or "ward",
             parse_month(first) if first else None,
             parse_month(last) if last else None,
             index or "css",
+            _choose(measures, known, "SOC measure"),
+            _choose(types, list(CRIME_TYPES), "police.uk crime type"),
         )
 
     def period(self, store: Store, months: int = 12) -> tuple[dt.date, dt.date]:
         return queries.default_period(store, self.first, self.last, months)
 
     def query(self, first: dt.date, last: dt.date) -> dict[str, str]:
-        return {"by": self.by, "from": f"{first:%Y-%m}", "to": f"{last:%Y-%m}", "index": self.index}
+        out = {"by": self.by, "from": f"{first:%Y-%m}", "to": f"{last:%Y-%m}", "index": self.index}
+        if self.measures:
+            out["measures"] = ",".join(self.measures)
+        if self.types:
+            out["types"] = ",".join(self.types)
+        return out
+
+    def measure_set(self) -> MeasureSet:
+        """The shipped measures, or the ones chosen."""
+        every = load_measures()
+        if not self.measures:
+            return every
+        chosen = tuple(m for m in every.measures if m.id in self.measures)
+        return MeasureSet(chosen, every.source, every.notes)
+
+    def crime_types(self) -> list[str] | None:
+        return list(self.types) or None
+
+    def notes(self) -> list[str]:
+        """What the page says about a narrowed selection, so no one mistakes it for all."""
+        out = []
+        if self.measures:
+            out.append(
+                f"SOC primary harm score from {len(self.measures)} of "
+                f"{len(load_measures().measures)} measures: {', '.join(self.measures)}"
+            )
+        if self.types:
+            out.append(self.types_note())
+        return out
+
+    def types_note(self) -> str:
+        return f"police.uk crimes of these types only: {', '.join(self.types)}"
+
+
+def _choose(values: list[str] | None, known: list[str], what: str) -> tuple[str, ...]:
+    """The chosen values in their canonical order; () for none or all of them."""
+    chosen = {v.strip() for value in values or [] for v in value.split(",") if v.strip()}
+    unknown = sorted(chosen - set(known))
+    if unknown:
+        raise DataError(f"unknown {what} {', '.join(map(repr, unknown))}; use: {', '.join(known)}")
+    if not chosen or chosen == set(known):
+        return ()
+    return tuple(k for k in known if k in chosen)
+
+
+def filter_options() -> dict[str, Any]:
+    """What the filter form offers."""
+    return {
+        "measures": [{"id": m.id, "label": m.label} for m in load_measures().measures],
+        "crime_types": list(CRIME_TYPES),
+    }
 
 
 def data_as_of(store: Store) -> dict[str, Any]:
@@ -95,6 +158,7 @@ def _common(
         **data_as_of(store),
         "user": {"username": user.username, "role": user.role.value},
         "filters": filters.query(first, last),
+        "filter_options": filter_options(),
         "record_kinds": policy.record_kinds(user),
     }
 
@@ -119,10 +183,12 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
     policy.partner_area_set(user, filters.by)
     first, last = filters.period(store)
     index = load_index(filters.index)
-    measures = load_measures()
+    measures = filters.measure_set()
     ranked = soc.soc_rank(store, filters.by, first, last, index, measures)
     table = _risk(ranked.table)
-    trend = harm.series(store, filters.by, first, last, index).table
+    trend = harm.series(
+        store, filters.by, first, last, index, crime_types=filters.crime_types()
+    ).table
     sparks = trend.group_by("area_code", maintain_order=True).agg(
         pl.col("harm").round(1).alias("monthly_harm")
     )
@@ -148,7 +214,7 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
         "measures": [{"id": m.id, "label": m.label} for m in measures.measures],
         "risk_rule": RISK_RULE,
         "index": ranked.meta["index"],
-        "notes": ranked.notes,
+        "notes": filters.notes() + ranked.notes,
         "synthetic": ranked.meta["synthetic"],
     }
     return Page(
@@ -190,7 +256,16 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
     policy.require(user, "ward")
     policy.partner_area_set(user, filters.by)
     first, last = filters.period(store)
-    view = soc.ward_view(store, code, first, last, filters.by, load_index(filters.index))
+    view = soc.ward_view(
+        store,
+        code,
+        first,
+        last,
+        filters.by,
+        load_index(filters.index),
+        filters.measure_set(),
+        filters.crime_types(),
+    )
     start = first
     end = month_end(last)
     points = {}
@@ -226,7 +301,9 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
             .select(cols)
         )
         points[name] = policy.shape_located(user, frame)
-    crimes = policy.shape_located(user, store.crime_locations((filters.by, code), first, last))
+    crimes = policy.shape_located(
+        user, store.crime_locations((filters.by, code), first, last, filters.crime_types())
+    )
     if user.role is policy.Role.partner:  # generalised points: count them again
         crimes = crimes.group_by("longitude", "latitude").agg(pl.col("crimes").sum())
     crimes = crimes.sort(["crimes", "longitude", "latitude"], descending=[True, False, False])
@@ -268,7 +345,7 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
     data = _common(store, user, filters, first, last) | {
         **{k: v for k, v in view.meta.items() if k != "synthetic"},
         "synthetic": view.meta["synthetic"],
-        "notes": view.notes,
+        "notes": filters.notes() + view.notes,
         "points": {k: v.to_dicts() for k, v in points.items()},
         "crime_points": {
             "crimes": crime_total,
@@ -459,6 +536,7 @@ def records(
     if user.role is policy.Role.partner and kind in ("intelligence", "partner_events"):
         equals.append(("handling_code", "P"))  # shareable only, in the query: totals agree
     exclude = ("nominal_id", hidden) if kind == "nominals" and hidden else None
+    include = ("crime_type", list(filters.types)) if kind == "crimes" and filters.types else None
     frame, total = store.records_page(
         table,
         columns,
@@ -473,6 +551,7 @@ def records(
         (page - 1) * page_size,
         equals,
         exclude,
+        include,
     )
     frame = policy.shape_people(user, frame, hidden)
     frame = policy.shape_located(user, frame)
@@ -504,6 +583,7 @@ def records(
                 "to": f"{filters.last:%Y-%m}" if filters.last else None,
                 "sort": sort,
                 "desc": "true" if descending else "false",
+                "types": ",".join(filters.types) if kind == "crimes" else None,
             }.items()
             if v
         },
@@ -511,7 +591,10 @@ def records(
             "by": filters.by,
             "from": f"{filters.first:%Y-%m}" if filters.first else None,
             "to": f"{filters.last:%Y-%m}" if filters.last else None,
+            "types": ",".join(filters.types) if kind == "crimes" else None,
         },
+        "filter_options": filter_options(),
+        "notes": [filters.types_note()] if kind == "crimes" and filters.types else [],
     }
     return Page("records", f"Records: {kind.replace('_', ' ')}", data, {"records": frame})
 

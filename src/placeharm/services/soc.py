@@ -211,9 +211,11 @@ def ward_view(
     by: str = "ward",
     index: HarmIndex | str | None = None,
     measures: MeasureSet | None = None,
+    crime_types: list[str] | None = None,
 ) -> HarmResult:
     """North Yorkshire's ward view: per month, SOC crimes, incidents and intelligence (and
-    police.uk crime and ASB, gaps empty); the ward's measures; its groups and latest intel."""
+    police.uk crime and ASB, of `crime_types` or all, gaps empty); the ward's measures; its
+    groups and latest intel."""
     names = store.area_list(by)
     match = names.filter(pl.col("area_code") == code)
     if match.is_empty():
@@ -222,6 +224,8 @@ def ward_view(
     gaps = set(gap_months(store, first, last))
     grid = pl.DataFrame({"month": months}, schema={"month": pl.Date})
     police = _monthly(store, "crimes", "month", by, code, first, last)
+    if crime_types:
+        police = police.filter(pl.col("kind").is_in(crime_types))
     soc = _soc_crimes_monthly(store, by, code, first, last)
     columns = {
         "crimes": police.filter(pl.col("kind") != "Anti-social behaviour"),

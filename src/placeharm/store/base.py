@@ -105,7 +105,12 @@ class Store(Protocol):
         code: str | None = None,
     ) -> pl.DataFrame: ...
     def crime_locations(
-        self, area: tuple[str, str], first: dt.date, last: dt.date, decimals: int = 4
+        self,
+        area: tuple[str, str],
+        first: dt.date,
+        last: dt.date,
+        crime_types: list[str] | None = None,
+        decimals: int = 4,
     ) -> pl.DataFrame: ...
     def crime_frame(self, columns: list[str] | None = None) -> pl.DataFrame: ...
 
@@ -135,6 +140,7 @@ class Store(Protocol):
         offset: int,
         equals: list[tuple[str, str]] | None = None,
         exclude: tuple[str, list[str]] | None = None,
+        include: tuple[str, list[str]] | None = None,
     ) -> tuple[pl.DataFrame, int]: ...
     def restricted_only_nominals(self) -> list[str]: ...
     def real_soc_records(self) -> int: ...

@@ -965,10 +965,12 @@ class DuckDBStore:
         offset: int,
         equals: list[tuple[str, str]] | None = None,
         exclude: tuple[str, list[str]] | None = None,
+        include: tuple[str, list[str]] | None = None,
     ) -> tuple[pl.DataFrame, int]:
         """One page of a record table and the number of matching rows. `equals`: exact
-        conditions (column, value); `exclude`: (column, values) left out. Column names are
-        checked identifiers; every value is a parameter."""
+        conditions (column, value); `exclude`: (column, values) left out; `include`:
+        (column, values) kept. Column names are checked identifiers; every value is a
+        parameter."""
         if table not in RECORD_TABLES and table not in SOC_TABLES:
             raise StoreError(f"unknown record table {table!r}")
         cols = ", ".join(_safe_col(c) for c in columns)
@@ -989,6 +991,9 @@ class DuckDBStore:
         if exclude is not None and exclude[1]:
             where.append(f"{_safe_col(exclude[0])} <> ALL(?::VARCHAR[])")
             params.append(list(exclude[1]))
+        if include is not None:
+            where.append(f"{_safe_col(include[0])} = ANY(?::VARCHAR[])")
+            params.append(list(include[1]))
         clause = " AND ".join(where)
         # rowid breaks ties, so pages do not overlap or skip rows among equal sort values
         order = f"{_safe_col(sort)} {'DESC' if descending else 'ASC'} NULLS LAST, rowid"
@@ -1000,17 +1005,23 @@ class DuckDBStore:
         return frame, int(total[0]) if total else 0
 
     def crime_locations(
-        self, area: tuple[str, str], first: dt.date, last: dt.date, decimals: int = 4
+        self,
+        area: tuple[str, str],
+        first: dt.date,
+        last: dt.date,
+        crime_types: list[str] | None = None,
+        decimals: int = 4,
     ) -> pl.DataFrame:
-        """Located crimes of one area in a period, counted by point (rounded to `decimals`
-        places): every crime, however many, in a few thousand rows at most for a ward."""
+        """Located crimes of one area in a period (of some types, or all), counted by point
+        (rounded to `decimals` places): every crime, in a few thousand rows at most."""
         return self._frame(
             "SELECT round(longitude, ?) AS longitude, round(latitude, ?) AS latitude, "
             "count(*)::INTEGER AS crimes FROM crimes "
             f"WHERE {_area_col(area[0])} = ? AND month BETWEEN ? AND ? "
+            "AND (? IS NULL OR list_contains(?, crime_type)) "
             "AND longitude IS NOT NULL AND latitude IS NOT NULL "
             "GROUP BY ALL ORDER BY crimes DESC, longitude, latitude",
-            [decimals, decimals, area[1], first, last],
+            [decimals, decimals, area[1], first, last, crime_types, crime_types],
         )
 
     # -- users and sessions ------------------------------------------------------------------

@@ -375,8 +375,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     async def page_filters(
         request: Request, by: str | None = None, to: str | None = None, index: str | None = None
     ) -> Filters:
-        """The filters in the URL (`from` is a Python keyword, so it is read directly)."""
-        return Filters.parse(by, request.query_params.get("from"), to, index)
+        """The filters in the URL (`from` is a Python keyword, so it is read directly;
+        `measures` and `types` may repeat, as a form of checkboxes sends them)."""
+        params = request.query_params
+        return Filters.parse(
+            by, params.get("from"), to, index, params.getlist("measures"), params.getlist("types")
+        )
 
     @app.get("/overview", response_class=HTMLResponse, include_in_schema=False)
     def overview_page(
