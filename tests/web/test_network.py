@@ -59,9 +59,9 @@ EVERYONE = {"T-HUB", "T-FAM", "T-SECRET", "T-EXP", "T-BEYOND", "T-PAL", "T-G1"}
 HIDDEN_FROM_UNCLEARED = {"T-SECRET", "T-EXP", "T-BEYOND"}
 
 
-@pytest.fixture(scope="module")
-def crafted_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("network")
+def _build(folder: Path) -> Path:
+    """The crafted store, imported through the importer as a force's files would be."""
+    folder.mkdir(parents=True, exist_ok=True)
     db = folder / "network.duckdb"
     with DuckDBStore(db) as store:
         for kind, text in (
@@ -77,6 +77,11 @@ def crafted_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         auth.create_demo_users(store)
         assert store.restricted_only_nominals() == ["T-SECRET"]
     return db
+
+
+@pytest.fixture(scope="module")
+def crafted_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _build(tmp_path_factory.mktemp("network"))
 
 
 @pytest.fixture(scope="module")
@@ -198,21 +203,16 @@ def test_html_and_json_agree_on_the_network(client: TestClient, name: str, url: 
         assert kind.startswith(e["link_type"])
 
 
-def test_layout_is_deterministic(crafted_db: Path, tmp_path: Path):
-    """Same positions every time the network is built, on a second copy of the store too."""
-    copy = tmp_path / "copy.duckdb"
-    copy.write_bytes(crafted_db.read_bytes())
+def test_layout_is_deterministic(tmp_path: Path):
+    """Same positions every time the network is built, and on a second store built alike."""
     user = User("a", "a", Role.analyst)
+    pages = (("nominal", "T-HUB"), ("group", "T-G1"), ("group", "T-G2"))
     built = []
-    for db in (crafted_db, crafted_db, copy):
+    for db in (_build(tmp_path / "one"), _build(tmp_path / "two")):
         with DuckDBStore(db) as store:
-            built.append(
-                [
-                    network.network(store, user, kind, ref)
-                    for kind, ref in (("nominal", "T-HUB"), ("group", "T-G1"), ("group", "T-G2"))
-                ]
-            )
-    assert built[0] == built[1] == built[2]
+            for _ in range(2):
+                built.append([network.network(store, user, kind, ref) for kind, ref in pages])
+    assert built[0] == built[1] == built[2] == built[3]
     positions = [(n["x"], n["y"]) for n in built[0][2]["nodes"]]
     assert len(set(positions)) == len(positions)  # no two nodes on one spot
     assert all(0 <= x <= network.WIDTH and 0 <= y <= network.HEIGHT for x, y in positions)

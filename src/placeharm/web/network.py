@@ -39,7 +39,7 @@ def drawing(net: dict[str, Any]) -> dict[str, Any]:
             "href": None if is_centre else f"/{n['id']}",
             "aria_label": f"{what} {n['ref']}{name}: {links}",
         }
-    _place_labels(list(nodes.values()), neighbours)
+    _place_labels(list(nodes.values()), neighbours, _line_points(net))
     pairs: dict[frozenset[str], list[dict[str, Any]]] = defaultdict(list)
     for e in net["edges"]:
         pairs[frozenset((e["from"], e["to"]))].append(e)
@@ -60,20 +60,37 @@ def drawing(net: dict[str, Any]) -> dict[str, Any]:
 Box = tuple[float, float, float, float]  # left, top, right, bottom
 
 
+def _line_points(net: dict[str, Any], step: float = 8.0) -> list[tuple[float, float]]:
+    """Points every `step` units along the straight lines between linked nodes."""
+    at = {n["id"]: (n["x"], n["y"]) for n in net["nodes"]}
+    points = []
+    for e in net["edges"]:
+        (x1, y1), (x2, y2) = at[e["from"]], at[e["to"]]
+        count = max(int(math.hypot(x2 - x1, y2 - y1) / step), 1)
+        points += [(x1 + (x2 - x1) * k / count, y1 + (y2 - y1) * k / count) for k in range(count)]
+    return points
+
+
 def _place_labels(
-    nodes: list[dict[str, Any]], neighbours: dict[str, list[tuple[float, float]]]
+    nodes: list[dict[str, Any]],
+    neighbours: dict[str, list[tuple[float, float]]],
+    lines: list[tuple[float, float]],
 ) -> None:
-    """Put each node's two-line label (id, name) beside it, clear of its own lines (in the
-    widest gap between them) and, where it can, of the labels and nodes placed before."""
+    """Put each node's two-line label (id, name) beside it, in the first of the directions
+    `_label_angles` offers that is clear of nodes, lines and the labels placed before, or
+    else the least cluttered."""
     taken: list[Box] = [
         (n["x"] - n["r"], n["y"] - n["r"], n["x"] + n["r"], n["y"] + n["r"]) for n in nodes
     ]
-    for n in nodes:
+    # leaves first: each has one clear side (away from its only line); hubs have more choice
+    for n in sorted(nodes, key=lambda n: (n["degree"], n["id"] == nodes[0]["id"])):
+        own = (n["x"] - n["r"], n["y"] - n["r"], n["x"] + n["r"], n["y"] + n["r"])
         best: tuple[float, dict[str, Any], Box] | None = None
         for angle in _label_angles(n["x"], n["y"], neighbours[n["id"]]):
             spot, box = _label_at(n, math.cos(angle), math.sin(angle))
-            own = (n["x"] - n["r"], n["y"] - n["r"], n["x"] + n["r"], n["y"] + n["r"])
             clash = sum(_overlap(box, other) for other in taken if other != own)
+            # a line through a label is a lesser evil than a label on a label
+            clash += 8 * sum(box[0] <= x <= box[2] and box[1] <= y <= box[3] for x, y in lines)
             if best is None or clash < best[0]:
                 best = (clash, spot, box)
             if clash == 0:
@@ -96,6 +113,7 @@ def _label_angles(x: float, y: float, near: list[tuple[float, float]]) -> list[f
     width, start = gaps[0]
     tries = [start + w / 2 for w, start in gaps]
     tries += [start + width * f for f in (0.3, 0.7, 0.15, 0.85)]
+    tries += [math.pi * k / 4 for k in range(8)]  # and every way round
     return tries
 
 
@@ -110,7 +128,7 @@ def _label_at(n: dict[str, Any], ux: float, uy: float) -> tuple[dict[str, Any], 
         y = n["y"] + (r + _LABEL_GAP) * uy - 16
     else:  # beside: the two lines straddle its middle
         y = n["y"] - 2
-    width = max(len(n["ref"]) * 8.2, len(n["name"]) * 6.9)
+    width = max(len(n["ref"]) * 8.6, len(n["name"]) * 7.3)
     left = x if anchor == "start" else x - width if anchor == "end" else x - width / 2
     spot = {"label_x": round(x, 1), "label_y": round(y, 1), "anchor": anchor}
     return spot, (left, y - 11, left + width, y + 18 if n["name"] else y + 3)
