@@ -21,9 +21,6 @@ from placeharm.store.base import Store
 NODE_CAP = 40  # more than this is unreadable on a patrol laptop; the page says when it bites
 HOPS = 2  # direct links, and the links of those
 WIDTH, HEIGHT = 1000, 840  # drawing units (the SVG's viewBox)
-_RING_RADII = (0.0, 170.0, 320.0)  # centre, first ring, second ring (drawing units)
-_CROWDED = 14  # a ring with this many nodes alternates its radius, so labels do not touch
-_STAGGER = 0.11  # by this share of the radius
 _MARGIN_X, _MARGIN_Y = 150, 60  # room for labels
 LINK_TYPES = ("member", "associate", "family", "exploitation")
 
@@ -159,9 +156,10 @@ def _rings(
     betweenness: rx.CentralityMapping,
     centre: str,
 ) -> list[list[str]]:
-    """Nodes by ring, in drawing order: the first ring by betweenness (the people who join
-    the network up come first, from the top), the second next to the node that brings it in,
-    so few lines cross."""
+    """Nodes by ring (centre, direct links, their links): the order of the nodes in the JSON,
+    the page and the keyboard, and the shells the layout starts from. The first ring by
+    betweenness (the people who join the network up first), the second next to the node that
+    brings it in, so the start has few crossing lines."""
     first = sorted((n for n in at if hop[n] == 1), key=lambda n: (-betweenness[at[n]], n))
     place = {n: i for i, n in enumerate(first)}
 
