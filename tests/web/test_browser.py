@@ -1,7 +1,8 @@
 """The dashboard in Debian's Chromium (Playwright): every role signs in, the filters work, a
-ward opens, a CSV downloads, a live update arrives after an upload, axe finds no serious or
-critical accessibility violations, and no request leaves the machine. Screenshots of every
-page are kept in test-artefacts/screenshots/."""
+ward opens, a CSV downloads, a live update arrives after an upload, the network view on nominal
+and group pages draws and works from the keyboard, axe finds no serious or critical
+accessibility violations, and no request leaves the machine. Screenshots of every page are
+kept in test-artefacts/screenshots/."""
 
 from __future__ import annotations
 
@@ -31,6 +32,8 @@ ARGS = [
     "--disable-sync",
 ]
 WARD = "E05001111"
+NOMINAL = "DEMO-N000001"  # an OCG principal with family and exploitation links
+GROUP = "DEMO-G001"  # its group: more than 40 people within two links, so the cap bites
 
 playwright = pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).exists():
@@ -145,6 +148,9 @@ def test_every_role_signs_in_and_pages_are_accessible(server: str, browser: obje
     }
     if role in ("officer", "analyst", "supervisor", "admin"):
         pages["nominals"] = "/records?kind=nominals"
+        pages["nominal"] = f"/nominal/{NOMINAL}"
+    if role != "partner":
+        pages["group"] = f"/group/{GROUP}"
     if role == "admin":
         pages["admin"] = "/admin"
     for name, path in pages.items():
@@ -154,6 +160,44 @@ def test_every_role_signs_in_and_pages_are_accessible(server: str, browser: obje
         violations = visit.axe()
         assert not violations, (role, name, [(v["id"], v["help"]) for v in violations])
     visit.close()
+
+
+def test_network_draws_and_works_from_the_keyboard(server: str, browser: object):
+    visit = Visit(browser, server, "analyst")
+    page = visit.page
+    visit.open(f"/nominal/{NOMINAL}", "analyst-nominal-network-page")
+    drawing = page.locator("svg.network-svg")
+    assert drawing.count() == 1 and drawing.is_visible()
+    nodes = page.locator("svg.network-svg a.node")
+    rows = page.locator("#network-edges tbody tr")
+    assert nodes.count() >= 2 and rows.count() >= nodes.count()
+    assert page.locator("svg.network-svg path.edge-exploitation").count() >= 1
+    page.locator(".network-wrap").screenshot(path=str(SHOTS / "analyst-nominal-network.png"))
+    # Tab from the drawing's scroll region reaches the first node; Enter opens its page
+    page.locator(".network-wrap").focus()
+    page.keyboard.press("Tab")
+    first = nodes.first
+    assert page.locator("svg.network-svg a.node:focus").count() == 1
+    label = first.get_attribute("aria-label") or ""
+    target = first.get_attribute("href") or ""
+    assert label.startswith(("Nominal ", "Group ")) and target
+    page.locator(".network-wrap").screenshot(path=str(SHOTS / "analyst-nominal-network-focus.png"))
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**{target}")
+    page.wait_for_load_state("networkidle")
+    assert page.locator("svg.network-svg").count() == 1
+    visit.open(f"/group/{GROUP}", "analyst-group-network-page")
+    assert "Capped: showing 40 of the" in page.inner_text("#network-cap")
+    page.locator(".network-wrap").screenshot(path=str(SHOTS / "analyst-group-network.png"))
+    assert not visit.axe()
+    visit.close()
+    officer = Visit(browser, server, "officer")
+    officer.open(f"/nominal/{NOMINAL}", "officer-nominal-network-page")
+    assert officer.page.locator("svg.network-svg path.edge-exploitation").count() == 0
+    officer.page.locator(".network-wrap").screenshot(
+        path=str(SHOTS / "officer-nominal-network.png")
+    )
+    officer.close()
 
 
 def test_filters_ward_and_csv_export(server: str, browser: object):

@@ -18,7 +18,7 @@ import shapely
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import load_index
 from placeharm.model import CRIME_TYPES, month_end, parse_month
-from placeharm.services import harm, policy, queries, soc
+from placeharm.services import harm, network, policy, queries, soc
 from placeharm.services.policy import User
 from placeharm.soc.measures import MeasureSet, load_measures
 from placeharm.store.base import Store
@@ -653,6 +653,7 @@ def nominal(store: Store, user: User, nominal_id: str) -> Page:
         "record_kinds": policy.record_kinds(user),
         "nominal": person,
         "cleared": policy.cleared(user),
+        "network": network.network(store, user, "nominal", nominal_id),
     }
     name = f"{person.get('forename') or ''} {person.get('surname') or ''}".strip()
     return Page(
@@ -707,5 +708,7 @@ def group(store: Store, user: User, group_id: str) -> Page:
         "record_kinds": policy.record_kinds(user),
         "group": groups.drop("import_id", "source_line").row(0, named=True),
         "member_count": members.height,
+        "cleared": policy.cleared(user),
+        "network": network.network(store, user, "group", group_id),
     }
     return Page("group", f"Group {group_id}: {groups['name'][0]}", data, tables)

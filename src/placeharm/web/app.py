@@ -42,6 +42,7 @@ from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
 from placeharm.web.live import DropFolder, Importer
+from placeharm.web.network import drawing as network_drawing
 
 HERE = Path(__file__).parent
 MAX_UPLOAD = 200 * 1024 * 1024
@@ -212,6 +213,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["MARKING"] = MARKING
     templates.env.filters["fmt"] = _fmt
+    templates.env.globals["network_drawing"] = network_drawing
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
