@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import shutil
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -31,11 +33,12 @@ from fastapi.responses import (
 )
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from placeharm.config import Settings
 from placeharm.errors import DataError, NotFound, PermissionDenied, PlaceharmError
-from placeharm.services import auth, pages, policy
+from placeharm.services import auth, exports, pages, policy
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
@@ -316,6 +319,14 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     ) -> Any:
         return _json(build(pages.area_geojson, user, f).data, "application/geo+json")
 
+    @app.get("/api/overview.gpkg")
+    def overview_gpkg(
+        user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
+    ) -> Response:
+        page = build(pages.area_geojson, user, f)
+        return _gpkg({"areas": page.data["features"]}, page, "overview.gpkg")
+
     # -- ward ------------------------------------------------------------------------------
     @app.get("/ward/{code}", response_class=HTMLResponse, include_in_schema=False)
     def ward_page(
@@ -335,6 +346,27 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         f: Filters = Depends(page_filters),
     ) -> Response:
         return _csv(build(pages.ward, user, code, f).tables["monthly"], f"ward-{code}.csv")
+
+    # declared before /api/ward/{code}, which would otherwise take "CODE.gpkg" as a code
+    @app.get("/api/ward/{code}.geojson")
+    def ward_geojson(
+        code: str,
+        user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
+    ) -> Response:
+        return _json(build(pages.ward_geojson, user, code, f).data, "application/geo+json")
+
+    @app.get("/api/ward/{code}.gpkg")
+    def ward_gpkg(
+        code: str,
+        user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
+    ) -> Response:
+        page = build(pages.ward_geojson, user, code, f)
+        layers: dict[str, list[dict[str, Any]]] = {name: [] for name in page.data["layers"]}
+        for feature in page.data["features"]:
+            layers[feature["properties"]["layer"]].append(feature)
+        return _gpkg(layers, page, f"ward-{code}.gpkg")
 
     @app.get("/api/ward/{code}")
     def ward_api(
@@ -503,6 +535,27 @@ def _admin(store: DuckDBStore, user: User) -> Page:
             "quarantine": summary,
             "users": store.users(),
         },
+    )
+
+
+def _gpkg(layers: dict[str, list[dict[str, Any]]], page: Page, filename: str) -> Response:
+    """GeoJSON features as a GeoPackage download: written to a temporary file (a GeoPackage
+    is an SQLite database), streamed, then removed."""
+    folder = Path(tempfile.mkdtemp(prefix="placeharm-gpkg-"))
+    try:
+        path = folder / filename
+        exports.write_geopackage(
+            path, layers, marking=MARKING, title=page.title, data_as_of=page.data.get("data_as_of")
+        )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return FileResponse(
+        path,
+        media_type=exports.MEDIA_TYPE,
+        filename=filename,
+        headers={"X-Security-Marking": MARKING},
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
     )
 
 
