@@ -8,6 +8,7 @@ Plotly.js are served from the installed wheels.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import json
 import shutil
@@ -38,7 +39,7 @@ from starlette.concurrency import run_in_threadpool
 
 from placeharm.config import Settings
 from placeharm.errors import DataError, NotFound, PermissionDenied, PlaceharmError
-from placeharm.services import auth, exports, pages, policy
+from placeharm.services import auth, basemap, exports, pages, policy
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
@@ -53,6 +54,7 @@ CSP = (
     "img-src 'self' data: blob:; worker-src 'self' blob:; child-src blob:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+TILE_CACHE = "private, max-age=86400"  # base map tiles: per user, kept a day
 COOKIE = "placeharm_session"
 VENDOR = {
     "maplibre-gl.js": ("maplibre", "srcjs/maplibre-gl.js", "text/javascript"),
@@ -125,8 +127,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     state = State(settings)
     with state.use() as store:
         state.as_of = pages.data_as_of(store)
+    tiles = basemap.open_archive(settings)
+    csp = _csp(basemap.tile_origin(settings))
+    base_source = basemap.source(settings, tiles)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["MARKING"] = MARKING
+    templates.env.globals["BASEMAP"] = _script_json(base_source) if base_source else None
     templates.env.filters["fmt"] = _fmt
 
     @asynccontextmanager
@@ -141,6 +147,8 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
             if state.watcher is not None:
                 state.watcher.stop()
             state.store.close()
+            if tiles is not None:
+                tiles.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -230,9 +238,10 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     async def security_headers(request: Request, call_next: Any) -> Response:
         response: Response = await call_next(request)
         assets = request.url.path.startswith(("/static/", "/vendor/"))
-        if not assets:
+        tile = request.url.path.startswith("/tiles/") and response.status_code == 200
+        if not (assets or tile):
             response.headers["Cache-Control"] = "no-store"
-        response.headers["Content-Security-Policy"] = CSP
+        response.headers["Content-Security-Policy"] = csp
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "no-referrer"
@@ -506,6 +515,19 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         with state.use() as store:
             return auth.user_for(store, token)
 
+    @app.get("/tiles/{z}/{x}/{y}", include_in_schema=False)
+    def tile(z: int, x: int, y: int, request: Request, user: User = Depends(signed_in)) -> Response:
+        """A base map tile from the local PMTiles archive (signed-in users; 404 where none)."""
+        found = tiles.get(z, x, y) if tiles is not None else None
+        if found is None:
+            raise NotFound(f"no base map tile {z}/{x}/{y}")
+        data, headers = found.data, {"Cache-Control": TILE_CACHE}
+        if found.encoding == "gzip" and "gzip" not in request.headers.get("accept-encoding", ""):
+            data = gzip.decompress(data)
+        elif found.encoding:
+            headers["Content-Encoding"] = found.encoding
+        return Response(data, media_type=found.media_type, headers=headers)
+
     @app.get("/vendor/{name}", include_in_schema=False)
     def vendor(name: str) -> Response:
         if name not in VENDOR:
@@ -535,6 +557,15 @@ def _admin(store: DuckDBStore, user: User) -> Page:
             "quarantine": summary,
             "users": store.users(),
         },
+    )
+
+
+def _csp(tile_origin: str | None) -> str:
+    """The Content-Security-Policy: the force tile server's origin is allowed only when set."""
+    if tile_origin is None:
+        return CSP
+    return CSP.replace("img-src 'self'", f"img-src 'self' {tile_origin}").replace(
+        "connect-src 'self'", f"connect-src 'self' {tile_origin}"
     )
 
 
