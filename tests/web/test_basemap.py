@@ -98,6 +98,7 @@ def test_vector_pmtiles_are_served_gzip_with_plain_layers(demo_db: Path, tmp_pat
         response = client.get("/tiles/0/0/0")  # httpx asks for gzip and decodes it
         assert response.headers["content-type"] == "application/vnd.mapbox-vector-tile"
         assert response.headers["content-encoding"] == "gzip"
+        assert response.headers["vary"] == "Accept-Encoding"
         assert response.content == mvt
         plain = client.get("/tiles/0/0/0", headers={"Accept-Encoding": "identity"})
         assert "content-encoding" not in plain.headers and plain.content == mvt

@@ -522,6 +522,8 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         if found is None:
             raise NotFound(f"no base map tile {z}/{x}/{y}")
         data, headers = found.data, {"Cache-Control": TILE_CACHE}
+        if found.encoding:
+            headers["Vary"] = "Accept-Encoding"  # the same URL, encoded or not
         if found.encoding == "gzip" and "gzip" not in request.headers.get("accept-encoding", ""):
             data = gzip.decompress(data)
         elif found.encoding:
