@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -17,6 +18,9 @@ from placeharm.errors import ConfigError
 
 CONFIG_ENV = "PLACEHARM_CONFIG"
 DEFAULT_CONFIG_FILE = "placeharm.toml"
+# scheme, host[:port], then a path with the {z}/{x}/{y} placeholders: nothing that could end a
+# Content-Security-Policy source (space, quote, semicolon, comma) or a JavaScript string
+TILE_URL_RE = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/[A-Za-z0-9._~/{}%=&?@+-]*")
 
 
 class Settings(BaseSettings):
@@ -53,6 +57,51 @@ class Settings(BaseSettings):
         description="Weight of anti-social behaviour in harm (unset: the index's own, 0 for "
         "the shipped indices).",
     )
+    tile_url: str | None = Field(
+        default=None,
+        description="Base map: an XYZ raster tile URL template on the force network, e.g. "
+        "https://tiles.force.local/{z}/{x}/{y}.png, drawn beneath the area polygons (unset: "
+        "a plain background).",
+    )
+    tile_attribution: str = Field(
+        default="",
+        description="Base map: the attribution shown on the map for tile_url or pmtiles "
+        "(plain text).",
+    )
+    tile_size: int = Field(
+        default=256,
+        description="Base map: the pixel size of raster tiles, 256 or 512.",
+    )
+    pmtiles: Path | None = Field(
+        default=None,
+        description="Base map: a local PMTiles archive (raster PNG/JPEG/WebP or vector MVT), "
+        "served by placeharm itself at /tiles/{z}/{x}/{y} (unset: a plain background).",
+    )
+
+    @field_validator("tile_url")
+    @classmethod
+    def _tile_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        if not TILE_URL_RE.fullmatch(value) or not all(f"{{{k}}}" in value for k in "zxy"):
+            raise ValueError(
+                "tile_url must be an http(s) URL template with {z}, {x} and {y}, "
+                "e.g. https://tiles.force.local/{z}/{x}/{y}.png"
+            )
+        return value
+
+    @field_validator("tile_size")
+    @classmethod
+    def _tile_size(cls, value: int) -> int:
+        if value not in (256, 512):
+            raise ValueError("tile_size is 256 or 512")
+        return value
+
+    @model_validator(mode="after")
+    def _one_base_map(self) -> Settings:
+        if self.tile_url and self.pmtiles:
+            raise ValueError("set tile_url or pmtiles for the base map, not both")
+        return self
 
     secure_cookie: bool = Field(
         default=False,

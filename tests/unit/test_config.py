@@ -92,3 +92,27 @@ def test_invalid_env_value_is_a_config_error(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("PLACEHARM_THREADS", "lots")
     with pytest.raises(ConfigError, match="threads"):
         load_settings()
+
+
+def test_base_map_settings_are_checked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    assert load_settings().tile_url is None and load_settings().pmtiles is None
+    url = "https://tiles.force.local/{z}/{x}/{y}.png"
+    monkeypatch.setenv("PLACEHARM_TILE_URL", url)
+    monkeypatch.setenv("PLACEHARM_TILE_SIZE", "512")
+    s = load_settings()
+    assert s.tile_url == url and s.tile_size == 512
+    for bad in (
+        "javascript:alert(1)//{z}/{x}/{y}",
+        "https://tiles.force.local/{z}/{x}.png",  # no {y}
+        "https://tiles.force.local/{z}/{x}/{y}.png; script-src *",  # would extend the CSP
+        "https://tiles.force.local/{z}/{x}/{y}.png'",
+        "ftp://tiles.force.local/{z}/{x}/{y}.png",
+    ):
+        with pytest.raises(ConfigError, match="tile_url must be"):
+            load_settings(tile_url=bad)
+    with pytest.raises(ConfigError, match="not both"):
+        load_settings(pmtiles=tmp_path / "base.pmtiles")
+    monkeypatch.delenv("PLACEHARM_TILE_URL")
+    assert load_settings(pmtiles=tmp_path / "base.pmtiles").pmtiles == tmp_path / "base.pmtiles"
+    with pytest.raises(ConfigError, match="256 or 512"):
+        load_settings(tile_size=300)

@@ -256,3 +256,60 @@ def test_live_update_arrives_after_an_upload(server: str, browser: object, demo_
     assert elapsed < 3, f"the update took {elapsed:.2f} s to arrive"
     watcher.close()
     visit_admin.close()
+
+
+@pytest.fixture(scope="module")
+def tiled_server(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second server whose base map is a local PMTiles archive (pale blue at zoom 0, pale
+    green at zoom 1: the colours show in the screenshot where no polygon covers them). Its
+    bounds, as an extract cut for a force would have, keep MapLibre from asking for tiles
+    east of Greenwich, which the archive does not hold."""
+    from .tiles import png, write_pmtiles
+
+    path = tmp_path_factory.mktemp("tiles") / "base.pmtiles"
+    write_pmtiles(
+        path,
+        {(0, 0, 0): png((166, 206, 227)), (1, 0, 0): png((178, 223, 138))},
+        bounds=(-8.0, 49.0, -0.5, 61.0),
+    )
+    port = _free_port()
+    config = uvicorn.Config(
+        create_app(load_settings(db=demo_db, pmtiles=path)),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 20
+    while not srv.started and time.time() < deadline:
+        time.sleep(0.05)
+    assert srv.started, "the server did not start"
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(timeout=10)
+
+
+def test_maps_draw_the_local_pmtiles_base_map(tiled_server: str, browser: object):
+    visit = Visit(browser, tiled_server, "analyst")
+    tiles: list[tuple[str, int]] = []
+    visit.page.on(
+        "response",
+        lambda r: tiles.append((r.url, r.status)) if "/tiles/" in r.url else None,
+    )
+    visit.open("/overview", "analyst-overview-pmtiles")
+    _wait_until(lambda: any(status == 200 for _, status in tiles), 10)
+    assert all(url.startswith(f"{tiled_server}/tiles/") for url, _ in tiles)
+    assert (f"{tiled_server}/tiles/1/0/0", 200) in tiles  # Northumbria is in the NW quarter
+    visit.page.wait_for_timeout(500)  # let the tile fade in before the screenshot
+    visit.page.locator("#map").screenshot(path=str(SHOTS / "analyst-overview-pmtiles-map.png"))
+    visit.page.screenshot(path=str(SHOTS / "analyst-overview-pmtiles.png"), full_page=True)
+    tiles.clear()
+    visit.open(f"/ward/{WARD}", "analyst-ward-pmtiles")
+    _wait_until(lambda: any(status == 200 for _, status in tiles), 10)
+    visit.page.wait_for_timeout(500)
+    visit.page.locator("#map").screenshot(path=str(SHOTS / "analyst-ward-pmtiles-map.png"))
+    violations = visit.axe()
+    assert not violations, [(v["id"], v["help"]) for v in violations]
+    visit.close()  # no request left the machine, no browser errors

@@ -155,7 +155,7 @@ def test_demo_network_hides_exploitation_from_uncleared_roles(app_client: TestCl
     """On the demo overlay: a CCE/CSE perpetrator's network, officer against analyst."""
     analyst = _as(app_client, "analyst")
     rows = analyst.get("/api/records?kind=nominals&page_size=1000").json()["tables"]["records"]
-    with app_client.app.state.placeharm.use() as store:  # type: ignore[attr-defined]
+    with app_client.app.state.placeharm.read() as store:  # type: ignore[attr-defined]
         hidden = set(store.restricted_only_nominals())
     assert hidden
     perpetrator = next(r["nominal_id"] for r in rows if r["cce_perpetrator"])

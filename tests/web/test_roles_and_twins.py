@@ -73,6 +73,11 @@ def test_route_matrix(app_client: TestClient, cookies, name: str):
         "/api/admin": policy.allowed(user, "admin"),
         "/api/overview.csv": True,
         f"/api/ward/{WARD}.csv": True,
+        "/api/overview.geojson": True,
+        "/api/overview.gpkg": True,
+        f"/api/ward/{WARD}.geojson": True,
+        f"/api/ward/{WARD}.gpkg": True,
+        "/api/overview.gpkg?by=lsoa": role is not Role.partner,
     }
     for kind in (
         "crimes",

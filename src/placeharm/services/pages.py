@@ -250,6 +250,31 @@ def area_geojson(store: Store, user: User, filters: Filters) -> Page:
     return Page("geojson", page.title, geojson)
 
 
+def ward_geojson(store: Store, user: User, code: str, filters: Filters) -> Page:
+    """The ward map's points (crimes, incidents, intelligence, as the role allows and shaped
+    as on the ward page: partners get shareable records at generalised locations), for GIS.
+    Each feature's `layer` property says which kind it is."""
+    page = ward(store, user, code, filters)
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"layer": layer, **row},
+            "geometry": {"type": "Point", "coordinates": [row["longitude"], row["latitude"]]},
+        }
+        for layer, rows in page.data["points"].items()
+        for row in rows
+        if row.get("longitude") is not None and row.get("latitude") is not None
+    ]
+    geojson = {
+        "type": "FeatureCollection",
+        "features": features,
+        "layers": list(page.data["points"]),
+        "marking": MARKING,
+        "data_as_of": page.data["data_as_of"],
+    }
+    return Page("geojson", page.title, geojson)
+
+
 def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
     """A ward for its neighbourhood team: monthly picture, measures, points for the map,
     groups and nominals (as the role allows), latest intelligence."""

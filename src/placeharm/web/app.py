@@ -8,8 +8,11 @@ Plotly.js are served from the installed wheels.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import json
+import shutil
+import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -31,13 +34,14 @@ from fastapi.responses import (
 )
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from placeharm.config import Settings
 from placeharm.errors import DataError, NotFound, PermissionDenied, PlaceharmError
-from placeharm.services import auth, pages, policy
+from placeharm.services import auth, basemap, exports, pages, policy
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
@@ -53,6 +57,7 @@ CSP = (
     "img-src 'self' data: blob:; worker-src 'self' blob:; child-src blob:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
+TILE_CACHE = "private, max-age=86400"  # base map tiles: per user, kept a day
 COOKIE = "placeharm_session"
 VENDOR = {
     "maplibre-gl.js": ("maplibre", "srcjs/maplibre-gl.js", "text/javascript"),
@@ -65,21 +70,25 @@ class SecurityHeaders:
     """Headers on every response (a plain ASGI middleware: Starlette's `@app.middleware`
     costs a task and a stream per request)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, csp: str = CSP) -> None:
         self.app = app
+        self.csp = csp
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        assets = str(scope.get("path", "")).startswith(("/static/", "/vendor/"))
+        path = str(scope.get("path", ""))
+        assets = path.startswith(("/static/", "/vendor/"))
+        tile = path.startswith("/tiles/")
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                if not assets:
+                # assets and found tiles keep their own caching; everything else is never stored
+                if not (assets or (tile and message["status"] == 200)):
                     headers["Cache-Control"] = "no-store"
-                headers["Content-Security-Policy"] = CSP
+                headers["Content-Security-Policy"] = self.csp
                 headers["X-Content-Type-Options"] = "nosniff"
                 headers["X-Frame-Options"] = "DENY"
                 headers["Referrer-Policy"] = "no-referrer"
@@ -210,8 +219,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     state = State(settings)
     with state.read() as store:
         state.as_of = pages.data_as_of(store)
+    tiles = basemap.open_archive(settings)
+    csp = _csp(basemap.tile_origin(settings))
+    base_source = basemap.source(settings, tiles)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals["MARKING"] = MARKING
+    templates.env.globals["BASEMAP"] = _script_json(base_source) if base_source else None
     templates.env.filters["fmt"] = _fmt
     templates.env.globals["network_drawing"] = network_drawing
 
@@ -227,6 +240,8 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
             if state.watcher is not None:
                 state.watcher.stop()
             state.store.close()
+            if tiles is not None:
+                tiles.close()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -322,7 +337,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     def openapi(user: User = Depends(signed_in)) -> Any:
         return app.openapi()
 
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, csp=csp)
 
     # -- sign in -------------------------------------------------------------------------
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
@@ -414,6 +429,14 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     ) -> Any:
         return _json(build(pages.area_geojson, user, f).data, "application/geo+json")
 
+    @app.get("/api/overview.gpkg")
+    def overview_gpkg(
+        user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
+    ) -> Response:
+        page = build(pages.area_geojson, user, f)
+        return _gpkg({"areas": page.data["features"]}, page, "overview.gpkg")
+
     # -- ward ------------------------------------------------------------------------------
     @app.get("/ward/{code}", response_class=HTMLResponse, include_in_schema=False)
     def ward_page(
@@ -433,6 +456,27 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         f: Filters = Depends(page_filters),
     ) -> Response:
         return _csv(build(pages.ward, user, code, f).tables["monthly"], f"ward-{code}.csv")
+
+    # declared before /api/ward/{code}, which would otherwise take "CODE.gpkg" as a code
+    @app.get("/api/ward/{code}.geojson")
+    def ward_geojson(
+        code: str,
+        user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
+    ) -> Response:
+        return _json(build(pages.ward_geojson, user, code, f).data, "application/geo+json")
+
+    @app.get("/api/ward/{code}.gpkg")
+    def ward_gpkg(
+        code: str,
+        user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
+    ) -> Response:
+        page = build(pages.ward_geojson, user, code, f)
+        layers: dict[str, list[dict[str, Any]]] = {name: [] for name in page.data["layers"]}
+        for feature in page.data["features"]:
+            layers[feature["properties"]["layer"]].append(feature)
+        return _gpkg(layers, page, f"ward-{code}.gpkg")
 
     @app.get("/api/ward/{code}")
     async def ward_api(
@@ -572,6 +616,21 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         with state.read() as store:
             return auth.user_for(store, token)
 
+    @app.get("/tiles/{z}/{x}/{y}", include_in_schema=False)
+    def tile(z: int, x: int, y: int, request: Request, user: User = Depends(signed_in)) -> Response:
+        """A base map tile from the local PMTiles archive (signed-in users; 404 where none)."""
+        found = tiles.get(z, x, y) if tiles is not None else None
+        if found is None:
+            raise NotFound(f"no base map tile {z}/{x}/{y}")
+        data, headers = found.data, {"Cache-Control": TILE_CACHE}
+        if found.encoding:
+            headers["Vary"] = "Accept-Encoding"  # the same URL, encoded or not
+        if found.encoding == "gzip" and "gzip" not in request.headers.get("accept-encoding", ""):
+            data = gzip.decompress(data)
+        elif found.encoding:
+            headers["Content-Encoding"] = found.encoding
+        return Response(data, media_type=found.media_type, headers=headers)
+
     @app.get("/vendor/{name}", include_in_schema=False)
     def vendor(name: str) -> Response:
         if name not in VENDOR:
@@ -601,6 +660,36 @@ def _admin(store: DuckDBStore, user: User) -> Page:
             "quarantine": summary,
             "users": store.users(),
         },
+    )
+
+
+def _csp(tile_origin: str | None) -> str:
+    """The Content-Security-Policy: the force tile server's origin is allowed only when set."""
+    if tile_origin is None:
+        return CSP
+    return CSP.replace("img-src 'self'", f"img-src 'self' {tile_origin}").replace(
+        "connect-src 'self'", f"connect-src 'self' {tile_origin}"
+    )
+
+
+def _gpkg(layers: dict[str, list[dict[str, Any]]], page: Page, filename: str) -> Response:
+    """GeoJSON features as a GeoPackage download: written to a temporary file (a GeoPackage
+    is an SQLite database), streamed, then removed."""
+    folder = Path(tempfile.mkdtemp(prefix="placeharm-gpkg-"))
+    try:
+        path = folder / filename
+        exports.write_geopackage(
+            path, layers, marking=MARKING, title=page.title, data_as_of=page.data.get("data_as_of")
+        )
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return FileResponse(
+        path,
+        media_type=exports.MEDIA_TYPE,
+        filename=filename,
+        headers={"X-Security-Marking": MARKING},
+        background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
     )
 
 

@@ -3,6 +3,9 @@
 
 const dataNode = document.getElementById("page-data");
 const page = dataNode ? JSON.parse(dataNode.textContent) : null;
+// The force's base map, if configured (settings tile_url or pmtiles); else a plain background.
+const basemapNode = document.getElementById("basemap");
+const BASEMAP = basemapNode ? JSON.parse(basemapNode.textContent) : null;
 
 // A colour-blind-safe sequential palette (viridis, 5 steps) and matching point colours.
 const VIRIDIS = ["#fde725", "#5ec962", "#21918c", "#3b528b", "#440154"];
@@ -13,6 +16,35 @@ const BLANK_STYLE = {
   sources: {},
   layers: [{ id: "background", type: "background", paint: { "background-color": "#f4f4f2" } }],
 };
+
+function addBasemap(map) {
+  // Beneath everything else: call first in the map's load handler.
+  if (!BASEMAP) return;
+  // tiles on this server are given as paths; MapLibre fetches vector tiles in a worker,
+  // where a path has no base, so make them absolute
+  const tiles = BASEMAP.source.tiles.map((t) => (t.startsWith("/") ? window.location.origin + t : t));
+  map.addSource("basemap", { ...BASEMAP.source, tiles });
+  if (BASEMAP.source.type === "raster") {
+    map.addLayer({ id: "basemap", type: "raster", source: "basemap" });
+    return;
+  }
+  // vector tiles: a plain drawing of whatever layers the archive has (areas, then lines)
+  const polygons = ["match", ["geometry-type"], ["Polygon", "MultiPolygon"], true, false];
+  const lines = ["match", ["geometry-type"], ["LineString", "MultiLineString"], true, false];
+  for (const layer of BASEMAP.vector_layers || []) {
+    map.addLayer({ id: `basemap-${layer}-fill`, type: "fill", source: "basemap", "source-layer": layer,
+      filter: polygons, paint: { "fill-color": "#e6e6e0", "fill-outline-color": "#d0d0c8" } });
+  }
+  for (const layer of BASEMAP.vector_layers || []) {
+    map.addLayer({ id: `basemap-${layer}-line`, type: "line", source: "basemap", "source-layer": layer,
+      filter: lines, paint: { "line-color": "#c4c4bc", "line-width": 0.7 } });
+  }
+}
+
+function mapControls(map) {
+  map.addControl(new maplibregl.NavigationControl({ showCompass: false }));
+  if (BASEMAP && BASEMAP.source.attribution) map.addControl(new maplibregl.AttributionControl({ compact: true }));
+}
 
 function liveUpdates() {
   const status = document.getElementById("live-status");
@@ -84,13 +116,14 @@ async function overviewMap() {
   const box = bounds(geo.features.map((f) => f.geometry.coordinates));
   const map = new maplibregl.Map({ container: node, style: BLANK_STYLE, bounds: [[box[0], box[1]], [box[2], box[3]]],
     fitBoundsOptions: { padding: 10 }, attributionControl: false });
-  map.addControl(new maplibregl.NavigationControl({ showCompass: false }));
+  mapControls(map);
   map.on("load", () => {
+    addBasemap(map);
     map.addSource("areas", { type: "geojson", data: geo });
     map.addLayer({ id: "fill", type: "fill", source: "areas", paint: {
       "fill-color": ["case", ["<=", ["coalesce", ["get", "soc_harm"], 0], 0], NONE,
         ["step", ["get", "soc_harm"], VIRIDIS[0], breaks[0], VIRIDIS[1], breaks[1], VIRIDIS[2], breaks[2], VIRIDIS[3], breaks[3], VIRIDIS[4]]],
-      "fill-opacity": 0.85 } });
+      "fill-opacity": BASEMAP ? 0.65 : 0.85 } });
     map.addLayer({ id: "line", type: "line", source: "areas", paint: { "line-color": "#333", "line-width": 0.5 } });
     map.on("click", "fill", (e) => { window.location.href = `/ward/${e.features[0].properties.area_code}?${query}`; });
     map.on("mousemove", "fill", (e) => { map.getCanvas().style.cursor = "pointer"; map.getCanvas().title = `${e.features[0].properties.area_name}: ${Math.round(e.features[0].properties.soc_harm || 0)}`; });
@@ -112,8 +145,9 @@ function wardMap() {
   const box = all.reduce((b, p) => [Math.min(b[0], p.longitude), Math.min(b[1], p.latitude), Math.max(b[2], p.longitude), Math.max(b[3], p.latitude)], [180, 90, -180, -90]);
   const map = new maplibregl.Map({ container: node, style: BLANK_STYLE, bounds: [[box[0], box[1]], [box[2], box[3]]],
     fitBoundsOptions: { padding: 20 }, attributionControl: false });
-  map.addControl(new maplibregl.NavigationControl({ showCompass: false }));
+  mapControls(map);
   map.on("load", () => {
+    addBasemap(map);
     for (const kind of layers) {
       // crimes come counted by point (`crimes`); every other record is one point
       const features = page.points[kind].filter((p) => p.longitude != null).map((p) => ({
