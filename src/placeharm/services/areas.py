@@ -12,7 +12,7 @@ import shapely
 from pyproj import Transformer
 
 from placeharm.errors import DataError, NotFound
-from placeharm.geo import assign_points_to_sets
+from placeharm.geo import GRID_MIN_POINTS, PolygonGrid, assign_points_to_sets
 from placeharm.ingest.boundaries import read_boundaries
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
 from placeharm.store.base import Store
@@ -41,6 +41,19 @@ class LoadedSet:
     codes: np.ndarray
     polygons: np.ndarray
     _bng: np.ndarray | None = field(default=None)
+    _grid: PolygonGrid | None = field(default=None)
+
+    def codes_at(self, index: np.ndarray) -> pl.Series:
+        """The code of each polygon index, null for -1 (no area)."""
+        codes = pl.Series([*self.codes.tolist(), None], dtype=pl.String)  # null at the end
+        return codes.gather(np.where(index < 0, len(self.codes), index))
+
+    def index_for(self, points: int, threads: int) -> np.ndarray | PolygonGrid:
+        """What to assign `points` points with: the set's grid, built once a batch is big
+        enough to repay it (about a second for ~1,000 LSOAs), else the polygons."""
+        if self._grid is None and points >= GRID_MIN_POINTS:
+            self._grid = PolygonGrid.build(self.polygons, threads=threads)
+        return self._grid if self._grid is not None else self.polygons
 
     def bng_polygons(self) -> np.ndarray:
         if self._bng is None:
@@ -137,14 +150,12 @@ class Assigner:
         fresh = points.join(self._known, on=on, how="anti")
         if fresh.height:
             x, y = fresh["longitude"].to_numpy(), fresh["latitude"].to_numpy()
-            found = assign_points_to_sets(x, y, [s.polygons for s in self.sets], self.threads)
-            for s, idx in zip(self.sets, found, strict=True):
-                codes = np.where(
-                    idx >= 0, s.codes[np.maximum(idx, 0)], np.array(None, dtype=object)
-                )
-                fresh = fresh.with_columns(
-                    pl.Series(f"area_{s.name}", codes.tolist(), dtype=pl.String)
-                )
+            indexes = [s.index_for(len(x), self.threads) for s in self.sets]
+            found = assign_points_to_sets(x, y, indexes, self.threads)
+            fresh = fresh.with_columns(
+                s.codes_at(idx).alias(f"area_{s.name}")
+                for s, idx in zip(self.sets, found, strict=True)
+            )
             # Remember at most _CACHE_POINTS points: police.uk repeats ~750k map points
             # nationally, while jittered or force-recorded points would only grow the cache.
             if self._known.height + fresh.height <= _CACHE_POINTS:
