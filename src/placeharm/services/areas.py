@@ -234,16 +234,21 @@ def _reconcile_lsoa(
     mask = frame.select(differs.fill_null(False)).to_series().to_numpy()
     if not mask.any():
         return frame, mask
-    cand = frame.filter(pl.Series(mask)).select("longitude", "latitude", "lsoa_code_file").unique()
-    bx, by = _TO_BNG.transform(cand["longitude"].to_numpy(), cand["latitude"].to_numpy())
-    polys = lsoa.bng_polygons()[[index[c] for c in cand["lsoa_code_file"].to_list()]]
+    # Distinct (point, code) pairs are measured once; rows keep their order (no join back).
+    on = ["longitude", "latitude", "lsoa_code_file"]
+    rows = np.flatnonzero(mask)
+    cand = frame.filter(pl.Series(mask)).select(on).with_row_index("_row")
+    pairs = cand.unique(subset=on, keep="first")
+    bx, by = _TO_BNG.transform(pairs["longitude"].to_numpy(), pairs["latitude"].to_numpy())
+    polygon = pairs["lsoa_code_file"].replace_strict(list(index), list(index.values()))
+    polys = lsoa.bng_polygons()[polygon.to_numpy()]
     distance = shapely.distance(polys, shapely.points(bx, by))
-    near = cand.filter(pl.Series(distance <= tolerance_m)).with_columns(pl.lit(True).alias("_near"))
-    joined = frame.join(near, on=["longitude", "latitude", "lsoa_code_file"], how="left")
-    take = joined["_near"].fill_null(False).to_numpy() & mask
-    fixed = joined.with_columns(
+    near = pairs.filter(pl.Series(distance <= tolerance_m)).select(on)
+    take = np.zeros(len(mask), dtype=bool)
+    take[rows[cand.join(near, on=on, how="semi")["_row"].to_numpy()]] = True
+    fixed = frame.with_columns(
         pl.when(pl.Series(take)).then(pl.col("lsoa_code_file")).otherwise(pl.col(col)).alias(col)
-    ).drop("_near")
+    )
     return fixed, take
 
 
