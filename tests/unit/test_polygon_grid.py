@@ -217,3 +217,17 @@ def test_assigner_direct_mode_gives_the_same_rows(boundaries: Path) -> None:
     assert second["area_ward"].to_list() == [
         None if r % 50 == 0 else c for r, c in enumerate(codes.to_list())
     ]
+
+
+def test_grid_uses_fewer_levels_rather_than_too_much_memory(
+    boundaries: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from placeharm.geo import assign as assign_module
+
+    polygons = _ordered(boundaries / "northumbria_msoa2011.geojson")
+    monkeypatch.setattr(assign_module, "_FINE_CELLS_MAX", 200_000)
+    grid = PolygonGrid.build(polygons)
+    assert grid.levels < 5
+    assert grid.fine.size <= 200_000
+    x, y = _test_points(polygons, np.random.default_rng(9), 2_000)
+    assert np.array_equal(assign_points(x, y, grid), _brute_force(x, y, polygons))

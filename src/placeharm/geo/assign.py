@@ -31,6 +31,8 @@ _COARSE_CELLS_PER_POLYGON = 64
 _COARSE_CELLS_MIN = 4_096
 _COARSE_CELLS_MAX = 1_000_000
 _LEVELS = 5
+# At most this many fine cells (4 bytes each) per grid.
+_FINE_CELLS_MAX = 1 << 24
 
 _OUTSIDE = -1  # no polygon holds the point
 _EXACT = -2  # an edge may pass through the cell: test the point itself
@@ -80,7 +82,8 @@ class PolygonGrid:
             About how many coarse cells to lay over the bounds; by default 64 per polygon
             (between 4,096 and a million).
         levels
-            Halvings from a coarse cell to a fine one.
+            Halvings from a coarse cell to a fine one (fewer if the fine cells would pass
+            16 million).
         threads
             Worker threads for testing the cells' centres.
         """
@@ -98,15 +101,22 @@ class PolygonGrid:
         side = np.sqrt(width * height / coarse_cells)
         columns = max(1, int(np.ceil(width / side)))
         rows = max(1, int(np.ceil(height / side)))
-        fine_w, fine_h = width / (columns << levels), height / (rows << levels)
         spacing = float(np.spacing(max(abs(minx), abs(maxx), abs(miny), abs(maxy), 1.0)))
-        margin = max(1e-6 * min(fine_w, fine_h), 1e3 * spacing)
+        margin = max(1e-8 * min(width / columns, height / rows), 1e3 * spacing)
 
         # Every edge segment of every polygon (exterior and holes), as bounding boxes.
         lines = shapely.get_parts(shapely.boundary(present))
         coords, ring = shapely.get_coordinates(lines, return_index=True)
         same = ring[1:] == ring[:-1]
         ends = np.column_stack([coords[:-1][same], coords[1:][same]])  # x0, y0, x1, y1
+
+        # Fewer levels where the fine blocks would take too much memory (a national set).
+        near_coarse = len(
+            _touched_cells(ends, margin, minx, miny, width / columns, height / rows, columns, rows)
+        )
+        while levels > 0 and near_coarse << (2 * levels) > _FINE_CELLS_MAX:
+            levels -= 1
+        fine_w, fine_h = width / (columns << levels), height / (rows << levels)
 
         # Halve the cells edges come near, level by level; keep those no edge comes near.
         free_cells = []  # per level: (columns, rows) of cells no edge comes near
