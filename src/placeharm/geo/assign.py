@@ -19,6 +19,7 @@ import numpy.typing as npt
 import shapely
 
 _CHUNK = 1_000_000
+# Fewer points than this are tested on one thread.
 _MIN_CHUNK = 50_000
 # Below this many points a grid costs more to build than it saves.
 GRID_MIN_POINTS = 20_000
@@ -330,24 +331,25 @@ def _assign_exact(
     result = np.full(n, _OUTSIDE, dtype=np.int32)
     if n == 0 or len(polygons) == 0:
         return result
-    # Enough chunks to keep every thread busy, none over _CHUNK points (memory).
-    chunk = min(_CHUNK, max(_MIN_CHUNK, -(-n // max(threads, 1))))
-    starts = range(0, n, chunk)
-
-    def run(start: int) -> None:
-        stop = min(start + chunk, n)
+    # Chunks of at most _CHUNK points (memory), one after another. Within a chunk the
+    # threads share one point tree and split the polygons between them, so no prepared
+    # polygon is ever used by two threads at once (its lazy indexes are not thread-safe).
+    parts = [np.arange(i, len(polygons), max(threads, 1)) for i in range(max(threads, 1))]
+    for start in range(0, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
         tree = shapely.STRtree(shapely.points(x[start:stop], y[start:stop]))
-        poly_idx, point_idx = tree.query(polygons, predicate="intersects")
-        if len(point_idx) == 0:
-            return
+
+        def run(part: npt.NDArray[np.intp], tree: shapely.STRtree = tree) -> npt.NDArray[np.intp]:
+            found = tree.query(polygons[part], predicate="intersects")
+            return np.stack([part[found[0]], found[1]])  # (polygon index, point index)
+
+        if threads <= 1 or stop - start < _MIN_CHUNK:
+            pairs = [run(part) for part in parts]
+        else:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                pairs = list(pool.map(run, parts))
+        poly_idx, point_idx = np.concatenate(pairs, axis=1)
         # Lowest polygon index wins: write in descending polygon order so it lands last.
         order = np.argsort(-poly_idx, kind="stable")
         result[start:stop][point_idx[order]] = poly_idx[order]
-
-    if threads <= 1 or len(starts) == 1:
-        for s in starts:
-            run(s)
-    else:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(run, starts))
     return result
