@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,13 +119,15 @@ class Assigner:
     """Assigns records to every loaded set, remembering coordinates already assigned.
 
     police.uk snaps every record to one of ~750,000 map points, so successive monthly files
-    repeat the same coordinates: each distinct point is tested once per run.
+    repeat the same coordinates: each distinct point is tested once per run. Safe to share
+    between threads (ingest assigns files on its prefetch threads).
     """
 
     def __init__(self, sets: list[LoadedSet], threads: int, tolerance_m: float) -> None:
         self.sets = sets
         self.threads = threads
         self.tolerance_m = tolerance_m
+        self._lock = threading.Lock()
         self._known = pl.DataFrame(
             schema={"longitude": pl.Float64, "latitude": pl.Float64}
             | {f"area_{s.name}": pl.String for s in sets}
@@ -169,7 +172,8 @@ class Assigner:
                 pl.lit(False).alias("lsoa_reconciled"),
             )
         points = out.filter("located").select("longitude", "latitude").unique()
-        codes = self._codes_for(points)
+        with self._lock:  # two threads must not remember the same point twice
+            codes = self._codes_for(points)
         out = out.join(codes, on=["longitude", "latitude"], how="left")
         reconciled = pl.lit(False)
         lsoa = next((s for s in self.sets if s.name == RECONCILED_SET), None)
