@@ -136,18 +136,20 @@ class Assigner:
     def _codes_for(self, points: pl.DataFrame) -> pl.DataFrame:
         """Codes for exactly these distinct points: remembered ones, and the rest tested now."""
         on = ["longitude", "latitude"]
-        hits = points.join(self._known, on=on, how="inner")
-        fresh = points.join(self._known, on=on, how="anti")
+        # One join tells remembered points from fresh ones (`_known` marks every row).
+        looked_up = points.join(
+            self._known.with_columns(pl.lit(True).alias("_known")), on=on, how="left"
+        )
+        remembered = looked_up["_known"].is_not_null()
+        hits = looked_up.filter(remembered).drop("_known")
+        fresh = looked_up.filter(~remembered).select(on)
         if fresh.height:
             x, y = fresh["longitude"].to_numpy(), fresh["latitude"].to_numpy()
             found = assign_points_to_sets(x, y, [s.polygons for s in self.sets], self.threads)
             for s, idx in zip(self.sets, found, strict=True):
-                codes = np.where(
-                    idx >= 0, s.codes[np.maximum(idx, 0)], np.array(None, dtype=object)
-                )
-                fresh = fresh.with_columns(
-                    pl.Series(f"area_{s.name}", codes.tolist(), dtype=pl.String)
-                )
+                index = pl.Series(idx)
+                codes = pl.Series(f"area_{s.name}", s.codes, dtype=pl.String)
+                fresh = fresh.with_columns(codes.gather(index.set(index < 0, None)))
             # Remember at most _CACHE_POINTS points: police.uk repeats ~750k map points
             # nationally, while jittered or force-recorded points would only grow the cache.
             if self._known.height + fresh.height <= _CACHE_POINTS:
@@ -208,16 +210,19 @@ def _reconcile_lsoa(
     mask = frame.select(differs.fill_null(False)).to_series().to_numpy()
     if not mask.any():
         return frame, mask
-    cand = frame.filter(pl.Series(mask)).select("longitude", "latitude", "lsoa_code_file").unique()
+    keys = ["longitude", "latitude", "lsoa_code_file"]
+    rows = frame.select(keys).filter(pl.Series(mask))  # only the rows that differ
+    cand = rows.unique()
     bx, by = _TO_BNG.transform(cand["longitude"].to_numpy(), cand["latitude"].to_numpy())
     polys = lsoa.bng_polygons()[[index[c] for c in cand["lsoa_code_file"].to_list()]]
     distance = shapely.distance(polys, shapely.points(bx, by))
     near = cand.filter(pl.Series(distance <= tolerance_m)).with_columns(pl.lit(True).alias("_near"))
-    joined = frame.join(near, on=["longitude", "latitude", "lsoa_code_file"], how="left")
-    take = joined["_near"].fill_null(False).to_numpy() & mask
-    fixed = joined.with_columns(
+    near_rows = rows.join(near, on=keys, how="left", maintain_order="left")["_near"]
+    take = mask.copy()
+    take[mask] = near_rows.fill_null(False).to_numpy()
+    fixed = frame.with_columns(
         pl.when(pl.Series(take)).then(pl.col("lsoa_code_file")).otherwise(pl.col(col)).alias(col)
-    ).drop("_near")
+    )
     return fixed, take
 
 
