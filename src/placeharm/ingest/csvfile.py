@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from isal import isal_zlib
 
 from placeharm.errors import DataError
 from placeharm.model import QuarantineRow
@@ -24,6 +25,8 @@ from placeharm.model import QuarantineRow
 LINE_COL = "_line"
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
+# isal's stub types its error as an instance; at run time it is the exception class.
+_ISAL_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
 
 
 @dataclass(slots=True)
@@ -45,7 +48,7 @@ def read_bytes(path: Path) -> bytes:
     if data[:2] == _GZIP_MAGIC:
         try:
             data = _gunzip(data)
-        except (OSError, EOFError, zlib.error) as exc:
+        except (OSError, EOFError, zlib.error, _ISAL_ERROR) as exc:
             raise DataError(
                 f"{path} looks gzipped but cannot be decompressed ({exc}); download it again"
             ) from exc
@@ -53,10 +56,14 @@ def read_bytes(path: Path) -> bytes:
 
 
 def _gunzip(data: bytes) -> bytes:
-    """Decompress every gzip member (zlib directly: ~40% faster than gzip.decompress)."""
+    """Decompress every gzip member.
+
+    ISA-L's inflate (isal) is ~1.9x faster than zlib's on the police.uk files (Northumbria's
+    67 files: 0.23 s against 0.44 s CPU); same stream format, same errors.
+    """
     parts = []
     while data:
-        inflater = zlib.decompressobj(wbits=31)
+        inflater = isal_zlib.decompressobj(wbits=31)
         parts.append(inflater.decompress(data))
         if not inflater.eof:
             raise EOFError("the gzip stream ends early (truncated download?)")
@@ -91,7 +98,8 @@ def read_table(path: Path, header: tuple[str, ...], body: bytes) -> RawTable:
     if not body.strip(b"\r\n"):
         return RawTable(header, _empty(header), [], 0)
     try:
-        body.decode("utf-8")
+        if not body.isascii():  # ASCII is UTF-8; isascii is ~20x cheaper than decoding
+            body.decode("utf-8")
     except UnicodeDecodeError:
         return _slow_path(source, header, body)
     size = len(body)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,6 +141,10 @@ class Assigner:
     force's own records, the jittered benchmark rows: 97% distinct) gain nothing from that
     and pay for the look-ups, so once a large batch is mostly new points the assigner stops
     remembering and tests every row's point directly.
+
+    Safe to share between threads (ingest assigns files on its prefetch threads): finding
+    codes is serialised by a lock, since a prepared polygon must never be used by two
+    threads at once (see `placeharm.geo.assign`).
     """
 
     def __init__(self, sets: list[LoadedSet], threads: int, tolerance_m: float) -> None:
@@ -147,6 +152,7 @@ class Assigner:
         self.threads = threads
         self.tolerance_m = tolerance_m
         self.remember = True
+        self._lock = threading.Lock()
         self._known = pl.DataFrame(
             schema={"longitude": pl.Float64, "latitude": pl.Float64}
             | {f"area_{s.name}": pl.String for s in sets}
@@ -164,8 +170,13 @@ class Assigner:
     def _codes_for(self, points: pl.DataFrame, rows: int) -> pl.DataFrame:
         """Codes for exactly these distinct points: remembered ones, and the rest tested now."""
         on = ["longitude", "latitude"]
-        hits = points.join(self._known, on=on, how="inner")
-        fresh = points.join(self._known, on=on, how="anti")
+        # One join tells remembered points from fresh ones (`_known` marks every row).
+        looked_up = points.join(
+            self._known.with_columns(pl.lit(True).alias("_known")), on=on, how="left"
+        )
+        remembered = looked_up["_known"].is_not_null()
+        hits = looked_up.filter(remembered).drop("_known")
+        fresh = looked_up.filter(~remembered).select(on)
         if rows >= _DIRECT_MIN_ROWS and fresh.height > rows * _DIRECT_SHARE:
             self.remember = False
             self._known = self._known.clear()
@@ -194,16 +205,22 @@ class Assigner:
                 pl.lit(None, dtype=pl.Boolean).alias("in_area"),
                 pl.lit(False).alias("lsoa_reconciled"),
             )
-        if self.remember:
-            located_rows = out.filter("located").select("longitude", "latitude")
-            codes = self._codes_for(located_rows.unique(), located_rows.height)
+        with self._lock:  # one thread at a time tests points and updates what is remembered
+            if self.remember:
+                located_rows = out.filter("located").select("longitude", "latitude")
+                codes = self._codes_for(located_rows.unique(), located_rows.height)
+            else:
+                codes = None
+                # Rows without a location have a NaN coordinate here, so they get no area.
+                out = self._with_codes(out)
+            lsoa = next((s for s in self.sets if s.name == RECONCILED_SET), None)
+            reconcile = lsoa is not None and "lsoa_code_file" in out.columns
+            if lsoa is not None and reconcile and self.tolerance_m > 0:
+                lsoa.bng_polygons()  # built once, here, not by two threads at once
+        if codes is not None:
             out = out.join(codes, on=["longitude", "latitude"], how="left")
-        else:
-            # Rows without a location have a NaN coordinate here, so they get no area.
-            out = self._with_codes(out)
         reconciled = pl.lit(False)
-        lsoa = next((s for s in self.sets if s.name == RECONCILED_SET), None)
-        if lsoa is not None and "lsoa_code_file" in out.columns and self.tolerance_m > 0:
+        if lsoa is not None and reconcile and self.tolerance_m > 0:
             out, reconciled_mask = _reconcile_lsoa(out, lsoa, self.tolerance_m)
             reconciled = pl.lit(pl.Series(reconciled_mask))
         area_cols = [f"area_{s.name}" for s in self.sets]

@@ -72,7 +72,7 @@ def ingest(
     group: list[_Parsed] = []
 
     def flush() -> None:
-        for result in _write_group(store, group, assigner):
+        for result in _write_group(store, group):
             log.info(
                 "import %s %s: read %d = inserted %d + updated %d + unchanged %d + quarantined %d",
                 result.source_file,
@@ -88,7 +88,7 @@ def ingest(
                 progress(result)
         group.clear()
 
-    for item in _prefetch(files, latest, threads):
+    for item in _prefetch(files, latest, threads, assigner):
         group.append(item)
         if (
             sum(p.parsed.rows_read for p in group if isinstance(p.parsed, ParsedFile))
@@ -111,46 +111,81 @@ class _Parsed:
     parsed: ParsedFile | PlaceharmError
     sha256: str
     started: dt.datetime
+    # The rows with their areas (assigned on the prefetch thread), or what went wrong there:
+    # raised again by the writer, so a failure is handled like any failure while writing.
+    assigned: pl.DataFrame | Exception | None = None
 
 
-def _prefetch(files: list[Path], latest: str, threads: int) -> Iterator[_Parsed]:
-    """Parse files ahead of the writer, keeping at most `threads` in flight."""
+# Files are parsed ahead of the writer while their sizes on disk sum to at most this (and
+# always `threads` files at once): with only `threads` files ahead, parsing stopped while the
+# writer spent a second on a group's insert (Northumbria: the writer waited 2.9 s of 5.6 s).
+# Small monthly files run far ahead; large ones (the 10M benchmark's ~13 MB each) keep to
+# `threads`, so memory stays bounded.
+_PREFETCH_BYTES = 32 << 20
+
+
+def _prefetch(
+    files: list[Path], latest: str, threads: int, assigner: Assigner
+) -> Iterator[_Parsed]:
+    """Parse files and assign their areas ahead of the writer (see `_PREFETCH_BYTES`)."""
 
     def parse(path: Path) -> _Parsed:
         started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         sha = _sha256(path)
         try:
-            return _Parsed(path, parse_file(path, latest), sha, started)
+            parsed = parse_file(path, latest)
         except PlaceharmError as exc:
             return _Parsed(path, exc, sha, started)
+        item = _Parsed(path, parsed, sha, started)
+        try:
+            item.assigned = _assign(parsed, assigner)
+        except Exception as exc:  # raised again when the file is written
+            item.assigned = exc
+        return item
 
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        pending: deque[Future[_Parsed]] = deque()
-        queue = iter(files)
-        for path in queue:
-            pending.append(pool.submit(parse, path))
-            if len(pending) >= max(1, threads):
-                break
+    workers = max(1, threads)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        pending: deque[tuple[Future[_Parsed], int]] = deque()
+        queue = deque(files)
+        ahead = 0  # bytes (on disk) of the files submitted and not yet handed to the writer
+
+        def refill() -> None:
+            nonlocal ahead
+            while queue:
+                size = _file_size(queue[0])
+                if len(pending) >= workers and ahead + size > _PREFETCH_BYTES:
+                    return
+                path = queue.popleft()
+                pending.append((pool.submit(parse, path), size))
+                ahead += size
+
+        refill()
         while pending:
-            future = pending.popleft()
-            nxt = next(queue, None)
-            if nxt is not None:
-                pending.append(pool.submit(parse, nxt))
+            future, size = pending.popleft()
+            ahead -= size
+            refill()
             yield future.result()
 
 
-def _write_group(store: Store, group: list[_Parsed], assigner: Assigner) -> list[ImportResult]:
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0  # parse_file reports the unreadable file
+
+
+def _write_group(store: Store, group: list[_Parsed]) -> list[ImportResult]:
     """Write a group of files in one transaction; on failure, replay them one by one."""
     try:
         with store.transaction():
-            return _write_files(store, group, assigner)
+            return _write_files(store, group)
     except Exception:
         log.warning("a file in a group of %d failed; replaying them one by one", len(group))
     results = []
     for item in group:
         try:
             with store.transaction():
-                results.extend(_write_files(store, [item], assigner))
+                results.extend(_write_files(store, [item]))
         except Exception as exc:
             log.exception("import of %s failed; the store is unchanged", item.path)
             assert isinstance(item.parsed, ParsedFile)
@@ -177,7 +212,7 @@ _TARGETS: dict[SourceKind, tuple[str, tuple[str, ...], str]] = {
 }
 
 
-def _write_files(store: Store, items: list[_Parsed], assigner: Assigner) -> list[ImportResult]:
+def _write_files(store: Store, items: list[_Parsed]) -> list[ImportResult]:
     """Write files inside the caller's transaction; raise if anything goes wrong.
 
     Files writing the same table are written with one statement per step when no record key
@@ -202,7 +237,7 @@ def _write_files(store: Store, items: list[_Parsed], assigner: Assigner) -> list
             str(item.path), parsed.kind.value, "ok", rows_read=parsed.rows_read, import_id=import_id
         )
         results.append(result)
-        frame = _prepare(parsed, import_id, assigner).with_columns(
+        frame = _prepare(item, parsed, import_id).with_columns(
             pl.lit(index, dtype=pl.Int32).alias("_file")
         )
         if "located" in frame.columns:
@@ -259,16 +294,24 @@ def _write_files(store: Store, items: list[_Parsed], assigner: Assigner) -> list
     return results
 
 
-def _prepare(parsed: ParsedFile, import_id: int, assigner: Assigner) -> pl.DataFrame:
+def _assign(parsed: ParsedFile, assigner: Assigner) -> pl.DataFrame:
+    """A parsed file's rows with their areas (outcomes have none: they follow their crime)."""
+    if parsed.kind in (SourceKind.STREET, SourceKind.API):
+        return assigner.assign(parsed.frame)
+    if parsed.kind is SourceKind.STOP_SEARCH:
+        return assigner.assign(parsed.frame).drop("lsoa_reconciled")
+    return parsed.frame
+
+
+def _prepare(item: _Parsed, parsed: ParsedFile, import_id: int) -> pl.DataFrame:
     """A parsed file's rows as they will be stored: areas assigned, provenance added."""
+    if isinstance(item.assigned, Exception):
+        raise item.assigned
+    frame = item.assigned if item.assigned is not None else parsed.frame
     provenance = pl.lit(import_id, dtype=pl.Int64).alias("import_id")
     if parsed.kind in (SourceKind.STREET, SourceKind.API):
-        return assigner.assign(parsed.frame).with_columns(
-            provenance, pl.lit(parsed.kind.value).alias("source_kind")
-        )
-    if parsed.kind is SourceKind.STOP_SEARCH:
-        return assigner.assign(parsed.frame).drop("lsoa_reconciled").with_columns(provenance)
-    return parsed.frame.with_columns(provenance)
+        return frame.with_columns(provenance, pl.lit(parsed.kind.value).alias("source_kind"))
+    return frame.with_columns(provenance)
 
 
 def _write_table(
