@@ -367,6 +367,7 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
     chb_sites = []
     if soc.CHB_SET in {s.name for s in store.area_sets()}:
         chb_sites = store.area_list(soc.CHB_SET)["area_code"].to_list()
+    outlines, tables["chb_sites"] = _ward_outlines(store, filters.by, code, bool(chb_sites))
     data = _common(store, user, filters, first, last) | {
         **{k: v for k, v in view.meta.items() if k != "synthetic"},
         "synthetic": view.meta["synthetic"],
@@ -380,8 +381,43 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
             "moved to the nearest anonymous map point.",
         },
         "chb_sites": chb_sites,
+        "outlines": outlines,
     }
     return Page("ward", f"{view.meta['area_name']} ({code})", data, tables)
+
+
+def _ward_outlines(
+    store: Store, by: str, code: str, with_chb: bool
+) -> tuple[dict[str, Any], pl.DataFrame]:
+    """The ward's boundary and the CHB site polygons that overlap it, as GeoJSON for the
+    ward map (`kind` "ward" or "chb"), and the sites as a table (the map's list equivalent)."""
+    features: list[dict[str, Any]] = []
+    sites: list[dict[str, Any]] = []
+    ward = store.area_polygons(by, code)
+    shape = shapely.from_wkb(ward["geometry_wkb"][0]) if ward.height else None
+    if shape is not None:
+        features.append(_outline("ward", code, ward["area_name"][0], shape))
+    if with_chb and shape is not None:
+        for site, name, wkb in store.area_polygons(soc.CHB_SET).iter_rows():
+            polygon = shapely.from_wkb(wkb)
+            if not shapely.intersects(polygon, shape):
+                continue
+            features.append(_outline("chb", site, name, polygon))
+            inside = shapely.area(shapely.intersection(polygon, shape)) / shapely.area(polygon)
+            sites.append({"site": site, "name": name, "share_in_ward": round(inside, 3)})
+    table = pl.DataFrame(
+        sites, schema={"site": pl.String, "name": pl.String, "share_in_ward": pl.Float64}
+    )
+    return {"type": "FeatureCollection", "features": features}, table
+
+
+def _outline(kind: str, code: str, name: str | None, shape: shapely.Geometry) -> dict[str, Any]:
+    simple = shapely.simplify(shape, 0.00005, preserve_topology=True)
+    return {
+        "type": "Feature",
+        "properties": {"kind": kind, "code": code, "name": name},
+        "geometry": json.loads(shapely.to_geojson(simple)),
+    }
 
 
 def chb(store: Store, user: User, site: str) -> Page:

@@ -329,8 +329,15 @@ class DuckDBStore:
         )
         return [AreaSetInfo(*row) for row in rows]
 
-    def area_polygons(self, set_name: str) -> pl.DataFrame:
-        """area_code, area_name and geometry_wkb of every area in a set, ordered by code."""
+    def area_polygons(self, set_name: str, code: str | None = None) -> pl.DataFrame:
+        """area_code, area_name and geometry_wkb of every area in a set (or the one with
+        `code`), ordered by code."""
+        if code is not None:
+            return self._frame(
+                "SELECT area_code, area_name, geometry_wkb FROM areas "
+                "WHERE set_name = ? AND area_code = ?",
+                [set_name, code],
+            )
         return self._frame(
             "SELECT area_code, area_name, geometry_wkb FROM areas WHERE set_name = ? "
             "ORDER BY area_code",

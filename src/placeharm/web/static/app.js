@@ -11,6 +11,7 @@ const BASEMAP = basemapNode ? JSON.parse(basemapNode.textContent) : null;
 const VIRIDIS = ["#fde725", "#5ec962", "#21918c", "#3b528b", "#440154"];
 const NONE = "#e4e4e4";
 const POINTS = { crimes: "#3b528b", incidents: "#e66101", intelligence: "#1b7837" };
+const CHB = "#762a83";  // CHB site outlines (purple, dashed)
 const BLANK_STYLE = {
   version: 8,
   sources: {},
@@ -141,13 +142,23 @@ function wardMap() {
   if (!node || !window.maplibregl || !page.points) return;
   const layers = Object.keys(page.points);
   const all = layers.flatMap((k) => page.points[k]).filter((p) => p.longitude != null);
-  if (!all.length) return;
-  const box = all.reduce((b, p) => [Math.min(b[0], p.longitude), Math.min(b[1], p.latitude), Math.max(b[2], p.longitude), Math.max(b[3], p.latitude)], [180, 90, -180, -90]);
+  // the ward's boundary and the CHB sites overlapping it
+  const outlines = page.outlines || { type: "FeatureCollection", features: [] };
+  const ward = outlines.features.filter((f) => f.properties.kind === "ward");
+  let box = all.reduce((b, p) => [Math.min(b[0], p.longitude), Math.min(b[1], p.latitude), Math.max(b[2], p.longitude), Math.max(b[3], p.latitude)], [180, 90, -180, -90]);
+  if (ward.length) box = bounds(ward.map((f) => f.geometry.coordinates), box);
+  if (box[0] > box[2]) return;  // nothing to draw
   const map = new maplibregl.Map({ container: node, style: BLANK_STYLE, bounds: [[box[0], box[1]], [box[2], box[3]]],
     fitBoundsOptions: { padding: 20 }, attributionControl: false });
   mapControls(map);
   map.on("load", () => {
     addBasemap(map);
+    map.addSource("outlines", { type: "geojson", data: outlines });
+    const kind = (k) => ["==", ["get", "kind"], k];
+    map.addLayer({ id: "chb", type: "fill", source: "outlines", filter: kind("chb"), paint: { "fill-color": CHB, "fill-opacity": 0.1 } });
+    map.addLayer({ id: "chb-line", type: "line", source: "outlines", filter: kind("chb"),
+      paint: { "line-color": CHB, "line-width": 2, "line-dasharray": [3, 2] } });
+    map.addLayer({ id: "ward-line", type: "line", source: "outlines", filter: kind("ward"), paint: { "line-color": "#222", "line-width": 2 } });
     for (const kind of layers) {
       // crimes come counted by point (`crimes`); every other record is one point
       const features = page.points[kind].filter((p) => p.longitude != null).map((p) => ({
@@ -161,7 +172,9 @@ function wardMap() {
   });
   document.querySelectorAll("input[data-layer]").forEach((box) => {
     box.addEventListener("change", () => {
-      if (map.getLayer(box.dataset.layer)) map.setLayoutProperty(box.dataset.layer, "visibility", box.checked ? "visible" : "none");
+      for (const id of [box.dataset.layer, `${box.dataset.layer}-line`]) {
+        if (map.getLayer(id)) map.setLayoutProperty(id, "visibility", box.checked ? "visible" : "none");
+      }
     });
   });
 }
