@@ -6,7 +6,8 @@ import datetime as dt
 from collections import Counter
 
 from fastapi.testclient import TestClient
-from tests.web.conftest import sign_in
+
+from .conftest import sign_in
 
 
 def _reliable(row: dict) -> bool:

@@ -6,7 +6,8 @@ import json
 
 import shapely
 from fastapi.testclient import TestClient
-from tests.web.conftest import sign_in
+
+from .conftest import sign_in
 
 
 def test_ward_page_outlines_its_boundary_and_the_chb_sites_overlapping_it(app_client: TestClient):
