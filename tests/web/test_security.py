@@ -9,9 +9,11 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from placeharm.config import load_settings
+from placeharm.errors import PermissionDenied
 from placeharm.services import auth
 from placeharm.soc.importer import import_entity
 from placeharm.store.duckdb import DuckDBStore
@@ -207,3 +209,18 @@ def test_secure_cookie_setting_and_expired_sessions_purged(demo_db: Path, tmp_pa
             assert ("; secure" in cookie.lower()) is secure, cookie
             store = app.state.placeharm.store
             assert store.session_user("old", dt.datetime(2019, 1, 1)) is None  # purged
+
+
+def test_login_throttle_forgets_expired_names_and_still_blocks_a_recent_one(monkeypatch):
+    clock = [1000.0]
+    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
+    throttle = auth.LoginThrottle(limit=2, window=60.0, max_names=5)
+    for name in "abcde":  # made-up names, one failure each
+        throttle.failed(name)
+    clock[0] = 1100.0  # all of those have expired
+    throttle.failed("target")
+    throttle.failed("target")  # six names now: the expired five are forgotten
+    assert set(throttle._failures) == {"target"}
+    with pytest.raises(PermissionDenied):
+        throttle.check("target")
+    throttle.check("a")  # forgotten, and not blocked

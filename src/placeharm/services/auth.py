@@ -99,9 +99,10 @@ def login(store: Store, username: str, password: str) -> str:
 class LoginThrottle:
     """At most `limit` failed sign-ins per username in `window` seconds, then a pause."""
 
-    def __init__(self, limit: int = 5, window: float = 900.0) -> None:
+    def __init__(self, limit: int = 5, window: float = 900.0, max_names: int = 10_000) -> None:
         self.limit = limit
         self.window = window
+        self.max_names = max_names
         self._failures: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
@@ -114,8 +115,17 @@ class LoginThrottle:
                 raise PermissionDenied("too many failed sign-ins: wait 15 minutes")
 
     def failed(self, username: str) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._failures.setdefault(username, []).append(time.monotonic())
+            self._failures.setdefault(username, []).append(now)
+            if len(self._failures) > self.max_names:
+                # Forget names whose failures have all expired, so sign-ins with endless
+                # made-up usernames cannot grow this without bound.
+                self._failures = {
+                    name: recent
+                    for name, times in self._failures.items()
+                    if (recent := [t for t in times if now - t < self.window])
+                }
 
     def succeeded(self, username: str) -> None:
         with self._lock:
