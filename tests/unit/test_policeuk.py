@@ -131,3 +131,17 @@ def test_ids_sharing_a_64_bit_prefix_can_be_reimported(
     again = ingest(store, [path])[0]
     assert again.status == "ok", again.message
     assert again.unchanged == 2
+
+
+def test_digest_keys_are_blake2b_of_the_utf8_text():
+    """ASB keys must never change: stored keys are compared on re-import."""
+    import hashlib
+
+    import polars as pl
+
+    from placeharm.ingest.policeuk import _digest
+
+    texts = ["Anti-social behaviour\x1f2021-05\x1fOn or near Café Street\x1f0", "", "ü" * 300]
+    expected = [hashlib.blake2b(t.encode("utf-8"), digest_size=16).hexdigest() for t in texts]
+    assert _digest(pl.Series(texts)).to_list() == expected
+    assert expected[1] == "cae66941d9efbd404e4d88758ea67670"  # blake2b-128 of b""

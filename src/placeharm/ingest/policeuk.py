@@ -466,9 +466,11 @@ def _hash_of(key: pl.Expr) -> pl.Expr:
 
 
 def _digest(values: pl.Series) -> pl.Series:
-    """Stable 128-bit hex digest of each string (BLAKE2b; polars' own hash is not stable)."""
+    """Stable 128-bit hex digest of each string (BLAKE2b; polars' own hash is not stable).
+    The UTF-8 bytes come from polars (a cast to binary), not from str.encode per row."""
+    blake2b = hashlib.blake2b
     return pl.Series(
-        [hashlib.blake2b(v.encode(), digest_size=16).hexdigest() for v in values.to_list()],
+        [blake2b(v, digest_size=16).hexdigest() for v in values.cast(pl.Binary).to_list()],
         dtype=pl.String,
     )
 
