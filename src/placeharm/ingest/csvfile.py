@@ -95,7 +95,7 @@ def read_table(path: Path, header: tuple[str, ...], body: bytes) -> RawTable:
     with commas or line breaks are handled exactly and each record keeps its line number.
     """
     source = str(path)
-    if not body.strip(b"\r\n"):
+    if not body.lstrip(b"\r\n"):  # lstrip: no copy of a body that starts with data
         return RawTable(header, _empty(header), [], 0)
     try:
         if not body.isascii():  # ASCII is UTF-8; isascii is ~20x cheaper than decoding

@@ -206,8 +206,10 @@ def parse_file(path: Path, latest_month: str) -> ParsedFile:
         return parse_api_json(path, latest_month)
     data = read_bytes(path)
     header, body = split_header(data, path)
+    del data  # each copy of a large file's bytes held to the end adds to peak memory
     kind = detect_kind(header, path)
     raw = read_table(path, header, body)
+    del body
     name = _FILE_RE.match(path.name)
     file_months = (name.group(1),) if name else ()
     if kind is SourceKind.STREET:
@@ -245,10 +247,14 @@ def _quarantine_rows(source: str, bad: pl.DataFrame) -> list[QuarantineRow]:
 Check = tuple[pl.Expr, pl.Expr]  # (row is bad, reason text)
 
 
-def _coordinates(lon: str, lat: str) -> tuple[list[pl.Expr], list[Check]]:
-    """Parsed coordinates and the checks that make a row's coordinates unusable."""
-    lon_v = pl.col(lon).str.strip_chars().cast(pl.Float64, strict=False)
-    lat_v = pl.col(lat).str.strip_chars().cast(pl.Float64, strict=False)
+def _coordinates(lon: str, lat: str) -> tuple[list[pl.Expr], list[pl.Expr], list[Check]]:
+    """Coordinates parsed once (`prepare`), as stored (`select`), and the checks that make a
+    row's coordinates unusable."""
+    prepare = [
+        pl.col(lon).str.strip_chars().cast(pl.Float64, strict=False).alias("_lon"),
+        pl.col(lat).str.strip_chars().cast(pl.Float64, strict=False).alias("_lat"),
+    ]
+    lon_v, lat_v = pl.col("_lon"), pl.col("_lat")
     lon_given, lat_given = pl.col(lon).is_not_null(), pl.col(lat).is_not_null()
     checks: list[Check] = [
         (lon_given != lat_given, pl.lit("only one of longitude and latitude is given")),
@@ -263,19 +269,25 @@ def _coordinates(lon: str, lat: str) -> tuple[list[pl.Expr], list[Check]]:
             pl.format("latitude {} is impossible (must be -90 to 90)", pl.col(lat)),
         ),
     ]
-    return [lon_v.alias("longitude"), lat_v.alias("latitude")], checks
+    return prepare, [lon_v.alias("longitude"), lat_v.alias("latitude")], checks
+
+
+def _month(col: str) -> pl.Expr:
+    """The month parsed once (null where it is not YYYY-MM), for `_split_valid`'s prepare."""
+    return pl.col(col).str.strip_chars().str.to_date("%Y-%m", strict=False).alias("_month")
 
 
 def _month_checks(col: str, latest_month: str) -> list[Check]:
     value = pl.col(col).str.strip_chars()
+    first, latest = _month_date(FIRST_MONTH), _month_date(latest_month)
     return [
         (pl.col(col).is_null(), pl.lit("month is missing")),
         (
-            (value.str.len_bytes() != 7) | value.str.to_date("%Y-%m", strict=False).is_null(),
+            (value.str.len_bytes() != 7) | pl.col("_month").is_null(),
             pl.format("bad month '{}' (expected YYYY-MM)", pl.col(col)),
         ),
         (
-            (value < FIRST_MONTH) | (value > latest_month),
+            (pl.col("_month") < first) | (pl.col("_month") > latest),
             pl.format(
                 "month '{}' is outside the data.police.uk range ({} to {})",
                 pl.col(col),
@@ -287,14 +299,17 @@ def _month_checks(col: str, latest_month: str) -> list[Check]:
 
 
 def _split_valid(
-    raw: RawTable, checks: list[Check], select: list[pl.Expr]
+    raw: RawTable, prepare: list[pl.Expr], checks: list[Check], select: list[pl.Expr]
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Rows that pass every check (as `select`), and the rest with the first failing reason.
 
-    One lazy plan: conditions are evaluated on every row, reason strings only on bad rows.
+    One lazy plan: values are parsed once (`prepare`, temporary columns the checks and
+    `select` read), conditions are evaluated on every row, reason strings only on bad rows.
     """
-    flagged = raw.frame.lazy().with_columns(
-        pl.any_horizontal([cond.fill_null(True) for cond, _ in checks]).alias("_bad")
+    flagged = (
+        raw.frame.lazy()
+        .with_columns(prepare)
+        .with_columns(pl.any_horizontal([cond.fill_null(True) for cond, _ in checks]).alias("_bad"))
     )
     reason = pl.coalesce([pl.when(cond.fill_null(True)).then(text) for cond, text in checks])
     good, bad = pl.collect_all(
@@ -309,14 +324,13 @@ def _split_valid(
 
 
 _CRIME_ID = pl.col("Crime ID").str.strip_chars()
-_MONTH = pl.col("Month").str.strip_chars().str.to_date("%Y-%m")
 
 
 def _shared_columns(coords: list[pl.Expr]) -> list[pl.Expr]:
     """The columns street and outcomes files share, as stored."""
     return [
         _CRIME_ID.alias("crime_id"),
-        _MONTH.alias("month"),
+        pl.col("_month").alias("month"),
         pl.col("Reported by").alias("reported_by"),
         pl.col("Falls within").alias("falls_within"),
         *coords,
@@ -327,7 +341,7 @@ def _shared_columns(coords: list[pl.Expr]) -> list[pl.Expr]:
 
 
 def _validate_street(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    coords, coord_checks = _coordinates("Longitude", "Latitude")
+    prepare, coords, coord_checks = _coordinates("Longitude", "Latitude")
     type_checks: list[Check] = [
         (pl.col("Crime type").is_null(), pl.lit("crime type is missing")),
         (
@@ -337,6 +351,7 @@ def _validate_street(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl
     ]
     frame, bad = _split_valid(
         raw,
+        [*prepare, _month("Month")],
         [*_month_checks("Month", latest_month), *coord_checks, *type_checks],
         [
             *_shared_columns(coords),
@@ -367,7 +382,7 @@ def _validate_street(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl
 
 
 def _validate_outcomes(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    coords, coord_checks = _coordinates("Longitude", "Latitude")
+    prepare, coords, coord_checks = _coordinates("Longitude", "Latitude")
     id_checks: list[Check] = [
         (pl.col("Crime ID").is_null(), pl.lit("outcome row has no Crime ID")),
         (pl.col("Outcome type").is_null(), pl.lit("outcome type is missing")),
@@ -377,6 +392,7 @@ def _validate_outcomes(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, 
     # the join hash is the crime's, so every outcome of a crime is compared on re-import.
     frame, bad = _split_valid(
         raw,
+        [*prepare, _month("Month")],
         [*_month_checks("Month", _next_month(latest_month)), *coord_checks, *id_checks],
         [
             *_shared_columns(coords),
@@ -393,7 +409,7 @@ def _validate_outcomes(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, 
 
 
 def _validate_stop_search(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    coords, coord_checks = _coordinates("Longitude", "Latitude")
+    prepare, coords, coord_checks = _coordinates("Longitude", "Latitude")
     stamp = pl.col("Date").str.strip_chars()
     parsed = stamp.str.to_datetime("%Y-%m-%dT%H:%M:%S%z", strict=False).dt.convert_time_zone("UTC")
     month_text = parsed.dt.convert_time_zone("Europe/London").dt.strftime("%Y-%m")
@@ -411,6 +427,7 @@ def _validate_stop_search(raw: RawTable, latest_month: str) -> tuple[pl.DataFram
     ]
     frame, bad = _split_valid(
         raw,
+        prepare,
         [*checks, *coord_checks],
         [
             *[pl.col(src).alias(dst) for src, dst in _SEARCH_NAMES.items()],
