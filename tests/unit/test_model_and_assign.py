@@ -94,6 +94,25 @@ def test_assign_points_chunks_on_threads_agree(monkeypatch: pytest.MonkeyPatch):
     assert one.tolist() == expected
 
 
+def test_prepared_polygons_answer_as_the_raw_polygons(monkeypatch: pytest.MonkeyPatch):
+    """Polygons prepared once (a set answering many small batches) give the same answers,
+    batch after batch, and are not prepared again."""
+    rng = np.random.default_rng(11)
+    ready = assign_module.PreparedPolygons.build(SQUARES)
+    calls = []
+    original = assign_module._prepared
+    monkeypatch.setattr(
+        assign_module, "_prepared", lambda polygons: calls.append(1) or original(polygons)
+    )
+    for _ in range(3):
+        x = rng.uniform(-0.5, 2.5, 500)
+        y = rng.uniform(-0.5, 2.0, 500)
+        assert np.array_equal(
+            assign_points(x, y, ready, threads=2), assign_points(x, y, SQUARES, threads=2)
+        )
+    assert len(calls) == 3  # only for the raw polygons, once per call
+
+
 def test_assigner_when_every_point_is_already_remembered():
     """Was a bug: a frame whose points were all cached failed (empty fresh frame had no area
     columns); seen on the real stop-and-search files after the street files."""

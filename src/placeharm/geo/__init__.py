@@ -3,8 +3,15 @@
 from placeharm.geo.assign import (
     GRID_MIN_POINTS,
     PolygonGrid,
+    PreparedPolygons,
     assign_points,
     assign_points_to_sets,
 )
 
-__all__ = ["GRID_MIN_POINTS", "PolygonGrid", "assign_points", "assign_points_to_sets"]
+__all__ = [
+    "GRID_MIN_POINTS",
+    "PolygonGrid",
+    "PreparedPolygons",
+    "assign_points",
+    "assign_points_to_sets",
+]

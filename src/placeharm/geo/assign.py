@@ -198,10 +198,26 @@ class PolygonGrid:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class PreparedPolygons:
+    """Polygons prepared, with their lazy indexes built, once (see `_prepared`).
+
+    For a set that answers many small batches without a grid: preparing and warming up
+    ~1,000 polygons costs a few milliseconds per call otherwise (Northumbria's 33 monthly
+    files, three sets: 0.27 s of the run).
+    """
+
+    polygons: npt.NDArray[np.object_]
+
+    @classmethod
+    def build(cls, polygons: npt.NDArray[np.object_]) -> PreparedPolygons:
+        return cls(_prepared(np.asarray(polygons, dtype=object)))
+
+
 def assign_points(
     x: npt.NDArray[np.float64],
     y: npt.NDArray[np.float64],
-    polygons: npt.NDArray[np.object_] | PolygonGrid,
+    polygons: npt.NDArray[np.object_] | PolygonGrid | PreparedPolygons,
     threads: int = 2,
 ) -> npt.NDArray[np.int32]:
     """Index into `polygons` of the polygon holding each point, or -1 if none does.
@@ -214,7 +230,7 @@ def assign_points(
 def assign_points_to_sets(
     x: npt.NDArray[np.float64],
     y: npt.NDArray[np.float64],
-    polygon_sets: Sequence[npt.NDArray[np.object_] | PolygonGrid],
+    polygon_sets: Sequence[npt.NDArray[np.object_] | PolygonGrid | PreparedPolygons],
     threads: int = 2,
 ) -> list[npt.NDArray[np.int32]]:
     """For each set of polygons, the index of the polygon holding each point, or -1.
@@ -231,7 +247,8 @@ def assign_points_to_sets(
         Longitudes and latitudes (or any coordinates in the polygons' CRS).
     polygon_sets
         Per area set, its shapely (Multi)Polygons ordered as ties should break, or a
-        `PolygonGrid` built over them (build it once when assigning many batches).
+        `PolygonGrid` or `PreparedPolygons` built over them (build it once when assigning
+        many batches).
     threads
         Worker threads; points tested exactly are split into chunks (at most a million)
         across them.
@@ -246,14 +263,20 @@ def assign_points_to_sets(
     results = []
     for polygons in polygon_sets:
         grid = polygons if isinstance(polygons, PolygonGrid) else None
+        ready = polygons if isinstance(polygons, PreparedPolygons) else None
         if grid is None and len(x) >= GRID_MIN_POINTS:
-            grid = PolygonGrid.build(np.asarray(polygons, dtype=object), threads=threads)
+            raw = ready.polygons if ready is not None else polygons
+            grid = PolygonGrid.build(np.asarray(raw, dtype=object), threads=threads)
         if grid is not None:
             found = grid.lookup(x, y)
             exact = np.flatnonzero(found == _EXACT)
             found[exact] = _assign_exact(x[exact], y[exact], grid.polygons, threads)
         else:
-            prepared = _prepared(np.asarray(polygons, dtype=object))
+            prepared = (
+                ready.polygons
+                if ready is not None
+                else _prepared(np.asarray(polygons, dtype=object))
+            )
             valid = np.isfinite(x) & np.isfinite(y)
             found = np.full(len(x), _OUTSIDE, dtype=np.int32)
             found[valid] = _assign_exact(x[valid], y[valid], prepared, threads)

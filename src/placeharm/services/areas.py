@@ -13,7 +13,7 @@ import shapely
 from pyproj import Transformer
 
 from placeharm.errors import DataError, NotFound
-from placeharm.geo import GRID_MIN_POINTS, PolygonGrid, assign_points_to_sets
+from placeharm.geo import GRID_MIN_POINTS, PolygonGrid, PreparedPolygons, assign_points_to_sets
 from placeharm.ingest.boundaries import read_boundaries
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
 from placeharm.store.base import Store
@@ -47,18 +47,24 @@ class LoadedSet:
     polygons: np.ndarray
     _bng: np.ndarray | None = field(default=None)
     _grid: PolygonGrid | None = field(default=None)
+    _ready: PreparedPolygons | None = field(default=None)
 
     def codes_at(self, index: np.ndarray) -> pl.Series:
         """The code of each polygon index, null for -1 (no area)."""
         codes = pl.Series([*self.codes.tolist(), None], dtype=pl.String)  # null at the end
         return codes.gather(np.where(index < 0, len(self.codes), index))
 
-    def index_for(self, points: int, threads: int) -> np.ndarray | PolygonGrid:
+    def index_for(self, points: int, threads: int) -> PolygonGrid | PreparedPolygons:
         """What to assign `points` points with: the set's grid, built once a batch is big
-        enough to repay it (about a second for ~1,000 LSOAs), else the polygons."""
+        enough to repay it (about a second for ~1,000 LSOAs), else the polygons, prepared
+        once. Not thread-safe: `Assigner` calls it under its lock."""
         if self._grid is None and points >= GRID_MIN_POINTS:
             self._grid = PolygonGrid.build(self.polygons, threads=threads)
-        return self._grid if self._grid is not None else self.polygons
+        if self._grid is not None:
+            return self._grid
+        if self._ready is None:
+            self._ready = PreparedPolygons.build(self.polygons)
+        return self._ready
 
     def bng_polygons(self) -> np.ndarray:
         if self._bng is None:
