@@ -43,8 +43,9 @@ class Settings(BaseSettings):
         description="Worker threads for point-in-polygon assignment and DuckDB.",
     )
     memory_limit: str = Field(
-        default="2GB",
-        description="DuckDB memory limit, e.g. '2GB'; keeps large ingests inside a small machine.",
+        default="1GB",
+        description="DuckDB memory limit, e.g. '1GB': its working memory and its cache of the "
+        "store's blocks; keeps large ingests inside a small machine.",
     )
     harm_index: str = Field(
         default="css",

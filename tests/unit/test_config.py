@@ -32,7 +32,7 @@ def test_defaults():
     s = load_settings()
     assert s.db == Path("placeharm.duckdb")
     assert s.threads == 2
-    assert s.memory_limit == "2GB"
+    assert s.memory_limit == "1GB"
 
 
 def test_db_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):

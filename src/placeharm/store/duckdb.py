@@ -104,7 +104,7 @@ class DuckDBStore:
 
     engine = "duckdb"
 
-    def __init__(self, path: Path | str, threads: int = 2, memory_limit: str = "2GB") -> None:
+    def __init__(self, path: Path | str, threads: int = 2, memory_limit: str = "1GB") -> None:
         self.path = str(path)
         self._local = threading.local()
         self._owner = threading.get_ident()
