@@ -306,6 +306,7 @@ def run(
     outcomes = outcomes.drop(columns=["file_no", "month_text"])
     quarantine = pd.concat([bad_crimes, bad_outcomes], ignore_index=True)
     con = duckdb.connect(str(db))
+    closed = False
     try:
         con.register("crimes_df", crimes)
         con.register("outcomes_df", outcomes)
@@ -318,9 +319,13 @@ def run(
             "CREATE TABLE outcomes AS SELECT * REPLACE (month::DATE AS month) FROM outcomes_df"
         )
         con.execute("CREATE TABLE quarantine AS SELECT * FROM quarantine_df")
+        lap("write_s")
+        con.close()  # the checkpoint: placeharm's close is timed the same way
+        closed = True
+        lap("close_s")
     finally:
-        con.close()
-    lap("write_s")
+        if not closed:
+            con.close()
     return laps
 
 
@@ -347,7 +352,10 @@ def main() -> None:
         "impl": "baseline_pandas",
         "files": len(street) + len(outcome),
         "areas_s": areas_s,
-        "ingest_s": ingest_s,
+        # Like placeharm's: ingest_s up to the data committed, close_s the close (checkpoint).
+        "ingest_s": ingest_s - laps["close_s"],
+        "close_s": laps["close_s"],
+        "ingest_close_s": ingest_s,
         "stages": laps,
         "peak_rss_self_mb": self_peak_rss_mb(),
     }

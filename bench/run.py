@@ -134,22 +134,25 @@ def northumbria(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             got[kind] = run_child(kind, files_json, tmp)
             r = got[kind]
             print(
-                f"  run {i + 1} {kind:<9} ingest {r['ingest_s']:6.2f} s  peak RSS "
-                f"{r['peak_rss_mb']:6.0f} MB  (areas {r['areas_s']:.2f} s, "
-                f"load {r['load_avg_1m_at_start']:.1f})",
+                f"  run {i + 1} {kind:<9} ingest + close {r['ingest_close_s']:6.2f} s "
+                f"(close {r['close_s']:.2f} s)  peak RSS {r['peak_rss_mb']:6.0f} MB  "
+                f"(areas {r['areas_s']:.2f} s, load {r['load_avg_1m_at_start']:.1f})",
                 flush=True,
             )
-        ratio = got["baseline"]["ingest_s"] / got["placeharm"]["ingest_s"]
+        # Both through closing the store file: the close is each one's checkpoint.
+        ratio = got["baseline"]["ingest_close_s"] / got["placeharm"]["ingest_close_s"]
         rounds.append({"placeharm": got["placeharm"], "baseline": got["baseline"], "ratio": ratio})
 
-    p_times = [r["placeharm"]["ingest_s"] for r in rounds]
-    b_times = [r["baseline"]["ingest_s"] for r in rounds]
+    p_times = [r["placeharm"]["ingest_close_s"] for r in rounds]
+    b_times = [r["baseline"]["ingest_close_s"] for r in rounds]
     ratios = [r["ratio"] for r in rounds]
     p_med, b_med = median(p_times), median(b_times)
     ratio_med = median(ratios)
     p_rss = median([r["placeharm"]["peak_rss_mb"] for r in rounds])
     b_rss = median([r["baseline"]["peak_rss_mb"] for r in rounds])
     p_close = median([r["placeharm"]["close_s"] for r in rounds])
+    b_close = median([r["baseline"]["close_s"] for r in rounds])
+    p_open = median([r["placeharm"]["ingest_s"] for r in rounds])
 
     counts_ok = True
     count_lines: list[str] = []
@@ -162,14 +165,18 @@ def northumbria(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         counts_ok = counts_ok and r["placeharm"]["statuses"] == {"ok": len(files)}
 
     fmt = ", ".join
-    print("\n  Northumbria summary (median of runs; ingest wall time excludes area import)")
+    print(
+        "\n  Northumbria summary (median of runs; wall time from the first file read to the "
+        "store file closed, area import excluded)"
+    )
     print(
         f"    placeharm  {p_med:6.2f} s   peak RSS {p_rss:6.0f} MB   runs: "
-        f"{fmt(f'{t:.2f}' for t in p_times)}   (+ close {p_close:.2f} s)"
+        f"{fmt(f'{t:.2f}' for t in p_times)}   (of which close {p_close:.2f} s; "
+        f"before close {p_open:.2f} s)"
     )
     print(
         f"    baseline   {b_med:6.2f} s   peak RSS {b_rss:6.0f} MB   runs: "
-        f"{fmt(f'{t:.2f}' for t in b_times)}"
+        f"{fmt(f'{t:.2f}' for t in b_times)}   (of which close {b_close:.2f} s)"
     )
     print(
         f"    ratio baseline/placeharm (same round): median {ratio_med:.2f}x   runs: "
@@ -198,7 +205,9 @@ def northumbria(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     return {
         "files": len(files),
         "runs": rounds,
+        "measure": "ingest_close_s (first file read to store file closed)",
         "placeharm_median_s": p_med,
+        "placeharm_before_close_median_s": p_open,
         "baseline_median_s": b_med,
         "ratio_median": ratio_med,
         "ratio_of_medians": b_med / p_med,
@@ -239,12 +248,12 @@ def ten_million(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         r = run_child("placeharm", files_json, tmp)
         runs.append(r)
         print(
-            f"  run {i + 1} placeharm ingest {r['ingest_s']:6.2f} s  peak RSS "
+            f"  run {i + 1} placeharm ingest + close {r['ingest_close_s']:6.2f} s  peak RSS "
             f"{r['peak_rss_mb']:6.0f} MB  (close {r['close_s']:.2f} s, store "
             f"{r['store_mb']:.0f} MB, load {r['load_avg_1m_at_start']:.1f})",
             flush=True,
         )
-    t_med = median([r["ingest_s"] for r in runs])
+    t_med = median([r["ingest_close_s"] for r in runs])
     rss_max = max(r["peak_rss_mb"] for r in runs)
     counts = runs[0]["counts"]
     counts_ok = all(
@@ -277,7 +286,9 @@ def ten_million(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "rows": DEFAULT_ROWS,
         "generator": {k: v for k, v in manifest.items() if k != "sources"},
         "runs": runs,
+        "measure": "ingest_close_s (first file read to store file closed)",
         "placeharm_median_s": t_med,
+        "placeharm_before_close_median_s": median([r["ingest_s"] for r in runs]),
         "placeharm_peak_rss_max_mb": rss_max,
         "baseline": "skipped (not required at 10M)",
         "targets": {
