@@ -98,7 +98,7 @@ def test_prepared_polygons_answer_as_the_raw_polygons(monkeypatch: pytest.Monkey
     """Polygons prepared once (a set answering many small batches) give the same answers,
     batch after batch, and are not prepared again."""
     rng = np.random.default_rng(11)
-    ready = assign_module.PreparedPolygons.build(SQUARES)
+    ready = assign_module.PreparedPolygons.build(shapely.from_wkb(shapely.to_wkb(SQUARES)))
     calls = []
     original = assign_module._prepared
     monkeypatch.setattr(

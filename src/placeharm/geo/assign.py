@@ -204,7 +204,9 @@ class PreparedPolygons:
 
     For a set that answers many small batches without a grid: preparing and warming up
     ~1,000 polygons costs a few milliseconds per call otherwise (Northumbria's 33 monthly
-    files, three sets: 0.27 s of the run).
+    files, three sets: 0.27 s of the run). Like any prepared polygon, one instance must not be
+    queried from two threads at once (`Assigner` holds a lock; `_assign_exact` splits the
+    polygons between its threads).
     """
 
     polygons: npt.NDArray[np.object_]
