@@ -272,15 +272,13 @@ def _coordinates(lon: str, lat: str) -> tuple[list[pl.Expr], list[pl.Expr], list
     return prepare, [lon_v.alias("longitude"), lat_v.alias("latitude")], checks
 
 
-def _month(col: str) -> pl.Expr:
-    """The month parsed once (null where it is not YYYY-MM), for `_split_valid`'s prepare."""
-    return pl.col(col).str.strip_chars().str.to_date("%Y-%m", strict=False).alias("_month")
-
-
-def _month_checks(col: str, latest_month: str) -> list[Check]:
+def _month_checks(col: str, latest_month: str) -> tuple[list[pl.Expr], list[Check]]:
+    """The month parsed once (`prepare`: `_month`, null where it is not YYYY-MM) and the checks
+    that make a row's month unusable."""
     value = pl.col(col).str.strip_chars()
+    prepare = [value.str.to_date("%Y-%m", strict=False).alias("_month")]
     first, latest = _month_date(FIRST_MONTH), _month_date(latest_month)
-    return [
+    return prepare, [
         (pl.col(col).is_null(), pl.lit("month is missing")),
         (
             (value.str.len_bytes() != 7) | pl.col("_month").is_null(),
@@ -342,6 +340,7 @@ def _shared_columns(coords: list[pl.Expr]) -> list[pl.Expr]:
 
 def _validate_street(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     prepare, coords, coord_checks = _coordinates("Longitude", "Latitude")
+    month_prepare, month_checks = _month_checks("Month", latest_month)
     type_checks: list[Check] = [
         (pl.col("Crime type").is_null(), pl.lit("crime type is missing")),
         (
@@ -351,8 +350,8 @@ def _validate_street(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl
     ]
     frame, bad = _split_valid(
         raw,
-        [*prepare, _month("Month")],
-        [*_month_checks("Month", latest_month), *coord_checks, *type_checks],
+        [*prepare, *month_prepare],
+        [*month_checks, *coord_checks, *type_checks],
         [
             *_shared_columns(coords),
             pl.col("Crime type").alias("crime_type"),
@@ -383,17 +382,18 @@ def _validate_street(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl
 
 def _validate_outcomes(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     prepare, coords, coord_checks = _coordinates("Longitude", "Latitude")
+    # An outcome's month may be the month after the last street month; allow one more.
+    month_prepare, month_checks = _month_checks("Month", _next_month(latest_month))
     id_checks: list[Check] = [
         (pl.col("Crime ID").is_null(), pl.lit("outcome row has no Crime ID")),
         (pl.col("Outcome type").is_null(), pl.lit("outcome type is missing")),
     ]
-    # An outcome's month may be the month after the last street month; allow one more.
     # An outcome is its crime, month and type, plus its rank among identical rows (OUTCOME_KEY);
     # the join hash is the crime's, so every outcome of a crime is compared on re-import.
     frame, bad = _split_valid(
         raw,
-        [*prepare, _month("Month")],
-        [*_month_checks("Month", _next_month(latest_month)), *coord_checks, *id_checks],
+        [*prepare, *month_prepare],
+        [*month_checks, *coord_checks, *id_checks],
         [
             *_shared_columns(coords),
             pl.col("Outcome type").alias("outcome_type"),
