@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from placeharm.cli.main import app
 from placeharm.errors import DataError, NotFound
-from placeharm.harm import load_index
+from placeharm.harm import custom_index, load_index
 from placeharm.services import harm
 from placeharm.services.areas import import_areas
 from placeharm.services.ingest import ingest
@@ -106,7 +106,7 @@ def _by_code(result: harm.HarmResult) -> dict[str | None, dict]:
 
 def test_rank_by_hand(hand):
     store, index, _ = hand
-    result = harm.rank(store, "patch", JAN, APR, load_index(str(index)))
+    result = harm.rank(store, "patch", JAN, APR, custom_index(index))
     rows = _by_code(result)
     # A: 3 Burglary (30) + Drugs with 92A (50) + Drugs (2) = 82 over 5 records
     # B: 2 Robbery (200) + Burglary (10) + Shoplifting (no weight) = 210 over 4 records
@@ -138,17 +138,17 @@ def test_rank_by_hand(hand):
 
 def test_rank_filters_and_asb_weight(hand):
     store, index, _ = hand
-    burglary = harm.rank(store, "patch", JAN, APR, load_index(str(index)), ["Burglary"])
+    burglary = harm.rank(store, "patch", JAN, APR, custom_index(index), ["Burglary"])
     assert {k: r["harm"] for k, r in _by_code(burglary).items()} == {
         "A": 30.0,
         "B": 10.0,
         "C": 0.0,
         None: 10.0,
     }
-    code = harm.rank(store, "patch", JAN, APR, load_index(str(index)), offence_codes=["92A"])
+    code = harm.rank(store, "patch", JAN, APR, custom_index(index), offence_codes=["92A"])
     assert {k: r["harm"] for k, r in _by_code(code).items()}["A"] == 50.0
     assert code.meta["total_records"] == 1
-    asb = harm.rank(store, "patch", JAN, APR, load_index(str(index), asb_weight=5))
+    asb = harm.rank(store, "patch", JAN, APR, custom_index(index).with_asb_weight(5))
     assert _by_code(asb)["C"]["harm"] == 9.0  # ASB 5 + 2 Drugs 4
 
 
@@ -166,7 +166,7 @@ def test_weight_precedence_with_shipped_index(hand):
 
 def test_compare_like_for_like_across_the_gap(hand):
     store, index, _ = hand
-    result = harm.compare(store, "patch", FEB, APR, "previous", load_index(str(index)))
+    result = harm.compare(store, "patch", FEB, APR, "previous", custom_index(index))
     # pairs: 2021-02 with 2020-11 (no data), 2021-03 (gap) with 2020-12 (no data), and
     # 2021-04 with 2021-01: only the last pair is compared
     assert result.meta["current_months_compared"] == ["2021-04"]
@@ -183,14 +183,14 @@ def test_compare_like_for_like_across_the_gap(hand):
     assert [rows[k]["rank_current"] for k in "BAC"] == [1, 2, 3]
     assert [rows[k]["rank_movement"] for k in "BAC"] == [0, 0, 0]
     with pytest.raises(DataError, match=r"no month of 2021-03\.\.2021-03 can be compared"):
-        harm.compare(store, "patch", MAR, MAR, "previous", load_index(str(index)))
+        harm.compare(store, "patch", MAR, MAR, "previous", custom_index(index))
     with pytest.raises(DataError, match="previous"):
-        harm.compare(store, "patch", FEB, APR, "sideways", load_index(str(index)))
+        harm.compare(store, "patch", FEB, APR, "sideways", custom_index(index))
 
 
 def test_series_has_nulls_for_the_gap(hand):
     store, index, _ = hand
-    result = harm.series(store, "patch", JAN, APR, load_index(str(index)), areas=["A"])
+    result = harm.series(store, "patch", JAN, APR, custom_index(index), areas=["A"])
     assert result.table.select("month", "records", "harm").rows() == [
         ("2021-01", 3, 70.0),
         ("2021-02", 1, 2.0),
@@ -199,13 +199,13 @@ def test_series_has_nulls_for_the_gap(hand):
     ]
     assert result.meta["records_outside_set"] == 1
     with pytest.raises(NotFound, match="no area Q"):
-        harm.series(store, "patch", JAN, APR, load_index(str(index)), areas=["Q"])
+        harm.series(store, "patch", JAN, APR, custom_index(index), areas=["Q"])
 
 
 def test_concentration_by_hand(hand):
     store, index, _ = hand
     result = harm.concentration(
-        store, "patch", JAN, APR, load_index(str(index)), top_percents=(34, 100), top_areas=1
+        store, "patch", JAN, APR, custom_index(index), top_percents=(34, 100), top_areas=1
     )
     # area harms 210, 82, 4 (total 296): top 34% = ceil(1.02) = 2 areas
     shares = {(r["top_percent"], r["areas"]): r["harm_share"] for r in result.table.to_dicts()}
@@ -226,13 +226,13 @@ def test_queries_refuse_bad_requests(hand):
         harm.rank(store, "patch", APR, JAN)
     with pytest.raises(DataError, match="unknown crime type"):
         harm.rank(store, "patch", JAN, APR, crime_types=["Piracy"])
-    with pytest.raises(NotFound, match="no harm index"):
+    with pytest.raises(DataError, match="unknown harm index; choose one of: css, cchi"):
         harm.rank(store, "patch", JAN, APR, index="severity")
 
 
 def test_cli_json_equals_library(hand, tmp_path: Path):
     store, index, db = hand
-    expected = harm.rank(store, "patch", JAN, APR, load_index(str(index))).to_dict()
+    expected = harm.rank(store, "patch", JAN, APR, custom_index(index)).to_dict()
     store._run("CHECKPOINT")
     db = tmp_path / "copy.duckdb"
     db.write_bytes(hand[2].read_bytes())

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from placeharm.errors import DataError
-from placeharm.harm import load_index
+from placeharm.harm import custom_index
 from placeharm.services import soc
 from placeharm.services.areas import import_areas
 from placeharm.soc.importer import import_entity, load_mapping
@@ -75,7 +75,7 @@ def hand(tmp_path: Path):
             results[kind] = import_entity(store, kind, path)
     index = tmp_path / "index.yaml"
     index.write_text(INDEX)
-    yield store, load_index(str(index)), results, tmp_path
+    yield store, custom_index(index), results, tmp_path
     store.close()
 
 

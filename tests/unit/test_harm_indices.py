@@ -7,8 +7,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from placeharm.errors import DataError, NotFound
-from placeharm.harm import builtin_index, list_indices, load_index, weigh
+from placeharm.errors import DataError
+from placeharm.harm import (
+    UnknownIndex,
+    builtin_index,
+    custom_index,
+    list_indices,
+    load_index,
+    unknown_index_message,
+    weigh,
+)
 
 
 def _frame(rows: list[tuple[str, str | None]]) -> pl.DataFrame:
@@ -30,7 +38,7 @@ def test_offence_code_wins_then_crime_type_then_none(tmp_path: Path):
                 ("Robbery", None),
             ]
         ),
-        load_index(str(path)),
+        custom_index(path),
     )
     assert weighed.select("weight", "weight_source").rows() == [
         (50.0, "offence code"),
@@ -57,12 +65,13 @@ def test_index_specs():
     assert north.type_weights["Drugs"] != load_index("css").type_weights["Drugs"]
     assert load_index("cchi:north-yorkshire").type_scope == "North Yorkshire"
     assert load_index("CSS").code_weights == load_index("css").code_weights
-    with pytest.raises(NotFound, match="no css type weights for force 'Gotham'"):
-        load_index("css:Gotham")
-    with pytest.raises(NotFound, match="no harm index 'severity'"):
-        load_index("severity")
-    with pytest.raises(NotFound, match="does not exist"):
-        load_index("missing/weights.csv")
+    # every value that is not a valid choice gets one and the same refusal, naming the choices
+    expected = unknown_index_message()
+    assert "css:<force>" in expected and "northumbria" in expected
+    for spec in ("css:Gotham", "severity", "missing/weights.csv", "css:", "x" * 500):
+        with pytest.raises(UnknownIndex) as caught:
+            load_index(spec)
+        assert str(caught.value) == expected, spec
     assert set(list_indices()["name"]) == {"css", "cchi"}
     described = builtin_index("cchi").describe()
     assert described["secondary"] is True and "edition" in described
@@ -71,12 +80,12 @@ def test_index_specs():
 def test_custom_csv(tmp_path: Path):
     path = tmp_path / "local.csv"
     path.write_text("offence_code,crime_type,weight\n92A,,120\n,drugs,40\n,Burglary,300\n")
-    index = load_index(str(path))
+    index = custom_index(path)
     assert index.code_weights == {"92A": 120.0}
     assert index.type_weights == {"Anti-social behaviour": 0.0, "Drugs": 40.0, "Burglary": 300.0}
     assert index.name == "local" and "sha256" in index.edition
     path.write_text("offence_code,crime_type,weight\n92A,,120\n")
-    assert "sha256" in load_index(str(path)).edition  # a changed file is a new edition
+    assert "sha256" in custom_index(path).edition  # a changed file is a new edition
 
 
 def test_custom_csv_errors_name_every_line(tmp_path: Path):
@@ -86,7 +95,7 @@ def test_custom_csv_errors_name_every_line(tmp_path: Path):
         "8N,,1\n8N,,2\n"
     )
     with pytest.raises(DataError) as caught:
-        load_index(str(path))
+        custom_index(path)
     message = str(caught.value)
     for line, reason in (
         (2, "not both"),
@@ -98,7 +107,7 @@ def test_custom_csv_errors_name_every_line(tmp_path: Path):
         assert f"bad.csv:{line}" in message and reason in message
     path.write_text("code,value\n1,2\n")
     with pytest.raises(DataError, match="must have a 'weight' column"):
-        load_index(str(path))
+        custom_index(path)
 
 
 def test_custom_yaml_with_base(tmp_path: Path):
@@ -107,7 +116,7 @@ def test_custom_yaml_with_base(tmp_path: Path):
         "name: drugs-focus\nedition: '2026-11'\nsource: tasking meeting\nbase: css\n"
         "crime_types: {Drugs: 500}\noffence_codes: {'92A': 900}\n"
     )
-    index = load_index(str(path))
+    index = custom_index(path)
     css = load_index("css")
     assert index.type_weights["Drugs"] == 500 and index.code_weights["92A"] == 900
     assert index.type_weights["Burglary"] == css.type_weights["Burglary"]
@@ -115,11 +124,11 @@ def test_custom_yaml_with_base(tmp_path: Path):
     assert index.name == "drugs-focus" and index.edition.startswith("2026-11")
     path.write_text("base: nonsense\ncrime_types: {Drugs: x}\ncolour: red\n")
     with pytest.raises(DataError, match="unknown keys colour"):
-        load_index(str(path))
+        custom_index(path)
     path.write_text("base: nonsense\ncrime_types: {Drugs: x}\n")
     with pytest.raises(DataError, match="not a number") as caught:
-        load_index(str(path))
+        custom_index(path)
     assert "base must be a shipped index" in str(caught.value)
     path.write_text("crime_types: [1, 2\n")
     with pytest.raises(DataError, match="not valid YAML"):
-        load_index(str(path))
+        custom_index(path)

@@ -38,6 +38,8 @@ TABLES = {
     "soc_history",
     "users",
     "sessions",
+    "harm_indices",
+    "harm_index_weights",
     "schema_migrations",
 }
 

@@ -24,8 +24,9 @@ from placeharm.cli.common import (
     out,
 )
 from placeharm.config import Settings
-from placeharm.harm import HarmIndex, builtin_index, list_indices, load_index
+from placeharm.harm import HarmIndex, builtin_index, custom_index, load_index
 from placeharm.services import harm as harm_service
+from placeharm.services import indices as index_service
 from placeharm.services import population as population_service
 from placeharm.services import queries
 from placeharm.services.harm import HarmResult
@@ -57,8 +58,8 @@ IndexOption = Annotated[
     str | None,
     typer.Option(
         "--index",
-        help="Harm index: css, css:<force>, cchi, cchi:<force>, or a CSV/YAML file "
-        "(default: PLACEHARM_HARM_INDEX or css).",
+        help="Harm index: css, css:<force>, cchi, cchi:<force>, a registered custom index "
+        "(placeharm harm list), or a local CSV/YAML file (default: PLACEHARM_HARM_INDEX or css).",
     ),
 ]
 AsbOption = Annotated[
@@ -67,9 +68,24 @@ AsbOption = Annotated[
 ]
 
 
-def _index(settings: Settings, spec: str | None, asb_weight: float | None) -> HarmIndex:
+def _is_file(spec: str) -> bool:
+    """A spec the command line reads as a local file (the CLI user is on the server; the web
+    never reads a file)."""
+    return "/" in spec or spec.lower().endswith((".csv", ".yaml", ".yml"))
+
+
+def _index(
+    settings: Settings, spec: str | None, asb_weight: float | None, store: Store | None
+) -> HarmIndex:
+    """The index a command asked for: a local file, else a shipped or registered name (the
+    registry needs the store; without one, shipped names only)."""
     weight = asb_weight if asb_weight is not None else settings.asb_weight
-    return load_index(spec or settings.harm_index, weight)
+    spec = spec or settings.harm_index
+    if _is_file(spec):
+        return custom_index(Path(spec)).with_asb_weight(weight)
+    if store is None:
+        return load_index(spec, weight)
+    return index_service.resolve(store, spec, weight)
 
 
 def _period(
@@ -134,8 +150,8 @@ def rank(
 ) -> None:
     """Areas ranked by harm (default: the last 12 months held): count, harm, share, per resident."""
     settings = _settings(db)
-    harm_index = _index(settings, index, asb_weight)
     with _open(settings) as store:
+        harm_index = _index(settings, index, asb_weight, store)
         first, last = _period(store, from_month, to_month, 12)
         result = harm_service.rank(store, by, first, last, harm_index, crime_type, offence_code)
     title = f"{by} areas ranked by harm, {first:%Y-%m} to {last:%Y-%m}"
@@ -161,8 +177,8 @@ def compare(
     """Harm this period against the previous one or a year earlier, like for like (default:
     the last 3 months held)."""
     settings = _settings(db)
-    harm_index = _index(settings, index, asb_weight)
     with _open(settings) as store:
+        harm_index = _index(settings, index, asb_weight, store)
         first, last = _period(store, from_month, to_month, 3)
         result = harm_service.compare(
             store, by, first, last, against.value, harm_index, crime_type, offence_code
@@ -191,8 +207,8 @@ def series(
 ) -> None:
     """Monthly records and harm per area (default: every month held); gaps are empty."""
     settings = _settings(db)
-    harm_index = _index(settings, index, asb_weight)
     with _open(settings) as store:
+        harm_index = _index(settings, index, asb_weight, store)
         first, last = _period(store, from_month, to_month, None)
         result = harm_service.series(
             store, by, first, last, harm_index, area, crime_type, offence_code
@@ -225,8 +241,8 @@ def concentration(
 ) -> None:
     """How concentrated harm is: top N% of areas, Gini, Lorenz curve (default: last 12 months)."""
     settings = _settings(db)
-    harm_index = _index(settings, index, asb_weight)
     with _open(settings) as store:
+        harm_index = _index(settings, index, asb_weight, store)
         first, last = _period(store, from_month, to_month, 12)
         result = harm_service.concentration(
             store,
@@ -269,7 +285,12 @@ def css(
 ) -> None:
     """Crime Severity Score per area: sum(offences x weight) / resident population."""
     settings = _settings(None)
-    harm_index = load_index(index or settings.harm_index)
+    spec = index or settings.harm_index
+    if _is_file(spec) or not settings.db.exists():
+        harm_index = _index(settings, spec, None, None)
+    else:  # a registered name needs the store's registry
+        with _open(settings) as store:
+            harm_index = _index(settings, spec, None, store)
     result = harm_service.css(counts, population, harm_index, area_column, population_column)
     if output:
         result.table.write_csv(output)
@@ -278,22 +299,77 @@ def css(
 
 
 @harm_app.command("list")
-def harm_list(fmt: FormatOption = Format.table) -> None:
-    """The shipped harm indices and their editions."""
-    _emit(list_indices(), fmt, "Harm indices (a custom CSV or YAML file works too)")
+def harm_list(db: DbOption = None, fmt: FormatOption = Format.table) -> None:
+    """The harm indices a query may name: shipped, and custom ones registered in the store."""
+    with _open(_settings(db)) as store:
+        frame = index_service.listing(store)
+    if fmt is Format.table:
+        frame = frame.with_columns(pl.col("file_sha256").str.slice(0, 12))
+    _emit(frame, fmt, "Harm indices (shipped, and registered with `placeharm harm add`)")
+
+
+@harm_app.command("add")
+def harm_add(
+    file: Annotated[Path, typer.Argument(help="The index as CSV or YAML (docs/harm.md).")],
+    name: Annotated[
+        str,
+        typer.Option("--name", help="Name to select it by: lowercase letters, digits, - and _."),
+    ],
+    edition: Annotated[
+        str | None,
+        typer.Option(help="Edition, e.g. 2026-11 (default: the file's own, else unversioned)."),
+    ] = None,
+    description: Annotated[
+        str | None, typer.Option(help="What it is for, e.g. the tasking decision.")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Validate a custom harm index file once and register it in the store; the dashboard and
+    every query can then select it by name. Stop the dashboard first (it holds the store)."""
+    with _open(_settings(db)) as store:
+        entry = index_service.add(store, file, name, edition, description)
+    index = entry.index
+    out.print(
+        f"Registered harm index {index.name}: {len(index.code_weights)} offence-code and "
+        f"{len(index.type_weights)} crime-type weights; edition {index.edition}; from "
+        f"{entry.source_file} (sha256 {entry.file_sha256}), added by {entry.added_by}.",
+        highlight=False,
+    )
+
+
+@harm_app.command("remove")
+def harm_remove(
+    name: Annotated[str, typer.Argument(help="A registered index's name.")],
+    db: DbOption = None,
+) -> None:
+    """Unregister a custom harm index (links that name it then get the unknown-index 400)."""
+    settings = _settings(db)
+    with _open(settings) as store:
+        if settings.harm_index.strip().lower() == name:
+            err.print(
+                f"[yellow]Note[/]: the harm_index setting names {name}; change it before the "
+                "dashboard next starts, or it will refuse to start.",
+                highlight=False,
+            )
+        index_service.remove(store, name)
+    out.print(f"Removed harm index {name}.", highlight=False)
 
 
 @harm_app.command("show")
 def harm_show(
-    name: Annotated[str, typer.Argument(help="css or cchi.")] = "css",
+    name: Annotated[str, typer.Argument(help="css, cchi or a registered index.")] = "css",
     force: Annotated[
         str | None, typer.Option(help="That force's type weights, e.g. northumbria.")
     ] = None,
     codes: Annotated[bool, typer.Option(help="Offence-code weights instead of types.")] = False,
+    db: DbOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
     """An index's weights per police.uk crime type (or per offence code)."""
-    index = builtin_index(name, force)
+    index = builtin_index(name, force) if name in ("css", "cchi") or force else None
+    if index is None:
+        with _open(_settings(db)) as store:
+            index = index_service.resolve(store, name)
     frame = index.code_table() if codes else index.type_table()
     _emit(frame, fmt, f"{index.name}: {index.title} ({index.type_scope} type weights)")
     if fmt is Format.table:

@@ -28,7 +28,6 @@ from placeharm.cli.common import (
 )
 from placeharm.config import Settings
 from placeharm.errors import ConfigError, DataError, NotFound, PlaceharmError, StoreError
-from placeharm.harm import load_index
 from placeharm.model import ImportResult
 from placeharm.services import areas as area_service
 from placeharm.services import auth as auth_service
@@ -252,7 +251,7 @@ def demo(
             "ward",
             _month(demo_service.DEMO_FIRST_MONTH),
             _month(demo_service.DEMO_LAST_MONTH),
-            load_index(settings.harm_index, settings.asb_weight),
+            harm_cli._index(settings, None, None, store),
         )
     meta = ranked.meta
     table = ranked.table.head(top).select(

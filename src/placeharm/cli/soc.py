@@ -130,9 +130,9 @@ def soc_rank(
     """Areas ranked by SOC primary harm score (default: the last 12 months held), each
     measure's count and harm, change against the previous period."""
     settings = _settings(db)
-    harm_index = _index(settings, index, asb_weight)
     measure_set = load_measures(measures)
     with _open(settings) as store:
+        harm_index = _index(settings, index, asb_weight, store)
         first, last = _period(store, from_month, to_month, 12)
         result = soc_service.soc_rank(store, by, first, last, harm_index, measure_set)
     if fmt is Format.table:
@@ -166,8 +166,8 @@ def soc_ward(
     """One ward: monthly crime, ASB, SOC crimes, incidents, intelligence; its measures,
     groups and latest graded intelligence (default: the last 12 months held)."""
     settings = _settings(db)
-    harm_index = _index(settings, index, None)
     with _open(settings) as store:
+        harm_index = _index(settings, index, None, store)
         first, last = _period(store, from_month, to_month, 12)
         result = soc_service.ward_view(
             store, ward, first, last, by, harm_index, load_measures(measures)

@@ -5,7 +5,11 @@ An index is named by a spec string, a parameter of every harm query:
     css                      ONS Crime Severity Score, national police.uk type weights
     css:northumbria          the same code weights, type weights from Northumbria's offence mix
     cchi, cchi:<force>       Cambridge Crime Harm Index (secondary)
-    path/to/weights.csv      a custom index (CSV or YAML, see docs/harm.md)
+    <name>                   a custom index registered in the store (`placeharm harm add`)
+
+A spec is a name, never a path (issue 12: a request must not reach a file). A custom CSV or
+YAML file is read by `custom_index(path)` (the CLI's `--index FILE`, `placeharm harm add`), or
+parsed from bytes already in hand by `parse_index_file`.
 
 A record's weight is its offence code's weight when it has a code the index knows, else its
 crime type's weight (see `weigh`). Anti-social behaviour is not a crime: weight 0 unless the
@@ -19,6 +23,7 @@ import hashlib
 import math
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
@@ -37,6 +42,10 @@ DEFAULT_INDEX = "css"
 BUILTIN = ("css", "cchi")
 
 WEIGHT_SOURCES = ("offence code", "crime type", "none")
+# a registered index's name: lowercase letter first, then lowercase letters, digits, - and _;
+# no ':' (that is css:<force>), no '/' or '.' (nothing that reads as a path)
+INDEX_NAME_RE = re.compile(r"[a-z][a-z0-9_-]{1,39}")
+MAX_INDEX_FILE_BYTES = 2 * 1024 * 1024  # the shipped code table is 30 KB; 2 MB is generous
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,24 +175,82 @@ def builtin_index(name: str, force: str | None = None) -> HarmIndex:
     )
 
 
-def load_index(spec: str | None = None, asb_weight: float | None = None) -> HarmIndex:
-    """Resolve an index spec (see the module docstring), optionally re-weighting ASB."""
-    spec = (spec or DEFAULT_INDEX).strip()
-    name, _, force = spec.partition(":")
-    if name.lower() in BUILTIN:
-        index = builtin_index(name.lower(), force or None)
-    elif spec.lower().endswith((".csv", ".yaml", ".yml")) or "/" in spec:
-        index = custom_index(Path(spec))
+class UnknownIndex(DataError):
+    """An index spec that is neither shipped nor registered (a 400 on the web)."""
+
+
+def shipped_specs() -> list[str]:
+    """Every shipped spec: css, cchi, then css:<force> and cchi:<force> for each force."""
+    specs = list(BUILTIN)
+    for name in BUILTIN:
+        specs += [f"{name}:{_slug(scope)}" for scope in force_scopes(name)]
+    return specs
+
+
+def unknown_index_message(registered: list[str] | tuple[str, ...] = ()) -> str:
+    """The one message for every index that is not a valid choice. It never repeats the value
+    asked for, so every unknown value (a path, an existing or missing file, a typo) gets the
+    same answer and nothing can be learnt from the difference."""
+    forces = sorted({_slug(s) for name in BUILTIN for s in force_scopes(name)})
+    names = [*BUILTIN, *sorted(registered)]
+    return (
+        f"unknown harm index; choose one of: {', '.join(names)}; css and cchi also take a "
+        f"force's own crime-type weights as css:<force> or cchi:<force>, where <force> is one "
+        f"of: {', '.join(forces)}. An administrator adds a custom index with "
+        "`placeharm harm add FILE --name NAME`."
+    )
+
+
+def canonical_spec(spec: str | None, registered: Mapping[str, HarmIndex] | None = None) -> str:
+    """The canonical spelling of a valid spec (`CSS:Northumbria` -> `css:northumbria`), or
+    UnknownIndex with `unknown_index_message`. Reads no file, whatever the spec."""
+    registered = registered or {}
+    text = (spec or DEFAULT_INDEX).strip().lower()
+    if len(text) <= 80:  # longer than any valid spec
+        name, colon, force = text.partition(":")
+        if name in BUILTIN and not colon:
+            return name
+        if name in BUILTIN and force:
+            slugs = {_slug(s) for s in force_scopes(name)}
+            if _slug(force) in slugs:
+                return f"{name}:{_slug(force)}"
+        if not colon and text in registered:
+            return text
+    raise UnknownIndex(unknown_index_message(tuple(registered)))
+
+
+def load_index(
+    spec: str | None = None,
+    asb_weight: float | None = None,
+    registered: Mapping[str, HarmIndex] | None = None,
+) -> HarmIndex:
+    """Resolve an index spec: a shipped index, or one of `registered` (custom indices by name,
+    from the store's registry), optionally re-weighting ASB. Never a file: use
+    `custom_index(path)` for one."""
+    canonical = canonical_spec(spec, registered)
+    if registered and canonical in registered:
+        index = registered[canonical]
     else:
-        raise NotFound(
-            f"no harm index {spec!r}; use one of {', '.join(BUILTIN)} (optionally "
-            "':<force>', e.g. css:northumbria) or the path of a custom CSV or YAML file"
-        )
+        name, _, force = canonical.partition(":")
+        index = builtin_index(name, force or None)
     return index.with_asb_weight(asb_weight)
 
 
+def check_index_name(name: str) -> str:
+    """A registered index's name, checked: the pattern, and no shipped name."""
+    if not INDEX_NAME_RE.fullmatch(name):
+        raise DataError(
+            f"index name {name[:60]!r} is not allowed: use 2 to 40 characters, lowercase "
+            "letters, digits, '-' and '_', starting with a letter (e.g. drugs-focus)"
+        )
+    if name in BUILTIN:
+        raise DataError(f"{name!r} is a shipped index; choose another name")
+    return name
+
+
 def list_indices() -> pl.DataFrame:
-    """The shipped indices with their editions (custom files are not listed)."""
+    """The shipped indices with their editions (the store's registered ones: see
+    `placeharm.services.indices.listing`)."""
     rows = []
     for name in BUILTIN:
         index = builtin_index(name)
@@ -224,31 +291,53 @@ def _crime_type(label: str, where: str) -> str:
 
 
 def custom_index(path: Path) -> HarmIndex:
-    """A user's index from CSV (offence_code or crime_type, weight) or YAML; see docs/harm.md."""
+    """A user's index from a local CSV (offence_code or crime_type, weight) or YAML file; see
+    docs/harm.md. For the command line and `placeharm harm add`, never for a web request.
+    Messages name the file by its name only."""
+    return parse_index_file(path.name, read_index_file(path))
+
+
+def read_index_file(path: Path) -> bytes:
+    """A custom index file's bytes (refused if missing or larger than any index could be)."""
     if not path.is_file():
-        raise NotFound(f"harm index file {path} does not exist")
-    raw = path.read_bytes()
+        raise NotFound(f"harm index file {path.name} does not exist (or is not a file)")
+    if path.stat().st_size > MAX_INDEX_FILE_BYTES:
+        raise DataError(
+            f"{path.name}: larger than {MAX_INDEX_FILE_BYTES // 2**20} MB; a harm index is "
+            "one row per offence code or crime type"
+        )
+    return path.read_bytes()
+
+
+def parse_index_file(filename: str, raw: bytes, name: str | None = None) -> HarmIndex:
+    """Parse and validate a custom index from its bytes; `filename` (a name, not a path)
+    decides CSV or YAML by its suffix and names the file in messages; `name` (a registered
+    index's) wins over the file's own `name` and stem."""
+    suffix = Path(filename).suffix.lower()
+    if suffix not in (".csv", ".yaml", ".yml"):
+        raise DataError(f"{filename}: a harm index file is .csv, .yaml or .yml")
     digest = hashlib.sha256(raw).hexdigest()[:12]
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text; save it as UTF-8 CSV or YAML") from None
-    if path.suffix.lower() == ".csv":
-        codes, types, meta = _custom_csv(path, text)
+        raise DataError(f"{filename}: not UTF-8 text; save it as UTF-8 CSV or YAML") from None
+    if suffix == ".csv":
+        codes, types, meta = _custom_csv(filename, text)
     else:
-        codes, types, meta = _custom_yaml(path, text)
+        codes, types, meta = _custom_yaml(filename, text)
     base_name = meta.get("base")
     base = load_index(str(base_name)) if base_name else None
     code_weights = {**(base.code_weights if base else {}), **codes}
     type_weights = {**(base.type_weights if base else {ASB: 0.0}), **types}
-    if not code_weights and not type_weights:
-        raise DataError(f"{path}: no weights found")
+    if not codes and not types and base is None:
+        raise DataError(f"{filename}: no weights found")
     edition = str(meta.get("edition") or "unversioned")
+    name = name or str(meta.get("name") or Path(filename).stem)
     return HarmIndex(
-        name=str(meta.get("name") or path.stem),
-        title=str(meta.get("title") or f"Custom index {path.name}"),
+        name=name,
+        title=str(meta.get("title") or f"Custom index {name}"),
         edition=f"{edition} (file sha256 {digest})",
-        source=str(meta.get("source") or str(path)),
+        source=str(meta.get("source") or f"file {filename}"),
         unit=str(meta.get("unit") or (base.unit if base else "custom weight")),
         secondary=bool(meta.get("secondary", False)),
         type_scope=f"custom (base {base.name})" if base else "custom",
@@ -258,7 +347,7 @@ def custom_index(path: Path) -> HarmIndex:
 
 
 def _custom_csv(
-    path: Path, text: str
+    path: str, text: str
 ) -> tuple[dict[str, float], dict[str, float], dict[str, object]]:
     reader = csv.DictReader(text.splitlines())
     fields = [f.strip().lower() for f in reader.fieldnames or []]
@@ -290,7 +379,7 @@ def _custom_csv(
 
 
 def _custom_yaml(
-    path: Path, text: str
+    path: str, text: str
 ) -> tuple[dict[str, float], dict[str, float], dict[str, object]]:
     try:
         doc = yaml.safe_load(text)

@@ -121,8 +121,13 @@ def check_area_set_name(name: str) -> str:
 def parse_month(text: str) -> dt.date:
     """Parse 'YYYY-MM' into the first day of that month."""
     m = _MONTH_RE.match(text.strip())
-    if not m or not 1 <= int(m.group(2)) <= 12:
-        raise DataError(f"month {text!r} is not valid: write it as YYYY-MM, e.g. 2021-01")
+    # years outside 1900..2199 are typing slips, and year 0 or a period shifted before year 1
+    # would fail deep in a query (issue 12: a 500 from `from=0000-01`)
+    if not m or not 1 <= int(m.group(2)) <= 12 or not 1900 <= int(m.group(1)) <= 2199:
+        raise DataError(
+            f"month {text[:20]!r} is not valid: write it as YYYY-MM between 1900-01 and "
+            "2199-12, e.g. 2021-01"
+        )
     return dt.date(int(m.group(1)), int(m.group(2)), 1)
 
 

@@ -19,6 +19,7 @@ import polars as pl
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import HarmIndex, load_index, weigh
 from placeharm.model import month_range, shift_month
+from placeharm.services import indices
 from placeharm.services.queries import check_area_query, gap_months
 from placeharm.store.base import Store
 
@@ -45,8 +46,11 @@ def _label(month: dt.date) -> str:
     return month.strftime("%Y-%m")
 
 
-def _index(index: HarmIndex | str | None) -> HarmIndex:
-    return index if isinstance(index, HarmIndex) else load_index(index)
+def _index(index: HarmIndex | str | None, store: Store | None = None) -> HarmIndex:
+    """An index as given, or by name: shipped, or registered in `store` (never a file)."""
+    if isinstance(index, HarmIndex):
+        return index
+    return indices.resolve(store, index) if store is not None else load_index(index)
 
 
 def _weighed_cube(
@@ -184,7 +188,7 @@ def rank(
     divided by the area's population (see `population_for`), null where none is held.
     """
     crime_types, offence_codes = _prepare(store, by, first, last, crime_types, offence_codes)
-    harm_index = _index(index)
+    harm_index = _index(index, store)
     gaps = gap_months(store, first, last)
     cube = _weighed_cube(
         store, by, first, last, harm_index, crime_types, offence_codes, by_month=False
@@ -266,7 +270,7 @@ def compare(
     ranking, towards rank 1).
     """
     crime_types, offence_codes = _prepare(store, by, first, last, crime_types, offence_codes)
-    harm_index = _index(index)
+    harm_index = _index(index, store)
     months = month_range(first, last)
     if against == "previous":
         shift = -len(months)
@@ -362,7 +366,7 @@ def series(
 ) -> HarmResult:
     """Records and harm per area and month; months with no data are null, never zero."""
     crime_types, offence_codes = _prepare(store, by, first, last, crime_types, offence_codes)
-    harm_index = _index(index)
+    harm_index = _index(index, store)
     area_list = store.area_list(by)
     if areas:
         unknown = sorted(set(areas) - set(area_list["area_code"].to_list()))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,9 +17,9 @@ import polars as pl
 import shapely
 
 from placeharm.errors import DataError, NotFound
-from placeharm.harm import load_index
+from placeharm.harm import HarmIndex, canonical_spec
 from placeharm.model import CRIME_TYPES, month_end, parse_month
-from placeharm.services import harm, network, policy, queries, soc
+from placeharm.services import harm, indices, network, policy, queries, soc
 from placeharm.services.policy import User
 from placeharm.soc.measures import MeasureSet, load_measures
 from placeharm.store.base import Store
@@ -72,14 +73,18 @@ class Filters:
         index: str | None,
         measures: list[str] | None = None,
         types: list[str] | None = None,
+        registered: Mapping[str, HarmIndex] | None = None,
     ) -> Filters:
-        """Values from the URL; `measures` and `types` may repeat or be comma-separated."""
+        """Values from the URL; `measures` and `types` may repeat or be comma-separated.
+        `index` must name a shipped index or one of `registered` (the store's registry,
+        `services.indices.indices`): any other value, a file path included, is the one
+        UnknownIndex 400, and no file is ever opened."""
         known = [m.id for m in load_measures().measures]
         return cls(
             by or "ward",
             parse_month(first) if first else None,
             parse_month(last) if last else None,
-            index or "css",
+            canonical_spec(index or "css", registered),
             _choose(measures, known, "SOC measure"),
             _choose(types, list(CRIME_TYPES), "police.uk crime type"),
         )
@@ -133,11 +138,16 @@ def _choose(values: list[str] | None, known: list[str], what: str) -> tuple[str,
     return tuple(k for k in known if k in chosen)
 
 
-def filter_options() -> dict[str, Any]:
-    """What the filter form offers."""
+FORM_INDICES = ("css", "css:northumbria", "cchi")  # shipped specs the filter form offers
+
+
+def filter_options(store: Store | None = None) -> dict[str, Any]:
+    """What the filter form offers (with a store: its registered harm indices too)."""
+    registered = sorted(indices.indices(store)) if store is not None else []
     return {
         "measures": [{"id": m.id, "label": m.label} for m in load_measures().measures],
         "crime_types": list(CRIME_TYPES),
+        "indices": [*FORM_INDICES, *registered],
     }
 
 
@@ -158,7 +168,7 @@ def _common(
         **data_as_of(store),
         "user": {"username": user.username, "role": user.role.value},
         "filters": filters.query(first, last),
-        "filter_options": filter_options(),
+        "filter_options": filter_options(store),
         "record_kinds": policy.record_kinds(user),
     }
 
@@ -182,7 +192,7 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
     policy.require(user, "overview")
     policy.partner_area_set(user, filters.by)
     first, last = filters.period(store)
-    index = load_index(filters.index)
+    index = indices.resolve(store, filters.index)
     measures = filters.measure_set()
     ranked = soc.soc_rank(store, filters.by, first, last, index, measures)
     table = _risk(ranked.table)
@@ -287,7 +297,7 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
         first,
         last,
         filters.by,
-        load_index(filters.index),
+        indices.resolve(store, filters.index),
         filters.measure_set(),
         filters.crime_types(),
     )
@@ -573,6 +583,8 @@ def records(
     table, date_col, columns, search_col = _RECORDS[kind]
     if area:
         policy.partner_area_set(user, filters.by)
+        if filters.by not in {s.name for s in store.area_sets()}:  # else a store error, a 500
+            raise NotFound(f"no area set called {filters.by!r}")
     hidden = [] if policy.cleared(user) else store.restricted_only_nominals()
     if not policy.allowed(user, "nominal"):
         columns = [c for c in columns if c not in policy._PERSON_COLUMNS]
@@ -654,7 +666,7 @@ def records(
             "to": f"{filters.last:%Y-%m}" if filters.last else None,
             "types": ",".join(filters.types) if kind == "crimes" else None,
         },
-        "filter_options": filter_options(),
+        "filter_options": filter_options(store),
         "notes": [filters.types_note()] if kind == "crimes" and filters.types else [],
     }
     return Page("records", f"Records: {kind.replace('_', ' ')}", data, {"records": frame})

@@ -10,8 +10,9 @@ from pathlib import Path
 import polars as pl
 
 from placeharm.errors import DataError, NotFound
-from placeharm.harm import HarmIndex, load_index
+from placeharm.harm import HarmIndex
 from placeharm.model import ImportResult, month_end, month_range, shift_month
+from placeharm.services import indices
 from placeharm.services.areas import assign_pending, import_areas
 from placeharm.services.harm import HarmResult
 from placeharm.services.queries import gap_months
@@ -111,7 +112,7 @@ def soc_rank(
         raise NotFound(f"no area set called {by!r}; import it with `placeharm areas import`")
     if last < first:
         raise DataError(f"--to {last:%Y-%m} is before --from {first:%Y-%m}")
-    harm_index = index if isinstance(index, HarmIndex) else load_index(index)
+    harm_index = index if isinstance(index, HarmIndex) else indices.resolve(store, index)
     measure_set = measures or load_measures()
     months = month_range(first, last)
     prev_first, prev_last = shift_month(first, -len(months)), shift_month(first, -1)

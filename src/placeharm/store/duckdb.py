@@ -1113,6 +1113,66 @@ class DuckDBStore:
             raise StoreError(f"unknown table {table!r}")
         return self._con.sql(f"SELECT * FROM {table}").to_arrow_table()
 
+    # -- registered harm indices (issue 12) ---------------------------------------------------
+
+    _HARM_INDEX_COLUMNS = (
+        "name",
+        "title",
+        "edition",
+        "description",
+        "source",
+        "unit",
+        "secondary",
+        "type_scope",
+        "source_file",
+        "file_sha256",
+        "added_by",
+        "added_at",
+    )
+
+    def harm_indices(self) -> pl.DataFrame:
+        """The registered custom harm indices, one row each (weights: `harm_index_weights`)."""
+        return self._frame(
+            f"SELECT {', '.join(self._HARM_INDEX_COLUMNS)} FROM harm_indices ORDER BY name"
+        )
+
+    def harm_index_weights(self) -> pl.DataFrame:
+        """Every registered index's weights: index_name, weight_kind, weight_key, weight."""
+        return self._frame(
+            "SELECT index_name, weight_kind, weight_key, weight FROM harm_index_weights "
+            "ORDER BY index_name, weight_kind, weight_key"
+        )
+
+    def add_harm_index(self, meta: dict[str, object], weights: pl.DataFrame) -> None:
+        """Register one index and its weights in one transaction (`added_at` is now); a name
+        already registered is a StoreError, nothing written."""
+        values = [meta[c] for c in self._HARM_INDEX_COLUMNS if c != "added_at"]
+        with self.transaction():
+            if self._one("SELECT 1 FROM harm_indices WHERE name = ?", [meta["name"]]):
+                raise StoreError(f"a harm index called {meta['name']!r} is already registered")
+            self._run(
+                f"INSERT INTO harm_indices ({', '.join(self._HARM_INDEX_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * (len(self._HARM_INDEX_COLUMNS) - 1))}, now())",
+                values,
+            )
+            self._register("_harm_weights_in", weights)
+            try:
+                self._run(
+                    "INSERT INTO harm_index_weights SELECT ?, weight_kind, weight_key, weight "
+                    "FROM _harm_weights_in",
+                    [meta["name"]],
+                )
+            finally:
+                self._con.unregister("_harm_weights_in")
+
+    def remove_harm_index(self, name: str) -> bool:
+        """Unregister an index and its weights; whether it was registered."""
+        with self.transaction():
+            found = self._one("SELECT 1 FROM harm_indices WHERE name = ?", [name]) is not None
+            self._run("DELETE FROM harm_index_weights WHERE index_name = ?", [name])
+            self._run("DELETE FROM harm_indices WHERE name = ?", [name])
+        return found
+
 
 def _safe_col(name: str) -> str:
     if not name.replace("_", "").isalnum() or not name[0].isalpha():

@@ -274,4 +274,34 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        6,
+        "registered custom harm indices (issue 12: a request names an index, never a file)",
+        [
+            """CREATE TABLE harm_indices (
+                name VARCHAR PRIMARY KEY,  -- checked against harm.indices.INDEX_NAME_RE
+                title VARCHAR NOT NULL,
+                edition VARCHAR NOT NULL,  -- includes the file's sha256 prefix
+                description VARCHAR,
+                source VARCHAR NOT NULL,
+                unit VARCHAR NOT NULL,
+                secondary BOOLEAN NOT NULL,
+                type_scope VARCHAR NOT NULL,
+                source_file VARCHAR NOT NULL,  -- the file's name, never its path
+                file_sha256 VARCHAR NOT NULL,
+                added_by VARCHAR NOT NULL,
+                added_at TIMESTAMP NOT NULL
+            )""",
+            """CREATE TABLE harm_index_weights (
+                index_name VARCHAR NOT NULL,
+                weight_kind VARCHAR NOT NULL,  -- 'offence_code' or 'crime_type'
+                weight_key VARCHAR NOT NULL,
+                weight DOUBLE NOT NULL,
+                PRIMARY KEY (index_name, weight_kind, weight_key)
+            )""",
+        ],
+    )
+)
+
 LATEST_VERSION = MIGRATIONS[-1][0]

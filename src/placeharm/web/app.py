@@ -20,10 +20,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import polars as pl
-from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
@@ -40,13 +40,20 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from placeharm.config import Settings
-from placeharm.errors import DataError, NotFound, PermissionDenied, PlaceharmError
-from placeharm.services import auth, basemap, exports, pages, policy
+from placeharm.errors import (
+    ConfigError,
+    DataError,
+    NotFound,
+    PermissionDenied,
+    PlaceharmError,
+)
+from placeharm.services import auth, basemap, exports, indices, pages, policy
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
 from placeharm.web.live import DropFolder, Importer
 from placeharm.web.network import drawing as network_drawing
+from placeharm.web.openapi import ERROR_RESPONSES
 
 HERE = Path(__file__).parent
 MAX_UPLOAD = 200 * 1024 * 1024
@@ -219,6 +226,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     state = State(settings)
     with state.read() as store:
         state.as_of = pages.data_as_of(store)
+        # the dashboard's default index: shipped or registered, never a file (issue 12)
+        try:
+            default_index = indices.check_default(store, settings.harm_index)
+        except ConfigError:
+            store.close()
+            raise
     tiles = basemap.open_archive(settings)
     csp = _csp(basemap.tile_origin(settings))
     base_source = basemap.source(settings, tiles)
@@ -250,6 +263,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         docs_url=None,  # Swagger UI loads from a CDN: not on an air-gapped network
         redoc_url=None,
         openapi_url=None,
+        responses=ERROR_RESPONSES,
     )
     app.state.placeharm = state
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
@@ -390,13 +404,36 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
 
     # -- overview --------------------------------------------------------------------------
     async def page_filters(
-        request: Request, by: str | None = None, to: str | None = None, index: str | None = None
+        by: Annotated[str | None, Query(description="Area set, e.g. ward or lsoa.")] = None,
+        first: Annotated[
+            str | None, Query(alias="from", description="First month, YYYY-MM.")
+        ] = None,
+        to: Annotated[str | None, Query(description="Last month, YYYY-MM.")] = None,
+        index: Annotated[
+            str | None,
+            Query(
+                description="Harm index: css, cchi, css:<force>, cchi:<force> or a "
+                "registered custom index's name (never a file)."
+            ),
+        ] = None,
+        measures: Annotated[
+            list[str], Query(description="SOC measure ids; repeat or comma-separate.")
+        ] = [],  # noqa: B006 (FastAPI copies defaults per request)
+        types: Annotated[
+            list[str], Query(description="police.uk crime types; repeat or comma-separate.")
+        ] = [],  # noqa: B006
     ) -> Filters:
-        """The filters in the URL (`from` is a Python keyword, so it is read directly;
-        `measures` and `types` may repeat, as a form of checkboxes sends them)."""
-        params = request.query_params
+        """The filters in the URL (`measures` and `types` may repeat, as a form of
+        checkboxes sends them). The index is checked against the shipped and registered
+        indices held in memory: an unknown one is the same 400 whatever it is."""
         return Filters.parse(
-            by, params.get("from"), to, index, params.getlist("measures"), params.getlist("types")
+            by,
+            first,
+            to,
+            index or default_index,
+            measures,
+            types,
+            indices.indices(state.store),
         )
 
     @app.get("/overview", response_class=HTMLResponse, include_in_schema=False)
@@ -700,8 +737,16 @@ def _script_json(payload: Any) -> str:
 
 
 def _safe_next(target: str) -> str:
-    """Only a path on this site (never another host) after signing in."""
-    return target if target.startswith("/") and not target.startswith("//") else "/overview"
+    """Only a path on this site (never another host) after signing in: one leading '/', no
+    backslash (browsers read '/\\host' as '//host'), no control characters."""
+    safe = (
+        target.startswith("/")
+        and not target.startswith("//")
+        and "\\" not in target
+        and all(" " < ch != "\x7f" for ch in target)
+        and len(target) <= 2000
+    )
+    return target if safe else "/overview"
 
 
 def _page_json(page: Page) -> Response:
