@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -27,6 +25,7 @@ from placeharm.services import indices
 from placeharm.web.app import create_app
 
 from .conftest import sign_in
+from .opens import OPENS
 
 WARD = "E05001111"
 ROUTES = (
@@ -46,23 +45,6 @@ PAGES = ("/overview", f"/ward/{WARD}")
 CSV_TEXT = "offence_code,crime_type,zz_secret_col,weight\n92A,,x,12\n,Drugs,y,SECRETWEIGHT\n"
 YAML_TEXT = "exfil_marker: 1\ncrime_types: {Drugs: notanumber}\n"
 SECRETS = ("root:", "zz_secret_col", "SECRETWEIGHT", "exfil_marker", "notanumber", "92A,,x")
-
-
-class _Opens:
-    """Records every file opened in this process while armed (PEP 578 audit events), so a
-    test can show that a request opened no file it named."""
-
-    def __init__(self) -> None:
-        self.armed = False
-        self.paths: list[str] = []
-        sys.addaudithook(self._hook)
-
-    def _hook(self, event: str, args: tuple[Any, ...]) -> None:
-        if self.armed and event == "open" and isinstance(args[0], str | bytes | Path):
-            self.paths.append(str(args[0]))
-
-
-_OPENS = _Opens()  # one hook per test process: audit hooks cannot be removed
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +83,7 @@ def test_every_unknown_index_is_the_same_400_and_opens_nothing(
     html = route in PAGES
     headers = {"accept": "text/html"} if html else {}
     bodies = set()
-    _OPENS.paths.clear()
-    _OPENS.armed = True
-    try:
+    with OPENS.watching() as opened:
         for value in probes:
             response = client.get(route, params={"index": value}, headers=headers)
             assert response.status_code == 400, (value, response.text[:200])
@@ -111,11 +91,9 @@ def test_every_unknown_index_is_the_same_400_and_opens_nothing(
             for secret in SECRETS:
                 assert secret not in response.text, (value, secret)
             assert "/etc" not in response.text and "probes" not in response.text
-    finally:
-        _OPENS.armed = False
     assert len(bodies) == 1, f"{len(bodies)} different refusals on {route}"
     named = ("passwd", "weights.csv", "weights.yaml", "missing.csv", "win.ini", "probes")
-    assert not [p for p in _OPENS.paths if any(n in p for n in named)], _OPENS.paths
+    assert not [p for p in opened if any(n in p for n in named)], opened
     message = unknown_index_message()
     if html:
         assert "choose one of: css, cchi" in response.text
