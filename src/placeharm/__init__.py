@@ -24,7 +24,7 @@ from placeharm.errors import (
     PlaceharmError,
     StoreError,
 )
-from placeharm.harm import HarmIndex, list_indices, load_index
+from placeharm.harm import HarmIndex, custom_index, list_indices, load_index
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, parse_month
 from placeharm.services.areas import assign_pending, import_areas, import_lookup, parents
 from placeharm.services.harm import HarmResult, compare, concentration, css, rank, series
@@ -63,6 +63,7 @@ __all__ = [
     "counts",
     "coverage",
     "css",
+    "custom_index",
     "derive_population",
     "import_areas",
     "import_lookup",

@@ -49,8 +49,9 @@ class Settings(BaseSettings):
     )
     harm_index: str = Field(
         default="css",
-        description="Harm index used when a query names none: css, css:<force>, cchi, or a "
-        "custom CSV/YAML file (docs/harm.md).",
+        description="Harm index used when a query names none: css, css:<force>, cchi, "
+        "cchi:<force>, or a custom index registered with `placeharm harm add` (the dashboard "
+        "refuses to start on anything else; the CLI also accepts a local CSV/YAML file).",
     )
     asb_weight: float | None = Field(
         default=None,

@@ -290,10 +290,11 @@ def _crime_type(label: str, where: str) -> str:
         ) from None
 
 
-def custom_index(path: Path) -> HarmIndex:
+def custom_index(path: Path | str) -> HarmIndex:
     """A user's index from a local CSV (offence_code or crime_type, weight) or YAML file; see
     docs/harm.md. For the command line and `placeharm harm add`, never for a web request.
     Messages name the file by its name only."""
+    path = Path(path)
     return parse_index_file(path.name, read_index_file(path))
 
 
