@@ -641,7 +641,9 @@ def _nominals(store: Store, user: User, links: pl.DataFrame) -> pl.DataFrame:
         people = store.soc_keyed_rows(
             "soc_nominals", ["nominal_id"], nearest.select("nominal_id")
         ).select(_NOMINAL_COLUMNS)
-    joined = nearest.join(people, on="nominal_id", how="inner")
+    joined = nearest.join(people, on="nominal_id", how="inner").select(
+        *_NOMINAL_COLUMNS, *[c for c in nearest.columns if c != "nominal_id"]
+    )
     return policy.shape_nominals(user, joined)
 
 

@@ -208,8 +208,8 @@ function radiusEntry(kind, index) {
   box.className = "radius-entry";
   const head = document.createElement("p");
   const strong = document.createElement("strong");
-  const id = Object.values(row)[0];
-  strong.textContent = `${RADIUS_LABELS[kind]} ${id}`;
+  const id = String(Object.values(row)[0]);  // the key comes first; police.uk's are 64 characters
+  strong.textContent = `${RADIUS_LABELS[kind]} ${id.length > 16 ? id.slice(0, 10) + "…" : id}`;
   head.append(strong, ` ${row.distance_m} m ${row.direction}`);
   box.append(head);
   const list = document.createElement("dl");
@@ -259,7 +259,7 @@ function radiusMap() {
   if (!node || !window.maplibregl || !page.circle) return;
   const box = bounds(page.circle.coordinates);
   const map = new maplibregl.Map({ container: node, style: BLANK_STYLE, bounds: [[box[0], box[1]], [box[2], box[3]]],
-    fitBoundsOptions: { padding: 24 }, attributionControl: false });
+    fitBoundsOptions: { padding: 32 }, attributionControl: false });
   mapControls(map);
   const show = (entries, lngLat) => {
     if (radiusPopup) radiusPopup.remove();
