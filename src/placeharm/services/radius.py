@@ -726,6 +726,8 @@ def form_page(store: Store, user: User, raw: dict[str, Any], error: str) -> Page
     """The form again, filled in as sent, with what was wrong (HTML only: the JSON API
     answers a 400)."""
     built, _ = page(store, user, Query(None))
+    kinds = ",".join(raw.get("kinds") or []) or None
     built.data["query"] = {k: v for k, v in raw.items() if v not in (None, "", [])}
+    built.data["query"]["kinds"] = kinds
     built.data["error"] = error
     return built
