@@ -313,3 +313,30 @@ def test_maps_draw_the_local_pmtiles_base_map(tiled_server: str, browser: object
     violations = visit.axe()
     assert not violations, [(v["id"], v["help"]) for v in violations]
     visit.close()  # no request left the machine, no browser errors
+
+
+def test_radius_search_draws_and_links_map_and_table(server: str, browser: object):
+    visit = Visit(browser, server, "analyst")
+    page = visit.page
+    visit.open("/radius", "analyst-radius-form")
+    page.fill("input[name=lat]", "54.9783")
+    page.fill("input[name=lon]", "-1.6178")
+    page.fill("input[name=radius_m]", "300")
+    page.click("form.radius-form button[type=submit]")
+    page.wait_for_url("**/radius?*lat=54.9783*")
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#map canvas").count() == 1  # the map drew, offline
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(SHOTS / "analyst-radius.png"), full_page=False)
+    # "Show" in the table opens the record's details on the map and marks its row
+    address_id = page.locator("#row-addresses-0 th").inner_text()
+    page.locator("#row-addresses-0 button.locate").click()
+    popup = page.locator(".maplibregl-popup .radius-popup")
+    popup.wait_for(timeout=5_000)
+    assert f"Address {address_id}" in popup.inner_text()
+    assert popup.locator("a[href^='/nominal/']").count() >= 1
+    assert page.locator("#row-addresses-0.selected").count() == 1
+    page.locator("#map").screenshot(path=str(SHOTS / "analyst-radius-popup.png"))
+    violations = visit.axe()
+    assert not violations, [(v["id"], v["help"]) for v in violations]
+    visit.close()  # no request left the machine, no browser errors

@@ -3,12 +3,12 @@
 Roles (docs/web.md):
 - officer: neighbourhood policing; wards, CHB sites, nominals and groups, records, not the
   restricted exploitation (CCE/CSE) flags and links.
-- analyst, supervisor: everything, including CCE/CSE (cleared roles).
+- analyst, supervisor: everything, including CCE/CSE and the radius search (cleared roles).
 - senior_leader: the force picture: overview, wards, CHB sites, groups; not individual nominals.
 - partner: community safety partners: aggregated figures, police.uk records, partner events and
   intelligence whose handling code permits sharing (P), with locations generalised; no
   nominals, groups or force records.
-- admin: everything, plus uploads, the quarantine and user accounts.
+- admin: everything (the radius search too), plus uploads, the quarantine and user accounts.
 """
 
 from __future__ import annotations
@@ -49,6 +49,9 @@ _ACTIONS: dict[str, frozenset[Role]] = {
     ),
     "nominal": frozenset({Role.officer, Role.analyst, Role.supervisor, Role.admin}),
     "admin": frozenset({Role.admin}),
+    # what is near a point or address (covert deployments): cleared roles only, as issue 12
+    # asks; there is no covert/surveillance role, and officers are not cleared for CCE/CSE
+    "radius": frozenset({Role.analyst, Role.supervisor, Role.admin}),
     "upload": frozenset({Role.admin}),
 }
 CLEARED = frozenset({Role.analyst, Role.supervisor, Role.admin})  # CCE/CSE

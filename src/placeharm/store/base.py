@@ -114,6 +114,18 @@ class Store(Protocol):
     ) -> pl.DataFrame: ...
     def crime_frame(self, columns: list[str] | None = None) -> pl.DataFrame: ...
 
+    # radius search
+    def located_within(
+        self,
+        table: str,
+        columns: list[str],
+        box: tuple[float, float, float, float],
+        during: tuple[str, str, dt.date | None, dt.date | None] | None = None,
+    ) -> pl.DataFrame: ...
+    def addresses_matching(
+        self, address_id: str | None, text: str | None, limit: int
+    ) -> tuple[pl.DataFrame, int]: ...
+
     # users and sessions
     def upsert_user(
         self, username: str, display_name: str, role: str, password_hash: str, demo: bool

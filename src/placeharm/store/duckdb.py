@@ -1031,6 +1031,68 @@ class DuckDBStore:
             [decimals, decimals, area[1], first, last, crime_types, crime_types],
         )
 
+    # -- radius search -----------------------------------------------------------------------
+
+    def located_within(
+        self,
+        table: str,
+        columns: list[str],
+        box: tuple[float, float, float, float],
+        during: tuple[str, str, dt.date | None, dt.date | None] | None = None,
+    ) -> pl.DataFrame:
+        """Located rows of a record table whose point lies in `box` (min longitude, min
+        latitude, max longitude, max latitude): the cheap first cut of a radius search, whose
+        exact distances are computed above the store. `during` (start column, end column,
+        first, last) keeps rows whose [start, end] overlaps [first, last], a null start or
+        end being open and a null first or last unbounded (start = end for a dated record)."""
+        cols = ", ".join(_safe_col(c) for c in columns)
+        west, south, east, north = box
+        where = ["located", "latitude BETWEEN ? AND ?", "longitude BETWEEN ? AND ?"]
+        params: list[object] = [south, north, west, east]
+        if during is not None:
+            start, end, first, last = during
+            if last is not None:
+                where.append(f"({_safe_col(start)} IS NULL OR {_safe_col(start)} <= ?)")
+                params.append(last)
+            if first is not None:
+                where.append(f"({_safe_col(end)} IS NULL OR {_safe_col(end)} >= ?)")
+                params.append(first)
+        return self._frame(
+            f"SELECT {cols} FROM {_table(table)} WHERE {' AND '.join(where)}", params
+        )
+
+    def addresses_matching(
+        self, address_id: str | None, text: str | None, limit: int
+    ) -> tuple[pl.DataFrame, int]:
+        """SOC addresses (one row per address_id: address, location, how many nominals are
+        linked) with this id, or whose text equals `text` ignoring case (`exact`) or contains
+        it; exact matches first, then by address. At most `limit` rows, and how many match."""
+        params: list[object]
+        if address_id is not None:
+            where, params = "address_id = ?", [address_id, address_id]
+            exact = "address_id = ?"
+        else:
+            pattern = (
+                "%"
+                + (text or "").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                + "%"
+            )
+            where, params = "address ILIKE ? ESCAPE '\\'", [text, pattern]
+            exact = "lower(address) = lower(?)"
+        grouped = (
+            f"SELECT address_id, any_value(address) AS address, "
+            f"bool_or({exact}) AS exact, any_value(latitude) AS latitude, "
+            "any_value(longitude) AS longitude, bool_or(located) AS located, "
+            "count(DISTINCT nominal_id)::INTEGER AS nominals "
+            f"FROM soc_addresses WHERE {where} GROUP BY address_id"
+        )
+        total = self._one(f"SELECT count(*) FROM ({grouped})", params)
+        frame = self._frame(
+            f"SELECT * FROM ({grouped}) ORDER BY exact DESC, address, address_id LIMIT ?",
+            [*params, limit],
+        )
+        return frame, int(total[0]) if total else 0
+
     # -- users and sessions ------------------------------------------------------------------
 
     def upsert_user(

@@ -34,6 +34,7 @@ from fastapi.responses import (
 )
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from pydantic import BeforeValidator
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
@@ -47,7 +48,7 @@ from placeharm.errors import (
     PermissionDenied,
     PlaceharmError,
 )
-from placeharm.services import auth, basemap, exports, indices, pages, policy
+from placeharm.services import auth, basemap, exports, indices, pages, policy, radius
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
@@ -240,6 +241,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     templates.env.globals["BASEMAP"] = _script_json(base_source) if base_source else None
     templates.env.filters["fmt"] = _fmt
     templates.env.globals["network_drawing"] = network_drawing
+    templates.env.globals["allowed"] = policy.allowed
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -575,6 +577,96 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         built = build(pages.records, user, kind, f, q, sort, desc, 1, area, 1000)
         return _csv(built.tables["records"], f"{kind}.csv")
 
+    # -- radius search (cleared roles) ------------------------------------------------------
+    def _consult(
+        request: Request,
+        user: User,
+        action: str,
+        query: dict[str, Any],
+        run: Callable[[], tuple[Page, dict[str, list[str]]]],
+    ) -> Page:
+        """The one place a radius search is authorised, justified and recorded (issue 12,
+        item 7): it checks the role, runs the search and gets back the page and the ids
+        of the records shown. The audit work replaces the body: refuse without a
+        justification for `action` in this session, then write the entry (user, client,
+        `query`, the record ids) before the page is returned; refuse if it cannot be written."""
+        policy.require(user, action)
+        built, _record_ids = run()
+        return built
+
+    async def radius_query(
+        lat: Annotated[float | None, _DEGREES, Query(description=radius.LAT_HELP)] = None,
+        lon: Annotated[float | None, _DEGREES, Query(description=radius.LON_HELP)] = None,
+        address_id: Annotated[str | None, Query(description="centre: a SOC address id")] = None,
+        address: Annotated[str | None, Query(description=radius.ADDRESS_HELP)] = None,
+        radius_m: Annotated[
+            int, _METRES, Query(description=radius.RADIUS_HELP)
+        ] = radius.DEFAULT_RADIUS_M,
+        kinds: Annotated[list[str] | None, Query(description=radius.KINDS_HELP)] = None,
+        first: Annotated[
+            str | None, Query(alias="from", description="first month, YYYY-MM")
+        ] = None,
+        to: Annotated[str | None, Query(description="last month, YYYY-MM")] = None,
+    ) -> dict[str, Any]:
+        """The radius search's query parameters, as sent (checked by `radius.Query.parse`)."""
+        return {
+            "lat": lat,
+            "lon": lon,
+            "address_id": address_id,
+            "address": address,
+            "radius_m": radius_m,
+            "kinds": kinds,
+            "from": first,
+            "to": to,
+        }
+
+    def radius_search(request: Request, user: User, raw: dict[str, Any], form: bool) -> Page:
+        """A radius search (or, on the HTML page with no centre, only its form)."""
+        policy.require(user, "radius")  # before the query is even read
+        query = radius.Query.parse(
+            raw["lat"],
+            raw["lon"],
+            raw["address_id"],
+            raw["address"],
+            raw["radius_m"],
+            raw["kinds"],
+            raw["from"],
+            raw["to"],
+            need_centre=not form,
+        )
+
+        def run() -> tuple[Page, dict[str, list[str]]]:
+            with state.read() as store:
+                built, result = radius.page(store, user, query)
+            return built, result.record_ids() if result is not None else {}
+
+        return _consult(request, user, "radius", query.to_json(), run)
+
+    @app.get("/radius", response_class=HTMLResponse, include_in_schema=False)
+    def radius_page(
+        request: Request,
+        user: User = Depends(signed_in),
+        raw: dict[str, Any] = Depends(radius_query),
+    ) -> Any:
+        try:
+            built = radius_search(request, user, raw, form=True)
+        except DataError as exc:  # the form again, as filled in, with what was wrong
+            with state.read() as store:
+                built = radius.form_page(store, user, raw, str(exc))
+            response = render(request, "radius.html", built, user)
+            response.status_code = 400
+            return response
+        return render(request, "radius.html", built, user)
+
+    @app.get("/api/radius")
+    def radius_api(
+        request: Request,
+        user: User = Depends(signed_in),
+        raw: dict[str, Any] = Depends(radius_query),
+    ) -> Response:
+        """What is known within `radius_m` metres of a point or SOC address (cleared roles)."""
+        return _page_json(radius_search(request, user, raw, form=False))
+
     # -- nominals and groups ---------------------------------------------------------------
     @app.get("/nominal/{nominal_id}", response_class=HTMLResponse, include_in_schema=False)
     def nominal_page(request: Request, nominal_id: str, user: User = Depends(signed_in)) -> Any:
@@ -677,6 +769,14 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         return FileResponse(path, media_type=media, headers={"Cache-Control": "max-age=86400"})
 
     return app
+
+
+# The radius form's numbers, read as the API declares them (numbers, so the OpenAPI says so),
+# but an empty field is no value (the form sends lat= when the centre is an address) and text
+# that is not a number is the same clear 400 as any other bad search (DataError is not a
+# ValueError, so pydantic lets it through to the error handler).
+_DEGREES = BeforeValidator(lambda v: radius.number(v, "lat and lon are decimal degrees"))
+_METRES = BeforeValidator(radius.metres)
 
 
 def _admin(store: DuckDBStore, user: User) -> Page:

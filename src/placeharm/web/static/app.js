@@ -10,7 +10,8 @@ const BASEMAP = basemapNode ? JSON.parse(basemapNode.textContent) : null;
 // A colour-blind-safe sequential palette (viridis, 5 steps) and matching point colours.
 const VIRIDIS = ["#fde725", "#5ec962", "#21918c", "#3b528b", "#440154"];
 const NONE = "#e4e4e4";
-const POINTS = { crimes: "#3b528b", incidents: "#e66101", intelligence: "#1b7837" };
+const POINTS = { crimes: "#3b528b", incidents: "#e66101", intelligence: "#1b7837",
+  addresses: "#c51b7d", force_crimes: "#8c510a" };  // the radius page's swatches in style.css match
 const CHB = "#762a83";  // CHB site outlines (purple, dashed)
 const BLANK_STYLE = {
   version: 8,
@@ -179,6 +180,145 @@ function wardMap() {
   });
 }
 
+// Radius search: the circle, the centre and the records found, coloured by kind (nominals
+// have no point of their own: they are at their addresses). A point opens its details; a
+// table's "Show" button opens the same details on the map.
+const RADIUS_LAYERS = ["crimes", "incidents", "force_crimes", "intelligence", "addresses"];
+const RADIUS_LABELS = { addresses: "Address", nominals: "Nominal", intelligence: "Intelligence",
+  crimes: "police.uk crime", force_crimes: "Force crime", incidents: "Incident" };
+const RADIUS_DETAILS = {  // what a popup says of each kind, after its id and distance
+  addresses: ["address", "link_types", "nominal_ids"],
+  nominals: ["surname", "forename", "address_id", "link_type"],
+  intelligence: ["reported_date", "source_evaluation", "intelligence_assessment", "handling_code", "topics", "subjects"],
+  crimes: ["month", "crime_type", "location", "latest_outcome"],
+  force_crimes: ["recorded_date", "offence_code", "crime_type"],
+  incidents: ["occurred_date", "incident_type", "closing_code"],
+};
+let radiusPopup = null;
+
+function radiusRecord(kind, index) {
+  const rows = (page.tables && page.tables[kind]) || [];
+  return rows[index];
+}
+
+function radiusEntry(kind, index) {
+  // One record's details as DOM nodes (text only: records are data, never markup).
+  const row = radiusRecord(kind, index);
+  const box = document.createElement("div");
+  box.className = "radius-entry";
+  const head = document.createElement("p");
+  const strong = document.createElement("strong");
+  const id = String(Object.values(row)[0]);  // the key comes first; police.uk's are 64 characters
+  strong.textContent = `${RADIUS_LABELS[kind]} ${id.length > 16 ? id.slice(0, 10) + "…" : id}`;
+  head.append(strong, ` ${row.distance_m} m ${row.direction}`);
+  box.append(head);
+  const list = document.createElement("dl");
+  for (const key of RADIUS_DETAILS[kind] || []) {
+    if (!(key in row) || row[key] == null || row[key] === "") continue;
+    const dt = document.createElement("dt");
+    dt.textContent = key.replace(/_/g, " ");
+    const dd = document.createElement("dd");
+    const ids = key === "nominal_ids" ? row[key] : key === "subjects" ? String(row[key]).split(";").filter(Boolean) : null;
+    if (ids) {
+      ids.forEach((n, i) => {
+        const a = document.createElement("a");
+        a.href = `/nominal/${encodeURIComponent(n)}`;
+        a.textContent = n;
+        dd.append(...(i ? [", ", a] : [a]));
+      });
+    } else {
+      dd.textContent = String(row[key]);
+    }
+    list.append(dt, dd);
+  }
+  box.append(list);
+  const links = document.createElement("p");
+  if (kind === "nominals") {
+    const a = document.createElement("a");
+    a.href = `/nominal/${encodeURIComponent(row.nominal_id)}`;
+    a.textContent = "Nominal page";
+    links.append(a, " · ");
+  }
+  const toRow = document.createElement("a");
+  toRow.href = `#row-${kind}-${index}`;
+  toRow.textContent = "Row in the table";
+  toRow.addEventListener("click", () => selectRow(kind, index));
+  links.append(toRow);
+  box.append(links);
+  return box;
+}
+
+function selectRow(kind, index) {
+  document.querySelectorAll("tr.selected").forEach((r) => r.classList.remove("selected"));
+  const tr = document.getElementById(`row-${kind}-${index}`);
+  if (tr) tr.classList.add("selected");
+}
+
+function radiusMap() {
+  const node = document.getElementById("map");
+  if (!node || !window.maplibregl || !page.circle) return;
+  const box = bounds(page.circle.coordinates);
+  const map = new maplibregl.Map({ container: node, style: BLANK_STYLE, bounds: [[box[0], box[1]], [box[2], box[3]]],
+    fitBoundsOptions: { padding: 32 }, attributionControl: false });
+  mapControls(map);
+  const show = (entries, lngLat) => {
+    if (radiusPopup) radiusPopup.remove();
+    const content = document.createElement("div");
+    content.className = "radius-popup";
+    entries.slice(0, 8).forEach(([kind, index]) => content.append(radiusEntry(kind, index)));
+    if (entries.length > 8) {
+      const more = document.createElement("p");
+      more.textContent = `${entries.length - 8} more here: see the tables.`;
+      content.append(more);
+    }
+    radiusPopup = new maplibregl.Popup({ maxWidth: "360px" }).setLngLat(lngLat).setDOMContent(content).addTo(map);
+    selectRow(...entries[0]);
+  };
+  map.on("load", () => {
+    addBasemap(map);
+    map.addSource("circle", { type: "geojson", data: { type: "Feature", properties: {}, geometry: page.circle } });
+    map.addLayer({ id: "circle-fill", type: "fill", source: "circle", paint: { "fill-color": "#1d4f91", "fill-opacity": 0.06 } });
+    map.addLayer({ id: "circle-line", type: "line", source: "circle", paint: { "line-color": "#1b1b1b", "line-width": 2, "line-dasharray": [4, 2] } });
+    const layers = [];
+    for (const kind of RADIUS_LAYERS) {
+      const rows = (page.tables && page.tables[kind]) || [];
+      const features = rows.map((r, index) => ({ type: "Feature", properties: { kind, index },
+        geometry: { type: "Point", coordinates: [r.longitude, r.latitude] } })).filter((f) => f.geometry.coordinates[0] != null);
+      if (!features.length) continue;
+      map.addSource(`r-${kind}`, { type: "geojson", data: { type: "FeatureCollection", features } });
+      map.addLayer({ id: `r-${kind}`, type: "circle", source: `r-${kind}`, paint: {
+        "circle-color": POINTS[kind], "circle-radius": kind === "addresses" ? 7 : 5.5, "circle-opacity": 0.85,
+        "circle-stroke-color": "#fff", "circle-stroke-width": 1.2 } });
+      layers.push(`r-${kind}`);
+    }
+    const c = page.centre;
+    map.addSource("centre", { type: "geojson", data: { type: "Feature", properties: {}, geometry: { type: "Point", coordinates: [c.longitude, c.latitude] } } });
+    map.addLayer({ id: "centre", type: "circle", source: "centre", paint: { "circle-color": "#000", "circle-radius": 6,
+      "circle-stroke-color": "#ffbf47", "circle-stroke-width": 3 } });
+    map.on("click", (e) => {
+      const near = [[e.point.x - 4, e.point.y - 4], [e.point.x + 4, e.point.y + 4]];
+      const hits = map.queryRenderedFeatures(near, { layers });
+      if (hits.length) show(hits.map((f) => [f.properties.kind, f.properties.index]), e.lngLat);
+    });
+    for (const id of layers) {
+      map.on("mouseenter", id, () => { map.getCanvas().style.cursor = "pointer"; });
+      map.on("mouseleave", id, () => { map.getCanvas().style.cursor = ""; });
+    }
+  });
+  document.querySelectorAll("button.locate").forEach((button) => {
+    button.addEventListener("click", () => {
+      const kind = button.dataset.kind;
+      const index = Number(button.dataset.index);
+      const row = radiusRecord(kind, index);
+      if (!row) return;
+      const at = [row.longitude, row.latitude];
+      map.easeTo({ center: at });
+      show([[kind, index]], at);
+      node.scrollIntoView({ block: "nearest" });
+    });
+  });
+}
+
 function wardTrend() {
   const node = document.getElementById("trend");
   if (!node || !window.Plotly || !page.tables || !page.tables.monthly) return;
@@ -237,6 +377,7 @@ function draw() {
   if (page.kind === "overview") overviewMap();
   if (page.kind === "ward") { wardMap(); wardTrend(); }
   if (page.kind === "chb") chbTimeline();
+  if (page.kind === "radius") radiusMap();
   uploadForm();
   printButton();
 }
