@@ -510,6 +510,8 @@ _RECORDS: dict[str, tuple[str, str, list[str], str]] = {
             "disruption_type",
             "target_group_id",
             "target_nominal_id",
+            "latitude",  # located: the area filter lists what a ward page counts
+            "longitude",
             "synthetic",
         ],
         "disruption_type",
