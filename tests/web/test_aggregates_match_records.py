@@ -278,6 +278,14 @@ def test_uncleared_roles_never_count_exploitation_only_nominals(app_client: Test
     measures = (
         Measure("residents", "every resident nominal", "nominals", {}, 1.0),
         Measure("cce", "CCE victims", "nominals", {"flags_any": ["cce_victim"]}, 1.0),
+        # exploiters are group members an officer may see, but not their restricted flag
+        Measure(
+            "exploiters",
+            "CCE/CSE perpetrators",
+            "nominals",
+            {"flags_any": ["cce_perpetrator", "cse_perpetrator"]},
+            1.0,
+        ),
         Measure(
             "pis", "priority individuals", "nominals", {"flags_any": ["priority_individual"]}, 1.0
         ),
@@ -291,9 +299,31 @@ def test_uncleared_roles_never_count_exploitation_only_nominals(app_client: Test
         scope = policy.scope(store, _user(name))
         scored = score_in_store(store, "ward", measures, index, periods, scope)
         totals[name] = {m.id: int(scored[m.id].fill_null(0).sum()) for m in measures}
-    assert totals["analyst"]["cce"] > 0
+    assert totals["analyst"]["cce"] > 0 and totals["analyst"]["exploiters"] > 0
     for name in ("officer", "leader", "partner"):
         assert totals[name]["cce"] == 0, name
+        assert totals[name]["exploiters"] == 0, name
         assert totals[name]["pis"] == totals["analyst"]["pis"], name  # nothing else changes
         # every hidden nominal has a home in a ward of the demo: each is one fewer resident
         assert totals[name]["residents"] == totals["analyst"]["residents"] - len(hidden), name
+
+
+@pytest.mark.parametrize("name", ["partner", "officer", "analyst"])
+def test_store_scoring_equals_the_reference_scoring_in_scope(app_client: TestClient, name: str):
+    """The SQL scoring under a role's scope agrees with the plain polars scoring of the
+    same scoped rows (the two paths apply the scope independently)."""
+    from placeharm.soc.measures import load_frames, load_measures, score
+
+    store = app_client.app.state.placeharm.store  # type: ignore[attr-defined]
+    index, measures = load_index("css"), load_measures().measures
+    scope = policy.scope(store, _user(name))
+    first, last = parse_month("2021-11"), parse_month("2022-03")
+    periods = {"now": (parse_month("2022-02"), last.replace(day=31))}
+    periods["previous"] = (first, parse_month("2021-12").replace(day=31))
+    keys = ["area_code", "period"]
+    frames = load_frames(store, "ward", first, last.replace(day=31), index, scope)
+    reference = score(frames, measures, index, periods).sort(keys).fill_null(0)
+    fast = score_in_store(store, "ward", measures, index, periods, scope).sort(keys).fill_null(0)
+    assert fast.columns == reference.columns
+    for col in reference.columns[2:]:
+        assert reference[col].to_list() == pytest.approx(fast[col].to_list()), col
