@@ -18,7 +18,7 @@ import shapely
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import load_index
 from placeharm.model import CRIME_TYPES, month_end, parse_month
-from placeharm.services import harm, network, policy, queries, soc
+from placeharm.services import harm, mopi, network, policy, queries, soc
 from placeharm.services.policy import User
 from placeharm.soc.measures import MeasureSet, load_measures
 from placeharm.store.base import Store
@@ -482,6 +482,7 @@ _RECORDS: dict[str, tuple[str, str, list[str], str]] = {
             "summary",
             "latitude",
             "longitude",
+            "mopi_review_date",
             "synthetic",
         ],
         "topics",
@@ -660,7 +661,9 @@ def records(
     return Page("records", f"Records: {kind.replace('_', ' ')}", data, {"records": frame})
 
 
-def nominal(store: Store, user: User, nominal_id: str) -> Page:
+def nominal(store: Store, user: User, nominal_id: str, today: dt.date | None = None) -> Page:
+    """One nominal as the role may see them; flagged when past their MoPI review date on
+    `today` (the app's clock)."""
     policy.require(user, "nominal")
     scope = policy.scope(store, user)
     people = store.soc_frame("soc_nominals", scope=scope).filter(pl.col("nominal_id") == nominal_id)
@@ -707,6 +710,7 @@ def nominal(store: Store, user: User, nominal_id: str) -> Page:
         "user": {"username": user.username, "role": user.role.value},
         "record_kinds": policy.record_kinds(user),
         "nominal": person,
+        "mopi": mopi.review(person.get("mopi_review_date"), today or mopi.system_today()),
         "cleared": policy.cleared(user),
         "network": network.network(store, user, "nominal", nominal_id),
     }
@@ -807,3 +811,29 @@ def group(store: Store, user: User, group_id: str) -> Page:
         "network": network.network(store, user, "group", group_id),
     }
     return Page("group", f"Group {group_id}: {groups['name'][0]}", data, tables)
+
+
+MOPI_SHOWN = 1000  # rows on the page; the CSV has every one
+
+
+def mopi_reviews(store: Store, user: User, today: dt.date, limit: int | None = MOPI_SHOWN) -> Page:
+    """Nominals and intelligence past their MoPI review date on `today`: how many of each,
+    and the records (identifier, review date, days overdue; nothing of their content)."""
+    overdue = mopi.overdue(store, user, today)
+    shown = overdue if limit is None else overdue.head(limit)
+    notes = []
+    if shown.height < overdue.height:
+        notes.append(
+            f"the {shown.height:,} most overdue of {overdue.height:,} are listed; "
+            "the CSV download has them all"
+        )
+    data = {
+        **data_as_of(store),
+        "user": {"username": user.username, "role": user.role.value},
+        "record_kinds": policy.record_kinds(user),
+        "today": today.isoformat(),
+        "counts": mopi.counts(overdue),
+        "total": overdue.height,
+        "notes": notes,
+    }
+    return Page("mopi", "Past MoPI review", data, {"overdue": shown})

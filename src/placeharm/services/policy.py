@@ -51,6 +51,8 @@ _ACTIONS: dict[str, frozenset[Role]] = {
     "nominal": frozenset({Role.officer, Role.analyst, Role.supervisor, Role.admin}),
     "admin": frozenset({Role.admin}),
     "upload": frozenset({Role.admin}),
+    # records past their MoPI review date: for those who review them (docs/security)
+    "mopi": frozenset({Role.analyst, Role.supervisor, Role.admin}),
 }
 CLEARED = frozenset({Role.analyst, Role.supervisor, Role.admin})  # CCE/CSE
 RESTRICTED_FLAGS = ("cce_perpetrator", "cce_victim", "cse_perpetrator", "cse_victim")

@@ -1067,6 +1067,42 @@ class DuckDBStore:
             [decimals, decimals, area[1], first, last, crime_types, crime_types],
         )
 
+    # -- MoPI reviews (issue 12) -------------------------------------------------------------
+
+    def mopi_overdue(
+        self, today: dt.date, kinds: tuple[str, ...], scope: Scope = EVERYTHING
+    ) -> pl.DataFrame:
+        """Records of `kinds` (nominals, intelligence) whose MoPI review date is before
+        `today`, of those `scope` lets the reader see: kind, record_id, review_date,
+        days_overdue; most overdue first."""
+        parts: list[str] = []
+        params: list[object] = []
+        for kind in kinds:
+            if kind not in _MOPI:
+                raise StoreError(f"no MoPI review date on {kind!r}")
+            table, key = _MOPI[kind]
+            where = ["mopi_review_date < ?"]
+            part_params: list[object] = [kind, today, today]
+            _scoped(table, scope, where, part_params)
+            parts.append(
+                f"SELECT ?::VARCHAR AS kind, {key} AS record_id, mopi_review_date AS review_date, "
+                f"datediff('day', mopi_review_date, ?::DATE)::BIGINT AS days_overdue "
+                f"FROM {table} WHERE {' AND '.join(where)}"
+            )
+            params += part_params
+        if not parts:
+            return pl.DataFrame(
+                schema={
+                    "kind": pl.String,
+                    "record_id": pl.String,
+                    "review_date": pl.Date,
+                    "days_overdue": pl.Int64,
+                }
+            )
+        return self._frame(
+            f"{' UNION ALL '.join(parts)} ORDER BY days_overdue DESC, kind, record_id", params
+        )
+
     # -- users and sessions ------------------------------------------------------------------
 
     def upsert_user(
@@ -1154,6 +1190,13 @@ def _safe_col(name: str) -> str:
     if not name.replace("_", "").isalnum() or not name[0].isalpha():
         raise StoreError(f"unsafe column name {name!r}")
     return f'"{name}"'
+
+
+# the record kinds with a MoPI review date: their table and key
+_MOPI = {
+    "nominals": ("soc_nominals", "nominal_id"),
+    "intelligence": ("soc_intelligence", "intel_id"),
+}
 
 
 def _scoped(

@@ -8,6 +8,7 @@ Plotly.js are served from the installed wheels.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import gzip
 import io
 import json
@@ -41,7 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from placeharm.config import Settings
 from placeharm.errors import DataError, NotFound, PermissionDenied, PlaceharmError
-from placeharm.services import auth, basemap, exports, pages, policy
+from placeharm.services import auth, basemap, exports, mopi, pages, policy
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
@@ -193,6 +194,7 @@ class State:
         self.sessions: dict[str, tuple[User, float]] = {}  # token -> (user, last checked)
         self.as_of: dict[str, Any] = {}
         self.watcher: DropFolder | None = None
+        self.clock: mopi.Clock = mopi.system_today  # "today" for MoPI reviews; tests set it
 
     @contextmanager
     def read(self) -> Iterator[DuckDBStore]:
@@ -227,6 +229,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     templates.env.globals["BASEMAP"] = _script_json(base_source) if base_source else None
     templates.env.filters["fmt"] = _fmt
     templates.env.globals["network_drawing"] = network_drawing
+    templates.env.globals["allowed"] = policy.allowed
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -541,11 +544,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     # -- nominals and groups ---------------------------------------------------------------
     @app.get("/nominal/{nominal_id}", response_class=HTMLResponse, include_in_schema=False)
     def nominal_page(request: Request, nominal_id: str, user: User = Depends(signed_in)) -> Any:
-        return render(request, "nominal.html", build(pages.nominal, user, nominal_id), user)
+        page = build(pages.nominal, user, nominal_id, state.clock())
+        return render(request, "nominal.html", page, user)
 
     @app.get("/api/nominal/{nominal_id}")
     async def nominal_api(nominal_id: str, user: User = Depends(signed_in)) -> Any:
-        return await page_json(pages.nominal, user, nominal_id)
+        return await page_json(pages.nominal, user, nominal_id, state.clock())
 
     @app.get("/group/{group_id}", response_class=HTMLResponse, include_in_schema=False)
     def group_page(request: Request, group_id: str, user: User = Depends(signed_in)) -> Any:
@@ -554,6 +558,20 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     @app.get("/api/group/{group_id}")
     async def group_api(group_id: str, user: User = Depends(signed_in)) -> Any:
         return await page_json(pages.group, user, group_id)
+
+    # -- MoPI reviews (services/mopi.py) ---------------------------------------------------
+    @app.get("/mopi", response_class=HTMLResponse, include_in_schema=False)
+    def mopi_page(request: Request, user: User = Depends(signed_in)) -> Any:
+        return render(request, "mopi.html", build(pages.mopi_reviews, user, state.clock()), user)
+
+    @app.get("/api/mopi")
+    async def mopi_api(user: User = Depends(signed_in)) -> Any:
+        return await page_json(pages.mopi_reviews, user, state.clock())
+
+    @app.get("/api/mopi.csv")
+    def mopi_csv(user: User = Depends(signed_in)) -> Response:
+        page = build(pages.mopi_reviews, user, state.clock(), None)
+        return _csv(page.tables["overdue"], "mopi-overdue.csv")
 
     # -- help, admin, upload, live ---------------------------------------------------------
     @app.get("/help", response_class=HTMLResponse, include_in_schema=False)
@@ -566,12 +584,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
 
     @app.get("/admin", response_class=HTMLResponse, include_in_schema=False)
     def admin_page(request: Request, user: User = Depends(signed_in)) -> Any:
-        page = build(_admin, user)
+        page = build(_admin, user, state.clock())
         return render(request, "admin.html", page, user)
 
     @app.get("/api/admin")
     def admin_api(user: User = Depends(signed_in)) -> Any:
-        return _json(build(_admin, user).to_json())
+        return _json(build(_admin, user, state.clock()).to_json())
 
     @app.post("/api/upload")
     def upload(
@@ -642,8 +660,9 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     return app
 
 
-def _admin(store: DuckDBStore, user: User) -> Page:
+def _admin(store: DuckDBStore, user: User, today: dt.date) -> Page:
     policy.require(user, "admin")
+    reviews = pages.mopi_reviews(store, user, today, 200)
     imports = store.imports(30)
     quarantine = store.quarantine(limit=200)
     summary = (
@@ -654,11 +673,12 @@ def _admin(store: DuckDBStore, user: User) -> Page:
     return Page(
         "admin",
         "Administration: imports, quarantine, users",
-        pages.data_as_of(store) | {"record_kinds": policy.record_kinds(user)},
+        pages.data_as_of(store) | {"record_kinds": policy.record_kinds(user), "mopi": reviews.data},
         {
             "imports": imports.drop([c for c in ("file_sha256",) if c in imports.columns]),
             "quarantine": summary,
             "users": store.users(),
+            "mopi": reviews.tables["overdue"],
         },
     )
 
