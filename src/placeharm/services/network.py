@@ -37,16 +37,16 @@ def _visible_edges(store: Store, user: User) -> list[Edge]:
     """Every link and membership the user may see, as the rest of the nominal page decides:
     exploitation links only for cleared roles, and for other roles no nominal known only for
     child exploitation (neither as a node nor as the end of any link)."""
-    hidden = [] if policy.cleared(user) else store.restricted_only_nominals()
+    scope = policy.scope(store, user)
     links = policy.shape_links(
-        user, store.soc_frame("soc_nominal_links").select("from_nominal", "to_nominal", "link_type")
+        user,
+        store.soc_frame("soc_nominal_links", scope=scope).select(
+            "from_nominal", "to_nominal", "link_type"
+        ),
     )
-    members = store.soc_frame("soc_memberships").select("nominal_id", "group_id", "role")
-    if hidden:
-        links = links.filter(
-            ~pl.col("from_nominal").is_in(hidden) & ~pl.col("to_nominal").is_in(hidden)
-        )
-        members = members.filter(~pl.col("nominal_id").is_in(hidden))
+    members = store.soc_frame("soc_memberships", scope=scope).select(
+        "nominal_id", "group_id", "role"
+    )
     edges: list[Edge] = [
         (node_id("nominal", n), node_id("group", g), "member", r)
         for n, g, r in members.sort("group_id", "nominal_id").iter_rows()

@@ -19,7 +19,7 @@ import shapely
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import HarmIndex, canonical_spec
 from placeharm.model import CRIME_TYPES, month_end, parse_month
-from placeharm.services import harm, indices, network, policy, queries, soc
+from placeharm.services import harm, indices, mopi, network, policy, queries, soc
 from placeharm.services.policy import User
 from placeharm.soc.measures import MeasureSet, load_measures
 from placeharm.store.base import Store
@@ -194,7 +194,8 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
     first, last = filters.period(store)
     index = indices.resolve(store, filters.index)
     measures = filters.measure_set()
-    ranked = soc.soc_rank(store, filters.by, first, last, index, measures)
+    scope = policy.scope(store, user)
+    ranked = soc.soc_rank(store, filters.by, first, last, index, measures, scope)
     table = _risk(ranked.table)
     trend = harm.series(
         store, filters.by, first, last, index, crime_types=filters.crime_types()
@@ -291,6 +292,7 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
     policy.require(user, "ward")
     policy.partner_area_set(user, filters.by)
     first, last = filters.period(store)
+    scope = policy.scope(store, user)
     view = soc.ward_view(
         store,
         code,
@@ -300,6 +302,7 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
         indices.resolve(store, filters.index),
         filters.measure_set(),
         filters.crime_types(),
+        scope,
     )
     start = first
     end = month_end(last)
@@ -331,7 +334,7 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
         if kind not in policy.record_kinds(user):
             continue
         frame = (
-            store.soc_frame(table, filters.by, (date_col, start, end), area_code=code)
+            store.soc_frame(table, filters.by, (date_col, start, end), area_code=code, scope=scope)
             .filter(pl.col("located"))
             .select(cols)
         )
@@ -347,17 +350,16 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
     tables = {"monthly": view.table, "measures": view.extra["measures"]}
     if policy.allowed(user, "group"):
         tables["groups"] = view.extra["groups"]
-    intel = view.extra["latest_intelligence"]
-    if user.role is policy.Role.partner:
-        intel = intel.filter(pl.col("grading").str.ends_with("P"))
-    tables["latest_intelligence"] = intel
+    tables["latest_intelligence"] = view.extra["latest_intelligence"]
     if policy.allowed(user, "nominal"):
         homes = (
-            store.soc_frame("soc_addresses", filters.by, area_code=code)
+            store.soc_frame("soc_addresses", filters.by, area_code=code, scope=scope)
             .filter(pl.col("link_type") == "home")
             .select("nominal_id")
         )
-        nominals = store.soc_frame("soc_nominals").join(homes, on="nominal_id", how="semi")
+        nominals = store.soc_frame("soc_nominals", scope=scope).join(
+            homes, on="nominal_id", how="semi"
+        )
         nominals = nominals.filter(
             pl.col("ocg_member")
             | pl.col("priority_individual")
@@ -432,7 +434,7 @@ def _outline(kind: str, code: str, name: str | None, shape: shapely.Geometry) ->
 
 def chb(store: Store, user: User, site: str) -> Page:
     policy.require(user, "chb")
-    view = soc.chb_view(store, site)
+    view = soc.chb_view(store, site, policy.scope(store, user))
     data = {
         **data_as_of(store),
         "user": {"username": user.username, "role": user.role.value},
@@ -490,6 +492,7 @@ _RECORDS: dict[str, tuple[str, str, list[str], str]] = {
             "summary",
             "latitude",
             "longitude",
+            "mopi_review_date",
             "synthetic",
         ],
         "topics",
@@ -518,6 +521,8 @@ _RECORDS: dict[str, tuple[str, str, list[str], str]] = {
             "disruption_type",
             "target_group_id",
             "target_nominal_id",
+            "latitude",  # located: the area filter lists what a ward page counts
+            "longitude",
             "synthetic",
         ],
         "disruption_type",
@@ -585,7 +590,8 @@ def records(
         policy.partner_area_set(user, filters.by)
         if filters.by not in {s.name for s in store.area_sets()}:  # else a store error, a 500
             raise NotFound(f"no area set called {filters.by!r}")
-    hidden = [] if policy.cleared(user) else store.restricted_only_nominals()
+    scope = policy.scope(store, user)
+    hidden = policy.hidden_nominals(scope)
     if not policy.allowed(user, "nominal"):
         columns = [c for c in columns if c not in policy._PERSON_COLUMNS]
     if kind == "nominals" and not policy.cleared(user):
@@ -605,10 +611,6 @@ def records(
         raise DataError(f"{kind} have no location: the area filter does not apply")
     area_filter = (filters.by, area) if area else None
     search = (search_col, q) if q else None
-    equals = []
-    if user.role is policy.Role.partner and kind in ("intelligence", "partner_events"):
-        equals.append(("handling_code", "P"))  # shareable only, in the query: totals agree
-    exclude = ("nominal_id", hidden) if kind == "nominals" and hidden else None
     include = ("crime_type", list(filters.types)) if kind == "crimes" and filters.types else None
     frame, total = store.records_page(
         table,
@@ -622,9 +624,8 @@ def records(
         descending,
         page_size,
         (page - 1) * page_size,
-        equals,
-        exclude,
-        include,
+        include=include,
+        scope=scope,  # in the query, as in every total: lists and totals count the same rows
     )
     frame = policy.shape_people(user, frame, hidden)
     frame = policy.shape_located(user, frame)
@@ -672,25 +673,23 @@ def records(
     return Page("records", f"Records: {kind.replace('_', ' ')}", data, {"records": frame})
 
 
-def nominal(store: Store, user: User, nominal_id: str) -> Page:
+def nominal(store: Store, user: User, nominal_id: str, today: dt.date | None = None) -> Page:
+    """One nominal as the role may see them; flagged when past their MoPI review date on
+    `today` (the app's clock)."""
     policy.require(user, "nominal")
-    people = store.soc_frame("soc_nominals").filter(pl.col("nominal_id") == nominal_id)
-    hidden = [] if policy.cleared(user) else store.restricted_only_nominals()
-    if people.is_empty() or nominal_id in hidden:
+    scope = policy.scope(store, user)
+    people = store.soc_frame("soc_nominals", scope=scope).filter(pl.col("nominal_id") == nominal_id)
+    if people.is_empty():
         raise NotFound(f"no nominal {nominal_id}")
     person = policy.shape_nominals(user, people.drop("import_id", "source_line")).row(0, named=True)
     links = policy.shape_links(
         user,
-        store.soc_frame("soc_nominal_links")
+        store.soc_frame("soc_nominal_links", scope=scope)
         .filter((pl.col("from_nominal") == nominal_id) | (pl.col("to_nominal") == nominal_id))
         .select("from_nominal", "to_nominal", "link_type"),
     )
-    if hidden:
-        links = links.filter(
-            ~pl.col("from_nominal").is_in(hidden) & ~pl.col("to_nominal").is_in(hidden)
-        )
     groups = (
-        store.soc_frame("soc_memberships")
+        store.soc_frame("soc_memberships", scope=scope)
         .filter(pl.col("nominal_id") == nominal_id)
         .join(store.soc_frame("soc_groups").select("group_id", "name", "group_type"), on="group_id")
         .select("group_id", "name", "group_type", "role")
@@ -723,6 +722,7 @@ def nominal(store: Store, user: User, nominal_id: str) -> Page:
         "user": {"username": user.username, "role": user.role.value},
         "record_kinds": policy.record_kinds(user),
         "nominal": person,
+        "mopi": mopi.review(person.get("mopi_review_date"), today or mopi.system_today()),
         "cleared": policy.cleared(user),
         "network": network.network(store, user, "nominal", nominal_id),
     }
@@ -782,10 +782,11 @@ def _intelligence_by_month(intel: pl.DataFrame) -> pl.DataFrame:
 
 def group(store: Store, user: User, group_id: str) -> Page:
     policy.require(user, "group")
-    groups = store.soc_frame("soc_groups").filter(pl.col("group_id") == group_id)
+    scope = policy.scope(store, user)
+    groups = store.soc_frame("soc_groups", scope=scope).filter(pl.col("group_id") == group_id)
     if groups.is_empty():
         raise NotFound(f"no group {group_id}")
-    members = store.soc_frame("soc_memberships").filter(pl.col("group_id") == group_id)
+    members = store.soc_frame("soc_memberships", scope=scope).filter(pl.col("group_id") == group_id)
     tables: dict[str, pl.DataFrame] = {}
     if policy.allowed(user, "nominal"):
         tables["members"] = members.join(
@@ -796,7 +797,7 @@ def group(store: Store, user: User, group_id: str) -> Page:
         ).select("nominal_id", "surname", "forename", "role", "priority_individual")
     ids = members["nominal_id"].implode()
     crimes = (
-        store.soc_frame("soc_nominal_crimes")
+        store.soc_frame("soc_nominal_crimes", scope=scope)
         .filter(pl.col("nominal_id").is_in(ids))
         .join(store.soc_frame("soc_force_crimes"), on="crime_ref")
         .unique("crime_ref")
@@ -807,7 +808,7 @@ def group(store: Store, user: User, group_id: str) -> Page:
         .sort("month")
     )
     tables["disruptions"] = (
-        store.soc_frame("soc_disruptions")
+        store.soc_frame("soc_disruptions", scope=scope)
         .filter(pl.col("target_group_id") == group_id)
         .select("disruption_id", "disruption_date", "four_p", "disruption_type")
         .sort("disruption_date", descending=True)
@@ -822,3 +823,29 @@ def group(store: Store, user: User, group_id: str) -> Page:
         "network": network.network(store, user, "group", group_id),
     }
     return Page("group", f"Group {group_id}: {groups['name'][0]}", data, tables)
+
+
+MOPI_SHOWN = 1000  # rows on the page; the CSV has every one
+
+
+def mopi_reviews(store: Store, user: User, today: dt.date, limit: int | None = MOPI_SHOWN) -> Page:
+    """Nominals and intelligence past their MoPI review date on `today`: how many of each,
+    and the records (identifier, review date, days overdue; nothing of their content)."""
+    overdue = mopi.overdue(store, user, today)
+    shown = overdue if limit is None else overdue.head(limit)
+    notes = []
+    if shown.height < overdue.height:
+        notes.append(
+            f"the {shown.height:,} most overdue of {overdue.height:,} are listed; "
+            "the CSV download has them all"
+        )
+    data = {
+        **data_as_of(store),
+        "user": {"username": user.username, "role": user.role.value},
+        "record_kinds": policy.record_kinds(user),
+        "today": today.isoformat(),
+        "counts": mopi.counts(overdue),
+        "total": overdue.height,
+        "notes": notes,
+    }
+    return Page("mopi", "Past MoPI review", data, {"overdue": shown})

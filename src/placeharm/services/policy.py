@@ -19,6 +19,7 @@ from enum import StrEnum
 import polars as pl
 
 from placeharm.errors import PermissionDenied
+from placeharm.store.base import Scope, Store
 
 
 class Role(StrEnum):
@@ -53,6 +54,8 @@ _ACTIONS: dict[str, frozenset[Role]] = {
     # asks; there is no covert/surveillance role, and officers are not cleared for CCE/CSE
     "radius": frozenset({Role.analyst, Role.supervisor, Role.admin}),
     "upload": frozenset({Role.admin}),
+    # records past their MoPI review date: for those who review them (docs/security)
+    "mopi": frozenset({Role.analyst, Role.supervisor, Role.admin}),
 }
 CLEARED = frozenset({Role.analyst, Role.supervisor, Role.admin})  # CCE/CSE
 RESTRICTED_FLAGS = ("cce_perpetrator", "cce_victim", "cse_perpetrator", "cse_victim")
@@ -70,6 +73,19 @@ _RECORDS = {
     ),
 }
 GENERALISE_DEGREES = 0.01  # partners see locations to about 1 km
+# records whose handling code lets them be shared outside the police (3x5x2 "P"); the
+# tables carrying a handling code, and the codes each role may see and count
+SHAREABLE = ("P",)
+HANDLED_TABLES = ("soc_intelligence", "soc_partner_events")
+# tables naming a nominal, and the columns that do
+_NOMINAL_KEYS = (
+    ("soc_nominals", "nominal_id"),
+    ("soc_addresses", "nominal_id"),
+    ("soc_memberships", "nominal_id"),
+    ("soc_nominal_crimes", "nominal_id"),
+    ("soc_nominal_links", "from_nominal"),
+    ("soc_nominal_links", "to_nominal"),
+)
 
 
 def allowed(user: User, action: str) -> bool:
@@ -99,6 +115,40 @@ def require_records(user: User, kind: str) -> None:
 def cleared(user: User) -> bool:
     """May see child exploitation (CCE/CSE) flags and exploitation links."""
     return user.role in CLEARED
+
+
+def scope(store: Store, user: User) -> Scope:
+    """The rows this user's role may see, and so may count: the one rule behind record
+    lists, page totals, measures, charts, maps and exports (every aggregate takes it, so a
+    total never counts a record its reader could not list).
+
+    - partner: intelligence and partner events with a shareable handling code (P) only;
+      a record with no handling code is not shareable.
+    - uncleared roles (officer, senior_leader, partner): no nominal known only for child
+      exploitation (CCE/CSE) in any table, no exploitation link, and the restricted flags
+      masked (a measure on them counts nobody).
+    - cleared roles: everything.
+    """
+    keep: list[tuple[str, str, tuple[str, ...]]] = []
+    drop: list[tuple[str, str, tuple[str, ...]]] = []
+    masked: list[tuple[str, str]] = []
+    if user.role is Role.partner:
+        keep += [(table, "handling_code", SHAREABLE) for table in HANDLED_TABLES]
+    if not cleared(user):
+        hidden = tuple(store.restricted_only_nominals())
+        if hidden:
+            drop += [(table, column, hidden) for table, column in _NOMINAL_KEYS]
+        drop.append(("soc_nominal_links", "link_type", ("exploitation",)))
+        masked += [("soc_nominals", flag) for flag in RESTRICTED_FLAGS]
+    return Scope(tuple(keep), tuple(drop), tuple(masked))
+
+
+def hidden_nominals(rows: Scope) -> list[str]:
+    """The nominals a scope leaves out (those known only for child exploitation, for
+    uncleared roles), for shaping columns that name people (`shape_people`)."""
+    return [
+        v for t, c, values in rows.drop if (t, c) == ("soc_nominals", "nominal_id") for v in values
+    ]
 
 
 def shape_nominals(user: User, frame: pl.DataFrame) -> pl.DataFrame:
@@ -131,6 +181,13 @@ def shape_people(user: User, frame: pl.DataFrame, hidden: list[str]) -> pl.DataF
             .list.set_difference(hidden)
             .list.join(";")
             .alias("subjects")
+        )
+    if not cleared(user) and hidden and "target_nominal_id" in frame.columns:
+        frame = frame.with_columns(
+            pl.when(pl.col("target_nominal_id").is_in(hidden))
+            .then(None)
+            .otherwise(pl.col("target_nominal_id"))
+            .alias("target_nominal_id")
         )
     return frame
 

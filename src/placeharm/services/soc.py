@@ -19,7 +19,7 @@ from placeharm.services.queries import gap_months
 from placeharm.soc.generate import Overlay, generate
 from placeharm.soc.importer import import_entity
 from placeharm.soc.measures import MeasureSet, load_measures, score_in_store
-from placeharm.store.base import Store
+from placeharm.store.base import EVERYTHING, Scope, Store
 
 CHB_SET = "chb"
 # import order: what a row refers to is imported before it
@@ -105,9 +105,11 @@ def soc_rank(
     last: dt.date,
     index: HarmIndex | str | None = None,
     measures: MeasureSet | None = None,
+    scope: Scope = EVERYTHING,
 ) -> HarmResult:
     """Areas ranked by SOC primary harm score, with each measure's count and harm and the
-    change against the previous period of the same length."""
+    change against the previous period of the same length, from the rows `scope` lets the
+    reader count (services.policy.scope; everything for the command line)."""
     if by not in {s.name for s in store.area_sets()}:
         raise NotFound(f"no area set called {by!r}; import it with `placeharm areas import`")
     if last < first:
@@ -117,7 +119,7 @@ def soc_rank(
     months = month_range(first, last)
     prev_first, prev_last = shift_month(first, -len(months)), shift_month(first, -1)
     periods = {"now": _dates(first, last), "previous": _dates(prev_first, prev_last)}
-    scored = score_in_store(store, by, measure_set.measures, harm_index, periods)
+    scored = score_in_store(store, by, measure_set.measures, harm_index, periods, scope)
     areas = store.area_list(by)
     now = _scores(areas, scored, "now", measure_set)
     before = _scores(areas, scored, "previous", measure_set).select(
@@ -198,10 +200,17 @@ def soc_rank(
 
 
 def _monthly(
-    store: Store, table: str, date_col: str, set_name: str, code: str, first: dt.date, last: dt.date
+    store: Store,
+    table: str,
+    date_col: str,
+    set_name: str,
+    code: str,
+    first: dt.date,
+    last: dt.date,
+    scope: Scope = EVERYTHING,
 ) -> pl.DataFrame:
     start, end = _dates(first, last)
-    return store.month_counts(table, date_col, set_name, start, end, code)
+    return store.month_counts(table, date_col, set_name, start, end, code, scope)
 
 
 def ward_view(
@@ -213,10 +222,11 @@ def ward_view(
     index: HarmIndex | str | None = None,
     measures: MeasureSet | None = None,
     crime_types: list[str] | None = None,
+    scope: Scope = EVERYTHING,
 ) -> HarmResult:
     """North Yorkshire's ward view: per month, SOC crimes, incidents and intelligence (and
     police.uk crime and ASB, of `crime_types` or all, gaps empty); the ward's measures; its
-    groups and latest intel."""
+    groups and latest intel; every count from the rows `scope` lets the reader see."""
     names = store.area_list(by)
     match = names.filter(pl.col("area_code") == code)
     if match.is_empty():
@@ -227,13 +237,18 @@ def ward_view(
     police = _monthly(store, "crimes", "month", by, code, first, last)
     if crime_types:
         police = police.filter(pl.col("kind").is_in(crime_types))
-    soc = _soc_crimes_monthly(store, by, code, first, last)
+    soc = _soc_crimes_monthly(store, by, code, first, last, scope)
     columns = {
         "crimes": police.filter(pl.col("kind") != "Anti-social behaviour"),
         "asb": police.filter(pl.col("kind") == "Anti-social behaviour"),
-        "incidents": _monthly(store, "soc_incidents", "occurred_date", by, code, first, last),
-        "intelligence": _monthly(store, "soc_intelligence", "reported_date", by, code, first, last),
-        "disruptions": _monthly(store, "soc_disruptions", "disruption_date", by, code, first, last),
+        **{
+            name: _monthly(store, table, date_col, by, code, first, last, scope)
+            for name, table, date_col in (
+                ("incidents", "soc_incidents", "occurred_date"),
+                ("intelligence", "soc_intelligence", "reported_date"),
+                ("disruptions", "soc_disruptions", "disruption_date"),
+            )
+        },
     }
     table = grid.join(soc, on="month", how="left").with_columns(pl.col("soc_crimes").fill_null(0))
     for name, frame in columns.items():
@@ -252,7 +267,7 @@ def ward_view(
         .with_columns(pl.col("month").dt.strftime("%Y-%m"))
         .select("month", "crimes", "asb", "soc_crimes", "incidents", "intelligence", "disruptions")
     )
-    ranked = soc_rank(store, by, first, last, index, measures)
+    ranked = soc_rank(store, by, first, last, index, measures, scope)
     row = ranked.table.filter(pl.col("area_code") == code).row(0, named=True)
     measure_set = measures or load_measures()
     measure_rows = pl.DataFrame(
@@ -263,8 +278,10 @@ def ward_view(
     )
     start, end = _dates(first, last)
     intel = (
-        store.soc_frame("soc_intelligence", by, ("reported_date", start, end), area_code=code)
-        .sort("reported_date", descending=True)
+        store.soc_frame(
+            "soc_intelligence", by, ("reported_date", start, end), area_code=code, scope=scope
+        )
+        .sort(["reported_date", "intel_id"], descending=True)
         .head(10)
         .select(
             "intel_id",
@@ -275,7 +292,7 @@ def ward_view(
             "topics",
         )
     )
-    groups = _groups_in(store, by, code, start, end)
+    groups = _groups_in(store, by, code, scope)
     meta: dict[str, object] = {
         "area_set": by,
         "area_code": code,
@@ -305,16 +322,17 @@ def ward_view(
 
 
 def _soc_crimes_monthly(
-    store: Store, by: str, code: str, first: dt.date, last: dt.date
+    store: Store, by: str, code: str, first: dt.date, last: dt.date, scope: Scope = EVERYTHING
 ) -> pl.DataFrame:
     """Force crimes in the area linked to any group member, or flagged firearms/cannabis."""
     start, end = _dates(first, last)
-    crimes = store.soc_frame("soc_force_crimes", by, ("recorded_date", start, end), area_code=code)
+    crimes = store.soc_frame(
+        "soc_force_crimes", by, ("recorded_date", start, end), area_code=code, scope=scope
+    )
+    members = store.soc_frame("soc_memberships", columns=["nominal_id"], scope=scope)
     linked = (
-        store.soc_frame("soc_nominal_crimes")
-        .join(store.soc_frame("soc_memberships").select("nominal_id"), on="nominal_id", how="semi")[
-            "crime_ref"
-        ]
+        store.soc_frame("soc_nominal_crimes", scope=scope)
+        .join(members, on="nominal_id", how="semi")["crime_ref"]
         .unique()
     )
     soc = crimes.filter(
@@ -327,19 +345,21 @@ def _soc_crimes_monthly(
     )
 
 
-def _groups_in(store: Store, by: str, code: str, start: dt.date, end: dt.date) -> pl.DataFrame:
+def _groups_in(store: Store, by: str, code: str, scope: Scope = EVERYTHING) -> pl.DataFrame:
     """Groups with members whose home address is in the area."""
     homes = (
-        store.soc_frame("soc_addresses", by, area_code=code)
+        store.soc_frame("soc_addresses", by, area_code=code, scope=scope)
         .filter(pl.col("link_type") == "home")
         .select("nominal_id")
     )
-    members = store.soc_frame("soc_memberships").join(homes, on="nominal_id", how="semi")
+    members = store.soc_frame("soc_memberships", scope=scope).join(
+        homes, on="nominal_id", how="semi"
+    )
     return (
         members.group_by("group_id")
         .agg(pl.len().alias("members_resident"))
         .join(
-            store.soc_frame("soc_groups").select(
+            store.soc_frame("soc_groups", scope=scope).select(
                 "group_id", "name", "group_type", "ocg_band", "status"
             ),
             on="group_id",
@@ -348,9 +368,10 @@ def _groups_in(store: Store, by: str, code: str, start: dt.date, end: dt.date) -
     )
 
 
-def chb_view(store: Store, site: str) -> HarmResult:
+def chb_view(store: Store, site: str, scope: Scope = EVERYTHING) -> HarmResult:
     """Before/after figures by phase for one CHB site: crime, ASB, SOC crimes, incidents,
-    intelligence and disruptions inside the site polygon, per month, with the periods stated.
+    intelligence and disruptions inside the site polygon, per month, with the periods stated,
+    counted from the rows `scope` lets the reader see.
 
     Before = as many months as the site's phases span (at most 12), ending the month before
     Clear starts. Police.uk months with no data are left out of the monthly means.
@@ -413,10 +434,10 @@ def chb_view(store: Store, site: str) -> HarmResult:
         }
         for name, (table, column, pick) in metrics.items():
             if table == "soc":
-                frame = _soc_crimes_monthly(store, CHB_SET, site, start, end)
+                frame = _soc_crimes_monthly(store, CHB_SET, site, start, end, scope)
                 total = int(frame["soc_crimes"].sum())
             else:
-                counts = _monthly(store, table, column, CHB_SET, site, start, end)
+                counts = _monthly(store, table, column, CHB_SET, site, start, end, scope)
                 if pick is not None:
                     counts = counts.filter(pick)
                 total = int(counts["records"].sum())

@@ -527,6 +527,13 @@ def generate(crimes: pl.DataFrame, out_dir: Path, seed: int = 1, scale: int = 1)
                 }
             )
 
+    # MoPI review dates for intelligence, up to six years after the report (some before
+    # the data's end): drawn from their own stream, so every other value stays as it was
+    review = np.random.default_rng([seed, 9])
+    for row in intel:
+        days = int(review.integers(30, 6 * 365))
+        row["mopi_review_date"] = row["reported_date"] + dt.timedelta(days=days)
+
     out_dir.mkdir(parents=True, exist_ok=True)
     tables: dict[str, list[dict[str, Any]]] = {
         "nominals": nominals,

@@ -14,7 +14,7 @@ from placeharm.errors import DataError, NotFound
 from placeharm.harm import HarmIndex, weigh
 from placeharm.model import CRIME_TYPES
 from placeharm.soc.schema import TOPICS
-from placeharm.store.base import Store
+from placeharm.store.base import EVERYTHING, Scope, Store
 
 DEFAULT_MEASURES = Path(__file__).parent / "data" / "measures.yaml"
 SOURCES = ("force_crimes", "nominals", "intelligence", "partner_events", "incidents")
@@ -187,8 +187,16 @@ def _between(frame: pl.DataFrame, column: str, first: dt.date, last: dt.date) ->
 _NOMINAL_COLUMNS = ["nominal_id", *_NOMINAL_FLAGS]
 
 
-def load_frames(s: Store, by: str, first: dt.date, last: dt.date, index: HarmIndex) -> SocFrames:
-    """Read the SOC records of [first, last] (dates) once: only the columns and rows needed."""
+def load_frames(
+    s: Store,
+    by: str,
+    first: dt.date,
+    last: dt.date,
+    index: HarmIndex,
+    scope: Scope = EVERYTHING,
+) -> SocFrames:
+    """Read the SOC records of [first, last] (dates) once: only the columns and rows needed,
+    and only the rows `scope` lets the reader count (a flag it masks reads as false)."""
     crimes = s.soc_frame(
         "soc_force_crimes",
         by,
@@ -201,18 +209,31 @@ def load_frames(s: Store, by: str, first: dt.date, last: dt.date, index: HarmInd
             "firearms_discharged",
             "cannabis_production",
         ],
+        scope=scope,
     )
+    # links run through group memberships, which a scope never narrows: a member of a group
+    # is never a nominal known only for child exploitation (policy.scope)
     links = s.soc_crime_links(first, last)
     homes = (
         s.soc_frame(
-            "soc_addresses", by, columns=["nominal_id", "link_type", "from_date", "to_date"]
+            "soc_addresses",
+            by,
+            columns=["nominal_id", "link_type", "from_date", "to_date"],
+            scope=scope,
         )
         .filter(pl.col("link_type") == "home")
         .drop("link_type")
     )
-    nominals = s.soc_frame("soc_nominals", columns=_NOMINAL_COLUMNS)
+    nominals = s.soc_frame("soc_nominals", columns=_NOMINAL_COLUMNS, scope=scope)
+    nominals = nominals.with_columns(
+        pl.lit(False).alias(f) for f in _NOMINAL_FLAGS if scope.hides("soc_nominals", f)
+    )
     intel = s.soc_frame(
-        "soc_intelligence", by, ("reported_date", first, last), ["reported_date", "topics"]
+        "soc_intelligence",
+        by,
+        ("reported_date", first, last),
+        ["reported_date", "topics"],
+        scope=scope,
     )
     return SocFrames(
         weigh(crimes, index),
@@ -224,9 +245,14 @@ def load_frames(s: Store, by: str, first: dt.date, last: dt.date, index: HarmInd
             by,
             ("event_date", first, last),
             ["event_date", "partner", "event_type"],
+            scope=scope,
         ),
         s.soc_frame(
-            "soc_incidents", by, ("occurred_date", first, last), ["occurred_date", "incident_type"]
+            "soc_incidents",
+            by,
+            ("occurred_date", first, last),
+            ["occurred_date", "incident_type"],
+            scope=scope,
         ),
     )
 
@@ -363,8 +389,10 @@ def score_in_store(
     measures: tuple[Measure, ...],
     index: HarmIndex,
     periods: dict[str, tuple[dt.date, dt.date]],
+    scope: Scope = EVERYTHING,
 ) -> pl.DataFrame:
-    """As `score`, computed by the store in one statement (fast at scale)."""
+    """As `score`, computed by the store in one statement (fast at scale), counting only the
+    rows `scope` lets the reader see."""
     dated = {
         source: [(m.id, m.filters, m.weight_value(index)) for m in measures if m.source == source]
         for source in _DATED
@@ -374,7 +402,8 @@ def score_in_store(
         for m in measures
         if m.source == "nominals"
     ]
-    out = s.soc_scores(by, periods, dated, residents, (index.code_table(), index.type_table()))
+    weights = (index.code_table(), index.type_table())
+    out = s.soc_scores(by, periods, dated, residents, weights, scope)
     keys = ["area_code", "period"]
     columns = [c for m in measures for c in (m.id, f"{m.id}_harm") if c in out.columns]
     return out.select(keys + columns)

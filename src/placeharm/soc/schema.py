@@ -179,6 +179,7 @@ ENTITIES: dict[str, Entity] = {
                 Field("summary"),
                 _LAT,
                 _LON,
+                Field("mopi_review_date", "date", description="MoPI retention review date"),
             ),
             "Intelligence reports, graded.",
             located=True,

@@ -8,11 +8,41 @@ from __future__ import annotations
 
 import datetime as dt
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import polars as pl
 
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which rows of which tables a reader may see and count, applied by the store inside
+    every query that reads them (record lists, totals, measures, maps, exports alike), so
+    what a role cannot list it cannot count. Built by `services.policy.scope`; the empty
+    scope (the command line, an operator) reads everything.
+
+    keep: (table, column, allowed values): a row of `table` counts only if `column` holds
+    one of the values (NULL never does). drop: (table, column, values): rows whose `column`
+    holds one of the values never count. masked: (table, column) boolean columns the reader
+    may not see: a condition on them is false (a measure cannot count a flag it hides).
+    """
+
+    keep: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    drop: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    masked: tuple[tuple[str, str], ...] = ()
+
+    def rules(self, table: str) -> list[tuple[str, tuple[str, ...], bool]]:
+        """(column, values, keep) for one table: keep=True means only those values count."""
+        out = [(c, v, True) for t, c, v in self.keep if t == table]
+        return out + [(c, v, False) for t, c, v in self.drop if t == table and v]
+
+    def hides(self, table: str, column: str) -> bool:
+        return (table, column) in self.masked
+
+
+EVERYTHING = Scope()
 
 
 class Store(Protocol):
@@ -80,6 +110,7 @@ class Store(Protocol):
         between: tuple[str, dt.date, dt.date] | None = None,
         columns: list[str] | None = None,
         area_code: str | None = None,
+        scope: Scope = EVERYTHING,
     ) -> pl.DataFrame: ...
     def soc_summary(self) -> tuple[dt.date | None, dt.date | None, bool]: ...
     def soc_crime_links(self, first: dt.date, last: dt.date) -> pl.DataFrame: ...
@@ -90,6 +121,7 @@ class Store(Protocol):
         dated: dict[str, list[tuple[str, dict[str, Any], float | None]]],
         residents: list[tuple[str, list[str], float]],
         weights: tuple[pl.DataFrame, pl.DataFrame],
+        scope: Scope = EVERYTHING,
     ) -> pl.DataFrame: ...
     def soc_keyed_rows(self, table: str, key: list[str], keys: pl.DataFrame) -> pl.DataFrame: ...
     def soc_insert(self, table: str, frame: pl.DataFrame) -> None: ...
@@ -103,6 +135,7 @@ class Store(Protocol):
         first: dt.date,
         last: dt.date,
         code: str | None = None,
+        scope: Scope = EVERYTHING,
     ) -> pl.DataFrame: ...
     def crime_locations(
         self,
@@ -153,8 +186,12 @@ class Store(Protocol):
         equals: list[tuple[str, str]] | None = None,
         exclude: tuple[str, list[str]] | None = None,
         include: tuple[str, list[str]] | None = None,
+        scope: Scope = EVERYTHING,
     ) -> tuple[pl.DataFrame, int]: ...
     def restricted_only_nominals(self) -> list[str]: ...
+    def mopi_overdue(
+        self, today: dt.date, kinds: tuple[str, ...], scope: Scope = EVERYTHING
+    ) -> pl.DataFrame: ...
     def real_soc_records(self) -> int: ...
 
     # registered harm indices (issue 12)

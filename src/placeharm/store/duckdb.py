@@ -20,6 +20,7 @@ import pyarrow as pa
 
 from placeharm.errors import StoreError
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
+from placeharm.store.base import EVERYTHING, Scope
 from placeharm.store.migrations import LATEST_VERSION, MIGRATIONS
 
 # Tables of located records: each gets an `area_<set>` column per area set.
@@ -614,10 +615,12 @@ class DuckDBStore:
         between: tuple[str, dt.date, dt.date] | None = None,
         columns: list[str] | None = None,
         area_code: str | None = None,
+        scope: Scope = EVERYTHING,
     ) -> pl.DataFrame:
         """Rows of a SOC table (with `area_code` for `set_name` if it has locations), all or
         those whose date column `between[0]` lies in [between[1], between[2]], and only
-        those in area `area_code` of the set if it is given; all columns or `columns`."""
+        those in area `area_code` of the set if it is given, of those `scope` lets the
+        reader see; all columns or `columns`."""
         if table not in SOC_TABLES:
             raise StoreError(f"unknown SOC table {table!r}")
         cols = ", ".join(_safe_col(c) for c in columns) if columns else "*"
@@ -637,6 +640,7 @@ class DuckDBStore:
             column, first, last = between
             where.append(f"{_safe_col(column)} BETWEEN ? AND ?")
             params += [first, last]
+        _scoped(table, scope, where, params)
         return self._frame(
             f"SELECT {cols}{area} FROM {table} WHERE {' AND '.join(where)}", params or None
         )
@@ -701,20 +705,24 @@ class DuckDBStore:
         dated: dict[str, list[tuple[str, dict[str, Any], float | None]]],
         residents: list[tuple[str, list[str], float]],
         weights: tuple[pl.DataFrame, pl.DataFrame],
+        scope: Scope = EVERYTHING,
     ) -> pl.DataFrame:
         """Per (area_code, period): every measure's count and harm, in one statement.
 
         dated: source -> (id, filters, fixed weight or None for the record's own weight);
         residents: (id, flags_any, weight) of nominal measures; weights: (offence_code,
-        weight) and (crime_type, weight) frames for records' own weights.
+        weight) and (crime_type, weight) frames for records' own weights; scope: the rows
+        the reader may count (every table read, links and homes included).
         """
         parts: list[tuple[str, list[object]]] = []
         for source, measures in dated.items():
             if measures:
                 needs = source == "force_crimes" and any(w is None for _, _, w in measures)
-                parts.append(self._soc_sums_query(source, set_name, periods, measures, needs))
+                parts.append(
+                    self._soc_sums_query(source, set_name, periods, measures, needs, scope)
+                )
         if residents:
-            parts.append(self._resident_query(set_name, periods, residents))
+            parts.append(self._resident_query(set_name, periods, residents, scope))
         if not parts:
             return pl.DataFrame(schema={"area_code": pl.String, "period": pl.String})
         sql = " FULL JOIN ".join(
@@ -738,6 +746,7 @@ class DuckDBStore:
         periods: dict[str, tuple[dt.date, dt.date]],
         measures: list[tuple[str, dict[str, Any], float | None]],
         weights: bool,
+        scope: Scope = EVERYTHING,
     ) -> tuple[str, list[object]]:
         """SQL for one source's per (area_code, period) counts and harm (see soc_scores)."""
         table, date_col = _SOC_DATED[source]
@@ -777,10 +786,18 @@ class DuckDBStore:
                     test += " AND g.group_type = ?"
                     cte_params.append(wanted)
                 flags.append(f"bool_or({test}) AS {_safe_col('link_' + mid)}")
+            seen: list[str] = []
+            for read, alias in (
+                ("soc_nominal_crimes", "nc"),
+                ("soc_memberships", "m"),
+                ("soc_groups", "g"),
+            ):
+                _scoped(read, scope, seen, cte_params, alias)
             cte = (
                 f"WITH l AS (SELECT nc.crime_ref, {', '.join(flags)} FROM soc_nominal_crimes nc "
                 "JOIN soc_memberships m ON m.nominal_id = nc.nominal_id "
-                "JOIN soc_groups g ON g.group_id = m.group_id GROUP BY nc.crime_ref) "
+                "JOIN soc_groups g ON g.group_id = m.group_id "
+                f"WHERE {' AND '.join(seen) or 'TRUE'} GROUP BY nc.crime_ref) "
             )
             join += " LEFT JOIN l ON l.crime_ref = t.crime_ref"
         if weights:
@@ -791,11 +808,14 @@ class DuckDBStore:
         spans = list(periods.values())
         first = min(p[0] for p in spans)
         last = max(p[1] for p in spans)
+        where = [f"t.{date_col} BETWEEN ? AND ?"]
+        where_params: list[object] = [first, last]
+        _scoped(table, scope, where, where_params, "t")
         sql = (
             f"{cte}SELECT {', '.join(select)} FROM {table} t{join} "
-            f"WHERE t.{date_col} BETWEEN ? AND ? GROUP BY ALL"
+            f"WHERE {' AND '.join(where)} GROUP BY ALL"
         )
-        return sql, [*cte_params, *params, first, last]
+        return sql, [*cte_params, *params, *where_params]
 
     _NOMINAL_FLAGS = (
         "ocg_member",
@@ -813,39 +833,49 @@ class DuckDBStore:
         set_name: str,
         periods: dict[str, tuple[dt.date, dt.date]],
         measures: list[tuple[str, list[str], float]],
+        scope: Scope = EVERYTHING,
     ) -> tuple[str, list[object]]:
         """Per (area_code, period): nominals living there (home address current in the
         period, the latest if several) with any of each measure's flags, and count x weight.
+        Only nominals and addresses `scope` lets the reader see; a flag it masks is false.
 
         measures: (id, flags_any, weight)."""
         unions: list[str] = []
         params: list[object] = []
+        homes: list[str] = ["a.link_type = 'home'"]
+        home_params: list[object] = []
+        _scoped("soc_addresses", scope, homes, home_params, "a")
         for name, (first, last) in periods.items():
             unions.append(
                 f"SELECT * FROM (SELECT ?::VARCHAR AS period, a.nominal_id, "
                 f"{_area_col(set_name)} AS area_code, row_number() OVER (PARTITION BY "
                 "a.nominal_id ORDER BY a.from_date DESC NULLS LAST) AS k "
-                "FROM soc_addresses a WHERE a.link_type = 'home' "
+                f"FROM soc_addresses a WHERE {' AND '.join(homes)} "
                 "AND (a.from_date IS NULL OR a.from_date <= ?) "
                 "AND (a.to_date IS NULL OR a.to_date >= ?)) WHERE k = 1"
             )
-            params += [name, last, first]
+            params += [name, *home_params, last, first]
         select = ["h.area_code", "h.period"]
         for mid, flags, _weight in measures:
             bad = [f for f in flags if f not in self._NOMINAL_FLAGS]
             if bad:
                 raise StoreError(f"unknown nominal flag {bad[0]!r}")
-            test = " OR ".join(f"n.{f}" for f in flags) or "TRUE"
+            shown = [f"n.{f}" for f in flags if not scope.hides("soc_nominals", f)]
+            test = " OR ".join(shown) or ("FALSE" if flags else "TRUE")
             select.append(f"count(*) FILTER (WHERE {test})::BIGINT AS {_safe_col(mid)}")
             select.append(
                 f"(count(*) FILTER (WHERE {test})) * ?::DOUBLE AS {_safe_col(mid + '_harm')}"
             )
         weights = [w for _, _, w in measures]
+        people: list[str] = ["TRUE"]
+        people_params: list[object] = []
+        _scoped("soc_nominals", scope, people, people_params, "n")
         sql = (
             f"SELECT {', '.join(select)} FROM ({' UNION ALL '.join(unions)}) h "
-            "JOIN soc_nominals n ON n.nominal_id = h.nominal_id GROUP BY ALL"
+            "JOIN soc_nominals n ON n.nominal_id = h.nominal_id "
+            f"WHERE {' AND '.join(people)} GROUP BY ALL"
         )
-        return sql, [*weights, *params]
+        return sql, [*weights, *params, *people_params]
 
     def restricted_only_nominals(self) -> list[str]:
         """Nominals whose only SOC relevance is a restricted (CCE/CSE) flag: not a group
@@ -935,9 +965,10 @@ class DuckDBStore:
         first: dt.date,
         last: dt.date,
         code: str | None = None,
+        scope: Scope = EVERYTHING,
     ) -> pl.DataFrame:
         """Records per (area_code, month, kind) of a located table between two dates, in
-        every area of the set or in the one area `code`.
+        every area of the set or in the one area `code`, of those `scope` lets the reader see.
 
         kind: crime_type for crimes, else NULL.
         """
@@ -950,6 +981,9 @@ class DuckDBStore:
         if code is not None:
             where += f" AND {col} = ?"
             params.append(code)
+        seen: list[str] = []
+        _scoped(tbl, scope, seen, params)
+        where = " AND ".join([where, *seen])
         return self._frame(
             f"SELECT {col} AS area_code, date_trunc('month', {date})::DATE AS month, "
             f"{kind} AS kind, count(*)::BIGINT AS records FROM {tbl} "
@@ -973,11 +1007,12 @@ class DuckDBStore:
         equals: list[tuple[str, str]] | None = None,
         exclude: tuple[str, list[str]] | None = None,
         include: tuple[str, list[str]] | None = None,
+        scope: Scope = EVERYTHING,
     ) -> tuple[pl.DataFrame, int]:
         """One page of a record table and the number of matching rows. `equals`: exact
         conditions (column, value); `exclude`: (column, values) left out; `include`:
-        (column, values) kept. Column names are checked identifiers; every value is a
-        parameter."""
+        (column, values) kept; `scope`: the rows the reader may see. Column names are
+        checked identifiers; every value is a parameter."""
         if table not in RECORD_TABLES and table not in SOC_TABLES:
             raise StoreError(f"unknown record table {table!r}")
         cols = ", ".join(_safe_col(c) for c in columns)
@@ -1001,6 +1036,7 @@ class DuckDBStore:
         if include is not None:
             where.append(f"{_safe_col(include[0])} = ANY(?::VARCHAR[])")
             params.append(list(include[1]))
+        _scoped(table, scope, where, params)
         clause = " AND ".join(where)
         # rowid breaks ties, so pages do not overlap or skip rows among equal sort values
         order = f"{_safe_col(sort)} {'DESC' if descending else 'ASC'} NULLS LAST, rowid"
@@ -1092,6 +1128,42 @@ class DuckDBStore:
             [*params, limit],
         )
         return frame, int(total[0]) if total else 0
+
+    # -- MoPI reviews (issue 12) -------------------------------------------------------------
+
+    def mopi_overdue(
+        self, today: dt.date, kinds: tuple[str, ...], scope: Scope = EVERYTHING
+    ) -> pl.DataFrame:
+        """Records of `kinds` (nominals, intelligence) whose MoPI review date is before
+        `today`, of those `scope` lets the reader see: kind, record_id, review_date,
+        days_overdue; most overdue first."""
+        parts: list[str] = []
+        params: list[object] = []
+        for kind in kinds:
+            if kind not in _MOPI:
+                raise StoreError(f"no MoPI review date on {kind!r}")
+            table, key = _MOPI[kind]
+            where = ["mopi_review_date < ?"]
+            part_params: list[object] = [kind, today, today]
+            _scoped(table, scope, where, part_params)
+            parts.append(
+                f"SELECT ?::VARCHAR AS kind, {key} AS record_id, mopi_review_date AS review_date, "
+                f"datediff('day', mopi_review_date, ?::DATE)::BIGINT AS days_overdue "
+                f"FROM {table} WHERE {' AND '.join(where)}"
+            )
+            params += part_params
+        if not parts:
+            return pl.DataFrame(
+                schema={
+                    "kind": pl.String,
+                    "record_id": pl.String,
+                    "review_date": pl.Date,
+                    "days_overdue": pl.Int64,
+                }
+            )
+        return self._frame(
+            f"{' UNION ALL '.join(parts)} ORDER BY days_overdue DESC, kind, record_id", params
+        )
 
     # -- users and sessions ------------------------------------------------------------------
 
@@ -1240,3 +1312,25 @@ def _safe_col(name: str) -> str:
     if not name.replace("_", "").isalnum() or not name[0].isalpha():
         raise StoreError(f"unsafe column name {name!r}")
     return f'"{name}"'
+
+
+# the record kinds with a MoPI review date: their table and key
+_MOPI = {
+    "nominals": ("soc_nominals", "nominal_id"),
+    "intelligence": ("soc_intelligence", "intel_id"),
+}
+
+
+def _scoped(
+    table: str, scope: Scope, where: list[str], params: list[object], alias: str = ""
+) -> None:
+    """Add `scope`'s conditions on `table` (read as `alias`) to `where` and `params`: a kept
+    column must hold one of its values (NULL never does), a dropped value never counts."""
+    prefix = f"{alias}." if alias else ""
+    for column, values, keep in scope.rules(table):
+        cell = f"{prefix}{_safe_col(column)}::VARCHAR"
+        if keep:
+            where.append(f"coalesce(list_contains(?::VARCHAR[], {cell}), FALSE)")
+        else:
+            where.append(f"({cell} IS NULL OR NOT list_contains(?::VARCHAR[], {cell}))")
+        params.append(list(values))

@@ -304,4 +304,12 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        9,
+        "MoPI review date on intelligence (nominals have one since migration 3)",
+        ["ALTER TABLE soc_intelligence ADD COLUMN IF NOT EXISTS mopi_review_date DATE"],
+    )
+)
+
 LATEST_VERSION = MIGRATIONS[-1][0]

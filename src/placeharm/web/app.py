@@ -8,6 +8,7 @@ Plotly.js are served from the installed wheels.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import gzip
 import io
 import json
@@ -48,7 +49,7 @@ from placeharm.errors import (
     PermissionDenied,
     PlaceharmError,
 )
-from placeharm.services import auth, basemap, exports, indices, pages, policy, radius
+from placeharm.services import auth, basemap, exports, indices, mopi, pages, policy, radius
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
@@ -201,6 +202,7 @@ class State:
         self.sessions: dict[str, tuple[User, float]] = {}  # token -> (user, last checked)
         self.as_of: dict[str, Any] = {}
         self.watcher: DropFolder | None = None
+        self.clock: mopi.Clock = mopi.system_today  # "today" for MoPI reviews; tests set it
 
     @contextmanager
     def read(self) -> Iterator[DuckDBStore]:
@@ -670,11 +672,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     # -- nominals and groups ---------------------------------------------------------------
     @app.get("/nominal/{nominal_id}", response_class=HTMLResponse, include_in_schema=False)
     def nominal_page(request: Request, nominal_id: str, user: User = Depends(signed_in)) -> Any:
-        return render(request, "nominal.html", build(pages.nominal, user, nominal_id), user)
+        page = build(pages.nominal, user, nominal_id, state.clock())
+        return render(request, "nominal.html", page, user)
 
     @app.get("/api/nominal/{nominal_id}")
     async def nominal_api(nominal_id: str, user: User = Depends(signed_in)) -> Any:
-        return await page_json(pages.nominal, user, nominal_id)
+        return await page_json(pages.nominal, user, nominal_id, state.clock())
 
     @app.get("/group/{group_id}", response_class=HTMLResponse, include_in_schema=False)
     def group_page(request: Request, group_id: str, user: User = Depends(signed_in)) -> Any:
@@ -683,6 +686,20 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     @app.get("/api/group/{group_id}")
     async def group_api(group_id: str, user: User = Depends(signed_in)) -> Any:
         return await page_json(pages.group, user, group_id)
+
+    # -- MoPI reviews (services/mopi.py) ---------------------------------------------------
+    @app.get("/mopi", response_class=HTMLResponse, include_in_schema=False)
+    def mopi_page(request: Request, user: User = Depends(signed_in)) -> Any:
+        return render(request, "mopi.html", build(pages.mopi_reviews, user, state.clock()), user)
+
+    @app.get("/api/mopi")
+    async def mopi_api(user: User = Depends(signed_in)) -> Any:
+        return await page_json(pages.mopi_reviews, user, state.clock())
+
+    @app.get("/api/mopi.csv")
+    def mopi_csv(user: User = Depends(signed_in)) -> Response:
+        page = build(pages.mopi_reviews, user, state.clock(), None)
+        return _csv(page.tables["overdue"], "mopi-overdue.csv")
 
     # -- help, admin, upload, live ---------------------------------------------------------
     @app.get("/help", response_class=HTMLResponse, include_in_schema=False)
@@ -695,12 +712,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
 
     @app.get("/admin", response_class=HTMLResponse, include_in_schema=False)
     def admin_page(request: Request, user: User = Depends(signed_in)) -> Any:
-        page = build(_admin, user)
+        page = build(_admin, user, state.clock())
         return render(request, "admin.html", page, user)
 
     @app.get("/api/admin")
     def admin_api(user: User = Depends(signed_in)) -> Any:
-        return _json(build(_admin, user).to_json())
+        return _json(build(_admin, user, state.clock()).to_json())
 
     @app.post("/api/upload")
     def upload(
@@ -779,8 +796,9 @@ _DEGREES = BeforeValidator(lambda v: radius.number(v, "lat and lon are decimal d
 _METRES = BeforeValidator(radius.metres)
 
 
-def _admin(store: DuckDBStore, user: User) -> Page:
+def _admin(store: DuckDBStore, user: User, today: dt.date) -> Page:
     policy.require(user, "admin")
+    reviews = pages.mopi_reviews(store, user, today, 200)
     imports = store.imports(30)
     quarantine = store.quarantine(limit=200)
     summary = (
@@ -791,11 +809,12 @@ def _admin(store: DuckDBStore, user: User) -> Page:
     return Page(
         "admin",
         "Administration: imports, quarantine, users",
-        pages.data_as_of(store) | {"record_kinds": policy.record_kinds(user)},
+        pages.data_as_of(store) | {"record_kinds": policy.record_kinds(user), "mopi": reviews.data},
         {
             "imports": imports.drop([c for c in ("file_sha256",) if c in imports.columns]),
             "quarantine": summary,
             "users": store.users(),
+            "mopi": reviews.tables["overdue"],
         },
     )
 
