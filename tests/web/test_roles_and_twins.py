@@ -125,9 +125,7 @@ def test_route_matrix(app_client: TestClient, cookies, name: str):
             continue
         assert html.status_code == _get(app_client, api, cookie).status_code, (name, url)
         assert "OFFICIAL-SENSITIVE" in html.text
-    assert ("/audit" in _get(app_client, "/help", cookie, html=True).text) is (
-        role is Role.auditor
-    )
+    assert ("/audit" in _get(app_client, "/help", cookie, html=True).text) is (role is Role.auditor)
 
 
 def test_upload_is_admin_only(app_client: TestClient, cookies):
