@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
+import itertools
 import json
 import socket
 import threading
@@ -74,7 +75,7 @@ def test_an_untouched_log_verifies(log_db: Path):
         rows = store.audit_entries()
     assert [r["seq"] for r in rows] == list(range(1, 9))
     assert rows[0]["prev_hash"] == "0" * 64
-    assert all(b["prev_hash"] == a["entry_hash"] for a, b in zip(rows, rows[1:], strict=False))
+    assert all(b["prev_hash"] == a["entry_hash"] for a, b in itertools.pairwise(rows))
     assert rows[3]["reason_code"] == "investigation" and rows[3]["reason_text"] == "op X"
     assert json.loads(rows[3]["record_ids"]) == {"nominal": ["N3"]}
 
@@ -173,8 +174,18 @@ def test_export_writes_json_lines_that_verify_again(log_db: Path, tmp_path: Path
     today = dt.datetime.now(dt.UTC).date()
     result = CliRunner().invoke(
         app,
-        ["audit", "export", "--db", str(log_db), "--from", str(today), "--to", str(today)]
-        + ["--out", str(out)],
+        [
+            "audit",
+            "export",
+            "--db",
+            str(log_db),
+            "--from",
+            str(today),
+            "--to",
+            str(today),
+            "--out",
+            str(out),
+        ],
     )
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in out.read_text().splitlines()]
@@ -284,8 +295,19 @@ def test_users_add_is_logged(tmp_path: Path):
     db = tmp_path / "u.duckdb"
     result = CliRunner().invoke(
         app,
-        ["users", "add", "jo", "--role", "auditor", "--name", "Auditor", "--db", str(db)]
-        + ["--password", "a-long-password-2026"],
+        [
+            "users",
+            "add",
+            "jo",
+            "--role",
+            "auditor",
+            "--name",
+            "Auditor",
+            "--db",
+            str(db),
+            "--password",
+            "a-long-password-2026",
+        ],
     )
     assert result.exit_code == 0, result.output
     with DuckDBStore(db) as store:
