@@ -38,6 +38,8 @@ TABLES = {
     "soc_history",
     "users",
     "sessions",
+    "audit_log",
+    "audit_justifications",
     "schema_migrations",
 }
 
