@@ -8,7 +8,7 @@ import datetime as dt
 from placeharm.audit import ACTIONS, AuditLog
 from placeharm.errors import DataError
 from placeharm.services import policy
-from placeharm.services.pages import Page
+from placeharm.services.pages import Page, data_as_of
 from placeharm.services.policy import User
 from placeharm.store.base import Store
 
@@ -78,6 +78,7 @@ def audit_page(
     )
     usage = log.usage(store, since, until)
     data = {
+        **data_as_of(store),  # the demo banner and the footer, as on every page
         "search": {
             "user": username,
             "record": record,
