@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -109,6 +109,24 @@ class Settings(BaseSettings):
         default=False,
         description="Send the session cookie only over HTTPS (its Secure flag). Set it "
         "when the dashboard is served behind TLS, as it should be on a force network.",
+    )
+
+    audit_hmac_key: SecretStr | None = Field(
+        default=None,
+        description="Audit log: a secret (32 characters or more) keying an HMAC-SHA256 of "
+        "every entry, so an edit by someone who can write the database but lacks the key "
+        "is detected. Prefer audit_hmac_key_file. Unset: the hash chain only.",
+    )
+    audit_hmac_key_file: Path | None = Field(
+        default=None,
+        description="Audit log: a file holding the HMAC key (readable by placeharm only), "
+        "used when audit_hmac_key is unset.",
+    )
+    audit_syslog: str | None = Field(
+        default=None,
+        description="Audit log: also send every entry to syslog at this address, "
+        "udp://host:port, tcp://host:port or a socket path such as /dev/log (unset: the "
+        "store only).",
     )
 
     @classmethod

@@ -25,3 +25,15 @@ class ConfigError(PlaceharmError):
 
 class StoreError(PlaceharmError):
     """The store cannot be opened, migrated or written."""
+
+
+class AuditError(StoreError):
+    """The audit log cannot be written: what was asked is refused (HTTP 503)."""
+
+
+class JustificationRequired(PlaceharmError):
+    """The user must state why before this is shown (HTTP 428); `purpose` says for what."""
+
+    def __init__(self, message: str, purpose: str) -> None:
+        super().__init__(message)
+        self.purpose = purpose

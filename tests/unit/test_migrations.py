@@ -40,6 +40,8 @@ TABLES = {
     "sessions",
     "harm_indices",
     "harm_index_weights",
+    "audit_log",
+    "audit_justifications",
     "schema_migrations",
 }
 

@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from placeharm.audit import PURPOSES
 from placeharm.config import load_settings
 from placeharm.services import auth, demo, soc
 from placeharm.store.duckdb import DuckDBStore
 from placeharm.web.app import create_app
 
-ROLES = ("officer", "analyst", "supervisor", "leader", "partner", "admin")
+ROLES = ("officer", "analyst", "supervisor", "leader", "partner", "admin", "auditor")
 
 
 @pytest.fixture(scope="session")
@@ -33,7 +34,10 @@ def app_client(demo_db: Path) -> Iterator[TestClient]:
         yield client
 
 
-def sign_in(client: TestClient, username: str) -> dict[str, str]:
+def sign_in(client: TestClient, username: str, justify: bool = True) -> dict[str, str]:
+    """Sign in as a demo user; with `justify`, also state a justification for every purpose
+    that needs one (as a user would on the justification form), so tests that are not about
+    justification open nominals and export records as before."""
     response = client.post(
         "/login",
         data={"username": username, "password": f"{username}{auth.DEMO_PASSWORD_SUFFIX}"},
@@ -42,4 +46,15 @@ def sign_in(client: TestClient, username: str) -> dict[str, str]:
     assert response.status_code == 303, response.text
     token = response.cookies.get("placeharm_session")
     assert token
-    return {"placeharm_session": token}
+    cookie = {"placeharm_session": token}
+    if justify:
+        for purpose in PURPOSES:
+            client.cookies.clear()
+            stated = client.post(
+                "/api/justification",
+                data={"purpose": purpose, "reason": "investigation", "text": "web test"},
+                cookies=cookie,
+            )
+            assert stated.status_code == 200, stated.text
+        client.cookies.clear()
+    return cookie

@@ -28,6 +28,7 @@ ROLE_OF = {
     "leader": Role.senior_leader,
     "partner": Role.partner,
     "admin": Role.admin,
+    "auditor": Role.auditor,
 }
 BIG = 45  # members of T-G2: more than the cap
 

@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from placeharm import audit
 from placeharm.config import Settings, load_settings
 from placeharm.model import parse_month
 from placeharm.store.duckdb import DuckDBStore
@@ -42,7 +43,14 @@ def _settings(db: Path | None) -> Settings:
 
 
 def _open(settings: Settings) -> DuckDBStore:
-    return DuckDBStore(settings.db, threads=settings.threads, memory_limit=settings.memory_limit)
+    """The store, with the audit log as configured (HMAC key, syslog) for what it writes."""
+    store = DuckDBStore(settings.db, threads=settings.threads, memory_limit=settings.memory_limit)
+    try:
+        audit.attach(store, audit.AuditLog.from_settings(settings))
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def _emit(frame: pl.DataFrame, fmt: Format, title: str | None = None) -> None:

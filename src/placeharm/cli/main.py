@@ -12,6 +12,8 @@ import polars as pl
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from placeharm import audit
+from placeharm.cli import audit as audit_cli
 from placeharm.cli import harm as harm_cli
 from placeharm.cli import soc as soc_cli
 from placeharm.cli.common import (
@@ -49,8 +51,9 @@ areas_app = typer.Typer(
 app.add_typer(areas_app, name="areas")
 harm_cli.register(app, areas_app)
 soc_cli.register(app)
+audit_cli.register(app)
 
-_EXIT = {DataError: 2, NotFound: 3, ConfigError: 4, StoreError: 5}
+_EXIT = {DataError: 2, NotFound: 3, ConfigError: 4, StoreError: 5}  # 6: audit verify failed
 
 
 def _summary(results: list[ImportResult]) -> None:
@@ -318,7 +321,9 @@ def users_add(
     username: Annotated[str, typer.Argument(help="Sign-in name.")],
     role: Annotated[
         str,
-        typer.Option(help="officer, analyst, supervisor, senior_leader, partner or admin."),
+        typer.Option(
+            help="officer, analyst, supervisor, senior_leader, partner, admin or auditor."
+        ),
     ],
     name: Annotated[str, typer.Option(help="Display name (a role title, e.g. 'PCSO, Westgate').")],
     password: Annotated[
@@ -337,8 +342,18 @@ def users_add(
 
     if role not in {r.value for r in Role}:
         raise DataError(f"unknown role {role!r}; use one of: {', '.join(r.value for r in Role)}")
-    with _open(_settings(db)) as store:
+    with _open(_settings(db)) as store, store.transaction():
         auth_service.create_user(store, username, name, role, password)
+        audit.log_for(store).record(
+            store,
+            audit.Actor.cli(),
+            "alteration",
+            "user",
+            "placeharm users add",
+            fmt="cli",
+            record_ids={"user": [username]},
+            query={"role": role},
+        )
     out.print(f"User {username} ({role}) saved.", highlight=False)
 
 

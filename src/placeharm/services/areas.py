@@ -12,6 +12,8 @@ import polars as pl
 import shapely
 from pyproj import Transformer
 
+from placeharm import audit
+from placeharm.audit import Actor
 from placeharm.errors import DataError, NotFound
 from placeharm.geo import GRID_MIN_POINTS, PolygonGrid, PreparedPolygons, assign_points_to_sets
 from placeharm.ingest.boundaries import read_boundaries
@@ -81,6 +83,7 @@ def import_areas(
     set_name: str,
     code_field: str | None = None,
     name_field: str | None = None,
+    actor: Actor | None = None,
 ) -> AreaImportResult:
     """Import a boundary file as a named area set, replacing an earlier set of that name.
 
@@ -124,7 +127,7 @@ def import_areas(
             message=f"area set {set_name}; repaired: {', '.join(boundaries.repaired) or 'none'}",
             import_id=import_id,
         )
-        store.log_imports([(account, started, "")])
+        audit.record_imports(store, actor, [(account, started, "")], "areas import")
     return AreaImportResult(info, boundaries.repaired, boundaries.rejected)
 
 

@@ -26,6 +26,7 @@ DEMO_USERS = {
     "leader": ("Senior leader (demo)", Role.senior_leader),
     "partner": ("Community safety partner (demo)", Role.partner),
     "admin": ("Administrator (demo)", Role.admin),
+    "auditor": ("Auditor (demo)", Role.auditor),
 }
 DEMO_PASSWORD_SUFFIX = "-demo-2026"
 

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import polars as pl
 
+from placeharm import audit
+from placeharm.audit import Actor
 from placeharm.errors import DataError, PlaceharmError
 from placeharm.ingest.policeuk import CRIME_CONTENT, OUTCOME_KEY, ParsedFile, parse_file
 from placeharm.model import ImportResult, QuarantineRow, SourceKind
@@ -46,6 +48,7 @@ def find_files(paths: Iterable[Path | str]) -> list[Path]:
 # Files are committed in groups of about this many rows: a commit per small file costs more
 # than writing it (measured: 33 monthly files, 33 commits 6.7 s against 1 commit 2.3 s).
 _GROUP_ROWS = 300_000
+ROUTE = "ingest police.uk"  # what the audit log names as the way in
 
 
 def ingest(
@@ -54,8 +57,11 @@ def ingest(
     threads: int = 2,
     tolerance_m: float = 25.0,
     progress: ProgressFn | None = None,
+    actor: Actor | None = None,
 ) -> list[ImportResult]:
     """Import police.uk bulk CSVs and API JSON files; return one account per file.
+    `actor` is who imports (the import log and the audit log say so; default: the
+    operating-system user).
 
     Files are read and validated on a small thread pool while earlier files are written.
     Each file is all or nothing. For speed, consecutive files are committed together in one
@@ -72,7 +78,7 @@ def ingest(
     group: list[_Parsed] = []
 
     def flush() -> None:
-        for result in _write_group(store, group):
+        for result in _write_group(store, group, actor):
             log.info(
                 "import %s %s: read %d = inserted %d + updated %d + unchanged %d + quarantined %d",
                 result.source_file,
@@ -174,18 +180,18 @@ def _file_size(path: Path) -> int:
         return 0  # parse_file reports the unreadable file
 
 
-def _write_group(store: Store, group: list[_Parsed]) -> list[ImportResult]:
+def _write_group(store: Store, group: list[_Parsed], actor: Actor | None) -> list[ImportResult]:
     """Write a group of files in one transaction; on failure, replay them one by one."""
     try:
         with store.transaction():
-            return _write_files(store, group)
+            return _write_files(store, group, actor)
     except Exception:
         log.warning("a file in a group of %d failed; replaying them one by one", len(group))
     results = []
     for item in group:
         try:
             with store.transaction():
-                results.extend(_write_files(store, [item]))
+                results.extend(_write_files(store, [item], actor))
         except Exception as exc:
             log.exception("import of %s failed; the store is unchanged", item.path)
             assert isinstance(item.parsed, ParsedFile)
@@ -198,7 +204,7 @@ def _write_group(store: Store, group: list[_Parsed]) -> list[ImportResult]:
             )
             with store.transaction():
                 failed.import_id = store.next_import_ids(1)[0]
-                store.log_imports([(failed, item.started, item.sha256)])
+                audit.record_imports(store, actor, [(failed, item.started, item.sha256)], ROUTE)
             results.append(failed)
     return results
 
@@ -212,7 +218,7 @@ _TARGETS: dict[SourceKind, tuple[str, tuple[str, ...], str]] = {
 }
 
 
-def _write_files(store: Store, items: list[_Parsed]) -> list[ImportResult]:
+def _write_files(store: Store, items: list[_Parsed], actor: Actor | None) -> list[ImportResult]:
     """Write files inside the caller's transaction; raise if anything goes wrong.
 
     Files writing the same table are written with one statement per step when no record key
@@ -288,8 +294,12 @@ def _write_files(store: Store, items: list[_Parsed]) -> list[ImportResult]:
             )
     if coverage:
         store.record_coverage(pl.DataFrame(coverage))
-    store.log_imports(
-        [(result, item.started, item.sha256) for item, result in zip(items, results, strict=True)]
+    # last, so the audit log's lock is held for the commit only
+    audit.record_imports(
+        store,
+        actor,
+        [(result, item.started, item.sha256) for item, result in zip(items, results, strict=True)],
+        ROUTE,
     )
     return results
 

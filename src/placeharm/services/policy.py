@@ -9,6 +9,8 @@ Roles (docs/web.md):
   intelligence whose handling code permits sharing (P), with locations generalised; no
   nominals, groups or force records.
 - admin: everything (the radius search too), plus uploads, the quarantine and user accounts.
+- auditor: the audit log (who looked at what, docs/security/audit.md) and help; no data
+  pages at all.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Role(StrEnum):
     senior_leader = "senior_leader"
     partner = "partner"
     admin = "admin"
+    auditor = "auditor"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +42,13 @@ class User:
 
 
 ALL = frozenset(Role)
+DATA = ALL - {Role.auditor}  # every role that sees police data
 _ACTIONS: dict[str, frozenset[Role]] = {
-    "overview": ALL,
-    "ward": ALL,
-    "chb": ALL,
+    "overview": DATA,
+    "ward": DATA,
+    "chb": DATA,
     "help": ALL,
-    "records": ALL,
+    "records": DATA,
     "group": frozenset(
         {Role.officer, Role.analyst, Role.supervisor, Role.senior_leader, Role.admin}
     ),
@@ -56,17 +60,18 @@ _ACTIONS: dict[str, frozenset[Role]] = {
     "upload": frozenset({Role.admin}),
     # records past their MoPI review date: for those who review them (docs/security)
     "mopi": frozenset({Role.analyst, Role.supervisor, Role.admin}),
+    "audit": frozenset({Role.auditor}),
 }
 CLEARED = frozenset({Role.analyst, Role.supervisor, Role.admin})  # CCE/CSE
 RESTRICTED_FLAGS = ("cce_perpetrator", "cce_victim", "cse_perpetrator", "cse_victim")
 # record kinds in the explorer, per role
 _RECORDS = {
-    "crimes": ALL,
-    "partner_events": ALL,
-    "intelligence": ALL,
-    "incidents": ALL - {Role.partner},
-    "force_crimes": ALL - {Role.partner},
-    "disruptions": ALL - {Role.partner},
+    "crimes": DATA,
+    "partner_events": DATA,
+    "intelligence": DATA,
+    "incidents": DATA - {Role.partner},
+    "force_crimes": DATA - {Role.partner},
+    "disruptions": DATA - {Role.partner},
     "nominals": frozenset({Role.officer, Role.analyst, Role.supervisor, Role.admin}),
     "groups": frozenset(
         {Role.officer, Role.analyst, Role.supervisor, Role.senior_leader, Role.admin}
@@ -166,6 +171,14 @@ def shape_links(user: User, frame: pl.DataFrame) -> pl.DataFrame:
 
 
 _PERSON_COLUMNS = ("subjects", "summary", "target_nominal_id")
+# record kinds whose rows name people (or say what intelligence says about them)
+PERSONAL_KINDS = ("nominals", "intelligence", "disruptions")
+
+
+def names_people(user: User, kind: str) -> bool:
+    """Whether this role's records of `kind` carry columns naming people (a download of
+    them needs a stated justification)."""
+    return kind in PERSONAL_KINDS and allowed(user, "nominal")
 
 
 def shape_people(user: User, frame: pl.DataFrame, hidden: list[str]) -> pl.DataFrame:

@@ -24,6 +24,8 @@ import polars as pl
 import yaml
 from pyproj import Transformer
 
+from placeharm import audit
+from placeharm.audit import Actor
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import load_index
 from placeharm.harm.derive import crime_type_of
@@ -268,8 +270,10 @@ def import_entity(
     mapping: Mapping | None = None,
     synthetic: bool = False,
     threads: int = 2,
+    actor: Actor | None = None,
 ) -> ImportResult:
-    """Import one CSV file of SOC entity `kind` (see placeharm.soc.schema) in one transaction."""
+    """Import one CSV file of SOC entity `kind` (see placeharm.soc.schema) in one transaction.
+    `actor` is who imports (default: the operating-system user)."""
     spec = entity(kind)
     path = Path(path)
     mapping = mapping or Mapping()
@@ -347,7 +351,9 @@ def import_entity(
             located = frame.filter(pl.col("latitude").is_not_null())
             result.no_location = frame.height - located.height
             result.outside_areas = _assign(store, spec, located, threads)
-        store.log_imports([(result, started, hashlib.sha256(raw).hexdigest())])
+        audit.record_imports(
+            store, actor, [(result, started, hashlib.sha256(raw).hexdigest())], f"import {kind}"
+        )
     return result
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -47,6 +47,27 @@ SOC_TABLES = (
     "soc_chb_phases",
 )
 RECORD_TABLES = ("crimes", "stop_searches", *SOC_LOCATED_TABLES)
+AUDIT_COLUMNS = (
+    "seq",
+    "logged_at",
+    "username",
+    "role",
+    "client_address",
+    "action",
+    "page",
+    "route",
+    "format",
+    "record_ids",
+    "query",
+    "row_count",
+    "marking",
+    "reason_code",
+    "reason_text",
+    "outcome",
+    "prev_hash",
+    "entry_hash",
+    "hmac",
+)
 # measure sources with a date, and the force-crime flags a measure may test
 _SOC_DATED = {
     "force_crimes": ("soc_force_crimes", "recorded_date"),
@@ -217,6 +238,7 @@ class DuckDBStore:
             return
         self._con.begin()
         self._in_tx = True
+        committed = False
         try:
             yield
         except BaseException:
@@ -224,8 +246,12 @@ class DuckDBStore:
             raise
         else:
             self._con.commit()
+            committed = True
         finally:
             self._in_tx = False
+            hooks, self._local.hooks = getattr(self._local, "hooks", []), []
+            for hook in hooks:
+                hook(committed)
 
     def _run(self, sql: str, params: list[object] | None = None) -> list[tuple[Any, ...]]:
         """Run one statement and fetch everything, so the connection is free (DuckDB 2.x)."""
@@ -252,8 +278,11 @@ class DuckDBStore:
         rows = self._run("SELECT nextval('import_id_seq') FROM range(?)", [n])
         return sorted(int(r[0]) for r in rows)
 
-    def log_imports(self, entries: list[tuple[ImportResult, dt.datetime, str]]) -> None:
-        """Record each file's account (result, start time, SHA-256 of the file)."""
+    def log_imports(
+        self, entries: list[tuple[ImportResult, dt.datetime, str]], imported_by: str | None = None
+    ) -> None:
+        """Record each file's account (result, start time, SHA-256 of the file) and who
+        imported it (a username, 'drop-folder', or the operating-system user of the CLI)."""
         if not entries:
             return
         frame = pl.DataFrame(
@@ -280,7 +309,9 @@ class DuckDBStore:
         )
         self._register("_imports_in", frame)
         self._run(
-            "INSERT INTO imports BY NAME SELECT *, now()::TIMESTAMP AS finished_at FROM _imports_in"
+            "INSERT INTO imports BY NAME SELECT *, now()::TIMESTAMP AS finished_at, "
+            "?::VARCHAR AS imported_by FROM _imports_in",
+            [imported_by],
         )
         self._con.unregister("_imports_in")
 
@@ -1306,6 +1337,173 @@ class DuckDBStore:
             self._run("DELETE FROM harm_index_weights WHERE index_name = ?", [name])
             self._run("DELETE FROM harm_indices WHERE name = ?", [name])
         return found
+
+    # -- the audit log (placeharm.audit computes the hashes; this only stores and reads) ---
+
+    def in_transaction(self) -> bool:
+        """Whether this thread is inside `transaction()`."""
+        return self._in_tx
+
+    def after_transaction(self, hook: Callable[[bool], None]) -> None:
+        """Call `hook(committed)` when this thread's current transaction ends."""
+        if not self._in_tx:
+            raise StoreError("after_transaction needs an open transaction")
+        hooks: list[Callable[[bool], None]] = getattr(self._local, "hooks", [])
+        hooks.append(hook)
+        self._local.hooks = hooks
+
+    def audit_head(self, at_least: int = 0) -> tuple[int, str] | None:
+        """The newest entry's sequence number and hash (None for an empty log). `at_least`
+        lets DuckDB skip the row groups before a known sequence number."""
+        row = self._one(
+            "SELECT seq, entry_hash FROM audit_log WHERE seq >= ? ORDER BY seq DESC LIMIT 1",
+            [at_least],
+        )
+        if row is None and at_least > 0:
+            return self.audit_head()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def audit_append(self, entry: dict[str, Any]) -> None:
+        """Insert one entry (the only write the audit log has: no update, no delete)."""
+        self._run(
+            f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in AUDIT_COLUMNS)})",
+            [entry[c] for c in AUDIT_COLUMNS],
+        )
+
+    def audit_entries(
+        self,
+        after_seq: int = 0,
+        limit: int = 10_000,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Entries after `after_seq` in sequence order (optionally logged in [since, until))."""
+        rows = self._run(
+            f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log WHERE seq > ? "
+            "AND (?::TIMESTAMP IS NULL OR logged_at >= ?::TIMESTAMP) "
+            "AND (?::TIMESTAMP IS NULL OR logged_at < ?::TIMESTAMP) ORDER BY seq LIMIT ?",
+            [after_seq, since, since, until, until, limit],
+        )
+        return [dict(zip(AUDIT_COLUMNS, row, strict=True)) for row in rows]
+
+    def audit_seq_of_hash(self, entry_hash: str) -> int | None:
+        """The sequence number of the entry with this hash, if any."""
+        row = self._one("SELECT min(seq) FROM audit_log WHERE entry_hash = ?", [entry_hash])
+        return None if row is None or row[0] is None else int(row[0])
+
+    def audit_search(
+        self,
+        username: str | None,
+        record: str | None,
+        since: dt.datetime | None,
+        until: dt.datetime | None,
+        action: str | None,
+        limit: int,
+        offset: int = 0,
+    ) -> tuple[pl.DataFrame, int]:
+        """Entries by user, record identifier (a JSON string value in `record_ids`), time
+        range and action, newest first; and how many match in all."""
+        where = (
+            "(?::VARCHAR IS NULL OR username = ?) "
+            "AND (?::VARCHAR IS NULL OR contains(record_ids, ?)) "
+            "AND (?::TIMESTAMP IS NULL OR logged_at >= ?::TIMESTAMP) "
+            "AND (?::TIMESTAMP IS NULL OR logged_at < ?::TIMESTAMP) "
+            "AND (?::VARCHAR IS NULL OR action = ?)"
+        )
+        params: list[object] = [
+            username,
+            username,
+            record,
+            record,
+            since,
+            since,
+            until,
+            until,
+            action,
+            action,
+        ]
+        frame = self._frame(
+            f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log WHERE {where} "
+            "ORDER BY seq DESC LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        )
+        total = self._one(f"SELECT count(*) FROM audit_log WHERE {where}", params)
+        return frame, int(total[0]) if total else 0
+
+    def audit_usage(
+        self, since: dt.datetime | None, until: dt.datetime | None
+    ) -> dict[str, pl.DataFrame]:
+        """Uptake from the log: `totals` (distinct users, page views, downloads, wards
+        viewed) and by ISO week `weekly` (users, page views, downloads), `pages` (views and
+        users by page kind) and `wards` (views and users by ward). A page view is an HTML
+        page served to a signed-in user."""
+        span = (
+            "outcome = 'ok' AND action IN ('consultation', 'disclosure') "
+            "AND (?::TIMESTAMP IS NULL OR logged_at >= ?::TIMESTAMP) "
+            "AND (?::TIMESTAMP IS NULL OR logged_at < ?::TIMESTAMP)"
+        )
+        params: list[object] = [since, since, until, until]
+        view = "action = 'consultation' AND format = 'html'"
+        ward = "json_extract_string(record_ids, '$.ward[0]')"
+        week = "strftime(logged_at, '%G-W%V')"
+        totals = self._frame(
+            "SELECT count(DISTINCT username) AS users, "
+            f"count(*) FILTER (WHERE {view}) AS page_views, "
+            "count(*) FILTER (WHERE action = 'disclosure') AS downloads, "
+            f"count(DISTINCT {ward}) FILTER (WHERE {view} AND page = 'ward') AS wards_viewed "
+            f"FROM audit_log WHERE {span}",
+            params,
+        )
+        weekly = self._frame(
+            f"SELECT {week} AS week, count(DISTINCT username) AS users, "
+            f"count(*) FILTER (WHERE {view}) AS page_views, "
+            "count(*) FILTER (WHERE action = 'disclosure') AS downloads "
+            f"FROM audit_log WHERE {span} GROUP BY ALL ORDER BY week",
+            params,
+        )
+        pages = self._frame(
+            f"SELECT {week} AS week, page, count(*) AS views, count(DISTINCT username) AS users "
+            f"FROM audit_log WHERE {span} AND {view} GROUP BY ALL ORDER BY week, views DESC, page",
+            params,
+        )
+        wards = self._frame(
+            f"SELECT {week} AS week, {ward} AS ward, count(*) AS views, "
+            f"count(DISTINCT username) AS users FROM audit_log WHERE {span} AND {view} "
+            "AND page = 'ward' GROUP BY ALL ORDER BY week, views DESC, ward",
+            params,
+        )
+        return {"totals": totals, "weekly": weekly, "pages": pages, "wards": wards}
+
+    def set_justification(
+        self, token_hash: str, purpose: str, reason_code: str, reason_text: str, now: dt.datetime
+    ) -> None:
+        """A session's stated justification for a purpose (replacing an earlier one); the
+        justifications of ended sessions go at the same time."""
+        self._run(
+            "DELETE FROM audit_justifications WHERE token_hash NOT IN "
+            "(SELECT token_hash FROM sessions) OR (token_hash = ? AND purpose = ?)",
+            [token_hash, purpose],
+        )
+        self._run(
+            "INSERT INTO audit_justifications VALUES (?, ?, ?, ?, ?)",
+            [token_hash, purpose, reason_code, reason_text, now],
+        )
+
+    def justification(
+        self, token_hash: str, purpose: str, now: dt.datetime
+    ) -> tuple[str, str] | None:
+        """(reason code, text) stated in this live session for the purpose, if any."""
+        row = self._one(
+            "SELECT j.reason_code, j.reason_text FROM audit_justifications j "
+            "JOIN sessions s USING (token_hash) WHERE j.token_hash = ? AND j.purpose = ? "
+            "AND s.expires_at > ?",
+            [token_hash, purpose, now],
+        )
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def end_justifications(self, token_hash: str) -> None:
+        self._run("DELETE FROM audit_justifications WHERE token_hash = ?", [token_hash])
 
 
 def _safe_col(name: str) -> str:

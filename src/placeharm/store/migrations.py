@@ -276,6 +276,48 @@ MIGRATIONS.append(
 
 MIGRATIONS.append(
     (
+        5,
+        "the section 62 audit log (hash-chained, append-only), justifications, who imported",
+        [
+            # Append-only: the store has no method that updates or deletes a row. Each entry's
+            # entry_hash is SHA-256 over its canonical content and prev_hash (placeharm.audit),
+            # hmac an HMAC-SHA256 of the same when a key is configured.
+            """CREATE TABLE audit_log (
+                seq BIGINT PRIMARY KEY,
+                logged_at TIMESTAMP NOT NULL,  -- UTC
+                username VARCHAR NOT NULL,
+                role VARCHAR NOT NULL,
+                client_address VARCHAR,
+                action VARCHAR NOT NULL,  -- collection, consultation, disclosure, ...
+                page VARCHAR NOT NULL,  -- what: nominal, ward, records, import, user, ...
+                route VARCHAR NOT NULL,  -- the route template or CLI command
+                format VARCHAR,  -- html, json, csv, geojson, gpkg, cli
+                record_ids VARCHAR NOT NULL,  -- JSON object: identifier kind -> identifiers
+                query VARCHAR NOT NULL,  -- JSON object: the request's parameters
+                row_count BIGINT,
+                marking VARCHAR,
+                reason_code VARCHAR,
+                reason_text VARCHAR,
+                outcome VARCHAR NOT NULL,
+                prev_hash VARCHAR NOT NULL,
+                entry_hash VARCHAR NOT NULL,
+                hmac VARCHAR
+            )""",
+            """CREATE TABLE audit_justifications (
+                token_hash VARCHAR NOT NULL,  -- the session's (sha256 of the cookie value)
+                purpose VARCHAR NOT NULL,
+                reason_code VARCHAR NOT NULL,
+                reason_text VARCHAR NOT NULL,
+                stated_at TIMESTAMP NOT NULL,
+                PRIMARY KEY (token_hash, purpose)
+            )""",
+            "ALTER TABLE imports ADD COLUMN imported_by VARCHAR",
+        ],
+    )
+)
+
+MIGRATIONS.append(
+    (
         6,
         "registered custom harm indices (issue 12: a request names an index, never a file)",
         [

@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 import polars as pl
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
@@ -41,18 +42,34 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from placeharm import audit
+from placeharm.audit import Actor, Justification
+from placeharm.audit.entry import clip
 from placeharm.config import Settings
 from placeharm.errors import (
+    AuditError,
     ConfigError,
     DataError,
+    JustificationRequired,
     NotFound,
     PermissionDenied,
     PlaceharmError,
 )
-from placeharm.services import auth, basemap, exports, indices, mopi, pages, policy, radius
+from placeharm.services import (
+    audit_view,
+    auth,
+    basemap,
+    exports,
+    indices,
+    mopi,
+    pages,
+    policy,
+    radius,
+)
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
+from placeharm.web import audited
 from placeharm.web.live import DropFolder, Importer
 from placeharm.web.network import drawing as network_drawing
 from placeharm.web.openapi import ERROR_RESPONSES
@@ -203,6 +220,8 @@ class State:
         self.as_of: dict[str, Any] = {}
         self.watcher: DropFolder | None = None
         self.clock: mopi.Clock = mopi.system_today  # "today" for MoPI reviews; tests set it
+        self.audit = audit.AuditLog.from_settings(settings)  # cannot be switched off
+        audit.attach(self.store, self.audit)
 
     @contextmanager
     def read(self) -> Iterator[DuckDBStore]:
@@ -257,6 +276,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
             if state.watcher is not None:
                 state.watcher.stop()
             state.store.close()
+            state.audit.close()
             if tiles is not None:
                 tiles.close()
 
@@ -270,6 +290,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         responses=ERROR_RESPONSES,
     )
     app.state.placeharm = state
+    app.router.route_class = audited.AuditedRoute  # every data route logged (web/audited.py)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
     def _remembered(token: str) -> User | None:
@@ -297,6 +318,8 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
             user = _remembered(token) or await run_in_threadpool(_look_up, token)
         if user is None:
             raise PermissionDenied("sign in first")
+        assert token is not None
+        await audited.signed_in(request, user, token)  # the Actor; a justification if needed
         return user
 
     @app.exception_handler(PlaceharmError)
@@ -304,9 +327,17 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         status = (
             403 if isinstance(exc, PermissionDenied) else 404 if isinstance(exc, NotFound) else 400
         )
+        status = 503 if isinstance(exc, AuditError) else status
+        status = 428 if isinstance(exc, JustificationRequired) else status
         wants_html = not request.url.path.startswith("/api") and "text/html" in request.headers.get(
             "accept", ""
         )
+        if isinstance(exc, JustificationRequired) and wants_html:
+            back = _safe_next(
+                request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            )
+            query = urlencode({"purpose": exc.purpose, "next": back})
+            return RedirectResponse(f"/justification?{query}", status_code=303)
         if status == 403 and str(exc) == "sign in first" and wants_html:
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
         if wants_html:
@@ -340,7 +371,9 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
             with state.read() as store:
                 return fn(store, *args)
 
-        return state.cache.get_or_build(key, builder, keep=lambda: state.version == version)
+        page = state.cache.get_or_build(key, builder, keep=lambda: state.version == version)
+        audited.saw(page)  # cached or not, this request's audit entry names what it holds
+        return page
 
     async def page_json(fn: Callable[..., Page], *args: Any) -> Response:
         """A page's JSON twin. A cached page is answered on the event loop; a page to build
@@ -349,6 +382,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         page = state.cache.get(key)
         if page is None or page.json_bytes is None:
             return await run_in_threadpool(lambda: _page_json(build(fn, *args)))
+        audited.saw(page)
         return _page_json(page)
 
     @app.get("/api/openapi.json", include_in_schema=False)
@@ -366,20 +400,35 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
 
     @app.post("/login", include_in_schema=False)
     def login(
-        username: str = Form(...), password: str = Form(...), next: str = Form("/overview")
+        request: Request,
+        username: str = Form(...),
+        password: str = Form(...),
+        next: str = Form("/overview"),
     ) -> Response:
+        address = request.client.host if request.client else None
         try:
             state.throttle.check(username)
             with state.read() as store:
                 record = store.user(username)
                 real = store.real_soc_records() > 0
             auth.check_password(record, password, real)  # slow: outside the store lock
-            with state.write() as store:
+            assert record is not None
+            with state.write() as store, store.transaction():
                 token = auth.start_session(store, username)
-        except PermissionDenied:
+                actor = Actor(username, record["role"], address, audit.session_key(token))
+                state.audit.record(store, actor, "sign-in", "session", "/login")
+        except PermissionDenied as exc:
             state.throttle.failed(username)
+            # the name attempted (never the password); the log says whether it was throttled
+            attempt = Actor(clip(username)[:100], "unknown", address)
+            outcome = "throttled" if "too many" in str(exc) else "failed"
+            state.audit.record(
+                state.store, attempt, "sign-in", "session", "/login", outcome=outcome
+            )
             return RedirectResponse(f"/login?error=1&next={_safe_next(next)}", status_code=303)
         state.throttle.succeeded(username)
+        if record["role"] == policy.Role.auditor.value and _safe_next(next) == "/overview":
+            next = "/audit"  # the auditor sees no data pages
         response = RedirectResponse(_safe_next(next), status_code=303)
         response.set_cookie(
             COOKIE,
@@ -396,8 +445,15 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         token = request.cookies.get(COOKIE)
         if token:
             state.sessions.pop(token, None)
-        with state.write() as store:
+        with state.read() as store:
+            user = auth.user_for(store, token)
+        with state.write() as store, store.transaction():
             auth.logout(store, token)
+            if token and user is not None:
+                key = audit.session_key(token)
+                store.end_justifications(key)
+                actor = Actor(user.username, user.role.value, _address(request), key)
+                state.audit.record(store, actor, "sign-out", "session", "/logout")
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE)
         return response
@@ -587,13 +643,13 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         query: dict[str, Any],
         run: Callable[[], tuple[Page, dict[str, list[str]]]],
     ) -> Page:
-        """The one place a radius search is authorised, justified and recorded (issue 12,
-        item 7): it checks the role, runs the search and gets back the page and the ids
-        of the records shown. The audit work replaces the body: refuse without a
-        justification for `action` in this session, then write the entry (user, client,
-        `query`, the record ids) before the page is returned; refuse if it cannot be written."""
+        """The one place a radius search is authorised and recorded: the justification was
+        checked before the handler ran (`audited.purpose_needed`); the identifiers of the
+        records shown go into the request's audit entry, written before the page is sent."""
         policy.require(user, action)
-        built, _record_ids = run()
+        built, record_ids = run()
+        audited.saw(built)  # its rows (searches skip the page cache)
+        audited.shown(record_ids)
         return built
 
     async def radius_query(
@@ -721,7 +777,10 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
 
     @app.post("/api/upload")
     def upload(
-        kind: str = Form(...), file: UploadFile = File(...), user: User = Depends(signed_in)
+        request: Request,
+        kind: str = Form(...),
+        file: UploadFile = File(...),
+        user: User = Depends(signed_in),
     ) -> Any:
         policy.require(user, "upload")
         name = Path(file.filename or "").name
@@ -730,8 +789,100 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         content = file.file.read(MAX_UPLOAD + 1)
         if len(content) > MAX_UPLOAD:
             raise DataError(f"the file is over {MAX_UPLOAD // 2**20} MB; use the drop folder")
-        result = state.importer.import_bytes(kind, name, content)
+        actor = Actor(user.username, user.role.value, _address(request))
+        result = state.importer.import_bytes(kind, name, content, actor)
         return _json(result)
+
+    # -- justification and the audit log ---------------------------------------------------
+    def _actor(request: Request, user: User) -> Actor:
+        token = request.cookies.get(COOKIE) or ""
+        return Actor(user.username, user.role.value, _address(request), audit.session_key(token))
+
+    @app.get("/justification", response_class=HTMLResponse, include_in_schema=False)
+    def justification_form(
+        request: Request,
+        purpose: str = "nominal",
+        next: str = "/overview",
+        error: str | None = None,
+        user: User = Depends(signed_in),
+    ) -> Any:
+        if purpose not in audit.PURPOSES:
+            raise DataError(f"no purpose {purpose!r}; use one of {', '.join(audit.PURPOSES)}")
+        context = {
+            "user": user,
+            "purpose": purpose,
+            "purpose_text": audit.PURPOSES[purpose],
+            "reasons": audit.REASONS,
+            "max_text": audit.MAX_REASON_TEXT,
+            "next": _safe_next(next),
+            "error": error,
+        }
+        return templates.TemplateResponse(request, "justification.html", context)
+
+    @app.post("/justification", include_in_schema=False)
+    def justification_submit(
+        request: Request,
+        purpose: str = Form(...),
+        reason: str = Form(""),
+        text: str = Form(""),
+        next: str = Form("/overview"),
+        user: User = Depends(signed_in),
+    ) -> Response:
+        try:
+            stated = _state_justification(request, user, purpose, reason, text)
+        except DataError as exc:
+            query = urlencode({"purpose": purpose, "next": _safe_next(next), "error": str(exc)})
+            return RedirectResponse(f"/justification?{query}", status_code=303)
+        assert stated
+        return RedirectResponse(_safe_next(next), status_code=303)
+
+    @app.post("/api/justification")
+    def justification_api(
+        request: Request,
+        purpose: str = Form(...),
+        reason: str = Form(...),
+        text: str = Form(""),
+        user: User = Depends(signed_in),
+    ) -> Any:
+        """State why you need personal data (once per purpose and session): then ask again."""
+        stated = _state_justification(request, user, purpose, reason, text)
+        return _json({"purpose": purpose, "reason": stated.reason_code, "text": stated.text})
+
+    def _state_justification(
+        request: Request, user: User, purpose: str, reason: str, text: str
+    ) -> Justification:
+        if purpose not in audit.PURPOSES:
+            raise DataError(f"no purpose {purpose!r}; use one of {', '.join(audit.PURPOSES)}")
+        stated = Justification.parse(reason, text)
+        with state.write() as store:
+            audit.state_justification(store, _actor(request, user), purpose, stated)
+        return stated
+
+    @app.get("/audit", response_class=HTMLResponse, include_in_schema=False)
+    def audit_page(request: Request, user: User = Depends(signed_in)) -> Any:
+        page = _audit_page(request, user)
+        return render(request, "audit.html", page, user)
+
+    @app.get("/api/audit")
+    def audit_api(request: Request, user: User = Depends(signed_in)) -> Any:
+        return _json(_audit_page(request, user).to_json())
+
+    def _audit_page(request: Request, user: User) -> Page:
+        params = request.query_params
+        with state.read() as store:
+            page = audit_view.audit_page(
+                store,
+                state.audit,
+                user,
+                username=params.get("user"),
+                record=params.get("record"),
+                first=params.get("from"),
+                last=params.get("to"),
+                action=params.get("action"),
+                page=params.get("page", "1"),
+            )
+        audited.saw(page)
+        return page
 
     @app.get("/events")
     async def events(request: Request, user: User = Depends(signed_in)) -> StreamingResponse:
@@ -840,6 +991,7 @@ def _gpkg(layers: dict[str, list[dict[str, Any]]], page: Page, filename: str) ->
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
+    audited.wrote(sum(len(features) for features in layers.values()))
     return FileResponse(
         path,
         media_type=exports.MEDIA_TYPE,
@@ -853,6 +1005,11 @@ def _script_json(payload: Any) -> str:
     """JSON safe inside a <script> element: no '<', '>' or '&' characters at all."""
     text = json.dumps(payload, default=str)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def _address(request: Request) -> str | None:
+    """The client's address as the server sees it (the proxy's, behind a reverse proxy)."""
+    return request.client.host if request.client else None
 
 
 def _safe_next(target: str) -> str:
@@ -878,6 +1035,8 @@ def _page_json(page: Page) -> Response:
 
 
 def _json(payload: Any, media_type: str = "application/json") -> Response:
+    if isinstance(payload, dict) and isinstance(payload.get("features"), list):
+        audited.wrote(len(payload["features"]))  # a GeoJSON download
     return Response(
         json.dumps(payload, default=str),
         media_type=media_type,
@@ -891,6 +1050,7 @@ def _csv(frame: pl.DataFrame, filename: str) -> Response:
     # a cell starting = + - @ would run as a formula in a spreadsheet: quote it
     frame = frame.with_columns(pl.col(pl.String).str.replace(r"^([=+\-@\t\r])", "'$1"))
     frame.write_csv(buffer)
+    audited.wrote(frame.height)
     return Response(
         buffer.getvalue(),
         media_type="text/csv",

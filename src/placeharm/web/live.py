@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from placeharm.audit import DROP_FOLDER, Actor
 from placeharm.errors import DataError
 from placeharm.services.ingest import ingest
 from placeharm.services.pages import data_as_of
@@ -29,7 +30,9 @@ class Importer:
     def __init__(self, state: State) -> None:
         self.state = state
 
-    def import_path(self, kind: str, path: Path) -> dict[str, Any]:
+    def import_path(self, kind: str, path: Path, actor: Actor) -> dict[str, Any]:
+        """Import one file; `actor` (who uploaded, or the drop folder) goes in the import log
+        and the audit log."""
         if kind != POLICE_UK and kind not in ENTITIES:
             raise DataError(
                 f"unknown kind {kind!r}; use {POLICE_UK} or one of {', '.join(ENTITIES)}"
@@ -37,10 +40,14 @@ class Importer:
         with self.state.write() as store:
             try:
                 if kind == POLICE_UK:
-                    results = ingest(store, [path], threads=self.state.settings.threads)
+                    results = ingest(
+                        store, [path], threads=self.state.settings.threads, actor=actor
+                    )
                 else:
                     results = [
-                        import_entity(store, kind, path, threads=self.state.settings.threads)
+                        import_entity(
+                            store, kind, path, threads=self.state.settings.threads, actor=actor
+                        )
                     ]
             finally:
                 self.state.as_of = data_as_of(store)
@@ -67,12 +74,12 @@ class Importer:
         log.info("imported %d file(s) of kind %s", len(out), kind)
         return {"results": out}
 
-    def import_bytes(self, kind: str, name: str, content: bytes) -> dict[str, Any]:
+    def import_bytes(self, kind: str, name: str, content: bytes, actor: Actor) -> dict[str, Any]:
         folder = Path(tempfile.mkdtemp(prefix="placeharm-upload-"))
         try:
             path = folder / name
             path.write_bytes(content)
-            return self.import_path(kind, path)
+            return self.import_path(kind, path, actor)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -119,7 +126,7 @@ class DropFolder:
     def _one(self, path: Path) -> None:
         kind = path.name.split("__", 1)[0] if "__" in path.name else POLICE_UK
         try:
-            outcome = self.state.importer.import_path(kind, path)
+            outcome = self.state.importer.import_path(kind, path, DROP_FOLDER)
             problems = [
                 f"{r['file']}: {r['status']}: {r['message']}"
                 for r in outcome["results"]

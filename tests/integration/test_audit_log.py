@@ -1,0 +1,333 @@
+"""The audit log on a real DuckDB file: the chain, tamper detection with raw SQL (edit,
+delete, insert, reorder), the HMAC, JSON lines export, syslog over loopback UDP, entries that
+commit or roll back with the caller's write, concurrent appends, and who imported."""
+
+from __future__ import annotations
+
+import datetime as dt
+import getpass
+import itertools
+import json
+import socket
+import threading
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from placeharm import audit
+from placeharm.audit import Actor, AuditLog, Justification
+from placeharm.audit.entry import COLUMNS, entry_hash
+from placeharm.cli.main import app
+from placeharm.errors import ConfigError, DataError
+from placeharm.services import auth
+from placeharm.soc.importer import import_entity
+from placeharm.store.duckdb import AUDIT_COLUMNS, DuckDBStore
+
+KEY = "k" * 40
+ANALYST = Actor("analyst1", "analyst", "10.0.0.5", None, Justification("investigation", "op X"))
+
+
+def _fill(path: Path, n: int = 8, log: AuditLog | None = None) -> None:
+    log = log or AuditLog()
+    with DuckDBStore(path) as store:
+        for i in range(n):
+            log.record(
+                store,
+                ANALYST,
+                "consultation",
+                "nominal",
+                "/nominal/{nominal_id}",
+                fmt="html",
+                record_ids={"nominal": [f"N{i}"]},
+                query={"q": f"search {i}"},
+                row_count=i,
+                marking="OFFICIAL-SENSITIVE",
+            )
+
+
+def _sql(path: Path, *statements: str) -> None:
+    con = duckdb.connect(str(path))
+    try:
+        for statement in statements:
+            con.execute(statement)
+    finally:
+        con.close()
+
+
+def _verify(path: Path, *args: str, env: dict[str, str] | None = None):
+    return CliRunner().invoke(app, ["audit", "verify", "--db", str(path), *args], env=env)
+
+
+@pytest.fixture()
+def log_db(tmp_path: Path) -> Path:
+    path = tmp_path / "audit.duckdb"
+    _fill(path)
+    return path
+
+
+def test_an_untouched_log_verifies(log_db: Path):
+    result = _verify(log_db)
+    assert result.exit_code == 0, result.output
+    assert "8 entries verified" in result.output
+    with DuckDBStore(log_db) as store:
+        rows = store.audit_entries()
+    assert [r["seq"] for r in rows] == list(range(1, 9))
+    assert rows[0]["prev_hash"] == "0" * 64
+    assert all(b["prev_hash"] == a["entry_hash"] for a, b in itertools.pairwise(rows))
+    assert rows[3]["reason_code"] == "investigation" and rows[3]["reason_text"] == "op X"
+    assert json.loads(rows[3]["record_ids"]) == {"nominal": ["N3"]}
+
+
+def test_an_edited_entry_is_found(log_db: Path):
+    _sql(log_db, "UPDATE audit_log SET username = 'someone_else' WHERE seq = 4")
+    result = _verify(log_db)
+    assert result.exit_code == 6
+    assert "entry 4 was edited" in result.output and "3 entries before it" in result.output
+
+
+def test_a_deleted_entry_is_found(log_db: Path):
+    _sql(log_db, "DELETE FROM audit_log WHERE seq = 5")
+    result = _verify(log_db)
+    assert result.exit_code == 6 and "entry 5 was deleted" in result.output
+
+
+def test_a_deleted_and_renumbered_entry_is_found(log_db: Path):
+    _sql(
+        log_db,
+        "DELETE FROM audit_log WHERE seq = 5",
+        "UPDATE audit_log SET seq = seq + 1000 WHERE seq > 5",
+        "UPDATE audit_log SET seq = seq - 1001 WHERE seq > 1000",
+    )
+    result = _verify(log_db)
+    assert result.exit_code == 6 and "an entry after entry 4 was deleted" in result.output
+
+
+def test_an_inserted_entry_is_found(log_db: Path):
+    """A forged entry made to look right (correct previous hash, correct own hash) in the
+    middle: the next entry still points past it."""
+    with DuckDBStore(log_db) as store:
+        fourth = store.audit_entries(3, 1)[0]
+    forged = dict(fourth, seq=5, username="forger", prev_hash=fourth["entry_hash"])
+    forged["entry_hash"] = entry_hash(forged)
+    _sql(
+        log_db,
+        "UPDATE audit_log SET seq = seq + 1000 WHERE seq >= 5",
+        "UPDATE audit_log SET seq = seq - 999 WHERE seq >= 1000",
+    )
+    with DuckDBStore(log_db) as store:
+        store.audit_append(forged)
+    result = _verify(log_db)
+    assert result.exit_code == 6
+    assert "entry 5 was inserted or moved: entry 6 was written after entry 4" in result.output
+
+
+def test_reordered_entries_are_found(log_db: Path):
+    _sql(
+        log_db,
+        "UPDATE audit_log SET seq = 100 WHERE seq = 5",
+        "UPDATE audit_log SET seq = 5 WHERE seq = 6",
+        "UPDATE audit_log SET seq = 6 WHERE seq = 100",
+    )
+    result = _verify(log_db)
+    assert result.exit_code == 6
+    assert "reordered: entry 5 was written after entry 6" in result.output
+
+
+def test_the_hmac_finds_a_rewritten_chain_and_a_wrong_key(tmp_path: Path):
+    """Without a key, someone who can write the file can recompute every hash; with one,
+    the rewrite shows."""
+    path = tmp_path / "keyed.duckdb"
+    _fill(path, 5, AuditLog(KEY.encode()))
+    env = {"PLACEHARM_AUDIT_HMAC_KEY": KEY}
+    assert _verify(path, env=env).exit_code == 0
+    wrong = _verify(path, env={"PLACEHARM_AUDIT_HMAC_KEY": "w" * 40})
+    assert wrong.exit_code == 6 and "entry 1: its HMAC does not match" in wrong.output
+    # rewrite entry 3 and recompute the hashes of 3..5 so the plain chain still holds
+    with DuckDBStore(path) as store:
+        rows = store.audit_entries()
+    prev = rows[1]["entry_hash"]
+    statements = []
+    for row in rows[2:]:
+        row = dict(row, prev_hash=prev)
+        if row["seq"] == 3:
+            row["username"] = "someone_else"
+        row["entry_hash"] = prev = entry_hash(row)
+        statements.append(
+            f"UPDATE audit_log SET username = '{row['username']}', prev_hash = "
+            f"'{row['prev_hash']}', entry_hash = '{row['entry_hash']}' WHERE seq = {row['seq']}"
+        )
+    _sql(path, *statements)
+    assert _verify(path).exit_code == 0  # the unkeyed chain cannot tell
+    keyed = _verify(path, env=env)
+    assert keyed.exit_code == 6 and "entry 3: its HMAC does not match" in keyed.output
+
+
+def test_a_short_key_is_refused(tmp_path: Path):
+    result = _verify(tmp_path / "x.duckdb", env={"PLACEHARM_AUDIT_HMAC_KEY": "short"})
+    assert isinstance(result.exception, ConfigError) and "too short" in str(result.exception)
+
+
+def test_export_writes_json_lines_that_verify_again(log_db: Path, tmp_path: Path):
+    out = tmp_path / "audit.jsonl"
+    today = dt.datetime.now(dt.UTC).date()
+    result = CliRunner().invoke(
+        app,
+        [
+            "audit",
+            "export",
+            "--db",
+            str(log_db),
+            "--from",
+            str(today),
+            "--to",
+            str(today),
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(lines) == 8 and lines[2]["record_ids"] == {"nominal": ["N2"]}
+    assert lines[2]["query"] == {"q": "search 2"} and lines[2]["logged_at"].endswith("Z")
+    entries = [audit.from_line(line) for line in lines]
+    assert audit.verify_entries(entries).ok
+    with DuckDBStore(log_db) as store:
+        stored = store.audit_entries()
+        assert entries == stored[:8]
+        # the export itself is a disclosure, logged after the lines were written
+        assert stored[8]["action"] == "disclosure" and stored[8]["row_count"] == 8
+        assert stored[8]["username"] == getpass.getuser()
+    later = tmp_path / "none.jsonl"
+    tomorrow = today + dt.timedelta(days=1)
+    CliRunner().invoke(
+        app, ["audit", "export", "--db", str(log_db), "--from", str(tomorrow), "--out", str(later)]
+    )
+    assert later.read_text() == ""
+    entries[4]["username"] = "edited"
+    report = audit.verify_entries(entries)
+    assert not report.ok and report.problem_seq == 5
+
+
+def test_entries_go_to_syslog_over_udp(tmp_path: Path):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    port = sock.getsockname()[1]
+    log = AuditLog(syslog=f"udp://127.0.0.1:{port}")
+    try:
+        with DuckDBStore(tmp_path / "s.duckdb") as store:
+            entry = log.record(store, ANALYST, "consultation", "ward", "/ward/{code}")
+            with store.transaction():  # an entry in a write is sent once it commits
+                second = log.record(store, ANALYST, "sign-in", "session", "/login")
+        messages = [sock.recv(65536).decode() for _ in range(2)]
+    finally:
+        log.close()
+        sock.close()
+    for message, sent in zip(messages, (entry, second), strict=True):
+        assert message.startswith("<")  # syslog priority
+        body = json.loads(message.split("placeharm-audit: ", 1)[1].rstrip("\x00"))
+        assert body["entry_hash"] == sent["entry_hash"] and body["username"] == "analyst1"
+
+
+def test_an_entry_in_a_write_commits_or_rolls_back_with_it(tmp_path: Path):
+    log = AuditLog()
+    with DuckDBStore(tmp_path / "s.duckdb") as store:
+        log.record(store, ANALYST, "consultation", "ward", "/ward/{code}")
+        with pytest.raises(RuntimeError), store.transaction():
+            store.upsert_user("u1", "U", "analyst", "x", demo=False)
+            log.record(store, ANALYST, "alteration", "user", "users add")
+            raise RuntimeError("the write fails")
+        assert store.user("u1") is None and len(store.audit_entries()) == 1
+        with store.transaction():
+            store.upsert_user("u2", "U", "analyst", "x", demo=False)
+            log.record(store, ANALYST, "alteration", "user", "users add")
+            log.record(store, ANALYST, "alteration", "user", "users add")
+        log.record(store, ANALYST, "consultation", "ward", "/ward/{code}")
+        assert [e["seq"] for e in store.audit_entries()] == [1, 2, 3, 4]
+        assert audit.verify(store).ok
+
+
+def test_concurrent_appends_keep_one_chain(tmp_path: Path):
+    log = AuditLog(KEY.encode())
+    with DuckDBStore(tmp_path / "s.duckdb") as store:
+        errors: list[BaseException] = []
+
+        def work(n: int) -> None:
+            try:
+                for i in range(15):
+                    if i % 5 == 0:
+                        with store.transaction():
+                            log.record(store, ANALYST, "alteration", "user", f"t{n}")
+                    else:
+                        log.record(store, ANALYST, "consultation", "ward", f"t{n}")
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errors
+        report = audit.verify(store, KEY.encode())
+        assert report.ok and report.checked == 90 and report.head_seq == 90
+
+
+def test_imports_say_who_imported(tmp_path: Path):
+    csv = tmp_path / "groups.csv"
+    csv.write_text("group_id,group_type\nG-A,OCG\n")
+    with DuckDBStore(tmp_path / "s.duckdb") as store:
+        uploader = Actor("admin1", "admin", "10.1.1.1")
+        result = import_entity(store, "groups", csv, actor=uploader)
+        import_entity(store, "groups", csv)  # the library or CLI: the operating-system user
+        imports = store.imports().sort("import_id")
+        assert imports["imported_by"].to_list() == ["admin1", getpass.getuser()]
+        first = store.audit_entries()[0]
+        assert first["action"] == "collection" and first["username"] == "admin1"
+        assert json.loads(first["record_ids"]) == {"import": [str(result.import_id)]}
+        assert json.loads(first["query"])["file"] == "groups.csv"
+        assert first["client_address"] == "10.1.1.1" and first["row_count"] == 1
+
+
+def test_users_add_is_logged(tmp_path: Path):
+    db = tmp_path / "u.duckdb"
+    result = CliRunner().invoke(
+        app,
+        [
+            "users",
+            "add",
+            "jo",
+            "--role",
+            "auditor",
+            "--name",
+            "Auditor",
+            "--db",
+            str(db),
+            "--password",
+            "a-long-password-2026",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    with DuckDBStore(db) as store:
+        entry = store.audit_entries()[-1]
+    assert entry["action"] == "alteration" and json.loads(entry["record_ids"]) == {"user": ["jo"]}
+    assert "a-long-password" not in json.dumps(entry, default=str)
+
+
+def test_justification_rules():
+    assert Justification.parse("safeguarding", "  child at risk \n ref 12 ") == Justification(
+        "safeguarding", "child at risk ref 12"
+    )
+    with pytest.raises(DataError, match="choose a reason"):
+        Justification.parse("curiosity", "x")
+    with pytest.raises(DataError, match="needs the text"):
+        Justification.parse("other", "  ")
+    with pytest.raises(DataError, match="500 characters"):
+        Justification.parse("investigation", "x" * 501)
+
+
+def test_the_layers_agree():
+    assert COLUMNS == AUDIT_COLUMNS
+    assert audit.session_key("abc") == auth._token_hash("abc")
