@@ -25,3 +25,11 @@ class ConfigError(PlaceharmError):
 
 class StoreError(PlaceharmError):
     """The store cannot be opened, migrated or written."""
+
+
+class TooManyAttempts(PlaceharmError):
+    """Refused for now: too many recent failures (sign-in throttling); try again later."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

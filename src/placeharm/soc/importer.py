@@ -348,6 +348,9 @@ def import_entity(
             result.no_location = frame.height - located.height
             result.outside_areas = _assign(store, spec, located, threads)
         store.log_imports([(result, started, hashlib.sha256(raw).hexdigest())])
+        if frame.height and not frame["synthetic"].all():
+            # a force's own records: demo accounts stop working, with this import (issue 12)
+            store.end_demo_sessions()
     return result
 
 

@@ -8,6 +8,7 @@ Plotly.js are served from the installed wheels.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import gzip
 import io
 import json
@@ -40,7 +41,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from placeharm.config import Settings
-from placeharm.errors import DataError, NotFound, PermissionDenied, PlaceharmError
+from placeharm.errors import DataError, NotFound, PermissionDenied, PlaceharmError, TooManyAttempts
 from placeharm.services import auth, basemap, exports, pages, policy
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
@@ -50,7 +51,9 @@ from placeharm.web.network import drawing as network_drawing
 
 HERE = Path(__file__).parent
 MAX_UPLOAD = 200 * 1024 * 1024
-SESSION_RECHECK_S = 60.0  # a disabled account or ended session is noticed within a minute
+# A remembered session is re-checked against the store, and its last-seen time written, at
+# most this often. Account changes made in this app end the user's sessions at once.
+SESSION_RECHECK_S = auth.TOUCH_S
 # MapLibre draws in web workers made from blob: URLs; Plotly sets inline styles.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -178,8 +181,9 @@ class _Pending:
 class State:
     """The store and what the live machinery needs, shared by every request."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: auth.Clock | None = None) -> None:
         self.settings = settings
+        self.clock = clock or auth.utcnow
         self.store = DuckDBStore(
             settings.db, threads=settings.threads, memory_limit=settings.memory_limit
         )
@@ -189,8 +193,12 @@ class State:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.importer = Importer(self)
         self.cache = PageCache()
-        self.throttle = auth.LoginThrottle()
-        self.sessions: dict[str, tuple[User, float]] = {}  # token -> (user, last checked)
+        self.session_rules = auth.SessionRules.from_settings(settings)
+        self.throttle = auth.LoginThrottle(
+            per_address=settings.login_failures_per_address,
+            clock=time.monotonic if clock is None else lambda: _seconds(self.clock()),
+        )
+        self.sessions = auth.SessionCache(self.session_rules, self.clock, SESSION_RECHECK_S)
         self.as_of: dict[str, Any] = {}
         self.watcher: DropFolder | None = None
 
@@ -215,8 +223,11 @@ class State:
             self.loop.call_soon_threadsafe(self.changed.set)
 
 
-def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
-    state = State(settings)
+def create_app(
+    settings: Settings, drop_folder: Path | None = None, clock: auth.Clock | None = None
+) -> FastAPI:
+    """The app on the store in `settings`; `clock` (naive UTC now) is for tests of expiry."""
+    state = State(settings, clock)
     with state.read() as store:
         state.as_of = pages.data_as_of(store)
     tiles = basemap.open_archive(settings)
@@ -254,29 +265,17 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     app.state.placeharm = state
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    def _remembered(token: str) -> User | None:
-        cached = state.sessions.get(token)
-        if cached is not None and time.monotonic() - cached[1] < SESSION_RECHECK_S:
-            return cached[0]
-        return None
-
     def _look_up(token: str) -> User | None:
-        now = time.monotonic()
         with state.read() as store:
-            user = auth.user_for(store, token)
-        if user is None:
-            state.sessions.pop(token, None)
-        else:
-            state.sessions[token] = (user, now)
-        return user
+            return state.sessions.look_up(store, token, state.write_lock)
 
     async def signed_in(request: Request) -> User:
-        """The signed-in user, or 403. A session seen in the last minute is answered from
+        """The signed-in user, or 403. A session checked in the last minute is answered from
         memory on the event loop; otherwise the store is asked from a worker thread."""
         token = request.cookies.get(COOKIE)
         user = None
         if token:
-            user = _remembered(token) or await run_in_threadpool(_look_up, token)
+            user = state.sessions.remembered(token) or await run_in_threadpool(_look_up, token)
         if user is None:
             raise PermissionDenied("sign in first")
         return user
@@ -286,6 +285,9 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         status = (
             403 if isinstance(exc, PermissionDenied) else 404 if isinstance(exc, NotFound) else 400
         )
+        headers = None
+        if isinstance(exc, TooManyAttempts):
+            status, headers = 429, {"Retry-After": str(exc.retry_after_s)}
         wants_html = not request.url.path.startswith("/api") and "text/html" in request.headers.get(
             "accept", ""
         )
@@ -297,10 +299,15 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
                 "error.html",
                 {"status": status, "message": str(exc), "user": None},
                 status_code=status,
+                headers=headers,
             )
-        return JSONResponse({"error": str(exc), "status": status}, status_code=status)
+        return JSONResponse(
+            {"error": str(exc), "status": status}, status_code=status, headers=headers
+        )
 
-    def render(request: Request, template: str, page: Page, user: User) -> HTMLResponse:
+    def render(
+        request: Request, template: str, page: Page, user: User, extra: dict[str, Any] | None = None
+    ) -> HTMLResponse:
         return templates.TemplateResponse(
             request,
             template,
@@ -310,6 +317,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
                 "d": page.data,
                 "t": page.tables,
                 "json": _script_json(page.to_json()),
+                **(extra or {}),
             },
         )
 
@@ -348,20 +356,35 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
 
     @app.post("/login", include_in_schema=False)
     def login(
-        username: str = Form(...), password: str = Form(...), next: str = Form("/overview")
+        request: Request,
+        username: str = Form(...),
+        password: str = Form(...),
+        next: str = Form("/overview"),
     ) -> Response:
+        address = request.client.host if request.client else None
         try:
-            state.throttle.check(username)
+            state.throttle.check(username, address)
+        except TooManyAttempts as exc:
+            if "text/html" not in request.headers.get("accept", ""):
+                raise  # 429 with Retry-After, as JSON
+            return templates.TemplateResponse(
+                request,
+                "login.html",
+                {"next": _safe_next(next), "error": None, "message": str(exc), "user": None},
+                status_code=429,
+                headers={"Retry-After": str(exc.retry_after_s)},
+            )
+        try:
             with state.read() as store:
                 record = store.user(username)
-                real = store.real_soc_records() > 0
+                real = state.sessions.real_data(store)
             auth.check_password(record, password, real)  # slow: outside the store lock
             with state.write() as store:
-                token = auth.start_session(store, username)
+                token = auth.start_session(store, username, state.clock(), state.session_rules)
         except PermissionDenied:
-            state.throttle.failed(username)
+            state.throttle.failed(username, address)
             return RedirectResponse(f"/login?error=1&next={_safe_next(next)}", status_code=303)
-        state.throttle.succeeded(username)
+        state.throttle.succeeded(username, address)
         response = RedirectResponse(_safe_next(next), status_code=303)
         response.set_cookie(
             COOKIE,
@@ -369,7 +392,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
             httponly=True,
             samesite="strict",
             secure=settings.secure_cookie,
-            max_age=auth.SESSION_HOURS * 3600,
+            max_age=int(state.session_rules.max_age.total_seconds()),
         )
         return response
 
@@ -377,7 +400,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     def logout(request: Request) -> Response:
         token = request.cookies.get(COOKIE)
         if token:
-            state.sessions.pop(token, None)
+            state.sessions.forget(token)
         with state.write() as store:
             auth.logout(store, token)
         response = RedirectResponse("/login", status_code=303)
@@ -565,13 +588,42 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         return render(request, "help.html", page, user)
 
     @app.get("/admin", response_class=HTMLResponse, include_in_schema=False)
-    def admin_page(request: Request, user: User = Depends(signed_in)) -> Any:
+    def admin_page(
+        request: Request,
+        done: str | None = None,
+        who: str | None = None,
+        user: User = Depends(signed_in),
+    ) -> Any:
         page = build(_admin, user)
-        return render(request, "admin.html", page, user)
+        # the outcome of an account change (a fixed sentence per action in the template)
+        outcome = {"done": done, "who": who} if done in auth.ACCOUNT_ACTIONS and who else {}
+        return render(request, "admin.html", page, user, outcome)
 
     @app.get("/api/admin")
     def admin_api(user: User = Depends(signed_in)) -> Any:
         return _json(build(_admin, user).to_json())
+
+    @app.post("/admin/users/{username}/{action}", include_in_schema=False)
+    def admin_account(
+        request: Request,
+        username: str,
+        action: str,
+        role: str = Form(""),
+        password: str = Form(""),
+        user: User = Depends(signed_in),
+    ) -> Response:
+        """Disable, enable, change the role of or set the password of an account: every
+        session of that user ends at once, in the store and in this server's memory."""
+        policy.require(user, "admin")
+        with state.write() as store:
+            ended = auth.change_account(
+                store, user, username, action, role if action == "role" else password
+            )
+        state.sessions.forget_user(username)
+        state.notify()  # the admin page lists the accounts: build it afresh
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse(f"/admin?done={action}&who={username}#u-h", status_code=303)
+        return _json({"username": username, "action": action, "sessions_ended": ended})
 
     @app.post("/api/upload")
     def upload(
@@ -613,8 +665,10 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         )
 
     def _session_alive(token: str | None) -> User | None:
-        with state.read() as store:
-            return auth.user_for(store, token)
+        if not token:
+            return None
+        with state.read() as store:  # a live stream is not activity: the idle timeout runs
+            return state.sessions.look_up(store, token, state.write_lock, activity=False)
 
     @app.get("/tiles/{z}/{x}/{y}", include_in_schema=False)
     def tile(z: int, x: int, y: int, request: Request, user: User = Depends(signed_in)) -> Response:
@@ -654,13 +708,19 @@ def _admin(store: DuckDBStore, user: User) -> Page:
     return Page(
         "admin",
         "Administration: imports, quarantine, users",
-        pages.data_as_of(store) | {"record_kinds": policy.record_kinds(user)},
+        pages.data_as_of(store)
+        | {"record_kinds": policy.record_kinds(user), "roles": [r.value for r in policy.Role]},
         {
             "imports": imports.drop([c for c in ("file_sha256",) if c in imports.columns]),
             "quarantine": summary,
             "users": store.users(),
         },
     )
+
+
+def _seconds(moment: dt.datetime) -> float:
+    """A naive UTC time as seconds since the epoch (the throttle's clock under a test clock)."""
+    return (moment - dt.datetime(1970, 1, 1)).total_seconds()
 
 
 def _csp(tile_origin: str | None) -> str:
