@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
+import logging
 import math
 import secrets
 import threading
@@ -34,6 +35,7 @@ from placeharm.store.base import Store
 if TYPE_CHECKING:
     from placeharm.config import Settings
 
+log = logging.getLogger(__name__)
 SESSION_HOURS = 10  # one shift: the default absolute lifetime (setting session_max_hours)
 IDLE_MINUTES = 30  # the default idle timeout (setting session_idle_minutes)
 # A session's last-seen time is written to the store at most this often (one write per
@@ -160,7 +162,9 @@ def disable_user(store: Store, username: str, now: dt.datetime | None = None) ->
     with store.transaction():
         if not store.set_user_disabled(username, True, now or utcnow()):
             raise _no_user(username)
-        return store.end_user_sessions(username)
+        ended = store.end_user_sessions(username)
+    log.warning("account %s disabled; %d sessions ended", username, ended)
+    return ended
 
 
 def enable_user(store: Store, username: str) -> None:
@@ -168,6 +172,7 @@ def enable_user(store: Store, username: str) -> None:
     with store.transaction():
         if not store.set_user_disabled(username, False, utcnow()):
             raise _no_user(username)
+    log.warning("account %s enabled", username)
 
 
 def set_role(store: Store, username: str, role: Role | str) -> int:
@@ -176,7 +181,9 @@ def set_role(store: Store, username: str, role: Role | str) -> int:
     with store.transaction():
         if not store.set_user_role(username, new.value):
             raise _no_user(username)
-        return store.end_user_sessions(username)
+        ended = store.end_user_sessions(username)
+    log.warning("account %s role set to %s; %d sessions ended", username, new.value, ended)
+    return ended
 
 
 def set_password(store: Store, username: str, password: str, now: dt.datetime | None = None) -> int:
@@ -189,7 +196,9 @@ def set_password(store: Store, username: str, password: str, now: dt.datetime | 
     with store.transaction():
         if not store.set_user_password(username, password_hash, now or utcnow()):
             raise _no_user(username)
-        return store.end_user_sessions(username)
+        ended = store.end_user_sessions(username)
+    log.warning("account %s password set; %d sessions ended", username, ended)
+    return ended
 
 
 ACCOUNT_ACTIONS = ("disable", "enable", "role", "password")
@@ -206,6 +215,7 @@ def change_account(store: Store, actor: User, username: str, action: str, value:
         raise DataError(
             f"unknown account action {action!r}; use one of {', '.join(ACCOUNT_ACTIONS)}"
         )
+    log.warning("administrator %s: %s account %s", actor.username, action, username)
     if username == actor.username and action in ("disable", "role"):
         raise PermissionDenied(
             "you cannot disable your own account or change your own role: ask another "
@@ -457,7 +467,9 @@ class SessionCache:
         if not self._real:
             return 0
         with store.transaction():
-            store.end_demo_sessions()
+            ended = store.end_demo_sessions()
+        if ended:
+            log.warning("real SOC records imported: %d demo sessions ended", ended)
         with self._lock:
             gone = [k for k, e in self._entries.items() if e.demo]
             for key in gone:
@@ -566,9 +578,18 @@ class LoginThrottle:
                 tally.failures.append(now)
                 if len(tally.failures) >= limit:
                     tally.strikes += 1
-                    pause = self.lockout_s * 2 ** min(tally.strikes - 1, 30)
-                    tally.locked_until = now + min(pause, self.max_lockout_s)
+                    pause = min(
+                        self.lockout_s * 2 ** min(tally.strikes - 1, 30), self.max_lockout_s
+                    )
+                    tally.locked_until = now + pause
                     tally.failures = []
+                    # an address pause names no username (a spray's "names" may include a
+                    # password typed into the wrong box); a pair pause names the one tried
+                    log.warning(
+                        "sign-in paused for %.0f s: %s",
+                        pause,
+                        f"address {key[1]}" if key[0] == "address" else f"{key[1]!r} from {key[2]}",
+                    )
             self._bound(now)
 
     def _bound(self, now: float) -> None:
