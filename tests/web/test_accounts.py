@@ -271,6 +271,33 @@ def test_last_seen_is_written_at_most_once_a_minute_and_idle_counts_from_memory(
     assert client.get("/api/overview").status_code == 200  # the running server: 10 s left
 
 
+def test_session_memory_is_bounded_and_a_lookup_racing_a_change_is_not_remembered(
+    own_db: Path, clock: Clock
+):
+    import threading
+
+    lock = threading.RLock()
+    with DuckDBStore(own_db) as store:
+        tokens = [auth.start_session(store, "officer", T0) for _ in range(5)]
+        cache = auth.SessionCache(auth.SessionRules(), clock, max_entries=2)
+        for token in tokens:
+            assert cache.look_up(store, token, lock) is not None
+        assert len(cache) == 2
+        assert cache.remembered(tokens[-1]) is not None  # the most recent are kept
+        # a look-up that read the store before an account change must not remember it
+        racing = auth.SessionCache(auth.SessionRules(), clock)
+        real_session = store.session
+
+        def read_then_change(token_hash: str) -> dict[str, object] | None:
+            found = real_session(token_hash)
+            racing.forget_user("officer")  # the change lands between the read and the save
+            return found
+
+        store.session = read_then_change  # type: ignore[method-assign]
+        assert racing.look_up(store, tokens[0], lock) is not None  # (read before the change)
+        assert len(racing) == 0 and racing.remembered(tokens[0]) is None
+
+
 def test_absolute_lifetime_at_the_exact_instant(own_db: Path, clock: Clock):
     settings = load_settings(db=own_db, session_max_hours=1, session_idle_minutes=30)
     with TestClient(create_app(settings, clock=clock)) as app:

@@ -372,6 +372,9 @@ class SessionCache:
         self._entries: OrderedDict[str, _Remembered] = OrderedDict()
         self._lock = threading.Lock()
         self._real: bool | None = None  # whether the store holds real SOC records
+        # bumped whenever sessions are forgotten: a look-up that read the store before
+        # then must not remember what it read (it may be a session just ended)
+        self._epoch = 0
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -402,6 +405,7 @@ class SessionCache:
         token_hash = _token_hash(token)
         with self._lock:
             prior = self._entries.get(token)
+            epoch = self._epoch
         valid = _valid_session(
             store,
             token_hash,
@@ -411,7 +415,8 @@ class SessionCache:
             None if prior is None else prior.last_seen,
         )
         if valid is None:
-            self.forget(token)
+            with self._lock:
+                self._entries.pop(token, None)
             return None
         session = valid.session
         stored_seen: dt.datetime = session["last_seen_at"]
@@ -427,10 +432,11 @@ class SessionCache:
         fixed_end = min(session["expires_at"], session["created_at"] + self.rules.max_age)
         entry = _Remembered(valid.user, valid.demo, now, fixed_end, last_seen, stored_seen)
         with self._lock:
-            self._entries[token] = entry
-            self._entries.move_to_end(token)
-            if len(self._entries) > self.max_entries:
-                self._shrink(now)
+            if self._epoch == epoch:
+                self._entries[token] = entry
+                self._entries.move_to_end(token)
+                if len(self._entries) > self.max_entries:
+                    self._shrink(now)
         return valid.user
 
     def _shrink(self, now: dt.datetime) -> None:
@@ -442,12 +448,14 @@ class SessionCache:
 
     def forget(self, token: str) -> None:
         with self._lock:
+            self._epoch += 1
             self._entries.pop(token, None)
 
     def forget_user(self, username: str) -> int:
         """Drop every remembered session of one user (after disabling, a role or password
         change: the store's sessions are already deleted)."""
         with self._lock:
+            self._epoch += 1
             gone = [k for k, e in self._entries.items() if e.user.username == username]
             for key in gone:
                 del self._entries[key]
@@ -471,6 +479,7 @@ class SessionCache:
         if ended:
             log.warning("real SOC records imported: %d demo sessions ended", ended)
         with self._lock:
+            self._epoch += 1
             gone = [k for k, e in self._entries.items() if e.demo]
             for key in gone:
                 del self._entries[key]
