@@ -859,11 +859,6 @@ class DuckDBStore:
         )
         return [str(r[0]) for r in rows]
 
-    def real_soc_records(self) -> int:
-        """Nominals not flagged synthetic: a force's own data (demo sign-ins are refused)."""
-        row = self._one("SELECT count(*) FROM soc_nominals WHERE NOT synthetic")
-        return int(row[0]) if row else 0
-
     def soc_summary(self) -> tuple[dt.date | None, dt.date | None, bool]:
         """First and last date of the dated SOC records, and whether any nominal is synthetic."""
         row = self._one(
