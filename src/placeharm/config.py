@@ -110,6 +110,28 @@ class Settings(BaseSettings):
         description="Send the session cookie only over HTTPS (its Secure flag). Set it "
         "when the dashboard is served behind TLS, as it should be on a force network.",
     )
+    session_idle_minutes: int = Field(
+        default=30,
+        ge=1,
+        le=24 * 60,
+        description="A dashboard session ends this many minutes after its last request "
+        "(idle timeout).",
+    )
+    session_max_hours: int = Field(
+        default=10,
+        ge=1,
+        le=7 * 24,
+        description="A dashboard session ends this many hours after signing in, however "
+        "active (absolute lifetime; one shift).",
+    )
+    login_failures_per_address: int = Field(
+        default=10,
+        ge=1,
+        le=10_000,
+        description="Failed sign-ins from one client address (any usernames) within 15 "
+        "minutes before that address is paused; raise it when many users sign in through "
+        "one proxy address.",
+    )
 
     audit_hmac_key: SecretStr | None = Field(
         default=None,

@@ -37,3 +37,11 @@ class JustificationRequired(PlaceharmError):
     def __init__(self, message: str, purpose: str) -> None:
         super().__init__(message)
         self.purpose = purpose
+
+
+class TooManyAttempts(PlaceharmError):
+    """Refused for now: too many recent failures (sign-in throttling); try again later."""
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -171,3 +171,40 @@ def test_upgrade_adds_area_columns_to_new_record_tables(tmp_path: Path):
             "WHERE table_name = 'soc_force_crimes'"
         )["column_name"].to_list()
         assert "area_ward" in columns
+
+
+def test_version_4_accounts_upgrade_keeping_users_and_sessions(tmp_path: Path):
+    """Issue 12 (migration 7): users gain disabled_at and password_changed_at, sessions
+    last_seen_at; existing accounts and sessions keep working."""
+    path = tmp_path / "v4.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, "
+        "applied_at TIMESTAMP)"
+    )
+    for version, name, statements in MIGRATIONS:
+        if version > 4:
+            continue
+        for statement in statements:
+            con.execute(statement)
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
+    con.execute(
+        "INSERT INTO users VALUES ('pc1', 'PC', 'officer', 'h', FALSE, FALSE, "
+        "TIMESTAMP '2025-01-02 03:04:05'), ('old', 'Old', 'officer', 'h', TRUE, FALSE, "
+        "TIMESTAMP '2024-01-01 00:00:00')"
+    )
+    con.execute(
+        "INSERT INTO sessions VALUES ('t', 'pc1', TIMESTAMP '2025-01-02 04:00:00', "
+        "TIMESTAMP '2025-01-02 14:00:00')"
+    )
+    con.close()
+    with DuckDBStore(path) as store:
+        assert store.schema_version() == LATEST_VERSION
+        pc1 = store.user("pc1")
+        assert pc1 is not None and pc1["password_changed_at"].isoformat() == "2025-01-02T03:04:05"
+        assert pc1["disabled_at"] is None
+        old = store.user("old")
+        assert old is not None and old["disabled"] and old["disabled_at"] is not None
+        session = store.session("t")
+        assert session is not None
+        assert session["last_seen_at"] == session["created_at"]

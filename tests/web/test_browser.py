@@ -249,7 +249,9 @@ def test_live_update_arrives_after_an_upload(server: str, browser: object, demo_
     visit_admin.open("/admin", "admin-upload-form")
     # a file name with markup: the result must show it as text, never as HTML
     upload = Path(str(SHOTS.parent / "upload-<img src=x>.csv"))
-    upload.write_text("group_id,group_type,name\nLIVE-G1,OCG,Live upload test group\n")
+    upload.write_text(
+        "group_id,group_type,name,synthetic\nLIVE-G1,OCG,Live upload test group,true\n"
+    )
     visit_admin.page.select_option("select[name=kind]", "groups")
     visit_admin.page.set_input_files("input[name=file]", str(upload))
     started = time.perf_counter()

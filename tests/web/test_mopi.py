@@ -26,12 +26,12 @@ REVIEWERS = {"analyst", "supervisor", "admin"}
 def client(app_client: TestClient) -> Iterator[TestClient]:
     """The shared app with its clock set to TODAY (restored afterwards)."""
     state = app_client.app.state.placeharm  # type: ignore[attr-defined]
-    before = state.clock
-    state.clock = lambda: TODAY
+    before = state.today
+    state.today = lambda: TODAY
     try:
         yield app_client
     finally:
-        state.clock = before
+        state.today = before
 
 
 def _get(client: TestClient, who: str, url: str, html: bool = False):
@@ -80,9 +80,9 @@ def test_overdue_list_is_the_records_past_review_on_the_clocks_date(client: Test
 
 def test_the_clock_decides_what_is_overdue(client: TestClient):
     state = client.app.state.placeharm  # type: ignore[attr-defined]
-    state.clock = lambda: dt.date(2021, 1, 1)  # before every review date
+    state.today = lambda: dt.date(2021, 1, 1)  # before every review date
     assert _get(client, "admin", "/api/mopi").json()["total"] == 0
-    state.clock = lambda: dt.date(2040, 1, 1)  # after every one
+    state.today = lambda: dt.date(2040, 1, 1)  # after every one
     later = _get(client, "admin", "/api/mopi").json()
     dated = [
         r

@@ -135,7 +135,13 @@ def test_upload_is_admin_only(app_client: TestClient, cookies):
             "/api/upload",
             cookies=cookies[name],
             data={"kind": "groups"},
-            files={"file": ("groups.csv", b"group_id,group_type\nWEB-G1,OCG\n", "text/csv")},
+            files={
+                "file": (
+                    "groups.csv",
+                    b"group_id,group_type,synthetic\nWEB-G1,OCG,true\n",
+                    "text/csv",
+                )
+            },
         )
         assert response.status_code == (200 if name == "admin" else 403), name
         if name == "admin":

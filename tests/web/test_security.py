@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from placeharm.config import load_settings
-from placeharm.errors import PermissionDenied
+from placeharm.errors import TooManyAttempts
 from placeharm.services import auth
 from placeharm.soc.importer import import_entity
 from placeharm.store.duckdb import DuckDBStore
@@ -95,7 +95,12 @@ def test_csv_cells_cannot_become_formulas(app_client: TestClient):
     upload = admin.post(
         "/api/upload",
         data={"kind": "groups"},
-        files={"file": ("g.csv", b"group_id,group_type,name\nSEC-G1,OCG,=HYPERLINK(1)\n")},
+        files={
+            "file": (
+                "g.csv",
+                b"group_id,group_type,name,synthetic\nSEC-G1,OCG,=HYPERLINK(1),true\n",
+            )
+        },
     )
     assert upload.status_code == 200
     text = admin.get("/api/records.csv?kind=groups&q=HYPERLINK").text
@@ -111,7 +116,7 @@ def test_upload_names_cannot_escape_and_json_in_pages_is_inert(app_client: TestC
         files={
             "file": (
                 "../../<img src=x onerror=alert(1)>.csv",
-                b"group_id,group_type,name\nSEC-G2,OCG,</script><script>alert(2)</script>\n",
+                b"group_id,group_type,synthetic,name\nSEC-G2,OCG,true,</script><script>alert(2)</script>\n",
             )
         },
     )
@@ -150,21 +155,23 @@ def test_demo_sign_ins_are_refused_on_a_store_with_real_records(tmp_path: Path, 
 
 
 def test_repeated_failed_sign_ins_are_throttled(app_client: TestClient):
-    app_client.cookies.clear()
+    # its own client address, so the shared client's address is not paused for other tests
+    attacker = TestClient(app_client.app, client=("192.0.2.50", 50000))
     for _ in range(5):
-        app_client.post(
+        attacker.post(
             "/login", data={"username": "supervisor", "password": "wrong"}, follow_redirects=False
         )
-    right = app_client.post(
+    right = attacker.post(
         "/login",
         data={"username": "supervisor", "password": "supervisor" + auth.DEMO_PASSWORD_SUFFIX},
         follow_redirects=False,
     )
-    try:
-        assert "error=1" in right.headers["location"]  # locked out, even with the password
-        assert "placeharm_session" not in right.cookies
-    finally:
-        app_client.app.state.placeharm.throttle.succeeded("supervisor")
+    assert right.status_code == 429  # paused, even with the password
+    assert right.json()["error"] == "too many sign-in attempts: try again in 1 minute"
+    assert right.headers["retry-after"] == "60"
+    assert "placeharm_session" not in right.cookies
+    app_client.cookies.clear()
+    assert sign_in(app_client, "supervisor")  # the user is not locked out from elsewhere
 
 
 def test_records_links_keep_the_selection(app_client: TestClient):
@@ -211,16 +218,14 @@ def test_secure_cookie_setting_and_expired_sessions_purged(demo_db: Path, tmp_pa
             assert store.session_user("old", dt.datetime(2019, 1, 1)) is None  # purged
 
 
-def test_login_throttle_forgets_expired_names_and_still_blocks_a_recent_one(monkeypatch):
+def test_login_throttle_memory_is_bounded_and_keeps_a_live_lock_out():
     clock = [1000.0]
-    monkeypatch.setattr(auth.time, "monotonic", lambda: clock[0])
-    throttle = auth.LoginThrottle(limit=2, window=60.0, max_names=5)
-    for name in "abcde":  # made-up names, one failure each
-        throttle.failed(name)
-    clock[0] = 1100.0  # all of those have expired
-    throttle.failed("target")
-    throttle.failed("target")  # six names now: the expired five are forgotten
-    assert set(throttle._failures) == {"target"}
-    with pytest.raises(PermissionDenied):
-        throttle.check("target")
-    throttle.check("a")  # forgotten, and not blocked
+    throttle = auth.LoginThrottle(per_account=2, window_s=60.0, max_keys=6, clock=lambda: clock[0])
+    throttle.failed("target", "10.0.0.1")
+    throttle.failed("target", "10.0.0.1")  # locked for a minute
+    for i in range(20):  # made-up names from other addresses: two tallies each
+        throttle.failed(f"name{i}", f"10.0.1.{i}")
+    assert len(throttle) <= 6
+    with pytest.raises(TooManyAttempts):
+        throttle.check("target", "10.0.0.1")  # spared: its lock-out is live
+    throttle.check("name0", "10.0.1.0")  # forgotten, and not blocked

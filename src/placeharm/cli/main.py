@@ -337,12 +337,17 @@ def users_add(
     ],
     db: DbOption = None,
 ) -> None:
-    """Create or replace a user account (argon2id password hash)."""
+    """Create a user account (argon2id password hash; the password rules apply)."""
     from placeharm.services.policy import Role
 
     if role not in {r.value for r in Role}:
         raise DataError(f"unknown role {role!r}; use one of: {', '.join(r.value for r in Role)}")
-    with _open(_settings(db)) as store, store.transaction():
+    with _users_store(db) as store, store.transaction():
+        if store.user(username) is not None:
+            raise DataError(
+                f"user {username} already exists; change it with `placeharm users role`, "
+                "`users password`, `users disable` or `users enable`"
+            )
         auth_service.create_user(store, username, name, role, password)
         audit.log_for(store).record(
             store,
@@ -361,7 +366,79 @@ def users_add(
 def users_list(db: DbOption = None, fmt: FormatOption = Format.table) -> None:
     """The user accounts (never their passwords)."""
     with _open(_settings(db)) as store:
-        _emit(store.users(), fmt, "Users")
+        _emit(store.users(), fmt, "Users (sessions: open sessions in the store)")
+
+
+def _users_store(db: Path | None) -> DuckDBStore:
+    """The store for an account change. DuckDB lets one process open a store file for
+    writing, so while the dashboard runs on it this refuses (change accounts on the admin
+    page instead, which also ends sessions the server holds in memory)."""
+    try:
+        return _open(_settings(db))
+    except StoreError as exc:
+        raise StoreError(
+            f"{exc}\nIs the dashboard running on this store? Stop it first, or make the "
+            "change on its admin page (/admin)."
+        ) from exc
+
+
+def _ended(count: int) -> str:
+    return f"{count} session{'s' if count != 1 else ''} ended"
+
+
+@users_app.command("disable")
+def users_disable(
+    username: Annotated[str, typer.Argument(help="Sign-in name.")], db: DbOption = None
+) -> None:
+    """Disable an account: it cannot sign in, and all its sessions end at once."""
+    with _users_store(db) as store:
+        ended = auth_service.disable_user(store, username, audit.Actor.cli())
+    out.print(f"User {username} disabled; {_ended(ended)}.", highlight=False)
+
+
+@users_app.command("enable")
+def users_enable(
+    username: Annotated[str, typer.Argument(help="Sign-in name.")], db: DbOption = None
+) -> None:
+    """Enable a disabled account again (it signs in afresh)."""
+    with _users_store(db) as store:
+        auth_service.enable_user(store, username, audit.Actor.cli())
+    out.print(f"User {username} enabled.", highlight=False)
+
+
+@users_app.command("role")
+def users_role(
+    username: Annotated[str, typer.Argument(help="Sign-in name.")],
+    role: Annotated[
+        str,
+        typer.Argument(help="officer, analyst, supervisor, senior_leader, partner or admin."),
+    ],
+    db: DbOption = None,
+) -> None:
+    """Change an account's role; all its sessions end at once."""
+    with _users_store(db) as store:
+        ended = auth_service.set_role(store, username, role, audit.Actor.cli())
+    out.print(f"User {username} is now {role}; {_ended(ended)}.", highlight=False)
+
+
+@users_app.command("password")
+def users_password(
+    username: Annotated[str, typer.Argument(help="Sign-in name.")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt="New password",
+            hide_input=True,
+            confirmation_prompt=True,
+            help="The new password (asked for if not given; the password rules apply).",
+        ),
+    ],
+    db: DbOption = None,
+) -> None:
+    """Set (reset) an account's password; all its sessions end at once."""
+    with _users_store(db) as store:
+        ended = auth_service.set_password(store, username, password, audit.Actor.cli())
+    out.print(f"Password of {username} set; {_ended(ended)}.", highlight=False)
 
 
 @app.command()

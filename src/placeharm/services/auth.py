@@ -1,22 +1,48 @@
-"""Local user accounts (argon2id password hashes) and sessions (random tokens, stored hashed)."""
+"""Local user accounts (argon2id password hashes) and sessions (random tokens, stored hashed).
+
+A session ends at the first of (docs/security/accounts.md):
+- signing out;
+- `session_max_hours` after signing in (its absolute lifetime);
+- `session_idle_minutes` after the last request on it (idle timeout);
+- the account being disabled, or its role or password changed: every session of that user is
+  deleted at once;
+- for a demo account, the store holding any SOC record not flagged synthetic.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import ipaddress
+import logging
+import math
 import secrets
 import threading
 import time
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from placeharm.errors import DataError, PermissionDenied
+from placeharm import audit
+from placeharm.errors import DataError, NotFound, PermissionDenied, TooManyAttempts
+from placeharm.services.passwords import check_password_rules
 from placeharm.services.policy import Role, User
 from placeharm.store.base import Store
 
-SESSION_HOURS = 10  # one shift
+if TYPE_CHECKING:
+    from placeharm.config import Settings
+
+log = logging.getLogger(__name__)
+SESSION_HOURS = 10  # one shift: the default absolute lifetime (setting session_max_hours)
+IDLE_MINUTES = 30  # the default idle timeout (setting session_idle_minutes)
+# A session's last-seen time is written to the store at most this often (one write per
+# active session per minute, not per request); the web server re-checks a remembered
+# session against the store as often.
+TOUCH_S = 60.0
 _HASHER = PasswordHasher()
 # Demo accounts, created by `placeharm demo` only (flagged demo; never in a force's store).
 DEMO_USERS = {
@@ -30,13 +56,55 @@ DEMO_USERS = {
 }
 DEMO_PASSWORD_SUFFIX = "-demo-2026"
 
+Clock = Callable[[], dt.datetime]
 
-def _now() -> dt.datetime:
+
+def utcnow() -> dt.datetime:
+    """Now, in UTC without a time zone (as the store keeps times)."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+_now = utcnow
 
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRules:
+    """How long a session lasts: `idle` after its last request, `max_age` after sign-in."""
+
+    idle: dt.timedelta = dt.timedelta(minutes=IDLE_MINUTES)
+    max_age: dt.timedelta = dt.timedelta(hours=SESSION_HOURS)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SessionRules:
+        return cls(
+            idle=dt.timedelta(minutes=settings.session_idle_minutes),
+            max_age=dt.timedelta(hours=settings.session_max_hours),
+        )
+
+    def ends_at(self, session: dict[str, Any], last_seen: dt.datetime | None = None) -> dt.datetime:
+        """The instant the session stops working: valid while now < this, refused from it.
+        `last_seen` is a later request known only in memory (the store's copy lags)."""
+        seen: dt.datetime = session["last_seen_at"]
+        if last_seen is not None and last_seen > seen:
+            seen = last_seen
+        created: dt.datetime = session["created_at"]
+        expires: dt.datetime = session["expires_at"]
+        return min(expires, created + self.max_age, seen + self.idle)
+
+
+DEFAULT_RULES = SessionRules()
+
+
+# -- accounts ------------------------------------------------------------------------------
+
+
+def _check_username(username: str) -> None:
+    if not 0 < len(username) <= 64 or not username.replace("_", "").replace("-", "").isalnum():
+        raise DataError("a username is 1 to 64 letters, digits, '-' and '_'")
 
 
 def create_user(
@@ -47,13 +115,23 @@ def create_user(
     password: str,
     demo: bool = False,
 ) -> User:
-    if len(password) < 12:
-        raise DataError("a password needs at least 12 characters")
-    if not username.replace("_", "").replace("-", "").isalnum():
-        raise DataError("a username is letters, digits, '-' and '_'")
-    role = Role(role)
+    """Create (or replace) an account. The password rules (services/passwords.py) apply to
+    every account except demo accounts, whose published passwords contain their username;
+    they are refused anyway once the store holds real records. Replacing an account ends
+    all its sessions."""
+    _check_username(username)
+    if demo:
+        if len(password) < 12:
+            raise DataError("a password needs at least 12 characters")
+    else:
+        check_password_rules(password, username, display_name)
+    role = _role(role)
+    password_hash = _HASHER.hash(password)
     with store.transaction():
-        store.upsert_user(username, display_name, role.value, _HASHER.hash(password), demo)
+        existed = store.user(username) is not None
+        store.upsert_user(username, display_name, role.value, password_hash, demo)
+        if existed:
+            store.end_user_sessions(username)
     return User(username, display_name, role)
 
 
@@ -66,6 +144,127 @@ def create_demo_users(store: Store) -> dict[str, str]:
             create_user(store, username, name, role, password, demo=True)
         out[username] = password
     return out
+
+
+def _role(role: Role | str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        raise DataError(
+            f"unknown role {role!r}; use one of: {', '.join(r.value for r in Role)}"
+        ) from None
+
+
+def _no_user(username: str) -> NotFound:
+    return NotFound(f"no user {username!r}; see the accounts with `placeharm users list`")
+
+
+def _log_change(
+    store: Store, actor: audit.Actor, username: str, change: str, query: dict[str, Any]
+) -> None:
+    """An account change in the audit log, in the change's own transaction (an alteration:
+    who changed which account, and how; never a password)."""
+    audit.log_for(store).record(
+        store,
+        actor,
+        "alteration",
+        "user",
+        f"users {change}",
+        record_ids={"user": [username]},
+        query=query,
+    )
+
+
+def disable_user(
+    store: Store, username: str, actor: audit.Actor, now: dt.datetime | None = None
+) -> int:
+    """Disable an account and end all its sessions; how many sessions were ended."""
+    with store.transaction():
+        if not store.set_user_disabled(username, True, now or utcnow()):
+            raise _no_user(username)
+        ended = store.end_user_sessions(username)
+        _log_change(store, actor, username, "disable", {"sessions_ended": ended})
+    log.warning("account %s disabled; %d sessions ended", username, ended)
+    return ended
+
+
+def enable_user(store: Store, username: str, actor: audit.Actor) -> None:
+    """Let a disabled account sign in again (its old sessions stay ended)."""
+    with store.transaction():
+        if not store.set_user_disabled(username, False, utcnow()):
+            raise _no_user(username)
+        _log_change(store, actor, username, "enable", {})
+    log.warning("account %s enabled", username)
+
+
+def set_role(store: Store, username: str, role: Role | str, actor: audit.Actor) -> int:
+    """Change an account's role and end all its sessions (they carry the old role)."""
+    new = _role(role)
+    with store.transaction():
+        if not store.set_user_role(username, new.value):
+            raise _no_user(username)
+        ended = store.end_user_sessions(username)
+        _log_change(store, actor, username, "role", {"role": new.value, "sessions_ended": ended})
+    log.warning("account %s role set to %s; %d sessions ended", username, new.value, ended)
+    return ended
+
+
+def set_password(
+    store: Store,
+    username: str,
+    password: str,
+    actor: audit.Actor,
+    now: dt.datetime | None = None,
+) -> int:
+    """Set a new password (the password rules apply) and end all the account's sessions."""
+    record = store.user(username)
+    if record is None:
+        raise _no_user(username)
+    check_password_rules(password, username, record["display_name"])
+    password_hash = _HASHER.hash(password)  # slow: before the transaction
+    with store.transaction():
+        if not store.set_user_password(username, password_hash, now or utcnow()):
+            raise _no_user(username)
+        ended = store.end_user_sessions(username)
+        _log_change(store, actor, username, "password", {"sessions_ended": ended})
+    log.warning("account %s password set; %d sessions ended", username, ended)
+    return ended
+
+
+ACCOUNT_ACTIONS = ("disable", "enable", "role", "password")
+
+
+def change_account(
+    store: Store, actor: User, username: str, action: str, value: str, via: audit.Actor
+) -> int:
+    """An administrator's change to an account (the admin page): disable, enable, role
+    (value: the new role) or password (value: the new password). How many of the account's
+    sessions were ended; `via` is the administrator as the audit log records them (with
+    their client address). An administrator cannot disable their own account or change their
+    own role here, so the last administrator cannot lock everyone out by mistake."""
+    if actor.role is not Role.admin:
+        raise PermissionDenied("only an administrator can change accounts")
+    if action not in ACCOUNT_ACTIONS:
+        raise DataError(
+            f"unknown account action {action!r}; use one of {', '.join(ACCOUNT_ACTIONS)}"
+        )
+    log.warning("administrator %s: %s account %s", actor.username, action, username)
+    if username == actor.username and action in ("disable", "role"):
+        raise PermissionDenied(
+            "you cannot disable your own account or change your own role: ask another "
+            "administrator, or use `placeharm users` with the dashboard stopped"
+        )
+    if action == "disable":
+        return disable_user(store, username, via)
+    if action == "enable":
+        enable_user(store, username, via)
+        return 0
+    if action == "role":
+        return set_role(store, username, value, via)
+    return set_password(store, username, value, via)
+
+
+# -- sessions ------------------------------------------------------------------------------
 
 
 def check_password(record: dict[str, Any] | None, password: str, real_data: bool) -> None:
@@ -82,70 +281,374 @@ def check_password(record: dict[str, Any] | None, password: str, real_data: bool
         raise refused from None
 
 
-def start_session(store: Store, username: str) -> str:
+def start_session(
+    store: Store, username: str, now: dt.datetime | None = None, rules: SessionRules = DEFAULT_RULES
+) -> str:
     token = secrets.token_urlsafe(32)
-    now = _now()
+    now = now or utcnow()
     with store.transaction():
         store.purge_sessions(now)  # expired sessions are not kept
-        store.add_session(_token_hash(token), username, now + dt.timedelta(hours=SESSION_HOURS))
+        store.add_session(_token_hash(token), username, now + rules.max_age, created_at=now)
     return token
 
 
-def login(store: Store, username: str, password: str) -> str:
+def login(
+    store: Store,
+    username: str,
+    password: str,
+    now: dt.datetime | None = None,
+    rules: SessionRules = DEFAULT_RULES,
+) -> str:
     """A new session token for the right password (see `check_password`)."""
-    check_password(store.user(username), password, store.real_soc_records() > 0)
-    return start_session(store, username)
+    check_password(store.user(username), password, store.has_real_soc_records())
+    return start_session(store, username, now, rules)
 
 
-class LoginThrottle:
-    """At most `limit` failed sign-ins per username in `window` seconds, then a pause."""
-
-    def __init__(self, limit: int = 5, window: float = 900.0, max_names: int = 10_000) -> None:
-        self.limit = limit
-        self.window = window
-        self.max_names = max_names
-        self._failures: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
-
-    def check(self, username: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            recent = [t for t in self._failures.get(username, []) if now - t < self.window]
-            self._failures[username] = recent
-            if len(recent) >= self.limit:
-                raise PermissionDenied("too many failed sign-ins: wait 15 minutes")
-
-    def failed(self, username: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._failures.setdefault(username, []).append(now)
-            if len(self._failures) > self.max_names:
-                # Forget names whose failures have all expired, so sign-ins with endless
-                # made-up usernames cannot grow this without bound.
-                self._failures = {
-                    name: recent
-                    for name, times in self._failures.items()
-                    if (recent := [t for t in times if now - t < self.window])
-                }
-
-    def succeeded(self, username: str) -> None:
-        with self._lock:
-            self._failures.pop(username, None)
+@dataclass(frozen=True, slots=True)
+class _Valid:
+    user: User
+    demo: bool
+    session: dict[str, Any]
+    ends_at: dt.datetime
 
 
-def user_for(store: Store, token: str | None) -> User | None:
-    if not token:
+def _valid_session(
+    store: Store,
+    token_hash: str,
+    now: dt.datetime,
+    rules: SessionRules,
+    real_data: bool | Callable[[], bool],
+    last_seen: dt.datetime | None = None,
+) -> _Valid | None:
+    session = store.session(token_hash)
+    if session is None:
         return None
-    username = store.session_user(_token_hash(token), _now())
-    if username is None:
+    ends_at = rules.ends_at(session, last_seen)
+    if now >= ends_at:
         return None
-    record = store.user(username)
+    record = store.user(session["username"])
     if record is None or record["disabled"]:
         return None
-    return User(record["username"], record["display_name"], Role(record["role"]))
+    if record["demo"] and (real_data() if callable(real_data) else real_data):
+        return None
+    user = User(record["username"], record["display_name"], Role(record["role"]))
+    return _Valid(user, bool(record["demo"]), session, ends_at)
+
+
+def user_for(
+    store: Store,
+    token: str | None,
+    now: dt.datetime | None = None,
+    rules: SessionRules = DEFAULT_RULES,
+) -> User | None:
+    """The user of a live session, else None (ended, expired, idle, disabled, or a demo
+    account on a store with real records). Reads only: it does not count as activity."""
+    if not token:
+        return None
+    valid = _valid_session(
+        store, _token_hash(token), now or utcnow(), rules, store.has_real_soc_records
+    )
+    return None if valid is None else valid.user
+
+
+def touch(store: Store, token: str, now: dt.datetime | None = None) -> None:
+    """Record a request on the session (what the idle timeout counts from)."""
+    with store.transaction():
+        store.touch_session(_token_hash(token), now or utcnow())
 
 
 def logout(store: Store, token: str | None) -> None:
     if token:
         with store.transaction():
             store.end_session(_token_hash(token))
+
+
+class _Lock(Protocol):
+    def acquire(self, blocking: bool = ..., timeout: float = ...) -> bool: ...
+    def release(self) -> None: ...
+
+
+@dataclass(slots=True)
+class _Remembered:
+    user: User
+    demo: bool
+    checked: dt.datetime  # when the store was last asked
+    fixed_end: dt.datetime  # absolute end: min(expires_at, created_at + max_age)
+    last_seen: dt.datetime  # the latest request on the session seen by this process
+    stored_seen: dt.datetime  # the last-seen time the store holds
+
+
+class SessionCache:
+    """The web server's memory of signed-in sessions, so most requests need no store read.
+
+    A remembered session is answered from memory (no I/O: safe on the event loop) for up to
+    `recheck_s` after the store was last asked; then the store is asked again, from a worker
+    thread, and the last-seen time written if the store's copy is `recheck_s` old or more.
+    The idle timeout is counted from the latest request this process saw (exact, to the
+    clock's resolution); after a restart, from the store's copy, which is at most
+    `recheck_s` behind, so a session then ends at most that much early, never late.
+    Account changes made through the web app drop the user's entries at once
+    (`forget_user`); the whole cache is bounded to `max_entries`.
+    """
+
+    def __init__(
+        self,
+        rules: SessionRules = DEFAULT_RULES,
+        clock: Clock = utcnow,
+        recheck_s: float = TOUCH_S,
+        max_entries: int = 10_000,
+    ) -> None:
+        self.rules = rules
+        self.clock = clock
+        self.recheck = dt.timedelta(seconds=recheck_s)
+        self.max_entries = max_entries
+        self._entries: OrderedDict[str, _Remembered] = OrderedDict()
+        self._lock = threading.Lock()
+        self._real: bool | None = None  # whether the store holds real SOC records
+        # bumped whenever sessions are forgotten: a look-up that read the store before
+        # then must not remember what it read (it may be a session just ended)
+        self._epoch = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def remembered(self, token: str) -> User | None:
+        """The user from memory if checked recently and not ended; None means ask the store
+        (`look_up`). Counts as a request on the session."""
+        now = self.clock()
+        with self._lock:
+            entry = self._entries.get(token)
+            if entry is None or now - entry.checked >= self.recheck:
+                return None
+            if now >= min(entry.fixed_end, entry.last_seen + self.rules.idle):
+                del self._entries[token]
+                return None
+            if now > entry.last_seen:
+                entry.last_seen = now
+            return entry.user
+
+    def look_up(
+        self, store: Store, token: str, write_lock: _Lock, activity: bool = True
+    ) -> User | None:
+        """The user of a live session from the store (and remember it), else None. With
+        `activity`, this is a request: the store's last-seen time is brought up to date if
+        it is `recheck_s` old, unless the store is busy writing (an import): then the next
+        look-up does it, and this process still counts from the request."""
+        now = self.clock()
+        token_hash = _token_hash(token)
+        with self._lock:
+            prior = self._entries.get(token)
+            epoch = self._epoch
+        valid = _valid_session(
+            store,
+            token_hash,
+            now,
+            self.rules,
+            lambda: self.real_data(store),
+            None if prior is None else prior.last_seen,
+        )
+        if valid is None:
+            with self._lock:
+                self._entries.pop(token, None)
+            return None
+        session = valid.session
+        stored_seen: dt.datetime = session["last_seen_at"]
+        last_seen = max(stored_seen, prior.last_seen) if prior is not None else stored_seen
+        if activity:
+            last_seen = max(last_seen, now)
+            if now - stored_seen >= self.recheck and write_lock.acquire(blocking=False):
+                try:
+                    touch(store, token, now)
+                    stored_seen = now
+                finally:
+                    write_lock.release()
+        fixed_end = min(session["expires_at"], session["created_at"] + self.rules.max_age)
+        entry = _Remembered(valid.user, valid.demo, now, fixed_end, last_seen, stored_seen)
+        with self._lock:
+            if self._epoch == epoch:
+                self._entries[token] = entry
+                self._entries.move_to_end(token)
+                if len(self._entries) > self.max_entries:
+                    self._shrink(now)
+        return valid.user
+
+    def _shrink(self, now: dt.datetime) -> None:
+        # entries not checked within `recheck` would be asked of the store anyway
+        for key in [k for k, e in self._entries.items() if now - e.checked >= self.recheck]:
+            del self._entries[key]
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def forget(self, token: str) -> None:
+        with self._lock:
+            self._epoch += 1
+            self._entries.pop(token, None)
+
+    def forget_user(self, username: str) -> int:
+        """Drop every remembered session of one user (after disabling, a role or password
+        change: the store's sessions are already deleted)."""
+        with self._lock:
+            self._epoch += 1
+            gone = [k for k, e in self._entries.items() if e.user.username == username]
+            for key in gone:
+                del self._entries[key]
+        return len(gone)
+
+    def real_data(self, store: Store) -> bool:
+        """Whether the store holds real (non-synthetic) SOC records: asked once, then
+        remembered until `data_changed`."""
+        if self._real is None:
+            self._real = store.has_real_soc_records()
+        return self._real
+
+    def data_changed(self, store: Store) -> int:
+        """After an import commits: ask again whether the store holds real records; if so,
+        end every demo session in the store and in memory. How many were in memory."""
+        self._real = store.has_real_soc_records()
+        if not self._real:
+            return 0
+        with store.transaction():
+            ended = store.end_demo_sessions()
+        if ended:
+            log.warning("real SOC records imported: %d demo sessions ended", ended)
+        with self._lock:
+            self._epoch += 1
+            gone = [k for k, e in self._entries.items() if e.demo]
+            for key in gone:
+                del self._entries[key]
+        return len(gone)
+
+
+# -- sign-in throttling --------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Tally:
+    failures: list[float] = field(default_factory=list)
+    strikes: int = 0  # lock-outs so far: each doubles the next
+    locked_until: float = 0.0
+    last: float = 0.0
+
+
+def address_key(address: str | None) -> str:
+    """The client address throttling counts by: an IPv6 address by its /64 network (one
+    host usually holds a whole /64), anything else as given."""
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:64]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+class LoginThrottle:
+    """Failed sign-ins counted per (username, client address) and per client address.
+
+    `per_account` failures for one username from one address within `window_s`, or
+    `per_address` failures from one address for any usernames, lock that pair or that
+    address out for `lockout_s`, doubling with each further lock-out up to `max_lockout_s`
+    (forgotten after `forget_s` without failures). So a spray of many usernames from one
+    address is slowed, but nobody can lock a named user out from other addresses, and every
+    lock-out ends. A success clears the pair, not the address. Memory: at most `max_keys`
+    tallies, the least recently failed forgotten first.
+    """
+
+    def __init__(
+        self,
+        per_account: int = 5,
+        per_address: int = 10,
+        window_s: float = 900.0,
+        lockout_s: float = 60.0,
+        max_lockout_s: float = 3600.0,
+        forget_s: float = 86_400.0,
+        max_keys: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.per_account = per_account
+        self.per_address = per_address
+        self.window_s = window_s
+        self.lockout_s = lockout_s
+        self.max_lockout_s = max_lockout_s
+        self.forget_s = forget_s
+        self.max_keys = max_keys
+        self.clock = clock
+        self._tallies: OrderedDict[tuple[str, ...], _Tally] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def _keys(self, username: str, address: str | None) -> list[tuple[tuple[str, ...], int]]:
+        where = address_key(address)
+        return [
+            (("account", username.casefold()[:256], where), self.per_account),
+            (("address", where), self.per_address),
+        ]
+
+    def check(self, username: str, address: str | None = None) -> None:
+        """Raise TooManyAttempts while this username from this address, or this address,
+        is locked out."""
+        now = self.clock()
+        wait = 0.0
+        with self._lock:
+            for key, _ in self._keys(username, address):
+                tally = self._tallies.get(key)
+                if tally is not None and tally.locked_until > now:
+                    wait = max(wait, tally.locked_until - now)
+        if wait > 0:
+            minutes = max(1, math.ceil(wait / 60))
+            raise TooManyAttempts(
+                f"too many sign-in attempts: try again in {minutes} "
+                f"minute{'s' if minutes != 1 else ''}",
+                retry_after_s=math.ceil(wait),
+            )
+
+    def failed(self, username: str, address: str | None = None) -> None:
+        now = self.clock()
+        with self._lock:
+            for key, limit in self._keys(username, address):
+                tally = self._tallies.get(key)
+                if tally is None or (
+                    now - tally.last > self.forget_s and tally.locked_until <= now
+                ):
+                    tally = self._tallies[key] = _Tally()
+                self._tallies.move_to_end(key)
+                tally.last = now
+                tally.failures = [t for t in tally.failures if now - t < self.window_s]
+                tally.failures.append(now)
+                if len(tally.failures) >= limit:
+                    tally.strikes += 1
+                    pause = min(
+                        self.lockout_s * 2 ** min(tally.strikes - 1, 30), self.max_lockout_s
+                    )
+                    tally.locked_until = now + pause
+                    tally.failures = []
+                    # an address pause names no username (a spray's "names" may include a
+                    # password typed into the wrong box); a pair pause names the one tried
+                    log.warning(
+                        "sign-in paused for %.0f s: %s",
+                        pause,
+                        f"address {key[1]}" if key[0] == "address" else f"{key[1]!r} from {key[2]}",
+                    )
+            self._bound(now)
+
+    def _bound(self, now: float) -> None:
+        if len(self._tallies) <= self.max_keys:
+            return
+        # forget the least recently failed first, sparing live lock-outs while we can
+        for key in [k for k, t in self._tallies.items() if t.locked_until <= now]:
+            if len(self._tallies) <= self.max_keys:
+                return
+            del self._tallies[key]
+        while len(self._tallies) > self.max_keys:
+            self._tallies.popitem(last=False)
+
+    def succeeded(self, username: str, address: str | None = None) -> None:
+        """A right password: forget this pair's failures (not the address's)."""
+        with self._lock:
+            self._tallies.pop(self._keys(username, address)[0][0], None)
+
+    def __len__(self) -> int:
+        return len(self._tallies)

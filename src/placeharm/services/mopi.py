@@ -6,7 +6,7 @@ of it. Nominals and intelligence carry `mopi_review_date`; those past it are lis
 roles that review them (analysts, supervisors, admins) and flagged on the nominal's page.
 Only identifiers and dates are listed, never what a record says.
 
-"Today" comes from a clock the caller passes (the web app's `State.clock`), so tests and a
+"Today" comes from a clock the caller passes (the web app's `State.today`), so tests and a
 review of a past date can set it.
 """
 

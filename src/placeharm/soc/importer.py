@@ -354,6 +354,9 @@ def import_entity(
         audit.record_imports(
             store, actor, [(result, started, hashlib.sha256(raw).hexdigest())], f"import {kind}"
         )
+        if frame.height and not frame["synthetic"].all():
+            # a force's own records: demo accounts stop working, with this import (issue 12)
+            store.end_demo_sessions()
     return result
 
 

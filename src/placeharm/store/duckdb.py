@@ -920,11 +920,6 @@ class DuckDBStore:
         )
         return [str(r[0]) for r in rows]
 
-    def real_soc_records(self) -> int:
-        """Nominals not flagged synthetic: a force's own data (demo sign-ins are refused)."""
-        row = self._one("SELECT count(*) FROM soc_nominals WHERE NOT synthetic")
-        return int(row[0]) if row else 0
-
     def soc_summary(self) -> tuple[dt.date | None, dt.date | None, bool]:
         """First and last date of the dated SOC records, and whether any nominal is synthetic."""
         row = self._one(
@@ -1203,30 +1198,50 @@ class DuckDBStore:
     ) -> None:
         self._run("DELETE FROM users WHERE username = ?", [username])
         self._run(
-            "INSERT INTO users VALUES (?, ?, ?, ?, FALSE, ?, now())",
+            "INSERT INTO users (username, display_name, role, password_hash, disabled, demo, "
+            "created_at, password_changed_at) VALUES (?, ?, ?, ?, FALSE, ?, now(), now())",
             [username, display_name, role, password_hash, demo],
         )
 
     def user(self, username: str) -> dict[str, Any] | None:
         row = self._one(
-            "SELECT username, display_name, role, password_hash, disabled, demo FROM users "
-            "WHERE username = ?",
+            "SELECT username, display_name, role, password_hash, disabled, demo, disabled_at, "
+            "password_changed_at FROM users WHERE username = ?",
             [username],
         )
         if row is None:
             return None
-        keys = ("username", "display_name", "role", "password_hash", "disabled", "demo")
+        keys = (
+            "username",
+            "display_name",
+            "role",
+            "password_hash",
+            "disabled",
+            "demo",
+            "disabled_at",
+            "password_changed_at",
+        )
         return dict(zip(keys, row, strict=True))
 
     def users(self) -> pl.DataFrame:
         return self._frame(
-            "SELECT username, display_name, role, disabled, demo, created_at FROM users "
-            "ORDER BY username"
+            "SELECT username, display_name, role, disabled, demo, created_at, disabled_at, "
+            "password_changed_at, (SELECT count(*) FROM sessions s "
+            "WHERE s.username = u.username) AS sessions FROM users u ORDER BY username"
         )
 
-    def add_session(self, token_hash: str, username: str, expires_at: dt.datetime) -> None:
+    def add_session(
+        self,
+        token_hash: str,
+        username: str,
+        expires_at: dt.datetime,
+        created_at: dt.datetime | None = None,
+    ) -> None:
+        created_at = created_at or dt.datetime.now(dt.UTC).replace(tzinfo=None)
         self._run(
-            "INSERT INTO sessions VALUES (?, ?, now(), ?)", [token_hash, username, expires_at]
+            "INSERT INTO sessions (token_hash, username, created_at, expires_at, last_seen_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [token_hash, username, created_at, expires_at, created_at],
         )
 
     def session_user(self, token_hash: str, now: dt.datetime) -> str | None:
@@ -1244,6 +1259,74 @@ class DuckDBStore:
 
     def end_session(self, token_hash: str) -> None:
         self._run("DELETE FROM sessions WHERE token_hash = ?", [token_hash])
+
+    # -- accounts: disable, role, password, session lifetime (issue 12) ----------------------
+
+    def session(self, token_hash: str) -> dict[str, Any] | None:
+        """A stored session: username, created_at, expires_at, last_seen_at (or None)."""
+        row = self._one(
+            "SELECT username, created_at, expires_at, coalesce(last_seen_at, created_at) "
+            "FROM sessions WHERE token_hash = ?",
+            [token_hash],
+        )
+        if row is None:
+            return None
+        keys = ("username", "created_at", "expires_at", "last_seen_at")
+        return dict(zip(keys, row, strict=True))
+
+    def touch_session(self, token_hash: str, seen_at: dt.datetime) -> None:
+        """Record a request on the session (never moves its last-seen time back)."""
+        self._run(
+            "UPDATE sessions SET last_seen_at = ? WHERE token_hash = ? "
+            "AND coalesce(last_seen_at, created_at) < ?",
+            [seen_at, token_hash, seen_at],
+        )
+
+    def end_user_sessions(self, username: str) -> int:
+        """Delete every session of one user; how many there were."""
+        row = self._one("SELECT count(*) FROM sessions WHERE username = ?", [username])
+        self._run("DELETE FROM sessions WHERE username = ?", [username])
+        return int(row[0]) if row else 0
+
+    def end_demo_sessions(self) -> int:
+        """Delete every session of a demo account; how many there were."""
+        where = "username IN (SELECT username FROM users WHERE demo)"
+        row = self._one(f"SELECT count(*) FROM sessions WHERE {where}")
+        self._run(f"DELETE FROM sessions WHERE {where}")
+        return int(row[0]) if row else 0
+
+    def set_user_disabled(self, username: str, disabled: bool, at: dt.datetime) -> bool:
+        """Disable or enable an account; False if there is no such user."""
+        row = self._one(
+            "UPDATE users SET disabled = ?, "
+            "disabled_at = CASE WHEN ? THEN coalesce(disabled_at, ?) END "
+            "WHERE username = ? RETURNING username",
+            [disabled, disabled, at, username],
+        )
+        return row is not None
+
+    def set_user_role(self, username: str, role: str) -> bool:
+        row = self._one(
+            "UPDATE users SET role = ? WHERE username = ? RETURNING username", [role, username]
+        )
+        return row is not None
+
+    def set_user_password(self, username: str, password_hash: str, at: dt.datetime) -> bool:
+        row = self._one(
+            "UPDATE users SET password_hash = ?, password_changed_at = ? WHERE username = ? "
+            "RETURNING username",
+            [password_hash, at, username],
+        )
+        return row is not None
+
+    def has_real_soc_records(self) -> bool:
+        """Whether any SOC table holds a row not flagged synthetic (a force's own data): demo
+        accounts are then refused. Stops at the first such row in each table."""
+        tests = " OR ".join(
+            f"EXISTS (SELECT 1 FROM {table} WHERE NOT synthetic)" for table in SOC_TABLES
+        )
+        row = self._one(f"SELECT {tests}")
+        return bool(row and row[0])
 
     def latest_import(self) -> tuple[int, dt.datetime | None]:
         """The newest import id and when it finished: what 'data as of' shows."""

@@ -348,6 +348,23 @@ MIGRATIONS.append(
 
 MIGRATIONS.append(
     (
+        7,
+        "accounts: disable time, password change time, session last seen (idle timeout)",
+        [
+            # when the account was disabled (NULL while enabled), when its password last changed
+            "ALTER TABLE users ADD COLUMN disabled_at TIMESTAMP",
+            "ALTER TABLE users ADD COLUMN password_changed_at TIMESTAMP",
+            "UPDATE users SET password_changed_at = created_at",
+            "UPDATE users SET disabled_at = created_at WHERE disabled",
+            # the last request seen on the session, written at most once a minute
+            "ALTER TABLE sessions ADD COLUMN last_seen_at TIMESTAMP",
+            "UPDATE sessions SET last_seen_at = created_at",
+        ],
+    )
+)
+
+MIGRATIONS.append(
+    (
         9,
         "MoPI review date on intelligence (nominals have one since migration 3)",
         ["ALTER TABLE soc_intelligence ADD COLUMN IF NOT EXISTS mopi_review_date DATE"],

@@ -54,6 +54,7 @@ from placeharm.errors import (
     NotFound,
     PermissionDenied,
     PlaceharmError,
+    TooManyAttempts,
 )
 from placeharm.services import (
     audit_view,
@@ -76,7 +77,9 @@ from placeharm.web.openapi import ERROR_RESPONSES
 
 HERE = Path(__file__).parent
 MAX_UPLOAD = 200 * 1024 * 1024
-SESSION_RECHECK_S = 60.0  # a disabled account or ended session is noticed within a minute
+# A remembered session is re-checked against the store, and its last-seen time written, at
+# most this often. Account changes made in this app end the user's sessions at once.
+SESSION_RECHECK_S = auth.TOUCH_S
 # MapLibre draws in web workers made from blob: URLs; Plotly sets inline styles.
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -204,8 +207,9 @@ class _Pending:
 class State:
     """The store and what the live machinery needs, shared by every request."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: auth.Clock | None = None) -> None:
         self.settings = settings
+        self.clock = clock or auth.utcnow
         self.store = DuckDBStore(
             settings.db, threads=settings.threads, memory_limit=settings.memory_limit
         )
@@ -215,11 +219,15 @@ class State:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.importer = Importer(self)
         self.cache = PageCache()
-        self.throttle = auth.LoginThrottle()
-        self.sessions: dict[str, tuple[User, float]] = {}  # token -> (user, last checked)
+        self.session_rules = auth.SessionRules.from_settings(settings)
+        self.throttle = auth.LoginThrottle(
+            per_address=settings.login_failures_per_address,
+            clock=time.monotonic if clock is None else lambda: _seconds(self.clock()),
+        )
+        self.sessions = auth.SessionCache(self.session_rules, self.clock, SESSION_RECHECK_S)
         self.as_of: dict[str, Any] = {}
         self.watcher: DropFolder | None = None
-        self.clock: mopi.Clock = mopi.system_today  # "today" for MoPI reviews; tests set it
+        self.today: mopi.Clock = mopi.system_today  # "today" for MoPI reviews; tests set it
         self.audit = audit.AuditLog.from_settings(settings)  # cannot be switched off
         audit.attach(self.store, self.audit)
 
@@ -244,8 +252,11 @@ class State:
             self.loop.call_soon_threadsafe(self.changed.set)
 
 
-def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
-    state = State(settings)
+def create_app(
+    settings: Settings, drop_folder: Path | None = None, clock: auth.Clock | None = None
+) -> FastAPI:
+    """The app on the store in `settings`; `clock` (naive UTC now) is for tests of expiry."""
+    state = State(settings, clock)
     with state.read() as store:
         state.as_of = pages.data_as_of(store)
         # the dashboard's default index: shipped or registered, never a file (issue 12)
@@ -293,29 +304,17 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     app.router.route_class = audited.AuditedRoute  # every data route logged (web/audited.py)
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
-    def _remembered(token: str) -> User | None:
-        cached = state.sessions.get(token)
-        if cached is not None and time.monotonic() - cached[1] < SESSION_RECHECK_S:
-            return cached[0]
-        return None
-
     def _look_up(token: str) -> User | None:
-        now = time.monotonic()
         with state.read() as store:
-            user = auth.user_for(store, token)
-        if user is None:
-            state.sessions.pop(token, None)
-        else:
-            state.sessions[token] = (user, now)
-        return user
+            return state.sessions.look_up(store, token, state.write_lock)
 
     async def signed_in(request: Request) -> User:
-        """The signed-in user, or 403. A session seen in the last minute is answered from
+        """The signed-in user, or 403. A session checked in the last minute is answered from
         memory on the event loop; otherwise the store is asked from a worker thread."""
         token = request.cookies.get(COOKIE)
         user = None
         if token:
-            user = _remembered(token) or await run_in_threadpool(_look_up, token)
+            user = state.sessions.remembered(token) or await run_in_threadpool(_look_up, token)
         if user is None:
             raise PermissionDenied("sign in first")
         assert token is not None
@@ -329,6 +328,9 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         )
         status = 503 if isinstance(exc, AuditError) else status
         status = 428 if isinstance(exc, JustificationRequired) else status
+        headers = None
+        if isinstance(exc, TooManyAttempts):
+            status, headers = 429, {"Retry-After": str(exc.retry_after_s)}
         wants_html = not request.url.path.startswith("/api") and "text/html" in request.headers.get(
             "accept", ""
         )
@@ -346,10 +348,15 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
                 "error.html",
                 {"status": status, "message": str(exc), "user": None},
                 status_code=status,
+                headers=headers,
             )
-        return JSONResponse({"error": str(exc), "status": status}, status_code=status)
+        return JSONResponse(
+            {"error": str(exc), "status": status}, status_code=status, headers=headers
+        )
 
-    def render(request: Request, template: str, page: Page, user: User) -> HTMLResponse:
+    def render(
+        request: Request, template: str, page: Page, user: User, extra: dict[str, Any] | None = None
+    ) -> HTMLResponse:
         return templates.TemplateResponse(
             request,
             template,
@@ -359,6 +366,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
                 "d": page.data,
                 "t": page.tables,
                 "json": _script_json(page.to_json()),
+                **(extra or {}),
             },
         )
 
@@ -407,26 +415,41 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     ) -> Response:
         address = request.client.host if request.client else None
         try:
-            state.throttle.check(username)
+            state.throttle.check(username, address)
+        except TooManyAttempts as exc:
+            # the name attempted (never the password), refused before any check
+            attempt = Actor(clip(username)[:100], "unknown", address)
+            state.audit.record(
+                state.store, attempt, "sign-in", "session", "/login", outcome="throttled"
+            )
+            if "text/html" not in request.headers.get("accept", ""):
+                raise  # 429 with Retry-After, as JSON
+            return templates.TemplateResponse(
+                request,
+                "login.html",
+                {"next": _safe_next(next), "error": None, "message": str(exc), "user": None},
+                status_code=429,
+                headers={"Retry-After": str(exc.retry_after_s)},
+            )
+        try:
             with state.read() as store:
                 record = store.user(username)
-                real = store.real_soc_records() > 0
+                real = state.sessions.real_data(store)
             auth.check_password(record, password, real)  # slow: outside the store lock
             assert record is not None
             with state.write() as store, store.transaction():
-                token = auth.start_session(store, username)
+                token = auth.start_session(store, username, state.clock(), state.session_rules)
                 actor = Actor(username, record["role"], address, audit.session_key(token))
                 state.audit.record(store, actor, "sign-in", "session", "/login")
-        except PermissionDenied as exc:
-            state.throttle.failed(username)
-            # the name attempted (never the password); the log says whether it was throttled
+        except PermissionDenied:
+            state.throttle.failed(username, address)
+            # the name attempted (never the password)
             attempt = Actor(clip(username)[:100], "unknown", address)
-            outcome = "throttled" if "too many" in str(exc) else "failed"
             state.audit.record(
-                state.store, attempt, "sign-in", "session", "/login", outcome=outcome
+                state.store, attempt, "sign-in", "session", "/login", outcome="failed"
             )
             return RedirectResponse(f"/login?error=1&next={_safe_next(next)}", status_code=303)
-        state.throttle.succeeded(username)
+        state.throttle.succeeded(username, address)
         if record["role"] == policy.Role.auditor.value and _safe_next(next) == "/overview":
             next = "/audit"  # the auditor sees no data pages
         response = RedirectResponse(_safe_next(next), status_code=303)
@@ -436,7 +459,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
             httponly=True,
             samesite="strict",
             secure=settings.secure_cookie,
-            max_age=auth.SESSION_HOURS * 3600,
+            max_age=int(state.session_rules.max_age.total_seconds()),
         )
         return response
 
@@ -444,7 +467,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     def logout(request: Request) -> Response:
         token = request.cookies.get(COOKIE)
         if token:
-            state.sessions.pop(token, None)
+            state.sessions.forget(token)
         with state.read() as store:
             user = auth.user_for(store, token)
         with state.write() as store, store.transaction():
@@ -728,12 +751,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     # -- nominals and groups ---------------------------------------------------------------
     @app.get("/nominal/{nominal_id}", response_class=HTMLResponse, include_in_schema=False)
     def nominal_page(request: Request, nominal_id: str, user: User = Depends(signed_in)) -> Any:
-        page = build(pages.nominal, user, nominal_id, state.clock())
+        page = build(pages.nominal, user, nominal_id, state.today())
         return render(request, "nominal.html", page, user)
 
     @app.get("/api/nominal/{nominal_id}")
     async def nominal_api(nominal_id: str, user: User = Depends(signed_in)) -> Any:
-        return await page_json(pages.nominal, user, nominal_id, state.clock())
+        return await page_json(pages.nominal, user, nominal_id, state.today())
 
     @app.get("/group/{group_id}", response_class=HTMLResponse, include_in_schema=False)
     def group_page(request: Request, group_id: str, user: User = Depends(signed_in)) -> Any:
@@ -746,15 +769,15 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     # -- MoPI reviews (services/mopi.py) ---------------------------------------------------
     @app.get("/mopi", response_class=HTMLResponse, include_in_schema=False)
     def mopi_page(request: Request, user: User = Depends(signed_in)) -> Any:
-        return render(request, "mopi.html", build(pages.mopi_reviews, user, state.clock()), user)
+        return render(request, "mopi.html", build(pages.mopi_reviews, user, state.today()), user)
 
     @app.get("/api/mopi")
     async def mopi_api(user: User = Depends(signed_in)) -> Any:
-        return await page_json(pages.mopi_reviews, user, state.clock())
+        return await page_json(pages.mopi_reviews, user, state.today())
 
     @app.get("/api/mopi.csv")
     def mopi_csv(user: User = Depends(signed_in)) -> Response:
-        page = build(pages.mopi_reviews, user, state.clock(), None)
+        page = build(pages.mopi_reviews, user, state.today(), None)
         return _csv(page.tables["overdue"], "mopi-overdue.csv")
 
     # -- help, admin, upload, live ---------------------------------------------------------
@@ -767,13 +790,47 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         return render(request, "help.html", page, user)
 
     @app.get("/admin", response_class=HTMLResponse, include_in_schema=False)
-    def admin_page(request: Request, user: User = Depends(signed_in)) -> Any:
-        page = build(_admin, user, state.clock())
-        return render(request, "admin.html", page, user)
+    def admin_page(
+        request: Request,
+        done: str | None = None,
+        who: str | None = None,
+        user: User = Depends(signed_in),
+    ) -> Any:
+        page = build(_admin, user, state.today())
+        # the outcome of an account change (a fixed sentence per action in the template)
+        outcome = {"done": done, "who": who} if done in auth.ACCOUNT_ACTIONS and who else {}
+        return render(request, "admin.html", page, user, outcome)
 
     @app.get("/api/admin")
     def admin_api(user: User = Depends(signed_in)) -> Any:
-        return _json(build(_admin, user, state.clock()).to_json())
+        return _json(build(_admin, user, state.today()).to_json())
+
+    @app.post("/admin/users/{username}/{action}", include_in_schema=False)
+    def admin_account(
+        request: Request,
+        username: str,
+        action: str,
+        role: str = Form(""),
+        password: str = Form(""),
+        user: User = Depends(signed_in),
+    ) -> Response:
+        """Disable, enable, change the role of or set the password of an account: every
+        session of that user ends at once, in the store and in this server's memory."""
+        policy.require(user, "admin")
+        with state.write() as store:
+            ended = auth.change_account(
+                store,
+                user,
+                username,
+                action,
+                role if action == "role" else password,
+                Actor(user.username, user.role.value, _address(request)),
+            )
+        state.sessions.forget_user(username)
+        state.notify()  # the admin page lists the accounts: build it afresh
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse(f"/admin?done={action}&who={username}#u-h", status_code=303)
+        return _json({"username": username, "action": action, "sessions_ended": ended})
 
     @app.post("/api/upload")
     def upload(
@@ -910,8 +967,10 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         )
 
     def _session_alive(token: str | None) -> User | None:
-        with state.read() as store:
-            return auth.user_for(store, token)
+        if not token:
+            return None
+        with state.read() as store:  # a live stream is not activity: the idle timeout runs
+            return state.sessions.look_up(store, token, state.write_lock, activity=False)
 
     @app.get("/tiles/{z}/{x}/{y}", include_in_schema=False)
     def tile(z: int, x: int, y: int, request: Request, user: User = Depends(signed_in)) -> Response:
@@ -960,7 +1019,12 @@ def _admin(store: DuckDBStore, user: User, today: dt.date) -> Page:
     return Page(
         "admin",
         "Administration: imports, quarantine, users",
-        pages.data_as_of(store) | {"record_kinds": policy.record_kinds(user), "mopi": reviews.data},
+        pages.data_as_of(store)
+        | {
+            "record_kinds": policy.record_kinds(user),
+            "mopi": reviews.data,
+            "roles": [r.value for r in policy.Role],
+        },
         {
             "imports": imports.drop([c for c in ("file_sha256",) if c in imports.columns]),
             "quarantine": summary,
@@ -968,6 +1032,11 @@ def _admin(store: DuckDBStore, user: User, today: dt.date) -> Page:
             "mopi": reviews.tables["overdue"],
         },
     )
+
+
+def _seconds(moment: dt.datetime) -> float:
+    """A naive UTC time as seconds since the epoch (the throttle's clock under a test clock)."""
+    return (moment - dt.datetime(1970, 1, 1)).total_seconds()
 
 
 def _csp(tile_origin: str | None) -> str:
