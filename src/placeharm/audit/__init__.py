@@ -108,7 +108,7 @@ def justification_for(store: Store, actor: Actor, purpose: str) -> Justification
     """The justification this session stated for `purpose`, if any."""
     if actor.session is None:
         return None
-    found = store.justification(actor.session, purpose, utc_now())
+    found = store.justification(actor.session, purpose)
     return None if found is None else Justification(*found)
 
 

@@ -1573,15 +1573,14 @@ class DuckDBStore:
             [token_hash, purpose, reason_code, reason_text, now],
         )
 
-    def justification(
-        self, token_hash: str, purpose: str, now: dt.datetime
-    ) -> tuple[str, str] | None:
-        """(reason code, text) stated in this live session for the purpose, if any."""
+    def justification(self, token_hash: str, purpose: str) -> tuple[str, str] | None:
+        """(reason code, text) stated in this session for the purpose, if any, while the
+        session exists (whether it is still live is the caller's session check, under the
+        app's idle and absolute limits and clock)."""
         row = self._one(
             "SELECT j.reason_code, j.reason_text FROM audit_justifications j "
-            "JOIN sessions s USING (token_hash) WHERE j.token_hash = ? AND j.purpose = ? "
-            "AND s.expires_at > ?",
-            [token_hash, purpose, now],
+            "JOIN sessions s USING (token_hash) WHERE j.token_hash = ? AND j.purpose = ?",
+            [token_hash, purpose],
         )
         return None if row is None else (str(row[0]), str(row[1]))
 

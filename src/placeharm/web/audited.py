@@ -93,6 +93,8 @@ EXEMPT: dict[str, str] = {
     "/api/upload": "a collection: logged in the import's own transaction (imported_by)",
     "/justification": "the justification form; stating one is logged by the handler",
     "/api/justification": "stating a justification is logged by the handler",
+    "/admin/users/{username}/{action}": "account changes are logged as alterations in their "
+    "own transaction (services/auth.py)",
 }
 # path parameter -> identifier kind in the entry (the area code's kind is the area set)
 _PATH_IDS = {"site": "chb_site", "nominal_id": "nominal", "group_id": "group"}
