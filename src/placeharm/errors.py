@@ -25,3 +25,11 @@ class ConfigError(PlaceharmError):
 
 class StoreError(PlaceharmError):
     """The store cannot be opened, migrated or written."""
+
+
+class TooLarge(DataError):
+    """An upload, a decompressed file or a line is over its configured limit (HTTP 413)."""
+
+
+class Busy(PlaceharmError):
+    """The server is at a configured limit of concurrent work; try again shortly (HTTP 503)."""

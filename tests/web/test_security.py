@@ -19,7 +19,7 @@ from placeharm.soc.importer import import_entity
 from placeharm.store.duckdb import DuckDBStore
 from placeharm.web.app import create_app
 
-from .conftest import sign_in
+from .conftest import csrf_headers, post_login, sign_in
 
 
 def _as(client: TestClient, who: str) -> TestClient:
@@ -94,6 +94,7 @@ def test_csv_cells_cannot_become_formulas(app_client: TestClient):
     admin = _as(app_client, "admin")
     upload = admin.post(
         "/api/upload",
+        headers=csrf_headers(admin),
         data={"kind": "groups"},
         files={"file": ("g.csv", b"group_id,group_type,name\nSEC-G1,OCG,=HYPERLINK(1)\n")},
     )
@@ -107,6 +108,7 @@ def test_upload_names_cannot_escape_and_json_in_pages_is_inert(app_client: TestC
     admin = _as(app_client, "admin")
     result = admin.post(
         "/api/upload",
+        headers=csrf_headers(admin),
         data={"kind": "groups"},
         files={
             "file": (
@@ -135,31 +137,17 @@ def test_demo_sign_ins_are_refused_on_a_store_with_real_records(tmp_path: Path, 
         assert import_entity(store, "nominals", real).inserted == 1
         auth.create_user(store, "pc9", "PC", "officer", "a-real-long-password")
     with TestClient(create_app(load_settings(db=db))) as client:
-        demo = client.post(
-            "/login",
-            data={"username": "admin", "password": "admin" + auth.DEMO_PASSWORD_SUFFIX},
-            follow_redirects=False,
-        )
+        demo = post_login(client, "admin", "admin" + auth.DEMO_PASSWORD_SUFFIX)
         assert "error=1" in demo.headers["location"]
-        real_user = client.post(
-            "/login",
-            data={"username": "pc9", "password": "a-real-long-password"},
-            follow_redirects=False,
-        )
+        real_user = post_login(client, "pc9", "a-real-long-password")
         assert real_user.headers["location"] == "/overview"
 
 
 def test_repeated_failed_sign_ins_are_throttled(app_client: TestClient):
     app_client.cookies.clear()
     for _ in range(5):
-        app_client.post(
-            "/login", data={"username": "supervisor", "password": "wrong"}, follow_redirects=False
-        )
-    right = app_client.post(
-        "/login",
-        data={"username": "supervisor", "password": "supervisor" + auth.DEMO_PASSWORD_SUFFIX},
-        follow_redirects=False,
-    )
+        post_login(app_client, "supervisor", "wrong")
+    right = post_login(app_client, "supervisor", "supervisor" + auth.DEMO_PASSWORD_SUFFIX)
     try:
         assert "error=1" in right.headers["location"]  # locked out, even with the password
         assert "placeharm_session" not in right.cookies
@@ -188,7 +176,12 @@ def test_records_links_keep_the_selection(app_client: TestClient):
 def test_an_unreadable_csv_is_refused_whole(app_client: TestClient):
     admin = _as(app_client, "admin")
     huge = b"group_id,group_type,name\nBIG-1,OCG," + b"x" * 200_000 + b"\nBIG-2,OCG,ok\n"
-    response = admin.post("/api/upload", data={"kind": "groups"}, files={"file": ("big.csv", huge)})
+    response = admin.post(
+        "/api/upload",
+        headers=csrf_headers(admin),
+        data={"kind": "groups"},
+        files={"file": ("big.csv", huge)},
+    )
     assert response.status_code == 400 and "nothing imported" in response.json()["error"]
     listed = admin.get("/api/records?kind=groups&q=BIG-").json()
     assert listed["total"] == 0
@@ -204,7 +197,7 @@ def test_secure_cookie_setting_and_expired_sessions_purged(demo_db: Path, tmp_pa
     for secure in (True, False):
         app = create_app(load_settings(db=db, secure_cookie=secure))
         with TestClient(app, base_url="https://testserver") as client:
-            response = client.post("/login", data=form, follow_redirects=False)
+            response = post_login(client, form["username"], form["password"])
             cookie = response.headers["set-cookie"]
             assert ("; secure" in cookie.lower()) is secure, cookie
             store = app.state.placeharm.store

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi import Depends, FastAPI, Form, Request
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
@@ -40,24 +40,62 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from placeharm.config import Settings
-from placeharm.errors import DataError, NotFound, PermissionDenied, PlaceharmError
+from placeharm.errors import Busy, NotFound, PermissionDenied, PlaceharmError, TooLarge
 from placeharm.services import auth, basemap, exports, pages, policy
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
+from placeharm.web import uploads
+from placeharm.web.csrf import Csrf, RequestGuard
+from placeharm.web.limits import SignInGate
 from placeharm.web.live import DropFolder, Importer
 from placeharm.web.network import drawing as network_drawing
 
 HERE = Path(__file__).parent
-MAX_UPLOAD = 200 * 1024 * 1024
+# error kind -> HTTP status (first match; any other PlaceharmError is 400)
+ERROR_STATUS: tuple[tuple[type[PlaceharmError], int], ...] = (
+    (PermissionDenied, 403),
+    (NotFound, 404),
+    (TooLarge, 413),
+    (Busy, 503),
+)
 SESSION_RECHECK_S = 60.0  # a disabled account or ended session is noticed within a minute
-# MapLibre draws in web workers made from blob: URLs; Plotly sets inline styles.
+# MapLibre draws in web workers made from blob: URLs. Styles come from our files only: MapLibre
+# and Plotly set styles through the CSSOM, which style-src does not govern (checked in
+# Chromium, docs/security/csrf-and-limits.md).
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "default-src 'self'; script-src 'self'; style-src 'self'; "
     "img-src 'self' data: blob:; worker-src 'self' blob:; child-src blob:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 TILE_CACHE = "private, max-age=86400"  # base map tiles: per user, kept a day
+# Browser features no page uses, switched off for the page and anything it might embed.
+PERMISSIONS_POLICY = ", ".join(
+    f"{feature}=()"
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "bluetooth",
+        "camera",
+        "display-capture",
+        "encrypted-media",
+        "geolocation",
+        "gyroscope",
+        "hid",
+        "idle-detection",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "picture-in-picture",
+        "publickey-credentials-get",
+        "screen-wake-lock",
+        "serial",
+        "usb",
+        "xr-spatial-tracking",
+    )
+)
+HSTS = "max-age=31536000"  # a year; no includeSubDomains: other hosts of a force domain
 COOKIE = "placeharm_session"
 VENDOR = {
     "maplibre-gl.js": ("maplibre", "srcjs/maplibre-gl.js", "text/javascript"),
@@ -70,9 +108,10 @@ class SecurityHeaders:
     """Headers on every response (a plain ASGI middleware: Starlette's `@app.middleware`
     costs a task and a stream per request)."""
 
-    def __init__(self, app: ASGIApp, csp: str = CSP) -> None:
+    def __init__(self, app: ASGIApp, csp: str = CSP, tls: bool = False) -> None:
         self.app = app
         self.csp = csp
+        self.tls = tls
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -91,7 +130,12 @@ class SecurityHeaders:
                 headers["Content-Security-Policy"] = self.csp
                 headers["X-Content-Type-Options"] = "nosniff"
                 headers["X-Frame-Options"] = "DENY"
-                headers["Referrer-Policy"] = "no-referrer"
+                # same-origin, not no-referrer: with no-referrer a browser sends
+                # `Origin: null` on our own form posts, and the CSRF check needs the origin
+                headers["Referrer-Policy"] = "same-origin"
+                headers["Permissions-Policy"] = PERMISSIONS_POLICY
+                if self.tls:
+                    headers["Strict-Transport-Security"] = HSTS
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -190,6 +234,8 @@ class State:
         self.importer = Importer(self)
         self.cache = PageCache()
         self.throttle = auth.LoginThrottle()
+        auth.limit_hashing(settings.password_hash_concurrency)
+        self.sign_ins = SignInGate(settings.password_hash_concurrency)
         self.sessions: dict[str, tuple[User, float]] = {}  # token -> (user, last checked)
         self.as_of: dict[str, Any] = {}
         self.watcher: DropFolder | None = None
@@ -222,7 +268,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     tiles = basemap.open_archive(settings)
     csp = _csp(basemap.tile_origin(settings))
     base_source = basemap.source(settings, tiles)
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    csrf = Csrf(COOKIE, settings.tls)
+    templates = Jinja2Templates(
+        directory=str(HERE / "templates"),
+        # every template can put {{ csrf_token }} in its forms (docs/security/csrf-and-limits.md)
+        context_processors=[lambda request: {"csrf_token": csrf.token(request)}],
+    )
     templates.env.globals["MARKING"] = MARKING
     templates.env.globals["BASEMAP"] = _script_json(base_source) if base_source else None
     templates.env.filters["fmt"] = _fmt
@@ -283,22 +334,28 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
 
     @app.exception_handler(PlaceharmError)
     async def _errors(request: Request, exc: PlaceharmError) -> Response:
-        status = (
-            403 if isinstance(exc, PermissionDenied) else 404 if isinstance(exc, NotFound) else 400
-        )
+        status = next((code for kind, code in ERROR_STATUS if isinstance(exc, kind)), 400)
+        response = error_response(request, status, str(exc))
+        if status == 503:
+            response.headers["Retry-After"] = "5"
+        return response
+
+    def error_response(request: Request, status: int, message: str) -> Response:
+        """The one error answer (PlaceharmError, RequestGuard's refusals): an HTML page or a
+        JSON body of the same shape."""
         wants_html = not request.url.path.startswith("/api") and "text/html" in request.headers.get(
             "accept", ""
         )
-        if status == 403 and str(exc) == "sign in first" and wants_html:
+        if status == 403 and message == "sign in first" and wants_html:
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
         if wants_html:
             return templates.TemplateResponse(
                 request,
                 "error.html",
-                {"status": status, "message": str(exc), "user": None},
+                {"status": status, "message": message, "user": None},
                 status_code=status,
             )
-        return JSONResponse({"error": str(exc), "status": status}, status_code=status)
+        return JSONResponse({"error": message, "status": status}, status_code=status)
 
     def render(request: Request, template: str, page: Page, user: User) -> HTMLResponse:
         return templates.TemplateResponse(
@@ -337,7 +394,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     def openapi(user: User = Depends(signed_in)) -> Any:
         return app.openapi()
 
-    app.add_middleware(SecurityHeaders, csp=csp)
+    # CSRF and body limits on every route (the inner middleware: its refusals get headers too)
+    upload_max = settings.upload_max_mb * 2**20
+    app.add_middleware(
+        RequestGuard, csrf=csrf, stream_limits={"/api/upload": upload_max}, render=error_response
+    )
+    app.add_middleware(SecurityHeaders, csp=csp, tls=settings.tls)
 
     # -- sign in -------------------------------------------------------------------------
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
@@ -347,9 +409,14 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         )
 
     @app.post("/login", include_in_schema=False)
-    def login(
+    async def login(
         username: str = Form(...), password: str = Form(...), next: str = Form("/overview")
     ) -> Response:
+        # the turn to hash is awaited here: sign-ins waiting for one hold no worker thread
+        async with state.sign_ins.turn():
+            return await run_in_threadpool(_login, username, password, next)
+
+    def _login(username: str, password: str, next: str) -> Response:
         try:
             state.throttle.check(username)
             with state.read() as store:
@@ -368,8 +435,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
             token,
             httponly=True,
             samesite="strict",
-            secure=settings.secure_cookie,
+            secure=settings.tls or settings.secure_cookie,
             max_age=auth.SESSION_HOURS * 3600,
+        )
+        # the CSRF token is bound to the session from now on
+        response.delete_cookie(
+            csrf.pre_session_cookie, secure=settings.tls, httponly=True, samesite="strict"
         )
         return response
 
@@ -381,7 +452,9 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         with state.write() as store:
             auth.logout(store, token)
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(COOKIE)
+        response.delete_cookie(
+            COOKIE, secure=settings.tls or settings.secure_cookie, httponly=True, samesite="strict"
+        )
         return response
 
     @app.get("/", include_in_schema=False)
@@ -573,19 +646,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     def admin_api(user: User = Depends(signed_in)) -> Any:
         return _json(build(_admin, user).to_json())
 
-    @app.post("/api/upload")
-    def upload(
-        kind: str = Form(...), file: UploadFile = File(...), user: User = Depends(signed_in)
-    ) -> Any:
+    @app.post("/api/upload", openapi_extra=uploads.OPENAPI)
+    async def upload(request: Request, user: User = Depends(signed_in)) -> Any:
+        """Import one file. The session and role are checked before any of the body is read;
+        the body is streamed to a temporary file, capped by the upload_max_mb setting."""
         policy.require(user, "upload")
-        name = Path(file.filename or "").name
-        if name in ("", ".", ".."):
-            name = "upload.csv"
-        content = file.file.read(MAX_UPLOAD + 1)
-        if len(content) > MAX_UPLOAD:
-            raise DataError(f"the file is over {MAX_UPLOAD // 2**20} MB; use the drop folder")
-        result = state.importer.import_bytes(kind, name, content)
-        return _json(result)
+        return _json(await uploads.receive_upload(request, state.importer))
 
     @app.get("/events")
     async def events(request: Request, user: User = Depends(signed_in)) -> StreamingResponse:
