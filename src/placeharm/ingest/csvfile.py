@@ -123,6 +123,9 @@ def _gunzip(handle: BinaryIO, first: bytes, limit: int, path: Path) -> bytes:
         out = inflater.decompress(data, limit + 1 - size)
         size += len(out)
         if size > limit:
+            # freed now, not when the exception is: its traceback keeps this frame alive
+            parts.clear()
+            del out
             raise _too_large(path, limit, " once decompressed (a gzip bomb?)")
         parts.append(out)
         if inflater.eof:

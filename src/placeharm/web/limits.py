@@ -8,6 +8,7 @@ they wait as coroutines instead, at most `wait_s`, then get 503 (issue 12).
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,13 +22,17 @@ class SignInGate:
     def __init__(self, slots: int, wait_s: float = auth.HASH_WAIT_S) -> None:
         self.slots = slots
         self.wait_s = wait_s
-        self._semaphore: asyncio.Semaphore | None = None  # made on the server's event loop
+        # one per event loop (a server has one; a test client may run several)
+        self._semaphores: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, asyncio.Semaphore
+        ] = weakref.WeakKeyDictionary()
 
     @asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
-        if self._semaphore is None:
-            self._semaphore = asyncio.Semaphore(self.slots)
-        semaphore = self._semaphore
+        loop = asyncio.get_running_loop()
+        semaphore = self._semaphores.get(loop)
+        if semaphore is None:
+            semaphore = self._semaphores[loop] = asyncio.Semaphore(self.slots)
         try:
             async with asyncio.timeout(self.wait_s):
                 await semaphore.acquire()

@@ -81,15 +81,21 @@ class Importer:
         """Import an uploaded file saved at `path` (in its own temporary folder) under its
         sanitised name `name`. What comes back, results or error, names the file by `name`
         only: no temporary path, no control characters, no more than MESSAGE_MAX characters.
+        A refused file is a DataError (400), whichever importer refused it; a file over a
+        content limit too (it is the file, not the request, that is too large).
         """
         try:
             outcome = self.import_path(kind, path)
         except PlaceharmError as exc:
-            raise type(exc)(_public(str(exc), path, name)) from None
+            error = DataError if isinstance(exc, TooLarge) else type(exc)
+            raise error(_public(str(exc), path, name)) from None
         for r in outcome["results"]:
             r["message"] = _public(r["message"], path, name)
             for q in r["quarantine_sample"]:
                 q["reason"] = _public(q["reason"], path, name)
+        refused = [r for r in outcome["results"] if r["status"] == "refused"]
+        if refused and len(refused) == len(outcome["results"]):
+            raise DataError(refused[0]["message"])
         return outcome
 
     def record_refusal(self, kind: str, path: Path, message: str) -> int:
