@@ -439,7 +439,7 @@ def test_hsts_and_secure_cookies_only_with_tls(own_db: Path, tls: bool):
             assert f"{feature}=()" in policy
         assert page.headers["referrer-policy"] == "same-origin"
         csp = page.headers["content-security-policy"]
-        assert "style-src 'self';" in csp and "unsafe-inline" not in csp
+        assert "style-src 'self' 'sha256-47DEQ" in csp and "unsafe-inline" not in csp
 
 
 # -- the drop folder -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import asyncio
 import gzip
 import io
 import json
+import re
 import shutil
 import tempfile
 import threading
@@ -60,11 +61,13 @@ ERROR_STATUS: tuple[tuple[type[PlaceharmError], int], ...] = (
     (Busy, 503),
 )
 SESSION_RECHECK_S = 60.0  # a disabled account or ended session is noticed within a minute
-# MapLibre draws in web workers made from blob: URLs. Styles come from our files only: MapLibre
-# and Plotly set styles through the CSSOM, which style-src does not govern (checked in
-# Chromium, docs/security/csrf-and-limits.md).
+# MapLibre draws in web workers made from blob: URLs. Styles come from our files only, no
+# 'unsafe-inline': MapLibre and Plotly set styles through the CSSOM, which style-src does not
+# govern; the one hash is of the empty string, the empty <style> element Plotly fills through
+# the CSSOM (checked in Chromium, docs/security/csrf-and-limits.md).
+EMPTY_STYLE = "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; "
+    f"default-src 'self'; script-src 'self'; style-src 'self' {EMPTY_STYLE}; "
     "img-src 'self' data: blob:; worker-src 'self' blob:; child-src blob:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
@@ -75,7 +78,6 @@ PERMISSIONS_POLICY = ", ".join(
     for feature in (
         "accelerometer",
         "autoplay",
-        "bluetooth",
         "camera",
         "display-capture",
         "encrypted-media",
@@ -278,6 +280,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     templates.env.globals["BASEMAP"] = _script_json(base_source) if base_source else None
     templates.env.filters["fmt"] = _fmt
     templates.env.globals["network_drawing"] = network_drawing
+    templates.env.globals["PLOTLY_MAPLIBRE_CSS_ID"] = _plotly_maplibre_css_id()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -736,6 +739,18 @@ def _csp(tile_origin: str | None) -> str:
     return CSP.replace("img-src 'self'", f"img-src 'self' {tile_origin}").replace(
         "connect-src 'self'", f"connect-src 'self' {tile_origin}"
     )
+
+
+def _plotly_maplibre_css_id() -> str:
+    """The element id under which Plotly injects MapLibre's CSS as an inline <style> (for map
+    traces, which we do not draw): a page that loads Plotly links /vendor/maplibre-gl.css under
+    this id, so Plotly finds it and injects nothing the CSP would refuse."""
+    script = resources.files("plotly") / "package_data/plotly.min.js"
+    found = re.search(
+        r'getElementById\("([0-9a-f]{64})"\)\)\{var \w+=document\.createElement\("style"\)',
+        script.read_text(encoding="utf-8"),
+    )
+    return found.group(1) if found else "plotly-maplibre-css"
 
 
 def _gpkg(layers: dict[str, list[dict[str, Any]]], page: Page, filename: str) -> Response:
