@@ -151,6 +151,41 @@ class Settings(BaseSettings):
         "store only).",
     )
 
+    tls: bool = Field(
+        default=False,
+        description="The dashboard is served over HTTPS (directly or behind a TLS-terminating "
+        "proxy): cookies get the Secure flag, responses carry Strict-Transport-Security, and "
+        "the CSRF origin check expects https.",
+    )
+    upload_max_mb: int = Field(
+        default=200,
+        ge=1,
+        le=10_240,
+        description="Largest upload body accepted at /api/upload, in MB; a larger declared or "
+        "streamed body is refused (413) before or while it is read.",
+    )
+    max_decompressed_mb: int = Field(
+        default=256,
+        ge=1,
+        le=65_536,
+        description="Largest size, in MB, of one imported file once decompressed (uploads, the "
+        "drop folder and the CLI): a gzip bomb is refused after reading at most this much.",
+    )
+    max_line_kb: int = Field(
+        default=1024,
+        ge=1,
+        le=1_048_576,
+        description="Longest line, in KB, of an imported CSV file; a file with a longer line is "
+        "refused whole (no police.uk or SOC line comes near it).",
+    )
+    password_hash_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="Password hashes (argon2id, 64 MiB each) computed at once; further sign-ins "
+        "wait up to 10 s for a turn, then get 503 'busy, try again'.",
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,

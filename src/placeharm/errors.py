@@ -45,3 +45,11 @@ class TooManyAttempts(PlaceharmError):
     def __init__(self, message: str, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class TooLarge(DataError):
+    """An upload, a decompressed file or a line is over its configured limit (HTTP 413)."""
+
+
+class Busy(PlaceharmError):
+    """The server is at a configured limit of concurrent work; try again shortly (HTTP 503)."""

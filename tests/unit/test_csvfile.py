@@ -9,8 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from placeharm.errors import DataError
-from placeharm.ingest.csvfile import LINE_COL, read_bytes, read_table, split_header
+from placeharm.errors import DataError, TooLarge
+from placeharm.ingest.csvfile import (
+    LINE_COL,
+    ReadLimits,
+    check_line_lengths,
+    read_bytes,
+    read_table,
+    split_header,
+)
 
 HEADER = ("a", "b", "c")
 
@@ -109,3 +116,46 @@ def test_unclosed_quote_at_end_is_reported(tmp_path: Path):
     assert t.quarantine[0].line == 3
     assert "a quote is never closed" in t.quarantine[0].reason
     assert t.rows_read == 2
+
+
+def test_read_bytes_stops_a_gzip_bomb_at_the_limit(tmp_path: Path):
+    """64 MB of zeros compress to ~64 KB; with a 1 MB limit the read stops after ~1 MB."""
+    bomb = tmp_path / "bomb.csv.gz"
+    bomb.write_bytes(gzip.compress(b"\0" * (64 << 20), compresslevel=9))
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(TooLarge, match="over 1 MB once decompressed"):
+        read_bytes(bomb, ReadLimits(max_bytes=1 << 20))
+
+
+def test_read_bytes_limit_is_exact_across_members_and_padding(tmp_path: Path):
+    body = b"a,b,c\n" + b"1,2,3\n" * 100  # 606 bytes
+    path = tmp_path / "members.csv.gz"
+    # two members with the zero padding some tools write between them
+    path.write_bytes(gzip.compress(body[:300]) + b"\0" * 8 + gzip.compress(body[300:]))
+    assert read_bytes(path, ReadLimits(max_bytes=len(body))) == body
+    with pytest.raises(TooLarge):
+        read_bytes(path, ReadLimits(max_bytes=len(body) - 1))
+    plain = tmp_path / "plain.csv"
+    plain.write_bytes(body)
+    assert read_bytes(plain, ReadLimits(max_bytes=len(body))) == body
+    with pytest.raises(TooLarge, match="max_decompressed_mb"):
+        read_bytes(plain, ReadLimits(max_bytes=len(body) - 1))
+
+
+def test_check_line_lengths_names_the_first_long_line(tmp_path: Path):
+    path = tmp_path / "x.csv"
+    check_line_lengths(b"ab\n" + b"x" * 10 + b"\ncd", path, 10)  # a line of exactly 10
+    check_line_lengths(b"x" * 10, path, 10)  # the last line has no newline
+    with pytest.raises(TooLarge, match="line 3 is longer than"):
+        check_line_lengths(b"ab\ncd\n" + b"x" * 11 + b"\nef\n", path, 10)
+    with pytest.raises(TooLarge, match="line 1 is longer"):
+        check_line_lengths(b"x" * 11, path, 10)
+    many = b"".join(b"y" * (i % 10) + b"\n" for i in range(10_000))
+    check_line_lengths(many, path, 10)
+    with pytest.raises(TooLarge, match="line 10001 is"):
+        check_line_lengths(many + b"z" * 11, path, 10)
+
+
+def test_a_header_field_over_the_csv_limit_is_a_data_error(tmp_path: Path):
+    with pytest.raises(DataError, match="header line is not CSV"):
+        split_header(b"a," + b"b" * 200_000 + b"\n1,2\n", tmp_path / "x.csv")

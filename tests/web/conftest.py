@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from httpx import Response
 
 from placeharm.audit import PURPOSES
 from placeharm.config import load_settings
@@ -34,27 +36,58 @@ def app_client(demo_db: Path) -> Iterator[TestClient]:
         yield client
 
 
+def post_login(client: TestClient, username: str, password: str) -> Response:
+    """Submit the sign-in form as a browser does: the login page's CSRF token, and Origin."""
+    return client.post(
+        "/login",
+        data={"username": username, "password": password, "csrf_token": login_token(client)},
+        headers={"Origin": origin(client)},
+        follow_redirects=False,
+    )
+
+
 def sign_in(client: TestClient, username: str, justify: bool = True) -> dict[str, str]:
     """Sign in as a demo user; with `justify`, also state a justification for every purpose
     that needs one (as a user would on the justification form), so tests that are not about
     justification open nominals and export records as before."""
-    response = client.post(
-        "/login",
-        data={"username": username, "password": f"{username}{auth.DEMO_PASSWORD_SUFFIX}"},
-        follow_redirects=False,
-    )
+    response = post_login(client, username, f"{username}{auth.DEMO_PASSWORD_SUFFIX}")
     assert response.status_code == 303, response.text
     token = response.cookies.get("placeharm_session")
     assert token
     cookie = {"placeharm_session": token}
     if justify:
+        client.cookies.clear()
+        headers = csrf_headers(client, cookie)
         for purpose in PURPOSES:
             client.cookies.clear()
             stated = client.post(
                 "/api/justification",
                 data={"purpose": purpose, "reason": "investigation", "text": "web test"},
                 cookies=cookie,
+                headers=headers,
             )
             assert stated.status_code == 200, stated.text
         client.cookies.clear()
     return cookie
+
+
+def origin(client: TestClient) -> str:
+    """This site's origin, as a browser names it in the Origin header."""
+    return str(client.base_url).rstrip("/")
+
+
+def login_token(client: TestClient) -> str:
+    """The login form's CSRF token; the client keeps the pre-session cookie it is bound to."""
+    page = client.get("/login", headers={"Accept": "text/html"})
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+def csrf_headers(client: TestClient, cookies: dict[str, str] | None = None) -> dict[str, str]:
+    """What our JavaScript sends with a POST: this site's Origin and the session's CSRF token,
+    read from a page as app.js reads it."""
+    page = client.get("/help", cookies=cookies, headers={"Accept": "text/html"})
+    found = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text)
+    assert found, page.text
+    return {"Origin": origin(client), "X-CSRF-Token": found.group(1)}

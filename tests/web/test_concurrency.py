@@ -18,7 +18,7 @@ from placeharm.services.pages import Page
 from placeharm.store.duckdb import DuckDBStore
 from placeharm.web.app import PageCache, create_app
 
-from .conftest import sign_in
+from .conftest import csrf_headers, sign_in
 
 WARD = "E05001111"
 
@@ -181,6 +181,7 @@ def test_an_upload_does_not_wait_for_a_slow_page_build(
     response = own_client.post(
         "/api/upload",
         cookies=admin,
+        headers=csrf_headers(own_client, admin),
         data={"kind": "groups"},
         files={"file": ("g.csv", b"group_id,group_type\nCONC-G1,OCG\n", "text/csv")},
     )

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from placeharm.services import policy
 from placeharm.services.policy import Role
 
-from .conftest import ROLES, sign_in
+from .conftest import ROLES, csrf_headers, post_login, sign_in
 
 ROLE_OF = {
     "officer": Role.officer,
@@ -46,9 +46,7 @@ def test_signed_out_is_refused(app_client: TestClient):
     assert _get(app_client, "/api/overview", None).status_code == 403
     page = _get(app_client, "/overview", None, html=True)
     assert page.status_code == 303 and page.headers["location"].startswith("/login")
-    wrong = app_client.post(
-        "/login", data={"username": "analyst", "password": "nope"}, follow_redirects=False
-    )
+    wrong = post_login(app_client, "analyst", "nope")
     assert wrong.status_code == 303 and "error=1" in wrong.headers["location"]
     assert "placeharm_session" not in wrong.cookies
 
@@ -134,6 +132,7 @@ def test_upload_is_admin_only(app_client: TestClient, cookies):
         response = app_client.post(
             "/api/upload",
             cookies=cookies[name],
+            headers=csrf_headers(app_client, cookies[name]),
             data={"kind": "groups"},
             files={
                 "file": (

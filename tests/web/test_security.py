@@ -19,7 +19,7 @@ from placeharm.soc.importer import import_entity
 from placeharm.store.duckdb import DuckDBStore
 from placeharm.web.app import create_app
 
-from .conftest import sign_in
+from .conftest import csrf_headers, post_login, sign_in
 
 
 def _as(client: TestClient, who: str) -> TestClient:
@@ -94,6 +94,7 @@ def test_csv_cells_cannot_become_formulas(app_client: TestClient):
     admin = _as(app_client, "admin")
     upload = admin.post(
         "/api/upload",
+        headers=csrf_headers(admin),
         data={"kind": "groups"},
         files={
             "file": (
@@ -112,6 +113,7 @@ def test_upload_names_cannot_escape_and_json_in_pages_is_inert(app_client: TestC
     admin = _as(app_client, "admin")
     result = admin.post(
         "/api/upload",
+        headers=csrf_headers(admin),
         data={"kind": "groups"},
         files={
             "file": (
@@ -138,19 +140,11 @@ def test_demo_sign_ins_are_refused_on_a_store_with_real_records(tmp_path: Path, 
     real.write_text("nominal_id,surname\nREAL-1,Realperson\n")
     with DuckDBStore(db) as store:
         assert import_entity(store, "nominals", real).inserted == 1
-        auth.create_user(store, "pc9", "PC", "officer", "a-real-long-password")
+        auth.create_user(store, "pc9", "PC", "officer", "kettle-lantern-moorland")
     with TestClient(create_app(load_settings(db=db))) as client:
-        demo = client.post(
-            "/login",
-            data={"username": "admin", "password": "admin" + auth.DEMO_PASSWORD_SUFFIX},
-            follow_redirects=False,
-        )
+        demo = post_login(client, "admin", "admin" + auth.DEMO_PASSWORD_SUFFIX)
         assert "error=1" in demo.headers["location"]
-        real_user = client.post(
-            "/login",
-            data={"username": "pc9", "password": "a-real-long-password"},
-            follow_redirects=False,
-        )
+        real_user = post_login(client, "pc9", "kettle-lantern-moorland")
         assert real_user.headers["location"] == "/overview"
 
 
@@ -158,14 +152,8 @@ def test_repeated_failed_sign_ins_are_throttled(app_client: TestClient):
     # its own client address, so the shared client's address is not paused for other tests
     attacker = TestClient(app_client.app, client=("192.0.2.50", 50000))
     for _ in range(5):
-        attacker.post(
-            "/login", data={"username": "supervisor", "password": "wrong"}, follow_redirects=False
-        )
-    right = attacker.post(
-        "/login",
-        data={"username": "supervisor", "password": "supervisor" + auth.DEMO_PASSWORD_SUFFIX},
-        follow_redirects=False,
-    )
+        post_login(attacker, "supervisor", "wrong")
+    right = post_login(attacker, "supervisor", "supervisor" + auth.DEMO_PASSWORD_SUFFIX)
     assert right.status_code == 429  # paused, even with the password
     assert right.json()["error"] == "too many sign-in attempts: try again in 1 minute"
     assert right.headers["retry-after"] == "60"
@@ -195,7 +183,12 @@ def test_records_links_keep_the_selection(app_client: TestClient):
 def test_an_unreadable_csv_is_refused_whole(app_client: TestClient):
     admin = _as(app_client, "admin")
     huge = b"group_id,group_type,name\nBIG-1,OCG," + b"x" * 200_000 + b"\nBIG-2,OCG,ok\n"
-    response = admin.post("/api/upload", data={"kind": "groups"}, files={"file": ("big.csv", huge)})
+    response = admin.post(
+        "/api/upload",
+        headers=csrf_headers(admin),
+        data={"kind": "groups"},
+        files={"file": ("big.csv", huge)},
+    )
     assert response.status_code == 400 and "nothing imported" in response.json()["error"]
     listed = admin.get("/api/records?kind=groups&q=BIG-").json()
     assert listed["total"] == 0
@@ -211,7 +204,7 @@ def test_secure_cookie_setting_and_expired_sessions_purged(demo_db: Path, tmp_pa
     for secure in (True, False):
         app = create_app(load_settings(db=db, secure_cookie=secure))
         with TestClient(app, base_url="https://testserver") as client:
-            response = client.post("/login", data=form, follow_redirects=False)
+            response = post_login(client, form["username"], form["password"])
             cookie = response.headers["set-cookie"]
             assert ("; secure" in cookie.lower()) is secure, cookie
             store = app.state.placeharm.store

@@ -30,6 +30,7 @@ from placeharm.cli.common import (
 )
 from placeharm.config import Settings
 from placeharm.errors import ConfigError, DataError, NotFound, PlaceharmError, StoreError
+from placeharm.ingest.csvfile import ReadLimits
 from placeharm.model import ImportResult
 from placeharm.services import areas as area_service
 from placeharm.services import auth as auth_service
@@ -96,8 +97,9 @@ def _run_ingest(
     store: DuckDBStore, settings: Settings, paths: list[Path], tolerance_m: float
 ) -> list[ImportResult]:
     files = ingest_service.find_files(paths)
+    limits = ReadLimits.of(settings.max_decompressed_mb, settings.max_line_kb)
     if not sys.stderr.isatty():
-        return ingest_service.ingest(store, files, settings.threads, tolerance_m)
+        return ingest_service.ingest(store, files, settings.threads, tolerance_m, limits=limits)
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -113,7 +115,9 @@ def _run_ingest(
                 task, advance=1, description=f"Imported {Path(result.source_file).name}"
             )
 
-        return ingest_service.ingest(store, files, settings.threads, tolerance_m, progress=step)
+        return ingest_service.ingest(
+            store, files, settings.threads, tolerance_m, progress=step, limits=limits
+        )
 
 
 @app.command()

@@ -12,6 +12,7 @@ import typer
 
 from placeharm.cli.common import DbOption, Format, FormatOption, _emit, _open, _settings, err, out
 from placeharm.cli.harm import AsbOption, FromOption, IndexOption, ToOption, _index, _period, _show
+from placeharm.ingest.csvfile import ReadLimits
 from placeharm.model import ImportResult
 from placeharm.services import soc as soc_service
 from placeharm.soc.importer import export_entity, import_entity, load_mapping
@@ -78,7 +79,8 @@ def import_cmd(
     settings = _settings(db)
     loaded = load_mapping(mapping, kind) if mapping else None
     with _open(settings) as store:
-        result = import_entity(store, kind, file, loaded, threads=settings.threads)
+        limits = ReadLimits.of(settings.max_decompressed_mb, settings.max_line_kb)
+        result = import_entity(store, kind, file, loaded, threads=settings.threads, limits=limits)
     _accounts([result])
 
 

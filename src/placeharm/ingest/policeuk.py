@@ -15,8 +15,17 @@ from pathlib import Path
 
 import polars as pl
 
-from placeharm.errors import DataError
-from placeharm.ingest.csvfile import LINE_COL, RawTable, read_bytes, read_table, split_header
+from placeharm.errors import DataError, TooLarge
+from placeharm.ingest.csvfile import (
+    DEFAULT_LIMITS,
+    LINE_COL,
+    RawTable,
+    ReadLimits,
+    check_line_lengths,
+    read_bytes,
+    read_table,
+    split_header,
+)
 from placeharm.model import CRIME_TYPES, QuarantineRow, SourceKind
 
 STREET_HEADER = (
@@ -186,11 +195,7 @@ def detect_kind(header: tuple[str, ...], path: Path) -> SourceKind:
     names = {k.value: ", ".join(h) for k, h in HEADERS.items()}
     found = ", ".join(header)
     found = found if len(found) <= 200 else found[:200] + " …"
-    hint = (
-        "This looks like a boundary file: import it with `placeharm areas import FILE --name NAME`."
-        if path.name.lower().endswith((".geojson", ".geojson.gz", ".gpkg", ".shp"))
-        else "Check that this is an unedited data.police.uk download."
-    )
+    hint = _hint(path)
     raise DataError(
         f"{path}: the header does not match a data.police.uk file, so nothing was imported.\n"
         f"  found:    {found}\n"
@@ -200,11 +205,25 @@ def detect_kind(header: tuple[str, ...], path: Path) -> SourceKind:
     )
 
 
-def parse_file(path: Path, latest_month: str) -> ParsedFile:
+def _hint(path: Path) -> str:
+    """What to do with a file that is not a police.uk file."""
+    if path.name.lower().endswith((".geojson", ".geojson.gz", ".gpkg", ".shp")):
+        return (
+            "This looks like a boundary file: import it with "
+            "`placeharm areas import FILE --name NAME`."
+        )
+    return "Check that this is an unedited data.police.uk download."
+
+
+def parse_file(path: Path, latest_month: str, limits: ReadLimits = DEFAULT_LIMITS) -> ParsedFile:
     """Read and validate one police.uk bulk CSV (plain or gzip) or API JSON file."""
     if path.suffix.lower() == ".json" or path.name.lower().endswith(".json.gz"):
-        return parse_api_json(path, latest_month)
-    data = read_bytes(path)
+        return parse_api_json(path, latest_month, limits)
+    data = read_bytes(path, limits)
+    try:
+        check_line_lengths(data, path, limits.max_line_bytes)
+    except TooLarge as exc:  # e.g. a GeoJSON boundary file: one long line
+        raise TooLarge(f"{exc}\n{_hint(path)}") from None
     header, body = split_header(data, path)
     del data  # each copy of a large file's bytes held to the end adds to peak memory
     kind = detect_kind(header, path)
@@ -552,10 +571,13 @@ def _fill_hash(frame: pl.DataFrame, key_col: str, hash_col: str) -> pl.DataFrame
     return frame.with_columns(fixed.alias(hash_col))
 
 
-def parse_api_json(path: Path, latest_month: str) -> ParsedFile:
-    """Read a data.police.uk API crimes-street JSON response (a list of crimes)."""
+def parse_api_json(
+    path: Path, latest_month: str, limits: ReadLimits = DEFAULT_LIMITS
+) -> ParsedFile:
+    """Read a data.police.uk API crimes-street JSON response (a list of crimes). An API
+    response is one line, so only the decompressed size is capped."""
     source = str(path)
-    data = read_bytes(path)
+    data = read_bytes(path, limits)
     try:
         records = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

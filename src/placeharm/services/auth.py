@@ -20,7 +20,8 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -28,7 +29,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from placeharm import audit
-from placeharm.errors import DataError, NotFound, PermissionDenied, TooManyAttempts
+from placeharm.errors import Busy, DataError, NotFound, PermissionDenied, TooManyAttempts
 from placeharm.services.passwords import check_password_rules
 from placeharm.services.policy import Role, User
 from placeharm.store.base import Store
@@ -44,6 +45,53 @@ IDLE_MINUTES = 30  # the default idle timeout (setting session_idle_minutes)
 # session against the store as often.
 TOUCH_S = 60.0
 _HASHER = PasswordHasher()
+HASH_WAIT_S = 10.0  # longest wait for a turn to hash, then Busy
+BUSY = "the server is busy signing other people in; wait a few seconds and try again"
+
+
+class HashGate:
+    """At most `slots` argon2id computations at once. Each takes 64 MiB and ~50 ms of a
+    core, so a flood of sign-ins could otherwise take all memory and stall the server
+    (issue 12); beyond `slots` a caller waits its turn for at most `wait_s`, then is refused
+    with Busy."""
+
+    def __init__(self, slots: int = 2, wait_s: float = HASH_WAIT_S) -> None:
+        self.slots = slots
+        self.wait_s = wait_s
+        self._semaphore = threading.BoundedSemaphore(slots)
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        if not self._semaphore.acquire(timeout=self.wait_s):
+            raise Busy(BUSY)
+        try:
+            yield
+        finally:
+            self._semaphore.release()
+
+
+_GATE = HashGate()
+
+
+def limit_hashing(slots: int, wait_s: float = HASH_WAIT_S) -> HashGate:
+    """Set how many password hashes this process computes at once (setting
+    password_hash_concurrency); returns the gate. Hashes in progress finish under the old one."""
+    global _GATE
+    if (_GATE.slots, _GATE.wait_s) != (slots, wait_s):
+        _GATE = HashGate(slots, wait_s)
+    return _GATE
+
+
+def _hash(password: str) -> str:
+    with _GATE.turn():
+        return _HASHER.hash(password)
+
+
+def _verify(password_hash: str, password: str) -> None:
+    with _GATE.turn():
+        _HASHER.verify(password_hash, password)
+
+
 # Demo accounts, created by `placeharm demo` only (flagged demo; never in a force's store).
 DEMO_USERS = {
     "officer": ("Neighbourhood officer (demo)", Role.officer),
@@ -126,7 +174,7 @@ def create_user(
     else:
         check_password_rules(password, username, display_name)
     role = _role(role)
-    password_hash = _HASHER.hash(password)
+    password_hash = _hash(password)
     with store.transaction():
         existed = store.user(username) is not None
         store.upsert_user(username, display_name, role.value, password_hash, demo)
@@ -221,7 +269,7 @@ def set_password(
     if record is None:
         raise _no_user(username)
     check_password_rules(password, username, record["display_name"])
-    password_hash = _HASHER.hash(password)  # slow: before the transaction
+    password_hash = _hash(password)  # slow: before the transaction
     with store.transaction():
         if not store.set_user_password(username, password_hash, now or utcnow()):
             raise _no_user(username)
@@ -270,13 +318,14 @@ def change_account(
 def check_password(record: dict[str, Any] | None, password: str, real_data: bool) -> None:
     """Raise the same refusal for every wrong case (unknown user, disabled, wrong password,
     a demo account on a store holding a force's real SOC records). Slow on purpose
-    (argon2id): call it without holding the store lock."""
+    (argon2id): call it without holding the store lock. Raises Busy when too many hashes
+    are already being computed (HashGate)."""
     refused = PermissionDenied("wrong username or password")
     if record is None or record["disabled"] or (record["demo"] and real_data):
-        _HASHER.hash(password)  # spend the same time as a real check
+        _hash(password)  # spend the same time as a real check
         raise refused
     try:
-        _HASHER.verify(record["password_hash"], password)
+        _verify(record["password_hash"], password)
     except (VerificationError, InvalidHashError):
         raise refused from None
 

@@ -16,6 +16,7 @@ import polars as pl
 from placeharm import audit
 from placeharm.audit import Actor
 from placeharm.errors import DataError, PlaceharmError
+from placeharm.ingest.csvfile import DEFAULT_LIMITS, ReadLimits
 from placeharm.ingest.policeuk import CRIME_CONTENT, OUTCOME_KEY, ParsedFile, parse_file
 from placeharm.model import ImportResult, QuarantineRow, SourceKind
 from placeharm.services.areas import Assigner, assign_pending, load_sets
@@ -58,6 +59,7 @@ def ingest(
     tolerance_m: float = 25.0,
     progress: ProgressFn | None = None,
     actor: Actor | None = None,
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> list[ImportResult]:
     """Import police.uk bulk CSVs and API JSON files; return one account per file.
     `actor` is who imports (the import log and the audit log say so; default: the
@@ -68,7 +70,8 @@ def ingest(
     transaction; if writing any of them fails, that transaction is rolled back and the
     group is replayed one file per transaction, so the failing file leaves nothing behind
     and the others still land. Area sets imported since the last ingest are assigned to
-    every stored record first.
+    every stored record first. A file over `limits` (decompressed size, line length) is
+    refused with a message, having cost at most the limit in memory.
     """
     files = find_files(paths)
     assign_pending(store, threads, tolerance_m)
@@ -94,7 +97,7 @@ def ingest(
                 progress(result)
         group.clear()
 
-    for item in _prefetch(files, latest, threads, assigner):
+    for item in _prefetch(files, latest, threads, assigner, limits):
         group.append(item)
         if (
             sum(p.parsed.rows_read for p in group if isinstance(p.parsed, ParsedFile))
@@ -131,7 +134,7 @@ _PREFETCH_BYTES = 32 << 20
 
 
 def _prefetch(
-    files: list[Path], latest: str, threads: int, assigner: Assigner
+    files: list[Path], latest: str, threads: int, assigner: Assigner, limits: ReadLimits
 ) -> Iterator[_Parsed]:
     """Parse files and assign their areas ahead of the writer (see `_PREFETCH_BYTES`)."""
 
@@ -139,7 +142,7 @@ def _prefetch(
         started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         sha = _sha256(path)
         try:
-            parsed = parse_file(path, latest)
+            parsed = parse_file(path, latest, limits)
         except PlaceharmError as exc:
             return _Parsed(path, exc, sha, started)
         item = _Parsed(path, parsed, sha, started)

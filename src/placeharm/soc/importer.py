@@ -29,6 +29,7 @@ from placeharm.audit import Actor
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import load_index
 from placeharm.harm.derive import crime_type_of
+from placeharm.ingest.csvfile import DEFAULT_LIMITS, ReadLimits, check_line_lengths, read_bytes
 from placeharm.model import CRIME_TYPES, ImportResult, QuarantineRow
 from placeharm.soc.schema import GRADES_3X5X2, GRADES_5X5X5, Entity, entity
 from placeharm.store.base import Store
@@ -271,22 +272,29 @@ def import_entity(
     synthetic: bool = False,
     threads: int = 2,
     actor: Actor | None = None,
+    limits: ReadLimits = DEFAULT_LIMITS,
 ) -> ImportResult:
     """Import one CSV file of SOC entity `kind` (see placeharm.soc.schema) in one transaction.
-    `actor` is who imports (default: the operating-system user)."""
+    `actor` is who imports (default: the operating-system user). The file may be gzipped;
+    over `limits` (decompressed size, line length) it is refused."""
     spec = entity(kind)
     path = Path(path)
     mapping = mapping or Mapping()
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     if not path.is_file():
         raise NotFound(f"{path} does not exist")
-    raw = path.read_bytes()
+    raw = read_bytes(path, limits)
+    check_line_lengths(raw, path, limits.max_line_bytes)
     text = _text_lines(raw)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = next(reader)
     except StopIteration:
         raise DataError(f"{path} is empty; expected a header row") from None
+    except csv.Error as exc:  # e.g. a header field over the csv module's 128 KB limit
+        raise DataError(
+            f"{path} refused, nothing imported: the header row is not CSV ({exc})"
+        ) from None
     fields = _map_header(spec, header, mapping, path)
     converter = _Converter(spec, mapping)
     references = _references(store, spec)

@@ -12,6 +12,7 @@ import datetime as dt
 import gzip
 import io
 import json
+import re
 import shutil
 import tempfile
 import threading
@@ -25,7 +26,7 @@ from typing import Annotated, Any
 from urllib.parse import urlencode
 
 import polars as pl
-from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, Form, Query, Request
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
@@ -48,12 +49,14 @@ from placeharm.audit.entry import clip
 from placeharm.config import Settings
 from placeharm.errors import (
     AuditError,
+    Busy,
     ConfigError,
     DataError,
     JustificationRequired,
     NotFound,
     PermissionDenied,
     PlaceharmError,
+    TooLarge,
     TooManyAttempts,
 )
 from placeharm.services import (
@@ -70,23 +73,64 @@ from placeharm.services import (
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
-from placeharm.web import audited
+from placeharm.web import audited, uploads
+from placeharm.web.csrf import Csrf, RequestGuard
+from placeharm.web.limits import SignInGate
 from placeharm.web.live import DropFolder, Importer
 from placeharm.web.network import drawing as network_drawing
 from placeharm.web.openapi import ERROR_RESPONSES
 
 HERE = Path(__file__).parent
-MAX_UPLOAD = 200 * 1024 * 1024
+# error kind -> HTTP status (first match; any other PlaceharmError is 400)
+ERROR_STATUS: tuple[tuple[type[PlaceharmError], int], ...] = (
+    (PermissionDenied, 403),
+    (NotFound, 404),
+    (TooLarge, 413),
+    (Busy, 503),
+    (AuditError, 503),  # the audit entry cannot be written: nothing is served
+    (JustificationRequired, 428),
+    (TooManyAttempts, 429),
+)
 # A remembered session is re-checked against the store, and its last-seen time written, at
 # most this often. Account changes made in this app end the user's sessions at once.
 SESSION_RECHECK_S = auth.TOUCH_S
-# MapLibre draws in web workers made from blob: URLs; Plotly sets inline styles.
+# MapLibre draws in web workers made from blob: URLs. Styles come from our files only, no
+# 'unsafe-inline': MapLibre and Plotly set styles through the CSSOM, which style-src does not
+# govern; the one hash is of the empty string, the empty <style> element Plotly fills through
+# the CSSOM (checked in Chromium, docs/security/csrf-and-limits.md).
+EMPTY_STYLE = "'sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU='"
 CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    f"default-src 'self'; script-src 'self'; style-src 'self' {EMPTY_STYLE}; "
     "img-src 'self' data: blob:; worker-src 'self' blob:; child-src blob:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 TILE_CACHE = "private, max-age=86400"  # base map tiles: per user, kept a day
+# Browser features no page uses, switched off for the page and anything it might embed.
+PERMISSIONS_POLICY = ", ".join(
+    f"{feature}=()"
+    for feature in (
+        "accelerometer",
+        "autoplay",
+        "camera",
+        "display-capture",
+        "encrypted-media",
+        "geolocation",
+        "gyroscope",
+        "hid",
+        "idle-detection",
+        "magnetometer",
+        "microphone",
+        "midi",
+        "payment",
+        "picture-in-picture",
+        "publickey-credentials-get",
+        "screen-wake-lock",
+        "serial",
+        "usb",
+        "xr-spatial-tracking",
+    )
+)
+HSTS = "max-age=31536000"  # a year; no includeSubDomains: other hosts of a force domain
 COOKIE = "placeharm_session"
 VENDOR = {
     "maplibre-gl.js": ("maplibre", "srcjs/maplibre-gl.js", "text/javascript"),
@@ -99,9 +143,10 @@ class SecurityHeaders:
     """Headers on every response (a plain ASGI middleware: Starlette's `@app.middleware`
     costs a task and a stream per request)."""
 
-    def __init__(self, app: ASGIApp, csp: str = CSP) -> None:
+    def __init__(self, app: ASGIApp, csp: str = CSP, tls: bool = False) -> None:
         self.app = app
         self.csp = csp
+        self.tls = tls
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -120,7 +165,12 @@ class SecurityHeaders:
                 headers["Content-Security-Policy"] = self.csp
                 headers["X-Content-Type-Options"] = "nosniff"
                 headers["X-Frame-Options"] = "DENY"
-                headers["Referrer-Policy"] = "no-referrer"
+                # same-origin, not no-referrer: with no-referrer a browser sends
+                # `Origin: null` on our own form posts, and the CSRF check needs the origin
+                headers["Referrer-Policy"] = "same-origin"
+                headers["Permissions-Policy"] = PERMISSIONS_POLICY
+                if self.tls:
+                    headers["Strict-Transport-Security"] = HSTS
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -225,6 +275,8 @@ class State:
             clock=time.monotonic if clock is None else lambda: _seconds(self.clock()),
         )
         self.sessions = auth.SessionCache(self.session_rules, self.clock, SESSION_RECHECK_S)
+        auth.limit_hashing(settings.password_hash_concurrency)
+        self.sign_ins = SignInGate(settings.password_hash_concurrency)
         self.as_of: dict[str, Any] = {}
         self.watcher: DropFolder | None = None
         self.today: mopi.Clock = mopi.system_today  # "today" for MoPI reviews; tests set it
@@ -268,12 +320,18 @@ def create_app(
     tiles = basemap.open_archive(settings)
     csp = _csp(basemap.tile_origin(settings))
     base_source = basemap.source(settings, tiles)
-    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    csrf = Csrf(COOKIE, settings.tls)
+    templates = Jinja2Templates(
+        directory=str(HERE / "templates"),
+        # every template can put {{ csrf_token }} in its forms (docs/security/csrf-and-limits.md)
+        context_processors=[lambda request: {"csrf_token": csrf.token(request)}],
+    )
     templates.env.globals["MARKING"] = MARKING
     templates.env.globals["BASEMAP"] = _script_json(base_source) if base_source else None
     templates.env.filters["fmt"] = _fmt
     templates.env.globals["network_drawing"] = network_drawing
     templates.env.globals["allowed"] = policy.allowed
+    templates.env.globals["PLOTLY_MAPLIBRE_CSS_ID"] = _plotly_maplibre_css_id()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -323,14 +381,7 @@ def create_app(
 
     @app.exception_handler(PlaceharmError)
     async def _errors(request: Request, exc: PlaceharmError) -> Response:
-        status = (
-            403 if isinstance(exc, PermissionDenied) else 404 if isinstance(exc, NotFound) else 400
-        )
-        status = 503 if isinstance(exc, AuditError) else status
-        status = 428 if isinstance(exc, JustificationRequired) else status
-        headers = None
-        if isinstance(exc, TooManyAttempts):
-            status, headers = 429, {"Retry-After": str(exc.retry_after_s)}
+        status = next((code for kind, code in ERROR_STATUS if isinstance(exc, kind)), 400)
         wants_html = not request.url.path.startswith("/api") and "text/html" in request.headers.get(
             "accept", ""
         )
@@ -340,19 +391,29 @@ def create_app(
             )
             query = urlencode({"purpose": exc.purpose, "next": back})
             return RedirectResponse(f"/justification?{query}", status_code=303)
-        if status == 403 and str(exc) == "sign in first" and wants_html:
+        response = error_response(request, status, str(exc))
+        if isinstance(exc, TooManyAttempts):
+            response.headers["Retry-After"] = str(exc.retry_after_s)
+        elif status == 503:
+            response.headers["Retry-After"] = "5"
+        return response
+
+    def error_response(request: Request, status: int, message: str) -> Response:
+        """The one error answer (PlaceharmError, RequestGuard's refusals): an HTML page or a
+        JSON body of the same shape."""
+        wants_html = not request.url.path.startswith("/api") and "text/html" in request.headers.get(
+            "accept", ""
+        )
+        if status == 403 and message == "sign in first" and wants_html:
             return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
         if wants_html:
             return templates.TemplateResponse(
                 request,
                 "error.html",
-                {"status": status, "message": str(exc), "user": None},
+                {"status": status, "message": message, "user": None},
                 status_code=status,
-                headers=headers,
             )
-        return JSONResponse(
-            {"error": str(exc), "status": status}, status_code=status, headers=headers
-        )
+        return JSONResponse({"error": message, "status": status}, status_code=status)
 
     def render(
         request: Request, template: str, page: Page, user: User, extra: dict[str, Any] | None = None
@@ -397,7 +458,12 @@ def create_app(
     def openapi(user: User = Depends(signed_in)) -> Any:
         return app.openapi()
 
-    app.add_middleware(SecurityHeaders, csp=csp)
+    # CSRF and body limits on every route (the inner middleware: its refusals get headers too)
+    upload_max = settings.upload_max_mb * 2**20
+    app.add_middleware(
+        RequestGuard, csrf=csrf, stream_limits={"/api/upload": upload_max}, render=error_response
+    )
+    app.add_middleware(SecurityHeaders, csp=csp, tls=settings.tls)
 
     # -- sign in -------------------------------------------------------------------------
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
@@ -407,12 +473,17 @@ def create_app(
         )
 
     @app.post("/login", include_in_schema=False)
-    def login(
+    async def login(
         request: Request,
         username: str = Form(...),
         password: str = Form(...),
         next: str = Form("/overview"),
     ) -> Response:
+        # the turn to hash is awaited here: sign-ins waiting for one hold no worker thread
+        async with state.sign_ins.turn():
+            return await run_in_threadpool(_login, request, username, password, next)
+
+    def _login(request: Request, username: str, password: str, next: str) -> Response:
         address = request.client.host if request.client else None
         try:
             state.throttle.check(username, address)
@@ -458,8 +529,12 @@ def create_app(
             token,
             httponly=True,
             samesite="strict",
-            secure=settings.secure_cookie,
+            secure=settings.tls or settings.secure_cookie,
             max_age=int(state.session_rules.max_age.total_seconds()),
+        )
+        # the CSRF token is bound to the session from now on
+        response.delete_cookie(
+            csrf.pre_session_cookie, secure=settings.tls, httponly=True, samesite="strict"
         )
         return response
 
@@ -478,7 +553,9 @@ def create_app(
                 actor = Actor(user.username, user.role.value, _address(request), key)
                 state.audit.record(store, actor, "sign-out", "session", "/logout")
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(COOKIE)
+        response.delete_cookie(
+            COOKIE, secure=settings.tls or settings.secure_cookie, httponly=True, samesite="strict"
+        )
         return response
 
     @app.get("/", include_in_schema=False)
@@ -832,23 +909,13 @@ def create_app(
             return RedirectResponse(f"/admin?done={action}&who={username}#u-h", status_code=303)
         return _json({"username": username, "action": action, "sessions_ended": ended})
 
-    @app.post("/api/upload")
-    def upload(
-        request: Request,
-        kind: str = Form(...),
-        file: UploadFile = File(...),
-        user: User = Depends(signed_in),
-    ) -> Any:
+    @app.post("/api/upload", openapi_extra=uploads.OPENAPI)
+    async def upload(request: Request, user: User = Depends(signed_in)) -> Any:
+        """Import one file. The session and role are checked before any of the body is read;
+        the body is streamed to a temporary file, capped by the upload_max_mb setting."""
         policy.require(user, "upload")
-        name = Path(file.filename or "").name
-        if name in ("", ".", ".."):
-            name = "upload.csv"
-        content = file.file.read(MAX_UPLOAD + 1)
-        if len(content) > MAX_UPLOAD:
-            raise DataError(f"the file is over {MAX_UPLOAD // 2**20} MB; use the drop folder")
         actor = Actor(user.username, user.role.value, _address(request))
-        result = state.importer.import_bytes(kind, name, content, actor)
-        return _json(result)
+        return _json(await uploads.receive_upload(request, state.importer, actor))
 
     # -- justification and the audit log ---------------------------------------------------
     def _actor(request: Request, user: User) -> Actor:
@@ -1046,6 +1113,18 @@ def _csp(tile_origin: str | None) -> str:
     return CSP.replace("img-src 'self'", f"img-src 'self' {tile_origin}").replace(
         "connect-src 'self'", f"connect-src 'self' {tile_origin}"
     )
+
+
+def _plotly_maplibre_css_id() -> str:
+    """The element id under which Plotly injects MapLibre's CSS as an inline <style> (for map
+    traces, which we do not draw): a page that loads Plotly links /vendor/maplibre-gl.css under
+    this id, so Plotly finds it and injects nothing the CSP would refuse."""
+    script = resources.files("plotly") / "package_data/plotly.min.js"
+    found = re.search(
+        r'getElementById\("([0-9a-f]{64})"\)\)\{var \w+=document\.createElement\("style"\)',
+        script.read_text(encoding="utf-8"),
+    )
+    return found.group(1) if found else "plotly-maplibre-css"
 
 
 def _gpkg(layers: dict[str, list[dict[str, Any]]], page: Page, filename: str) -> Response:

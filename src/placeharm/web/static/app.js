@@ -1,6 +1,9 @@
 // placeharm pages: live updates (server-sent events), maps (MapLibre GL), charts (Plotly).
 // Everything is served by the placeharm server itself: no request leaves the machine.
 
+// The CSRF token of this page (docs/security/csrf-and-limits.md): every POST we make sends it
+// in the X-CSRF-Token header.
+const CSRF_TOKEN = document.querySelector('meta[name="csrf-token"]')?.content || "";
 const dataNode = document.getElementById("page-data");
 const page = dataNode ? JSON.parse(dataNode.textContent) : null;
 // The force's base map, if configured (settings tile_url or pmtiles); else a plain background.
@@ -132,9 +135,18 @@ async function overviewMap() {
   });
   const legend = document.getElementById("legend");
   if (legend) {
+    // built as nodes, colours set through the CSSOM: the CSP allows no inline style attributes
     const edges = [0, ...breaks].map((v) => Math.round(v).toLocaleString("en-GB"));
-    legend.innerHTML = `SOC primary harm score: <span style="background:${NONE}"></span>none ` +
-      VIRIDIS.map((c, i) => `<span style="background:${c}"></span>${i < 4 ? "up to " + edges[i + 1] : edges[4] + " or more"}`).join(" ");
+    const swatch = (colour) => {
+      const span = document.createElement("span");
+      span.style.background = colour;
+      return span;
+    };
+    const items = [document.createTextNode("SOC primary harm score: "), swatch(NONE), document.createTextNode("none ")];
+    VIRIDIS.forEach((c, i) => {
+      items.push(swatch(c), document.createTextNode(`${i < 4 ? "up to " + edges[i + 1] : edges[4] + " or more"} `));
+    });
+    legend.replaceChildren(...items);
   }
 }
 
@@ -350,8 +362,10 @@ function uploadForm() {
     event.preventDefault();
     const out = document.getElementById("upload-result");
     out.textContent = "Importing…";
-    const response = await fetch("/api/upload", { method: "POST", body: new FormData(form) });
-    const body = await response.json();
+    const response = await fetch("/api/upload", {
+      method: "POST", body: new FormData(form), headers: { "X-CSRF-Token": CSRF_TOKEN },
+    });
+    const body = await response.json().catch(() => ({ error: `the server answered ${response.status}` }));
     out.replaceChildren();
     const line = (text, note) => {
       const p = document.createElement("p");
