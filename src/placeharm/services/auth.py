@@ -28,6 +28,8 @@ DEMO_USERS = {
     "admin": ("Administrator (demo)", Role.admin),
 }
 DEMO_PASSWORD_SUFFIX = "-demo-2026"
+# The password_hash of a single sign-on account: not an argon2 hash, so no password verifies.
+NO_PASSWORD = "!sso: signs in with the identity provider only"
 
 
 def _now() -> dt.datetime:
@@ -52,6 +54,13 @@ def create_user(
         raise DataError("a username is letters, digits, '-' and '_'")
     role = Role(role)
     with store.transaction():
+        existing = store.user(username)
+        if existing is not None and existing.get("auth_source", "local") != "local":
+            # never turn a single sign-on account into a password one (docs/security/sso.md)
+            raise DataError(
+                f"{username} is a single sign-on account; its role comes from the identity "
+                "provider's groups. Choose another username for a local account"
+            )
         store.upsert_user(username, display_name, role.value, _HASHER.hash(password), demo)
     return User(username, display_name, role)
 
@@ -72,7 +81,12 @@ def check_password(record: dict[str, Any] | None, password: str, real_data: bool
     a demo account on a store holding a force's real SOC records). Slow on purpose
     (argon2id): call it without holding the store lock."""
     refused = PermissionDenied("wrong username or password")
-    if record is None or record["disabled"] or (record["demo"] and real_data):
+    if (
+        record is None
+        or record["disabled"]
+        or (record["demo"] and real_data)
+        or record.get("auth_source", "local") != "local"  # single sign-on accounts
+    ):
         _HASHER.hash(password)  # spend the same time as a real check
         raise refused
     try:

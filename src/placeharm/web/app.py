@@ -41,7 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from placeharm.config import Settings
 from placeharm.errors import DataError, NotFound, PermissionDenied, PlaceharmError
-from placeharm.services import auth, basemap, exports, pages, policy
+from placeharm.services import auth, basemap, exports, pages, policy, sso
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
@@ -340,16 +340,31 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     app.add_middleware(SecurityHeaders, csp=csp)
 
     # -- sign in -------------------------------------------------------------------------
+    oidc = sso.OidcClient(settings) if settings.oidc_issuer else None
+    if not settings.local_accounts:
+        with state.write() as store:
+            sso.end_local_sessions(store)
+
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_form(request: Request, next: str = "/overview", error: str | None = None) -> Any:
         return templates.TemplateResponse(
-            request, "login.html", {"next": _safe_next(next), "error": error, "user": None}
+            request,
+            "login.html",
+            {
+                "next": _safe_next(next),
+                "error": error,
+                "user": None,
+                "sso_name": oidc.provider_name if oidc else None,
+                "local_accounts": settings.local_accounts,
+            },
         )
 
     @app.post("/login", include_in_schema=False)
     def login(
         username: str = Form(...), password: str = Form(...), next: str = Form("/overview")
     ) -> Response:
+        if not settings.local_accounts:  # single sign-on only (docs/security/sso.md)
+            return RedirectResponse(f"/login?error=local&next={_safe_next(next)}", 303)
         try:
             state.throttle.check(username)
             with state.read() as store:
@@ -372,6 +387,81 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
             max_age=auth.SESSION_HOURS * 3600,
         )
         return response
+
+    @app.get("/login/sso", include_in_schema=False)
+    def login_sso(request: Request, next: str = "/overview") -> Response:
+        """Single sign-on: send the browser to the identity provider (docs/security/sso.md)."""
+        if oidc is None:
+            raise NotFound("single sign-on is not set up on this server")
+        try:
+            url, flow = oidc.begin(next)
+        except PlaceharmError as exc:
+            return _sso_refused(request, exc)
+        response = RedirectResponse(url, status_code=303)
+        # Lax, not Strict: the provider's redirect back is a cross-site top-level GET
+        response.set_cookie(
+            sso.FLOW_COOKIE,
+            flow,
+            max_age=sso.FLOW_SECONDS,
+            path=oidc.callback_path,
+            httponly=True,
+            samesite="lax",
+            secure=settings.secure_cookie,
+        )
+        return response
+
+    @app.get(sso.CALLBACK_PATH, include_in_schema=False)
+    def auth_callback(request: Request) -> Response:
+        """Single sign-on: the provider's answer; a session cookie and a same-site page."""
+        if oidc is None:
+            raise NotFound("single sign-on is not set up on this server")
+        response: Response
+        try:
+            flow = request.cookies.get(sso.FLOW_COOKIE)
+            identity, target = oidc.finish(dict(request.query_params), flow)
+            with state.write() as store:
+                token = sso.sign_in(store, identity)
+        except PlaceharmError as exc:
+            response = _sso_refused(request, exc)
+        else:
+            # A 200 page that moves on by itself: a redirect here would still count as the
+            # provider's cross-site navigation, and the Strict session cookie would not go.
+            response = templates.TemplateResponse(
+                request, "signed_in.html", {"next": target, "name": identity.display_name}
+            )
+            response.set_cookie(  # the same session cookie as POST /login sets
+                COOKIE,
+                token,
+                httponly=True,
+                samesite="strict",
+                secure=settings.secure_cookie,
+                max_age=auth.SESSION_HOURS * 3600,
+            )
+        response.delete_cookie(
+            sso.FLOW_COOKIE,
+            path=oidc.callback_path,
+            httponly=True,
+            samesite="lax",
+            secure=settings.secure_cookie,
+        )
+        return response
+
+    def _sso_refused(request: Request, exc: PlaceharmError) -> Response:
+        status = (
+            403
+            if isinstance(exc, PermissionDenied)
+            else 404
+            if isinstance(exc, NotFound)
+            else 502
+            if isinstance(exc, sso.SsoUnavailable)
+            else 400
+        )
+        return templates.TemplateResponse(
+            request,
+            "sso_error.html",
+            {"status": status, "message": str(exc), "user": None},
+            status_code=status,
+        )
 
     @app.post("/logout", include_in_schema=False)
     def logout(request: Request) -> Response:
