@@ -663,3 +663,32 @@ def test_role_map_from_the_environment_is_json(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("PLACEHARM_OIDC_ROLE_MAP", '{"analysts": "analyst", "admins": "admin"}')
     settings = load_settings()
     assert settings.oidc_role_map == {"analysts": Role.analyst, "admins": Role.admin}
+
+
+def test_the_documented_example_is_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/settings.md's single sign-on example loads as it stands (its secret file aside)."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "settings.md").read_text()
+    section = text.split("## Single sign-on", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    secret = tmp_path / "secret"
+    secret.write_text("from-a-file\n")
+    config = tmp_path / "placeharm.toml"
+    config.write_text(example.replace("/etc/placeharm/oidc-client-secret", str(secret)))
+    monkeypatch.setenv("PLACEHARM_CONFIG", str(config))
+    settings = load_settings()
+    assert settings.local_accounts is False
+    assert set(settings.oidc_role_map.values()) == {Role.officer, Role.analyst, Role.admin}
+    assert sso.OidcClient(settings)._secret == "from-a-file"
+
+
+def test_a_disabled_sso_account_is_refused(site, provider) -> None:
+    base, app = site
+    claims = {"preferred_username": "disabled.user", "groups": ["grp-officers"]}
+    with _browser() as browser:
+        assert sso_sign_in(browser, base, provider, "sub-disabled", claims).status_code == 200
+    with app.state.placeharm.write() as store:
+        store._run("UPDATE users SET disabled = TRUE WHERE username = 'disabled.user'")
+    with _browser() as browser:
+        refused = sso_sign_in(browser, base, provider, "sub-disabled", claims)
+        assert refused.status_code == 403 and "disabled" in refused.text
+        assert COOKIE not in _set_cookies(refused)
