@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -15,6 +16,7 @@ from pydantic_settings import (
 )
 
 from placeharm.errors import ConfigError
+from placeharm.services.policy import Role
 
 CONFIG_ENV = "PLACEHARM_CONFIG"
 DEFAULT_CONFIG_FILE = "placeharm.toml"
@@ -186,6 +188,109 @@ class Settings(BaseSettings):
         "wait up to 10 s for a turn, then get 503 'busy, try again'.",
     )
 
+    # -- single sign-on (OpenID Connect; docs/security/sso.md) ----------------------------
+    oidc_issuer: str | None = Field(
+        default=None,
+        description="Single sign-on: the OpenID Connect issuer URL, e.g. "
+        "https://login.microsoftonline.com/<tenant-id>/v2.0 (unset: no single sign-on).",
+    )
+    oidc_provider_name: str = Field(
+        default="your force account",
+        description="Single sign-on: the name on the sign-in button ('Sign in with ...').",
+    )
+    oidc_client_id: str | None = Field(
+        default=None,
+        description="Single sign-on: the client (application) ID registered at the provider.",
+    )
+    oidc_client_secret: SecretStr | None = Field(
+        default=None,
+        description="Single sign-on: the client secret (never logged or shown); prefer "
+        "oidc_client_secret_file. Unset with no file: a public client (PKCE only).",
+    )
+    oidc_client_secret_file: Path | None = Field(
+        default=None,
+        description="Single sign-on: a file holding the client secret (read at start-up).",
+    )
+    oidc_redirect_url: str | None = Field(
+        default=None,
+        description="Single sign-on: the external URL of this server's /auth/callback, "
+        "exactly as registered at the provider.",
+    )
+    oidc_scopes: list[str] = Field(
+        default=["openid", "profile", "email"],
+        description="Single sign-on: the scopes asked for ('openid' is always included).",
+    )
+    oidc_group_claim: str = Field(
+        default="groups",
+        description="Single sign-on: the ID-token claim listing the user's groups or roles, "
+        "e.g. 'groups' or 'roles'.",
+    )
+    oidc_role_map: dict[str, Role] = Field(
+        default={},
+        description="Single sign-on: group claim value -> placeharm role, e.g. "
+        '{"<group-object-id>" = "analyst"}; a user with no mapped group is refused.',
+    )
+    oidc_username_claim: str = Field(
+        default="preferred_username",
+        description="Single sign-on: the claim naming the account (then 'email' if absent); "
+        "fixed at the first sign-in.",
+    )
+    local_accounts: bool = Field(
+        default=True,
+        description="Allow password sign-in with local accounts; false: single sign-on only "
+        "(needs oidc_issuer) and local accounts' sessions end at start-up.",
+    )
+
+    @field_validator("oidc_issuer", "oidc_redirect_url")
+    @classmethod
+    def _oidc_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        loopback = parts.hostname in ("127.0.0.1", "::1", "localhost")
+        if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+            raise ValueError(
+                "the OpenID Connect URLs must be https:// (http:// only on this machine, for tests)"
+            )
+        if parts.query or parts.fragment:
+            raise ValueError("the OpenID Connect URLs carry no query or fragment")
+        return value
+
+    @field_validator("oidc_scopes")
+    @classmethod
+    def _oidc_scopes(cls, value: list[str]) -> list[str]:
+        if any(not s or not s.isascii() or " " in s or '"' in s for s in value):
+            raise ValueError("oidc_scopes are single words, e.g. ['openid', 'profile']")
+        return value if "openid" in value else ["openid", *value]
+
+    @model_validator(mode="after")
+    def _oidc_complete(self) -> Settings:
+        if self.oidc_issuer is None:
+            if not self.local_accounts:
+                raise ValueError(
+                    "local_accounts = false needs single sign-on (oidc_issuer); otherwise "
+                    "nobody could sign in"
+                )
+            return self
+        missing = [
+            name for name in ("oidc_client_id", "oidc_redirect_url") if not getattr(self, name)
+        ]
+        if missing:
+            raise ValueError(f"single sign-on (oidc_issuer) also needs {', '.join(missing)}")
+        if not self.oidc_role_map:
+            raise ValueError(
+                "single sign-on needs oidc_role_map (group -> role); without it every "
+                "sign-in would be refused"
+            )
+        if self.oidc_client_secret is not None and self.oidc_client_secret_file is not None:
+            raise ValueError("set oidc_client_secret or oidc_client_secret_file, not both")
+        if not str(self.oidc_redirect_url).endswith("/auth/callback"):
+            raise ValueError(
+                "oidc_redirect_url is the external URL of /auth/callback, e.g. "
+                "https://placeharm.force.local/auth/callback"
+            )
+        return self
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -213,5 +318,12 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ConfigError:
         raise
-    except Exception as exc:  # pydantic's ValidationError, TOML errors
+    except ValidationError as exc:
+        # the messages without the input values: those may hold the OIDC client secret
+        problems = "; ".join(
+            f"{'.'.join(map(str, error['loc'])) or 'settings'}: {error['msg']}"
+            for error in exc.errors(include_url=False, include_input=False)
+        )
+        raise ConfigError(f"settings are not valid: {problems}") from None
+    except Exception as exc:  # TOML errors
         raise ConfigError(f"settings are not valid: {exc}") from exc

@@ -29,6 +29,7 @@ ROLE_OF = {
     "leader": Role.senior_leader,
     "partner": Role.partner,
     "admin": Role.admin,
+    "auditor": Role.auditor,
 }
 # per ward-page monthly column: the record kind it counts
 MONTHLY_KINDS = {

@@ -103,6 +103,8 @@ DEMO_USERS = {
     "auditor": ("Auditor (demo)", Role.auditor),
 }
 DEMO_PASSWORD_SUFFIX = "-demo-2026"
+# The password_hash of a single sign-on account: not an argon2 hash, so no password verifies.
+NO_PASSWORD = "!sso: signs in with the identity provider only"
 
 Clock = Callable[[], dt.datetime]
 
@@ -176,9 +178,15 @@ def create_user(
     role = _role(role)
     password_hash = _hash(password)
     with store.transaction():
-        existed = store.user(username) is not None
+        existed = store.user(username)
+        if existed is not None and existed.get("auth_source", "local") != "local":
+            # never turn a single sign-on account into a password one (docs/security/sso.md)
+            raise DataError(
+                f"{username} is a single sign-on account; its role comes from the identity "
+                "provider's groups. Choose another username for a local account"
+            )
         store.upsert_user(username, display_name, role.value, password_hash, demo)
-        if existed:
+        if existed is not None:
             store.end_user_sessions(username)
     return User(username, display_name, role)
 
@@ -321,7 +329,12 @@ def check_password(record: dict[str, Any] | None, password: str, real_data: bool
     (argon2id): call it without holding the store lock. Raises Busy when too many hashes
     are already being computed (HashGate)."""
     refused = PermissionDenied("wrong username or password")
-    if record is None or record["disabled"] or (record["demo"] and real_data):
+    if (
+        record is None
+        or record["disabled"]
+        or (record["demo"] and real_data)
+        or record.get("auth_source", "local") != "local"  # single sign-on accounts
+    ):
         _hash(password)  # spend the same time as a real check
         raise refused
     try:

@@ -1199,14 +1199,15 @@ class DuckDBStore:
         self._run("DELETE FROM users WHERE username = ?", [username])
         self._run(
             "INSERT INTO users (username, display_name, role, password_hash, disabled, demo, "
-            "created_at, password_changed_at) VALUES (?, ?, ?, ?, FALSE, ?, now(), now())",
+            "created_at, password_changed_at, auth_source) "
+            "VALUES (?, ?, ?, ?, FALSE, ?, now(), now(), 'local')",
             [username, display_name, role, password_hash, demo],
         )
 
     def user(self, username: str) -> dict[str, Any] | None:
         row = self._one(
             "SELECT username, display_name, role, password_hash, disabled, demo, disabled_at, "
-            "password_changed_at FROM users WHERE username = ?",
+            "password_changed_at, auth_source FROM users WHERE username = ?",
             [username],
         )
         if row is None:
@@ -1220,13 +1221,14 @@ class DuckDBStore:
             "demo",
             "disabled_at",
             "password_changed_at",
+            "auth_source",
         )
         return dict(zip(keys, row, strict=True))
 
     def users(self) -> pl.DataFrame:
         return self._frame(
-            "SELECT username, display_name, role, disabled, demo, created_at, disabled_at, "
-            "password_changed_at, (SELECT count(*) FROM sessions s "
+            "SELECT username, display_name, role, disabled, demo, auth_source, created_at, "
+            "disabled_at, password_changed_at, (SELECT count(*) FROM sessions s "
             "WHERE s.username = u.username) AS sessions FROM users u ORDER BY username"
         )
 
@@ -1282,6 +1284,42 @@ class DuckDBStore:
             [seen_at, token_hash, seen_at],
         )
 
+    # -- single sign-on accounts (issue 12, docs/security/sso.md) ---------------------------
+
+    def user_by_subject(self, issuer: str, subject: str) -> dict[str, Any] | None:
+        """The account an identity provider's (issuer, sub) signed in as before, if any."""
+        row = self._one(
+            "SELECT username, display_name, role, disabled FROM users "
+            "WHERE auth_source = 'oidc' AND external_issuer = ? AND external_subject = ?",
+            [issuer, subject],
+        )
+        if row is None:
+            return None
+        return dict(zip(("username", "display_name", "role", "disabled"), row, strict=True))
+
+    def add_sso_user(
+        self,
+        username: str,
+        display_name: str,
+        role: str,
+        password_hash: str,
+        issuer: str,
+        subject: str,
+    ) -> None:
+        self._run(
+            "INSERT INTO users (username, display_name, role, password_hash, disabled, demo, "
+            "created_at, auth_source, external_issuer, external_subject) "
+            "VALUES (?, ?, ?, ?, FALSE, FALSE, now(), 'oidc', ?, ?)",
+            [username, display_name, role, password_hash, issuer, subject],
+        )
+
+    def update_sso_user(self, username: str, display_name: str, role: str) -> None:
+        self._run(
+            "UPDATE users SET display_name = ?, role = ? "
+            "WHERE username = ? AND auth_source = 'oidc'",
+            [display_name, role, username],
+        )
+
     def end_user_sessions(self, username: str) -> int:
         """Delete every session of one user; how many there were."""
         row = self._one("SELECT count(*) FROM sessions WHERE username = ?", [username])
@@ -1327,6 +1365,13 @@ class DuckDBStore:
         )
         row = self._one(f"SELECT {tests}")
         return bool(row and row[0])
+
+    def end_sessions_by_source(self, auth_source: str) -> int:
+        """End every session of the accounts from one source ('local' or 'oidc')."""
+        where = "username IN (SELECT username FROM users WHERE auth_source = ?)"
+        row = self._one(f"SELECT count(*) FROM sessions WHERE {where}", [auth_source])
+        self._run(f"DELETE FROM sessions WHERE {where}", [auth_source])
+        return int(row[0]) if row else 0
 
     def latest_import(self) -> tuple[int, dt.datetime | None]:
         """The newest import id and when it finished: what 'data as of' shows."""

@@ -365,6 +365,23 @@ MIGRATIONS.append(
 
 MIGRATIONS.append(
     (
+        8,
+        "single sign-on: an account's source (local or OpenID Connect) and its issuer and subject",
+        [
+            # 'local': a password account; 'oidc': signed in by the identity provider only
+            # (its password_hash is a marker no password verifies). SSO accounts are keyed by
+            # (external_issuer, external_subject), never by username (docs/security/sso.md).
+            # No index: DuckDB refuses ALTER TABLE on a table an index depends on.
+            "ALTER TABLE users ADD COLUMN auth_source VARCHAR DEFAULT 'local'",
+            "ALTER TABLE users ADD COLUMN external_issuer VARCHAR",
+            "ALTER TABLE users ADD COLUMN external_subject VARCHAR",
+            "UPDATE users SET auth_source = 'local' WHERE auth_source IS NULL",
+        ],
+    )
+)
+
+MIGRATIONS.append(
+    (
         9,
         "MoPI review date on intelligence (nominals have one since migration 3)",
         ["ALTER TABLE soc_intelligence ADD COLUMN IF NOT EXISTS mopi_review_date DATE"],

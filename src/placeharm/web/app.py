@@ -69,6 +69,7 @@ from placeharm.services import (
     pages,
     policy,
     radius,
+    sso,
 )
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
@@ -466,10 +467,23 @@ def create_app(
     app.add_middleware(SecurityHeaders, csp=csp, tls=settings.tls)
 
     # -- sign in -------------------------------------------------------------------------
+    oidc = sso.OidcClient(settings) if settings.oidc_issuer else None
+    if not settings.local_accounts:
+        with state.write() as store:
+            sso.end_local_sessions(store)
+
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     def login_form(request: Request, next: str = "/overview", error: str | None = None) -> Any:
         return templates.TemplateResponse(
-            request, "login.html", {"next": _safe_next(next), "error": error, "user": None}
+            request,
+            "login.html",
+            {
+                "next": _safe_next(next),
+                "error": error,
+                "user": None,
+                "sso_name": oidc.provider_name if oidc else None,
+                "local_accounts": settings.local_accounts,
+            },
         )
 
     @app.post("/login", include_in_schema=False)
@@ -479,6 +493,8 @@ def create_app(
         password: str = Form(...),
         next: str = Form("/overview"),
     ) -> Response:
+        if not settings.local_accounts:  # single sign-on only (docs/security/sso.md)
+            return RedirectResponse(f"/login?error=local&next={_safe_next(next)}", 303)
         # the turn to hash is awaited here: sign-ins waiting for one hold no worker thread
         async with state.sign_ins.turn():
             return await run_in_threadpool(_login, request, username, password, next)
@@ -498,7 +514,14 @@ def create_app(
             return templates.TemplateResponse(
                 request,
                 "login.html",
-                {"next": _safe_next(next), "error": None, "message": str(exc), "user": None},
+                {
+                    "next": _safe_next(next),
+                    "error": None,
+                    "message": str(exc),
+                    "user": None,
+                    "sso_name": oidc.provider_name if oidc else None,
+                    "local_accounts": settings.local_accounts,
+                },
                 status_code=429,
                 headers={"Retry-After": str(exc.retry_after_s)},
             )
@@ -537,6 +560,97 @@ def create_app(
             csrf.pre_session_cookie, secure=settings.tls, httponly=True, samesite="strict"
         )
         return response
+
+    @app.get("/login/sso", include_in_schema=False)
+    def login_sso(request: Request, next: str = "/overview") -> Response:
+        """Single sign-on: send the browser to the identity provider (docs/security/sso.md)."""
+        if oidc is None:
+            raise NotFound("single sign-on is not set up on this server")
+        try:
+            url, flow = oidc.begin(next)
+        except PlaceharmError as exc:
+            return _sso_refused(request, exc)
+        response = RedirectResponse(url, status_code=303)
+        # Lax, not Strict: the provider's redirect back is a cross-site top-level GET
+        response.set_cookie(
+            sso.FLOW_COOKIE,
+            flow,
+            max_age=sso.FLOW_SECONDS,
+            path=oidc.callback_path,
+            httponly=True,
+            samesite="lax",
+            secure=settings.tls or settings.secure_cookie,
+        )
+        return response
+
+    @app.get(sso.CALLBACK_PATH, include_in_schema=False)
+    def auth_callback(request: Request) -> Response:
+        """Single sign-on: the provider's answer; a session cookie and a same-site page."""
+        if oidc is None:
+            raise NotFound("single sign-on is not set up on this server")
+        response: Response
+        identity: sso.Identity | None = None
+        try:
+            flow = request.cookies.get(sso.FLOW_COOKIE)
+            identity, target = oidc.finish(dict(request.query_params), flow)
+            with state.write() as store:
+                token = sso.sign_in(
+                    store, identity, state.clock(), state.session_rules, _address(request)
+                )
+        except PlaceharmError as exc:
+            name = clip(identity.username)[:100] if identity else "(single sign-on)"
+            if identity is not None:
+                state.sessions.forget_user(identity.username)  # ended if no group maps now
+            state.audit.record(
+                state.store,
+                Actor(name, "unknown", _address(request)),
+                "sign-in",
+                "session",
+                sso.CALLBACK_PATH,
+                query={"via": "oidc"},
+                outcome="refused",
+            )
+            response = _sso_refused(request, exc)
+        else:
+            # A 200 page that moves on by itself: a redirect here would still count as the
+            # provider's cross-site navigation, and the Strict session cookie would not go.
+            response = templates.TemplateResponse(
+                request, "signed_in.html", {"next": target, "name": identity.display_name}
+            )
+            state.sessions.forget_user(identity.username)  # a role change ended old ones
+            response.set_cookie(  # the same session cookie as POST /login sets
+                COOKIE,
+                token,
+                httponly=True,
+                samesite="strict",
+                secure=settings.tls or settings.secure_cookie,
+                max_age=int(state.session_rules.max_age.total_seconds()),
+            )
+        response.delete_cookie(
+            sso.FLOW_COOKIE,
+            path=oidc.callback_path,
+            httponly=True,
+            samesite="lax",
+            secure=settings.tls or settings.secure_cookie,
+        )
+        return response
+
+    def _sso_refused(request: Request, exc: PlaceharmError) -> Response:
+        status = (
+            403
+            if isinstance(exc, PermissionDenied)
+            else 404
+            if isinstance(exc, NotFound)
+            else 502
+            if isinstance(exc, sso.SsoUnavailable)
+            else 400
+        )
+        return templates.TemplateResponse(
+            request,
+            "sso_error.html",
+            {"status": status, "message": str(exc), "user": None},
+            status_code=status,
+        )
 
     @app.post("/logout", include_in_schema=False)
     def logout(request: Request) -> Response:

@@ -93,6 +93,8 @@ EXEMPT: dict[str, str] = {
     "/api/upload": "a collection: logged in the import's own transaction (imported_by)",
     "/justification": "the justification form; stating one is logged by the handler",
     "/api/justification": "stating a justification is logged by the handler",
+    "/login/sso": "starts single sign-on (a redirect to the identity provider); no data",
+    "/auth/callback": "single sign-on's return: sign-ins and refusals are logged by the handler",
     "/admin/users/{username}/{action}": "account changes are logged as alterations in their "
     "own transaction (services/auth.py)",
 }
