@@ -45,6 +45,7 @@ from placeharm.services import auth, basemap, exports, pages, policy
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
+from placeharm.web import authz
 from placeharm.web.live import DropFolder, Importer
 from placeharm.web.network import drawing as network_drawing
 
@@ -252,7 +253,9 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         openapi_url=None,
     )
     app.state.placeharm = state
-    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.mount(
+        "/static", authz.PublicApp(StaticFiles(directory=str(HERE / "static"))), name="static"
+    )
 
     def _remembered(token: str) -> User | None:
         cached = state.sessions.get(token)
@@ -280,6 +283,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         if user is None:
             raise PermissionDenied("sign in first")
         return user
+
+    def allowed(action: str) -> Any:
+        """A route's policy: `dependencies=[allowed("ward")]` refuses (403, or the sign-in
+        redirect for a page) anyone whose role may not do the action, before anything else
+        runs, and names the action for the authorisation matrix (web/authz.py)."""
+        return authz.requires(action, signed_in)
 
     @app.exception_handler(PlaceharmError)
     async def _errors(request: Request, exc: PlaceharmError) -> Response:
@@ -333,20 +342,24 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
             return await run_in_threadpool(lambda: _page_json(build(fn, *args)))
         return _page_json(page)
 
-    @app.get("/api/openapi.json", include_in_schema=False)
+    @app.get(
+        "/api/openapi.json", dependencies=[allowed("api_description")], include_in_schema=False
+    )
     def openapi(user: User = Depends(signed_in)) -> Any:
         return app.openapi()
 
     app.add_middleware(SecurityHeaders, csp=csp)
 
     # -- sign in -------------------------------------------------------------------------
-    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/login", dependencies=[authz.PUBLIC], response_class=HTMLResponse, include_in_schema=False
+    )
     def login_form(request: Request, next: str = "/overview", error: str | None = None) -> Any:
         return templates.TemplateResponse(
             request, "login.html", {"next": _safe_next(next), "error": error, "user": None}
         )
 
-    @app.post("/login", include_in_schema=False)
+    @app.post("/login", dependencies=[authz.PUBLIC], include_in_schema=False)
     def login(
         username: str = Form(...), password: str = Form(...), next: str = Form("/overview")
     ) -> Response:
@@ -373,7 +386,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         )
         return response
 
-    @app.post("/logout", include_in_schema=False)
+    @app.post("/logout", dependencies=[authz.PUBLIC], include_in_schema=False)
     def logout(request: Request) -> Response:
         token = request.cookies.get(COOKIE)
         if token:
@@ -384,7 +397,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         response.delete_cookie(COOKIE)
         return response
 
-    @app.get("/", include_in_schema=False)
+    @app.get("/", dependencies=[authz.PUBLIC], include_in_schema=False)
     def home() -> Response:
         return RedirectResponse("/overview", status_code=303)
 
@@ -399,7 +412,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
             by, params.get("from"), to, index, params.getlist("measures"), params.getlist("types")
         )
 
-    @app.get("/overview", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/overview",
+        dependencies=[allowed("overview")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def overview_page(
         request: Request,
         user: User = Depends(signed_in),
@@ -407,14 +425,14 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     ) -> Any:
         return render(request, "overview.html", build(pages.overview, user, f), user)
 
-    @app.get("/api/overview")
+    @app.get("/api/overview", dependencies=[allowed("overview")])
     async def overview_api(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
     ) -> Any:
         return await page_json(pages.overview, user, f)
 
-    @app.get("/api/overview.csv")
+    @app.get("/api/overview.csv", dependencies=[allowed("overview")])
     def overview_csv(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
@@ -422,14 +440,14 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         page = build(pages.overview, user, f)
         return _csv(page.tables["areas"].drop("monthly_harm"), "overview.csv")
 
-    @app.get("/api/overview.geojson")
+    @app.get("/api/overview.geojson", dependencies=[allowed("overview")])
     def overview_geojson(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
     ) -> Any:
         return _json(build(pages.area_geojson, user, f).data, "application/geo+json")
 
-    @app.get("/api/overview.gpkg")
+    @app.get("/api/overview.gpkg", dependencies=[allowed("overview")])
     def overview_gpkg(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
@@ -438,7 +456,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         return _gpkg({"areas": page.data["features"]}, page, "overview.gpkg")
 
     # -- ward ------------------------------------------------------------------------------
-    @app.get("/ward/{code}", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/ward/{code}",
+        dependencies=[allowed("ward")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def ward_page(
         request: Request,
         code: str,
@@ -449,7 +472,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         page = build(pages.ward, user, code, f)
         return render(request, "briefing.html" if briefing else "ward.html", page, user)
 
-    @app.get("/api/ward/{code}.csv")
+    @app.get("/api/ward/{code}.csv", dependencies=[allowed("ward")])
     def ward_csv(
         code: str,
         user: User = Depends(signed_in),
@@ -458,7 +481,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         return _csv(build(pages.ward, user, code, f).tables["monthly"], f"ward-{code}.csv")
 
     # declared before /api/ward/{code}, which would otherwise take "CODE.gpkg" as a code
-    @app.get("/api/ward/{code}.geojson")
+    @app.get("/api/ward/{code}.geojson", dependencies=[allowed("ward")])
     def ward_geojson(
         code: str,
         user: User = Depends(signed_in),
@@ -466,7 +489,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     ) -> Response:
         return _json(build(pages.ward_geojson, user, code, f).data, "application/geo+json")
 
-    @app.get("/api/ward/{code}.gpkg")
+    @app.get("/api/ward/{code}.gpkg", dependencies=[allowed("ward")])
     def ward_gpkg(
         code: str,
         user: User = Depends(signed_in),
@@ -478,7 +501,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
             layers[feature["properties"]["layer"]].append(feature)
         return _gpkg(layers, page, f"ward-{code}.gpkg")
 
-    @app.get("/api/ward/{code}")
+    @app.get("/api/ward/{code}", dependencies=[allowed("ward")])
     async def ward_api(
         code: str,
         user: User = Depends(signed_in),
@@ -487,16 +510,26 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         return await page_json(pages.ward, user, code, f)
 
     # -- CHB -------------------------------------------------------------------------------
-    @app.get("/chb/{site}", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/chb/{site}",
+        dependencies=[allowed("chb")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def chb_page(request: Request, site: str, user: User = Depends(signed_in)) -> Any:
         return render(request, "chb.html", build(pages.chb, user, site), user)
 
-    @app.get("/api/chb/{site}")
+    @app.get("/api/chb/{site}", dependencies=[allowed("chb")])
     async def chb_api(site: str, user: User = Depends(signed_in)) -> Any:
         return await page_json(pages.chb, user, site)
 
     # -- records ---------------------------------------------------------------------------
-    @app.get("/records", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/records",
+        dependencies=[allowed("records")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def records_page(
         request: Request,
         kind: str = "crimes",
@@ -511,7 +544,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         built = build(pages.records, user, kind, f, q, sort, desc, page, area)
         return render(request, "records.html", built, user)
 
-    @app.get("/api/records")
+    @app.get("/api/records", dependencies=[allowed("records")])
     async def records_api(
         kind: str = "crimes",
         q: str | None = None,
@@ -525,7 +558,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     ) -> Any:
         return await page_json(pages.records, user, kind, f, q, sort, desc, page, area, page_size)
 
-    @app.get("/api/records.csv")
+    @app.get("/api/records.csv", dependencies=[allowed("records")])
     def records_csv(
         kind: str = "crimes",
         q: str | None = None,
@@ -539,24 +572,39 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         return _csv(built.tables["records"], f"{kind}.csv")
 
     # -- nominals and groups ---------------------------------------------------------------
-    @app.get("/nominal/{nominal_id}", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/nominal/{nominal_id}",
+        dependencies=[allowed("nominal")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def nominal_page(request: Request, nominal_id: str, user: User = Depends(signed_in)) -> Any:
         return render(request, "nominal.html", build(pages.nominal, user, nominal_id), user)
 
-    @app.get("/api/nominal/{nominal_id}")
+    @app.get("/api/nominal/{nominal_id}", dependencies=[allowed("nominal")])
     async def nominal_api(nominal_id: str, user: User = Depends(signed_in)) -> Any:
         return await page_json(pages.nominal, user, nominal_id)
 
-    @app.get("/group/{group_id}", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/group/{group_id}",
+        dependencies=[allowed("group")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def group_page(request: Request, group_id: str, user: User = Depends(signed_in)) -> Any:
         return render(request, "group.html", build(pages.group, user, group_id), user)
 
-    @app.get("/api/group/{group_id}")
+    @app.get("/api/group/{group_id}", dependencies=[allowed("group")])
     async def group_api(group_id: str, user: User = Depends(signed_in)) -> Any:
         return await page_json(pages.group, user, group_id)
 
     # -- help, admin, upload, live ---------------------------------------------------------
-    @app.get("/help", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/help",
+        dependencies=[allowed("help")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def help_page(request: Request, user: User = Depends(signed_in)) -> Any:
         policy.require(user, "help")
         with state.read() as store:
@@ -564,16 +612,21 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         page = Page("help", "Help: how to use placeharm", data)
         return render(request, "help.html", page, user)
 
-    @app.get("/admin", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/admin",
+        dependencies=[allowed("admin")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def admin_page(request: Request, user: User = Depends(signed_in)) -> Any:
         page = build(_admin, user)
         return render(request, "admin.html", page, user)
 
-    @app.get("/api/admin")
+    @app.get("/api/admin", dependencies=[allowed("admin")])
     def admin_api(user: User = Depends(signed_in)) -> Any:
         return _json(build(_admin, user).to_json())
 
-    @app.post("/api/upload")
+    @app.post("/api/upload", dependencies=[allowed("upload")])
     def upload(
         kind: str = Form(...), file: UploadFile = File(...), user: User = Depends(signed_in)
     ) -> Any:
@@ -587,7 +640,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         result = state.importer.import_bytes(kind, name, content)
         return _json(result)
 
-    @app.get("/events")
+    @app.get("/events", dependencies=[allowed("live")])
     async def events(request: Request, user: User = Depends(signed_in)) -> StreamingResponse:
         """Server-sent events: `data` whenever an import lands. Never takes the store lock
         on the event loop; re-checks the session every 15 s and ends when it is gone."""
@@ -616,7 +669,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         with state.read() as store:
             return auth.user_for(store, token)
 
-    @app.get("/tiles/{z}/{x}/{y}", include_in_schema=False)
+    @app.get("/tiles/{z}/{x}/{y}", dependencies=[allowed("basemap")], include_in_schema=False)
     def tile(z: int, x: int, y: int, request: Request, user: User = Depends(signed_in)) -> Response:
         """A base map tile from the local PMTiles archive (signed-in users; 404 where none)."""
         found = tiles.get(z, x, y) if tiles is not None else None
@@ -631,7 +684,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
             headers["Content-Encoding"] = found.encoding
         return Response(data, media_type=found.media_type, headers=headers)
 
-    @app.get("/vendor/{name}", include_in_schema=False)
+    @app.get("/vendor/{name}", dependencies=[authz.PUBLIC], include_in_schema=False)
     def vendor(name: str) -> Response:
         if name not in VENDOR:
             raise NotFound(f"no vendor file {name}")
