@@ -20,10 +20,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import polars as pl
-from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
@@ -37,6 +37,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from placeharm.config import Settings
@@ -48,6 +49,14 @@ from placeharm.store.duckdb import DuckDBStore
 from placeharm.web import authz
 from placeharm.web.live import DropFolder, Importer
 from placeharm.web.network import drawing as network_drawing
+from placeharm.web.openapi import (
+    ERRORS,
+    EVENTS,
+    CSVResponse,
+    EventStreamResponse,
+    GeoJSONResponse,
+    GeoPackageResponse,
+)
 
 HERE = Path(__file__).parent
 MAX_UPLOAD = 200 * 1024 * 1024
@@ -251,6 +260,7 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         docs_url=None,  # Swagger UI loads from a CDN: not on an air-gapped network
         redoc_url=None,
         openapi_url=None,
+        responses=ERRORS,
     )
     app.state.placeharm = state
     app.mount(
@@ -308,6 +318,22 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
                 status_code=status,
             )
         return JSONResponse({"error": str(exc), "status": status}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_errors(request: Request, exc: StarletteHTTPException) -> Response:
+        """Starlette's own refusals (no such path, a method not allowed, a malformed form)
+        in the same shape as ours: an error page for a browser, else {"error", "status"}."""
+        status, headers = exc.status_code, exc.headers
+        if not request.url.path.startswith("/api") and "text/html" in request.headers.get(
+            "accept", ""
+        ):
+            context = {"status": status, "message": str(exc.detail), "user": None}
+            return templates.TemplateResponse(
+                request, "error.html", context, status_code=status, headers=headers
+            )
+        return JSONResponse(
+            {"error": str(exc.detail), "status": status}, status_code=status, headers=headers
+        )
 
     def render(request: Request, template: str, page: Page, user: User) -> HTMLResponse:
         return templates.TemplateResponse(
@@ -403,14 +429,18 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
 
     # -- overview --------------------------------------------------------------------------
     async def page_filters(
-        request: Request, by: str | None = None, to: str | None = None, index: str | None = None
+        by: Annotated[str | None, Query(description="area set: ward (default) or lsoa")] = None,
+        first: Annotated[
+            str | None, Query(alias="from", description="first month, YYYY-MM")
+        ] = None,
+        to: Annotated[str | None, Query(description="last month, YYYY-MM")] = None,
+        index: Annotated[str | None, Query(description="harm index (default css)")] = None,
+        measures: Annotated[list[str] | None, Query(description="SOC measure ids")] = None,
+        types: Annotated[list[str] | None, Query(description="police.uk crime types")] = None,
     ) -> Filters:
-        """The filters in the URL (`from` is a Python keyword, so it is read directly;
-        `measures` and `types` may repeat, as a form of checkboxes sends them)."""
-        params = request.query_params
-        return Filters.parse(
-            by, params.get("from"), to, index, params.getlist("measures"), params.getlist("types")
-        )
+        """The filters in the URL (`from` is a Python keyword, hence the alias; `measures` and
+        `types` may repeat, as a form of checkboxes sends them, or be comma-separated)."""
+        return Filters.parse(by, first, to, index, measures, types)
 
     @app.get(
         "/overview",
@@ -432,7 +462,11 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     ) -> Any:
         return await page_json(pages.overview, user, f)
 
-    @app.get("/api/overview.csv", dependencies=[allowed("overview")])
+    @app.get(
+        "/api/overview.csv",
+        dependencies=[allowed("overview")],
+        response_class=CSVResponse,
+    )
     def overview_csv(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
@@ -440,14 +474,22 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         page = build(pages.overview, user, f)
         return _csv(page.tables["areas"].drop("monthly_harm"), "overview.csv")
 
-    @app.get("/api/overview.geojson", dependencies=[allowed("overview")])
+    @app.get(
+        "/api/overview.geojson",
+        dependencies=[allowed("overview")],
+        response_class=GeoJSONResponse,
+    )
     def overview_geojson(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
     ) -> Any:
         return _json(build(pages.area_geojson, user, f).data, "application/geo+json")
 
-    @app.get("/api/overview.gpkg", dependencies=[allowed("overview")])
+    @app.get(
+        "/api/overview.gpkg",
+        dependencies=[allowed("overview")],
+        response_class=GeoPackageResponse,
+    )
     def overview_gpkg(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
@@ -472,7 +514,11 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         page = build(pages.ward, user, code, f)
         return render(request, "briefing.html" if briefing else "ward.html", page, user)
 
-    @app.get("/api/ward/{code}.csv", dependencies=[allowed("ward")])
+    @app.get(
+        "/api/ward/{code}.csv",
+        dependencies=[allowed("ward")],
+        response_class=CSVResponse,
+    )
     def ward_csv(
         code: str,
         user: User = Depends(signed_in),
@@ -481,7 +527,11 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         return _csv(build(pages.ward, user, code, f).tables["monthly"], f"ward-{code}.csv")
 
     # declared before /api/ward/{code}, which would otherwise take "CODE.gpkg" as a code
-    @app.get("/api/ward/{code}.geojson", dependencies=[allowed("ward")])
+    @app.get(
+        "/api/ward/{code}.geojson",
+        dependencies=[allowed("ward")],
+        response_class=GeoJSONResponse,
+    )
     def ward_geojson(
         code: str,
         user: User = Depends(signed_in),
@@ -489,7 +539,11 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     ) -> Response:
         return _json(build(pages.ward_geojson, user, code, f).data, "application/geo+json")
 
-    @app.get("/api/ward/{code}.gpkg", dependencies=[allowed("ward")])
+    @app.get(
+        "/api/ward/{code}.gpkg",
+        dependencies=[allowed("ward")],
+        response_class=GeoPackageResponse,
+    )
     def ward_gpkg(
         code: str,
         user: User = Depends(signed_in),
@@ -558,7 +612,11 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
     ) -> Any:
         return await page_json(pages.records, user, kind, f, q, sort, desc, page, area, page_size)
 
-    @app.get("/api/records.csv", dependencies=[allowed("records")])
+    @app.get(
+        "/api/records.csv",
+        dependencies=[allowed("records")],
+        response_class=CSVResponse,
+    )
     def records_csv(
         kind: str = "crimes",
         q: str | None = None,
@@ -640,7 +698,12 @@ def create_app(settings: Settings, drop_folder: Path | None = None) -> FastAPI:
         result = state.importer.import_bytes(kind, name, content)
         return _json(result)
 
-    @app.get("/events", dependencies=[allowed("live")])
+    @app.get(
+        "/events",
+        dependencies=[allowed("live")],
+        response_class=EventStreamResponse,
+        responses=EVENTS,
+    )
     async def events(request: Request, user: User = Depends(signed_in)) -> StreamingResponse:
         """Server-sent events: `data` whenever an import lands. Never takes the store lock
         on the event loop; re-checks the session every 15 s and ends when it is gone."""
