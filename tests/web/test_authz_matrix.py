@@ -76,7 +76,11 @@ class Req:
 REQUESTS: dict[str, Req] = {
     "* /static": Req("css", url="/static/style.css"),
     "GET /": Req("redirect", 303, location="/overview"),
-    "POST /login": Req("redirect", 303, data={"username": "{who}", "password": "{who}-demo-2026"}),
+    "POST /login": Req(
+        "redirect",
+        303,
+        data={"username": "{who}", "password": "{who}" + auth.DEMO_PASSWORD_SUFFIX},
+    ),
     "POST /logout": Req("redirect", 303, location="/login", fresh_session=True),
     "POST /api/upload": Req(
         "json",
