@@ -373,3 +373,19 @@ def test_authorisation_matrix(
             assert response.headers["content-type"].startswith("text/html"), got
         else:
             assert response.json().keys() == {"error", "status"}, got  # only the refusal
+
+
+def test_a_refused_request_is_refused_before_its_parameters_are_read(
+    client: TestClient, cookies: dict[str, dict[str, str]]
+):
+    """The policy runs before the filters are parsed: a refusal never says whether the
+    rest of the request was valid."""
+    for who, url in (
+        (ANONYMOUS, "/api/overview?from=2021-13&index=no-such-index"),
+        (ANONYMOUS, "/api/records?page=not-a-number"),
+        ("partner", "/api/nominal/NO-SUCH?from=2021-13"),
+        ("officer", "/api/admin?by=no-such-set"),
+    ):
+        response = _send(client, "GET", url, cookies[who])
+        assert response.status_code == 403, (who, url, response.text)
+        assert response.json().keys() == {"error", "status"}
