@@ -19,14 +19,18 @@ from placeharm.web.app import create_app
 ROLES = ("officer", "analyst", "supervisor", "leader", "partner", "admin", "auditor")
 
 
-@pytest.fixture(scope="session")
-def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("web") / "web.duckdb"
+def build_demo_store(path: Path) -> Path:
+    """The web tests' demo store at `path`: real slice, synthetic overlay, demo users."""
     with DuckDBStore(path) as store:
         demo.build_demo(store)
         soc.build_overlay(store, seed=1)
         auth.create_demo_users(store)
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_demo_store(tmp_path_factory.mktemp("web") / "web.duckdb")
 
 
 @pytest.fixture(scope="session")

@@ -20,7 +20,7 @@ from enum import StrEnum
 
 import polars as pl
 
-from placeharm.errors import PermissionDenied
+from placeharm.errors import ConfigError, PermissionDenied
 from placeharm.store.base import Scope, Store
 
 
@@ -61,6 +61,12 @@ _ACTIONS: dict[str, frozenset[Role]] = {
     # records past their MoPI review date: for those who review them (docs/security)
     "mopi": frozenset({Role.analyst, Role.supervisor, Role.admin}),
     "audit": frozenset({Role.auditor}),
+    # issue 12: every route names its action (web/authz.py); these govern no data of their own
+    "api_description": ALL,  # the OpenAPI description at /api/openapi.json
+    "live": ALL,  # the server-sent events that tell open pages new data arrived
+    "basemap": ALL,  # base map tiles from the local PMTiles archive
+    # stating why personal data is needed (the audit log's justification), before opening it
+    "justification": ALL,
 }
 CLEARED = frozenset({Role.analyst, Role.supervisor, Role.admin})  # CCE/CSE
 RESTRICTED_FLAGS = ("cce_perpetrator", "cce_victim", "cse_perpetrator", "cse_victim")
@@ -95,6 +101,14 @@ _NOMINAL_KEYS = (
 
 def allowed(user: User, action: str) -> bool:
     return user.role in _ACTIONS.get(action, frozenset())
+
+
+def roles_for(action: str) -> frozenset[Role]:
+    """The roles that may do `action`; ConfigError for an action the policy does not know
+    (a route declaring a misspelt action fails when the app is built, not by denying all)."""
+    if action not in _ACTIONS:
+        raise ConfigError(f"no policy action {action!r}; known: {', '.join(sorted(_ACTIONS))}")
+    return _ACTIONS[action]
 
 
 def require(user: User | None, action: str) -> User:

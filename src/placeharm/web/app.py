@@ -41,6 +41,7 @@ from pydantic import BeforeValidator
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from placeharm import audit
@@ -74,12 +75,19 @@ from placeharm.services import (
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
-from placeharm.web import audited, uploads
+from placeharm.web import audited, authz, uploads
 from placeharm.web.csrf import Csrf, RequestGuard
 from placeharm.web.limits import SignInGate
 from placeharm.web.live import DropFolder, Importer
 from placeharm.web.network import drawing as network_drawing
-from placeharm.web.openapi import ERROR_RESPONSES
+from placeharm.web.openapi import (
+    ERRORS,
+    EVENTS,
+    CSVResponse,
+    EventStreamResponse,
+    GeoJSONResponse,
+    GeoPackageResponse,
+)
 
 HERE = Path(__file__).parent
 # error kind -> HTTP status (first match; any other PlaceharmError is 400)
@@ -357,11 +365,13 @@ def create_app(
         docs_url=None,  # Swagger UI loads from a CDN: not on an air-gapped network
         redoc_url=None,
         openapi_url=None,
-        responses=ERROR_RESPONSES,
+        responses=ERRORS,
     )
     app.state.placeharm = state
     app.router.route_class = audited.AuditedRoute  # every data route logged (web/audited.py)
-    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.mount(
+        "/static", authz.PublicApp(StaticFiles(directory=str(HERE / "static"))), name="static"
+    )
 
     def _look_up(token: str) -> User | None:
         with state.read() as store:
@@ -379,6 +389,12 @@ def create_app(
         assert token is not None
         await audited.signed_in(request, user, token)  # the Actor; a justification if needed
         return user
+
+    def allowed(action: str) -> Any:
+        """A route's policy: `dependencies=[allowed("ward")]` refuses (403, or the sign-in
+        redirect for a page) anyone whose role may not do the action, before anything else
+        runs, and names the action for the authorisation matrix (web/authz.py)."""
+        return authz.requires(action, signed_in)
 
     @app.exception_handler(PlaceharmError)
     async def _errors(request: Request, exc: PlaceharmError) -> Response:
@@ -415,6 +431,22 @@ def create_app(
                 status_code=status,
             )
         return JSONResponse({"error": message, "status": status}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_errors(request: Request, exc: StarletteHTTPException) -> Response:
+        """Starlette's own refusals (no such path, a method not allowed, a malformed form)
+        in the same shape as ours: an error page for a browser, else {"error", "status"}."""
+        status, headers = exc.status_code, exc.headers
+        if not request.url.path.startswith("/api") and "text/html" in request.headers.get(
+            "accept", ""
+        ):
+            context = {"status": status, "message": str(exc.detail), "user": None}
+            return templates.TemplateResponse(
+                request, "error.html", context, status_code=status, headers=headers
+            )
+        return JSONResponse(
+            {"error": str(exc.detail), "status": status}, status_code=status, headers=headers
+        )
 
     def render(
         request: Request, template: str, page: Page, user: User, extra: dict[str, Any] | None = None
@@ -455,7 +487,9 @@ def create_app(
         audited.saw(page)
         return _page_json(page)
 
-    @app.get("/api/openapi.json", include_in_schema=False)
+    @app.get(
+        "/api/openapi.json", dependencies=[allowed("api_description")], include_in_schema=False
+    )
     def openapi(user: User = Depends(signed_in)) -> Any:
         return app.openapi()
 
@@ -472,7 +506,9 @@ def create_app(
         with state.write() as store:
             sso.end_local_sessions(store)
 
-    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/login", dependencies=[authz.PUBLIC], response_class=HTMLResponse, include_in_schema=False
+    )
     def login_form(request: Request, next: str = "/overview", error: str | None = None) -> Any:
         return templates.TemplateResponse(
             request,
@@ -486,7 +522,7 @@ def create_app(
             },
         )
 
-    @app.post("/login", include_in_schema=False)
+    @app.post("/login", dependencies=[authz.PUBLIC], include_in_schema=False)
     async def login(
         request: Request,
         username: str = Form(...),
@@ -561,7 +597,7 @@ def create_app(
         )
         return response
 
-    @app.get("/login/sso", include_in_schema=False)
+    @app.get("/login/sso", dependencies=[authz.PUBLIC], include_in_schema=False)
     def login_sso(request: Request, next: str = "/overview") -> Response:
         """Single sign-on: send the browser to the identity provider (docs/security/sso.md)."""
         if oidc is None:
@@ -583,7 +619,7 @@ def create_app(
         )
         return response
 
-    @app.get(sso.CALLBACK_PATH, include_in_schema=False)
+    @app.get(sso.CALLBACK_PATH, dependencies=[authz.PUBLIC], include_in_schema=False)
     def auth_callback(request: Request) -> Response:
         """Single sign-on: the provider's answer; a session cookie and a same-site page."""
         if oidc is None:
@@ -652,7 +688,7 @@ def create_app(
             status_code=status,
         )
 
-    @app.post("/logout", include_in_schema=False)
+    @app.post("/logout", dependencies=[authz.PUBLIC], include_in_schema=False)
     def logout(request: Request) -> Response:
         token = request.cookies.get(COOKIE)
         if token:
@@ -672,7 +708,7 @@ def create_app(
         )
         return response
 
-    @app.get("/", include_in_schema=False)
+    @app.get("/", dependencies=[authz.PUBLIC], include_in_schema=False)
     def home() -> Response:
         return RedirectResponse("/overview", status_code=303)
 
@@ -710,7 +746,12 @@ def create_app(
             indices.indices(state.store),
         )
 
-    @app.get("/overview", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/overview",
+        dependencies=[allowed("overview")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def overview_page(
         request: Request,
         user: User = Depends(signed_in),
@@ -718,14 +759,18 @@ def create_app(
     ) -> Any:
         return render(request, "overview.html", build(pages.overview, user, f), user)
 
-    @app.get("/api/overview")
+    @app.get("/api/overview", dependencies=[allowed("overview")])
     async def overview_api(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
     ) -> Any:
         return await page_json(pages.overview, user, f)
 
-    @app.get("/api/overview.csv")
+    @app.get(
+        "/api/overview.csv",
+        dependencies=[allowed("overview")],
+        response_class=CSVResponse,
+    )
     def overview_csv(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
@@ -733,14 +778,22 @@ def create_app(
         page = build(pages.overview, user, f)
         return _csv(page.tables["areas"].drop("monthly_harm"), "overview.csv")
 
-    @app.get("/api/overview.geojson")
+    @app.get(
+        "/api/overview.geojson",
+        dependencies=[allowed("overview")],
+        response_class=GeoJSONResponse,
+    )
     def overview_geojson(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
     ) -> Any:
         return _json(build(pages.area_geojson, user, f).data, "application/geo+json")
 
-    @app.get("/api/overview.gpkg")
+    @app.get(
+        "/api/overview.gpkg",
+        dependencies=[allowed("overview")],
+        response_class=GeoPackageResponse,
+    )
     def overview_gpkg(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
@@ -749,7 +802,12 @@ def create_app(
         return _gpkg({"areas": page.data["features"]}, page, "overview.gpkg")
 
     # -- ward ------------------------------------------------------------------------------
-    @app.get("/ward/{code}", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/ward/{code}",
+        dependencies=[allowed("ward")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def ward_page(
         request: Request,
         code: str,
@@ -760,7 +818,11 @@ def create_app(
         page = build(pages.ward, user, code, f)
         return render(request, "briefing.html" if briefing else "ward.html", page, user)
 
-    @app.get("/api/ward/{code}.csv")
+    @app.get(
+        "/api/ward/{code}.csv",
+        dependencies=[allowed("ward")],
+        response_class=CSVResponse,
+    )
     def ward_csv(
         code: str,
         user: User = Depends(signed_in),
@@ -769,7 +831,11 @@ def create_app(
         return _csv(build(pages.ward, user, code, f).tables["monthly"], f"ward-{code}.csv")
 
     # declared before /api/ward/{code}, which would otherwise take "CODE.gpkg" as a code
-    @app.get("/api/ward/{code}.geojson")
+    @app.get(
+        "/api/ward/{code}.geojson",
+        dependencies=[allowed("ward")],
+        response_class=GeoJSONResponse,
+    )
     def ward_geojson(
         code: str,
         user: User = Depends(signed_in),
@@ -777,7 +843,11 @@ def create_app(
     ) -> Response:
         return _json(build(pages.ward_geojson, user, code, f).data, "application/geo+json")
 
-    @app.get("/api/ward/{code}.gpkg")
+    @app.get(
+        "/api/ward/{code}.gpkg",
+        dependencies=[allowed("ward")],
+        response_class=GeoPackageResponse,
+    )
     def ward_gpkg(
         code: str,
         user: User = Depends(signed_in),
@@ -789,7 +859,7 @@ def create_app(
             layers[feature["properties"]["layer"]].append(feature)
         return _gpkg(layers, page, f"ward-{code}.gpkg")
 
-    @app.get("/api/ward/{code}")
+    @app.get("/api/ward/{code}", dependencies=[allowed("ward")])
     async def ward_api(
         code: str,
         user: User = Depends(signed_in),
@@ -798,16 +868,26 @@ def create_app(
         return await page_json(pages.ward, user, code, f)
 
     # -- CHB -------------------------------------------------------------------------------
-    @app.get("/chb/{site}", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/chb/{site}",
+        dependencies=[allowed("chb")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def chb_page(request: Request, site: str, user: User = Depends(signed_in)) -> Any:
         return render(request, "chb.html", build(pages.chb, user, site), user)
 
-    @app.get("/api/chb/{site}")
+    @app.get("/api/chb/{site}", dependencies=[allowed("chb")])
     async def chb_api(site: str, user: User = Depends(signed_in)) -> Any:
         return await page_json(pages.chb, user, site)
 
     # -- records ---------------------------------------------------------------------------
-    @app.get("/records", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/records",
+        dependencies=[allowed("records")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def records_page(
         request: Request,
         kind: str = "crimes",
@@ -822,7 +902,7 @@ def create_app(
         built = build(pages.records, user, kind, f, q, sort, desc, page, area)
         return render(request, "records.html", built, user)
 
-    @app.get("/api/records")
+    @app.get("/api/records", dependencies=[allowed("records")])
     async def records_api(
         kind: str = "crimes",
         q: str | None = None,
@@ -836,7 +916,11 @@ def create_app(
     ) -> Any:
         return await page_json(pages.records, user, kind, f, q, sort, desc, page, area, page_size)
 
-    @app.get("/api/records.csv")
+    @app.get(
+        "/api/records.csv",
+        dependencies=[allowed("records")],
+        response_class=CSVResponse,
+    )
     def records_csv(
         kind: str = "crimes",
         q: str | None = None,
@@ -914,7 +998,12 @@ def create_app(
 
         return _consult(request, user, "radius", query.to_json(), run)
 
-    @app.get("/radius", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/radius",
+        dependencies=[allowed("radius")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def radius_page(
         request: Request,
         user: User = Depends(signed_in),
@@ -930,7 +1019,7 @@ def create_app(
             return response
         return render(request, "radius.html", built, user)
 
-    @app.get("/api/radius")
+    @app.get("/api/radius", dependencies=[allowed("radius")])
     def radius_api(
         request: Request,
         user: User = Depends(signed_in),
@@ -940,39 +1029,59 @@ def create_app(
         return _page_json(radius_search(request, user, raw, form=False))
 
     # -- nominals and groups ---------------------------------------------------------------
-    @app.get("/nominal/{nominal_id}", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/nominal/{nominal_id}",
+        dependencies=[allowed("nominal")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def nominal_page(request: Request, nominal_id: str, user: User = Depends(signed_in)) -> Any:
         page = build(pages.nominal, user, nominal_id, state.today())
         return render(request, "nominal.html", page, user)
 
-    @app.get("/api/nominal/{nominal_id}")
+    @app.get("/api/nominal/{nominal_id}", dependencies=[allowed("nominal")])
     async def nominal_api(nominal_id: str, user: User = Depends(signed_in)) -> Any:
         return await page_json(pages.nominal, user, nominal_id, state.today())
 
-    @app.get("/group/{group_id}", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/group/{group_id}",
+        dependencies=[allowed("group")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def group_page(request: Request, group_id: str, user: User = Depends(signed_in)) -> Any:
         return render(request, "group.html", build(pages.group, user, group_id), user)
 
-    @app.get("/api/group/{group_id}")
+    @app.get("/api/group/{group_id}", dependencies=[allowed("group")])
     async def group_api(group_id: str, user: User = Depends(signed_in)) -> Any:
         return await page_json(pages.group, user, group_id)
 
     # -- MoPI reviews (services/mopi.py) ---------------------------------------------------
-    @app.get("/mopi", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/mopi",
+        dependencies=[allowed("mopi")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def mopi_page(request: Request, user: User = Depends(signed_in)) -> Any:
         return render(request, "mopi.html", build(pages.mopi_reviews, user, state.today()), user)
 
-    @app.get("/api/mopi")
+    @app.get("/api/mopi", dependencies=[allowed("mopi")])
     async def mopi_api(user: User = Depends(signed_in)) -> Any:
         return await page_json(pages.mopi_reviews, user, state.today())
 
-    @app.get("/api/mopi.csv")
+    @app.get("/api/mopi.csv", dependencies=[allowed("mopi")], response_class=CSVResponse)
     def mopi_csv(user: User = Depends(signed_in)) -> Response:
         page = build(pages.mopi_reviews, user, state.today(), None)
         return _csv(page.tables["overdue"], "mopi-overdue.csv")
 
     # -- help, admin, upload, live ---------------------------------------------------------
-    @app.get("/help", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/help",
+        dependencies=[allowed("help")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def help_page(request: Request, user: User = Depends(signed_in)) -> Any:
         policy.require(user, "help")
         with state.read() as store:
@@ -980,7 +1089,12 @@ def create_app(
         page = Page("help", "Help: how to use placeharm", data)
         return render(request, "help.html", page, user)
 
-    @app.get("/admin", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/admin",
+        dependencies=[allowed("admin")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def admin_page(
         request: Request,
         done: str | None = None,
@@ -992,11 +1106,15 @@ def create_app(
         outcome = {"done": done, "who": who} if done in auth.ACCOUNT_ACTIONS and who else {}
         return render(request, "admin.html", page, user, outcome)
 
-    @app.get("/api/admin")
+    @app.get("/api/admin", dependencies=[allowed("admin")])
     def admin_api(user: User = Depends(signed_in)) -> Any:
         return _json(build(_admin, user, state.today()).to_json())
 
-    @app.post("/admin/users/{username}/{action}", include_in_schema=False)
+    @app.post(
+        "/admin/users/{username}/{action}",
+        dependencies=[allowed("admin")],
+        include_in_schema=False,
+    )
     def admin_account(
         request: Request,
         username: str,
@@ -1023,7 +1141,7 @@ def create_app(
             return RedirectResponse(f"/admin?done={action}&who={username}#u-h", status_code=303)
         return _json({"username": username, "action": action, "sessions_ended": ended})
 
-    @app.post("/api/upload", openapi_extra=uploads.OPENAPI)
+    @app.post("/api/upload", dependencies=[allowed("upload")], openapi_extra=uploads.OPENAPI)
     async def upload(request: Request, user: User = Depends(signed_in)) -> Any:
         """Import one file. The session and role are checked before any of the body is read;
         the body is streamed to a temporary file, capped by the upload_max_mb setting."""
@@ -1036,7 +1154,12 @@ def create_app(
         token = request.cookies.get(COOKIE) or ""
         return Actor(user.username, user.role.value, _address(request), audit.session_key(token))
 
-    @app.get("/justification", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/justification",
+        dependencies=[allowed("justification")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def justification_form(
         request: Request,
         purpose: str = "nominal",
@@ -1057,7 +1180,7 @@ def create_app(
         }
         return templates.TemplateResponse(request, "justification.html", context)
 
-    @app.post("/justification", include_in_schema=False)
+    @app.post("/justification", dependencies=[allowed("justification")], include_in_schema=False)
     def justification_submit(
         request: Request,
         purpose: str = Form(...),
@@ -1074,7 +1197,7 @@ def create_app(
         assert stated
         return RedirectResponse(_safe_next(next), status_code=303)
 
-    @app.post("/api/justification")
+    @app.post("/api/justification", dependencies=[allowed("justification")])
     def justification_api(
         request: Request,
         purpose: str = Form(...),
@@ -1096,12 +1219,17 @@ def create_app(
             audit.state_justification(store, _actor(request, user), purpose, stated)
         return stated
 
-    @app.get("/audit", response_class=HTMLResponse, include_in_schema=False)
+    @app.get(
+        "/audit",
+        dependencies=[allowed("audit")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
     def audit_page(request: Request, user: User = Depends(signed_in)) -> Any:
         page = _audit_page(request, user)
         return render(request, "audit.html", page, user)
 
-    @app.get("/api/audit")
+    @app.get("/api/audit", dependencies=[allowed("audit")])
     def audit_api(request: Request, user: User = Depends(signed_in)) -> Any:
         return _json(_audit_page(request, user).to_json())
 
@@ -1122,7 +1250,12 @@ def create_app(
         audited.saw(page)
         return page
 
-    @app.get("/events")
+    @app.get(
+        "/events",
+        dependencies=[allowed("live")],
+        response_class=EventStreamResponse,
+        responses=EVENTS,
+    )
     async def events(request: Request, user: User = Depends(signed_in)) -> StreamingResponse:
         """Server-sent events: `data` whenever an import lands. Never takes the store lock
         on the event loop; re-checks the session every 15 s and ends when it is gone."""
@@ -1153,7 +1286,7 @@ def create_app(
         with state.read() as store:  # a live stream is not activity: the idle timeout runs
             return state.sessions.look_up(store, token, state.write_lock, activity=False)
 
-    @app.get("/tiles/{z}/{x}/{y}", include_in_schema=False)
+    @app.get("/tiles/{z}/{x}/{y}", dependencies=[allowed("basemap")], include_in_schema=False)
     def tile(z: int, x: int, y: int, request: Request, user: User = Depends(signed_in)) -> Response:
         """A base map tile from the local PMTiles archive (signed-in users; 404 where none)."""
         found = tiles.get(z, x, y) if tiles is not None else None
@@ -1168,7 +1301,7 @@ def create_app(
             headers["Content-Encoding"] = found.encoding
         return Response(data, media_type=found.media_type, headers=headers)
 
-    @app.get("/vendor/{name}", include_in_schema=False)
+    @app.get("/vendor/{name}", dependencies=[authz.PUBLIC], include_in_schema=False)
     def vendor(name: str) -> Response:
         if name not in VENDOR:
             raise NotFound(f"no vendor file {name}")
