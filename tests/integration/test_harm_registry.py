@@ -192,3 +192,27 @@ def test_cli_add_list_show_remove_and_use(tmp_path: Path):
 
 def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_adding_and_removing_an_index_are_audited_alterations(tmp_path: Path):
+    """Each registry change is an `alteration` entry naming the index, in the change's own
+    transaction; a refused file leaves no entry."""
+    from placeharm.audit import Actor, verify
+
+    csv_file = tmp_path / "local.csv"
+    csv_file.write_text(CSV)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("offence_code,crime_type,weight\n92A,,-5\n")
+    admin = Actor("admin1", "admin", None)
+    with DuckDBStore(tmp_path / "r.duckdb") as store:
+        indices.add(store, csv_file, "local", actor=admin)
+        with pytest.raises(DataError):
+            indices.add(store, bad, "broken", actor=admin)
+        indices.remove(store, "local", actor=admin)
+        entries, total = store.audit_search(None, None, None, None, "alteration", 10)
+        rows = entries.sort("seq").to_dicts()
+        assert total == 2
+        assert [r["route"] for r in rows] == ["placeharm harm add", "placeharm harm remove"]
+        assert all(r["username"] == "admin1" and '"local"' in r["record_ids"] for r in rows)
+        assert _sha(CSV) in rows[0]["query"] and "broken" not in str(rows)
+        assert verify(store).problem is None

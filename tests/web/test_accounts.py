@@ -23,6 +23,8 @@ from placeharm.soc.importer import import_entity
 from placeharm.store.duckdb import SOC_TABLES, DuckDBStore
 from placeharm.web.app import create_app
 
+from .conftest import csrf_headers, post_login
+
 T0 = dt.datetime(2026, 3, 2, 9, 0, 0)
 SECOND = dt.timedelta(seconds=1)
 MINUTE = dt.timedelta(minutes=1)
@@ -73,14 +75,13 @@ def _client(app: TestClient, address: str = "198.51.100.1") -> TestClient:
 
 def _sign_in(client: TestClient, username: str, password: str | None = None) -> TestClient:
     password = password or username + auth.DEMO_PASSWORD_SUFFIX
-    response = client.post(
-        "/login", data={"username": username, "password": password}, follow_redirects=False
-    )
+    response = post_login(client, username, password)
     assert response.status_code == 303 and "error" not in response.headers["location"], (
         response.status_code,
         response.headers.get("location"),
     )
     assert client.cookies.get("placeharm_session")
+    client.headers.update(csrf_headers(client))  # as our pages' forms and scripts send it
     for purpose in PURPOSES:  # as a user would on the justification form (audit log)
         stated = client.post(
             "/api/justification",
@@ -91,9 +92,7 @@ def _sign_in(client: TestClient, username: str, password: str | None = None) -> 
 
 
 def _refused_sign_in(client: TestClient, username: str, password: str) -> bool:
-    response = client.post(
-        "/login", data={"username": username, "password": password}, follow_redirects=False
-    )
+    response = post_login(client, username, password)
     return response.status_code == 303 and "error=1" in response.headers["location"]
 
 

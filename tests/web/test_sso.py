@@ -12,6 +12,7 @@ import base64
 import hashlib
 import io
 import json
+import re
 import socket
 import threading
 import time
@@ -42,6 +43,9 @@ GROUPS = {
     "grp-admins": "admin",
     "grp-partners": "partner",
 }
+# local accounts' passwords pass the password rules (services/passwords.py)
+ALICE_PASSWORD = "quartz-lantern-meadow-orbit"
+BOB_PASSWORD = "velvet-harbour-cactus-nimbus"
 
 
 class _Recorder:
@@ -124,7 +128,7 @@ def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("sso") / "sso.duckdb"
     with DuckDBStore(path) as store:
         demo.build_demo(store)
-        auth.create_user(store, "alice", "Alice (local analyst)", "analyst", "alices-long-password")
+        auth.create_user(store, "alice", "Alice (local analyst)", "analyst", ALICE_PASSWORD)
     return path
 
 
@@ -171,6 +175,34 @@ def sso_sign_in(
     callback = _at_provider(browser, start.headers["location"], sub)
     assert callback.startswith(f"{base}/auth/callback?")
     return browser.get(callback)
+
+
+def _page_token(browser: httpx.Client, url: str) -> str:
+    """The CSRF token a page carries (its csrf-token meta), as a browser's form or script has."""
+    page = browser.get(url, headers={"accept": "text/html"})
+    found = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text)
+    assert found, page.text
+    return found.group(1)
+
+
+def _password_sign_in(
+    browser: httpx.Client, base: str, username: str, password: str
+) -> httpx.Response:
+    """Submit the sign-in form as a browser does: the login page's CSRF token, and Origin."""
+    token = _page_token(browser, f"{base}/login")
+    return browser.post(
+        f"{base}/login",
+        data={"username": username, "password": password, "csrf_token": token},
+        headers={"Origin": base},
+    )
+
+
+def _justify(browser: httpx.Client, base: str, purpose: str) -> None:
+    """State a justification for `purpose`, as the justification form's script does."""
+    headers = {"Origin": base, "X-CSRF-Token": _page_token(browser, f"{base}/help")}
+    data = {"purpose": purpose, "reason": "investigation", "text": "sso test"}
+    stated = browser.post(f"{base}/api/justification", data=data, headers=headers)
+    assert stated.status_code == 200, stated.text
 
 
 def _set_cookies(response: httpx.Response) -> dict[str, str]:
@@ -233,8 +265,11 @@ def test_sso_signs_in_with_the_role_mapped_from_the_group(site, provider: Provid
         assert overview.json()["kind"] == "overview" and overview.json()["tables"]["areas"]
         assert browser.get(f"{base}/api/admin").status_code == 403
         assert browser.get(f"{base}/admin", headers={"accept": "text/html"}).status_code == 403
-        # the nominal explorer is open to analysts
-        assert browser.get(f"{base}/api/records", params={"kind": "nominals"}).status_code == 200
+        # the nominal explorer is open to analysts, once they say why (the s62 audit log)
+        nominals = {"kind": "nominals"}
+        assert browser.get(f"{base}/api/records", params=nominals).status_code == 428
+        _justify(browser, base, "nominal")
+        assert browser.get(f"{base}/api/records", params=nominals).status_code == 200
 
     account = _account(app, "jo.bloggs@force.police.uk")
     assert account is not None
@@ -432,9 +467,7 @@ def test_a_local_account_cannot_be_taken_over_by_sso(site, provider) -> None:
     assert account["display_name"] == "Alice (local analyst)"
     # and alice's password still works, with her own role
     with _browser() as browser:
-        signed = browser.post(
-            f"{base}/login", data={"username": "alice", "password": "alices-long-password"}
-        )
+        signed = _password_sign_in(browser, base, "alice", ALICE_PASSWORD)
         assert signed.status_code == 303 and browser.cookies.get(COOKIE)
         assert browser.get(f"{base}/api/admin").status_code == 403
 
@@ -459,9 +492,7 @@ def test_an_sso_account_cannot_sign_in_with_a_password(site, provider) -> None:
         assert sso_sign_in(browser, base, provider, "sub-nopass", claims).status_code == 200
     with _browser() as browser:
         for password in (auth.NO_PASSWORD, "", "any-long-password-at-all"):
-            refused = browser.post(
-                f"{base}/login", data={"username": "nopass", "password": password or "x"}
-            )
+            refused = _password_sign_in(browser, base, "nopass", password or "x")
             assert refused.status_code == 303
             assert refused.headers["location"].startswith("/login?error=1")
             assert browser.cookies.get(COOKIE) is None
@@ -569,7 +600,7 @@ def test_local_accounts_off_refuses_passwords_and_ends_local_sessions(
 ) -> None:
     db = tmp_path / "sso-only.duckdb"
     with DuckDBStore(db) as store:
-        auth.create_user(store, "bob", "Bob (local)", "admin", "bobs-long-password")
+        auth.create_user(store, "bob", "Bob (local)", "admin", BOB_PASSWORD)
         old_token = auth.start_session(store, "bob")
     with _serve(lambda base: create_app(_settings(db, base, provider, local_accounts=False))) as (
         base,
@@ -581,9 +612,9 @@ def test_local_accounts_off_refuses_passwords_and_ends_local_sessions(
         assert "Sign in with Test Force Entra ID" in page.text
         assert 'name="password"' not in page.text
         with _browser() as browser:
-            refused = browser.post(
-                f"{base}/login", data={"username": "bob", "password": "bobs-long-password"}
-            )
+            # a sign-in form still open from before the switch: its token and Origin are
+            # good, and the password is still refused
+            refused = _password_sign_in(browser, base, "bob", BOB_PASSWORD)
             assert refused.status_code == 303
             assert refused.headers["location"].startswith("/login?error=local")
             assert browser.cookies.get(COOKIE) is None

@@ -16,7 +16,6 @@ it when it starts.
 from __future__ import annotations
 
 import datetime as dt
-import getpass
 import hashlib
 import threading
 import weakref
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import polars as pl
 
+from placeharm import audit
 from placeharm.errors import ConfigError, DataError, NotFound
 from placeharm.harm import (
     HarmIndex,
@@ -152,9 +152,12 @@ def add(
     edition: str | None = None,
     description: str | None = None,
     added_by: str | None = None,
+    actor: audit.Actor | None = None,
 ) -> RegisteredIndex:
-    """Validate a custom CSV or YAML index file once and register it under `name`. A bad name
-    or file is a DataError and nothing is stored."""
+    """Validate a custom CSV or YAML index file once and register it under `name`, with its
+    audit entry (an alteration by `actor`, default the operating-system user) in the same
+    transaction. A bad name or file is a DataError and nothing is stored."""
+    actor = actor or audit.Actor.cli()
     name = check_index_name(name)
     if name in registered(store):
         raise DataError(
@@ -174,6 +177,31 @@ def add(
         schema={"weight_kind": pl.String, "weight_key": pl.String, "weight": pl.Float64},
         orient="row",
     )
+    with store.transaction():
+        _add(store, name, index, description, path, digest, added_by or actor.username, weights)
+        audit.log_for(store).record(
+            store,
+            actor,
+            "alteration",
+            "harm_index",
+            "placeharm harm add",
+            fmt="cli",
+            record_ids={"harm_index": [name]},
+            query={"file": path.name[:200], "sha256": digest},
+        )
+    return refresh(store)[name]
+
+
+def _add(
+    store: Store,
+    name: str,
+    index: HarmIndex,
+    description: str | None,
+    path: Path,
+    digest: str,
+    added_by: str,
+    weights: pl.DataFrame,
+) -> None:
     store.add_harm_index(
         {
             "name": name,
@@ -186,18 +214,28 @@ def add(
             "type_scope": index.type_scope,
             "source_file": path.name,
             "file_sha256": digest,
-            "added_by": added_by or _os_user(),
+            "added_by": added_by,
         },
         weights,
     )
-    return refresh(store)[name]
 
 
-def remove(store: Store, name: str) -> None:
-    """Unregister a custom index (NotFound if it is not registered)."""
-    if not store.remove_harm_index(name):
-        known = ", ".join(sorted(registered(store))) or "none"
-        raise NotFound(f"no registered harm index {name[:60]!r}; registered: {known}")
+def remove(store: Store, name: str, actor: audit.Actor | None = None) -> None:
+    """Unregister a custom index (NotFound if it is not registered), with its audit entry
+    (an alteration by `actor`, default the operating-system user) in the same transaction."""
+    with store.transaction():
+        if not store.remove_harm_index(name):
+            known = ", ".join(sorted(registered(store))) or "none"
+            raise NotFound(f"no registered harm index {name[:60]!r}; registered: {known}")
+        audit.log_for(store).record(
+            store,
+            actor or audit.Actor.cli(),
+            "alteration",
+            "harm_index",
+            "placeharm harm remove",
+            fmt="cli",
+            record_ids={"harm_index": [name]},
+        )
     refresh(store)
 
 
@@ -243,11 +281,3 @@ def listing(store: Store) -> pl.DataFrame:
     if rows:
         frame = pl.concat([frame, pl.DataFrame(rows, schema=frame.schema).select(columns)])
     return frame
-
-
-def _os_user() -> str:
-    """Who runs the command (the CLI runs on the server, as an administrator)."""
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError):
-        return "unknown"
