@@ -23,7 +23,7 @@ from placeharm.soc.importer import import_entity
 from placeharm.store.duckdb import SOC_TABLES, DuckDBStore
 from placeharm.web.app import create_app
 
-from .conftest import csrf_headers, post_login
+from .conftest import csrf_headers, login_token, origin, post_login
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, 0)
 SECOND = dt.timedelta(seconds=1)
@@ -269,11 +269,7 @@ def test_absolute_lifetime_at_the_exact_instant(own_db: Path, clock: Clock):
     settings = load_settings(db=own_db, session_max_hours=1, session_idle_minutes=30)
     with TestClient(create_app(settings, clock=clock)) as app:
         client = _client(app)
-        response = client.post(
-            "/login",
-            data={"username": "officer", "password": "officer" + auth.DEMO_PASSWORD_SUFFIX},
-            follow_redirects=False,
-        )
+        response = post_login(client, "officer", "officer" + auth.DEMO_PASSWORD_SUFFIX)
         assert "max-age=3600" in response.headers["set-cookie"].lower()
         for minutes in (20, 40):  # kept active: the idle timeout never falls due
             clock.now = T0 + minutes * MINUTE
@@ -304,24 +300,33 @@ def test_spraying_usernames_from_one_address_is_throttled(app: TestClient, clock
     sprayer = _client(app, "203.0.113.9")
     statuses = []
     for i in range(20):
-        response = sprayer.post(
-            "/login",
-            data={"username": f"user{i}", "password": "Winter2026!!"},
-            follow_redirects=False,
-        )
+        response = post_login(sprayer, f"user{i}", "Winter2026!!")
         statuses.append(response.status_code)
     assert statuses[:10] == [303] * 10  # wrong passwords, counted
     assert statuses[10:] == [429] * 10  # then the address is paused
     # even a right password from that address waits, and the login page says for how long
     page = sprayer.post(
         "/login",
-        data={"username": "officer", "password": "officer" + auth.DEMO_PASSWORD_SUFFIX},
-        headers={"Accept": "text/html"},
+        data={
+            "username": "officer",
+            "password": "officer" + auth.DEMO_PASSWORD_SUFFIX,
+            "csrf_token": login_token(sprayer),
+        },
+        headers={"Accept": "text/html", "Origin": origin(sprayer)},
         follow_redirects=False,
     )
     assert page.status_code == 429 and page.headers["retry-after"] == "60"
     assert "Too many sign-in attempts: try again in 1 minute." in page.text
     assert "placeharm_session" not in page.cookies
+    # each attempt is in the audit log, as failed or as throttled (never the password)
+    logged = [
+        (e["username"], e["outcome"])
+        for e in _store(app).audit_entries()
+        if e["action"] == "sign-in" and e["client_address"] == "203.0.113.9"
+    ]
+    assert logged == [(f"user{i}", "failed") for i in range(10)] + [
+        (f"user{i}", "throttled") for i in range(10, 20)
+    ] + [("officer", "throttled")]
     # the same users from another address are not affected
     _sign_in(_client(app, "198.51.100.7"), "officer")
     # the pause ends after a minute
@@ -333,11 +338,7 @@ def test_a_named_user_cannot_be_locked_out_from_other_addresses(app: TestClient,
     attacker = _client(app, "203.0.113.20")
     for _ in range(5):
         assert _refused_sign_in(attacker, "pc7", "guess-guess-guess")
-    blocked = attacker.post(
-        "/login",
-        data={"username": "pc7", "password": "kettle-lantern-moorland"},
-        follow_redirects=False,
-    )
+    blocked = post_login(attacker, "pc7", "kettle-lantern-moorland")
     assert blocked.status_code == 429
     assert "try again in 1 minute" in blocked.json()["error"]
     _sign_in(_client(app, "198.51.100.8"), "pc7", "kettle-lantern-moorland")  # the real user
@@ -348,12 +349,7 @@ def test_a_named_user_cannot_be_locked_out_from_other_addresses(app: TestClient,
     for _ in range(5):
         assert _refused_sign_in(attacker, "pc7", "guess-guess-guess")
     clock.advance(2 * MINUTE - SECOND)
-    assert (
-        attacker.post(
-            "/login", data={"username": "pc7", "password": "x"}, follow_redirects=False
-        ).status_code
-        == 429
-    )
+    assert post_login(attacker, "pc7", "x").status_code == 429
     clock.advance(SECOND)
     _sign_in(attacker, "pc7", "kettle-lantern-moorland")
 

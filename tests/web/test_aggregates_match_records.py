@@ -43,6 +43,18 @@ def _user(name: str) -> User:
     return User(name, name, ROLE_OF[name])
 
 
+def _roles_for(*actions: str) -> list[str]:
+    """The demo roles the policy lets open every one of `actions` (the auditor opens no data
+    page: its refusal is checked in test_roles_without_data_pages_are_refused)."""
+    return [n for n in ROLES if all(policy.allowed(_user(n), a) for a in actions)]
+
+
+# the pages with totals, each with the records its figures are checked against
+OVERVIEW_ROLES = _roles_for("overview", "records")
+WARD_ROLES = _roles_for("ward", "records")
+CHB_ROLES = _roles_for("chb", "records")
+
+
 @pytest.fixture(scope="module")
 def cookies(app_client: TestClient) -> dict[str, dict[str, str]]:
     return {name: sign_in(app_client, name) for name in ROLES}
@@ -112,7 +124,7 @@ def setting(app_client: TestClient, cookies) -> dict[str, Any]:
     return {"period": period, "wards": wards, "restricted": restricted}
 
 
-@pytest.mark.parametrize("name", ROLES)
+@pytest.mark.parametrize("name", OVERVIEW_ROLES)
 def test_overview_measures_equal_the_records_the_role_can_list(
     app_client: TestClient, cookies, setting, name: str
 ):
@@ -139,7 +151,7 @@ def test_overview_measures_equal_the_records_the_role_can_list(
             assert props["drug_related_deaths"] == rows[props["area_code"]]["drug_related_deaths"]
 
 
-@pytest.mark.parametrize("name", ROLES)
+@pytest.mark.parametrize("name", WARD_ROLES)
 def test_ward_page_totals_equal_the_records_the_role_can_list(
     app_client: TestClient, cookies, setting, name: str
 ):
@@ -189,7 +201,7 @@ def test_ward_months_one_by_one(app_client: TestClient, cookies, setting):
     """Each month of the ward with C-coded intelligence, for every role, against the records
     of that month alone."""
     ward = setting["restricted"]
-    for name in ROLES:
+    for name in WARD_ROLES:
         me = As(app_client, cookies[name])
         for row in me.json(f"/api/ward/{ward}")["tables"]["monthly"]:
             month = row["month"]
@@ -227,7 +239,7 @@ def test_partner_counts_only_shareable_intelligence(app_client: TestClient, cook
     assert sum(r["soc_harm"] for r in area.values()) < sum(r["soc_harm"] for r in analysts.values())
 
 
-@pytest.mark.parametrize("name", ROLES)
+@pytest.mark.parametrize("name", CHB_ROLES)
 def test_chb_before_after_equals_the_records(app_client: TestClient, cookies, name: str):
     """Each phase's monthly means times its months are the records listed in the site for
     that period. Partners cannot filter records by CHB site (wards only), so theirs are
@@ -250,6 +262,32 @@ def test_chb_before_after_equals_the_records(app_client: TestClient, cookies, na
             else:
                 continue
             assert shown == expected, (name, phase["phase"], column)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in ROLES if n not in set(OVERVIEW_ROLES) & set(WARD_ROLES) & set(CHB_ROLES)]
+)
+def test_roles_without_data_pages_are_refused(app_client: TestClient, cookies, setting, name: str):
+    """A role the policy keeps from a page with totals (the auditor) gets none of its
+    figures, in any format: a 403 carrying nothing but the refusal."""
+    ward = setting["wards"][0]
+    urls = {
+        "overview": ["/api/overview", "/api/overview.csv", "/api/overview.geojson"],
+        "ward": [f"/api/ward/{ward}", f"/api/ward/{ward}.csv", f"/api/ward/{ward}.geojson"],
+        "chb": ["/api/chb/DEMO-CHB1"],
+        "records": ["/api/records?kind=intelligence"],
+    }
+    refused = 0
+    for action, paths in urls.items():
+        if policy.allowed(_user(name), action):
+            continue
+        for url in paths:
+            app_client.cookies.clear()
+            response = app_client.get(url, cookies=cookies[name])
+            assert response.status_code == 403, (name, url)
+            assert set(response.json()) == {"error", "status"}, (name, url)
+            refused += 1
+    assert refused, name
 
 
 @pytest.mark.parametrize("name", [n for n in ROLES if policy.allowed(_user(n), "group")])

@@ -21,11 +21,12 @@ from starlette.routing import Mount
 
 from placeharm import audit
 from placeharm.config import load_settings
+from placeharm.services import auth
 from placeharm.store.duckdb import DuckDBStore
 from placeharm.web import audited, live
 from placeharm.web.app import create_app
 
-from .conftest import sign_in
+from .conftest import csrf_headers, origin, post_login, sign_in
 
 WARD = "E05001111"
 SITE = "DEMO-CHB1"
@@ -171,11 +172,16 @@ def test_justification_is_required_then_accepted(app_client: TestClient, ids: di
     )
     form = _get(app_client, page.headers["location"], cookie, html=True)
     assert form.status_code == 200 and '<form method="post" action="/justification"' in form.text
+    found = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert found, "the justification form carries the CSRF token"
+    submitted = {"csrf_token": found.group(1), "next": nominal}  # as the form sends them
+    same_site = {"Origin": origin(app_client)}
     app_client.cookies.clear()
     bad = app_client.post(
         "/justification",
-        data={"purpose": "nominal", "reason": "other", "text": "", "next": nominal},
+        data={"purpose": "nominal", "reason": "other", "text": "", **submitted},
         cookies=cookie,
+        headers=same_site,
         follow_redirects=False,
     )
     assert bad.status_code == 303 and "error=" in bad.headers["location"]
@@ -183,8 +189,9 @@ def test_justification_is_required_then_accepted(app_client: TestClient, ids: di
     app_client.cookies.clear()
     good = app_client.post(
         "/justification",
-        data={"purpose": "nominal", "reason": "safeguarding", "text": "ref S-1", "next": nominal},
+        data={"purpose": "nominal", "reason": "safeguarding", "text": "ref S-1", **submitted},
         cookies=cookie,
+        headers=same_site,
         follow_redirects=False,
     )
     assert good.status_code == 303 and good.headers["location"] == nominal
@@ -197,10 +204,13 @@ def test_justification_is_required_then_accepted(app_client: TestClient, ids: di
     export = _get(app_client, "/api/records.csv?kind=nominals", cookie)
     assert export.status_code == 428 and "purpose=export" in export.json()["error"]
     app_client.cookies.clear()
+    headers = csrf_headers(app_client, cookie)  # as the page's script sends them
+    app_client.cookies.clear()
     stated = app_client.post(
         "/api/justification",
         data={"purpose": "export", "reason": "tasking_and_briefing", "text": ""},
         cookies=cookie,
+        headers=headers,
     )
     assert stated.status_code == 200
     assert _get(app_client, "/api/records.csv?kind=nominals", cookie).status_code == 200
@@ -215,11 +225,8 @@ def test_justification_is_required_then_accepted(app_client: TestClient, ids: di
 
 def test_sign_in_and_out_are_logged_without_the_password(app_client: TestClient):
     app_client.cookies.clear()
-    app_client.post(
-        "/login",
-        data={"username": "analyst", "password": "Not-The-Pass-42"},
-        follow_redirects=False,
-    )
+    refused = post_login(app_client, "analyst", "Not-The-Pass-42")
+    assert refused.status_code == 303 and "error=1" in refused.headers["location"]
     failed = _latest(app_client)
     assert (failed["action"], failed["username"], failed["outcome"]) == (
         "sign-in",
@@ -234,8 +241,9 @@ def test_sign_in_and_out_are_logged_without_the_password(app_client: TestClient)
         "ok",
         "officer",
     )
+    headers = csrf_headers(app_client, cookie)
     app_client.cookies.clear()
-    app_client.post("/logout", cookies=cookie, follow_redirects=False)
+    app_client.post("/logout", cookies=cookie, headers=headers, follow_redirects=False)
     out = _latest(app_client)
     assert (out["action"], out["username"]) == ("sign-out", "officer")
     dump = _store(app_client)._run("SELECT * FROM audit_log")
@@ -269,11 +277,7 @@ def test_a_log_that_cannot_be_written_refuses_the_response(
     assert page.status_code == 503 and "audit log could not be written" in page.text
     assert "page-data" not in page.text  # the error page, never the ward
     own_client.cookies.clear()
-    signin = own_client.post(
-        "/login",
-        data={"username": "analyst", "password": "analyst-demo-2026"},
-        follow_redirects=False,
-    )
+    signin = post_login(own_client, "analyst", f"analyst{auth.DEMO_PASSWORD_SUFFIX}")
     assert signin.status_code == 503 and "placeharm_session" not in signin.cookies
     monkeypatch.undo()
     assert audit.verify(store).ok
@@ -318,6 +322,7 @@ def test_a_page_view_does_not_wait_for_an_import(
 
     monkeypatch.setattr(live, "import_entity", slow_import)
     result: list[Any] = []
+    headers = csrf_headers(own_client, admin)  # as the admin page's script sends them
 
     def upload() -> None:
         own_client.cookies.clear()
@@ -325,6 +330,7 @@ def test_a_page_view_does_not_wait_for_an_import(
             own_client.post(
                 "/api/upload",
                 cookies=admin,
+                headers=headers,
                 data={"kind": "groups"},
                 files={"file": ("g.csv", b"group_id,group_type\nAUD-G1,OCG\n", "text/csv")},
             )

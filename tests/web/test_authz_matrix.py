@@ -10,6 +10,11 @@ After a merge that adds routes, roles or actions, the only edits are data:
 - a new GET route: nothing, unless a path parameter is new (add it to `_path_values`) or it
   answers something other than 200 and JSON/HTML (add it to `REQUESTS`);
 - a new POST route: how to make a valid request, in `REQUESTS`.
+
+Every POST is sent as our own pages send it (web/csrf.py): this site's Origin and the CSRF
+token bound to the cookie sent (the session's, or a pre-session one when signed out), so a
+refusal is the policy's, never the CSRF check's. Each session has stated a justification for
+every purpose (conftest.sign_in), so an allowed nominal, radius search or export answers.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from placeharm.services.policy import User
 from placeharm.web import authz
 from placeharm.web.app import create_app
 
-from .conftest import sign_in
+from .conftest import csrf_headers, login_token, origin, sign_in
 from .tiles import png, write_pmtiles
 
 ANONYMOUS = "anonymous"
@@ -71,6 +76,7 @@ class Req:
     location: str | None = None  # where an allowed redirect goes (a prefix)
     fresh_session: bool = False  # the request ends its session: sign in anew for it
     stream: bool = False  # an endless event stream: read its first event and disconnect
+    says: str | None = None  # what an allowed answer's body contains (e.g. a handler's 404)
 
 
 REQUESTS: dict[str, Req] = {
@@ -81,11 +87,34 @@ REQUESTS: dict[str, Req] = {
         303,
         data={"username": "{who}", "password": "{who}" + auth.DEMO_PASSWORD_SUFFIX},
     ),
+    # Single sign-on is not set up in this fixture (no identity provider; tests/web/test_sso.py
+    # runs one): the routes are public, and their handler answers that it is not set up.
+    "GET /login/sso": Req("json", 404, says="single sign-on is not set up"),
+    "GET /auth/callback": Req("json", 404, says="single sign-on is not set up"),
     "POST /logout": Req("redirect", 303, location="/login", fresh_session=True),
+    "GET /api/radius": Req("json", url="/api/radius?lat=54.9783&lon=-1.6178&radius_m=500"),
+    # enabling an enabled account changes nothing and ends no session
+    "POST /admin/users/{username}/{action}": Req("json"),
+    # marked synthetic: a force's own records would end every demo session (issue 12)
     "POST /api/upload": Req(
         "json",
         data={"kind": "groups"},
-        files={"file": ("groups.csv", b"group_id,group_type\nMATRIX-G1,OCG\n", "text/csv")},
+        files={
+            "file": (
+                "groups.csv",
+                b"group_id,group_type,synthetic\nMATRIX-G1,OCG,true\n",
+                "text/csv",
+            )
+        },
+    ),
+    "POST /justification": Req(
+        "redirect",
+        303,
+        data={"purpose": "nominal", "reason": "investigation", "text": "matrix", "next": "/help"},
+        location="/help",
+    ),
+    "POST /api/justification": Req(
+        "json", data={"purpose": "nominal", "reason": "investigation", "text": "matrix"}
     ),
     "GET /events": Req("event-stream", stream=True),
     "GET /tiles/{z}/{x}/{y}": Req("png"),
@@ -234,6 +263,8 @@ def _path_values(client: TestClient, admin: dict[str, str]) -> dict[str, str]:
         "x": "0",
         "y": "0",
         "name": "maplibre-gl.js",
+        "username": "officer",
+        "action": "enable",
     }
 
 
@@ -245,10 +276,31 @@ def _send(
     accept: str = "*/*",
     **kwargs: Any,
 ) -> Any:
+    headers = {"Accept": accept}
+    if method not in ("GET", "HEAD"):
+        cookie, token = _from_our_page(client, cookie)
+        headers |= token
     client.cookies.clear()
     for name, value in cookie.items():
         client.cookies.set(name, value)
-    return client.request(method, url, headers={"Accept": accept}, follow_redirects=False, **kwargs)
+    return client.request(method, url, headers=headers, follow_redirects=False, **kwargs)
+
+
+def _from_our_page(
+    client: TestClient, cookie: dict[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The cookies and headers a POST from one of our pages carries: this site's Origin and
+    the CSRF token bound to the session, or, signed out, to the pre-session cookie the
+    sign-in page sets."""
+    client.cookies.clear()
+    if cookie:
+        for name, value in cookie.items():
+            client.cookies.set(name, value)
+        return cookie, csrf_headers(client)
+    token = login_token(client)  # keeps the pre-session cookie in the client
+    pre_session = {name: value for name, value in client.cookies.items()}
+    assert pre_session, "the sign-in page set no pre-session cookie"
+    return pre_session, {"Origin": origin(client), "X-CSRF-Token": token}
 
 
 @dataclass
@@ -363,6 +415,8 @@ def test_authorisation_matrix(
             assert response.headers["location"].startswith(req.location), got
         if req.stream:
             assert response.content.startswith(b"event: data\n"), got
+        if req.says is not None:
+            assert req.says in response.content.decode(), got
     elif who == ANONYMOUS and fmt == "html":
         # a browser is sent to sign in, and back here afterwards
         assert response.status_code == 303, got
@@ -373,6 +427,7 @@ def test_authorisation_matrix(
             assert response.headers["content-type"].startswith("text/html"), got
         else:
             assert response.json().keys() == {"error", "status"}, got  # only the refusal
+            assert "forgery" not in response.json()["error"], got  # the policy's, not CSRF's
 
 
 def test_a_refused_request_is_refused_before_its_parameters_are_read(

@@ -10,9 +10,10 @@ from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
+from placeharm.services import sso
 from placeharm.web.app import _safe_next
 
-from .conftest import sign_in
+from .conftest import login_token, origin, sign_in
 from .opens import OPENS
 
 HOSTILE = (
@@ -128,17 +129,29 @@ def test_page_and_page_size_are_bounded(app_client: TestClient):
         ("javascript:alert(1)", "/overview"),
         ("", "/overview"),
         ("/" + "a" * 3000, "/overview"),
+        ("/ /evil.example", "/overview"),  # a space
+        ("/\x7f/evil.example", "/overview"),  # DEL
+        ("/\x85/evil.example", "/overview"),  # a C1 control (next line)
+        ("/\u2028/evil.example", "/overview"),  # a line separator
+        ("/\u202e/evil.example", "/overview"),  # a bidi override
     ],
 )
 def test_sign_in_returns_only_to_a_path_on_this_site(
     app_client: TestClient, target: str, expected: str
 ):
-    assert _safe_next(target) == expected
+    # the same check after a local sign-in and a single sign-on (services/sso.safe_next)
+    assert _safe_next(target) == sso.safe_next(target) == expected
     client = app_client
     client.cookies.clear()
     response = client.post(
         "/login",
-        data={"username": "analyst", "password": "analyst-demo-2026", "next": target},
+        data={
+            "username": "analyst",
+            "password": "analyst-demo-2026",
+            "next": target,
+            "csrf_token": login_token(client),  # the sign-in form's, as a browser sends it
+        },
+        headers={"Origin": origin(client)},
         follow_redirects=False,
     )
     assert response.status_code == 303

@@ -30,6 +30,10 @@ EXPECTED = {
     "/api/nominal/{nominal_id}": {"nominal_id"},
     "/api/group/{group_id}": {"group_id"},
     "/api/admin": set(),
+    "/api/radius": {"lat", "lon", "address_id", "address", "radius_m", "kinds", "from", "to"},
+    "/api/mopi": set(),
+    "/api/mopi.csv": set(),
+    "/api/audit": {"user", "record", "from", "to", "action", "page"},
 }
 
 

@@ -5,7 +5,11 @@ media type and body the description lists.
 Bounded and reproducible for CI: `EXAMPLES` generated requests per operation and role (plus
 schemathesis's coverage cases), derandomised, no example database, a 10 s limit per request.
 Its own demo store, because the admin's fuzzed uploads write to it. docs/security/authz-matrix.md
-says how long it takes."""
+says how long it takes.
+
+Every request carries what our own pages send (web/csrf.py): this site's Origin and the CSRF
+token bound to the session (signed out: to the sign-in page's pre-session cookie), so POSTs
+reach their routes rather than stopping at the CSRF check."""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from placeharm.config import load_settings
 from placeharm.services import auth
 from placeharm.web.app import create_app
 
-from .conftest import build_demo_store, sign_in
+from .conftest import build_demo_store, csrf_headers, login_token, origin, sign_in
 
 ANONYMOUS = "anonymous"
 WHO = (*auth.DEMO_USERS, ANONYMOUS)
@@ -62,13 +66,36 @@ schema = schemathesis.openapi.from_dict(DESCRIPTION)
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[str, str]]]:
+def api(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Any, dict[str, dict[str, str]]]]:
+    """The schemathesis client, and the headers each of WHO sends: its session cookie (none
+    when anonymous), this site's Origin and the CSRF token bound to the cookie."""
     path = tmp_path_factory.mktemp("schemathesis") / "api.duckdb"
     build_demo_store(path)
     app = create_app(load_settings(db=path))
     with TestClient(app) as client:
-        cookies = {name: sign_in(client, name)["placeharm_session"] for name in auth.DEMO_USERS}
-        yield asgi.get_client(app, max_stream_events=1), cookies
+        headers = {}
+        for name in auth.DEMO_USERS:
+            cookie = sign_in(client, name)
+            client.cookies.clear()
+            for key, value in cookie.items():
+                client.cookies.set(key, value)
+            headers[name] = {"Cookie": _cookie_header(cookie)} | csrf_headers(client)
+        client.cookies.clear()
+        token = login_token(client)  # the client keeps the pre-session cookie
+        pre_session = dict(client.cookies.items())
+        client.cookies.clear()
+        headers[ANONYMOUS] = {
+            "Cookie": _cookie_header(pre_session),
+            "Origin": origin(client),
+            "X-CSRF-Token": token,
+        }
+        yield asgi.get_client(app, max_stream_events=1), headers
+
+
+def _cookie_header(cookie: dict[str, str]) -> str:
+    return "; ".join(f"{name}={value}" for name, value in cookie.items())
 
 
 @pytest.mark.parametrize("who", WHO)
@@ -81,19 +108,15 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, dict[st
     suppress_health_check=[HealthCheck.too_slow],  # a busy CI machine is not a fault
 )
 def test_api_answers_as_described(case: Any, api: Any, who: str) -> None:
-    session, cookies = api
-    headers = {} if who == ANONYMOUS else {"Cookie": f"placeharm_session={cookies[who]}"}
-    case.call_and_validate(session=session, headers=headers, checks=CHECKS, timeout=10)
-
-
-def _cookie(cookies: dict[str, str], who: str) -> dict[str, str]:
-    return {"Cookie": f"placeharm_session={cookies[who]}"}
+    session, headers = api
+    case.call_and_validate(session=session, headers=headers[who], checks=CHECKS, timeout=10)
 
 
 def test_the_description_tested_is_the_one_served(api: Any):
-    session, cookies = api
+    session, headers = api
     assert session.get("/api/openapi.json").status_code == 403  # sign in first
-    served = session.get("/api/openapi.json", headers=_cookie(cookies, "partner"))
+    assert session.get("/api/openapi.json", headers=headers[ANONYMOUS]).status_code == 403
+    served = session.get("/api/openapi.json", headers=headers["partner"])
     assert served.status_code == 200
     assert served.json() == DESCRIPTION
 
@@ -133,8 +156,8 @@ def test_the_description_lists_every_filter_and_refusal():
 def test_starlette_refusals_have_the_same_shape(api: Any):
     """A malformed upload form, an unknown API path and a method not allowed were answered
     {"detail": ...}, not the documented {"error", "status"} (found by response conformance)."""
-    session, cookies = api
-    admin = _cookie(cookies, "admin")
+    session, headers = api
+    admin = headers["admin"]  # with this site's Origin and CSRF token: past the CSRF check
     broken = session.post(
         "/api/upload",
         headers=admin | {"Content-Type": "multipart/form-data; boundary=xyz"},
@@ -156,8 +179,8 @@ def test_starlette_refusals_have_the_same_shape(api: Any):
 
 def test_events_are_described_as_json_objects(api: Any):
     """Each server-sent event's data is a JSON object; the description said a string."""
-    session, cookies = api
-    response = session.get("/events", headers=_cookie(cookies, "officer"), timeout=10)
+    session, headers = api
+    response = session.get("/events", headers=headers["officer"], timeout=10)
     assert response.status_code == 200
     event = response.text.split("\n\n")[0].split("\n")
     assert event[0] == "event: data"

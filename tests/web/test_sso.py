@@ -42,6 +42,7 @@ GROUPS = {
     "grp-officers": "officer",
     "grp-admins": "admin",
     "grp-partners": "partner",
+    "grp-auditors": "auditor",
 }
 # local accounts' passwords pass the password rules (services/passwords.py)
 ALICE_PASSWORD = "quartz-lantern-meadow-orbit"
@@ -265,10 +266,11 @@ def test_sso_signs_in_with_the_role_mapped_from_the_group(site, provider: Provid
         assert overview.json()["kind"] == "overview" and overview.json()["tables"]["areas"]
         assert browser.get(f"{base}/api/admin").status_code == 403
         assert browser.get(f"{base}/admin", headers={"accept": "text/html"}).status_code == 403
-        # the nominal explorer is open to analysts, once they say why (the s62 audit log)
+        # the nominal explorer's data is open to analysts, once they say why they download
+        # records that name people (the s62 audit log)
         nominals = {"kind": "nominals"}
         assert browser.get(f"{base}/api/records", params=nominals).status_code == 428
-        _justify(browser, base, "nominal")
+        _justify(browser, base, "export")
         assert browser.get(f"{base}/api/records", params=nominals).status_code == 200
 
     account = _account(app, "jo.bloggs@force.police.uk")
@@ -283,6 +285,24 @@ def test_sso_signs_in_with_the_role_mapped_from_the_group(site, provider: Provid
     assert account["password_hash"] == auth.NO_PASSWORD
     # no token or code reaches the account row
     assert all("eyJ" not in str(v) for v in account.values())
+
+
+def test_an_sso_auditor_lands_on_the_audit_log_and_sees_no_data(site, provider) -> None:
+    base, app = site
+    with _browser() as browser:
+        claims = {"preferred_username": "audrey", "groups": ["grp-auditors"]}
+        done = sso_sign_in(browser, base, provider, "sub-auditor", claims)
+        assert done.status_code == 200, done.text
+        assert '<meta http-equiv="refresh" content="0; url=/audit">' in done.text
+        assert browser.get(f"{base}/api/audit").status_code == 200
+        assert browser.get(f"{base}/api/overview").status_code == 403
+        # and an auditor who is also in a data group is that data role, without the log
+        both = {"preferred_username": "audrey.analyst", "groups": ["grp-auditors", "grp-analysts"]}
+        assert sso_sign_in(browser, base, provider, "sub-both", both).status_code == 200
+        assert browser.get(f"{base}/api/overview").status_code == 200
+        assert browser.get(f"{base}/api/audit").status_code == 403
+    assert _account(app, "audrey")["role"] == "auditor"  # type: ignore[index]
+    assert _account(app, "audrey.analyst")["role"] == "analyst"  # type: ignore[index]
 
 
 def test_flow_cookie_is_lax_short_lived_and_scoped_to_the_callback(site, provider) -> None:
@@ -647,6 +667,12 @@ def test_role_precedence_takes_the_most_privileged_mapped_group() -> None:
     assert sso.role_for(["grp-partners"], role_map) is Role.partner
     assert sso.role_for(["x", "y"], role_map) is None
     assert sso.role_for([], role_map) is None
+    # the auditor is a separate duty, held only without a data role (docs/security/sso.md)
+    assert sso.role_for(["grp-auditors"], role_map) is Role.auditor
+    assert sso.role_for(["grp-auditors", "grp-analysts"], role_map) is Role.analyst
+    assert sso.role_for(["grp-partners", "grp-auditors"], role_map) is Role.partner
+    assert sso.role_for(["grp-admins", "grp-auditors"], role_map) is Role.admin
+    assert sso.ROLE_PRECEDENCE[-1] is Role.auditor
     assert list(sso.ROLE_PRECEDENCE) == sorted(Role, key=sso.ROLE_PRECEDENCE.index)
 
 

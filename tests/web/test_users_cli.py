@@ -19,6 +19,8 @@ from placeharm.errors import PermissionDenied, StoreError
 from placeharm.services import auth
 from placeharm.store.duckdb import DuckDBStore
 
+from .conftest import post_login
+
 
 def test_users_add_list_and_sign_in(tmp_path: Path):
     db = str(tmp_path / "u.duckdb")
@@ -158,8 +160,10 @@ def test_account_commands_refuse_while_the_dashboard_runs(tmp_path: Path):
                 break
             except httpx.TransportError:
                 time.sleep(0.1)
-        form = {"username": "pc3", "password": "heron-quarry-velvet"}
-        signed = httpx.post(f"{base}/login", data=form)
+        # the sign-in form as a browser submits it (its CSRF token and this site's Origin)
+        with httpx.Client(base_url=base) as browser:
+            signed = post_login(browser, "pc3", "heron-quarry-velvet")  # type: ignore[arg-type]
+        assert signed.status_code == 303, signed.text
         cookie = signed.cookies["placeharm_session"]
         refused = _cli("disable", "pc3", "--db", str(db))
         assert refused.exit_code != 0 and isinstance(refused.exception, StoreError)

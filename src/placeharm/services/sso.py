@@ -53,8 +53,12 @@ JWKS_REFETCH_SECONDS = 60  # an unknown key id fetches the key set again, at mos
 HTTP_TIMEOUT_S = 10.0
 LEEWAY_S = 60  # clock skew allowed on exp, iat, nbf
 MAX_USERNAME = 200
-# Where several of a user's groups map to roles, the first of these wins. Each role sees all
-# that the roles after it see (docs/web.md, Roles); supervisor and analyst see the same data.
+# Where several of a user's groups map to roles, the first of these wins. Each data role sees
+# all that the data roles after it see (docs/web.md, Roles); supervisor and analyst see the
+# same data. The auditor comes last: it is a separate duty (the audit log, no data), held only
+# by someone whose groups map to no data role, so nobody reviews the log of their own use of
+# the data and a data user put in an auditors' group keeps their data role (a warning is
+# logged). docs/security/sso.md, Role.
 ROLE_PRECEDENCE = (
     Role.admin,
     Role.supervisor,
@@ -62,6 +66,7 @@ ROLE_PRECEDENCE = (
     Role.officer,
     Role.senior_leader,
     Role.partner,
+    Role.auditor,
 )
 # ID tokens signed with a public key only: never "none", never a shared secret (HS*).
 SIGNING_ALGORITHMS = frozenset(
@@ -369,6 +374,17 @@ class OidcClient:
         groups = self._groups(claims)
         mapped = tuple(sorted(g for g in groups if g in self.role_map))
         role = role_for(groups, self.role_map)
+        if (
+            role is not None
+            and role is not Role.auditor
+            and Role.auditor in (self.role_map[g] for g in mapped)
+        ):
+            log.warning(
+                "single sign-on: %s is in an auditors' group and a data role's; signed in as "
+                "%s, without the audit log (separation of duties)",
+                username.strip(),
+                role.value,
+            )
         return Identity(issuer, subject, username.strip(), display_name.strip(), role, mapped)
 
     def _groups(self, claims: Mapping[str, Any]) -> list[str]:
@@ -494,13 +510,16 @@ def end_local_sessions(store: Store) -> int:
 
 
 def safe_next(target: str) -> str:
-    """A path on this site to go to after signing in: never another host (no '//', no '\\',
-    no control characters, which browsers may read as the start of a host)."""
+    """A path on this site to go to after signing in or stating a justification (the one
+    check, for local and single sign-on alike): never another host (one leading '/', no '\\',
+    which browsers read as '/'), no control, format or separator characters and no space
+    (browsers drop or rewrite them, so '/<tab>/host' can become '//host'), at most 2000 long."""
     ok = (
         target.startswith("/")
         and not target.startswith("//")
         and "\\" not in target
-        and target.isprintable()
+        and target.isprintable()  # no C0/C1 controls, DEL, bidi or zero-width, line separators
+        and " " not in target  # isprintable() lets a space through
         and len(target) <= 2000
     )
     return target if ok else "/overview"

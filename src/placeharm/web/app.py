@@ -620,15 +620,21 @@ def create_app(
         return response
 
     @app.get(sso.CALLBACK_PATH, dependencies=[authz.PUBLIC], include_in_schema=False)
-    def auth_callback(request: Request) -> Response:
+    def auth_callback(
+        request: Request,
+        code: str | None = None,
+        flow_state: Annotated[str | None, Query(alias="state")] = None,
+        error: str | None = None,
+    ) -> Response:
         """Single sign-on: the provider's answer; a session cookie and a same-site page."""
         if oidc is None:
             raise NotFound("single sign-on is not set up on this server")
         response: Response
         identity: sso.Identity | None = None
+        answer = {"code": code, "state": flow_state, "error": error}  # what finish() reads
         try:
             flow = request.cookies.get(sso.FLOW_COOKIE)
-            identity, target = oidc.finish(dict(request.query_params), flow)
+            identity, target = oidc.finish({k: v for k, v in answer.items() if v is not None}, flow)
             with state.write() as store:
                 token = sso.sign_in(
                     store, identity, state.clock(), state.session_rules, _address(request)
@@ -648,6 +654,8 @@ def create_app(
             )
             response = _sso_refused(request, exc)
         else:
+            if identity.role is policy.Role.auditor and target == "/overview":
+                target = "/audit"  # the auditor sees no data pages (as POST /login)
             # A 200 page that moves on by itself: a redirect here would still count as the
             # provider's cross-site navigation, and the Strict session cookie would not go.
             response = templates.TemplateResponse(
@@ -1219,34 +1227,58 @@ def create_app(
             audit.state_justification(store, _actor(request, user), purpose, stated)
         return stated
 
+    async def audit_search(
+        username: Annotated[
+            str | None, Query(alias="user", description="Who acted: a username.")
+        ] = None,
+        record: Annotated[
+            str | None, Query(description="A record identifier the entry names.")
+        ] = None,
+        first: Annotated[
+            str | None, Query(alias="from", description="First day, YYYY-MM-DD.")
+        ] = None,
+        last: Annotated[str | None, Query(alias="to", description="Last day, YYYY-MM-DD.")] = None,
+        action: Annotated[
+            str | None, Query(description=f"One of {', '.join(audit.ACTIONS)}.")
+        ] = None,
+        page: Annotated[str, Query(description="Page of entries, from 1.")] = "1",
+    ) -> dict[str, str | None]:
+        """The audit search's parameters, declared (so the API description lists them) and
+        checked by `audit_view.audit_page`."""
+        return {
+            "username": username,
+            "record": record,
+            "first": first,
+            "last": last,
+            "action": action,
+            "page": page,
+        }
+
     @app.get(
         "/audit",
         dependencies=[allowed("audit")],
         response_class=HTMLResponse,
         include_in_schema=False,
     )
-    def audit_page(request: Request, user: User = Depends(signed_in)) -> Any:
-        page = _audit_page(request, user)
+    def audit_page(
+        request: Request,
+        user: User = Depends(signed_in),
+        search: dict[str, str | None] = Depends(audit_search),
+    ) -> Any:
+        page = _audit_page(user, search)
         return render(request, "audit.html", page, user)
 
     @app.get("/api/audit", dependencies=[allowed("audit")])
-    def audit_api(request: Request, user: User = Depends(signed_in)) -> Any:
-        return _json(_audit_page(request, user).to_json())
+    def audit_api(
+        user: User = Depends(signed_in),
+        search: dict[str, str | None] = Depends(audit_search),
+    ) -> Any:
+        """Audit log entries matching the search, newest first, and the usage summary."""
+        return _json(_audit_page(user, search).to_json())
 
-    def _audit_page(request: Request, user: User) -> Page:
-        params = request.query_params
+    def _audit_page(user: User, search: dict[str, Any]) -> Page:
         with state.read() as store:
-            page = audit_view.audit_page(
-                store,
-                state.audit,
-                user,
-                username=params.get("user"),
-                record=params.get("record"),
-                first=params.get("from"),
-                last=params.get("to"),
-                action=params.get("action"),
-                page=params.get("page", "1"),
-            )
+            page = audit_view.audit_page(store, state.audit, user, **search)
         audited.saw(page)
         return page
 
@@ -1408,16 +1440,9 @@ def _address(request: Request) -> str | None:
 
 
 def _safe_next(target: str) -> str:
-    """Only a path on this site (never another host) after signing in: one leading '/', no
-    backslash (browsers read '/\\host' as '//host'), no control characters."""
-    safe = (
-        target.startswith("/")
-        and not target.startswith("//")
-        and "\\" not in target
-        and all(" " < ch != "\x7f" for ch in target)
-        and len(target) <= 2000
-    )
-    return target if safe else "/overview"
+    """Only a path on this site (never another host) after signing in: the same check as
+    single sign-on's (services/sso.safe_next), so the two cannot drift apart."""
+    return sso.safe_next(target)
 
 
 def _page_json(page: Page) -> Response:

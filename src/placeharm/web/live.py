@@ -62,6 +62,9 @@ class Importer:
                     ]
             finally:
                 self.state.as_of = data_as_of(store)
+            # real SOC records end demo sessions, in the store and in memory, before any
+            # other request is answered from memory
+            self.state.sessions.data_changed(store)
         self.state.notify()
         out = []
         for r in results:
