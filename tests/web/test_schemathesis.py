@@ -187,3 +187,22 @@ def test_events_are_described_as_json_objects(api: Any):
     data = json.loads(event[1].removeprefix("data: "))
     schema_of_data = DESCRIPTION["paths"]["/events"]["get"]["responses"]["200"]["content"]
     assert set(data) == set(schema_of_data["text/event-stream"]["schema"]["properties"])
+
+
+def test_a_missing_or_mistyped_field_is_a_400_in_the_refusal_shape(app_client):
+    """FastAPI's own 422 {"detail": [...]} would be a second error shape: a request whose
+    fields are missing or of the wrong type is the same {"error", "status"} 400 as every other
+    refusal, naming the field and never echoing the value sent."""
+    from .conftest import csrf_headers, sign_in
+
+    cookie = sign_in(app_client, "analyst")
+    app_client.cookies.clear()
+    headers = csrf_headers(app_client, cookie)
+    missing = app_client.post("/api/justification", data={}, cookies=cookie, headers=headers)
+    assert missing.status_code == 400
+    body = missing.json()
+    assert set(body) == {"error", "status"} and body["status"] == 400
+    assert "purpose" in body["error"]
+    typed = app_client.get("/api/records?page=SECRET-VALUE", cookies=cookie)
+    assert typed.status_code == 400 and "SECRET-VALUE" not in typed.text
+    app_client.cookies.clear()

@@ -27,6 +27,7 @@ from urllib.parse import urlencode
 
 import polars as pl
 from fastapi import Depends, FastAPI, Form, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
     FileResponse,
     HTMLResponse,
@@ -447,6 +448,16 @@ def create_app(
         return JSONResponse(
             {"error": str(exc.detail), "status": status}, status_code=status, headers=headers
         )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> Response:
+        """A parameter or form field missing or of the wrong type: the same 400 shape as every
+        other refusal, naming the fields and what they need (never echoing the values)."""
+        problems = []
+        for error in exc.errors()[:10]:
+            where = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+            problems.append(f"{where or 'request'}: {error.get('msg', 'not valid')}")
+        return error_response(request, 400, "not a valid request: " + "; ".join(problems))
 
     def render(
         request: Request, template: str, page: Page, user: User, extra: dict[str, Any] | None = None
