@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from placeharm.audit import PURPOSES
 from placeharm.config import load_settings
 from placeharm.services import auth
 from placeharm.web.app import create_app
@@ -98,10 +99,13 @@ class Visit:
         self.page.fill("#password", f"{role}{auth.DEMO_PASSWORD_SUFFIX}")
         self.page.click("form.login button[type=submit]")
         self.page.wait_for_url(f"{base}/audit*" if role == "auditor" else f"{base}/overview*")
-        for purpose in ("nominal", "export"):  # as a user would on the justification form
+        # as a user would on the justification form; a script sends the page's CSRF token
+        token = self.page.get_attribute('meta[name="csrf-token"]', "content")
+        for purpose in PURPOSES:
             stated = self.context.request.post(
                 f"{base}/api/justification",
                 form={"purpose": purpose, "reason": "investigation", "text": "browser test"},
+                headers={"Origin": base, "X-CSRF-Token": token or ""},
             )
             assert stated.status == 200, stated.text()
 

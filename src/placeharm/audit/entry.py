@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from placeharm.errors import DataError
+from placeharm.store.base import AUDIT_COLUMNS
 
 GENESIS = "0" * 64  # the previous hash of the first entry
 # What was done, in the words of DPA 2018 s.62 (collection, alteration, consultation,
@@ -46,27 +47,7 @@ PURPOSES = {
 MAX_REASON_TEXT = 500
 MAX_VALUE = 200  # characters kept of one query value in an entry
 # Every column of an entry, in storage order; the hash covers all but the last three.
-COLUMNS = (
-    "seq",
-    "logged_at",
-    "username",
-    "role",
-    "client_address",
-    "action",
-    "page",
-    "route",
-    "format",
-    "record_ids",
-    "query",
-    "row_count",
-    "marking",
-    "reason_code",
-    "reason_text",
-    "outcome",
-    "prev_hash",
-    "entry_hash",
-    "hmac",
-)
+COLUMNS = AUDIT_COLUMNS
 HASHED = tuple(c for c in COLUMNS if c not in ("seq", "entry_hash", "hmac"))
 
 

@@ -10,27 +10,10 @@ from placeharm.errors import DataError
 from placeharm.services import policy
 from placeharm.services.pages import Page, data_as_of
 from placeharm.services.policy import User
-from placeharm.store.base import Store
+from placeharm.store.base import AUDIT_COLUMNS, Store
 
 PAGE_SIZE = 100
-_SHOWN = (
-    "seq",
-    "logged_at",
-    "username",
-    "role",
-    "client_address",
-    "action",
-    "page",
-    "route",
-    "format",
-    "record_ids",
-    "query",
-    "row_count",
-    "marking",
-    "reason_code",
-    "reason_text",
-    "outcome",
-)
+_SHOWN = tuple(c for c in AUDIT_COLUMNS if c not in ("prev_hash", "entry_hash", "hmac"))
 
 
 def _day(text: str | None, what: str) -> dt.date | None:

@@ -46,6 +46,30 @@ class Scope:
 EVERYTHING = Scope()
 
 
+# The audit log's columns in storage order (migration 5; placeharm.audit hashes them)
+AUDIT_COLUMNS = (
+    "seq",
+    "logged_at",
+    "username",
+    "role",
+    "client_address",
+    "action",
+    "page",
+    "route",
+    "format",
+    "record_ids",
+    "query",
+    "row_count",
+    "marking",
+    "reason_code",
+    "reason_text",
+    "outcome",
+    "prev_hash",
+    "entry_hash",
+    "hmac",
+)
+
+
 class Store(Protocol):
     """Everything `services` asks of a store."""
 

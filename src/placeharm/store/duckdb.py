@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from placeharm.errors import StoreError
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
-from placeharm.store.base import EVERYTHING, Scope
+from placeharm.store.base import AUDIT_COLUMNS, EVERYTHING, Scope
 from placeharm.store.migrations import LATEST_VERSION, MIGRATIONS
 
 # Tables of located records: each gets an `area_<set>` column per area set.
@@ -47,27 +47,6 @@ SOC_TABLES = (
     "soc_chb_phases",
 )
 RECORD_TABLES = ("crimes", "stop_searches", *SOC_LOCATED_TABLES)
-AUDIT_COLUMNS = (
-    "seq",
-    "logged_at",
-    "username",
-    "role",
-    "client_address",
-    "action",
-    "page",
-    "route",
-    "format",
-    "record_ids",
-    "query",
-    "row_count",
-    "marking",
-    "reason_code",
-    "reason_text",
-    "outcome",
-    "prev_hash",
-    "entry_hash",
-    "hmac",
-)
 # measure sources with a date, and the force-crime flags a measure may test
 _SOC_DATED = {
     "force_crimes": ("soc_force_crimes", "recorded_date"),
