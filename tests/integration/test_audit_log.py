@@ -23,7 +23,8 @@ from placeharm.cli.main import app
 from placeharm.errors import ConfigError, DataError
 from placeharm.services import auth
 from placeharm.soc.importer import import_entity
-from placeharm.store.duckdb import AUDIT_COLUMNS, DuckDBStore
+from placeharm.store.base import AUDIT_COLUMNS
+from placeharm.store.duckdb import DuckDBStore
 
 KEY = "k" * 40
 ANALYST = Actor("analyst1", "analyst", "10.0.0.5", None, Justification("investigation", "op X"))
@@ -331,3 +332,35 @@ def test_justification_rules():
 def test_the_layers_agree():
     assert COLUMNS == AUDIT_COLUMNS
     assert audit.session_key("abc") == auth._token_hash("abc")
+
+
+def test_cli_exports_and_the_quarantine_are_logged_disclosures(tmp_path: Path):
+    """Commands that hand over records naming people (an entity export) or raw refused rows
+    (the quarantine) are disclosures by the operating-system user, with the row count."""
+    db = tmp_path / "cli.duckdb"
+    nominals = tmp_path / "nominals.csv"
+    nominals.write_text(
+        "nominal_id,surname,date_of_birth\nREAL-1,Realperson,1990-01-01\n"
+        "REAL-2,Otherperson,not-a-date\n"
+    )
+    with DuckDBStore(db) as store:
+        result = import_entity(store, "nominals", nominals)
+        assert (result.inserted, result.quarantined) == (1, 1)
+    runner = CliRunner()
+    out = tmp_path / "out.csv"
+    done = runner.invoke(app, ["export", "nominals", str(out), "--db", str(db)])
+    assert done.exit_code == 0, done.output
+    shown = runner.invoke(app, ["quarantine", "--db", str(db), "--format", "csv"])
+    assert shown.exit_code == 0, shown.output
+    with DuckDBStore(db) as store:
+        entries, _ = store.audit_search(None, None, None, None, "disclosure", 10)
+        rows = {r["route"]: r for r in entries.to_dicts()}
+        assert rows["placeharm export"]["row_count"] == 1
+        assert json.loads(rows["placeharm export"]["query"]) == {
+            "kind": "nominals",
+            "file": "out.csv",
+        }
+        assert rows["placeharm quarantine"]["row_count"] == 1
+        assert {r["username"] for r in rows.values()} == {getpass.getuser()}
+        assert {r["marking"] for r in rows.values()} == {"OFFICIAL-SENSITIVE"}
+        assert audit.verify(store).problem is None

@@ -9,7 +9,7 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import polars as pl
 import typer
@@ -51,6 +51,27 @@ def _open(settings: Settings) -> DuckDBStore:
         store.close()
         raise
     return store
+
+
+def _disclosed(
+    store: DuckDBStore, command: str, page: str, rows: int, query: dict[str, Any]
+) -> None:
+    """A command that hands records naming people (or raw refused rows) to whoever ran it: a
+    disclosure in the audit log, as the operating-system user. Raises AuditError when the
+    entry cannot be written; the caller then withholds what it was about to give."""
+    from placeharm.services.pages import MARKING
+
+    audit.log_for(store).record(
+        store,
+        audit.Actor.cli(),
+        "disclosure",
+        page,
+        command,
+        fmt="cli",
+        query=query,
+        row_count=rows,
+        marking=MARKING,
+    )
 
 
 def _emit(frame: pl.DataFrame, fmt: Format, title: str | None = None) -> None:

@@ -21,6 +21,7 @@ from placeharm.cli.common import (
     Format,
     FormatOption,
     _command_name,
+    _disclosed,
     _emit,
     _month,
     _open,
@@ -174,6 +175,9 @@ def quarantine(
     """Rows that could not be used: file, line, reason and the raw text."""
     with _open(_settings(db)) as store:
         frame = queries.quarantine(store, import_id, file, limit)
+        # refused rows are shown raw, and a SOC file's rows name people
+        query = {"import_id": import_id, "file": file, "limit": limit}
+        _disclosed(store, "placeharm quarantine", "quarantine", frame.height, query)
     _emit(frame, fmt, "Quarantine")
     if fmt is Format.table and frame.is_empty():
         out.print("Nothing is quarantined: every row read so far was usable.")

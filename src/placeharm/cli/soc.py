@@ -10,7 +10,17 @@ from typing import Annotated
 import polars as pl
 import typer
 
-from placeharm.cli.common import DbOption, Format, FormatOption, _emit, _open, _settings, err, out
+from placeharm.cli.common import (
+    DbOption,
+    Format,
+    FormatOption,
+    _disclosed,
+    _emit,
+    _open,
+    _settings,
+    err,
+    out,
+)
 from placeharm.cli.harm import AsbOption, FromOption, IndexOption, ToOption, _index, _period, _show
 from placeharm.ingest.csvfile import ReadLimits
 from placeharm.model import ImportResult
@@ -92,6 +102,11 @@ def export_cmd(
     """Export every stored row of one SOC entity as CSV, in the documented schema."""
     with _open(_settings(db)) as store:
         n = export_entity(store, kind, file)
+        try:
+            _disclosed(store, "placeharm export", kind, n, {"kind": kind, "file": file.name})
+        except BaseException:
+            file.unlink(missing_ok=True)  # not logged: not given
+            raise
     out.print(f"Wrote {n:,} {kind} rows to {file}.")
 
 
