@@ -54,20 +54,28 @@ def _open(settings: Settings) -> DuckDBStore:
 
 
 def _disclosed(
-    store: DuckDBStore, command: str, page: str, rows: int, query: dict[str, Any]
+    store: DuckDBStore,
+    command: str,
+    page: str,
+    rows: int,
+    query: dict[str, Any],
+    action: str = "disclosure",
+    record_ids: dict[str, list[str]] | None = None,
 ) -> None:
     """A command that hands records naming people (or raw refused rows) to whoever ran it: a
-    disclosure in the audit log, as the operating-system user. Raises AuditError when the
-    entry cannot be written; the caller then withholds what it was about to give."""
+    disclosure (or, shown on screen, a consultation) in the audit log, as the operating-system
+    user. Raises AuditError when the entry cannot be written; the caller then withholds what
+    it was about to give."""
     from placeharm.services.pages import MARKING
 
     audit.log_for(store).record(
         store,
         audit.Actor.cli(),
-        "disclosure",
+        action,
         page,
         command,
         fmt="cli",
+        record_ids=record_ids,
         query=query,
         row_count=rows,
         marking=MARKING,

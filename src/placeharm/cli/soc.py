@@ -189,6 +189,21 @@ def soc_ward(
         result = soc_service.ward_view(
             store, ward, first, last, by, harm_index, load_measures(measures)
         )
+        latest = result.extra["latest_intelligence"]
+        _disclosed(  # the ward's latest intelligence is shown: a consultation, as on the web
+            store,
+            "placeharm soc ward",
+            "ward",
+            result.table.height + latest.height,
+            {"by": by, "from": f"{first:%Y-%m}", "to": f"{last:%Y-%m}"},
+            action="consultation",
+            record_ids={
+                by: [ward],
+                "intelligence": [str(v) for v in latest["intel_id"]]
+                if "intel_id" in latest.columns
+                else [],
+            },
+        )
     if fmt is not Format.table:
         _show(result, fmt, "")
         return
