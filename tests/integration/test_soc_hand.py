@@ -162,10 +162,25 @@ def test_a_bad_header_refuses_the_file_and_writes_nothing(hand):
     before = store.soc_frame("soc_groups").height
     path = tmp / "groups-bad.csv"
     path.write_text("group_id,name,colour\nG9,X,red\n")
-    with pytest.raises(DataError, match="columns not in the groups schema: colour") as caught:
+    with pytest.raises(DataError, match="columns not in the groups schema: 'colour'") as caught:
         import_entity(store, "groups", path)
     assert "required columns missing: group_type" in str(caught.value)
     assert store.soc_frame("soc_groups").height == before
+
+
+def test_a_binary_file_is_refused_without_its_bytes_in_the_message(hand):
+    """An upload of the wrong file (binary, or UTF-16) is refused with a message that quotes
+    no raw bytes: control characters and undecodable bytes become '?', each field is bounded."""
+    store, _, _, tmp = hand
+    path = tmp / "incidents-binary.csv"
+    path.write_bytes(b"\xff\xfe\x00bad\x00" * 10 + b"," + b"\x01" * 300 + b"\n")
+    with pytest.raises(DataError) as caught:
+        import_entity(store, "incidents", path)
+    message = str(caught.value)
+    assert "columns not in the incidents schema" in message
+    assert all(c.isprintable() for c in message), repr(message)
+    assert "\ufffd" not in message and "\x00" not in message
+    assert len(message) < 1000
 
 
 def test_mapping_file_loads_a_force_export(hand):

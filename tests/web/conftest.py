@@ -10,9 +10,9 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from placeharm.audit import PURPOSES
 from placeharm.config import load_settings
-from placeharm.services import auth, demo, soc
+from placeharm.services import auth, demo, policy, soc
+from placeharm.services.policy import Role, User
 from placeharm.store.duckdb import DuckDBStore
 from placeharm.web.app import create_app
 
@@ -62,7 +62,7 @@ def sign_in(client: TestClient, username: str, justify: bool = True) -> dict[str
     if justify:
         client.cookies.clear()
         headers = csrf_headers(client, cookie)
-        for purpose in PURPOSES:
+        for purpose in purposes_of(client, username):
             client.cookies.clear()
             stated = client.post(
                 "/api/justification",
@@ -73,6 +73,13 @@ def sign_in(client: TestClient, username: str, justify: bool = True) -> dict[str
             assert stated.status_code == 200, stated.text
         client.cookies.clear()
     return cookie
+
+
+def purposes_of(client: TestClient, username: str) -> list[str]:
+    """The justification purposes this account's role may state (the others are refused)."""
+    record = client.app.state.placeharm.store.user(username)  # type: ignore[attr-defined]
+    assert record is not None, username
+    return policy.purposes(User(username, record["display_name"], Role(record["role"])))
 
 
 def origin(client: TestClient) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from placeharm.audit import PURPOSES, Actor
+from placeharm.audit import Actor
 from placeharm.audit import verify as audit_verify
 from placeharm.config import load_settings
 from placeharm.errors import DataError, PermissionDenied
@@ -23,7 +23,7 @@ from placeharm.soc.importer import import_entity
 from placeharm.store.duckdb import SOC_TABLES, DuckDBStore
 from placeharm.web.app import create_app
 
-from .conftest import csrf_headers, login_token, origin, post_login
+from .conftest import csrf_headers, login_token, origin, post_login, purposes_of
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, 0)
 SECOND = dt.timedelta(seconds=1)
@@ -82,7 +82,7 @@ def _sign_in(client: TestClient, username: str, password: str | None = None) -> 
     )
     assert client.cookies.get("placeharm_session")
     client.headers.update(csrf_headers(client))  # as our pages' forms and scripts send it
-    for purpose in PURPOSES:  # as a user would on the justification form (audit log)
+    for purpose in purposes_of(client, username):  # as a user would on the justification form
         stated = client.post(
             "/api/justification",
             data={"purpose": purpose, "reason": "investigation", "text": "accounts test"},

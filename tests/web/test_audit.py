@@ -380,3 +380,36 @@ def test_the_auditor_searches_the_log_and_sees_the_uptake(own_client: TestClient
     assert bad.status_code == 400 and "YYYY-MM-DD" in bad.json()["error"]
     # the auditor's own searches are logged too
     assert _latest(own_client)["username"] == "auditor"
+
+
+def test_roles_with_nothing_to_justify_are_refused_not_asked(app_client: TestClient):
+    """A role that may not open nominals gets its 403 at once (no justification prompt), and
+    cannot state a justification for a purpose it can never use: nothing of it is logged as
+    a justification."""
+    for who in ("leader", "partner", "auditor"):
+        cookie = sign_in(app_client, who)
+        nominal = _get(app_client, "/api/nominal/DEMO-N000001", cookie)
+        assert nominal.status_code == 403, who
+        app_client.cookies.clear()
+        headers = csrf_headers(app_client, cookie)
+        for purpose in ("nominal", "export", "radius"):
+            stated = app_client.post(
+                "/api/justification",
+                data={"purpose": purpose, "reason": "investigation", "text": "x"},
+                cookies=cookie,
+                headers=headers,
+            )
+            assert stated.status_code == 403, (who, purpose)
+        app_client.cookies.clear()
+    officer = sign_in(app_client, "officer")
+    app_client.cookies.clear()
+    radius = app_client.post(
+        "/api/justification",
+        data={"purpose": "radius", "reason": "investigation", "text": "x"},
+        cookies=officer,
+        headers=csrf_headers(app_client, officer),
+    )
+    assert radius.status_code == 403  # officers may open nominals, not search places
+    app_client.cookies.clear()
+    entries, _ = _store(app_client).audit_search(None, None, None, None, "justification", 1000)
+    assert not {"leader", "partner", "auditor"} & set(entries["username"].to_list())

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import uvicorn
 
-from placeharm.audit import PURPOSES
 from placeharm.config import load_settings
-from placeharm.services import auth
+from placeharm.services import auth, policy
+from placeharm.services.policy import User
 from placeharm.web.app import create_app
 
 from .conftest import ROLES
@@ -101,7 +101,8 @@ class Visit:
         self.page.wait_for_url(f"{base}/audit*" if role == "auditor" else f"{base}/overview*")
         # as a user would on the justification form; a script sends the page's CSRF token
         token = self.page.get_attribute('meta[name="csrf-token"]', "content")
-        for purpose in PURPOSES:
+        name, role_of = auth.DEMO_USERS[role]
+        for purpose in policy.purposes(User(role, name, role_of)):
             stated = self.context.request.post(
                 f"{base}/api/justification",
                 form={"purpose": purpose, "reason": "investigation", "text": "browser test"},

@@ -20,7 +20,6 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from placeharm.audit import PURPOSES
 from placeharm.config import load_settings
 from placeharm.errors import Busy
 from placeharm.services import auth
@@ -29,7 +28,7 @@ from placeharm.web import uploads
 from placeharm.web.app import create_app
 from placeharm.web.limits import SignInGate
 
-from .conftest import csrf_headers, login_token, origin, post_login, sign_in
+from .conftest import csrf_headers, login_token, origin, post_login, purposes_of, sign_in
 
 EVIL = "https://evil.example"
 # A force's own administrator (not the demo `admin`): these tests import real records, and
@@ -68,7 +67,7 @@ def _admin(client: TestClient) -> dict[str, str]:
     client.cookies.clear()
     client.cookies.update({"placeharm_session": token})
     headers = csrf_headers(client)
-    for purpose in PURPOSES:
+    for purpose in purposes_of(client, ADMIN):
         stated = client.post(
             "/api/justification",
             data={"purpose": purpose, "reason": "investigation", "text": "limits test"},

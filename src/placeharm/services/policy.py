@@ -65,8 +65,9 @@ _ACTIONS: dict[str, frozenset[Role]] = {
     "api_description": ALL,  # the OpenAPI description at /api/openapi.json
     "live": ALL,  # the server-sent events that tell open pages new data arrived
     "basemap": ALL,  # base map tiles from the local PMTiles archive
-    # stating why personal data is needed (the audit log's justification), before opening it
-    "justification": ALL,
+    # stating why personal data is needed (the audit log's justification), before opening it:
+    # the roles that may open nominals or search places; the others have nothing to justify
+    "justification": frozenset({Role.officer, Role.analyst, Role.supervisor, Role.admin}),
 }
 CLEARED = frozenset({Role.analyst, Role.supervisor, Role.admin})  # CCE/CSE
 RESTRICTED_FLAGS = ("cce_perpetrator", "cce_victim", "cse_perpetrator", "cse_victim")
@@ -187,6 +188,26 @@ def shape_links(user: User, frame: pl.DataFrame) -> pl.DataFrame:
 _PERSON_COLUMNS = ("subjects", "summary", "target_nominal_id")
 # record kinds whose rows name people (or say what intelligence says about them)
 PERSONAL_KINDS = ("nominals", "intelligence", "disruptions")
+
+
+# What each justification purpose (placeharm.audit.PURPOSES) opens: a role that may not do
+# it has nothing to justify, and is refused rather than asked why (issue 12).
+_PURPOSE_ACTION = {"nominal": "nominal", "export": "nominal", "radius": "radius"}
+
+
+def purposes(user: User) -> list[str]:
+    """The justification purposes this user may state (those whose action the role may do)."""
+    return [p for p, action in _PURPOSE_ACTION.items() if allowed(user, action)]
+
+
+def require_purpose(user: User, purpose: str) -> None:
+    """PermissionDenied unless the user's role may do what `purpose` justifies."""
+    action = _PURPOSE_ACTION.get(purpose)
+    if action is None or not allowed(user, action):
+        raise PermissionDenied(
+            f"the {user.role.value} role cannot open what {purpose!r} would justify, so there "
+            "is nothing to state"
+        )
 
 
 def names_people(user: User, kind: str) -> bool:

@@ -430,9 +430,12 @@ def _map_header(spec: Entity, header: list[str], mapping: Mapping, path: Path) -
     missing = [f.name for f in spec.fields if f.required and f.name not in present]
     problems = []
     if unknown:
+        listed = ", ".join(_shown(c) for c in unknown[:10])
+        more = f" and {len(unknown) - 10} more" if len(unknown) > 10 else ""
         problems.append(
-            f"columns not in the {spec.kind} schema: {', '.join(unknown)} (map them "
-            "in a mapping file with `columns:`, or list them under `ignore:`)"
+            f"columns not in the {spec.kind} schema: {listed}{more} (map them in a mapping "
+            "file with `columns:`, or list them under `ignore:`; a header of unreadable "
+            "characters means the file is not a UTF-8 CSV)"
         )
     if missing:
         problems.append(f"required columns missing: {', '.join(missing)}")
@@ -445,6 +448,13 @@ def _map_header(spec: Entity, header: list[str], mapping: Mapping, path: Path) -
             + f". Schema: docs/reference/soc-schema.md#{spec.kind}"
         )
     return names
+
+
+def _shown(column: str, limit: int = 40) -> str:
+    """A header field fit to quote in a message: printable characters only, bounded (a binary
+    file's header would otherwise put its raw bytes in the message, issue 12)."""
+    safe = "".join(c if c.isprintable() and c != "\ufffd" else "?" for c in column)
+    return repr(safe[:limit] + ("..." if len(safe) > limit else ""))
 
 
 def _key_text(row: dict[str, Any], key: tuple[str, ...]) -> str:

@@ -1188,6 +1188,7 @@ def create_app(
     ) -> Any:
         if purpose not in audit.PURPOSES:
             raise DataError(f"no purpose {purpose!r}; use one of {', '.join(audit.PURPOSES)}")
+        policy.require_purpose(user, purpose)
         context = {
             "user": user,
             "purpose": purpose,
@@ -1233,6 +1234,7 @@ def create_app(
     ) -> Justification:
         if purpose not in audit.PURPOSES:
             raise DataError(f"no purpose {purpose!r}; use one of {', '.join(audit.PURPOSES)}")
+        policy.require_purpose(user, purpose)
         stated = Justification.parse(reason, text)
         with state.write() as store:
             audit.state_justification(store, _actor(request, user), purpose, stated)

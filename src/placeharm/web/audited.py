@@ -150,8 +150,10 @@ def purpose_needed(path: str, params: Any, user: User) -> str | None:
         and any(params.get(name) for name in ("lat", "lon", "address_id", "address"))
     ):
         return "radius"  # a search (the page with no centre is only its form)
-    if path in ("/nominal/{nominal_id}", "/api/nominal/{nominal_id}"):
-        return "nominal"
+    if path in ("/nominal/{nominal_id}", "/api/nominal/{nominal_id}") and policy.allowed(
+        user, "nominal"
+    ):
+        return "nominal"  # (a role that may not open nominals gets its 403, not a question)
     if path == "/records" and kind == "nominals" and policy.allowed(user, "nominal"):
         return "nominal"
     if path in ("/api/records", "/api/records.csv") and policy.names_people(user, kind):
