@@ -159,6 +159,13 @@ class Settings(BaseSettings):
         "proxy): cookies get the Secure flag, responses carry Strict-Transport-Security, and "
         "the CSRF origin check expects https.",
     )
+    allowed_hosts: list[str] = Field(
+        default=["*"],
+        description="Host names the dashboard answers to (the Host header), e.g. "
+        '["placeharm.force.local"]; any other is refused with 400. Set it on a force '
+        "network: with it, a page on another site cannot reach the dashboard through a host "
+        "name it controls (DNS rebinding). '*' (the default, for the demo) answers any.",
+    )
     upload_max_mb: int = Field(
         default=200,
         ge=1,

@@ -511,3 +511,22 @@ def test_the_drop_folder_never_follows_links_nor_echoes_content(
     messages = " ".join(str(i["message"]) for i in imports)
     assert "symbolic link" in messages and "SECRET-COLUMN" in messages
     assert not list((drop / ".processing").iterdir())
+
+
+def test_allowed_hosts_refuse_a_rebound_host_name(demo_db: Path, tmp_path: Path):
+    """With allowed_hosts set, a request naming another host (a page on another site that
+    pointed its own host name at the dashboard: DNS rebinding) is refused before any route
+    runs, sign-in included; the dashboard's own name still works."""
+    db = tmp_path / "hosts.duckdb"
+    shutil.copy(demo_db, db)
+    settings = load_settings(db=db, allowed_hosts=["testserver"])
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/login").status_code == 200
+        rebound = client.get("/login", headers={"Host": "evil.example"})
+        assert rebound.status_code == 400
+        post = client.post(
+            "/login",
+            data={"username": "admin", "password": "x"},
+            headers={"Host": "evil.example", "Origin": "http://evil.example"},
+        )
+        assert post.status_code == 400 and "placeharm_session" not in post.cookies

@@ -43,6 +43,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from placeharm import audit
@@ -510,6 +511,8 @@ def create_app(
         RequestGuard, csrf=csrf, stream_limits={"/api/upload": upload_max}, render=error_response
     )
     app.add_middleware(SecurityHeaders, csp=csp, tls=settings.tls)
+    if settings.allowed_hosts != ["*"]:  # outermost: an unknown Host is refused before all
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
 
     # -- sign in -------------------------------------------------------------------------
     oidc = sso.OidcClient(settings) if settings.oidc_issuer else None
