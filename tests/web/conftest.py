@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +31,16 @@ def build_demo_store(path: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_demo_store(tmp_path_factory.mktemp("web") / "web.duckdb")
+    path = build_demo_store(tmp_path_factory.mktemp("web") / "web.duckdb")
+    shutil.copy(path, path.with_name("pristine.duckdb"))  # before any test signs in
+    return path
+
+
+@pytest.fixture(scope="session")
+def pristine_db(demo_db: Path) -> Path:
+    """The demo store as built: no sessions, sign-ins or audit entries from other tests (copy
+    it for a test that counts them)."""
+    return demo_db.with_name("pristine.duckdb")
 
 
 @pytest.fixture(scope="session")

@@ -48,9 +48,9 @@ class Clock:
 
 
 @pytest.fixture()
-def own_db(demo_db: Path, tmp_path: Path) -> Path:
+def own_db(pristine_db: Path, tmp_path: Path) -> Path:
     db = tmp_path / "accounts.duckdb"
-    shutil.copy(demo_db, db)
+    shutil.copy(pristine_db, db)
     with DuckDBStore(db) as store:
         auth.create_user(store, "pc7", "PC, Westgate", "officer", "kettle-lantern-moorland")
     return db

@@ -251,9 +251,9 @@ def test_sign_in_and_out_are_logged_without_the_password(app_client: TestClient)
 
 
 @pytest.fixture()
-def own_client(demo_db: Path, tmp_path: Path) -> Iterator[TestClient]:
+def own_client(pristine_db: Path, tmp_path: Path) -> Iterator[TestClient]:
     db = tmp_path / "own.duckdb"
-    shutil.copy(demo_db, db)
+    shutil.copy(pristine_db, db)
     with TestClient(create_app(load_settings(db=db))) as client:
         yield client
 

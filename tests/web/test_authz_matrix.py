@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from fastapi.responses import HTMLResponse
@@ -420,7 +421,7 @@ def test_authorisation_matrix(
     elif who == ANONYMOUS and fmt == "html":
         # a browser is sent to sign in, and back here afterwards
         assert response.status_code == 303, got
-        assert response.headers["location"] == f"/login?next={url}", got
+        assert response.headers["location"] == "/login?" + urlencode({"next": url}), got
     else:
         assert response.status_code == 403, got
         if fmt == "html":

@@ -65,7 +65,7 @@ def test_sso_in_a_real_browser_lands_signed_in(
         try:
             page = browser.new_page()
             page.goto(f"{base}/ward/E05001111")  # not signed in: to the sign-in page
-            page.wait_for_url(f"{base}/login?next=/ward/E05001111")
+            page.wait_for_url(f"{base}/login?next=%2Fward%2FE05001111")
             page.click("text=Sign in with Test Force Entra ID")
             page.wait_for_url(f"{provider.url}/oauth2/authorize?*")
             page.fill("input[name=sub]", "sub-browser")

@@ -443,13 +443,14 @@ def sign_in(
     now: dt.datetime | None = None,
     rules: auth.SessionRules = auth.DEFAULT_RULES,
     address: str | None = None,
-) -> str:
+) -> tuple[str, str]:
     """Create or update the identity's account and start a session (call under the write
     lock), with its audit entry in the same transaction. The account is the one keyed by
     (issuer, sub); a name held by any other account (local, or another subject) is refused,
     never taken over. A user whose groups no longer map loses their existing sessions as well
     as this sign-in; a user whose groups now map to another role loses their old sessions
-    (as a role change on the admin page does)."""
+    (as a role change on the admin page does). Returns the session token and the account's
+    username (fixed at the first sign-in, so it may differ from the identity's name now)."""
     with store.transaction():
         record = store.user_by_subject(identity.issuer, identity.subject)
         if identity.role is None and record is not None:
@@ -500,7 +501,7 @@ def sign_in(
         identity.role.value,
         ", ".join(identity.mapped_groups),
     )
-    return token
+    return token, username
 
 
 def end_local_sessions(store: Store) -> int:

@@ -400,7 +400,7 @@ def create_app(
 
     @app.exception_handler(PlaceharmError)
     async def _errors(request: Request, exc: PlaceharmError) -> Response:
-        status = next((code for kind, code in ERROR_STATUS if isinstance(exc, kind)), 400)
+        status = _status(exc)
         wants_html = not request.url.path.startswith("/api") and "text/html" in request.headers.get(
             "accept", ""
         )
@@ -424,7 +424,9 @@ def create_app(
             "accept", ""
         )
         if status == 403 and message == "sign in first" and wants_html:
-            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+            back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            query = urlencode({"next": _safe_next(back)})  # filters kept, encoded
+            return RedirectResponse(f"/login?{query}", status_code=303)
         if wants_html:
             return templates.TemplateResponse(
                 request,
@@ -545,11 +547,17 @@ def create_app(
     ) -> Response:
         if not settings.local_accounts:  # single sign-on only (docs/security/sso.md)
             return RedirectResponse(f"/login?error=local&next={_safe_next(next)}", 303)
+        # a paused address or name is answered at once, without waiting for a hashing turn
+        paused = await run_in_threadpool(_paused, request, username, next)
+        if paused is not None:
+            return paused
         # the turn to hash is awaited here: sign-ins waiting for one hold no worker thread
         async with state.sign_ins.turn():
             return await run_in_threadpool(_login, request, username, password, next)
 
-    def _login(request: Request, username: str, password: str, next: str) -> Response:
+    def _paused(request: Request, username: str, next: str) -> Response | None:
+        """The refusal for a sign-in from a paused address or (username, address), logged;
+        None when it may go on."""
         address = request.client.host if request.client else None
         try:
             state.throttle.check(username, address)
@@ -575,6 +583,10 @@ def create_app(
                 status_code=429,
                 headers={"Retry-After": str(exc.retry_after_s)},
             )
+        return None
+
+    def _login(request: Request, username: str, password: str, next: str) -> Response:
+        address = request.client.host if request.client else None
         try:
             with state.read() as store:
                 record = store.user(username)
@@ -650,13 +662,15 @@ def create_app(
             flow = request.cookies.get(sso.FLOW_COOKIE)
             identity, target = oidc.finish({k: v for k, v in answer.items() if v is not None}, flow)
             with state.write() as store:
-                token = sso.sign_in(
+                token, username = sso.sign_in(
                     store, identity, state.clock(), state.session_rules, _address(request)
                 )
         except PlaceharmError as exc:
             name = clip(identity.username)[:100] if identity else "(single sign-on)"
-            if identity is not None:
-                state.sessions.forget_user(identity.username)  # ended if no group maps now
+            if identity is not None:  # its sessions were ended if no group maps now
+                with state.read() as store:
+                    known = store.user_by_subject(identity.issuer, identity.subject)
+                state.sessions.forget_user(known["username"] if known else identity.username)
             state.audit.record(
                 state.store,
                 Actor(name, "unknown", _address(request)),
@@ -675,7 +689,7 @@ def create_app(
             response = templates.TemplateResponse(
                 request, "signed_in.html", {"next": target, "name": identity.display_name}
             )
-            state.sessions.forget_user(identity.username)  # a role change ended old ones
+            state.sessions.forget_user(username)  # a role change ended the old sessions
             response.set_cookie(  # the same session cookie as POST /login sets
                 COOKIE,
                 token,
@@ -694,15 +708,7 @@ def create_app(
         return response
 
     def _sso_refused(request: Request, exc: PlaceharmError) -> Response:
-        status = (
-            403
-            if isinstance(exc, PermissionDenied)
-            else 404
-            if isinstance(exc, NotFound)
-            else 502
-            if isinstance(exc, sso.SsoUnavailable)
-            else 400
-        )
+        status = 502 if isinstance(exc, sso.SsoUnavailable) else _status(exc)
         return templates.TemplateResponse(
             request,
             "sso_error.html",
@@ -713,10 +719,8 @@ def create_app(
     @app.post("/logout", dependencies=[authz.PUBLIC], include_in_schema=False)
     def logout(request: Request) -> Response:
         token = request.cookies.get(COOKIE)
-        if token:
-            state.sessions.forget(token)
         with state.read() as store:
-            user = auth.user_for(store, token)
+            user = auth.user_for(store, token, state.clock(), state.session_rules)
         with state.write() as store, store.transaction():
             auth.logout(store, token)
             if token and user is not None:
@@ -724,6 +728,8 @@ def create_app(
                 store.end_justifications(key)
                 actor = Actor(user.username, user.role.value, _address(request), key)
                 state.audit.record(store, actor, "sign-out", "session", "/logout")
+        if token:  # after the store: a request in between cannot cache it again
+            state.sessions.forget(token)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(
             COOKIE, secure=settings.tls or settings.secure_cookie, httponly=True, samesite="strict"
@@ -1366,6 +1372,11 @@ def create_app(
 # ValueError, so pydantic lets it through to the error handler).
 _DEGREES = BeforeValidator(lambda v: radius.number(v, "lat and lon are decimal degrees"))
 _METRES = BeforeValidator(radius.metres)
+
+
+def _status(exc: PlaceharmError) -> int:
+    """The HTTP status of a refusal (ERROR_STATUS; any other PlaceharmError is a 400)."""
+    return next((code for kind, code in ERROR_STATUS if isinstance(exc, kind)), 400)
 
 
 def _admin(store: DuckDBStore, user: User, today: dt.date) -> Page:

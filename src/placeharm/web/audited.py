@@ -301,13 +301,18 @@ class AuditedRoute(APIRoute):
                 raise
             finally:
                 _NOTE.reset(token)
-            if note.actor is None:
-                raise AuditError(
-                    "this page cannot be served: it is not tied to a signed-in user, so "
-                    "it cannot be audited"
-                )
-            outcome = "ok" if response.status_code < 400 else str(response.status_code)
-            await _log(request, spec, note, response, outcome)
+            try:
+                if note.actor is None:
+                    raise AuditError(
+                        "this page cannot be served: it is not tied to a signed-in user, so "
+                        "it cannot be audited"
+                    )
+                outcome = "ok" if response.status_code < 400 else str(response.status_code)
+                await _log(request, spec, note, response, outcome)
+            except BaseException:
+                if response.background is not None:  # e.g. a GeoPackage's temporary file
+                    await response.background()  # is removed though it is never sent
+                raise
             return response
 
         return audited_handler
