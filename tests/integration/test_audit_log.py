@@ -364,3 +364,17 @@ def test_cli_exports_and_the_quarantine_are_logged_disclosures(tmp_path: Path):
         assert {r["username"] for r in rows.values()} == {getpass.getuser()}
         assert {r["marking"] for r in rows.values()} == {"OFFICIAL-SENSITIVE"}
         assert audit.verify(store).problem is None
+
+
+def test_an_export_to_a_missing_folder_is_a_message_and_no_disclosure(tmp_path: Path):
+    db = tmp_path / "cli.duckdb"
+    with DuckDBStore(db):
+        pass
+    runner = CliRunner()
+    missing = tmp_path / "no-such-folder" / "out.csv"
+    done = runner.invoke(app, ["export", "nominals", str(missing), "--db", str(db)])
+    assert done.exit_code != 0 and isinstance(done.exception, (SystemExit, DataError))
+    assert "cannot write" in str(done.exception) or "cannot write" in done.output
+    with DuckDBStore(db) as store:
+        _, total = store.audit_search(None, None, None, None, "disclosure", 10)
+        assert total == 0

@@ -536,7 +536,13 @@ def export_entity(store: Store, kind: str, path: Path | str) -> int:
     columns = [*spec.columns, "synthetic"]
     out = frame.select(columns).sort(list(spec.key))
     out = out.with_columns(pl.col(pl.Date).dt.strftime("%Y-%m-%d"))
-    out.write_csv(Path(path))
+    try:
+        out.write_csv(Path(path))
+    except OSError as exc:  # a missing folder, no permission, a full disk
+        raise DataError(
+            f"cannot write {path}: {exc.strerror or exc}; check the folder exists and you may "
+            "write to it"
+        ) from None
     return out.height
 
 
