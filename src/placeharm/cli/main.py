@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 from typing import Annotated
 
@@ -575,3 +577,22 @@ def main() -> None:
         err.print(f"[bold red]error[/]: {exc}")
         code = next((c for kind, c in _EXIT.items() if isinstance(exc, kind)), 1)
         sys.exit(code)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # a native library's panic (pyo3) is not an Exception
+        sys.exit(_unexpected(exc))
+
+
+def _unexpected(exc: BaseException) -> int:
+    """A failure placeharm did not foresee: one message (what, and where the details are),
+    never a traceback on screen; exit code 1."""
+    details = Path(tempfile.mkstemp(prefix="placeharm-error-", suffix=".txt")[1])
+    details.write_text("".join(traceback.format_exception(exc)))
+    err.print(
+        f"[bold red]error[/]: an unexpected failure stopped the command "
+        f"({type(exc).__name__}). Each file is one transaction: files imported before it "
+        f"are kept (see `placeharm imports`), the file in progress is not. The details are "
+        f"in {details}; please report them.",
+        highlight=False,
+    )
+    return 1

@@ -166,25 +166,39 @@ class DropFolder:
 
     def _run(self) -> None:
         sizes: dict[Path, int] = {}
+        failing = False
         while not self._stop.wait(self.interval):
-            seen: dict[Path, int] = {}
-            for path in sorted(self.folder.iterdir()):
-                if path.name.startswith(".") or path.name in ("done", "failed"):
-                    continue
-                try:
-                    info = path.lstat()  # the entry itself: a link is never followed
-                except OSError:
-                    continue  # gone meanwhile
-                if stat.S_ISLNK(info.st_mode):
-                    self._refuse_link(path)
-                    continue
-                if not stat.S_ISREG(info.st_mode) or path.suffix not in (".csv", ".gz", ".json"):
-                    continue  # e.g. name.csv.part while a copy is still being written
-                seen[path] = info.st_size
-                if info.st_size and sizes.get(path) == info.st_size:  # unchanged since last look
-                    self._one(path)
-                    seen.pop(path, None)
-            sizes = seen
+            try:
+                sizes = self._look(sizes)
+                failing = False
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # the watcher lives on; the next look tries again
+                if not failing:  # once, not every quarter second (a folder gone, say)
+                    log.exception("drop folder: a look at the folder failed; trying again")
+                failing = True
+
+    def _look(self, sizes: dict[Path, int]) -> dict[Path, int]:
+        """One look at the folder: import the files whose size has not changed since the
+        last look; returns the sizes seen this time."""
+        seen: dict[Path, int] = {}
+        for path in sorted(self.folder.iterdir()):
+            if path.name.startswith(".") or path.name in ("done", "failed"):
+                continue
+            try:
+                info = path.lstat()  # the entry itself: a link is never followed
+            except OSError:
+                continue  # gone meanwhile
+            if stat.S_ISLNK(info.st_mode):
+                self._refuse_link(path)
+                continue
+            if not stat.S_ISREG(info.st_mode) or path.suffix not in (".csv", ".gz", ".json"):
+                continue  # e.g. name.csv.part while a copy is still being written
+            seen[path] = info.st_size
+            if info.st_size and sizes.get(path) == info.st_size:  # unchanged since last look
+                self._one(path)
+                seen.pop(path, None)
+        return seen
 
     def _refuse_link(self, path: Path) -> None:
         message = (
@@ -222,7 +236,10 @@ class DropFolder:
         except TooLarge as exc:  # a limit's message names no content
             summary = str(exc).replace(str(working), path.name)
             import_id = self._log_refusal(kind, working, summary)
-        except Exception as exc:  # one bad file must not stop the watcher
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:  # one bad file must not stop the watcher: a native
+            # library's panic (pyo3's PanicException) is a BaseException, not an Exception
             summary = f"refused, nothing imported ({type(exc).__name__})"
             import_id = self._log_refusal(kind, working, str(exc))
         log.warning(
