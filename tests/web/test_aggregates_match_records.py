@@ -16,21 +16,13 @@ from fastapi.testclient import TestClient
 
 from placeharm.harm import load_index
 from placeharm.model import month_range, parse_month
-from placeharm.services import policy
-from placeharm.services.policy import Role, User
+from placeharm.services import auth, policy
+from placeharm.services.policy import User
 from placeharm.soc.measures import Measure, score_in_store
 
 from .conftest import ROLES, sign_in
 
-ROLE_OF = {
-    "officer": Role.officer,
-    "analyst": Role.analyst,
-    "supervisor": Role.supervisor,
-    "leader": Role.senior_leader,
-    "partner": Role.partner,
-    "admin": Role.admin,
-    "auditor": Role.auditor,
-}
+ROLE_OF = {name: role for name, (_, role) in auth.DEMO_USERS.items()}  # demo accounts
 # per ward-page monthly column: the record kind it counts
 MONTHLY_KINDS = {
     "intelligence": "intelligence",

@@ -398,12 +398,23 @@ def create_app(
         runs, and names the action for the authorisation matrix (web/authz.py)."""
         return authz.requires(action, signed_in)
 
+    secure_cookies = settings.tls or settings.secure_cookie  # Secure flag on every cookie
+
+    def set_session_cookie(response: Response, token: str) -> None:
+        """The session cookie, as password and single sign-on set it alike."""
+        response.set_cookie(
+            COOKIE,
+            token,
+            httponly=True,
+            samesite="strict",
+            secure=secure_cookies,
+            max_age=int(state.session_rules.max_age.total_seconds()),
+        )
+
     @app.exception_handler(PlaceharmError)
     async def _errors(request: Request, exc: PlaceharmError) -> Response:
         status = _status(exc)
-        wants_html = not request.url.path.startswith("/api") and "text/html" in request.headers.get(
-            "accept", ""
-        )
+        wants_html = _wants_html(request)
         if isinstance(exc, JustificationRequired) and wants_html:
             back = _safe_next(
                 request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -420,9 +431,7 @@ def create_app(
     def error_response(request: Request, status: int, message: str) -> Response:
         """The one error answer (PlaceharmError, RequestGuard's refusals): an HTML page or a
         JSON body of the same shape."""
-        wants_html = not request.url.path.startswith("/api") and "text/html" in request.headers.get(
-            "accept", ""
-        )
+        wants_html = _wants_html(request)
         if status == 403 and message == "sign in first" and wants_html:
             back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             query = urlencode({"next": _safe_next(back)})  # filters kept, encoded
@@ -441,9 +450,7 @@ def create_app(
         """Starlette's own refusals (no such path, a method not allowed, a malformed form)
         in the same shape as ours: an error page for a browser, else {"error", "status"}."""
         status, headers = exc.status_code, exc.headers
-        if not request.url.path.startswith("/api") and "text/html" in request.headers.get(
-            "accept", ""
-        ):
+        if _wants_html(request):
             context = {"status": status, "message": str(exc.detail), "user": None}
             return templates.TemplateResponse(
                 request, "error.html", context, status_code=status, headers=headers
@@ -609,14 +616,7 @@ def create_app(
         if record["role"] == policy.Role.auditor.value and _safe_next(next) == "/overview":
             next = "/audit"  # the auditor sees no data pages
         response = RedirectResponse(_safe_next(next), status_code=303)
-        response.set_cookie(
-            COOKIE,
-            token,
-            httponly=True,
-            samesite="strict",
-            secure=settings.tls or settings.secure_cookie,
-            max_age=int(state.session_rules.max_age.total_seconds()),
-        )
+        set_session_cookie(response, token)
         # the CSRF token is bound to the session from now on
         response.delete_cookie(
             csrf.pre_session_cookie, secure=settings.tls, httponly=True, samesite="strict"
@@ -641,7 +641,7 @@ def create_app(
             path=oidc.callback_path,
             httponly=True,
             samesite="lax",
-            secure=settings.tls or settings.secure_cookie,
+            secure=secure_cookies,
         )
         return response
 
@@ -690,20 +690,13 @@ def create_app(
                 request, "signed_in.html", {"next": target, "name": identity.display_name}
             )
             state.sessions.forget_user(username)  # a role change ended the old sessions
-            response.set_cookie(  # the same session cookie as POST /login sets
-                COOKIE,
-                token,
-                httponly=True,
-                samesite="strict",
-                secure=settings.tls or settings.secure_cookie,
-                max_age=int(state.session_rules.max_age.total_seconds()),
-            )
+            set_session_cookie(response, token)  # the same cookie as POST /login sets
         response.delete_cookie(
             sso.FLOW_COOKIE,
             path=oidc.callback_path,
             httponly=True,
             samesite="lax",
-            secure=settings.tls or settings.secure_cookie,
+            secure=secure_cookies,
         )
         return response
 
@@ -731,9 +724,7 @@ def create_app(
         if token:  # after the store: a request in between cannot cache it again
             state.sessions.forget(token)
         response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(
-            COOKIE, secure=settings.tls or settings.secure_cookie, httponly=True, samesite="strict"
-        )
+        response.delete_cookie(COOKIE, secure=secure_cookies, httponly=True, samesite="strict")
         return response
 
     @app.get("/", dependencies=[authz.PUBLIC], include_in_schema=False)
@@ -963,11 +954,7 @@ def create_app(
 
     # -- radius search (cleared roles) ------------------------------------------------------
     def _consult(
-        request: Request,
-        user: User,
-        action: str,
-        query: dict[str, Any],
-        run: Callable[[], tuple[Page, dict[str, list[str]]]],
+        user: User, action: str, run: Callable[[], tuple[Page, dict[str, list[str]]]]
     ) -> Page:
         """The one place a radius search is authorised and recorded: the justification was
         checked before the handler ran (`audited.purpose_needed`); the identifiers of the
@@ -1004,7 +991,7 @@ def create_app(
             "to": to,
         }
 
-    def radius_search(request: Request, user: User, raw: dict[str, Any], form: bool) -> Page:
+    def radius_search(user: User, raw: dict[str, Any], form: bool) -> Page:
         """A radius search (or, on the HTML page with no centre, only its form)."""
         policy.require(user, "radius")  # before the query is even read
         query = radius.Query.parse(
@@ -1024,7 +1011,7 @@ def create_app(
                 built, result = radius.page(store, user, query)
             return built, result.record_ids() if result is not None else {}
 
-        return _consult(request, user, "radius", query.to_json(), run)
+        return _consult(user, "radius", run)
 
     @app.get(
         "/radius",
@@ -1038,7 +1025,7 @@ def create_app(
         raw: dict[str, Any] = Depends(radius_query),
     ) -> Any:
         try:
-            built = radius_search(request, user, raw, form=True)
+            built = radius_search(user, raw, form=True)
         except DataError as exc:  # the form again, as filled in, with what was wrong
             with state.read() as store:
                 built = radius.form_page(store, user, raw, str(exc))
@@ -1054,7 +1041,7 @@ def create_app(
         raw: dict[str, Any] = Depends(radius_query),
     ) -> Response:
         """What is known within `radius_m` metres of a point or SOC address (cleared roles)."""
-        return _page_json(radius_search(request, user, raw, form=False))
+        return _page_json(radius_search(user, raw, form=False))
 
     # -- nominals and groups ---------------------------------------------------------------
     @app.get(
@@ -1372,6 +1359,13 @@ def create_app(
 # ValueError, so pydantic lets it through to the error handler).
 _DEGREES = BeforeValidator(lambda v: radius.number(v, "lat and lon are decimal degrees"))
 _METRES = BeforeValidator(radius.metres)
+
+
+def _wants_html(request: Request) -> bool:
+    """A browser asking for a page (not the API): errors answer with a page or a redirect."""
+    return not request.url.path.startswith("/api") and "text/html" in request.headers.get(
+        "accept", ""
+    )
 
 
 def _status(exc: PlaceharmError) -> int:
