@@ -247,6 +247,11 @@ class Settings(BaseSettings):
         description="Allow password sign-in with local accounts; false: single sign-on only "
         "(needs oidc_issuer) and local accounts' sessions end at start-up.",
     )
+    debug: bool = Field(
+        default=False,
+        description="The command line prints the full traceback of a failure (as --debug "
+        "does); without it no traceback is shown. The web app never sends one.",
+    )
 
     @field_validator("oidc_issuer", "oidc_redirect_url")
     @classmethod

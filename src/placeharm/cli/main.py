@@ -31,8 +31,15 @@ from placeharm.cli.common import (
     err,
     out,
 )
-from placeharm.config import Settings
-from placeharm.errors import ConfigError, DataError, NotFound, PlaceharmError, StoreError
+from placeharm.config import Settings, load_settings
+from placeharm.errors import (
+    ConfigError,
+    DataError,
+    NotFound,
+    PlaceharmError,
+    StoreError,
+    is_fatal,
+)
 from placeharm.ingest.csvfile import ReadLimits
 from placeharm.model import ImportResult
 from placeharm.services import areas as area_service
@@ -568,24 +575,97 @@ def areas_parents(
         )
 
 
+_debug = False  # --debug (or the `debug` setting): show tracebacks
+_log_handler: logging.Handler = logging.NullHandler()  # main()'s, on standard error
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Print the full traceback of a failure (else only the message).",
+            envvar="PLACEHARM_DEBUG",
+        ),
+    ] = False,
+) -> None:
+    """placeharm: serious and organised crime harm by place."""
+    global _debug
+    if debug:
+        _debug = True
+        _log_handler.setFormatter(_formatter(True))
+
+
+class _Brief(logging.Formatter):
+    """Log lines without tracebacks: only --debug shows them to the user."""
+
+    def formatException(self, ei: object) -> str:
+        return ""
+
+    def formatStack(self, stack_info: str) -> str:
+        return ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.exc_text = None  # never one cached by another handler
+        return super().format(record)
+
+
+def _formatter(debug: bool) -> logging.Formatter:
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    return logging.Formatter(fmt) if debug else _Brief(fmt)
+
+
+def _debugging() -> bool:
+    """--debug given, or the `debug` setting (environment or config file) on."""
+    if _debug:
+        return True
+    try:
+        return load_settings().debug
+    except BaseException as exc:  # settings that do not load: the command said so already
+        if is_fatal(exc):
+            raise
+        return False
+
+
 def main() -> None:
-    """Entry point: turn placeharm errors into messages and exit codes."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    """Entry point: turn placeharm errors into messages and exit codes; a traceback only
+    with --debug (or the `debug` setting)."""
+    global _debug, _log_handler
+    _debug = False
+    root = logging.getLogger()
+    root.removeHandler(_log_handler)
+    _log_handler = logging.StreamHandler()
+    _log_handler.setLevel(logging.WARNING)
+    _log_handler.setFormatter(_formatter(_debugging()))
+    root.addHandler(_log_handler)
     try:
         app()
     except PlaceharmError as exc:
+        if _debugging():
+            err.print("".join(traceback.format_exception(exc)), highlight=False, markup=False)
         err.print(f"[bold red]error[/]: {exc}")
         code = next((c for kind, c in _EXIT.items() if isinstance(exc, kind)), 1)
         sys.exit(code)
-    except (KeyboardInterrupt, SystemExit):
-        raise
     except BaseException as exc:  # a native library's panic (pyo3) is not an Exception
+        if is_fatal(exc):
+            raise
         sys.exit(_unexpected(exc))
 
 
 def _unexpected(exc: BaseException) -> int:
     """A failure placeharm did not foresee: one message (what, and where the details are),
-    never a traceback on screen; exit code 1."""
+    never a traceback on screen unless --debug; exit code 1."""
+    if _debugging():
+        err.print("".join(traceback.format_exception(exc)), highlight=False, markup=False)
+        err.print(
+            f"[bold red]error[/]: an unexpected failure stopped the command "
+            f"({type(exc).__name__}; the traceback is above). Each file is one transaction: "
+            f"files imported before it are kept (see `placeharm imports`), the file in "
+            f"progress is not. Please report it.",
+            highlight=False,
+        )
+        return 1
     details = Path(tempfile.mkstemp(prefix="placeharm-error-", suffix=".txt")[1])
     details.write_text("".join(traceback.format_exception(exc)))
     err.print(

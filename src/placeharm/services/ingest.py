@@ -15,7 +15,7 @@ import polars as pl
 
 from placeharm import audit
 from placeharm.audit import Actor
-from placeharm.errors import DataError, PlaceharmError
+from placeharm.errors import DataError, ImportFailed, PlaceharmError, describe, is_fatal
 from placeharm.ingest.csvfile import DEFAULT_LIMITS, ReadLimits
 from placeharm.ingest.policeuk import CRIME_CONTENT, OUTCOME_KEY, ParsedFile, parse_file
 from placeharm.model import ImportResult, QuarantineRow, SourceKind
@@ -140,16 +140,21 @@ def _prefetch(
 
     def parse(path: Path) -> _Parsed:
         started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        sha = _sha256(path)
+        sha = ""
         try:
+            sha = _sha256(path)
             parsed = parse_file(path, latest, limits)
-        except PlaceharmError as exc:
-            return _Parsed(path, exc, sha, started)
+        except BaseException as exc:  # this file only: the others still import
+            if is_fatal(exc):
+                raise
+            return _Parsed(path, _unreadable(path, exc), sha, started)
         item = _Parsed(path, parsed, sha, started)
         try:
             item.assigned = _assign(parsed, assigner)
-        except Exception as exc:  # raised again when the file is written
-            item.assigned = exc
+        except BaseException as exc:  # raised again when the file is written
+            if is_fatal(exc):
+                raise
+            item.assigned = exc if isinstance(exc, Exception) else _unforeseen(exc, "areas")
         return item
 
     workers = max(1, threads)
@@ -188,22 +193,27 @@ def _write_group(store: Store, group: list[_Parsed], actor: Actor | None) -> lis
     try:
         with store.transaction():
             return _write_files(store, group, actor)
-    except Exception:
+    except BaseException as exc:  # a native panic too (pyo3's PanicException)
+        if is_fatal(exc):
+            raise
         log.warning("a file in a group of %d failed; replaying them one by one", len(group))
     results = []
     for item in group:
         try:
             with store.transaction():
                 results.extend(_write_files(store, [item], actor))
-        except Exception as exc:
-            log.exception("import of %s failed; the store is unchanged", item.path)
-            assert isinstance(item.parsed, ParsedFile)
+        except BaseException as exc:
+            if is_fatal(exc):
+                raise
+            log.warning("import of %s failed; the store is unchanged", item.path, exc_info=exc)
+            parsed = item.parsed
+            detail = str(exc) if isinstance(exc, PlaceharmError | OSError) else describe(exc)
             failed = ImportResult(
                 str(item.path),
-                item.parsed.kind.value,
+                parsed.kind.value if isinstance(parsed, ParsedFile) else "unknown",
                 "failed",
-                rows_read=item.parsed.rows_read,
-                message=f"import failed and was rolled back, nothing was written: {exc}",
+                rows_read=parsed.rows_read if isinstance(parsed, ParsedFile) else 0,
+                message=f"import failed and was rolled back, nothing was written: {detail}",
             )
             with store.transaction():
                 failed.import_id = store.next_import_ids(1)[0]
@@ -236,9 +246,10 @@ def _write_files(store: Store, items: list[_Parsed], actor: Actor | None) -> lis
     for index, (item, import_id) in enumerate(zip(items, import_ids, strict=True)):
         parsed = item.parsed
         if isinstance(parsed, PlaceharmError):
+            status = "failed" if isinstance(parsed, ImportFailed) else "refused"
             results.append(
                 ImportResult(
-                    str(item.path), "unknown", "refused", message=str(parsed), import_id=import_id
+                    str(item.path), "unknown", status, message=str(parsed), import_id=import_id
                 )
             )
             continue
@@ -305,6 +316,32 @@ def _write_files(store: Store, items: list[_Parsed], actor: Actor | None) -> lis
         ROUTE,
     )
     return results
+
+
+def _unreadable(path: Path, exc: BaseException) -> PlaceharmError:
+    """What a file that could not be read is refused or failed with (this file only)."""
+    if isinstance(exc, PlaceharmError):
+        return exc
+    if isinstance(exc, OSError):
+        return DataError(
+            f"{path} cannot be read ({exc.strerror or type(exc).__name__}); check that it "
+            "exists and may be read, then import it again"
+        )
+    log.warning("reading %s failed unexpectedly; it is not imported", path, exc_info=exc)
+    return _unforeseen(exc, "reading", path)
+
+
+def _unforeseen(exc: BaseException, stage: str, path: Path | None = None) -> ImportFailed:
+    """A failure placeharm did not foresee while `stage` (reading, areas) a file, as this
+    file's failure: the message says what and what to do; the original is the cause."""
+    what = "reading it" if stage == "reading" else "finding its areas"
+    failure = ImportFailed(
+        (f"{path} failed, nothing imported: " if path else "")
+        + f"an unexpected failure while {what} ({describe(exc)}). The other files are not "
+        "affected; keep this file and report the failure (the log has the details)"
+    )
+    failure.__cause__ = exc
+    return failure
 
 
 def _assign(parsed: ParsedFile, assigner: Assigner) -> pl.DataFrame:

@@ -79,6 +79,7 @@ from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
 from placeharm.web import audited, authz, uploads
 from placeharm.web.csrf import Csrf, RequestGuard
+from placeharm.web.incidents import Incidents
 from placeharm.web.limits import SignInGate
 from placeharm.web.live import DropFolder, Importer
 from placeharm.web.network import drawing as network_drawing
@@ -519,6 +520,8 @@ def create_app(
     app.add_middleware(
         RequestGuard, csrf=csrf, stream_limits={"/api/upload": upload_max}, render=error_response
     )
+    # any other failure, a native panic included: a 500 with an incident reference, logged
+    app.add_middleware(Incidents, render=error_response)
     app.add_middleware(SecurityHeaders, csp=csp, tls=settings.tls)
     if settings.allowed_hosts != ["*"]:  # outermost: an unknown Host is refused before all
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
@@ -1119,11 +1122,16 @@ def create_app(
         page = build(_admin, user, state.today())
         # the outcome of an account change (a fixed sentence per action in the template)
         outcome = {"done": done, "who": who} if done in auth.ACCOUNT_ACTIONS and who else {}
-        return render(request, "admin.html", page, user, outcome)
+        return render(request, "admin.html", page, user, outcome | {"watcher": watcher()})
 
     @app.get("/api/admin", dependencies=[allowed("admin")])
     def admin_api(user: User = Depends(signed_in)) -> Any:
-        return _json(build(_admin, user, state.today()).to_json())
+        return _json(build(_admin, user, state.today()).to_json() | {"drop_folder": watcher()})
+
+    def watcher() -> dict[str, Any] | None:
+        """The drop-folder watcher's health, live (not part of the cached page), or None
+        when no folder is watched."""
+        return state.watcher.health().to_json() if state.watcher is not None else None
 
     @app.post(
         "/admin/users/{username}/{action}",
