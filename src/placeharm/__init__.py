@@ -13,6 +13,7 @@ The library API mirrors the CLI; results come back as polars frames (`.to_arrow(
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from placeharm.config import Settings, load_settings
@@ -41,6 +42,10 @@ from placeharm.services import queries as _queries
 from placeharm.services.harm import HarmResult
 from placeharm.services.queries import CountsResult
 from placeharm.store.duckdb import DuckDBStore
+
+# A library leaves logging to its application: without a handler of theirs, nothing of
+# placeharm's (a failed file's traceback, say) reaches standard error.
+logging.getLogger("placeharm").addHandler(logging.NullHandler())
 
 # The entry points raise PlaceharmError subclasses only: a native library's panic or a bug
 # becomes `Unexpected` (docs/library.md). Inside placeharm, errors propagate.

@@ -146,3 +146,30 @@ def test_a_panicking_soc_file_is_logged_and_stores_nothing(
     assert store.imports(1)["import_id"][0] == refused.value.import_id
     path.write_text(GROUPS)
     assert soc_importer.import_entity(store, "groups", path).inserted == 2
+
+
+def test_a_real_file_that_made_polars_panic_does_not_stop_the_others(
+    store: DuckDBStore, northumbria: Path, tmp_path: Path
+):
+    """Issue 13's reproduction: two unknown crime types 5,000 rows apart in a real monthly
+    file made polars panic (`assertion failed: i < self.len()`) and took the whole call
+    down. Whether the reader still panics (then: failed alone) or not (then: the two rows
+    quarantined), the other files import and the file has its import-log entry."""
+    files = street_slices(northumbria, tmp_path / "in")
+    with gzip.open(northumbria / f"{BAD[:7]}-northumbria-street.csv.gz", "rt") as handle:
+        lines = handle.read().splitlines(keepends=True)
+    for index in (10, 5010):
+        fields = lines[index].split(",")
+        fields[9] = "Not a crime type"
+        lines[index] = ",".join(fields)
+    files[1].write_text("".join(lines))
+    results = ingest_service.ingest(store, files)
+    assert [r.status for r in (results[0], results[2])] == ["ok", "ok"]
+    assert results[0].inserted == results[2].inserted == 300
+    mutated = results[1]
+    if mutated.status == "failed":  # the reader still panics: this file fails alone
+        assert "PanicException" in mutated.message and "nothing imported" in mutated.message
+    else:  # the panic's cause is fixed: the two rows are quarantined, the rest imported
+        assert mutated.ok and mutated.quarantined == 2
+    logged = store.imports(10).filter(pl.col("source_file").str.ends_with(BAD))
+    assert logged["status"].to_list() == [mutated.status]

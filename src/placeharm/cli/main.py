@@ -326,6 +326,8 @@ def _serve(
             out.print(f"  {username:<11} {password}", highlight=False)
     if drop:
         out.print(f"Watching {drop} for new files.", highlight=False)
+    # the server log is the administrator's: it keeps tracebacks (never sent to a browser)
+    _log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     uvicorn.run(create_app(settings, drop), host=host, port=port, log_level="warning")
 
 
