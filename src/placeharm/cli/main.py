@@ -12,6 +12,7 @@ from typing import Annotated
 
 import polars as pl
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from placeharm import audit
@@ -98,7 +99,8 @@ def _summary(results: list[ImportResult]) -> None:
     )
     for r in results:
         if r.status != "ok":
-            err.print(f"[bold red]{r.status}[/]: {r.source_file}\n  {r.message}")
+            # escaped: a file name or a reason may hold [brackets] rich would read as markup
+            err.print(f"[bold red]{r.status}[/]: {escape(r.source_file)}\n  {escape(r.message)}")
     if total["quarantined"]:
         out.print("See the quarantined rows with `placeharm quarantine`.")
 
@@ -493,7 +495,9 @@ def areas_import(
     for item in result.repaired:
         out.print(f"  repaired invalid geometry: {item}")
     for row in result.rejected:
-        err.print(f"  [red]rejected[/] feature {row.line}: {row.raw_text}: {row.reason}")
+        err.print(
+            f"  [red]rejected[/] feature {row.line}: {escape(f'{row.raw_text}: {row.reason}')}"
+        )
     out.print(
         "Run `placeharm areas assign` (or the next `placeharm ingest`) to assign stored records."
     )
@@ -646,7 +650,7 @@ def main() -> None:
     except PlaceharmError as exc:
         if _debugging():
             err.print("".join(traceback.format_exception(exc)), highlight=False, markup=False)
-        err.print(f"[bold red]error[/]: {exc}")
+        err.print(f"[bold red]error[/]: {escape(str(exc))}")
         code = next((c for kind, c in _EXIT.items() if isinstance(exc, kind)), 1)
         sys.exit(code)
     except BaseException as exc:  # a native library's panic (pyo3) is not an Exception
