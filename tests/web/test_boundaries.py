@@ -19,6 +19,7 @@ from polars.exceptions import PanicException
 import placeharm.cli.main as cli
 from placeharm.config import load_settings
 from placeharm.services import ingest as ingest_service
+from placeharm.soc import importer as soc_importer
 from placeharm.store.duckdb import DuckDBStore
 from placeharm.web.app import create_app
 
@@ -262,23 +263,31 @@ def test_a_panicking_dropped_file_goes_to_failed_with_its_reason_and_the_next_im
     assert row["imported_by"] == "drop-folder"
 
 
-def test_a_dropped_file_that_crashes_the_importer_itself_is_moved_too(
-    pristine_db: Path, tmp_path: Path
+@pytest.mark.parametrize("where", ["importer", "soc"])
+def test_a_dropped_soc_file_that_panics_is_moved_with_its_reason(
+    pristine_db: Path, tmp_path: Path, monkeypatch, where: str
 ):
     db = tmp_path / "drop.duckdb"
     shutil.copy(pristine_db, db)
     drop = tmp_path / "drop"
     drop.mkdir()
     app = create_app(load_settings(db=db), drop)
-    importer = app.state.placeharm.importer
-    real = importer.import_path
+    if where == "importer":  # the web layer's importer itself
+        importer = app.state.placeharm.importer
+        real = importer.import_path
 
-    def import_path(kind: str, path: Path, actor: object) -> dict[str, object]:
-        if path.name.startswith("groups__panics"):
+        def import_path(kind: str, path: Path, actor: object) -> dict[str, object]:
+            if path.name.startswith("groups__panics"):
+                raise PanicException("assertion failed: i < self.len()")
+            return real(kind, path, actor)  # type: ignore[arg-type]
+
+        importer.import_path = import_path
+    else:  # inside the SOC importer's transaction
+
+        def store_rows(*args: object, **kwargs: object) -> None:
             raise PanicException("assertion failed: i < self.len()")
-        return real(kind, path, actor)  # type: ignore[arg-type]
 
-    importer.import_path = import_path
+        monkeypatch.setattr(soc_importer, "_store_rows", store_rows)
     (drop / "groups__panics.csv").write_text("group_id,group_type,synthetic\nP-G1,OCG,true\n")
     with TestClient(app):
         deadline = time.time() + 15
@@ -286,5 +295,10 @@ def test_a_dropped_file_that_crashes_the_importer_itself_is_moved_too(
             time.sleep(0.1)
         health = app.state.placeharm.watcher.health()
     reason = (drop / "failed" / "groups__panics.csv.reason.txt").read_text()
-    assert "PanicException" in reason and "nothing imported" in reason
-    assert health.running and health.failed == 1
+    assert "PanicException" in reason and "failed, nothing imported" in reason
+    assert health.running and health.failed == 1 and health.imported == 0
+    import_id = int(re.search(r"import (\d+)", reason).group(1))  # type: ignore[union-attr]
+    with DuckDBStore(db) as store:
+        log = store.imports(50).filter(pl.col("import_id") == import_id)
+        assert log["status"].to_list() == ["failed"]
+        assert store.imports(50)["source_file"].str.contains("groups__panics").sum() == 1

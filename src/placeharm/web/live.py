@@ -306,6 +306,8 @@ class DropFolder:
                 status, detail = "failed", f"the store could not take it ({type(exc).__name__})"
             elif isinstance(exc, TooLarge):  # a limit's message names no content
                 detail = str(exc).replace(str(working), path.name)
+            elif isinstance(exc, ImportFailed) and exc.__cause__ is not None:
+                detail = f"an unexpected failure ({type(exc.__cause__).__name__})"
             import_id = exc.import_id if isinstance(exc, DataError) else None
             if import_id is None:
                 import_id = self._log_refusal(kind, working, str(exc), status)
