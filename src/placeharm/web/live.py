@@ -70,6 +70,7 @@ class Importer:
                     ]
             finally:
                 self.state.as_of = data_as_of(store)
+                self.state.cache.clear()  # a refused or failed file is in the import log too
             # real SOC records end demo sessions, in the store and in memory, before any
             # other request is answered from memory
             self.state.sessions.data_changed(store)
@@ -140,6 +141,7 @@ class Importer:
         with self.state.write() as store, store.transaction():
             result.import_id = store.next_import_ids(1)[0]
             audit.record_imports(store, actor, [(result, started, "")], "import refused")
+        self.state.cache.clear()  # the admin page lists the import log
         return result.import_id
 
 
@@ -361,7 +363,6 @@ class DropFolder:
         with self._lock:
             self._health.failed += 1
         self._note_error(summary, name, when)
-        self.state.cache.clear()  # the admin page's import log has a new entry
 
     def _note_error(self, message: str, name: str, when: dt.datetime | None = None) -> None:
         error = {"message": message, "file": _shown_name(name), "at": _stamp(when or _now())}
