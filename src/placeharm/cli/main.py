@@ -92,6 +92,8 @@ def _summary(results: list[ImportResult]) -> None:
     for r in results:
         if r.status != "ok":
             err.print(f"[bold red]{r.status}[/]: {r.source_file}\n  {r.message}")
+        elif r.message:  # imported, with a note (e.g. a header-only file claims no month)
+            err.print(f"[yellow]note[/]: {r.source_file}\n  {r.message}", highlight=False)
     if total["quarantined"]:
         out.print("See the quarantined rows with `placeharm quarantine`.")
 
@@ -237,6 +239,12 @@ def counts(
         err.print(
             f"[yellow]Note[/]: no data for {', '.join(result.gap_months)} (gap); totals cover "
             f"{len(result.months) - len(result.gap_months)} of {len(result.months)} months."
+        )
+    if fmt is Format.table and result.partial_months:
+        err.print(
+            f"[yellow]Note[/]: {', '.join(result.partial_months)} held from API responses only: "
+            "figures cover just the areas those responses were requested for.",
+            highlight=False,
         )
 
 
