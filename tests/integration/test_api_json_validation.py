@@ -190,9 +190,7 @@ def loaded(store: DuckDBStore, shared_data: Path) -> DuckDBStore:
     return store
 
 
-def test_file_level_problems_refuse_the_file(
-    loaded: DuckDBStore, real: list[dict], tmp_path: Path
-):
+def test_file_level_problems_refuse_the_file(loaded: DuckDBStore, real: list[dict], tmp_path: Path):
     whole = json.dumps(real)
     cases: list[tuple[bytes, str]] = [
         (json.dumps({"error": "rate limited"}).encode(), "found a JSON object"),

@@ -174,9 +174,7 @@ def test_the_hash_is_of_the_bytes_parsed(store: DuckDBStore, northumbria: Path):
     assert result.rows_read == snapshot.data.count(b"\n") - 1
 
 
-def test_a_file_that_grows_while_read_is_refused(
-    store: DuckDBStore, tmp_path: Path, street_sample
-):
+def test_a_file_that_grows_while_read_is_refused(store: DuckDBStore, tmp_path: Path, street_sample):
     """A copy still in progress: the bytes read are not the bytes of the finished file."""
     header, lines = street_sample
     path = tmp_path / "2021-05-northumbria-street.csv"

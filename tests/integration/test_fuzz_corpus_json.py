@@ -19,7 +19,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from placeharm.services.ingest import ingest
 from placeharm.store.duckdb import DuckDBStore
@@ -178,7 +177,9 @@ def _mutate_bytes(rng: np.random.Generator, data: bytes, kind: str) -> tuple[byt
         if choice == 1:
             return text.encode("utf-16-be"), ".json"
         if choice == 2:
-            return text.replace('"context": ""', '"context": "caf\u00e9"').encode("latin-1"), ".json"
+            return text.replace('"context": ""', '"context": "caf\u00e9"').encode(
+                "latin-1"
+            ), ".json"
         if choice == 3:
             return b"\xef\xbb\xbf" + data, ".json"
         packed = gzip.compress(data)
