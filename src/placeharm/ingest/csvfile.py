@@ -89,12 +89,19 @@ def read_bytes(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> bytes:
         raise DataError(f"cannot read {path}: {exc.strerror}; check the path") from exc
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Snapshot:
     """A file read once: its bytes (gunzipped when gzip) and the SHA-256 of the bytes on disk."""
 
     data: bytes
     sha256: str
+
+    def release(self) -> bytes:
+        """Hand the bytes over and keep none: passed straight to a parser, they are freed as
+        soon as the parser drops them (a large file's bytes held to the end add to peak
+        memory)."""
+        data, self.data = self.data, b""
+        return data
 
 
 def read_snapshot(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> Snapshot:

@@ -151,8 +151,7 @@ def _prefetch(
             # is refused, not half-imported under the hash of another version)
             snapshot = read_snapshot(path, limits)
             sha = snapshot.sha256
-            parsed = parse_file(path, latest, limits, snapshot.data)
-            del snapshot
+            parsed = parse_file(path, latest, limits, snapshot.release())
         except PlaceharmError as exc:
             return _Parsed(path, exc, sha, started)
         item = _Parsed(path, parsed, sha, started)
