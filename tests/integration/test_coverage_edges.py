@@ -78,6 +78,12 @@ def test_a_store_of_api_responses_only_is_covered_and_counts_exits_0(
     table = runner.invoke(app, ["counts", "--db", str(db)])
     assert table.exit_code == 0
     assert "API responses only" in table.stderr
+    # harm figures too: was "figures cover 0 of 1 months"
+    ranked = runner.invoke(app, ["rank", "--db", str(db), "--format", "json"])
+    assert ranked.exit_code == 0, ranked.output
+    meta = json.loads(ranked.stdout)
+    assert (meta["months"], meta["months_covered"], meta["gap_months"]) == (1, 1, [])
+    assert meta["total_records"] == _distinct_api_crimes(files)
 
 
 def test_a_street_file_for_the_month_makes_it_whole(
