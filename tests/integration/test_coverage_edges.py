@@ -84,6 +84,8 @@ def test_a_store_of_api_responses_only_is_covered_and_counts_exits_0(
     meta = json.loads(ranked.stdout)
     assert (meta["months"], meta["months_covered"], meta["gap_months"]) == (1, 1, [])
     assert meta["total_records"] == _distinct_api_crimes(files)
+    assert meta["partial_months"] == ["2018-06"]
+    assert any("API responses only" in note for note in meta["notes"])
 
 
 def test_a_street_file_for_the_month_makes_it_whole(
