@@ -82,14 +82,14 @@ def test_an_unreadable_file_is_refused_alone(
     store: DuckDBStore, northumbria: Path, tmp_path: Path, monkeypatch
 ):
     files = street_slices(northumbria, tmp_path / "in")
-    real = ingest_service._sha256
+    real = ingest_service.read_snapshot
 
-    def unreadable(path: Path) -> str:  # as open() fails without read permission (not root)
+    def unreadable(path: Path, *args: object):  # as open() fails without read permission
         if path.name == BAD:
             raise PermissionError(13, "Permission denied", str(path))
-        return real(path)
+        return real(path, *args)
 
-    monkeypatch.setattr(ingest_service, "_sha256", unreadable)
+    monkeypatch.setattr(ingest_service, "read_snapshot", unreadable)
     results = ingest_service.ingest(store, files)
     assert [r.status for r in results] == ["ok", "refused", "ok"]
     assert "cannot be read (Permission denied)" in results[1].message

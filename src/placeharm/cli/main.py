@@ -101,6 +101,10 @@ def _summary(results: list[ImportResult]) -> None:
         if r.status != "ok":
             # escaped: a file name or a reason may hold [brackets] rich would read as markup
             err.print(f"[bold red]{r.status}[/]: {escape(r.source_file)}\n  {escape(r.message)}")
+        elif r.message:  # imported, with a note (e.g. a header-only file claims no month)
+            err.print(
+                f"[yellow]note[/]: {escape(r.source_file)}\n  {escape(r.message)}", highlight=False
+            )
     if total["quarantined"]:
         out.print("See the quarantined rows with `placeharm quarantine`.")
 
@@ -246,6 +250,12 @@ def counts(
         err.print(
             f"[yellow]Note[/]: no data for {', '.join(result.gap_months)} (gap); totals cover "
             f"{len(result.months) - len(result.gap_months)} of {len(result.months)} months."
+        )
+    if fmt is Format.table and result.partial_months:
+        err.print(
+            f"[yellow]Note[/]: {', '.join(result.partial_months)} held from API responses only: "
+            "figures cover just the areas those responses were requested for.",
+            highlight=False,
         )
 
 

@@ -9,6 +9,7 @@ path through the standard csv module, which tracks lines exactly.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import zlib
@@ -86,6 +87,63 @@ def read_bytes(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> bytes:
             return first + handle.read()
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror}; check the path") from exc
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """A file read once: its bytes (gunzipped when gzip) and the SHA-256 of the bytes on disk."""
+
+    data: bytes
+    sha256: str
+
+    def release(self) -> bytes:
+        """Hand the bytes over and keep none: passed straight to a parser, they are freed as
+        soon as the parser drops them (a large file's bytes held to the end add to peak
+        memory)."""
+        data, self.data = self.data, b""
+        return data
+
+
+def read_snapshot(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> Snapshot:
+    """Read a file's bytes ONCE, hash those bytes and return them for parsing (issue 13: the
+    hash and the parse were two reads, so a file still being copied in got the hash of one
+    version and the rows of another, and claimed its month).
+
+    A file whose size or modification time changed while it was read is refused: import it
+    again once the copy has finished. Bounded like `read_bytes`: a file (gzip or plain) over
+    `limits.max_bytes` on disk is refused before it is read; gzip output stops at the limit.
+    """
+    try:
+        with path.open("rb") as handle:
+            before = os.fstat(handle.fileno())
+            if before.st_size > limits.max_bytes:
+                raise _too_large(path, limits.max_bytes, "")
+            raw = handle.read(limits.max_bytes + 1)
+            after = os.fstat(handle.fileno())
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror}; check the path") from exc
+    if (
+        len(raw) != before.st_size
+        or after.st_size != before.st_size
+        or after.st_mtime_ns != before.st_mtime_ns
+    ):
+        raise DataError(
+            f"{path} changed while it was read ({before.st_size:,} bytes when opened, "
+            f"{max(len(raw), after.st_size):,} bytes after); nothing was imported. Import it "
+            "again once it has been copied or downloaded in full"
+        )
+    sha256 = hashlib.sha256(raw).hexdigest()
+    if not raw.startswith(_GZIP_MAGIC):
+        return Snapshot(raw, sha256)
+    stream = io.BytesIO(raw)  # shares `raw`'s buffer: no copy
+    stream.seek(len(_GZIP_MAGIC))
+    try:
+        data = _gunzip(stream, _GZIP_MAGIC, limits.max_bytes, path)
+    except (OSError, EOFError, zlib.error, _ISAL_ERROR) as exc:
+        raise DataError(
+            f"{path} looks gzipped but cannot be decompressed ({exc}); download it again"
+        ) from exc
+    return Snapshot(data, sha256)
 
 
 def _too_large(path: Path, limit: int, how: str) -> TooLarge:

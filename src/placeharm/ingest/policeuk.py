@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +101,6 @@ API_CATEGORIES: dict[str, str] = {
 # The first data.police.uk month is 2010-12; later months are checked against today at use.
 FIRST_MONTH = "2010-12"
 _FILE_RE = re.compile(r"^(\d{4}-\d{2})-(.+?)-(street|outcomes|stop-and-search)\.csv(\.gz)?$")
-_MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 _KEY_SEP = "\x1f"
 
 CRIME_COLUMNS: dict[str, type[pl.DataType]] = {
@@ -215,11 +216,15 @@ def _hint(path: Path) -> str:
     return "Check that this is an unedited data.police.uk download."
 
 
-def parse_file(path: Path, latest_month: str, limits: ReadLimits = DEFAULT_LIMITS) -> ParsedFile:
-    """Read and validate one police.uk bulk CSV (plain or gzip) or API JSON file."""
+def parse_file(
+    path: Path, latest_month: str, limits: ReadLimits = DEFAULT_LIMITS, data: bytes | None = None
+) -> ParsedFile:
+    """Read and validate one police.uk bulk CSV (plain or gzip) or API JSON file. `data` is
+    the file's bytes when the caller has read them already (`csvfile.read_snapshot`)."""
     if path.suffix.lower() == ".json" or path.name.lower().endswith(".json.gz"):
-        return parse_api_json(path, latest_month, limits)
-    data = read_bytes(path, limits)
+        return parse_api_json(path, latest_month, limits, data)
+    if data is None:
+        data = read_bytes(path, limits)
     try:
         check_line_lengths(data, path, limits.max_line_bytes)
     except TooLarge as exc:  # e.g. a GeoJSON boundary file: one long line
@@ -572,89 +577,185 @@ def _fill_hash(frame: pl.DataFrame, key_col: str, hash_col: str) -> pl.DataFrame
 
 
 def parse_api_json(
-    path: Path, latest_month: str, limits: ReadLimits = DEFAULT_LIMITS
+    path: Path, latest_month: str, limits: ReadLimits = DEFAULT_LIMITS, data: bytes | None = None
 ) -> ParsedFile:
-    """Read a data.police.uk API crimes-street JSON response (a list of crimes). An API
-    response is one line, so only the decompressed size is capped."""
+    """Read a data.police.uk API crimes-street JSON response (a list of crimes).
+
+    A document that is not a JSON list (not UTF-8, not JSON, cut short, nested past what
+    the parser can follow, an object instead of a list) refuses the file. Each element is
+    then checked on its own: one that is not a usable crime goes to the quarantine with its
+    position in the list (1-based) and its exact text in the file. An API response is one
+    line, so only the decompressed size is capped (`limits`). `data` is the file's bytes when
+    the caller has read them already (one snapshot: `csvfile.read_snapshot`).
+    """
     source = str(path)
-    data = read_bytes(path, limits)
+    if data is None:
+        data = read_bytes(path, limits)
     try:
-        records = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
         raise DataError(
-            f"{path}: not a JSON document ({exc}); save the API response unchanged"
-        ) from exc
-    if not isinstance(records, list):
-        raise DataError(
-            f"{path}: expected a JSON list of crimes (a crimes-street response), "
-            f"found {type(records).__name__}"
-        )
+            f"{path}: byte {exc.start:,} is not UTF-8, so this is not a data.police.uk API "
+            "response; nothing was imported. Save the API response unchanged, or request it again"
+        ) from None
+    del data
     rows: list[dict[str, object]] = []
+    spans: dict[int, tuple[int, int]] = {}  # position -> where a usable record's text is
     quarantine: list[QuarantineRow] = []
-    for index, record in enumerate(records, start=1):
+    read = 0
+    for read, (start, end, record) in enumerate(_json_elements(text, path), start=1):
         reason, row = _api_row(record, latest_month)
         if reason is None and row is not None:
-            row["source_line"] = index
+            row["source_line"] = read
             rows.append(row)
+            spans[read] = (start, end)
         else:
-            quarantine.append(
-                QuarantineRow(source, index, json.dumps(record)[:2000], reason or "bad record")
-            )
+            quarantine.append(QuarantineRow(source, read, text[start:end], reason or "bad record"))
     schema = {k: v for k, v in CRIME_COLUMNS.items() if k not in {"crime_key", "crime_hash"}}
-    frame = pl.DataFrame(rows, schema=schema)
-    frame = frame.with_columns(
-        pl.when(pl.col("crime_id").is_null())
-        .then(pl.format("api-{}", pl.col("api_id")))
-        .otherwise(pl.col("crime_id"))
-        .alias("_id")
+    frame = _api_keys(pl.DataFrame(rows, schema=schema))
+    frame, repeats = _api_repeats(frame)
+    quarantine.extend(
+        QuarantineRow(
+            source,
+            line,
+            text[spans[line][0] : spans[line][1]],
+            f"the same crime is record {first} of this response, with different content; "
+            f"record {first} was used. Request the response again if it was edited",
+        )
+        for line, first in repeats
     )
-    frame = _with_keys(
-        frame, id_col="crime_id", key_col="crime_key", hash_col="crime_hash", content=["_id"]
-    )
+    quarantine.sort(key=lambda q: q.line)
     return ParsedFile(
-        path,
-        SourceKind.API,
-        "api",
-        frame.select(list(CRIME_COLUMNS)),
-        quarantine,
-        len(records),
-        (),
+        path, SourceKind.API, "api", frame.select(list(CRIME_COLUMNS)), quarantine, read, ()
     )
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _json_elements(text: str, path: Path) -> Iterator[tuple[int, int, object]]:
+    """Each element of the JSON list in `text`, with where its text starts and ends.
+
+    Decoded one element at a time, so a quarantined record keeps its exact text. Anything
+    that makes the document not a JSON list refuses the whole file (DataError).
+    """
+    decoder = json.JSONDecoder()
+    pos = _json_skip(text, 0)
+    if not text.startswith("[", pos):
+        raise DataError(
+            f"{path}: expected a JSON list of crimes (a data.police.uk crimes-street "
+            f"response), found {_json_found(text, pos)}; nothing was imported. Save the "
+            "response of a crimes-street request unchanged"
+        )
+    pos = _json_skip(text, pos + 1)
+    number = 0
+    while not (number == 0 and text.startswith("]", pos)):
+        number += 1
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except RecursionError:
+            raise _damaged(path, number, pos, "it nests deeper than any API response") from None
+        except json.JSONDecodeError as exc:
+            raise _damaged(path, number, exc.pos, exc.msg) from None
+        except ValueError:  # Python refuses integers of over 4,300 digits
+            raise _damaged(path, number, pos, "a number has thousands of digits") from None
+        yield pos, end, value
+        pos = _json_skip(text, end)
+        if text.startswith(",", pos):
+            pos = _json_skip(text, pos + 1)
+        elif text.startswith("]", pos):
+            break
+        else:
+            raise _damaged(path, number, pos, "expected ',' or ']' after it")
+    pos = _json_skip(text, pos + 1)
+    if pos < len(text):
+        raise _damaged(path, number, pos, "there is more text after the list")
+
+
+def _json_skip(text: str, pos: int) -> int:
+    match = _JSON_SPACE.match(text, pos)
+    return match.end() if match else pos
+
+
+def _json_found(text: str, pos: int) -> str:
+    """What a JSON document that is not a list is, in words (never its content)."""
+    if pos >= len(text):
+        return "an empty file"
+    first = text[pos]
+    kinds = {"{": "a JSON object", '"': "a JSON string", "t": "true", "f": "false", "n": "null"}
+    if first in kinds:
+        return kinds[first]
+    if first == "-" or first.isdigit():
+        return "a number"
+    return "text that is not JSON"
+
+
+def _damaged(path: Path, number: int, pos: int, what: str) -> DataError:
+    return DataError(
+        f"{path}: not a JSON document (at character {pos:,}, record {number} of the list: "
+        f"{what}); the response is incomplete or damaged, so nothing was imported. "
+        "Request it again"
+    )
+
+
+_API_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+_API_ID_MAX = 2**63 - 1  # stored as BIGINT; data.police.uk ids are far smaller
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _BadRecord(Exception):
+    """Why one API record cannot be used (its quarantine reason)."""
 
 
 def _api_row(record: object, latest_month: str) -> tuple[str | None, dict[str, object] | None]:
+    """One API record as a crimes row, or the reason it cannot be used."""
     if not isinstance(record, dict):
-        return "record is not a JSON object", None
+        return f"record is {_json_kind(record)}, not a JSON object (one crime)", None
+    try:
+        return None, _api_fields(record, latest_month)
+    except _BadRecord as exc:
+        return str(exc), None
+
+
+def _api_fields(record: dict[str, object], latest_month: str) -> dict[str, object]:
     category = record.get("category")
-    if category not in API_CATEGORIES:
-        return f"unknown crime category '{category}'", None
+    if not isinstance(category, str) or category not in API_CATEGORIES:
+        raise _BadRecord(f"unknown crime category {_json_show(category)}")
     month = record.get("month")
-    if not isinstance(month, str) or not re.match(_MONTH_PATTERN, month):
-        return f"bad month '{month}' (expected YYYY-MM)", None
+    if not isinstance(month, str) or not _API_MONTH.fullmatch(month):
+        raise _BadRecord(f"bad month {_json_show(month)} (expected YYYY-MM)")
     if not FIRST_MONTH <= month <= latest_month:
-        return f"month '{month}' is outside the data.police.uk range", None
+        raise _BadRecord(
+            f"month '{month}' is outside the data.police.uk range ({FIRST_MONTH} to {latest_month})"
+        )
     api_id = record.get("id")
-    if not isinstance(api_id, int):
-        return "record has no numeric id", None
+    if isinstance(api_id, bool) or not isinstance(api_id, int):
+        raise _BadRecord(
+            f"record has no numeric id (id is {_json_kind(api_id)} {_json_show(api_id)}; "
+            "an API id is a whole number)"
+        )
+    if not 1 <= api_id <= _API_ID_MAX:
+        raise _BadRecord(f"id {_json_show(api_id)} is out of range (1 to 2^63-1)")
     location = record.get("location")
-    lat = lon = None
+    lon = lat = None
     street = None
-    if isinstance(location, dict):
-        try:
-            lat = float(location["latitude"]) if location.get("latitude") else None
-            lon = float(location["longitude"]) if location.get("longitude") else None
-        except (TypeError, ValueError):
-            return "latitude or longitude is not a number", None
+    if location is not None:
+        if not isinstance(location, dict):
+            raise _BadRecord(f"location is {_json_kind(location)}, not an object")
+        lat = _api_coordinate(location, "latitude", 90)
+        lon = _api_coordinate(location, "longitude", 180)
         if (lat is None) != (lon is None):
-            return "only one of longitude and latitude is given", None
-        if lat is not None and lon is not None and (abs(lat) > 90 or abs(lon) > 180):
-            return f"impossible coordinates ({lon}, {lat})", None
-        if isinstance(location.get("street"), dict):
-            street = location["street"].get("name")
+            raise _BadRecord("only one of longitude and latitude is given")
+        place = location.get("street")
+        if place is not None:
+            if not isinstance(place, dict):
+                raise _BadRecord(f"location.street is {_json_kind(place)}, not an object")
+            street = _api_text(place, "name", "location.street.name")
     outcome = record.get("outcome_status")
-    persistent = record.get("persistent_id") or None
-    return None, {
-        "crime_id": persistent,
+    if outcome is not None and not isinstance(outcome, dict):
+        raise _BadRecord(f"outcome_status is {_json_kind(outcome)}, not an object")
+    return {
+        "crime_id": _api_text(record, "persistent_id", "persistent_id"),
         "month": _month_date(month),
         "reported_by": None,
         "falls_within": None,
@@ -663,11 +764,111 @@ def _api_row(record: object, latest_month: str) -> tuple[str | None, dict[str, o
         "location": street,
         "lsoa_code_file": None,
         "lsoa_name_file": None,
-        "crime_type": API_CATEGORIES[str(category)],
-        "last_outcome_category": outcome.get("category") if isinstance(outcome, dict) else None,
-        "context": record.get("context") or None,
+        "crime_type": API_CATEGORIES[category],
+        "last_outcome_category": (
+            _api_text(outcome, "category", "outcome_status.category") if outcome else None
+        ),
+        "context": _api_text(record, "context", "context"),
         "api_id": api_id,
     }
+
+
+def _api_text(record: dict[str, object], key: str, name: str) -> str | None:
+    """A text field: absent, null or empty is None; anything but text refuses the record."""
+    value = record.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _BadRecord(f"{name} is {_json_kind(value)}, not text")
+    if _SURROGATE.search(value):
+        # "\ud800" is valid JSON but not a character: it cannot be stored as text
+        raise _BadRecord(f"{name} holds a lone UTF-16 surrogate, which is not a character")
+    return value
+
+
+def _api_coordinate(location: dict[str, object], key: str, bound: int) -> float | None:
+    """A coordinate (the API gives text, e.g. "54.895645"), checked as the CSV path checks:
+    a finite number within +-`bound`; absent, null or empty is None."""
+    value = location.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise _BadRecord(f"{key} is {_json_kind(value)}, not a number")
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        raise _BadRecord(f"{key} {_json_show(value)} is not a number") from None
+    if not math.isfinite(number) or abs(number) > bound:
+        raise _BadRecord(
+            f"impossible coordinates: {key} {_json_show(value)} (must be a finite number "
+            f"from -{bound} to {bound})"
+        )
+    return number
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _json_show(value: object) -> str:
+    """A short, printable rendering of a JSON value for a reason (never a whole structure)."""
+    if isinstance(value, str):
+        return repr(value[:60]) + ("…" if len(value) > 60 else "")
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        digits = len(str(abs(value)))
+        return str(value) if digits <= 30 else f"({digits} digits)"
+    if isinstance(value, float):
+        return repr(value)
+    return _json_kind(value)
+
+
+def _api_keys(frame: pl.DataFrame) -> pl.DataFrame:
+    """Each API record's key: its persistent_id, else a digest of its numeric id.
+
+    The digest is of "api-<id>" plus rank 0, as keys were made before issue 13, so stores
+    built then keep matching; unlike then, a record repeated in one response gets the same
+    key (it is the same crime, not a second one).
+    """
+    no_id = frame["crime_id"].is_null()
+    key = frame["crime_id"].alias("crime_key")
+    if no_id.any():
+        texts = frame.filter(no_id).select(pl.format("api-{}", "api_id") + pl.lit(_KEY_SEP + "0"))
+        key = key.scatter(no_id.arg_true(), _digest(texts.to_series()))
+    frame = frame.with_columns(key).with_columns(_hash_of(pl.col("crime_key")).alias("crime_hash"))
+    return _fill_hash(frame, "crime_key", "crime_hash")
+
+
+def _api_repeats(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[int, int]]]:
+    """Drop the records of a response that repeat an earlier record's key with different
+    content; return them as (position, position of the first). Identical repeats stay (the
+    writer counts them as unchanged)."""
+    if frame.select(pl.col("crime_key").is_unique().all()).item():
+        return frame, []
+    first = frame.unique("crime_key", keep="first", maintain_order=True)
+    later = frame.filter(~pl.col("crime_key").is_first_distinct())
+    joined = later.join(
+        first.select("crime_key", *CRIME_CONTENT, "source_line"), on="crime_key", suffix="_first"
+    )
+    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_first")) for c in CRIME_CONTENT)
+    differing = joined.filter(~same).select("source_line", "source_line_first")
+    if differing.is_empty():
+        return frame, []
+    dropped = differing["source_line"]
+    return frame.filter(~pl.col("source_line").is_in(dropped)), [
+        (int(a), int(b)) for a, b in differing.iter_rows()
+    ]
 
 
 def _month_date(month: str) -> dt.date:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -16,8 +15,14 @@ import polars as pl
 from placeharm import audit
 from placeharm.audit import Actor
 from placeharm.errors import DataError, ImportFailed, PlaceharmError, describe, is_fatal
-from placeharm.ingest.csvfile import DEFAULT_LIMITS, ReadLimits
-from placeharm.ingest.policeuk import CRIME_CONTENT, OUTCOME_KEY, ParsedFile, parse_file
+from placeharm.ingest.csvfile import DEFAULT_LIMITS, ReadLimits, read_snapshot
+from placeharm.ingest.policeuk import (
+    CRIME_CONTENT,
+    FIRST_MONTH,
+    OUTCOME_KEY,
+    ParsedFile,
+    parse_file,
+)
 from placeharm.model import ImportResult, QuarantineRow, SourceKind
 from placeharm.services.areas import Assigner, assign_pending, load_sets
 from placeharm.store.base import Store
@@ -142,8 +147,11 @@ def _prefetch(
         started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         sha = ""
         try:
-            sha = _sha256(path)
-            parsed = parse_file(path, latest, limits)
+            # one read: the hash is of the very bytes parsed (a file still being copied in
+            # is refused, not half-imported under the hash of another version)
+            snapshot = read_snapshot(path, limits)
+            sha = snapshot.sha256
+            parsed = parse_file(path, latest, limits, snapshot.release())
         except BaseException as exc:  # this file only: the others still import
             if is_fatal(exc):
                 raise
@@ -263,21 +271,21 @@ def _write_files(store: Store, items: list[_Parsed], actor: Actor | None) -> lis
         if "located" in frame.columns:
             result.no_location = int((~frame["located"]).sum())
             result.outside_areas = int((frame["in_area"] == False).sum())  # noqa: E712
-        if parsed.kind is not SourceKind.API:
-            months = _month_counts(frame, parsed.file_months)
-            result.months = tuple(m.strftime("%Y-%m") for m in sorted(months))
-            coverage.extend(
-                {
-                    "source_kind": parsed.kind.value,
-                    "force": parsed.force,
-                    "month": month,
-                    "rows": rows,
-                    "import_id": import_id,
-                    "source_file": str(item.path),
-                    "named": bool(parsed.file_months),
-                }
-                for month, rows in months.items()
-            )
+        months, named, notes = _claimed_months(frame, parsed)
+        result.months = tuple(m.strftime("%Y-%m") for m in sorted(months))
+        result.message = "; ".join(notes)
+        coverage.extend(
+            {
+                "source_kind": parsed.kind.value,
+                "force": parsed.force,
+                "month": month,
+                "rows": rows,
+                "import_id": import_id,
+                "source_file": str(item.path),
+                "named": named,
+            }
+            for month, rows in months.items()
+        )
         frames.setdefault(_TARGETS[parsed.kind][0], []).append(frame)
     for table, parts in frames.items():
         _, key, hash_col = next(t for t in _TARGETS.values() if t[0] == table)
@@ -400,26 +408,61 @@ def _counts(**parts: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _claimed_months(
+    frame: pl.DataFrame, parsed: ParsedFile
+) -> tuple[dict[dt.date, int], bool, list[str]]:
+    """The months a file covers (with its usable rows in each), whether they come from its
+    police.uk name, and notes on what it does not claim (docs/ingest.md, "API responses and
+    coverage").
 
-
-def _month_counts(frame: pl.DataFrame, file_months: tuple[str, ...]) -> dict[dt.date, int]:
-    """The months a file covers, with its rows in each.
-
-    A police.uk file named for a month covers that month only (even with no usable rows),
-    so a stray row of another month cannot claim, or replace, that month's coverage. A file
-    without such a name covers the months of its rows.
+    A file covers only months in which it has usable rows, and never a month after this one:
+    a header-only download (or one whose every row was quarantined) must neither mark a
+    month covered nor blank a month held. A police.uk file named for a month covers that
+    month only, so a stray row of another month cannot claim, or replace, that month's
+    coverage; a name whose month is not a real month up to this one is ignored. A file
+    without such a name, and an API response, covers the months of its usable rows.
     """
+    this_month = dt.date.today().replace(day=1)
+    keep = "; a month already held keeps its coverage"
+    if parsed.rows_read == 0:
+        return {}, False, [f"no data rows (a header-only file), so it marks no month covered{keep}"]
+    notes = []
+    named = []
+    for text in parsed.file_months:
+        month = _name_month(text)
+        if month is None or month > this_month:
+            when = "is not a month" if month is None else "is after this month"
+            notes.append(f"the month in its name, {text}, {when}, so it is not marked covered")
+        else:
+            named.append(month)
     counts = {m: int(n) for m, n in frame.group_by("month").len().iter_rows()}
-    if not file_months:
-        return counts
-    named = [dt.date(int(t[:4]), int(t[5:7]), 1) for t in file_months]
-    return {month: counts.get(month, 0) for month in named}
+    if named:
+        claimed = {month: counts[month] for month in named if counts.get(month)}
+        if not claimed:
+            notes.append(
+                f"no usable rows of {', '.join(parsed.file_months)}, so it marks no "
+                f"month covered{keep}"
+            )
+        return claimed, True, notes
+    future = sorted(m for m in counts if m > this_month)
+    if future:
+        notes.append(
+            f"rows of {', '.join(f'{m:%Y-%m}' for m in future)} (after this month) "
+            "mark no month covered"
+        )
+    claimed = {m: n for m, n in counts.items() if m <= this_month}
+    if not claimed:
+        notes.append(f"no usable rows, so it marks no month covered{keep}")
+    return claimed, False, notes
+
+
+def _name_month(text: str) -> dt.date | None:
+    """The month in a police.uk file name (YYYY-MM), or None if it is not one from FIRST_MONTH."""
+    try:
+        month = dt.date(int(text[:4]), int(text[5:7]), 1)
+    except ValueError:
+        return None
+    return month if f"{month:%Y-%m}" >= FIRST_MONTH else None
 
 
 def _split_duplicates(

@@ -526,7 +526,8 @@ class DuckDBStore:
         """Upsert coverage (source_kind, force, month, rows, import_id, source_file, named).
 
         A file named for its month is authoritative: a later such file replaces it, an
-        unnamed extract never does (it only fills a month nothing named covers).
+        unnamed extract never does (it only fills a month nothing named covers). API
+        coverage (source_kind 'api') counts the API records held for its month.
         """
         latest = frame.sort("named", "import_id").unique(
             ["source_kind", "force", "month"], keep="last", maintain_order=True
@@ -537,6 +538,14 @@ class DuckDBStore:
             "ON CONFLICT (source_kind, force, month) DO UPDATE SET rows = excluded.rows, "
             "import_id = excluded.import_id, source_file = excluded.source_file, "
             "named = excluded.named WHERE excluded.named OR NOT coverage.named"
+        )
+        # An API month is covered by many responses (one area each, a crime often in two):
+        # its rows are the API records held for the month, not the last response's.
+        self._run(
+            "UPDATE coverage SET rows = (SELECT count(*) FROM crimes c "
+            "WHERE c.source_kind = 'api' AND c.month = coverage.month) "
+            "WHERE source_kind = 'api' AND month IN "
+            "(SELECT month FROM _coverage_in WHERE source_kind = 'api')"
         )
         self._con.unregister("_coverage_in")
 
