@@ -53,3 +53,8 @@ class TooLarge(DataError):
 
 class Busy(PlaceharmError):
     """The server is at a configured limit of concurrent work; try again shortly (HTTP 503)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store itself failed (disk full, damaged file, read-only, held by another process):
+    no file can be written now, so an ingest stops instead of failing file after file."""
