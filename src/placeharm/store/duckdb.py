@@ -201,9 +201,12 @@ class DuckDBStore:
                 f"the store {self.path} has schema version {current}, newer than this "
                 f"placeharm understands ({LATEST_VERSION}); upgrade placeharm"
             )
+        # every migration the file has not recorded, not only those above its newest: some
+        # released stores skipped one (6 was merged before 5, 9 before 7 and 8; issue 13)
+        done = {int(r[0]) for r in self._run("SELECT version FROM schema_migrations")}
         applied = []
         for version, name, statements in MIGRATIONS:
-            if version <= current:
+            if version in done:
                 continue
             with self.transaction():
                 for statement in statements:
@@ -257,10 +260,15 @@ class DuckDBStore:
                 f"the store {self.path} has schema version {version}, newer than this "
                 f"placeharm understands ({LATEST_VERSION}); upgrade placeharm"
             )
-        if version < LATEST_VERSION or self._first_release_tables():
+        done = (
+            {int(r[0]) for r in self._run("SELECT version FROM schema_migrations")}
+            if version
+            else set()
+        )
+        if any(v not in done for v, _, _ in MIGRATIONS) or self._first_release_tables():
             raise StoreUnavailable(
-                f"the store {self.path} is read-only and has schema version {version}, older "
-                f"than this placeharm's ({LATEST_VERSION}); a read-only store cannot be "
+                f"the store {self.path} is read-only and its schema (version {version}) is "
+                f"older than this placeharm's ({LATEST_VERSION}); a read-only store cannot be "
                 "upgraded. Open it once with write access (make the file and its folder "
                 "writable, or copy it to a writable folder) so it upgrades, then make it "
                 "read-only again."
