@@ -15,7 +15,7 @@ import polars as pl
 
 from placeharm import audit
 from placeharm.audit import Actor
-from placeharm.errors import DataError, PlaceharmError
+from placeharm.errors import DataError, PlaceharmError, StoreUnavailable
 from placeharm.ingest.csvfile import DEFAULT_LIMITS, ReadLimits
 from placeharm.ingest.policeuk import CRIME_CONTENT, OUTCOME_KEY, ParsedFile, parse_file
 from placeharm.model import ImportResult, QuarantineRow, SourceKind
@@ -188,6 +188,8 @@ def _write_group(store: Store, group: list[_Parsed], actor: Actor | None) -> lis
     try:
         with store.transaction():
             return _write_files(store, group, actor)
+    except StoreUnavailable:
+        raise  # a full disk, a damaged or read-only store: no file can be written (issue 13)
     except Exception:
         log.warning("a file in a group of %d failed; replaying them one by one", len(group))
     results = []
@@ -195,6 +197,8 @@ def _write_group(store: Store, group: list[_Parsed], actor: Actor | None) -> lis
         try:
             with store.transaction():
                 results.extend(_write_files(store, [item], actor))
+        except StoreUnavailable:
+            raise
         except Exception as exc:
             log.exception("import of %s failed; the store is unchanged", item.path)
             assert isinstance(item.parsed, ParsedFile)
