@@ -364,17 +364,17 @@ class DuckDBStore:
         partial.unlink(missing_ok=True)
         alias = f"placeharm_backup_{os.getpid()}_{threading.get_ident()}"
         try:
-            with self.snapshot():
-                source = self._one("SELECT current_database()")
-                assert source is not None
-                counts = _row_counts(self._con)
-                version = self.schema_version()
-                self._run(f'ATTACH ? AS "{alias}" (READ_WRITE)', [str(partial)])
-                try:
+            self._run(f'ATTACH ? AS "{alias}" (READ_WRITE)', [str(partial)])
+            try:
+                with self.snapshot():  # the counts and the copy see one state
+                    source = self._one("SELECT current_database()")
+                    assert source is not None
+                    counts = _row_counts(self._con)
+                    version = self.schema_version()
                     name = str(source[0]).replace('"', '""')
                     self._run(f'COPY FROM DATABASE "{name}" TO "{alias}"')
-                finally:
-                    self._run(f'DETACH "{alias}"')
+            finally:
+                self._run(f'DETACH "{alias}"')
             copied = verify_store_file(partial)
             if copied["schema_version"] != version or copied["rows"] != counts:
                 raise StoreError(

@@ -59,6 +59,7 @@ from placeharm.errors import (
     NotFound,
     PermissionDenied,
     PlaceharmError,
+    StoreError,
     TooLarge,
     TooManyAttempts,
 )
@@ -272,8 +273,13 @@ class State:
         self.settings = settings
         self.clock = clock or auth.utcnow
         self.store = DuckDBStore(
-            settings.db, threads=settings.threads, memory_limit=settings.memory_limit
+            settings.db,
+            threads=settings.threads,
+            memory_limit=settings.memory_limit,
+            read_only=True if settings.read_only else None,
         )
+        _refuse_read_only(self.store)
+        self.backup_lock = threading.Lock()  # one backup at a time (issue 13)
         self.write_lock = threading.RLock()
         self.changed = asyncio.Event()
         self.version = 0
@@ -491,7 +497,7 @@ def create_app(
         key = (fn.__name__, *map(repr, args), version)
 
         def builder() -> Page:
-            with state.read() as store:
+            with state.read() as store, store.snapshot():  # one read: figures match "as of"
                 return fn(store, *args)
 
         page = state.cache.get_or_build(key, builder, keep=lambda: state.version == version)
@@ -1007,7 +1013,7 @@ def create_app(
         )
 
         def run() -> tuple[Page, dict[str, list[str]]]:
-            with state.read() as store:
+            with state.read() as store, store.snapshot():
                 built, result = radius.page(store, user, query)
             return built, result.record_ids() if result is not None else {}
 
@@ -1114,11 +1120,14 @@ def create_app(
         request: Request,
         done: str | None = None,
         who: str | None = None,
+        backup: str | None = None,
         user: User = Depends(signed_in),
     ) -> Any:
         page = build(_admin, user, state.today())
         # the outcome of an account change (a fixed sentence per action in the template)
         outcome = {"done": done, "who": who} if done in auth.ACCOUNT_ACTIONS and who else {}
+        if backup and re.fullmatch(r"placeharm-[0-9TZ]+\.duckdb", backup):
+            outcome["backup"] = backup
         return render(request, "admin.html", page, user, outcome)
 
     @app.get("/api/admin", dependencies=[allowed("admin")])
@@ -1155,6 +1164,51 @@ def create_app(
         if "text/html" in request.headers.get("accept", ""):
             return RedirectResponse(f"/admin?done={action}&who={username}#u-h", status_code=303)
         return _json({"username": username, "action": action, "sessions_ended": ended})
+
+    @app.post("/admin/backup", dependencies=[allowed("admin")], include_in_schema=False)
+    def admin_backup(request: Request, user: User = Depends(signed_in)) -> Response:
+        """A consistent copy of the store, written by this server (which holds the store)
+        into the backup_dir folder while it goes on serving; a disclosure in the audit log."""
+        policy.require(user, "admin")
+        folder = settings.backup_dir or Path(settings.db).resolve().parent / "backups"
+        if not state.backup_lock.acquire(blocking=False):
+            raise Busy("a backup is being made already; try again when it has finished")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+            dest = folder / f"placeharm-{stamp}.duckdb"
+            info = state.store.backup(dest)
+            try:
+                state.audit.record(
+                    state.store,
+                    Actor(user.username, user.role.value, _address(request)),
+                    "disclosure",
+                    "store",
+                    "/admin/backup",
+                    fmt="duckdb",
+                    query={"file": dest.name},
+                    row_count=sum(info["rows"].values()),
+                )
+            except BaseException:
+                dest.unlink(missing_ok=True)  # not recorded: not kept
+                raise
+        except OSError as exc:
+            raise StoreError(
+                f"the backup folder {folder} cannot be written: {exc.strerror}"
+            ) from exc
+        finally:
+            state.backup_lock.release()
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse(f"/admin?backup={dest.name}#b-h", status_code=303)
+        return _json(
+            {
+                "file": dest.name,
+                "folder": str(folder),
+                "schema_version": info["schema_version"],
+                "rows": info["rows"],
+                "bytes": info["bytes"],
+            }
+        )
 
     @app.post("/api/upload", dependencies=[allowed("upload")], openapi_extra=uploads.OPENAPI)
     async def upload(request: Request, user: User = Depends(signed_in)) -> Any:
@@ -1286,7 +1340,7 @@ def create_app(
         return _json(_audit_page(user, search).to_json())
 
     def _audit_page(user: User, search: dict[str, Any]) -> Page:
-        with state.read() as store:
+        with state.read() as store, store.snapshot():
             page = audit_view.audit_page(store, state.audit, user, **search)
         audited.saw(page)
         return page
@@ -1371,6 +1425,19 @@ def _wants_html(request: Request) -> bool:
 def _status(exc: PlaceharmError) -> int:
     """The HTTP status of a refusal (ERROR_STATUS; any other PlaceharmError is a 400)."""
     return next((code for kind, code in ERROR_STATUS if isinstance(exc, kind)), 400)
+
+
+def _refuse_read_only(store: DuckDBStore) -> None:
+    """The dashboard writes to its store on every page (the section 62 audit log) and at
+    every sign-in, so it cannot serve a read-only one (issue 13; docs/ingest.md)."""
+    if store.read_only:
+        store.close()
+        raise StoreError(
+            f"the store {store.path} is read-only (the file or its folder cannot be written, "
+            "or the read_only setting is on). The dashboard must write its audit log and "
+            "sessions to the store, so it needs a writable one; query a read-only store with "
+            "the command line (placeharm counts, rank, coverage, ...)."
+        )
 
 
 def _admin(store: DuckDBStore, user: User, today: dt.date) -> Page:
