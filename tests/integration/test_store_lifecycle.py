@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,7 +97,7 @@ def test_read_only_file_answers_queries_and_refuses_imports(
 
 def test_read_only_setting_opens_a_writable_file_read_only(db: Path, monkeypatch, capsys):
     monkeypatch.setenv("PLACEHARM_READ_ONLY", "true")
-    code, out, err = _cli(monkeypatch, capsys, "counts", "--by", "ward", "--db", str(db))
+    code, _, err = _cli(monkeypatch, capsys, "counts", "--by", "ward", "--db", str(db))
     assert code == 0, err
     code, _, err = _cli(monkeypatch, capsys, "users", "disable", "nobody", "--db", str(db))
     assert code == 5 and "read-only" in err
