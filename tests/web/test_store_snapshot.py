@@ -51,6 +51,7 @@ def test_a_page_never_mixes_two_imports(
 
     def import_meanwhile(store: DuckDBStore) -> dict:
         if not imported:  # once: another thread imports a month and commits
+
             def run() -> None:
                 with state.write() as writer:
                     (result,) = ingest(writer, [northumbria / NEXT_MONTH])
@@ -111,9 +112,7 @@ def test_snapshot_holds_one_state_across_queries(tmp_path: Path):
 def test_backup_from_the_admin_page_while_serving(client: TestClient, tmp_path: Path):
     state = client.app.state.placeharm  # type: ignore[attr-defined]
     admin, analyst = sign_in(client, "admin"), sign_in(client, "analyst")
-    refused = client.post(
-        "/admin/backup", cookies=analyst, headers=csrf_headers(client, analyst)
-    )
+    refused = client.post("/admin/backup", cookies=analyst, headers=csrf_headers(client, analyst))
     assert refused.status_code == 403
     response = client.post("/admin/backup", cookies=admin, headers=csrf_headers(client, admin))
     assert response.status_code == 200, response.text

@@ -387,6 +387,8 @@ def _users_store(db: Path | None) -> DuckDBStore:
     try:
         return _open(_settings(db))
     except StoreError as exc:
+        if "another process" not in str(exc):  # damaged, full, read-only: its own advice
+            raise
         raise StoreError(
             f"{exc}\nIs the dashboard running on this store? Stop it first, or make the "
             "change on its admin page (/admin)."

@@ -1853,7 +1853,7 @@ def store_error(exc: BaseException, path: str, during: bool = False) -> StoreErr
         if "(pid " in lower:
             holder = " (process " + text[lower.index("(pid ") + 5 :].split(")")[0] + ")"
         return StoreUnavailable(
-            f"another process{holder} has the store {path} open for writing (DuckDB allows "
+            f"another process{holder} has the store {name} open for writing (DuckDB allows "
             "one writing process per file): usually the dashboard (`placeharm serve`). Wait "
             "for it, or stop it first; a served store is backed up from the dashboard's "
             "admin page (docs/ingest.md, The store)."
@@ -1861,18 +1861,18 @@ def store_error(exc: BaseException, path: str, during: bool = False) -> StoreErr
     for words, reason in _DAMAGE:
         if words in lower:
             return StoreUnavailable(
-                f"the store {path} is damaged: {reason}. Restore it from a backup with "
-                f"`placeharm restore BACKUP_FILE --db {path}` (the damaged file is kept aside); "
+                f"the store {name} is damaged: {reason}. Restore it from a backup with "
+                "`placeharm restore BACKUP_FILE` (the damaged file is kept aside); "
                 "docs/ingest.md (The store) says how backups are made."
             )
     if "read-only mode" in lower or "read only mode" in lower:
         return StoreUnavailable(
-            f"the store {path} is open read-only (the file or its folder cannot be written, "
+            f"the store {name} is open read-only (the file or its folder cannot be written, "
             "or the read_only setting is on), so nothing can be imported or changed. Queries "
             "work; make the file writable to import."
         )
     if isinstance(exc, OSError):
-        return StoreUnavailable(f"the store {path} cannot be read or written: {exc.strerror}")
+        return StoreUnavailable(f"the store {name} cannot be read or written: {exc.strerror}")
     if during:
         raise exc
     if "database does not exist" in lower:

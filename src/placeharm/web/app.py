@@ -1105,7 +1105,7 @@ def create_app(
     )
     def help_page(request: Request, user: User = Depends(signed_in)) -> Any:
         policy.require(user, "help")
-        with state.read() as store:
+        with state.read() as store, store.snapshot():
             data = pages.data_as_of(store) | {"record_kinds": policy.record_kinds(user)}
         page = Page("help", "Help: how to use placeharm", data)
         return render(request, "help.html", page, user)
