@@ -240,6 +240,20 @@ def test_full_disk_is_exit_5_and_the_store_keeps_what_it_held(
         assert results[0].status == "ok"
 
 
+def test_store_on_a_read_only_file_system_answers_queries(
+    small_disk: Path, built: Path, northumbria: Path, monkeypatch, capsys
+):
+    db = small_disk / "store.duckdb"
+    shutil.copy(built, db)
+    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    code, out, err = _cli(monkeypatch, capsys, "counts", "--by", "ward", "--db", str(db))
+    assert code == 0, err
+    assert "E0500" in out
+    other = northumbria / "2021-06-northumbria-street.csv.gz"
+    code, _, err = _cli(monkeypatch, capsys, "ingest", str(other), "--db", str(db))
+    assert code == 5 and "read-only" in err
+
+
 # -- backup and restore ----------------------------------------------------------------------
 
 

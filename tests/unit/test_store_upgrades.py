@@ -124,3 +124,17 @@ def test_upgraded_store_takes_a_real_ingest(
         assert result.inserted > 150
         audited = store._frame("SELECT count(*) AS n FROM audit_log WHERE action = 'collection'")
         assert audited["n"][0] >= 1
+
+
+def test_reshape_keeps_columns_added_after_the_first_release(tmp_path: Path):
+    """A column a later migration added to a first-release table is carried into the new
+    shape with its values (the reshape runs before the migrations, and copies every column
+    it does not replace)."""
+    path = _unpack(FIXTURES / FIRST_RELEASE, tmp_path)
+    con = duckdb.connect(str(path))
+    con.execute("ALTER TABLE crimes ADD COLUMN later_column VARCHAR")
+    con.execute("UPDATE crimes SET later_column = 'kept ' || crime_hash")
+    con.close()
+    with DuckDBStore(path) as store:
+        rows = store._frame("SELECT crime_hash, later_column FROM crimes ORDER BY crime_hash")
+    assert rows.rows() == [(h, f"kept {h}") for h in (1, 2, 3)]

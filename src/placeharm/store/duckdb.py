@@ -201,6 +201,8 @@ class DuckDBStore:
                 f"the store {self.path} has schema version {current}, newer than this "
                 f"placeharm understands ({LATEST_VERSION}); upgrade placeharm"
             )
+        # first: later migrations then apply to tables in the shape they were written for
+        self._reshape_first_release()
         # every migration the file has not recorded, not only those above its newest: some
         # released stores skipped one (6 was merged before 5, 9 before 7 and 8; issue 13)
         done = {int(r[0]) for r in self._run("SELECT version FROM schema_migrations")}
@@ -214,7 +216,6 @@ class DuckDBStore:
                 self._run("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
                 self._add_area_columns()
             applied.append(version)
-        self._reshape_first_release()
         return applied
 
     def _add_area_columns(self) -> None:
@@ -325,9 +326,7 @@ class DuckDBStore:
                 self._run(creates[table])
                 before = self._columns(f"{table}__first_release")
                 for column, kind in before.items():  # offence_code, area_<set>, ...
-                    if column not in self._columns(table) and (
-                        column == "offence_code" or column.startswith("area_")
-                    ):
+                    if column not in self._columns(table) and column not in _FIRST_RELEASE_ONLY:
                         self._run(f"ALTER TABLE {table} ADD COLUMN {_safe_col(column)} {kind}")
                 exprs = []
                 for column in self._columns(table):
@@ -1802,6 +1801,8 @@ class DuckDBStore:
 
 # -- store lifecycle helpers (issue 13): read-only detection, failures, backups, restore ------
 
+# columns of the first release's migration 1 that its edited version replaced
+_FIRST_RELEASE_ONLY = {"crime_key", "outcome_key", "outcome_hash", "source_file"}
 # DuckDB's words for a damaged file, and what to tell the user instead of them
 _DAMAGE = (
     ("computed checksum", "a block's checksum does not match its contents"),
