@@ -15,7 +15,7 @@ import stat
 import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -402,7 +402,9 @@ class DuckDBStore:
         try:
             yield
         except BaseException:
-            self._guarded(self._con.rollback)
+            # gone already if a failed write ended it: the first error is the one to report
+            with suppress(duckdb.Error):
+                self._con.rollback()
             raise
         else:
             self._guarded(self._con.commit)
@@ -1812,7 +1814,6 @@ _DAMAGE = (
     ("invalid block", "the file is damaged"),
     ("invalid database header", "the file's header is damaged"),
     ("failed to read database header", "the file's header is damaged"),
-    ("database has been invalidated", "an earlier failure stopped the store"),
 )
 _DISK_FULL = ("no space left on device", "disk full", "disk quota exceeded", "file too large")
 
@@ -1858,6 +1859,12 @@ def store_error(exc: BaseException, path: str, during: bool = False) -> StoreErr
             "one writing process per file): usually the dashboard (`placeharm serve`). Wait "
             "for it, or stop it first; a served store is backed up from the dashboard's "
             "admin page (docs/ingest.md, The store)."
+        )
+    if "database has been invalidated" in lower:
+        return StoreUnavailable(
+            f"an earlier failure (a full disk, or a damaged file; see the log) stopped the store "
+            f"{name} in this process. Restart placeharm; if the store then cannot be opened, "
+            "restore it from a backup with `placeharm restore BACKUP_FILE`."
         )
     for words, reason in _DAMAGE:
         if words in lower:
