@@ -138,3 +138,35 @@ def test_backup_from_the_admin_page_while_serving(client: TestClient, tmp_path: 
     )
     page = client.get("/admin", cookies=admin, headers={"Accept": "text/html"})
     assert "Back up now" in page.text
+
+
+def test_scheduled_backups_keep_the_newest(pristine_db: Path, tmp_path: Path):
+    """backup_every_hours: the server backs its store up on a schedule, each backup audited
+    as `scheduled-backup`, and keeps the newest backup_keep of them."""
+    import time
+
+    db = tmp_path / "scheduled.duckdb"
+    shutil.copy(pristine_db, db)
+    folder = tmp_path / "kept"
+    settings = load_settings(db=db, backup_dir=folder, backup_every_hours=0.3 / 3600, backup_keep=2)
+    with TestClient(create_app(settings)) as client:
+        state = client.app.state.placeharm  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            entries = state.store._frame(
+                "SELECT count(*) AS n FROM audit_log WHERE username = 'scheduled-backup'"
+            )["n"][0]
+            if entries >= 3:
+                break
+            time.sleep(0.2)
+        assert entries >= 3, "fewer than three scheduled backups in 60 s"
+        admin = sign_in(client, "admin", justify=False)
+        page = client.get("/admin", cookies=admin, headers={"Accept": "text/html"})
+        assert "Scheduled every" in page.text and "Last backup: placeharm-" in page.text
+    kept = sorted(folder.glob("placeharm-*.duckdb"))
+    assert len(kept) == 2
+    con = duckdb.connect(str(kept[-1]), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM crimes").fetchone()[0] > 0
+    finally:
+        con.close()

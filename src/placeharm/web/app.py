@@ -79,6 +79,7 @@ from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
 from placeharm.web import audited, authz, uploads
+from placeharm.web.backups import Backups
 from placeharm.web.csrf import Csrf, RequestGuard
 from placeharm.web.limits import SignInGate
 from placeharm.web.live import DropFolder, Importer
@@ -279,7 +280,6 @@ class State:
             read_only=True if settings.read_only else None,
         )
         _refuse_read_only(self.store)
-        self.backup_lock = threading.Lock()  # one backup at a time (issue 13)
         self.write_lock = threading.RLock()
         self.changed = asyncio.Event()
         self.version = 0
@@ -299,6 +299,13 @@ class State:
         self.today: mopi.Clock = mopi.system_today  # "today" for MoPI reviews; tests set it
         self.audit = audit.AuditLog.from_settings(settings)  # cannot be switched off
         audit.attach(self.store, self.audit)
+        self.backups = Backups(  # on request and on a schedule (issue 13)
+            self.store,
+            self.audit,
+            settings.backup_dir or Path(settings.db).resolve().parent / "backups",
+            settings.backup_every_hours * 3600,
+            settings.backup_keep,
+        )
 
     @contextmanager
     def read(self) -> Iterator[DuckDBStore]:
@@ -356,9 +363,11 @@ def create_app(
         if drop_folder is not None:
             state.watcher = DropFolder(state, drop_folder)
             state.watcher.start()
+        state.backups.start()
         try:
             yield
         finally:
+            state.backups.stop()
             if state.watcher is not None:
                 state.watcher.stop()
             state.store.close()
@@ -1128,6 +1137,11 @@ def create_app(
         outcome = {"done": done, "who": who} if done in auth.ACCOUNT_ACTIONS and who else {}
         if backup and re.fullmatch(r"placeharm-[0-9TZ]+\.duckdb", backup):
             outcome["backup"] = backup
+        outcome["backups"] = {
+            "every_hours": settings.backup_every_hours,
+            "keep": settings.backup_keep,
+            "last": state.backups.last,
+        }
         return render(request, "admin.html", page, user, outcome)
 
     @app.get("/api/admin", dependencies=[allowed("admin")])
@@ -1170,45 +1184,10 @@ def create_app(
         """A consistent copy of the store, written by this server (which holds the store)
         into the backup_dir folder while it goes on serving; a disclosure in the audit log."""
         policy.require(user, "admin")
-        folder = settings.backup_dir or Path(settings.db).resolve().parent / "backups"
-        if not state.backup_lock.acquire(blocking=False):
-            raise Busy("a backup is being made already; try again when it has finished")
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-            dest = folder / f"placeharm-{stamp}.duckdb"
-            info = state.store.backup(dest)
-            try:
-                state.audit.record(
-                    state.store,
-                    Actor(user.username, user.role.value, _address(request)),
-                    "disclosure",
-                    "store",
-                    "/admin/backup",
-                    fmt="duckdb",
-                    query={"file": dest.name},
-                    row_count=sum(info["rows"].values()),
-                )
-            except BaseException:
-                dest.unlink(missing_ok=True)  # not recorded: not kept
-                raise
-        except OSError as exc:
-            raise StoreError(
-                f"the backup folder {folder} cannot be written: {exc.strerror}"
-            ) from exc
-        finally:
-            state.backup_lock.release()
+        made = state.backups.make(Actor(user.username, user.role.value, _address(request)))
         if "text/html" in request.headers.get("accept", ""):
-            return RedirectResponse(f"/admin?backup={dest.name}#b-h", status_code=303)
-        return _json(
-            {
-                "file": dest.name,
-                "folder": str(folder),
-                "schema_version": info["schema_version"],
-                "rows": info["rows"],
-                "bytes": info["bytes"],
-            }
-        )
+            return RedirectResponse(f"/admin?backup={made['file']}#b-h", status_code=303)
+        return _json(made)
 
     @app.post("/api/upload", dependencies=[allowed("upload")], openapi_extra=uploads.OPENAPI)
     async def upload(request: Request, user: User = Depends(signed_in)) -> Any:
