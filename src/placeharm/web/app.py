@@ -1134,7 +1134,9 @@ def create_app(
     ) -> Any:
         page = build(_admin, user, state.today())
         # the outcome of an account change (a fixed sentence per action in the template)
-        outcome = {"done": done, "who": who} if done in auth.ACCOUNT_ACTIONS and who else {}
+        outcome: dict[str, Any] = (
+            {"done": done, "who": who} if done in auth.ACCOUNT_ACTIONS and who else {}
+        )
         if backup and re.fullmatch(r"placeharm-[0-9TZ]+\.duckdb", backup):
             outcome["backup"] = backup
         outcome["backups"] = {
