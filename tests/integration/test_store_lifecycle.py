@@ -311,3 +311,23 @@ def test_restore_refuses_a_damaged_or_foreign_backup_and_changes_nothing(
         assert code == 5 and says in err, (source.name, err)
     assert db.read_bytes() == before
     assert not list(tmp_path.glob("store.duckdb.before-restore-*"))
+
+
+def test_damaged_write_ahead_log_points_to_restore(db: Path, monkeypatch, capsys):
+    """A store left with a log to replay (its process killed) whose log is damaged."""
+    script = (
+        "import os, sys, duckdb\n"
+        "c = duckdb.connect(sys.argv[1])\n"
+        "c.execute(\"SET checkpoint_threshold = '1GB'\")\n"
+        "c.execute('CREATE TABLE extra AS SELECT range AS x FROM range(100000)')\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(db)], check=True)
+    wal = Path(f"{db}.wal")
+    size = wal.stat().st_size
+    with open(wal, "r+b") as handle:
+        handle.seek(size // 2)
+        handle.write(b"\xff" * 64)
+    code, _, err = _cli(monkeypatch, capsys, "counts", "--by", "ward", "--db", str(db))
+    assert code == 5
+    assert "write-ahead log" in err and "placeharm restore" in err

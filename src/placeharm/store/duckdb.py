@@ -1807,6 +1807,7 @@ class DuckDBStore:
 _FIRST_RELEASE_ONLY = {"crime_key", "outcome_key", "outcome_hash", "source_file"}
 # DuckDB's words for a damaged file, and what to tell the user instead of them
 _DAMAGE = (
+    ("replaying wal", "its write-ahead log (the .wal file beside it) is damaged"),
     ("computed checksum", "a block's checksum does not match its contents"),
     ("corrupt database file", "the file is damaged"),
     ("could not read enough bytes", "the file is shorter than its contents (truncated)"),
