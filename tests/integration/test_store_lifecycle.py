@@ -91,6 +91,10 @@ def test_read_only_file_answers_queries_and_refuses_imports(
     # the quarantine names raw rows: a disclosure the audit log cannot record, so refused
     code, out, err = _cli(monkeypatch, capsys, "quarantine", "--db", str(db))
     assert code == 5 and "audit log could not be written" in err
+    with DuckDBStore(db) as store:  # the library refuses too, at its first write
+        assert store.read_only
+        with pytest.raises(StoreError, match="open read-only"):
+            ingest(store, [other])
     db.chmod(0o644)
     assert _counts(db) == before
 
