@@ -114,3 +114,8 @@ def boundary(fn: Callable[P, R]) -> Callable[P, R]:
             ) from exc
 
     return call
+
+
+class StoreUnavailable(StoreError):
+    """The store itself failed (disk full, damaged file, read-only, held by another process):
+    no file can be written now, so an ingest stops instead of failing file after file."""

@@ -150,6 +150,7 @@ def ingest(
     """Import police.uk street, outcomes and stop-and-search CSVs (plain or .gz) and API JSON."""
     settings = _settings(db)
     with _open(settings) as store:
+        _refuse_read_only(store, "imported")
         results = _run_ingest(store, settings, paths, tolerance_m)
     _summary(results)
     if any(r.status != "ok" for r in results):
@@ -407,6 +408,8 @@ def _users_store(db: Path | None) -> DuckDBStore:
     try:
         return _open(_settings(db))
     except StoreError as exc:
+        if "another process" not in str(exc):  # damaged, full, read-only: its own advice
+            raise
         raise StoreError(
             f"{exc}\nIs the dashboard running on this store? Stop it first, or make the "
             "change on its admin page (/admin)."
@@ -642,6 +645,98 @@ def _debugging() -> bool:
         if is_fatal(exc):
             raise
         return False
+
+
+# -- the store's lifecycle: backup and restore (issue 13; docs/ingest.md, The store) ---------
+
+
+def _refuse_read_only(store: DuckDBStore, what: str) -> None:
+    if store.read_only:
+        raise StoreError(
+            f"the store {store.path} is open read-only (the file or its folder cannot be "
+            f"written, or the read_only setting is on), so nothing can be {what}. Queries "
+            "work; make the file writable to change it."
+        )
+
+
+@app.command()
+def backup(
+    dest: Annotated[Path, typer.Argument(help="The copy to write (a new file).")],
+    db: DbOption = None,
+) -> None:
+    """Write a consistent copy of the store to DEST (while the dashboard runs on the store,
+    back it up from the dashboard's admin page instead: it holds the store)."""
+    settings = _settings(db)
+    try:
+        store = _open(settings)
+    except StoreError as exc:
+        raise StoreError(
+            f"{exc}\nIf the dashboard is running on this store, make the backup on its admin "
+            "page (Back up now) or with POST /admin/backup: it writes a consistent copy into "
+            "the backup_dir folder while it serves."
+        ) from exc
+    with store:
+        _refuse_read_only(store, "recorded in its audit log (a backup discloses every record)")
+        info = store.backup(dest)
+        try:
+            audit.log_for(store).record(
+                store,
+                audit.Actor.cli(),
+                "disclosure",
+                "store",
+                "placeharm backup",
+                fmt="duckdb",
+                query={"file": dest.name},
+                row_count=sum(info["rows"].values()),
+            )
+        except BaseException:
+            dest.unlink(missing_ok=True)  # not recorded: not given
+            raise
+    out.print(
+        f"Backed up {settings.db} to {dest}: schema version {info['schema_version']}, "
+        f"{sum(info['rows'].values()):,} rows in {len(info['rows'])} tables, "
+        f"{info['bytes']:,} bytes.",
+        highlight=False,
+    )
+
+
+@app.command()
+def restore(
+    source: Annotated[Path, typer.Argument(help="A backup made by `placeharm backup`.")],
+    db: DbOption = None,
+) -> None:
+    """Put a backup in place of the store: the backup is checked first (it opens, every
+    block reads, its schema is known) and the current file is kept aside. Stop the dashboard
+    first."""
+    from placeharm.store.duckdb import restore_store
+
+    settings = _settings(db)
+    target = Path(settings.db)
+    kept = restore_store(source, target)
+    try:
+        with _open(settings) as store:  # upgrades a backup of an older schema
+            _refuse_read_only(store, "restored")
+            audit.log_for(store).record(
+                store,
+                audit.Actor.cli(),
+                "alteration",
+                "store",
+                "placeharm restore",
+                fmt="cli",
+                query={"file": source.name, "kept": kept.name if kept else ""},
+            )
+            version = store.schema_version()
+    except BaseException:  # not opened or not recorded: put the store back as it was
+        if kept is not None:
+            kept.replace(target)
+            if Path(f"{kept}.wal").exists():
+                Path(f"{kept}.wal").replace(Path(f"{target}.wal"))
+        else:
+            target.unlink(missing_ok=True)
+        raise
+    out.print(f"Restored {source} to {target} (schema version {version}).", highlight=False)
+    if kept is not None:
+        out.print(f"The previous store file is kept as {kept}.", highlight=False)
 
 
 def main() -> None:

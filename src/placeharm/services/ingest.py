@@ -14,7 +14,14 @@ import polars as pl
 
 from placeharm import audit
 from placeharm.audit import Actor
-from placeharm.errors import DataError, ImportFailed, PlaceharmError, describe, is_fatal
+from placeharm.errors import (
+    DataError,
+    ImportFailed,
+    PlaceharmError,
+    StoreUnavailable,
+    describe,
+    is_fatal,
+)
 from placeharm.ingest.csvfile import DEFAULT_LIMITS, ReadLimits, read_snapshot
 from placeharm.ingest.policeuk import (
     CRIME_CONTENT,
@@ -201,6 +208,8 @@ def _write_group(store: Store, group: list[_Parsed], actor: Actor | None) -> lis
     try:
         with store.transaction():
             return _write_files(store, group, actor)
+    except StoreUnavailable:
+        raise  # a full disk, a damaged or read-only store: no file can be written (issue 13)
     except BaseException as exc:  # a native panic too (pyo3's PanicException)
         if is_fatal(exc):
             raise
@@ -210,6 +219,8 @@ def _write_group(store: Store, group: list[_Parsed], actor: Actor | None) -> lis
         try:
             with store.transaction():
                 results.extend(_write_files(store, [item], actor))
+        except StoreUnavailable:
+            raise
         except BaseException as exc:
             if is_fatal(exc):
                 raise

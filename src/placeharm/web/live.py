@@ -18,6 +18,7 @@ from placeharm.errors import (
     DataError,
     ImportFailed,
     PlaceharmError,
+    StoreUnavailable,
     TooLarge,
     describe,
     is_fatal,
@@ -302,6 +303,17 @@ class DropFolder:
                     self._health.imported += 1
                 return
             status, import_id = failed[0]["status"], failed[0]["import_id"]
+        except StoreUnavailable as exc:  # the store, not the file: put it back for later
+            try:
+                working.rename(path)
+            except OSError:
+                log.exception("drop folder: could not put %s back", _log_name(path.name))
+            self._note_error(
+                f"the store cannot take files now ({exc}); the file stays in the folder and "
+                "is tried again on the next look",
+                path.name,
+            )
+            return
         except PlaceharmError as exc:  # refused by the SOC importer, which logged it
             status = "failed" if isinstance(exc, ImportFailed) else "refused"
             if not isinstance(exc, DataError):  # the store or the audit log: not the file
