@@ -485,12 +485,12 @@ def _slow_path(source: str, header: tuple[str, ...], body: bytes) -> RawTable:
         if record is None or len(record) != expected:
             if record is not None:
                 reason = _wrong_columns(len(record), expected, False)
-            raw = "\n".join(text.rstrip("\r") for _, text in span)
+            raw = _lines_as_read(physical, span)
             quarantine.append(QuarantineRow(source, first_line, raw, reason))
             continue
         rows.append(record)
         row_lines.append(first_line)
-        as_read = "\n".join(text.rstrip("\r") for _, text in span)
+        as_read = _lines_as_read(physical, span)
         if as_read != ",".join(record):
             raw_text[first_line] = as_read
     rows_read += len(physical) - len(fed)  # the lines that are not UTF-8, one row each
@@ -502,3 +502,15 @@ def _slow_path(source: str, header: tuple[str, ...], body: bytes) -> RawTable:
         pl.Series(LINE_COL, row_lines, dtype=pl.Int64)
     )
     return RawTable(header, frame, quarantine, rows_read, raw_text)
+
+
+def _lines_as_read(physical: list[bytes], span: list[tuple[int, str]]) -> str:
+    """The file's text from the first to the last line of a record: a line that is not UTF-8
+    inside it (quarantined on its own too) is kept, with its bad bytes as \\xNN escapes."""
+    if not span:
+        return ""
+    first, last = span[0][0], span[-1][0]
+    return "\n".join(
+        line.decode("utf-8", errors="backslashreplace").rstrip("\r")
+        for line in physical[first - 2 : last - 1]
+    )
