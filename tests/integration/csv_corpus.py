@@ -254,7 +254,9 @@ def _encode(rng: random.Random, data: bytes) -> tuple[str, bytes]:
     if how == "cr-only":
         return how, text.replace("\r\n", "\n").replace("\n", "\r").encode()
     codec = how.removesuffix("-bom")
-    bom = {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}[codec] if how.endswith("bom") else b""
+    bom = (
+        {"utf-16-le": b"\xff\xfe", "utf-16-be": b"\xfe\xff"}[codec] if how.endswith("bom") else b""
+    )
     return how, bom + text.encode(codec)
 
 

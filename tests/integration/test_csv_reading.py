@@ -237,3 +237,24 @@ def test_a_repeated_crime_id_keeps_the_whole_row(store, tmp_path: Path, northumb
     assert "fix the file" not in row["reason"]
     got = store.crime_frame(["location"]).filter(pl.col("location").str.contains("Somewhere"))
     assert got.is_empty()
+
+
+def test_a_repeated_api_record_keeps_the_whole_record(store, tmp_path: Path, shared_data: Path):
+    import json
+
+    source = sorted((shared_data / "policeuk_api").glob("*.json"))[0]
+    records = json.loads(source.read_text())
+    first = next(r for r in records if r.get("persistent_id"))
+    changed = json.loads(json.dumps(first))
+    changed["location"]["street"]["name"] = "On or near Somewhere Else"
+    records.append(changed)
+    path = tmp_path / source.name
+    path.write_text(json.dumps(records))
+    result = ingest(store, [path])[0]
+    assert result.status == "ok" and result.balanced and result.quarantined == 1
+    row = queries.quarantine(store).row(0, named=True)
+    assert row["line"] == len(records)
+    assert json.loads(row["raw_text"]) == changed
+    assert row["reason"].endswith(
+        HELD_SUFFIX + "; if you exported or edited this file yourself, give each record its own ID"
+    )

@@ -667,7 +667,15 @@ def parse_api_json(
         quarantine,
         len(records),
         (),
+        _records_of_repeated_keys(frame, records),
     )
+
+
+def _records_of_repeated_keys(frame: pl.DataFrame, records: list[object]) -> dict[int, str]:
+    """The JSON text of every usable record whose key repeats in the response, by its
+    position (its `line`): a repeat with other content is quarantined whole when written."""
+    repeated = frame.filter(pl.col("crime_key").is_duplicated())["source_line"]
+    return {int(i): json.dumps(records[int(i) - 1]) for i in repeated}
 
 
 def _api_row(record: object, latest_month: str) -> tuple[str | None, dict[str, object] | None]:

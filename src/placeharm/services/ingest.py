@@ -420,7 +420,7 @@ def _split_duplicates(
         QuarantineRow(
             source,
             line,
-            raw_text[line],
+            raw_text.get(line) or _described(differing, line),
             held(
                 f"the same record ({key_name} {record_key}) appears again in this file with "
                 f"different content (first at line {first_line}, which is the one used)",
@@ -432,6 +432,13 @@ def _split_duplicates(
         ).iter_rows()
     ]
     return first, identical.height, quarantine
+
+
+def _described(rows: pl.DataFrame, line: int) -> str:
+    """A row's stored fields as text: only if a reader did not give its raw text (never
+    expected; the quarantine row must still hold the whole record)."""
+    row = rows.filter(pl.col("source_line") == line).row(0, named=True)
+    return ", ".join(f"{k}={v}" for k, v in row.items() if not k.endswith("_first"))
 
 
 def _write_crimes(store: Store, frame: pl.DataFrame, sources: dict[int, str]) -> pl.DataFrame:
