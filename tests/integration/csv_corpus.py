@@ -153,7 +153,10 @@ def _unknown_type(rng: random.Random, kind: str, rows: list[bytes]) -> dict[int,
 def _column_count(rng: random.Random, kind: str, rows: list[bytes]) -> dict[int, str]:
     marked = {}
     for i in _rows(rng, rows, rng.randint(1, 4)):
-        if rng.random() < 0.5:
+        roll = rng.random()
+        if roll < 0.1:
+            rows[i] = rows[i] + b"," * rng.randint(1000, 20000)
+        elif roll < 0.5:
             rows[i] = rows[i] + b",extra" * rng.randint(1, 3)
         else:
             rows[i] = rows[i].rsplit(b",", rng.randint(1, 3))[0]
@@ -174,6 +177,13 @@ def _nul(rng: random.Random, kind: str, rows: list[bytes]) -> dict[int, str]:
     for i in _rows(rng, rows, rng.randint(1, 3)):
         at = rng.randrange(len(rows[i]) + 1)
         rows[i] = rows[i][:at] + b"\x00" * rng.randint(1, 4) + rows[i][at:]
+    return {}
+
+
+def _lone_cr(rng: random.Random, kind: str, rows: list[bytes]) -> dict[int, str]:
+    for i in _rows(rng, rows, rng.randint(1, 3)):
+        at = rng.randrange(len(rows[i]) + 1)
+        rows[i] = rows[i][:at] + b"\r" + rows[i][at:]
     return {}
 
 
@@ -229,6 +239,7 @@ ROW_MUTATIONS: dict[str, RowMutation] = {
     "not-utf8": _not_utf8,
     "nul-bytes": _nul,
     "stray-quote": _stray_quote,
+    "lone-cr": _lone_cr,
     "quoted-valid": _quoted_valid,
     "huge-field": _huge_field,
     "byte-flips": _byte_flips,
@@ -287,7 +298,7 @@ def _row_case(
         exact = exact and kind in _EXACT | _VALID
     # a row mutated twice keeps one of its reasons: only say "quarantined"
     marked = {i: (p if len(kinds) == 1 else "") for i, p in marked.items()}
-    if {"stray-quote", "byte-flips"} & set(kinds):
+    if {"stray-quote", "byte-flips", "lone-cr"} & set(kinds):
         marked = {}  # a quote or a flipped byte can join or split the rows around it
     blank = rng.random() < 0.15
     lines, where = [base.header], {}
@@ -300,9 +311,15 @@ def _row_case(
     for line in lines[:-1]:
         first_line.append(first_line[-1] + 1 + line.count(b"\n"))
     marked = {first_line[where[i]]: p for i, p in marked.items()}
-    data = _whole_file(lines, ending)
+    mixed = rng.random() < 0.1
+    if mixed:  # LF and CRLF line ends mixed in one file
+        data = b"".join(line + rng.choice([b"\n", b"\r\n"]) for line in lines)
+    else:
+        data = _whole_file(lines, ending)
     logical = logical_lines(data)
-    mutation = "+".join(kinds) + ("+blank-lines" if blank else "")
+    mutation = (
+        "+".join(kinds) + ("+blank-lines" if blank else "") + ("+mixed-ends" if mixed else "")
+    )
     expect = "ok"
     if rng.random() < 0.1 and "byte-flips" not in kinds:
         # truncated mid-row: the cut row may fail; everything before it is read
@@ -408,7 +425,7 @@ def _ok_file_case(
     rng: random.Random, base: Base, rows: list[bytes], ending: bytes, name: str, index: int
 ) -> Case:
     """Files that must import: re-saved encodings, other names, header only, gzip."""
-    how = rng.choice(["encoding", "name", "header-only", "gzip", "plain"])
+    how = rng.choice(["encoding", "name", "header-only", "gzip", "plain", "header-spaces"])
     data = _whole_file([base.header, *rows], ending)
     case = Case(index, how, name, data, "ok", logical_lines(data), {}, len(rows), True)
     if how == "encoding":
@@ -427,6 +444,10 @@ def _ok_file_case(
         case.logical = logical_lines(case.data)
     elif how == "gzip":
         _maybe_gzip(rng, case, always=True)
+    elif how == "header-spaces":  # spaces around the header's names, as some exports add
+        padded = b",".join(b" " + name + b" " for name in base.header.split(b","))
+        case.data = padded + data[len(base.header) :]
+        case.logical = logical_lines(case.data)
     return case
 
 
