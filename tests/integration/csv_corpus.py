@@ -260,6 +260,8 @@ def _encode(rng: random.Random, data: bytes) -> tuple[str, bytes]:
     how = rng.choice(
         ["utf-8-bom", "utf-16-le-bom", "utf-16-be-bom", "utf-16-le", "utf-16-be", "cr-only"]
     )
+    if how == "cr-only" and "\r" in text.replace("\r\n", ""):
+        how = "utf-8-bom"  # a lone CR in a row would end a line once every line end is a CR
     if how == "utf-8-bom":
         return how, b"\xef\xbb\xbf" + data
     if how == "cr-only":
