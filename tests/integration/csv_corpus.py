@@ -292,6 +292,9 @@ def _row_case(
     rng: random.Random, base: Base, rows: list[bytes], ending: bytes, name: str, index: int
 ) -> Case:
     kinds = rng.sample(sorted(ROW_MUTATIONS), rng.choice([1, 1, 1, 2, 3]))
+    # quoting adds commas inside fields: after it, setting a field by its comma count would
+    # change another field, so it comes last
+    kinds.sort(key=lambda kind: kind == "quoted-valid")
     marked: dict[int, str] = {}
     exact = True
     for kind in kinds:
