@@ -12,7 +12,7 @@ import json
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -20,10 +20,13 @@ import polars as pl
 from placeharm.errors import DataError, TooLarge
 from placeharm.ingest.csvfile import (
     DEFAULT_LIMITS,
+    HELD_SUFFIX,
     LINE_COL,
     RawTable,
     ReadLimits,
     check_line_lengths,
+    file_label,
+    held,
     read_bytes,
     read_table,
     split_header,
@@ -100,6 +103,7 @@ API_CATEGORIES: dict[str, str] = {
 
 # The first data.police.uk month is 2010-12; later months are checked against today at use.
 FIRST_MONTH = "2010-12"
+_MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 _FILE_RE = re.compile(r"^(\d{4}-\d{2})-(.+?)-(street|outcomes|stop-and-search)\.csv(\.gz)?$")
 _KEY_SEP = "\x1f"
 
@@ -186,6 +190,8 @@ class ParsedFile:
     quarantine: list[QuarantineRow]
     rows_read: int
     file_months: tuple[str, ...]
+    # The raw text of usable rows whose key repeats in the file, by line (see services.ingest).
+    raw_text: dict[int, str] = field(default_factory=dict)
 
 
 def detect_kind(header: tuple[str, ...], path: Path) -> SourceKind:
@@ -198,7 +204,8 @@ def detect_kind(header: tuple[str, ...], path: Path) -> SourceKind:
     found = found if len(found) <= 200 else found[:200] + " …"
     hint = _hint(path)
     raise DataError(
-        f"{path}: the header does not match a data.police.uk file, so nothing was imported.\n"
+        f"{file_label(path)}: the header does not match a data.police.uk file, so nothing "
+        "was imported.\n"
         f"  found:    {found}\n"
         f"  expected: street: {names['street']}\n"
         f"            outcomes: {names['outcomes']}\n"
@@ -234,17 +241,49 @@ def parse_file(
     kind = detect_kind(header, path)
     raw = read_table(path, header, body)
     del body
-    name = _FILE_RE.match(path.name)
+    name = _FILE_RE.match(file_label(Path(path.name)))
     file_months = (name.group(1),) if name else ()
+    _check_named_month(file_months, path)
     if kind is SourceKind.STREET:
         frame, bad = _validate_street(raw, latest_month)
     elif kind is SourceKind.OUTCOMES:
         frame, bad = _validate_outcomes(raw, latest_month)
     else:
         frame, bad = _validate_stop_search(raw, latest_month)
-    quarantine = sorted([*raw.quarantine, *_quarantine_rows(str(path), bad)], key=lambda q: q.line)
+    source = file_label(path)
+    quarantine = sorted(
+        [*raw.quarantine, *_quarantine_rows(source, bad, raw)], key=lambda q: q.line
+    )
     force = name.group(2) if name else _force_slug(frame)
-    return ParsedFile(path, kind, force, frame, quarantine, raw.rows_read, file_months)
+    parsed = ParsedFile(path, kind, force, frame, quarantine, raw.rows_read, file_months)
+    if kind is SourceKind.STREET:
+        parsed.raw_text = _texts_of_repeated_keys(raw, frame)
+    return parsed
+
+
+def _check_named_month(file_months: tuple[str, ...], path: Path) -> None:
+    """Refuse a file whose police.uk-style name gives a month that does not exist
+    (`2021-13-northumbria-street.csv`): the name decides the month the file covers."""
+    for month in file_months:
+        if not re.match(_MONTH_PATTERN, month) or month < FIRST_MONTH:
+            raise DataError(
+                f"{file_label(path)}: the file name gives the month {month}, which is not a "
+                f"data.police.uk month (YYYY-MM, from {FIRST_MONTH}); the name says which month "
+                "the file covers, so nothing was imported. Rename the file with the month of "
+                "its rows, as police.uk names it (2021-05-northumbria-street.csv)"
+            )
+
+
+def _texts_of_repeated_keys(raw: RawTable, frame: pl.DataFrame) -> dict[int, str]:
+    """The raw text of every usable row whose record key appears more than once in the file:
+    a repeat with other content is quarantined when the file is written (whole row kept)."""
+    if frame.select(pl.col("crime_key").is_unique().all()).item():
+        return {}
+    lines = frame.filter(pl.col("crime_key").is_duplicated())["source_line"]
+    rows = raw.frame.filter(pl.col(LINE_COL).is_in(lines.implode())).select(
+        LINE_COL, _raw_line(raw)
+    )
+    return {line: raw.text_of(line, text) for line, text in rows.iter_rows()}
 
 
 def _force_slug(frame: pl.DataFrame) -> str:
@@ -257,18 +296,32 @@ def _force_slug(frame: pl.DataFrame) -> str:
 
 
 def _raw_line(raw: RawTable) -> pl.Expr:
-    """The row as CSV text again, for the quarantine (the original line minus quoting)."""
+    """The row as CSV text again, for the quarantine: its line exactly, unless quoted
+    (`RawTable.text_of` then gives the line as read)."""
     return pl.concat_str([pl.col(c).fill_null("") for c in raw.header], separator=",")
 
 
-def _quarantine_rows(source: str, bad: pl.DataFrame) -> list[QuarantineRow]:
+def _quarantine_rows(source: str, bad: pl.DataFrame, raw: RawTable) -> list[QuarantineRow]:
     return [
-        QuarantineRow(source, line, text, reason)
+        QuarantineRow(source, line, raw.text_of(line, text), reason)
         for line, text, reason in bad.select(LINE_COL, "_raw", "_reason").iter_rows()
     ]
 
 
 Check = tuple[pl.Expr, pl.Expr]  # (row is bad, reason text)
+
+
+def _says(*parts: str | pl.Expr) -> pl.Expr:
+    """A quarantine reason: text and column values (a missing value reads as ''), followed by
+    what happens to the row (`csvfile.held`).
+
+    Not `pl.format`: in polars 2.1's streaming engine it reads past the end of a filtered
+    string column made of several chunks and panics (`assertion failed: i < self.len()`, a
+    Rust PanicException that killed whole ingests, issue 13): two bad rows in one chunk of a
+    large file were enough. `concat_str` has no such fault.
+    """
+    columns = [pl.lit(p) if isinstance(p, str) else p.cast(pl.String).fill_null("") for p in parts]
+    return pl.concat_str([*columns, pl.lit(HELD_SUFFIX)])
 
 
 def _coordinates(lon: str, lat: str) -> tuple[list[pl.Expr], list[pl.Expr], list[Check]]:
@@ -281,16 +334,16 @@ def _coordinates(lon: str, lat: str) -> tuple[list[pl.Expr], list[pl.Expr], list
     lon_v, lat_v = pl.col("_lon"), pl.col("_lat")
     lon_given, lat_given = pl.col(lon).is_not_null(), pl.col(lat).is_not_null()
     checks: list[Check] = [
-        (lon_given != lat_given, pl.lit("only one of longitude and latitude is given")),
-        (lon_given & lon_v.is_null(), pl.format("longitude '{}' is not a number", pl.col(lon))),
-        (lat_given & lat_v.is_null(), pl.format("latitude '{}' is not a number", pl.col(lat))),
+        (lon_given != lat_given, _says("only one of longitude and latitude is given")),
+        (lon_given & lon_v.is_null(), _says("longitude '", pl.col(lon), "' is not a number")),
+        (lat_given & lat_v.is_null(), _says("latitude '", pl.col(lat), "' is not a number")),
         (
             lon_given & (~lon_v.is_finite() | (lon_v.abs() > 180)),
-            pl.format("longitude {} is impossible (must be -180 to 180)", pl.col(lon)),
+            _says("longitude ", pl.col(lon), " is impossible (must be -180 to 180)"),
         ),
         (
             lat_given & (~lat_v.is_finite() | (lat_v.abs() > 90)),
-            pl.format("latitude {} is impossible (must be -90 to 90)", pl.col(lat)),
+            _says("latitude ", pl.col(lat), " is impossible (must be -90 to 90)"),
         ),
     ]
     return prepare, [lon_v.alias("longitude"), lat_v.alias("latitude")], checks
@@ -303,18 +356,17 @@ def _month_checks(col: str, latest_month: str) -> tuple[list[pl.Expr], list[Chec
     prepare = [value.str.to_date("%Y-%m", strict=False).alias("_month")]
     first, latest = _month_date(FIRST_MONTH), _month_date(latest_month)
     return prepare, [
-        (pl.col(col).is_null(), pl.lit("month is missing")),
+        (pl.col(col).is_null(), _says("month is missing")),
         (
             (value.str.len_bytes() != 7) | pl.col("_month").is_null(),
-            pl.format("bad month '{}' (expected YYYY-MM)", pl.col(col)),
+            _says("bad month '", pl.col(col), "' (expected YYYY-MM)"),
         ),
         (
             (pl.col("_month") < first) | (pl.col("_month") > latest),
-            pl.format(
-                "month '{}' is outside the data.police.uk range ({} to {})",
+            _says(
+                "month '",
                 pl.col(col),
-                pl.lit(FIRST_MONTH),
-                pl.lit(latest_month),
+                f"' is outside the data.police.uk range ({FIRST_MONTH} to {latest_month})",
             ),
         ),
     ]
@@ -366,10 +418,10 @@ def _validate_street(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl
     prepare, coords, coord_checks = _coordinates("Longitude", "Latitude")
     month_prepare, month_checks = _month_checks("Month", latest_month)
     type_checks: list[Check] = [
-        (pl.col("Crime type").is_null(), pl.lit("crime type is missing")),
+        (pl.col("Crime type").is_null(), _says("crime type is missing")),
         (
             ~pl.col("Crime type").is_in(CRIME_TYPES),
-            pl.format("unknown crime type '{}'", pl.col("Crime type")),
+            _says("unknown crime type '", pl.col("Crime type"), "' (not a police.uk crime type)"),
         ),
     ]
     frame, bad = _split_valid(
@@ -409,8 +461,8 @@ def _validate_outcomes(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, 
     # An outcome's month may be the month after the last street month; allow one more.
     month_prepare, month_checks = _month_checks("Month", _next_month(latest_month))
     id_checks: list[Check] = [
-        (pl.col("Crime ID").is_null(), pl.lit("outcome row has no Crime ID")),
-        (pl.col("Outcome type").is_null(), pl.lit("outcome type is missing")),
+        (pl.col("Crime ID").is_null(), _says("outcome row has no Crime ID")),
+        (pl.col("Outcome type").is_null(), _says("outcome type is missing")),
     ]
     # An outcome is its crime, month and type, plus its rank among identical rows (OUTCOME_KEY);
     # the join hash is the crime's, so every outcome of a crime is compared on re-import.
@@ -438,16 +490,14 @@ def _validate_stop_search(raw: RawTable, latest_month: str) -> tuple[pl.DataFram
     parsed = stamp.str.to_datetime("%Y-%m-%dT%H:%M:%S%z", strict=False).dt.convert_time_zone("UTC")
     month_text = parsed.dt.convert_time_zone("Europe/London").dt.strftime("%Y-%m")
     checks: list[Check] = [
-        (pl.col("Date").is_null(), pl.lit("date is missing")),
-        (parsed.is_null(), pl.format("bad date '{}' (expected ISO 8601)", pl.col("Date"))),
+        (pl.col("Date").is_null(), _says("date is missing")),
+        (parsed.is_null(), _says("bad date '", pl.col("Date"), "' (expected ISO 8601)")),
         (
             (month_text < FIRST_MONTH) | (month_text > latest_month),
-            pl.format("date '{}' is outside the data.police.uk range", pl.col("Date")),
+            _says("date '", pl.col("Date"), "' is outside the data.police.uk range"),
         ),
-        (
-            ~pl.col("Type").is_in(SEARCH_TYPES) | pl.col("Type").is_null(),
-            pl.format("unknown search type '{}'", pl.col("Type")),
-        ),
+        (pl.col("Type").is_null(), _says("search type is missing")),
+        (~pl.col("Type").is_in(SEARCH_TYPES), _says("unknown search type '", pl.col("Type"), "'")),
     ]
     frame, bad = _split_valid(
         raw,
@@ -588,15 +638,16 @@ def parse_api_json(
     line, so only the decompressed size is capped (`limits`). `data` is the file's bytes when
     the caller has read them already (one snapshot: `csvfile.read_snapshot`).
     """
-    source = str(path)
+    source = file_label(path)
     if data is None:
         data = read_bytes(path, limits)
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DataError(
-            f"{path}: byte {exc.start:,} is not UTF-8, so this is not a data.police.uk API "
-            "response; nothing was imported. Save the API response unchanged, or request it again"
+            f"{file_label(path)}: byte {exc.start:,} is not UTF-8, so this is not a data.police.uk "
+            "API response; nothing was imported. Save the API response unchanged, or request it "
+            "again"
         ) from None
     del data
     rows: list[dict[str, object]] = []
@@ -610,7 +661,14 @@ def parse_api_json(
             rows.append(row)
             spans[read] = (start, end)
         else:
-            quarantine.append(QuarantineRow(source, read, text[start:end], reason or "bad record"))
+            quarantine.append(
+                QuarantineRow(
+                    source,
+                    read,
+                    text[start:end],
+                    held(reason or "bad record", "save the API response unchanged"),
+                )
+            )
     schema = {k: v for k, v in CRIME_COLUMNS.items() if k not in {"crime_key", "crime_hash"}}
     frame = _api_keys(pl.DataFrame(rows, schema=schema))
     frame, repeats = _api_repeats(frame)
@@ -619,8 +677,11 @@ def parse_api_json(
             source,
             line,
             text[spans[line][0] : spans[line][1]],
-            f"the same crime is record {first} of this response, with different content; "
-            f"record {first} was used. Request the response again if it was edited",
+            held(
+                f"the same crime is record {first} of this response, with different content "
+                f"(record {first} is used)",
+                "give each record its own ID",
+            ),
         )
         for line, first in repeats
     )
@@ -643,7 +704,7 @@ def _json_elements(text: str, path: Path) -> Iterator[tuple[int, int, object]]:
     pos = _json_skip(text, 0)
     if not text.startswith("[", pos):
         raise DataError(
-            f"{path}: expected a JSON list of crimes (a data.police.uk crimes-street "
+            f"{file_label(path)}: expected a JSON list of crimes (a data.police.uk crimes-street "
             f"response), found {_json_found(text, pos)}; nothing was imported. Save the "
             "response of a crimes-street request unchanged"
         )
@@ -692,8 +753,8 @@ def _json_found(text: str, pos: int) -> str:
 
 def _damaged(path: Path, number: int, pos: int, what: str) -> DataError:
     return DataError(
-        f"{path}: not a JSON document (at character {pos:,}, record {number} of the list: "
-        f"{what}); the response is incomplete or damaged, so nothing was imported. "
+        f"{file_label(path)}: not a JSON document (at character {pos:,}, record {number} of the "
+        f"list: {what}); the response is incomplete or damaged, so nothing was imported. "
         "Request it again"
     )
 

@@ -22,7 +22,7 @@ from placeharm.errors import (
     describe,
     is_fatal,
 )
-from placeharm.ingest.csvfile import DEFAULT_LIMITS, ReadLimits, read_snapshot
+from placeharm.ingest.csvfile import DEFAULT_LIMITS, ReadLimits, file_label, held, read_snapshot
 from placeharm.ingest.policeuk import (
     CRIME_CONTENT,
     FIRST_MONTH,
@@ -228,7 +228,7 @@ def _write_group(store: Store, group: list[_Parsed], actor: Actor | None) -> lis
             parsed = item.parsed
             detail = str(exc) if isinstance(exc, PlaceharmError | OSError) else describe(exc)
             failed = ImportResult(
-                str(item.path),
+                file_label(item.path),
                 parsed.kind.value if isinstance(parsed, ParsedFile) else "unknown",
                 "failed",
                 rows_read=parsed.rows_read if isinstance(parsed, ParsedFile) else 0,
@@ -262,18 +262,27 @@ def _write_files(store: Store, items: list[_Parsed], actor: Actor | None) -> lis
     frames: dict[str, list[pl.DataFrame]] = {}
     extra: dict[int, list[QuarantineRow]] = {}
     coverage: list[dict[str, object]] = []
+    raw_texts = [i.parsed.raw_text if isinstance(i.parsed, ParsedFile) else {} for i in items]
     for index, (item, import_id) in enumerate(zip(items, import_ids, strict=True)):
         parsed = item.parsed
         if isinstance(parsed, PlaceharmError):
             status = "failed" if isinstance(parsed, ImportFailed) else "refused"
             results.append(
                 ImportResult(
-                    str(item.path), "unknown", status, message=str(parsed), import_id=import_id
+                    file_label(item.path),
+                    "unknown",
+                    status,
+                    message=str(parsed),
+                    import_id=import_id,
                 )
             )
             continue
         result = ImportResult(
-            str(item.path), parsed.kind.value, "ok", rows_read=parsed.rows_read, import_id=import_id
+            file_label(item.path),
+            parsed.kind.value,
+            "ok",
+            rows_read=parsed.rows_read,
+            import_id=import_id,
         )
         results.append(result)
         frame = _prepare(item, parsed, import_id).with_columns(
@@ -292,7 +301,7 @@ def _write_files(store: Store, items: list[_Parsed], actor: Actor | None) -> lis
                 "month": month,
                 "rows": rows,
                 "import_id": import_id,
-                "source_file": str(item.path),
+                "source_file": file_label(item.path),
                 "named": named,
             }
             for month, rows in months.items()
@@ -302,9 +311,12 @@ def _write_files(store: Store, items: list[_Parsed], actor: Actor | None) -> lis
         _, key, hash_col = next(t for t in _TARGETS.values() if t[0] == table)
         whole = pl.concat(parts, how="vertical_relaxed")
         if whole.select(pl.struct(key).is_duplicated().any()).item():
-            counts = [_write_table(store, table, p, key, hash_col, results, extra) for p in parts]
+            counts = [
+                _write_table(store, table, p, key, hash_col, results, extra, raw_texts)
+                for p in parts
+            ]
         else:
-            counts = [_write_table(store, table, whole, key, hash_col, results, extra)]
+            counts = [_write_table(store, table, whole, key, hash_col, results, extra, raw_texts)]
         for count in counts:
             for index, inserted, updated, unchanged in count.iter_rows():
                 results[index].inserted += inserted
@@ -391,6 +403,7 @@ def _write_table(
     hash_col: str,
     results: list[ImportResult],
     extra: dict[int, list[QuarantineRow]],
+    raw_texts: list[dict[int, str]],
 ) -> pl.DataFrame:
     """Write one table's rows (from one or more files); counts per `_file`."""
     if table == "crimes":
@@ -398,7 +411,11 @@ def _write_table(
         if frame.height and frame["_file"].n_unique() == 1:
             # Only a single file can repeat a key (a group with repeats goes file by file).
             frame, repeats, quarantined = _split_duplicates(
-                frame, "crime_key", list(CRIME_CONTENT), results[index].source_file
+                frame,
+                "crime_key",
+                list(CRIME_CONTENT),
+                results[index].source_file,
+                raw_texts[index],
             )
             results[index].unchanged += repeats
             extra.setdefault(index, []).extend(quarantined)
@@ -477,30 +494,42 @@ def _name_month(text: str) -> dt.date | None:
 
 
 def _split_duplicates(
-    frame: pl.DataFrame, key: str, content: list[str], source: str
+    frame: pl.DataFrame, key: str, content: list[str], source: str, raw_text: dict[int, str]
 ) -> tuple[pl.DataFrame, int, list[QuarantineRow]]:
-    """Keep a key's first row in the file; identical repeats are unchanged, others quarantined."""
+    """Keep a key's first row in the file; identical repeats are unchanged, others quarantined
+    with their whole raw row (`raw_text`, by line, from the parser)."""
     if frame.select(pl.col(key).is_unique().all()).item():
         return frame, 0, []
     first = frame.unique(key, keep="first", maintain_order=True)
     repeats = frame.filter(~pl.col(key).is_first_distinct())
     joined = repeats.join(first.select(key, *content, "source_line"), on=key, suffix="_first")
     same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_first")) for c in content)
+    key_name = "Crime ID" if key == "crime_key" else key
     identical = joined.filter(same)
     differing = joined.filter(~same)
     quarantine = [
         QuarantineRow(
             source,
             line,
-            str(record_key),
-            f"the same record appears again in this file with different content "
-            f"(first at line {first_line}); fix the file and import it again",
+            raw_text.get(line) or _described(differing, line),
+            held(
+                f"the same record ({key_name} {record_key}) appears again in this file with "
+                f"different content (first at line {first_line}, which is the one used)",
+                "give each record its own ID",
+            ),
         )
         for line, record_key, first_line in differing.select(
             "source_line", key, "source_line_first"
         ).iter_rows()
     ]
     return first, identical.height, quarantine
+
+
+def _described(rows: pl.DataFrame, line: int) -> str:
+    """A row's stored fields as text: only if a reader did not give its raw text (never
+    expected; the quarantine row must still hold the whole record)."""
+    row = rows.filter(pl.col("source_line") == line).row(0, named=True)
+    return ", ".join(f"{k}={v}" for k, v in row.items() if not k.endswith("_first"))
 
 
 def _write_crimes(store: Store, frame: pl.DataFrame, sources: dict[int, str]) -> pl.DataFrame:
