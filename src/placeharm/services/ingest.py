@@ -762,14 +762,10 @@ def _write_outcomes(store: Store, frame: pl.DataFrame, sources: dict[int, str]) 
         store.insert_rows("outcomes", written.drop("_file"))
     # each incoming row: a new unit inserted; a replaced unit's rows updated where their
     # key or content is new to it; everything else unchanged
-    held_rows = existing.select(*OUTCOME_KEY, *_OUTCOME_CONTENT[1:]).unique()
+    row_cols = list(dict.fromkeys([*OUTCOME_KEY, *_OUTCOME_CONTENT]))
+    held_rows = existing.select(row_cols).unique()
     updating = rows(differ.filter(pl.col("_v") > pl.col("_held_v")), frame)
-    updated = updating.join(
-        held_rows,
-        on=list(dict.fromkeys([*OUTCOME_KEY, *_OUTCOME_CONTENT[1:]])),
-        how="anti",
-        nulls_equal=True,
-    )
+    updated = updating.join(held_rows, on=row_cols, how="anti", nulls_equal=True)
     unchanged = pl.concat(
         [
             rows(same, frame),

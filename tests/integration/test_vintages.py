@@ -1,0 +1,207 @@
+"""Vintages (issue 13): the same month downloaded twice, and a Crime ID seen again in a later
+month, give the same store whatever order the files arrive in; an older download reverts
+nothing and is reported."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from placeharm.ingest.vintage import file_vintage
+from placeharm.services.ingest import ingest
+from placeharm.store.duckdb import DuckDBStore
+
+MAY = "2021-05-northumbria-street.csv.gz"
+JUNE = "2021-06-northumbria-street.csv.gz"
+OUTCOMES = "2021-06-northumbria-outcomes.csv.gz"
+# Stated publication dates: the shared copies' own file times are when they were copied (a
+# copy resets them), so the test states both, as an operator would (--published).
+OLDER = dt.date(2023, 4, 20)
+NEWER = dt.date(2026, 12, 1)
+# provenance that depends on ingest order, left out of the comparison
+ORDER_DEPENDENT = {"import_id", "replaced_by_import", "replaced_at"}
+
+
+def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
+    rows = list(csv.reader(io.StringIO(gzip.decompress(path.read_bytes()).decode(), newline="")))
+    return rows[0], rows[1:]
+
+
+def _write(path: Path, header: list[str], rows: list[list[str]], mtime: int = 0) -> Path:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows([header, *rows])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(gzip.compress(buffer.getvalue().encode(), mtime=mtime))
+    return path
+
+
+@pytest.fixture
+def downloads(northumbria: Path, tmp_path: Path) -> dict[str, list[Path] | dict[str, object]]:
+    """The old download (the real files, with a June street file in which five May crimes
+    are published again) and a newer download of May street and June outcomes with changed
+    outcomes."""
+    header, may = _rows(northumbria / MAY)
+    id_i, month_i = header.index("Crime ID"), header.index("Month")
+    cat_i = header.index("Last outcome category")
+    with_id = [r for r in may if r[id_i]]
+    again = [list(r) for r in with_id[100:105]]
+    for row in again:  # seen again a month later, with a later status
+        row[month_i] = "2021-06"
+        row[cat_i] = "Offender given a caution"
+    _, june = _rows(northumbria / JUNE)
+    june_file = _write(tmp_path / "old" / JUNE, header, [*june, *again], mtime=1795314422)
+
+    new_may = [list(r) for r in may]
+    revised = {}
+    for i, row in enumerate(new_may):
+        if row[id_i] and i % 53 == 0:
+            row[cat_i] = (
+                "Awaiting court outcome"
+                if row[cat_i] != "Awaiting court outcome"
+                else ("Unable to prosecute suspect")
+            )
+            revised[row[id_i]] = row[cat_i]
+    o_header, outcomes = _rows(northumbria / OUTCOMES)
+    type_i = o_header.index("Outcome type")
+    new_outcomes = [list(r) for r in outcomes]
+    changed_outcomes = {}
+    for i, row in enumerate(new_outcomes):
+        if i % 41 == 0:
+            row[type_i] = "Offender sent to prison"
+            changed_outcomes[row[o_header.index("Crime ID")]] = row[type_i]
+    new_dir = tmp_path / "new"
+    return {
+        "old": [northumbria / MAY, june_file, northumbria / OUTCOMES],
+        "new": [
+            _write(new_dir / MAY, header, new_may),
+            _write(new_dir / OUTCOMES, o_header, new_outcomes),
+        ],
+        "facts": {
+            "again": {r[id_i] for r in again},
+            "revised": revised,
+            "changed_outcomes": changed_outcomes,
+        },
+    }
+
+
+def _table(store: DuckDBStore, table: str) -> pl.DataFrame:
+    frame = store._frame(f"SELECT * FROM {table}")  # noqa: S608 - a fixed table name
+    keep = [c for c in frame.columns if c not in ORDER_DEPENDENT]
+    return frame.select(keep).sort(keep, nulls_last=True)
+
+
+def _state(store: DuckDBStore) -> dict[str, pl.DataFrame]:
+    return {t: _table(store, t) for t in ("crimes", "outcomes", "crime_history", "outcome_history")}
+
+
+def test_two_downloads_give_the_same_store_in_either_order(tmp_path: Path, downloads):
+    old, new = downloads["old"], downloads["new"]
+    facts = downloads["facts"]
+    assert isinstance(old, list) and isinstance(new, list) and isinstance(facts, dict)
+
+    forward = DuckDBStore(tmp_path / "forward.duckdb")
+    first = ingest(forward, old, published=OLDER)
+    second = ingest(forward, new, published=NEWER)
+    assert all(r.status == "ok" and r.balanced for r in first + second)
+    assert all(r.published_how == "stated" for r in first + second)
+
+    backward = DuckDBStore(tmp_path / "backward.duckdb")
+    newest = ingest(backward, new, published=NEWER)
+    late = ingest(backward, list(reversed(old)), published=OLDER)
+    assert all(r.status == "ok" and r.balanced for r in newest + late)
+
+    a, b = _state(forward), _state(backward)
+    for table in a:
+        assert a[table].height == b[table].height, table
+        assert a[table].equals(b[table]), table
+
+    # The newer download's values are held; the older one, arriving last, reverted nothing
+    # and said so.
+    revised = facts["revised"]
+    assert len(revised) > 100
+    held = dict(
+        forward.crime_frame(["crime_id", "last_outcome_category"])
+        .filter(pl.col("crime_id").is_in(list(revised)))
+        .rows()
+    )
+    assert held == revised
+    late_may = next(r for r in late if r.source_file.endswith(MAY))
+    assert late_may.stale == len(revised) and late_may.updated == 0
+    late_outcomes = next(r for r in late if r.source_file.endswith(OUTCOMES))
+    assert late_outcomes.stale > 0 and late_outcomes.updated == late_outcomes.inserted == 0
+    changed = facts["changed_outcomes"]
+    assert isinstance(changed, dict)
+    outcomes = forward._frame(
+        "SELECT crime_id, outcome_type FROM outcomes WHERE month = DATE '2021-06-01'"
+    )
+    by_crime = outcomes.group_by("crime_id").agg(pl.col("outcome_type"))
+    got = dict(by_crime.filter(pl.col("crime_id").is_in(list(changed))).rows())
+    assert all(changed[c] in types for c, types in got.items())
+    assert forward.table_counts()["outcomes"] == sum(1 for _ in _rows(new[1])[1])
+    assert not forward._frame("SELECT * FROM outcome_history").is_empty()
+
+    # Crimes seen again in a later month keep their first month; the sighting is history.
+    again = facts["again"]
+    assert isinstance(again, set)
+    months = forward._frame(
+        "SELECT crime_id, month FROM crimes WHERE crime_id IN (SELECT unnest(?::VARCHAR[]))",
+        [sorted(again)],
+    )
+    assert set(months["month"]) == {dt.date(2021, 5, 1)} and months.height == len(again)
+    later = forward._frame(
+        "SELECT crime_id, month FROM crime_history WHERE month = DATE '2021-06-01'"
+    )
+    assert set(later["crime_id"]) == again
+    june = next(r for r in first if r.source_file.endswith(JUNE))
+    assert june.later_sightings == len(again)
+
+    # Derived columns agree too, and both stores pass `check`.
+    for store in (forward, backward):
+        assert all(n == 0 for n in store.invariant_failures().values())
+    forward.close()
+    backward.close()
+
+
+def test_re_importing_any_file_again_changes_nothing(store: DuckDBStore, downloads):
+    old, new = downloads["old"], downloads["new"]
+    assert isinstance(old, list) and isinstance(new, list)
+    ingest(store, old, published=OLDER)
+    ingest(store, new, published=NEWER)
+    before = _state(store)
+    for path in [*old, *new]:
+        (result,) = ingest(store, [path], published=NEWER if path in new else OLDER)
+        assert result.inserted == result.updated == 0
+    after = _state(store)
+    for table in before:
+        assert before[table].equals(after[table]), table
+
+
+def test_file_vintage_evidence(tmp_path: Path):
+    """Stated beats any guess; a gzip header's time, else the file's; a time before the
+    file's latest month ended is impossible and gives way to that month."""
+    path = _write(tmp_path / "2021-05-x-street.csv.gz", ["a"], [["1"]], mtime=1795314422)
+    stamp = dt.datetime(2026, 11, 22, 2, 27, 2)
+    assert file_vintage(path, "2021-05", "ab").published_at == stamp
+    assert file_vintage(path, "2021-05", "ab").how == "gzip-mtime"
+    stated = file_vintage(path, "2021-05", "ab", stated=dt.date(2026, 11, 22))
+    assert stated.how == "stated" and stated.key > file_vintage(path, "2021-05", "ab").key
+    early = _write(tmp_path / "early.csv.gz", ["a"], [["1"]], mtime=1_000_000_000)  # 2001
+    floor = file_vintage(early, "2021-05", "ab")
+    assert (floor.published_at, floor.how) == (dt.datetime(2021, 6, 1), "latest-month")
+    plain = tmp_path / "archive" / "2021-07" / "2021-05-x-street.csv"
+    plain.parent.mkdir(parents=True)
+    (tmp_path / "archive" / "2021-08").mkdir()
+    plain.write_text("a\n1\n")
+    import os
+
+    os.utime(plain, (1_000_000_000, 1_000_000_000))
+    from_archive = file_vintage(plain, "2021-05", "ab")
+    assert (from_archive.published_at, from_archive.how) == (dt.datetime(2021, 9, 1), "archive")
+    os.utime(plain, (1795314422, 1795314422))
+    assert file_vintage(plain, "2021-05", "ab").how == "file-mtime"
