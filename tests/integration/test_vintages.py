@@ -91,7 +91,7 @@ def downloads(northumbria: Path, tmp_path: Path) -> dict[str, list[Path] | dict[
 
 
 def _table(store: DuckDBStore, table: str) -> pl.DataFrame:
-    frame = store._frame(f"SELECT * FROM {table}")  # noqa: S608 - a fixed table name
+    frame = store._frame(f"SELECT * FROM {table}")
     keep = [c for c in frame.columns if c not in ORDER_DEPENDENT]
     return frame.select(keep).sort(keep, nulls_last=True)
 
