@@ -65,6 +65,7 @@ ROUTES: dict[str, Audited] = {
     "/records": _c("records"),
     "/api/records": _d("records"),
     "/api/records.csv": _d("records", "csv"),
+    "/api/records/crimes/{crime_id}/history": _d("records"),
     "/nominal/{nominal_id}": _c("nominal"),
     "/api/nominal/{nominal_id}": _d("nominal"),
     "/group/{group_id}": _c("group"),
@@ -99,7 +100,7 @@ EXEMPT: dict[str, str] = {
     "own transaction (services/auth.py)",
 }
 # path parameter -> identifier kind in the entry (the area code's kind is the area set)
-_PATH_IDS = {"site": "chb_site", "nominal_id": "nominal", "group_id": "group"}
+_PATH_IDS = {"site": "chb_site", "nominal_id": "nominal", "group_id": "group", "crime_id": "crime"}
 # columns of a page's tables that identify records about people or from intelligence
 _ID_COLUMNS = {
     "nominal_id": "nominal",
