@@ -952,7 +952,7 @@ def create_app(
         built = build(pages.records, user, kind, f, q, sort, desc, 1, area, 1000)
         return _csv(built.tables["records"], f"{kind}.csv")
 
-    @app.get("/api/records/crimes/{crime_id}/history", dependencies=[allowed("records")])
+    @app.get("/api/crime/{crime_id}/history", dependencies=[allowed("records")])
     async def crime_history_api(crime_id: str, user: User = Depends(signed_in)) -> Any:
         """A crime's versions and outcomes, each with its import, file and vintage."""
         return await page_json(pages.crime_history, user, crime_id)
