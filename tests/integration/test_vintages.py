@@ -176,7 +176,9 @@ def test_re_importing_any_file_again_changes_nothing(store: DuckDBStore, downloa
     before = _state(store)
     for path in [*old, *new]:
         (result,) = ingest(store, [path], published=NEWER if path in new else OLDER)
-        assert result.inserted == result.updated == 0
+        assert result.ok and result.inserted == result.updated == 0
+        assert result.unchanged + result.quarantined == result.rows_read
+        assert (result.stale > 0) == (path in old and path.name != JUNE)  # older copies only
     after = _state(store)
     for table in before:
         assert before[table].equals(after[table]), table

@@ -663,6 +663,11 @@ def _unit_signature(frame: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _rows_of(part: pl.DataFrame, source: pl.DataFrame) -> pl.DataFrame:
+    """The rows of `source` in the (crime_id, month) units of `part`."""
+    return source.join(part.select(_UNIT), on=_UNIT, how="semi")
+
+
 def _write_outcomes(store: Store, frame: pl.DataFrame, sources: dict[int, str]) -> pl.DataFrame:
     """Outcomes by crime and month: the set from the newest download of that month is held;
     every other set is kept in `outcome_history`, once, at its newest vintage. Counts per
@@ -691,9 +696,7 @@ def _write_outcomes(store: Store, frame: pl.DataFrame, sources: dict[int, str]) 
         ]
     )
     older = differ.filter(pl.col("_v") <= pl.col("_held_v"))
-
-    def rows(part: pl.DataFrame, source: pl.DataFrame) -> pl.DataFrame:
-        return source.join(part.select(_UNIT), on=_UNIT, how="semi")
+    stale_rows = _rows_of(older, frame)
 
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     history = store.matching_rows("outcome_history", "crime_hash", frame["crime_hash"])
@@ -725,19 +728,22 @@ def _write_outcomes(store: Store, frame: pl.DataFrame, sources: dict[int, str]) 
         older = older.join(
             dup.filter(pl.col("vintage") >= pl.col("_v")).select(_UNIT), on=_UNIT, how="anti"
         )
-    superseded = rows(differ.filter(pl.col("_v") > pl.col("_held_v")), existing)
+    superseded = _rows_of(differ.filter(pl.col("_v") > pl.col("_held_v")), existing)
     if superseded.height:
+        replacing = frame.group_by(_UNIT).agg(pl.col("import_id").first().alias("_by"))
         add.append(
-            superseded.drop("_rid").with_columns(
-                pl.lit(now).alias("replaced_at"),
-                pl.lit(int(frame["import_id"][0]), dtype=pl.Int64).alias("replaced_by_import"),
+            superseded.drop("_rid")
+            .join(replacing, on=_UNIT)
+            .with_columns(
+                pl.lit(now).alias("replaced_at"), pl.col("_by").alias("replaced_by_import")
             )
+            .drop("_by")
         )
-    stale_rows = rows(older, frame)
-    if stale_rows.height:
+    to_history = _rows_of(older, frame)  # less the sets history holds from a newer copy
+    if to_history.height:
         current_import = existing.group_by(_UNIT).agg(pl.col("import_id").max().alias("_by"))
         add.append(
-            stale_rows.join(current_import, on=_UNIT)
+            to_history.join(current_import, on=_UNIT)
             .drop("_file")
             .with_columns(
                 pl.lit(now).alias("replaced_at"), pl.col("_by").alias("replaced_by_import")
@@ -754,25 +760,25 @@ def _write_outcomes(store: Store, frame: pl.DataFrame, sources: dict[int, str]) 
             .alias("source_file")
         )
         store.insert_history_rows("outcome_history", versions_in)
-    replaced = rows(replace, existing)
+    replaced = _rows_of(replace, existing)
     if replaced.height:
         store.delete_history_rows("outcomes", replaced["_rid"])
-    written = pl.concat([rows(fresh, frame), rows(replace, frame)])
+    written = pl.concat([_rows_of(fresh, frame), _rows_of(replace, frame)])
     if written.height:
         store.insert_rows("outcomes", written.drop("_file"))
     # each incoming row: a new unit inserted; a replaced unit's rows updated where their
     # key or content is new to it; everything else unchanged
     row_cols = list(dict.fromkeys([*OUTCOME_KEY, *_OUTCOME_CONTENT]))
     held_rows = existing.select(row_cols).unique()
-    updating = rows(differ.filter(pl.col("_v") > pl.col("_held_v")), frame)
+    updating = _rows_of(differ.filter(pl.col("_v") > pl.col("_held_v")), frame)
     updated = updating.join(held_rows, on=row_cols, how="anti", nulls_equal=True)
     unchanged = pl.concat(
         [
-            rows(same, frame),
+            _rows_of(same, frame),
             updating.join(updated.select(OUTCOME_KEY), on=list(OUTCOME_KEY), how="anti"),
             stale_rows,
         ]
     )
     return _counts(
-        inserted=rows(fresh, frame), updated=updated, unchanged=unchanged, stale=stale_rows
+        inserted=_rows_of(fresh, frame), updated=updated, unchanged=unchanged, stale=stale_rows
     )
