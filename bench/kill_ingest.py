@@ -50,6 +50,13 @@ def _ingest(store: Path, files: list[Path], group_rows: int) -> subprocess.Popen
     )
 
 
+def _opened(child: subprocess.Popen[bytes], path: Path) -> float:
+    """Wait until the child has created the store (its imports done, the ingest starting)."""
+    while not path.exists() and child.poll() is None:
+        time.sleep(0.005)
+    return time.perf_counter()
+
+
 def _state(path: Path) -> dict[str, pl.DataFrame]:
     with DuckDBStore(path) as store:
         out = {}
@@ -90,10 +97,11 @@ def main() -> None:
     }
     with TemporaryDirectory() as tmp:
         clean = Path(tmp) / "clean.duckdb"
-        started = time.perf_counter()
-        if _ingest(clean, files, args.group_rows).wait() != 0:
+        child = _ingest(clean, files, args.group_rows)
+        opened = _opened(child, clean)
+        if child.wait() != 0:
             sys.exit("the clean build failed")
-        full_s = time.perf_counter() - started
+        full_s = time.perf_counter() - opened  # from the store's opening to the end
         expected = _state(clean)
         figures["clean_run_s"] = round(full_s, 2)
         figures["crimes"] = expected["crimes"].height
@@ -102,6 +110,7 @@ def main() -> None:
             path = Path(tmp) / f"trial{trial}.duckdb"
             delay = float(rng.uniform(0.0, 1.1)) * full_s
             child = _ingest(path, files, args.group_rows)
+            _opened(child, path)  # delays count from the store's opening: during the ingest
             time.sleep(delay)
             finished_first = child.poll() is not None
             child.send_signal(signal.SIGKILL)
@@ -129,7 +138,8 @@ def main() -> None:
                 }
             )
             print(
-                f"trial {trial:3d}: kill at {delay:5.2f} s, {imports_at_kill:2d} files committed, "
+                f"trial {trial:3d}: kill {delay:5.2f} s after opening, "
+                f"{imports_at_kill:2d} files committed, "
                 f"invariants at kill {failures_at_kill or 'ok'}, "
                 f"re-run identical {same}, check {'ok' if check_ok else 'FAILS'}",
                 flush=True,
@@ -144,7 +154,8 @@ def main() -> None:
     print(
         f"{figures['identical']} of {args.trials} re-runs identical to the clean build; "
         f"{figures['consistent_at_kill']} of {args.trials} stores held every invariant at the "
-        f"kill; {figures['mid_ingest']} kills fell between commits (clean run {full_s:.1f} s, "
+        f"kill; {figures['mid_ingest']} kills fell between commits "
+        f"(clean run {full_s:.1f} s from opening, "
         f"{len(files)} files)"
     )
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
