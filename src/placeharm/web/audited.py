@@ -65,6 +65,7 @@ ROUTES: dict[str, Audited] = {
     "/records": _c("records"),
     "/api/records": _d("records"),
     "/api/records.csv": _d("records", "csv"),
+    "/crime/{crime_id}": _c("records"),
     "/api/crime/{crime_id}/history": _d("records"),
     "/nominal/{nominal_id}": _c("nominal"),
     "/api/nominal/{nominal_id}": _d("nominal"),
