@@ -207,3 +207,9 @@ def test_file_vintage_evidence(tmp_path: Path):
     assert (from_archive.published_at, from_archive.how) == (dt.datetime(2021, 9, 1), "archive")
     os.utime(plain, (1795314422, 1795314422))
     assert file_vintage(plain, "2021-05", "ab").how == "file-mtime"
+
+
+def test_a_stated_date_before_the_files_month_ended_is_refused(store: DuckDBStore, northumbria):
+    (result,) = ingest(store, [northumbria / MAY], published=dt.date(2021, 5, 20))
+    assert result.status == "refused" and "before the end of 2021-05" in result.message
+    assert store.table_counts()["crimes"] == 0

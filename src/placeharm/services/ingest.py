@@ -150,8 +150,16 @@ def _prefetch(
             parsed = parse_file(path, latest, limits)
         except PlaceharmError as exc:
             return _Parsed(path, exc, sha, started)
+        latest_held = _latest_month(parsed)
+        if published and latest_held and published.strftime("%Y-%m") <= latest_held:
+            refusal = DataError(
+                f"{path}: --published {published} is before the end of {latest_held}, the "
+                "latest month this file holds, so police.uk cannot have published it then; "
+                "check the date (or leave it out: the file's own evidence is used)"
+            )
+            return _Parsed(path, refusal, sha, started)
         item = _Parsed(path, parsed, sha, started)
-        item.vintage = file_vintage(path, _latest_month(parsed), sha, published)
+        item.vintage = file_vintage(path, latest_held, sha, published)
         try:
             item.assigned = _assign(parsed, assigner)
         except Exception as exc:  # raised again when the file is written
