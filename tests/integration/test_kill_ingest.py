@@ -4,7 +4,6 @@ without kills. bench/kill_ingest.py runs more trials and prints figures."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -37,8 +36,7 @@ ORDER_DEPENDENT = {"import_id", "replaced_by_import", "replaced_at"}
 
 def _ingest(store: Path, files: list[Path]) -> subprocess.Popen[bytes]:
     args = [sys.executable, "-c", CHILD, "ingest", *map(str, files), "--db", str(store)]
-    env = {**os.environ, "PLACEHARM_AUDIT_SYSLOG": ""}
-    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def _opened(child: subprocess.Popen[bytes], path: Path) -> float:
