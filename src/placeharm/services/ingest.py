@@ -573,10 +573,8 @@ def _file_history(
     if lost.height:
         versions = _stored(lost).select(
             "crime_hash",
-            "crime_id",
             "record_key",
-            *_HISTORY_CONTENT[:1],
-            *CRIME_CONTENT[1:],
+            *_HISTORY_CONTENT,
             "api_id",
             "import_id",
             "source_line",
