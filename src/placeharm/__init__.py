@@ -13,27 +13,65 @@ The library API mirrors the CLI; results come back as polars frames (`.to_arrow(
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from placeharm.config import Settings, load_settings
 from placeharm.errors import (
     ConfigError,
     DataError,
+    ImportFailed,
     NotFound,
     PermissionDenied,
     PlaceharmError,
     StoreError,
+    Unexpected,
+    boundary,
 )
-from placeharm.harm import HarmIndex, custom_index, list_indices, load_index
-from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, parse_month
-from placeharm.services.areas import assign_pending, import_areas, import_lookup, parents
-from placeharm.services.harm import HarmResult, compare, concentration, css, rank, series
-from placeharm.services.ingest import ingest
-from placeharm.services.population import derive_population, import_population
-from placeharm.services.queries import CountsResult, counts, coverage, imports, quarantine
+from placeharm.harm import HarmIndex
+from placeharm.harm import custom_index as _custom_index
+from placeharm.harm import list_indices as _list_indices
+from placeharm.harm import load_index as _load_index
+from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow
+from placeharm.model import parse_month as _parse_month
+from placeharm.services import areas as _areas
+from placeharm.services import harm as _harm
+from placeharm.services import ingest as _ingest
+from placeharm.services import population as _population
+from placeharm.services import queries as _queries
+from placeharm.services.harm import HarmResult
+from placeharm.services.queries import CountsResult
 from placeharm.store.duckdb import DuckDBStore
 
+# A library leaves logging to its application: without a handler of theirs, nothing of
+# placeharm's (a failed file's traceback, say) reaches standard error.
+logging.getLogger("placeharm").addHandler(logging.NullHandler())
 
+# The entry points raise PlaceharmError subclasses only: a native library's panic or a bug
+# becomes `Unexpected` (docs/library.md). Inside placeharm, errors propagate.
+assign_pending = boundary(_areas.assign_pending)
+import_areas = boundary(_areas.import_areas)
+import_lookup = boundary(_areas.import_lookup)
+parents = boundary(_areas.parents)
+compare = boundary(_harm.compare)
+concentration = boundary(_harm.concentration)
+css = boundary(_harm.css)
+rank = boundary(_harm.rank)
+series = boundary(_harm.series)
+ingest = boundary(_ingest.ingest)
+derive_population = boundary(_population.derive_population)
+import_population = boundary(_population.import_population)
+counts = boundary(_queries.counts)
+coverage = boundary(_queries.coverage)
+imports = boundary(_queries.imports)
+quarantine = boundary(_queries.quarantine)
+custom_index = boundary(_custom_index)
+list_indices = boundary(_list_indices)
+load_index = boundary(_load_index)
+parse_month = boundary(_parse_month)
+
+
+@boundary
 def open_store(path: str | Path | None = None, settings: Settings | None = None) -> DuckDBStore:
     """Open (creating and upgrading as needed) the store at `path` or the configured one."""
     settings = settings or load_settings()
@@ -50,6 +88,7 @@ __all__ = [
     "DuckDBStore",
     "HarmIndex",
     "HarmResult",
+    "ImportFailed",
     "ImportResult",
     "NotFound",
     "PermissionDenied",
@@ -57,6 +96,7 @@ __all__ = [
     "QuarantineRow",
     "Settings",
     "StoreError",
+    "Unexpected",
     "assign_pending",
     "compare",
     "concentration",

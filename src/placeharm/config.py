@@ -242,10 +242,37 @@ class Settings(BaseSettings):
         description="Single sign-on: the claim naming the account (then 'email' if absent); "
         "fixed at the first sign-in.",
     )
+    read_only: bool = Field(
+        default=False,
+        description="Open the store read-only (queries only; imports and changes are refused). "
+        "A store file or folder that cannot be written is opened read-only anyway.",
+    )
+    backup_dir: Path | None = Field(
+        default=None,
+        description="Folder the dashboard writes backups into (admin page, POST /admin/backup); "
+        "default: a 'backups' folder beside the store file.",
+    )
+    backup_every_hours: float = Field(
+        default=0,
+        ge=0,
+        description="The dashboard backs its store up into backup_dir every this many hours "
+        "(0: only when an admin asks).",
+    )
+    backup_keep: int = Field(
+        default=7,
+        ge=1,
+        description="Backups the dashboard keeps in backup_dir (its own, newest first); older "
+        "ones are deleted after each new backup.",
+    )
     local_accounts: bool = Field(
         default=True,
         description="Allow password sign-in with local accounts; false: single sign-on only "
         "(needs oidc_issuer) and local accounts' sessions end at start-up.",
+    )
+    debug: bool = Field(
+        default=False,
+        description="The command line prints the full traceback of a failure (as --debug "
+        "does); without it no traceback is shown. The web app never sends one.",
     )
 
     @field_validator("oidc_issuer", "oidc_redirect_url")

@@ -91,18 +91,17 @@ def test_counts_refuses_bad_arguments(counted_store):
         queries.counts(store, "Ward; DROP TABLE crimes", first, last)
 
 
-def test_header_only_file_covers_its_month_with_zero_rows(
-    store: DuckDBStore, tmp_path: Path, street_sample
-):
+def test_header_only_file_claims_no_coverage(store: DuckDBStore, tmp_path: Path, street_sample):
+    """Issue 13: a header-only file used to mark its month covered with 0 rows."""
     header, _ = street_sample
     path = tmp_path / "2021-03-northumbria-street.csv"
     path.write_text(header + "\n")
     result = ingest(store, [path])[0]
     assert result.status == "ok"
     assert (result.rows_read, result.inserted) == (0, 0)
-    assert result.months == ("2021-03",)
-    cov = queries.coverage(store).row(0, named=True)
-    assert (cov["month"], cov["covered"], cov["rows"]) == ("2021-03", True, 0)
+    assert result.months == ()
+    assert "header-only" in result.message
+    assert queries.coverage(store).is_empty()
 
 
 def test_refused_file_adds_no_coverage(store: DuckDBStore, tmp_path: Path):

@@ -73,7 +73,7 @@ def test_fast_path_line_numbers_and_values(tmp_path: Path):
     assert t.frame["a"].to_list() == ["1", "x,y", 'q"uote', "9"]
     assert t.frame["b"].to_list() == ["2", "multi\nline", "7", "10"]
     assert [(q.line, q.raw_text) for q in t.quarantine] == [(6, "4,5")]
-    assert t.quarantine[0].reason == "wrong number of columns: 2 instead of 3"
+    assert t.quarantine[0].reason.startswith("wrong number of columns: 2 instead of 3; ")
 
 
 def _csv_module_rows(body: bytes) -> list[list[str]]:
@@ -157,5 +157,5 @@ def test_check_line_lengths_names_the_first_long_line(tmp_path: Path):
 
 
 def test_a_header_field_over_the_csv_limit_is_a_data_error(tmp_path: Path):
-    with pytest.raises(DataError, match="header line is not CSV"):
+    with pytest.raises(DataError, match="header line is 200,002 bytes long"):
         split_header(b"a," + b"b" * 200_000 + b"\n1,2\n", tmp_path / "x.csv")

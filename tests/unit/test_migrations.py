@@ -208,3 +208,60 @@ def test_version_4_accounts_upgrade_keeping_users_and_sessions(tmp_path: Path):
         session = store.session("t")
         assert session is not None
         assert session["last_seen_at"] == session["created_at"]
+
+
+# SHA-256 of json.dumps([version, name, statements]) of every released migration. A released
+# migration is never edited: stores in the field already ran it, and the runner never runs it
+# again, so an edit reaches new stores only (migration 1 was edited after release, and its
+# first stores could not take an import; issue 13). If this test fails, put the migration
+# back as it was and add a NEW migration that makes the change. When a migration is released,
+# add its checksum here.
+RELEASED = {
+    1: "37fca4e89ade45ca70f97a3895dd8144c9bf0586014284cea88cedc81e40b552",
+    2: "aa662a84f03da37de75e7d624174f1010f4a5823c8756a135e3bb214b5a935a3",
+    3: "538c221bae6ed6e3875d9a0054d0b7bcce8a312711017c1e42c8ed2b1f9ff76a",
+    4: "6c2b63cada2866a00a6ecbe6a5061573404971903aed3f1aba641e6ce4bb63d2",
+    5: "f38437b40fbae6e3a9e36f531ae376b566970ec2e3dcde01feb544922664835b",
+    6: "e448af2f41b2ad30f053265235c8eb10537bfc9adf07262a98d8d1782a9e7d70",
+    7: "4f53f144d326c20e928cf71089bbf7c37cab45502dfc7e4727088c1f428b0dd1",
+    8: "8bbdd331f2782d88e966c1a4d898c95b4614f386db4aa6db9e82e9edec7ab0eb",
+    9: "35a3f928f9f4680139812ff01bdd8b291a5f75874647717b91a0fb03b5db7f86",
+}
+
+
+def test_released_migrations_are_never_edited():
+    import hashlib
+    import json
+
+    held = {v: (n, s) for v, n, s in MIGRATIONS}
+    for version, checksum in RELEASED.items():
+        assert version in held, f"released migration {version} was removed"
+        name, statements = held[version]
+        digest = hashlib.sha256(json.dumps([version, name, statements]).encode()).hexdigest()
+        assert digest == checksum, (
+            f"released migration {version} was edited: restore it, and make the change in a "
+            "new migration"
+        )
+
+
+def test_a_store_that_skipped_a_migration_gets_it(tmp_path: Path):
+    """Branches merged migration 6 before 5: a store recorded 1-4 and 6. The runner applies
+    every migration the store has not recorded, not only those above its newest."""
+    path = tmp_path / "gap.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR, "
+        "applied_at TIMESTAMP)"
+    )
+    for version, name, statements in MIGRATIONS:
+        if version in (1, 2, 3, 4, 6):
+            for statement in statements:
+                con.execute(statement)
+            con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
+    con.close()
+    assert "audit_log" not in _tables(path)
+    with DuckDBStore(path) as store:
+        assert store.migrate() == []
+        versions = store._frame("SELECT version FROM schema_migrations ORDER BY version")
+        assert versions["version"].to_list() == [v for v, _, _ in MIGRATIONS]
+    assert _tables(path) >= TABLES

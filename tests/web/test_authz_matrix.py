@@ -96,6 +96,8 @@ REQUESTS: dict[str, Req] = {
     "GET /api/radius": Req("json", url="/api/radius?lat=54.9783&lon=-1.6178&radius_m=500"),
     # enabling an enabled account changes nothing and ends no session
     "POST /admin/users/{username}/{action}": Req("json"),
+    # a consistent copy of the store into backup_dir (issue 13)
+    "POST /admin/backup": Req("json"),
     # marked synthetic: a force's own records would end every demo session (issue 12)
     "POST /api/upload": Req(
         "json",

@@ -484,7 +484,7 @@ def test_the_drop_folder_never_follows_links_nor_echoes_content(
     with TestClient(app) as client:
         deadline = time.time() + 15
         while time.time() < deadline and not (
-            len(list((drop / "failed").glob("*.error.txt"))) == 3
+            len(list((drop / "failed").glob("*.reason.txt"))) == 3
             and (drop / "done" / "groups__good.csv").exists()
         ):
             time.sleep(0.1)
@@ -496,13 +496,13 @@ def test_the_drop_folder_never_follows_links_nor_echoes_content(
     assert secret.stat().st_atime == 946684800  # the target is unread...
     assert secret.read_text().startswith("SECRET-HEADER")  # ...and untouched
     assert (drop / "done" / "groups__good.csv").exists()
-    errors = {p.name: p.read_text() for p in failed.glob("*.error.txt")}
+    errors = {p.name: p.read_text() for p in failed.glob("*.reason.txt")}
     assert set(errors) == {
-        "2022-01-northumbria-street.csv.error.txt",
-        "groups__bad.csv.error.txt",
-        "2022-02-northumbria-street.csv.error.txt",
+        "2022-01-northumbria-street.csv.reason.txt",
+        "groups__bad.csv.reason.txt",
+        "2022-02-northumbria-street.csv.reason.txt",
     }
-    assert "symbolic link" in errors["2022-01-northumbria-street.csv.error.txt"]
+    assert "symbolic link" in errors["2022-01-northumbria-street.csv.reason.txt"]
     logged = "\n".join(r.getMessage() for r in caplog.records)
     for text in (*errors.values(), logged):
         assert "SECRET" not in text, text

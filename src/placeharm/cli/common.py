@@ -44,7 +44,12 @@ def _settings(db: Path | None) -> Settings:
 
 def _open(settings: Settings) -> DuckDBStore:
     """The store, with the audit log as configured (HMAC key, syslog) for what it writes."""
-    store = DuckDBStore(settings.db, threads=settings.threads, memory_limit=settings.memory_limit)
+    store = DuckDBStore(
+        settings.db,
+        threads=settings.threads,
+        memory_limit=settings.memory_limit,
+        read_only=True if settings.read_only else None,  # else: read-only if not writable
+    )
     try:
         audit.attach(store, audit.AuditLog.from_settings(settings))
     except BaseException:

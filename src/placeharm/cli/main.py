@@ -13,6 +13,7 @@ from typing import Annotated
 
 import polars as pl
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from placeharm import audit
@@ -33,8 +34,15 @@ from placeharm.cli.common import (
     err,
     out,
 )
-from placeharm.config import Settings
-from placeharm.errors import ConfigError, DataError, NotFound, PlaceharmError, StoreError
+from placeharm.config import Settings, load_settings
+from placeharm.errors import (
+    ConfigError,
+    DataError,
+    NotFound,
+    PlaceharmError,
+    StoreError,
+    is_fatal,
+)
 from placeharm.ingest.csvfile import ReadLimits
 from placeharm.model import ImportResult
 from placeharm.services import areas as area_service
@@ -94,7 +102,12 @@ def _summary(results: list[ImportResult]) -> None:
     )
     for r in results:
         if r.status != "ok":
-            err.print(f"[bold red]{r.status}[/]: {r.source_file}\n  {r.message}")
+            # escaped: a file name or a reason may hold [brackets] rich would read as markup
+            err.print(f"[bold red]{r.status}[/]: {escape(r.source_file)}\n  {escape(r.message)}")
+        elif r.message:  # imported, with a note (e.g. a header-only file claims no month)
+            err.print(
+                f"[yellow]note[/]: {escape(r.source_file)}\n  {escape(r.message)}", highlight=False
+            )
     if total["quarantined"]:
         out.print("See the quarantined rows with `placeharm quarantine`.")
     for r in ok:  # an older download than the one held reverts nothing (issue 13)
@@ -169,6 +182,7 @@ def ingest(
     settings = _settings(db)
     stated = _published_date(published)
     with _open(settings) as store:
+        _refuse_read_only(store, "imported")
         results = _run_ingest(store, settings, paths, tolerance_m, stated)
     _summary(results)
     if any(r.status != "ok" for r in results):
@@ -282,6 +296,12 @@ def counts(
             f"[yellow]Note[/]: no data for {', '.join(result.gap_months)} (gap); totals cover "
             f"{len(result.months) - len(result.gap_months)} of {len(result.months)} months."
         )
+    if fmt is Format.table and result.partial_months:
+        err.print(
+            f"[yellow]Note[/]: {', '.join(result.partial_months)} held from API responses only: "
+            "figures cover just the areas those responses were requested for.",
+            highlight=False,
+        )
 
 
 @app.command()
@@ -363,6 +383,8 @@ def _serve(
             out.print(f"  {username:<11} {password}", highlight=False)
     if drop:
         out.print(f"Watching {drop} for new files.", highlight=False)
+    # the server log is the administrator's: it keeps tracebacks (never sent to a browser)
+    _log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     uvicorn.run(create_app(settings, drop), host=host, port=port, log_level="warning")
 
 
@@ -430,6 +452,8 @@ def _users_store(db: Path | None) -> DuckDBStore:
     try:
         return _open(_settings(db))
     except StoreError as exc:
+        if "another process" not in str(exc):  # damaged, full, read-only: its own advice
+            raise
         raise StoreError(
             f"{exc}\nIs the dashboard running on this store? Stop it first, or make the "
             "change on its admin page (/admin)."
@@ -528,7 +552,9 @@ def areas_import(
     for item in result.repaired:
         out.print(f"  repaired invalid geometry: {item}")
     for row in result.rejected:
-        err.print(f"  [red]rejected[/] feature {row.line}: {row.raw_text}: {row.reason}")
+        err.print(
+            f"  [red]rejected[/] feature {row.line}: {escape(f'{row.raw_text}: {row.reason}')}"
+        )
     out.print(
         "Run `placeharm areas assign` (or the next `placeharm ingest`) to assign stored records."
     )
@@ -612,24 +638,189 @@ def areas_parents(
         )
 
 
+_debug = False  # --debug (or the `debug` setting): show tracebacks
+_log_handler: logging.Handler = logging.NullHandler()  # main()'s, on standard error
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            help="Print the full traceback of a failure (else only the message).",
+            envvar="PLACEHARM_DEBUG",
+        ),
+    ] = False,
+) -> None:
+    """placeharm: serious and organised crime harm by place."""
+    global _debug
+    if debug:
+        _debug = True
+        _log_handler.setFormatter(_formatter(True))
+
+
+class _Brief(logging.Formatter):
+    """Log lines without tracebacks: only --debug shows them to the user."""
+
+    def formatException(self, ei: object) -> str:
+        return ""
+
+    def formatStack(self, stack_info: str) -> str:
+        return ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.exc_text = None  # never one cached by another handler
+        return super().format(record)
+
+
+def _formatter(debug: bool) -> logging.Formatter:
+    fmt = "%(levelname)s %(name)s: %(message)s"
+    return logging.Formatter(fmt) if debug else _Brief(fmt)
+
+
+def _debugging() -> bool:
+    """--debug given, or the `debug` setting (environment or config file) on."""
+    if _debug:
+        return True
+    try:
+        return load_settings().debug
+    except BaseException as exc:  # settings that do not load: the command said so already
+        if is_fatal(exc):
+            raise
+        return False
+
+
+# -- the store's lifecycle: backup and restore (issue 13; docs/ingest.md, The store) ---------
+
+
+def _refuse_read_only(store: DuckDBStore, what: str) -> None:
+    if store.read_only:
+        raise StoreError(
+            f"the store {store.path} is open read-only (the file or its folder cannot be "
+            f"written, or the read_only setting is on), so nothing can be {what}. Queries "
+            "work; make the file writable to change it."
+        )
+
+
+@app.command()
+def backup(
+    dest: Annotated[Path, typer.Argument(help="The copy to write (a new file).")],
+    db: DbOption = None,
+) -> None:
+    """Write a consistent copy of the store to DEST (while the dashboard runs on the store,
+    back it up from the dashboard's admin page instead: it holds the store)."""
+    settings = _settings(db)
+    try:
+        store = _open(settings)
+    except StoreError as exc:
+        raise StoreError(
+            f"{exc}\nIf the dashboard is running on this store, make the backup on its admin "
+            "page (Back up now) or with POST /admin/backup: it writes a consistent copy into "
+            "the backup_dir folder while it serves."
+        ) from exc
+    with store:
+        _refuse_read_only(store, "recorded in its audit log (a backup discloses every record)")
+        info = store.backup(dest)
+        try:
+            audit.log_for(store).record(
+                store,
+                audit.Actor.cli(),
+                "disclosure",
+                "store",
+                "placeharm backup",
+                fmt="duckdb",
+                query={"file": dest.name},
+                row_count=sum(info["rows"].values()),
+            )
+        except BaseException:
+            dest.unlink(missing_ok=True)  # not recorded: not given
+            raise
+    out.print(
+        f"Backed up {settings.db} to {dest}: schema version {info['schema_version']}, "
+        f"{sum(info['rows'].values()):,} rows in {len(info['rows'])} tables, "
+        f"{info['bytes']:,} bytes.",
+        highlight=False,
+    )
+
+
+@app.command()
+def restore(
+    source: Annotated[Path, typer.Argument(help="A backup made by `placeharm backup`.")],
+    db: DbOption = None,
+) -> None:
+    """Put a backup in place of the store: the backup is checked first (it opens, every
+    block reads, its schema is known) and the current file is kept aside. Stop the dashboard
+    first."""
+    from placeharm.store.duckdb import restore_store
+
+    settings = _settings(db)
+    target = Path(settings.db)
+    kept = restore_store(source, target)
+    try:
+        with _open(settings) as store:  # upgrades a backup of an older schema
+            _refuse_read_only(store, "restored")
+            audit.log_for(store).record(
+                store,
+                audit.Actor.cli(),
+                "alteration",
+                "store",
+                "placeharm restore",
+                fmt="cli",
+                query={"file": source.name, "kept": kept.name if kept else ""},
+            )
+            version = store.schema_version()
+    except BaseException:  # not opened or not recorded: put the store back as it was
+        if kept is not None:
+            kept.replace(target)
+            if Path(f"{kept}.wal").exists():
+                Path(f"{kept}.wal").replace(Path(f"{target}.wal"))
+        else:
+            target.unlink(missing_ok=True)
+        raise
+    out.print(f"Restored {source} to {target} (schema version {version}).", highlight=False)
+    if kept is not None:
+        out.print(f"The previous store file is kept as {kept}.", highlight=False)
+
+
 def main() -> None:
-    """Entry point: turn placeharm errors into messages and exit codes."""
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    """Entry point: turn placeharm errors into messages and exit codes; a traceback only
+    with --debug (or the `debug` setting)."""
+    global _debug, _log_handler
+    _debug = False
+    root = logging.getLogger()
+    root.removeHandler(_log_handler)
+    _log_handler = logging.StreamHandler()
+    _log_handler.setLevel(logging.WARNING)
+    _log_handler.setFormatter(_formatter(_debugging()))
+    root.addHandler(_log_handler)
     try:
         app()
     except PlaceharmError as exc:
-        err.print(f"[bold red]error[/]: {exc}")
+        if _debugging():
+            err.print("".join(traceback.format_exception(exc)), highlight=False, markup=False)
+        err.print(f"[bold red]error[/]: {escape(str(exc))}")
         code = next((c for kind, c in _EXIT.items() if isinstance(exc, kind)), 1)
         sys.exit(code)
-    except (KeyboardInterrupt, SystemExit):
-        raise
     except BaseException as exc:  # a native library's panic (pyo3) is not an Exception
+        if is_fatal(exc):
+            raise
         sys.exit(_unexpected(exc))
 
 
 def _unexpected(exc: BaseException) -> int:
     """A failure placeharm did not foresee: one message (what, and where the details are),
-    never a traceback on screen; exit code 1."""
+    never a traceback on screen unless --debug; exit code 1."""
+    if _debugging():
+        err.print("".join(traceback.format_exception(exc)), highlight=False, markup=False)
+        err.print(
+            f"[bold red]error[/]: an unexpected failure stopped the command "
+            f"({type(exc).__name__}; the traceback is above). Each file is one transaction: "
+            f"files imported before it are kept (see `placeharm imports`), the file in "
+            f"progress is not. Please report it.",
+            highlight=False,
+        )
+        return 1
     details = Path(tempfile.mkstemp(prefix="placeharm-error-", suffix=".txt")[1])
     details.write_text("".join(traceback.format_exception(exc)))
     err.print(

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import polars as pl
 import typer
+from rich.markup import escape
 
 from placeharm.cli.common import (
     DbOption,
@@ -67,7 +68,8 @@ def _accounts(results: list[ImportResult]) -> None:
     for r in results:
         for q in r.quarantine_sample[:5]:
             err.print(
-                f"[yellow]quarantined[/] {Path(q.source_file).name}:{q.line}: {q.reason}",
+                "[yellow]quarantined[/] "
+                + escape(f"{Path(q.source_file).name}:{q.line}: {q.reason}"),
                 highlight=False,
             )
         if r.quarantined > 5:

@@ -9,11 +9,12 @@ path through the standard csv module, which tracks lines exactly.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import os
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -27,6 +28,25 @@ from placeharm.model import QuarantineRow
 LINE_COL = "_line"
 _GZIP_MAGIC = b"\x1f\x8b"
 _BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = {b"\xff\xfe": "utf-16-le", b"\xfe\xff": "utf-16-be"}
+# What every quarantine reason ends with: a police.uk download cannot be "fixed" by its user,
+# so the reason says what happened to the row (issue 13).
+HELD_SUFFIX = "; the row is kept out of the figures and held in quarantine for review"
+
+
+def held(problem: str, own_file_fix: str = "") -> str:
+    """A quarantine reason: what is wrong, what happens to the row and, where the user can act
+    on it (a file they exported or edited themselves), what to change."""
+    fix = f"; if you exported or edited this file yourself, {own_file_fix}" if own_file_fix else ""
+    return problem + HELD_SUFFIX + fix
+
+
+def file_label(path: Path) -> str:
+    """The path as printable text: bytes of a file name that are not UTF-8 (a name made on
+    another system) shown as \\xNN escapes, so messages, logs and the store can hold it."""
+    return os.fsencode(path).decode("utf-8", errors="backslashreplace")
+
+
 # isal's stub types its error as an instance; at run time it is the exception class.
 _ISAL_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
 
@@ -39,6 +59,13 @@ class RawTable:
     frame: pl.DataFrame  # all columns pl.String, plus LINE_COL (Int64)
     quarantine: list[QuarantineRow]
     rows_read: int
+    # The exact text of the usable records whose fields joined by commas are not their line
+    # (quoted fields, records over several lines), by line: the quarantine keeps whole rows.
+    raw_text: dict[int, str] = field(default_factory=dict)
+
+    def text_of(self, line: int, joined: str) -> str:
+        """The raw text of the record at `line`, given its fields joined by commas."""
+        return self.raw_text.get(line, joined)
 
 
 KB = 1 << 10
@@ -77,7 +104,7 @@ def read_bytes(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> bytes:
                     return _gunzip(handle, first, limits.max_bytes, path)
                 except (OSError, EOFError, zlib.error, _ISAL_ERROR) as exc:
                     raise DataError(
-                        f"{path} looks gzipped but cannot be decompressed ({exc}); "
+                        f"{file_label(path)} looks gzipped but cannot be decompressed ({exc}); "
                         "download it again"
                     ) from exc
             size = os.fstat(handle.fileno()).st_size
@@ -85,12 +112,69 @@ def read_bytes(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> bytes:
                 raise _too_large(path, limits.max_bytes, "")
             return first + handle.read()
     except OSError as exc:
+        raise DataError(f"cannot read {file_label(path)}: {exc.strerror}; check the path") from exc
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """A file read once: its bytes (gunzipped when gzip) and the SHA-256 of the bytes on disk."""
+
+    data: bytes
+    sha256: str
+
+    def release(self) -> bytes:
+        """Hand the bytes over and keep none: passed straight to a parser, they are freed as
+        soon as the parser drops them (a large file's bytes held to the end add to peak
+        memory)."""
+        data, self.data = self.data, b""
+        return data
+
+
+def read_snapshot(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> Snapshot:
+    """Read a file's bytes ONCE, hash those bytes and return them for parsing (issue 13: the
+    hash and the parse were two reads, so a file still being copied in got the hash of one
+    version and the rows of another, and claimed its month).
+
+    A file whose size or modification time changed while it was read is refused: import it
+    again once the copy has finished. Bounded like `read_bytes`: a file (gzip or plain) over
+    `limits.max_bytes` on disk is refused before it is read; gzip output stops at the limit.
+    """
+    try:
+        with path.open("rb") as handle:
+            before = os.fstat(handle.fileno())
+            if before.st_size > limits.max_bytes:
+                raise _too_large(path, limits.max_bytes, "")
+            raw = handle.read(limits.max_bytes + 1)
+            after = os.fstat(handle.fileno())
+    except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror}; check the path") from exc
+    if (
+        len(raw) != before.st_size
+        or after.st_size != before.st_size
+        or after.st_mtime_ns != before.st_mtime_ns
+    ):
+        raise DataError(
+            f"{path} changed while it was read ({before.st_size:,} bytes when opened, "
+            f"{max(len(raw), after.st_size):,} bytes after); nothing was imported. Import it "
+            "again once it has been copied or downloaded in full"
+        )
+    sha256 = hashlib.sha256(raw).hexdigest()
+    if not raw.startswith(_GZIP_MAGIC):
+        return Snapshot(raw, sha256)
+    stream = io.BytesIO(raw)  # shares `raw`'s buffer: no copy
+    stream.seek(len(_GZIP_MAGIC))
+    try:
+        data = _gunzip(stream, _GZIP_MAGIC, limits.max_bytes, path)
+    except (OSError, EOFError, zlib.error, _ISAL_ERROR) as exc:
+        raise DataError(
+            f"{path} looks gzipped but cannot be decompressed ({exc}); download it again"
+        ) from exc
+    return Snapshot(data, sha256)
 
 
 def _too_large(path: Path, limit: int, how: str) -> TooLarge:
     return TooLarge(
-        f"{path} is over {limit / MB:g} MB{how}, the most one imported file may hold "
+        f"{file_label(path)} is over {limit / MB:g} MB{how}, the most one imported file may hold "
         "(setting max_decompressed_mb); nothing was imported. Split the file, or raise the "
         "setting if it is genuine"
     )
@@ -143,39 +227,130 @@ def check_line_lengths(data: bytes, path: Path, max_line_bytes: int) -> None:
     """
     size = len(data)
     pos = 0
+    # a file with CR-only line ends (no LF at all) is read as such by split_header
+    newline = b"\r" if size > max_line_bytes and b"\n" not in data else b"\n"
     while size - pos > max_line_bytes:
         # the last line end within the next max_line_bytes + 1 bytes: none means a line
         # from `pos` is longer than the limit
-        end = data.rfind(b"\n", pos, pos + max_line_bytes + 1)
+        end = data.rfind(newline, pos, pos + max_line_bytes + 1)
         if end < 0:
-            line = data.count(b"\n", 0, pos) + 1
+            line = data.count(newline, 0, pos) + 1
             raise TooLarge(
-                f"{path}: line {line} is longer than {max_line_bytes / KB:g} KB (setting "
-                "max_line_kb); no police.uk or SOC record comes near that, so the file was "
-                "refused whole, nothing imported. Is it a CSV file?"
+                f"{file_label(path)}: line {line} is longer than {max_line_bytes / KB:g} KB "
+                "(setting max_line_kb); no police.uk or SOC record comes near that, so the file "
+                "was refused whole, nothing imported. Is it a CSV file?"
             )
         pos = end + 1
 
 
 def split_header(data: bytes, path: Path) -> tuple[tuple[str, ...], bytes]:
-    """Return the header's column names and the bytes after the header line."""
-    if data.startswith(_BOM):
-        data = data[len(_BOM) :]
+    """Return the header's column names and the bytes after the header line, as UTF-8 with
+    LF or CRLF line ends.
+
+    Reads what a police.uk file re-saved by a spreadsheet or editor can become (UTF-8 with a
+    byte-order mark, UTF-16 with or without one, CR-only line ends) and refuses, with what to
+    do, what cannot be read safely: a header line broken by a stray carriage return, a file
+    that repeats its header (two files joined into one), a header that is not CSV text.
+    """
+    label = file_label(path)
+    data = _as_utf8(data, label)
+    if b"\n" not in data and b"\r" in data:
+        # CR-only line ends (classic Mac, "CSV (Macintosh)" in Excel): no LF anywhere, so
+        # every CR ends a line, inside quotes too.
+        data = data.replace(b"\r", b"\n")
     end = data.find(b"\n")
     head, body = (data, b"") if end < 0 else (data[:end], data[end + 1 :])
+    head = head.rstrip(b"\r")  # CRLF, or CRCRLF (a CRLF file's header saved on Windows again)
+    if b"\r" in head:
+        head, body = _split_at_stray_cr(head, body, label)
     try:
-        head_text = head.decode("utf-8").rstrip("\r")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: the header line is not UTF-8 text; is this a CSV file?") from exc
+        head_text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError(
+            f"{label}: the header line is not UTF-8 or UTF-16 text, so nothing was imported; "
+            "is this a CSV file? If a spreadsheet saved it, save it again as CSV UTF-8"
+        ) from None
     if not head_text.strip():
-        raise DataError(f"{path}: the file is empty or has no header line")
+        raise DataError(f"{label}: the file is empty or has no header line; nothing was imported")
+    if len(head) > _HEADER_MAX:
+        raise DataError(
+            f"{label}: the header line is {len(head):,} bytes long, far more than any police.uk "
+            "header; nothing was imported. Is this a CSV file?"
+        )
     try:
         header = tuple(c.strip() for c in next(csv.reader([head_text])))
-    except csv.Error as exc:  # e.g. a header field over the csv module's 128 KB limit
+    except csv.Error as exc:
         raise DataError(
-            f"{path}: the header line is not CSV ({exc}); is this a CSV file?"
+            f"{label}: the header line is not CSV ({exc}); nothing was imported. "
+            "Is this a CSV file?"
         ) from None
+    _refuse_repeated_header(head, body, label)
     return header, body
+
+
+# A police.uk header is under 300 bytes; 64 KiB leaves room for any CSV export while staying
+# under the csv module's 128 KiB field limit (a longer header field was a traceback).
+_HEADER_MAX = 64 * KB
+
+
+def _as_utf8(data: bytes, label: str) -> bytes:
+    """The data as UTF-8 without a byte-order mark: UTF-16 (a BOM, or NUL bytes every other
+    byte at the start, as Excel's "Unicode text" writes) is decoded; anything else is left as
+    it is (lines that are not UTF-8 are quarantined one by one later)."""
+    if data.startswith(_BOM):
+        return data[len(_BOM) :]
+    encoding = _UTF16_BOMS.get(data[:2])
+    start = 2 if encoding else 0
+    if encoding is None and len(data) >= 4:
+        # A police.uk header starts with ASCII letters: in UTF-16 every other byte is NUL.
+        even, odd = data[0:8:2], data[1:8:2]
+        if not any(even) and all(odd):
+            encoding = "utf-16-be"
+        elif all(even) and not any(odd):
+            encoding = "utf-16-le"
+    if encoding is None:
+        return data
+    try:
+        return data[start:].decode(encoding).encode("utf-8")
+    except UnicodeError as exc:
+        where = f" at byte {exc.start + start:,}" if isinstance(exc, UnicodeDecodeError) else ""
+        raise DataError(
+            f"{label}: the file is UTF-16 text but is damaged{where} (a truncated copy?), so "
+            "nothing was imported; download it again, or save it again as CSV UTF-8"
+        ) from None
+
+
+def _split_at_stray_cr(head: bytes, body: bytes, label: str) -> tuple[bytes, bytes]:
+    """A carriage return inside the first line: the header's own line end when what follows
+    it has as many fields as the header (an edited header saved with a CR-only line end);
+    otherwise the header itself is broken and the file is refused."""
+    cr = head.find(b"\r")
+    first, rest = head[:cr], head[cr + 1 :]
+    if rest and b"\r" not in rest and rest.count(b",") == first.count(b","):
+        return first, rest + b"\n" + body
+    after = first.rsplit(b",", 1)[-1].decode("utf-8", errors="replace").strip()
+    raise DataError(
+        f"{label}: the header line is broken by a stray carriage return (CR) after "
+        f"'{after[:40]}', so its columns cannot be trusted and nothing was imported. The file "
+        "was edited after download: download it again, or remove the stray line break"
+    )
+
+
+def _refuse_repeated_header(head: bytes, body: bytes, label: str) -> None:
+    """Refuse a file in which a line repeats the header (`cat a.csv a.csv`): its rows without
+    an ID (anti-social behaviour, stop and search) would silently count twice."""
+    at = body.find(head)
+    while at >= 0:
+        line_start = body.rfind(b"\n", 0, at) + 1
+        stop = at + len(head)
+        if body[line_start:at] in (b"", _BOM) and body[stop : stop + 1] in (b"", b"\n", b"\r"):
+            line = body.count(b"\n", 0, at) + 2
+            raise DataError(
+                f"{label}: line {line} repeats the header line, so this looks like two files "
+                "joined into one; nothing was imported (rows without an ID would count twice). "
+                "Import each file on its own"
+            )
+        at = body.find(head, at + 1)
 
 
 def read_table(path: Path, header: tuple[str, ...], body: bytes) -> RawTable:
@@ -185,7 +360,7 @@ def read_table(path: Path, header: tuple[str, ...], body: bytes) -> RawTable:
     newline or comma counts only outside double quotes (quote parity), so quoted fields
     with commas or line breaks are handled exactly and each record keeps its line number.
     """
-    source = str(path)
+    source = file_label(path)
     if not body.lstrip(b"\r\n"):  # lstrip: no copy of a body that starts with data
         return RawTable(header, _empty(header), [], 0)
     try:
@@ -225,8 +400,7 @@ def read_table(path: Path, header: tuple[str, ...], body: bytes) -> RawTable:
             source,
             int(lines[i]),
             body[starts[i] : stops[i]].decode("utf-8"),
-            f"wrong number of columns: {int(fields[i])} instead of {expected}"
-            + (" (a quote is never closed)" if unclosed and ends[i] == size else ""),
+            _wrong_columns(int(fields[i]), expected, unclosed and ends[i] == size),
         )
         for i in bad
     ]
@@ -252,7 +426,27 @@ def read_table(path: Path, header: tuple[str, ...], body: bytes) -> RawTable:
     if parsed.height != n_good:  # a record polars splits differently: take the exact path
         return _slow_path(source, header, body)
     parsed = parsed.with_columns(pl.Series(LINE_COL, lines[good], dtype=pl.Int64))
-    return RawTable(header, parsed, quarantine, rows_read)
+    raw_text: dict[int, str] = {}
+    if len(quotes):
+        # the records with a quote are not their fields joined by commas: keep their text
+        quoted = np.flatnonzero(
+            good & (np.searchsorted(quotes, stops) > np.searchsorted(quotes, starts))
+        )
+        raw_text = {int(lines[i]): body[starts[i] : stops[i]].decode("utf-8") for i in quoted}
+    return RawTable(header, parsed, quarantine, rows_read, raw_text)
+
+
+def _wrong_columns(found: int, expected: int, unclosed: bool) -> str:
+    if unclosed:
+        return held(
+            f"wrong number of columns: {found} instead of {expected} (a quote is never closed, "
+            "so every line after it was read into one field)",
+            "close the quote",
+        )
+    return held(
+        f"wrong number of columns: {found} instead of {expected}",
+        "put double quotes around every field that contains a comma",
+    )
 
 
 def _quotes_are_structural(buf: np.ndarray, quotes: np.ndarray) -> bool:
@@ -303,8 +497,11 @@ def _slow_path(source: str, header: tuple[str, ...], body: bytes) -> RawTable:
                         source,
                         line_no,
                         raw.decode("utf-8", errors="backslashreplace").rstrip("\r"),
-                        f"bad encoding: byte 0x{bad_byte} at column {exc.start + 1} is not "
-                        "UTF-8; re-save the file as UTF-8",
+                        held(
+                            f"bad encoding: byte 0x{bad_byte} at column {exc.start + 1} is not "
+                            "UTF-8 text",
+                            "save it as CSV UTF-8",
+                        ),
                     )
                 )
                 continue
@@ -314,6 +511,7 @@ def _slow_path(source: str, header: tuple[str, ...], body: bytes) -> RawTable:
     expected = len(header)
     rows: list[list[str]] = []
     row_lines: list[int] = []
+    raw_text: dict[int, str] = {}
     rows_read = 0
     reader = csv.reader(feed(), strict=False)
     while True:
@@ -324,7 +522,7 @@ def _slow_path(source: str, header: tuple[str, ...], body: bytes) -> RawTable:
             break
         except csv.Error as exc:
             record = None
-            reason = f"bad CSV: {exc}"
+            reason = held(f"bad CSV: {exc}", "check the quoting of this line")
         span = fed[consumed : reader.line_num]
         if record == []:
             continue  # a blank line is not a row
@@ -338,16 +536,22 @@ def _slow_path(source: str, header: tuple[str, ...], body: bytes) -> RawTable:
         ):
             # strict=False reads an unclosed quote to the end of the file: refuse the record.
             record = None
-            reason = "a quote is never closed: every line after it was read into one field"
+            reason = held(
+                "a quote is never closed, so every line after it was read into one field",
+                "close the quote",
+            )
         if record is None or len(record) != expected:
             if record is not None:
-                reason = f"wrong number of columns: {len(record)} instead of {expected}"
-            raw = "\n".join(text.rstrip("\r") for _, text in span)
+                reason = _wrong_columns(len(record), expected, False)
+            raw = _lines_as_read(physical, span)
             quarantine.append(QuarantineRow(source, first_line, raw, reason))
             continue
         rows.append(record)
         row_lines.append(first_line)
-    rows_read += sum(1 for q in quarantine if q.reason.startswith("bad encoding"))
+        as_read = _lines_as_read(physical, span)
+        if as_read != ",".join(record):
+            raw_text[first_line] = as_read
+    rows_read += len(physical) - len(fed)  # the lines that are not UTF-8, one row each
     quarantine.sort(key=lambda q: q.line)
     if not rows:
         return RawTable(header, _empty(header), quarantine, rows_read)
@@ -355,4 +559,16 @@ def _slow_path(source: str, header: tuple[str, ...], body: bytes) -> RawTable:
     frame = pl.DataFrame(columns, schema=dict.fromkeys(header, pl.String)).with_columns(
         pl.Series(LINE_COL, row_lines, dtype=pl.Int64)
     )
-    return RawTable(header, frame, quarantine, rows_read)
+    return RawTable(header, frame, quarantine, rows_read, raw_text)
+
+
+def _lines_as_read(physical: list[bytes], span: list[tuple[int, str]]) -> str:
+    """The file's text from the first to the last line of a record: a line that is not UTF-8
+    inside it (quarantined on its own too) is kept, with its bad bytes as \\xNN escapes."""
+    if not span:
+        return ""
+    first, last = span[0][0], span[-1][0]
+    return "\n".join(
+        line.decode("utf-8", errors="backslashreplace").rstrip("\r")
+        for line in physical[first - 2 : last - 1]
+    )

@@ -9,8 +9,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
@@ -18,10 +20,13 @@ import polars as pl
 from placeharm.errors import DataError, TooLarge
 from placeharm.ingest.csvfile import (
     DEFAULT_LIMITS,
+    HELD_SUFFIX,
     LINE_COL,
     RawTable,
     ReadLimits,
     check_line_lengths,
+    file_label,
+    held,
     read_bytes,
     read_table,
     split_header,
@@ -98,8 +103,8 @@ API_CATEGORIES: dict[str, str] = {
 
 # The first data.police.uk month is 2010-12; later months are checked against today at use.
 FIRST_MONTH = "2010-12"
-_FILE_RE = re.compile(r"^(\d{4}-\d{2})-(.+?)-(street|outcomes|stop-and-search)\.csv(\.gz)?$")
 _MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+_FILE_RE = re.compile(r"^(\d{4}-\d{2})-(.+?)-(street|outcomes|stop-and-search)\.csv(\.gz)?$")
 _KEY_SEP = "\x1f"
 
 CRIME_COLUMNS: dict[str, type[pl.DataType]] = {
@@ -185,6 +190,8 @@ class ParsedFile:
     quarantine: list[QuarantineRow]
     rows_read: int
     file_months: tuple[str, ...]
+    # The raw text of usable rows whose key repeats in the file, by line (see services.ingest).
+    raw_text: dict[int, str] = field(default_factory=dict)
 
 
 def detect_kind(header: tuple[str, ...], path: Path) -> SourceKind:
@@ -197,7 +204,8 @@ def detect_kind(header: tuple[str, ...], path: Path) -> SourceKind:
     found = found if len(found) <= 200 else found[:200] + " …"
     hint = _hint(path)
     raise DataError(
-        f"{path}: the header does not match a data.police.uk file, so nothing was imported.\n"
+        f"{file_label(path)}: the header does not match a data.police.uk file, so nothing "
+        "was imported.\n"
         f"  found:    {found}\n"
         f"  expected: street: {names['street']}\n"
         f"            outcomes: {names['outcomes']}\n"
@@ -215,11 +223,15 @@ def _hint(path: Path) -> str:
     return "Check that this is an unedited data.police.uk download."
 
 
-def parse_file(path: Path, latest_month: str, limits: ReadLimits = DEFAULT_LIMITS) -> ParsedFile:
-    """Read and validate one police.uk bulk CSV (plain or gzip) or API JSON file."""
+def parse_file(
+    path: Path, latest_month: str, limits: ReadLimits = DEFAULT_LIMITS, data: bytes | None = None
+) -> ParsedFile:
+    """Read and validate one police.uk bulk CSV (plain or gzip) or API JSON file. `data` is
+    the file's bytes when the caller has read them already (`csvfile.read_snapshot`)."""
     if path.suffix.lower() == ".json" or path.name.lower().endswith(".json.gz"):
-        return parse_api_json(path, latest_month, limits)
-    data = read_bytes(path, limits)
+        return parse_api_json(path, latest_month, limits, data)
+    if data is None:
+        data = read_bytes(path, limits)
     try:
         check_line_lengths(data, path, limits.max_line_bytes)
     except TooLarge as exc:  # e.g. a GeoJSON boundary file: one long line
@@ -229,17 +241,49 @@ def parse_file(path: Path, latest_month: str, limits: ReadLimits = DEFAULT_LIMIT
     kind = detect_kind(header, path)
     raw = read_table(path, header, body)
     del body
-    name = _FILE_RE.match(path.name)
+    name = _FILE_RE.match(file_label(Path(path.name)))
     file_months = (name.group(1),) if name else ()
+    _check_named_month(file_months, path)
     if kind is SourceKind.STREET:
         frame, bad = _validate_street(raw, latest_month)
     elif kind is SourceKind.OUTCOMES:
         frame, bad = _validate_outcomes(raw, latest_month)
     else:
         frame, bad = _validate_stop_search(raw, latest_month)
-    quarantine = sorted([*raw.quarantine, *_quarantine_rows(str(path), bad)], key=lambda q: q.line)
+    source = file_label(path)
+    quarantine = sorted(
+        [*raw.quarantine, *_quarantine_rows(source, bad, raw)], key=lambda q: q.line
+    )
     force = name.group(2) if name else _force_slug(frame)
-    return ParsedFile(path, kind, force, frame, quarantine, raw.rows_read, file_months)
+    parsed = ParsedFile(path, kind, force, frame, quarantine, raw.rows_read, file_months)
+    if kind is SourceKind.STREET:
+        parsed.raw_text = _texts_of_repeated_keys(raw, frame)
+    return parsed
+
+
+def _check_named_month(file_months: tuple[str, ...], path: Path) -> None:
+    """Refuse a file whose police.uk-style name gives a month that does not exist
+    (`2021-13-northumbria-street.csv`): the name decides the month the file covers."""
+    for month in file_months:
+        if not re.match(_MONTH_PATTERN, month) or month < FIRST_MONTH:
+            raise DataError(
+                f"{file_label(path)}: the file name gives the month {month}, which is not a "
+                f"data.police.uk month (YYYY-MM, from {FIRST_MONTH}); the name says which month "
+                "the file covers, so nothing was imported. Rename the file with the month of "
+                "its rows, as police.uk names it (2021-05-northumbria-street.csv)"
+            )
+
+
+def _texts_of_repeated_keys(raw: RawTable, frame: pl.DataFrame) -> dict[int, str]:
+    """The raw text of every usable row whose record key appears more than once in the file:
+    a repeat with other content is quarantined when the file is written (whole row kept)."""
+    if frame.select(pl.col("crime_key").is_unique().all()).item():
+        return {}
+    lines = frame.filter(pl.col("crime_key").is_duplicated())["source_line"]
+    rows = raw.frame.filter(pl.col(LINE_COL).is_in(lines.implode())).select(
+        LINE_COL, _raw_line(raw)
+    )
+    return {line: raw.text_of(line, text) for line, text in rows.iter_rows()}
 
 
 def _force_slug(frame: pl.DataFrame) -> str:
@@ -252,18 +296,32 @@ def _force_slug(frame: pl.DataFrame) -> str:
 
 
 def _raw_line(raw: RawTable) -> pl.Expr:
-    """The row as CSV text again, for the quarantine (the original line minus quoting)."""
+    """The row as CSV text again, for the quarantine: its line exactly, unless quoted
+    (`RawTable.text_of` then gives the line as read)."""
     return pl.concat_str([pl.col(c).fill_null("") for c in raw.header], separator=",")
 
 
-def _quarantine_rows(source: str, bad: pl.DataFrame) -> list[QuarantineRow]:
+def _quarantine_rows(source: str, bad: pl.DataFrame, raw: RawTable) -> list[QuarantineRow]:
     return [
-        QuarantineRow(source, line, text, reason)
+        QuarantineRow(source, line, raw.text_of(line, text), reason)
         for line, text, reason in bad.select(LINE_COL, "_raw", "_reason").iter_rows()
     ]
 
 
 Check = tuple[pl.Expr, pl.Expr]  # (row is bad, reason text)
+
+
+def _says(*parts: str | pl.Expr) -> pl.Expr:
+    """A quarantine reason: text and column values (a missing value reads as ''), followed by
+    what happens to the row (`csvfile.held`).
+
+    Not `pl.format`: in polars 2.1's streaming engine it reads past the end of a filtered
+    string column made of several chunks and panics (`assertion failed: i < self.len()`, a
+    Rust PanicException that killed whole ingests, issue 13): two bad rows in one chunk of a
+    large file were enough. `concat_str` has no such fault.
+    """
+    columns = [pl.lit(p) if isinstance(p, str) else p.cast(pl.String).fill_null("") for p in parts]
+    return pl.concat_str([*columns, pl.lit(HELD_SUFFIX)])
 
 
 def _coordinates(lon: str, lat: str) -> tuple[list[pl.Expr], list[pl.Expr], list[Check]]:
@@ -276,16 +334,16 @@ def _coordinates(lon: str, lat: str) -> tuple[list[pl.Expr], list[pl.Expr], list
     lon_v, lat_v = pl.col("_lon"), pl.col("_lat")
     lon_given, lat_given = pl.col(lon).is_not_null(), pl.col(lat).is_not_null()
     checks: list[Check] = [
-        (lon_given != lat_given, pl.lit("only one of longitude and latitude is given")),
-        (lon_given & lon_v.is_null(), pl.format("longitude '{}' is not a number", pl.col(lon))),
-        (lat_given & lat_v.is_null(), pl.format("latitude '{}' is not a number", pl.col(lat))),
+        (lon_given != lat_given, _says("only one of longitude and latitude is given")),
+        (lon_given & lon_v.is_null(), _says("longitude '", pl.col(lon), "' is not a number")),
+        (lat_given & lat_v.is_null(), _says("latitude '", pl.col(lat), "' is not a number")),
         (
             lon_given & (~lon_v.is_finite() | (lon_v.abs() > 180)),
-            pl.format("longitude {} is impossible (must be -180 to 180)", pl.col(lon)),
+            _says("longitude ", pl.col(lon), " is impossible (must be -180 to 180)"),
         ),
         (
             lat_given & (~lat_v.is_finite() | (lat_v.abs() > 90)),
-            pl.format("latitude {} is impossible (must be -90 to 90)", pl.col(lat)),
+            _says("latitude ", pl.col(lat), " is impossible (must be -90 to 90)"),
         ),
     ]
     return prepare, [lon_v.alias("longitude"), lat_v.alias("latitude")], checks
@@ -298,18 +356,17 @@ def _month_checks(col: str, latest_month: str) -> tuple[list[pl.Expr], list[Chec
     prepare = [value.str.to_date("%Y-%m", strict=False).alias("_month")]
     first, latest = _month_date(FIRST_MONTH), _month_date(latest_month)
     return prepare, [
-        (pl.col(col).is_null(), pl.lit("month is missing")),
+        (pl.col(col).is_null(), _says("month is missing")),
         (
             (value.str.len_bytes() != 7) | pl.col("_month").is_null(),
-            pl.format("bad month '{}' (expected YYYY-MM)", pl.col(col)),
+            _says("bad month '", pl.col(col), "' (expected YYYY-MM)"),
         ),
         (
             (pl.col("_month") < first) | (pl.col("_month") > latest),
-            pl.format(
-                "month '{}' is outside the data.police.uk range ({} to {})",
+            _says(
+                "month '",
                 pl.col(col),
-                pl.lit(FIRST_MONTH),
-                pl.lit(latest_month),
+                f"' is outside the data.police.uk range ({FIRST_MONTH} to {latest_month})",
             ),
         ),
     ]
@@ -361,10 +418,10 @@ def _validate_street(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, pl
     prepare, coords, coord_checks = _coordinates("Longitude", "Latitude")
     month_prepare, month_checks = _month_checks("Month", latest_month)
     type_checks: list[Check] = [
-        (pl.col("Crime type").is_null(), pl.lit("crime type is missing")),
+        (pl.col("Crime type").is_null(), _says("crime type is missing")),
         (
             ~pl.col("Crime type").is_in(CRIME_TYPES),
-            pl.format("unknown crime type '{}'", pl.col("Crime type")),
+            _says("unknown crime type '", pl.col("Crime type"), "' (not a police.uk crime type)"),
         ),
     ]
     frame, bad = _split_valid(
@@ -404,8 +461,8 @@ def _validate_outcomes(raw: RawTable, latest_month: str) -> tuple[pl.DataFrame, 
     # An outcome's month may be the month after the last street month; allow one more.
     month_prepare, month_checks = _month_checks("Month", _next_month(latest_month))
     id_checks: list[Check] = [
-        (pl.col("Crime ID").is_null(), pl.lit("outcome row has no Crime ID")),
-        (pl.col("Outcome type").is_null(), pl.lit("outcome type is missing")),
+        (pl.col("Crime ID").is_null(), _says("outcome row has no Crime ID")),
+        (pl.col("Outcome type").is_null(), _says("outcome type is missing")),
     ]
     # An outcome is its crime, month and type, plus its rank among identical rows (OUTCOME_KEY);
     # the join hash is the crime's, so every outcome of a crime is compared on re-import.
@@ -433,16 +490,14 @@ def _validate_stop_search(raw: RawTable, latest_month: str) -> tuple[pl.DataFram
     parsed = stamp.str.to_datetime("%Y-%m-%dT%H:%M:%S%z", strict=False).dt.convert_time_zone("UTC")
     month_text = parsed.dt.convert_time_zone("Europe/London").dt.strftime("%Y-%m")
     checks: list[Check] = [
-        (pl.col("Date").is_null(), pl.lit("date is missing")),
-        (parsed.is_null(), pl.format("bad date '{}' (expected ISO 8601)", pl.col("Date"))),
+        (pl.col("Date").is_null(), _says("date is missing")),
+        (parsed.is_null(), _says("bad date '", pl.col("Date"), "' (expected ISO 8601)")),
         (
             (month_text < FIRST_MONTH) | (month_text > latest_month),
-            pl.format("date '{}' is outside the data.police.uk range", pl.col("Date")),
+            _says("date '", pl.col("Date"), "' is outside the data.police.uk range"),
         ),
-        (
-            ~pl.col("Type").is_in(SEARCH_TYPES) | pl.col("Type").is_null(),
-            pl.format("unknown search type '{}'", pl.col("Type")),
-        ),
+        (pl.col("Type").is_null(), _says("search type is missing")),
+        (~pl.col("Type").is_in(SEARCH_TYPES), _says("unknown search type '", pl.col("Type"), "'")),
     ]
     frame, bad = _split_valid(
         raw,
@@ -572,89 +627,196 @@ def _fill_hash(frame: pl.DataFrame, key_col: str, hash_col: str) -> pl.DataFrame
 
 
 def parse_api_json(
-    path: Path, latest_month: str, limits: ReadLimits = DEFAULT_LIMITS
+    path: Path, latest_month: str, limits: ReadLimits = DEFAULT_LIMITS, data: bytes | None = None
 ) -> ParsedFile:
-    """Read a data.police.uk API crimes-street JSON response (a list of crimes). An API
-    response is one line, so only the decompressed size is capped."""
-    source = str(path)
-    data = read_bytes(path, limits)
+    """Read a data.police.uk API crimes-street JSON response (a list of crimes).
+
+    A document that is not a JSON list (not UTF-8, not JSON, cut short, nested past what
+    the parser can follow, an object instead of a list) refuses the file. Each element is
+    then checked on its own: one that is not a usable crime goes to the quarantine with its
+    position in the list (1-based) and its exact text in the file. An API response is one
+    line, so only the decompressed size is capped (`limits`). `data` is the file's bytes when
+    the caller has read them already (one snapshot: `csvfile.read_snapshot`).
+    """
+    source = file_label(path)
+    if data is None:
+        data = read_bytes(path, limits)
     try:
-        records = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
         raise DataError(
-            f"{path}: not a JSON document ({exc}); save the API response unchanged"
-        ) from exc
-    if not isinstance(records, list):
-        raise DataError(
-            f"{path}: expected a JSON list of crimes (a crimes-street response), "
-            f"found {type(records).__name__}"
-        )
+            f"{file_label(path)}: byte {exc.start:,} is not UTF-8, so this is not a data.police.uk "
+            "API response; nothing was imported. Save the API response unchanged, or request it "
+            "again"
+        ) from None
+    del data
     rows: list[dict[str, object]] = []
+    spans: dict[int, tuple[int, int]] = {}  # position -> where a usable record's text is
     quarantine: list[QuarantineRow] = []
-    for index, record in enumerate(records, start=1):
+    read = 0
+    for read, (start, end, record) in enumerate(_json_elements(text, path), start=1):
         reason, row = _api_row(record, latest_month)
         if reason is None and row is not None:
-            row["source_line"] = index
+            row["source_line"] = read
             rows.append(row)
+            spans[read] = (start, end)
         else:
             quarantine.append(
-                QuarantineRow(source, index, json.dumps(record)[:2000], reason or "bad record")
+                QuarantineRow(
+                    source,
+                    read,
+                    text[start:end],
+                    held(reason or "bad record", "save the API response unchanged"),
+                )
             )
     schema = {k: v for k, v in CRIME_COLUMNS.items() if k not in {"crime_key", "crime_hash"}}
-    frame = pl.DataFrame(rows, schema=schema)
-    frame = frame.with_columns(
-        pl.when(pl.col("crime_id").is_null())
-        .then(pl.format("api-{}", pl.col("api_id")))
-        .otherwise(pl.col("crime_id"))
-        .alias("_id")
+    frame = _api_keys(pl.DataFrame(rows, schema=schema))
+    frame, repeats = _api_repeats(frame)
+    quarantine.extend(
+        QuarantineRow(
+            source,
+            line,
+            text[spans[line][0] : spans[line][1]],
+            held(
+                f"the same crime is record {first} of this response, with different content "
+                f"(record {first} is used)",
+                "give each record its own ID",
+            ),
+        )
+        for line, first in repeats
     )
-    frame = _with_keys(
-        frame, id_col="crime_id", key_col="crime_key", hash_col="crime_hash", content=["_id"]
-    )
+    quarantine.sort(key=lambda q: q.line)
     return ParsedFile(
-        path,
-        SourceKind.API,
-        "api",
-        frame.select(list(CRIME_COLUMNS)),
-        quarantine,
-        len(records),
-        (),
+        path, SourceKind.API, "api", frame.select(list(CRIME_COLUMNS)), quarantine, read, ()
     )
+
+
+_JSON_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _json_elements(text: str, path: Path) -> Iterator[tuple[int, int, object]]:
+    """Each element of the JSON list in `text`, with where its text starts and ends.
+
+    Decoded one element at a time, so a quarantined record keeps its exact text. Anything
+    that makes the document not a JSON list refuses the whole file (DataError).
+    """
+    decoder = json.JSONDecoder()
+    pos = _json_skip(text, 0)
+    if not text.startswith("[", pos):
+        raise DataError(
+            f"{file_label(path)}: expected a JSON list of crimes (a data.police.uk crimes-street "
+            f"response), found {_json_found(text, pos)}; nothing was imported. Save the "
+            "response of a crimes-street request unchanged"
+        )
+    pos = _json_skip(text, pos + 1)
+    number = 0
+    while not (number == 0 and text.startswith("]", pos)):
+        number += 1
+        try:
+            value, end = decoder.raw_decode(text, pos)
+        except RecursionError:
+            raise _damaged(path, number, pos, "it nests deeper than any API response") from None
+        except json.JSONDecodeError as exc:
+            raise _damaged(path, number, exc.pos, exc.msg) from None
+        except ValueError:  # Python refuses integers of over 4,300 digits
+            raise _damaged(path, number, pos, "a number has thousands of digits") from None
+        yield pos, end, value
+        pos = _json_skip(text, end)
+        if text.startswith(",", pos):
+            pos = _json_skip(text, pos + 1)
+        elif text.startswith("]", pos):
+            break
+        else:
+            raise _damaged(path, number, pos, "expected ',' or ']' after it")
+    pos = _json_skip(text, pos + 1)
+    if pos < len(text):
+        raise _damaged(path, number, pos, "there is more text after the list")
+
+
+def _json_skip(text: str, pos: int) -> int:
+    match = _JSON_SPACE.match(text, pos)
+    return match.end() if match else pos
+
+
+def _json_found(text: str, pos: int) -> str:
+    """What a JSON document that is not a list is, in words (never its content)."""
+    if pos >= len(text):
+        return "an empty file"
+    first = text[pos]
+    kinds = {"{": "a JSON object", '"': "a JSON string", "t": "true", "f": "false", "n": "null"}
+    if first in kinds:
+        return kinds[first]
+    if first == "-" or first.isdigit():
+        return "a number"
+    return "text that is not JSON"
+
+
+def _damaged(path: Path, number: int, pos: int, what: str) -> DataError:
+    return DataError(
+        f"{file_label(path)}: not a JSON document (at character {pos:,}, record {number} of the "
+        f"list: {what}); the response is incomplete or damaged, so nothing was imported. "
+        "Request it again"
+    )
+
+
+_API_MONTH = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])")
+_API_ID_MAX = 2**63 - 1  # stored as BIGINT; data.police.uk ids are far smaller
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _BadRecord(Exception):
+    """Why one API record cannot be used (its quarantine reason)."""
 
 
 def _api_row(record: object, latest_month: str) -> tuple[str | None, dict[str, object] | None]:
+    """One API record as a crimes row, or the reason it cannot be used."""
     if not isinstance(record, dict):
-        return "record is not a JSON object", None
+        return f"record is {_json_kind(record)}, not a JSON object (one crime)", None
+    try:
+        return None, _api_fields(record, latest_month)
+    except _BadRecord as exc:
+        return str(exc), None
+
+
+def _api_fields(record: dict[str, object], latest_month: str) -> dict[str, object]:
     category = record.get("category")
-    if category not in API_CATEGORIES:
-        return f"unknown crime category '{category}'", None
+    if not isinstance(category, str) or category not in API_CATEGORIES:
+        raise _BadRecord(f"unknown crime category {_json_show(category)}")
     month = record.get("month")
-    if not isinstance(month, str) or not re.match(_MONTH_PATTERN, month):
-        return f"bad month '{month}' (expected YYYY-MM)", None
+    if not isinstance(month, str) or not _API_MONTH.fullmatch(month):
+        raise _BadRecord(f"bad month {_json_show(month)} (expected YYYY-MM)")
     if not FIRST_MONTH <= month <= latest_month:
-        return f"month '{month}' is outside the data.police.uk range", None
+        raise _BadRecord(
+            f"month '{month}' is outside the data.police.uk range ({FIRST_MONTH} to {latest_month})"
+        )
     api_id = record.get("id")
-    if not isinstance(api_id, int):
-        return "record has no numeric id", None
+    if isinstance(api_id, bool) or not isinstance(api_id, int):
+        raise _BadRecord(
+            f"record has no numeric id (id is {_json_kind(api_id)} {_json_show(api_id)}; "
+            "an API id is a whole number)"
+        )
+    if not 1 <= api_id <= _API_ID_MAX:
+        raise _BadRecord(f"id {_json_show(api_id)} is out of range (1 to 2^63-1)")
     location = record.get("location")
-    lat = lon = None
+    lon = lat = None
     street = None
-    if isinstance(location, dict):
-        try:
-            lat = float(location["latitude"]) if location.get("latitude") else None
-            lon = float(location["longitude"]) if location.get("longitude") else None
-        except (TypeError, ValueError):
-            return "latitude or longitude is not a number", None
+    if location is not None:
+        if not isinstance(location, dict):
+            raise _BadRecord(f"location is {_json_kind(location)}, not an object")
+        lat = _api_coordinate(location, "latitude", 90)
+        lon = _api_coordinate(location, "longitude", 180)
         if (lat is None) != (lon is None):
-            return "only one of longitude and latitude is given", None
-        if lat is not None and lon is not None and (abs(lat) > 90 or abs(lon) > 180):
-            return f"impossible coordinates ({lon}, {lat})", None
-        if isinstance(location.get("street"), dict):
-            street = location["street"].get("name")
+            raise _BadRecord("only one of longitude and latitude is given")
+        place = location.get("street")
+        if place is not None:
+            if not isinstance(place, dict):
+                raise _BadRecord(f"location.street is {_json_kind(place)}, not an object")
+            street = _api_text(place, "name", "location.street.name")
     outcome = record.get("outcome_status")
-    persistent = record.get("persistent_id") or None
-    return None, {
-        "crime_id": persistent,
+    if outcome is not None and not isinstance(outcome, dict):
+        raise _BadRecord(f"outcome_status is {_json_kind(outcome)}, not an object")
+    return {
+        "crime_id": _api_text(record, "persistent_id", "persistent_id"),
         "month": _month_date(month),
         "reported_by": None,
         "falls_within": None,
@@ -663,11 +825,111 @@ def _api_row(record: object, latest_month: str) -> tuple[str | None, dict[str, o
         "location": street,
         "lsoa_code_file": None,
         "lsoa_name_file": None,
-        "crime_type": API_CATEGORIES[str(category)],
-        "last_outcome_category": outcome.get("category") if isinstance(outcome, dict) else None,
-        "context": record.get("context") or None,
+        "crime_type": API_CATEGORIES[category],
+        "last_outcome_category": (
+            _api_text(outcome, "category", "outcome_status.category") if outcome else None
+        ),
+        "context": _api_text(record, "context", "context"),
         "api_id": api_id,
     }
+
+
+def _api_text(record: dict[str, object], key: str, name: str) -> str | None:
+    """A text field: absent, null or empty is None; anything but text refuses the record."""
+    value = record.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise _BadRecord(f"{name} is {_json_kind(value)}, not text")
+    if _SURROGATE.search(value):
+        # "\ud800" is valid JSON but not a character: it cannot be stored as text
+        raise _BadRecord(f"{name} holds a lone UTF-16 surrogate, which is not a character")
+    return value
+
+
+def _api_coordinate(location: dict[str, object], key: str, bound: int) -> float | None:
+    """A coordinate (the API gives text, e.g. "54.895645"), checked as the CSV path checks:
+    a finite number within +-`bound`; absent, null or empty is None."""
+    value = location.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise _BadRecord(f"{key} is {_json_kind(value)}, not a number")
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
+        raise _BadRecord(f"{key} {_json_show(value)} is not a number") from None
+    if not math.isfinite(number) or abs(number) > bound:
+        raise _BadRecord(
+            f"impossible coordinates: {key} {_json_show(value)} (must be a finite number "
+            f"from -{bound} to {bound})"
+        )
+    return number
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, list):
+        return "a list"
+    return "an object"
+
+
+def _json_show(value: object) -> str:
+    """A short, printable rendering of a JSON value for a reason (never a whole structure)."""
+    if isinstance(value, str):
+        return repr(value[:60]) + ("…" if len(value) > 60 else "")
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int):
+        digits = len(str(abs(value)))
+        return str(value) if digits <= 30 else f"({digits} digits)"
+    if isinstance(value, float):
+        return repr(value)
+    return _json_kind(value)
+
+
+def _api_keys(frame: pl.DataFrame) -> pl.DataFrame:
+    """Each API record's key: its persistent_id, else a digest of its numeric id.
+
+    The digest is of "api-<id>" plus rank 0, as keys were made before issue 13, so stores
+    built then keep matching; unlike then, a record repeated in one response gets the same
+    key (it is the same crime, not a second one).
+    """
+    no_id = frame["crime_id"].is_null()
+    key = frame["crime_id"].alias("crime_key")
+    if no_id.any():
+        texts = frame.filter(no_id).select(pl.format("api-{}", "api_id") + pl.lit(_KEY_SEP + "0"))
+        key = key.scatter(no_id.arg_true(), _digest(texts.to_series()))
+    frame = frame.with_columns(key).with_columns(_hash_of(pl.col("crime_key")).alias("crime_hash"))
+    return _fill_hash(frame, "crime_key", "crime_hash")
+
+
+def _api_repeats(frame: pl.DataFrame) -> tuple[pl.DataFrame, list[tuple[int, int]]]:
+    """Drop the records of a response that repeat an earlier record's key with different
+    content; return them as (position, position of the first). Identical repeats stay (the
+    writer counts them as unchanged)."""
+    if frame.select(pl.col("crime_key").is_unique().all()).item():
+        return frame, []
+    first = frame.unique("crime_key", keep="first", maintain_order=True)
+    later = frame.filter(~pl.col("crime_key").is_first_distinct())
+    joined = later.join(
+        first.select("crime_key", *CRIME_CONTENT, "source_line"), on="crime_key", suffix="_first"
+    )
+    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_first")) for c in CRIME_CONTENT)
+    differing = joined.filter(~same).select("source_line", "source_line_first")
+    if differing.is_empty():
+        return frame, []
+    dropped = differing["source_line"]
+    return frame.filter(~pl.col("source_line").is_in(dropped)), [
+        (int(a), int(b)) for a, b in differing.iter_rows()
+    ]
 
 
 def _month_date(month: str) -> dt.date:

@@ -20,7 +20,7 @@ from placeharm.errors import DataError, NotFound
 from placeharm.harm import HarmIndex, load_index, weigh
 from placeharm.model import month_range, shift_month
 from placeharm.services import indices
-from placeharm.services.queries import check_area_query, gap_months
+from placeharm.services.queries import check_area_query, gap_months, partial_months
 from placeharm.store.base import Store
 
 
@@ -140,13 +140,20 @@ def _base_meta(
 
 def _gap_note(meta: dict[str, object]) -> list[str]:
     gaps = meta["gap_months"]
-    assert isinstance(gaps, list)
-    if not gaps:
-        return []
-    return [
-        f"no data for {', '.join(gaps)} (gap): figures cover {meta['months_covered']} of "
-        f"{meta['months']} months"
-    ]
+    partial = meta.get("partial_months") or []
+    assert isinstance(gaps, list) and isinstance(partial, list)
+    notes = []
+    if gaps:
+        notes.append(
+            f"no data for {', '.join(gaps)} (gap): figures cover {meta['months_covered']} of "
+            f"{meta['months']} months"
+        )
+    if partial:  # docs/ingest.md, "API responses and coverage"
+        notes.append(
+            f"{', '.join(partial)}: held from data.police.uk API responses only, so figures "
+            "cover just the areas those responses were requested for"
+        )
+    return notes
 
 
 def _weight_note(sources: dict[str, int]) -> list[str]:
@@ -238,6 +245,7 @@ def rank(
     )
     sources = _weight_sources(cube)
     meta = _base_meta(by, first, last, gaps, harm_index, crime_types, offence_codes)
+    meta["partial_months"] = partial_months(store, first, last)
     meta |= pop_meta | {
         "total_records": int(table["records"].sum()),
         "total_harm": total_harm,
@@ -403,6 +411,7 @@ def series(
         .sort("area_code", "month")
     )
     meta = _base_meta(by, first, last, gaps, harm_index, crime_types, offence_codes)
+    meta["partial_months"] = partial_months(store, first, last)
     meta |= {"records_outside_set": outside, "areas": len(area_list)}
     return HarmResult("series", meta, table, _gap_note(meta))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -15,9 +14,22 @@ import polars as pl
 
 from placeharm import audit
 from placeharm.audit import Actor
-from placeharm.errors import DataError, PlaceharmError
-from placeharm.ingest.csvfile import DEFAULT_LIMITS, ReadLimits
-from placeharm.ingest.policeuk import CRIME_CONTENT, OUTCOME_KEY, ParsedFile, parse_file
+from placeharm.errors import (
+    DataError,
+    ImportFailed,
+    PlaceharmError,
+    StoreUnavailable,
+    describe,
+    is_fatal,
+)
+from placeharm.ingest.csvfile import DEFAULT_LIMITS, ReadLimits, file_label, held, read_snapshot
+from placeharm.ingest.policeuk import (
+    CRIME_CONTENT,
+    FIRST_MONTH,
+    OUTCOME_KEY,
+    ParsedFile,
+    parse_file,
+)
 from placeharm.ingest.vintage import Vintage, file_vintage
 from placeharm.model import ImportResult, QuarantineRow, SourceKind
 from placeharm.services.areas import Assigner, assign_pending, load_sets
@@ -145,25 +157,34 @@ def _prefetch(
 
     def parse(path: Path) -> _Parsed:
         started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        sha = _sha256(path)
+        sha = ""
         try:
-            parsed = parse_file(path, latest, limits)
-        except PlaceharmError as exc:
-            return _Parsed(path, exc, sha, started)
+            # one read: the hash is of the very bytes parsed (a file still being copied in
+            # is refused, not half-imported under the hash of another version)
+            snapshot = read_snapshot(path, limits)
+            sha = snapshot.sha256
+            parsed = parse_file(path, latest, limits, snapshot.release())
+        except BaseException as exc:  # this file only: the others still import
+            if is_fatal(exc):
+                raise
+            return _Parsed(path, _unreadable(path, exc), sha, started)
         latest_held = _latest_month(parsed)
         if published and latest_held and published.strftime("%Y-%m") <= latest_held:
             refusal = DataError(
-                f"{path}: --published {published} is before the end of {latest_held}, the "
-                "latest month this file holds, so police.uk cannot have published it then; "
-                "check the date (or leave it out: the file's own evidence is used)"
+                f"{file_label(path)}: --published {published} is before the end of "
+                f"{latest_held}, the latest month this file holds, so police.uk cannot have "
+                "published it then; check the date (or leave it out: the file's own evidence "
+                "is used)"
             )
             return _Parsed(path, refusal, sha, started)
         item = _Parsed(path, parsed, sha, started)
         item.vintage = file_vintage(path, latest_held, sha, published)
         try:
             item.assigned = _assign(parsed, assigner)
-        except Exception as exc:  # raised again when the file is written
-            item.assigned = exc
+        except BaseException as exc:  # raised again when the file is written
+            if is_fatal(exc):
+                raise
+            item.assigned = exc if isinstance(exc, Exception) else _unforeseen(exc, "areas")
         return item
 
     workers = max(1, threads)
@@ -202,22 +223,31 @@ def _write_group(store: Store, group: list[_Parsed], actor: Actor | None) -> lis
     try:
         with store.transaction():
             return _write_files(store, group, actor)
-    except Exception:
+    except StoreUnavailable:
+        raise  # a full disk, a damaged or read-only store: no file can be written (issue 13)
+    except BaseException as exc:  # a native panic too (pyo3's PanicException)
+        if is_fatal(exc):
+            raise
         log.warning("a file in a group of %d failed; replaying them one by one", len(group))
     results = []
     for item in group:
         try:
             with store.transaction():
                 results.extend(_write_files(store, [item], actor))
-        except Exception as exc:
-            log.exception("import of %s failed; the store is unchanged", item.path)
-            assert isinstance(item.parsed, ParsedFile)
+        except StoreUnavailable:
+            raise
+        except BaseException as exc:
+            if is_fatal(exc):
+                raise
+            log.warning("import of %s failed; the store is unchanged", item.path, exc_info=exc)
+            parsed = item.parsed
+            detail = str(exc) if isinstance(exc, PlaceharmError | OSError) else describe(exc)
             failed = ImportResult(
-                str(item.path),
-                item.parsed.kind.value,
+                file_label(item.path),
+                parsed.kind.value if isinstance(parsed, ParsedFile) else "unknown",
                 "failed",
-                rows_read=item.parsed.rows_read,
-                message=f"import failed and was rolled back, nothing was written: {exc}",
+                rows_read=parsed.rows_read if isinstance(parsed, ParsedFile) else 0,
+                message=f"import failed and was rolled back, nothing was written: {detail}",
             )
             with store.transaction():
                 failed.import_id = store.next_import_ids(1)[0]
@@ -247,17 +277,27 @@ def _write_files(store: Store, items: list[_Parsed], actor: Actor | None) -> lis
     frames: dict[str, list[pl.DataFrame]] = {}
     extra: dict[int, list[QuarantineRow]] = {}
     coverage: list[dict[str, object]] = []
+    raw_texts = [i.parsed.raw_text if isinstance(i.parsed, ParsedFile) else {} for i in items]
     for index, (item, import_id) in enumerate(zip(items, import_ids, strict=True)):
         parsed = item.parsed
         if isinstance(parsed, PlaceharmError):
+            status = "failed" if isinstance(parsed, ImportFailed) else "refused"
             results.append(
                 ImportResult(
-                    str(item.path), "unknown", "refused", message=str(parsed), import_id=import_id
+                    file_label(item.path),
+                    "unknown",
+                    status,
+                    message=str(parsed),
+                    import_id=import_id,
                 )
             )
             continue
         result = ImportResult(
-            str(item.path), parsed.kind.value, "ok", rows_read=parsed.rows_read, import_id=import_id
+            file_label(item.path),
+            parsed.kind.value,
+            "ok",
+            rows_read=parsed.rows_read,
+            import_id=import_id,
         )
         results.append(result)
         frame = _prepare(item, parsed, import_id).with_columns(
@@ -272,30 +312,33 @@ def _write_files(store: Store, items: list[_Parsed], actor: Actor | None) -> lis
         if "located" in frame.columns:
             result.no_location = int((~frame["located"]).sum())
             result.outside_areas = int((frame["in_area"] == False).sum())  # noqa: E712
-        if parsed.kind is not SourceKind.API:
-            months = _month_counts(frame, parsed.file_months)
-            result.months = tuple(m.strftime("%Y-%m") for m in sorted(months))
-            coverage.extend(
-                {
-                    "source_kind": parsed.kind.value,
-                    "force": parsed.force,
-                    "month": month,
-                    "rows": rows,
-                    "import_id": import_id,
-                    "source_file": str(item.path),
-                    "named": bool(parsed.file_months),
-                }
-                for month, rows in months.items()
-            )
+        months, named, notes = _claimed_months(frame, parsed)
+        result.months = tuple(m.strftime("%Y-%m") for m in sorted(months))
+        result.message = "; ".join(notes)
+        coverage.extend(
+            {
+                "source_kind": parsed.kind.value,
+                "force": parsed.force,
+                "month": month,
+                "rows": rows,
+                "import_id": import_id,
+                "source_file": file_label(item.path),
+                "named": named,
+            }
+            for month, rows in months.items()
+        )
         frames.setdefault(_TARGETS[parsed.kind][0], []).append(frame)
     touched: list[pl.Series] = []
     for table, parts in frames.items():
         _, key, hash_col = next(t for t in _TARGETS.values() if t[0] == table)
         whole = pl.concat(parts, how="vertical_relaxed")
         if _repeats_across_files(whole, table, key):
-            counts = [_write_table(store, table, p, key, hash_col, results, extra) for p in parts]
+            counts = [
+                _write_table(store, table, p, key, hash_col, results, extra, raw_texts)
+                for p in parts
+            ]
         else:
-            counts = [_write_table(store, table, whole, key, hash_col, results, extra)]
+            counts = [_write_table(store, table, whole, key, hash_col, results, extra, raw_texts)]
         if table in ("crimes", "outcomes"):
             touched.append(whole["crime_hash"])
         for count in counts:
@@ -336,6 +379,32 @@ def _write_files(store: Store, items: list[_Parsed], actor: Actor | None) -> lis
     return results
 
 
+def _unreadable(path: Path, exc: BaseException) -> PlaceharmError:
+    """What a file that could not be read is refused or failed with (this file only)."""
+    if isinstance(exc, PlaceharmError):
+        return exc
+    if isinstance(exc, OSError):
+        return DataError(
+            f"{file_label(path)} cannot be read ({exc.strerror or type(exc).__name__}); check "
+            "that it exists and may be read, then import it again"
+        )
+    log.warning("reading %s failed unexpectedly; it is not imported", path, exc_info=exc)
+    return _unforeseen(exc, "reading", path)
+
+
+def _unforeseen(exc: BaseException, stage: str, path: Path | None = None) -> ImportFailed:
+    """A failure placeharm did not foresee while `stage` (reading, areas) a file, as this
+    file's failure: the message says what and what to do; the original is the cause."""
+    what = "reading it" if stage == "reading" else "finding its areas"
+    failure = ImportFailed(
+        (f"{file_label(path)} failed, nothing imported: " if path else "")
+        + f"an unexpected failure while {what} ({describe(exc)}). The other files are not "
+        "affected; keep this file and report the failure (the log has the details)"
+    )
+    failure.__cause__ = exc
+    return failure
+
+
 def _assign(parsed: ParsedFile, assigner: Assigner) -> pl.DataFrame:
     """A parsed file's rows with their areas (outcomes have none: they follow their crime)."""
     if parsed.kind in (SourceKind.STREET, SourceKind.API):
@@ -364,6 +433,7 @@ def _write_table(
     hash_col: str,
     results: list[ImportResult],
     extra: dict[int, list[QuarantineRow]],
+    raw_texts: list[dict[int, str]],
 ) -> pl.DataFrame:
     """Write one table's rows (from one or more files); counts per `_file`."""
     if table == "crimes":
@@ -371,7 +441,11 @@ def _write_table(
         if frame.height and frame["_file"].n_unique() == 1:
             # Only a single file can repeat a key (a group with repeats goes file by file).
             frame, repeats, quarantined = _split_duplicates(
-                frame, "crime_key", list(CRIME_CONTENT), results[index].source_file
+                frame,
+                "crime_key",
+                list(CRIME_CONTENT),
+                results[index].source_file,
+                raw_texts[index],
             )
             results[index].unchanged += repeats
             extra.setdefault(index, []).extend(quarantined)
@@ -403,53 +477,100 @@ def _counts(**parts: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _claimed_months(
+    frame: pl.DataFrame, parsed: ParsedFile
+) -> tuple[dict[dt.date, int], bool, list[str]]:
+    """The months a file covers (with its usable rows in each), whether they come from its
+    police.uk name, and notes on what it does not claim (docs/ingest.md, "API responses and
+    coverage").
 
-
-def _month_counts(frame: pl.DataFrame, file_months: tuple[str, ...]) -> dict[dt.date, int]:
-    """The months a file covers, with its rows in each.
-
-    A police.uk file named for a month covers that month only (even with no usable rows),
-    so a stray row of another month cannot claim, or replace, that month's coverage. A file
-    without such a name covers the months of its rows.
+    A file covers only months in which it has usable rows, and never a month after this one:
+    a header-only download (or one whose every row was quarantined) must neither mark a
+    month covered nor blank a month held. A police.uk file named for a month covers that
+    month only, so a stray row of another month cannot claim, or replace, that month's
+    coverage; a name whose month is not a real month up to this one is ignored. A file
+    without such a name, and an API response, covers the months of its usable rows.
     """
+    this_month = dt.date.today().replace(day=1)
+    keep = "; a month already held keeps its coverage"
+    if parsed.rows_read == 0:
+        return {}, False, [f"no data rows (a header-only file), so it marks no month covered{keep}"]
+    notes = []
+    named = []
+    for text in parsed.file_months:
+        month = _name_month(text)
+        if month is None or month > this_month:
+            when = "is not a month" if month is None else "is after this month"
+            notes.append(f"the month in its name, {text}, {when}, so it is not marked covered")
+        else:
+            named.append(month)
     counts = {m: int(n) for m, n in frame.group_by("month").len().iter_rows()}
-    if not file_months:
-        return counts
-    named = [dt.date(int(t[:4]), int(t[5:7]), 1) for t in file_months]
-    return {month: counts.get(month, 0) for month in named}
+    if named:
+        claimed = {month: counts[month] for month in named if counts.get(month)}
+        if not claimed:
+            notes.append(
+                f"no usable rows of {', '.join(parsed.file_months)}, so it marks no "
+                f"month covered{keep}"
+            )
+        return claimed, True, notes
+    future = sorted(m for m in counts if m > this_month)
+    if future:
+        notes.append(
+            f"rows of {', '.join(f'{m:%Y-%m}' for m in future)} (after this month) "
+            "mark no month covered"
+        )
+    claimed = {m: n for m, n in counts.items() if m <= this_month}
+    if not claimed:
+        notes.append(f"no usable rows, so it marks no month covered{keep}")
+    return claimed, False, notes
+
+
+def _name_month(text: str) -> dt.date | None:
+    """The month in a police.uk file name (YYYY-MM), or None if it is not one from FIRST_MONTH."""
+    try:
+        month = dt.date(int(text[:4]), int(text[5:7]), 1)
+    except ValueError:
+        return None
+    return month if f"{month:%Y-%m}" >= FIRST_MONTH else None
 
 
 def _split_duplicates(
-    frame: pl.DataFrame, key: str, content: list[str], source: str
+    frame: pl.DataFrame, key: str, content: list[str], source: str, raw_text: dict[int, str]
 ) -> tuple[pl.DataFrame, int, list[QuarantineRow]]:
-    """Keep a key's first row in the file; identical repeats are unchanged, others quarantined."""
+    """Keep a key's first row in the file; identical repeats are unchanged, others quarantined
+    with their whole raw row (`raw_text`, by line, from the parser)."""
     if frame.select(pl.col(key).is_unique().all()).item():
         return frame, 0, []
     first = frame.unique(key, keep="first", maintain_order=True)
     repeats = frame.filter(~pl.col(key).is_first_distinct())
     joined = repeats.join(first.select(key, *content, "source_line"), on=key, suffix="_first")
     same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_first")) for c in content)
+    key_name = "Crime ID" if key == "crime_key" else key
     identical = joined.filter(same)
     differing = joined.filter(~same)
     quarantine = [
         QuarantineRow(
             source,
             line,
-            str(record_key),
-            f"the same record appears again in this file with different content "
-            f"(first at line {first_line}); fix the file and import it again",
+            raw_text.get(line) or _described(differing, line),
+            held(
+                f"the same record ({key_name} {record_key}) appears again in this file with "
+                f"different content (first at line {first_line}, which is the one used)",
+                "give each record its own ID",
+            ),
         )
         for line, record_key, first_line in differing.select(
             "source_line", key, "source_line_first"
         ).iter_rows()
     ]
     return first, identical.height, quarantine
+
+
+def _described(rows: pl.DataFrame, line: int) -> str:
+    """A row's stored fields as text: only if a reader did not give its raw text (never
+    expected; the quarantine row must still hold the whole record)."""
+    row = rows.filter(pl.col("source_line") == line).row(0, named=True)
+    return ", ".join(f"{k}={v}" for k, v in row.items() if not k.endswith("_first"))
 
 
 def _write_crimes(store: Store, frame: pl.DataFrame, sources: dict[int, str]) -> pl.DataFrame:

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import polars as pl
 
 from placeharm.errors import DataError, NotFound
-from placeharm.model import CRIME_TYPES, check_area_set_name, month_range, shift_month
+from placeharm.model import (
+    CRIME_TYPES,
+    SourceKind,
+    check_area_set_name,
+    month_range,
+    shift_month,
+)
 from placeharm.store.base import Store
 
 
@@ -23,6 +29,8 @@ class CountsResult:
     gap_months: list[str]
     crime_types: list[str] | None
     table: pl.DataFrame  # area_code, area_name, crimes, then one column per month if asked
+    # covered by API responses only: only the areas those responses were for
+    partial_months: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -31,13 +39,15 @@ class CountsResult:
             "last_month": self.last_month,
             "months_covered": len(self.months) - len(self.gap_months),
             "gap_months": self.gap_months,
+            "partial_months": self.partial_months,
             "crime_types": self.crime_types,
             "rows": self.table.to_dicts(),
         }
 
 
 def coverage(store: Store, source_kind: str | None = None) -> pl.DataFrame:
-    """Every month from each source's first to last month: covered, or a gap (rows null)."""
+    """Every month from each source's first to last month: covered, or a gap (rows null).
+    `partial` marks API months: responses cover only the areas they were requested for."""
     held = store.coverage()
     if source_kind:
         held = held.filter(pl.col("source_kind") == source_kind)
@@ -48,6 +58,7 @@ def coverage(store: Store, source_kind: str | None = None) -> pl.DataFrame:
                 "force": pl.String,
                 "month": pl.String,
                 "covered": pl.Boolean,
+                "partial": pl.Boolean,
                 "rows": pl.Int64,
                 "source_file": pl.String,
             }
@@ -63,16 +74,30 @@ def coverage(store: Store, source_kind: str | None = None) -> pl.DataFrame:
         pl.concat(frames)
         .with_columns(
             pl.col("rows").is_not_null().alias("covered"),
+            (pl.col("rows").is_not_null() & (pl.col("source_kind") == SourceKind.API.value)).alias(
+                "partial"
+            ),
             pl.col("month").dt.strftime("%Y-%m"),
         )
-        .select("source_kind", "force", "month", "covered", "rows", "source_file")
+        .select("source_kind", "force", "month", "covered", "partial", "rows", "source_file")
         .sort("source_kind", "force", "month")
     )
 
 
+# Crimes come from street files and API responses: "street" coverage means either.
+CRIME_SOURCES = (SourceKind.STREET.value, SourceKind.API.value)
+
+
+def _covered(store: Store, kind: str) -> pl.DataFrame:
+    """Coverage rows of `kind`; for "street" (crime records) street files or API responses."""
+    kinds = CRIME_SOURCES if kind == SourceKind.STREET.value else (kind,)
+    return store.coverage().filter(pl.col("source_kind").is_in(kinds))
+
+
 def held_months(store: Store, kind: str = "street") -> tuple[dt.date, dt.date]:
-    """First and last month for which a file of `kind` has been imported."""
-    months = store.coverage().filter(pl.col("source_kind") == kind)["month"]
+    """First and last month for which a file of `kind` has been imported (for "street", a
+    street file or an API response)."""
+    months = _covered(store, kind)["month"]
     if months.is_empty():
         raise NotFound(f"no {kind} data imported yet; run `placeharm ingest FILES` first")
     first, last = months.min(), months.max()
@@ -97,10 +122,19 @@ def default_period(
 
 
 def gap_months(store: Store, first: dt.date, last: dt.date, kind: str = "street") -> list[str]:
-    """Months in [first, last] for which no file of `kind` has been imported."""
-    held = store.coverage().filter(pl.col("source_kind") == kind)
-    covered = set(held["month"].to_list())
+    """Months in [first, last] for which no file of `kind` has been imported (for "street",
+    neither a street file nor an API response)."""
+    covered = set(_covered(store, kind)["month"].to_list())
     return [m.strftime("%Y-%m") for m in month_range(first, last) if m not in covered]
+
+
+def partial_months(store: Store, first: dt.date, last: dt.date) -> list[str]:
+    """Months in [first, last] whose crimes come from API responses only: covered, but only
+    for the areas those responses were requested for (no street file for the month)."""
+    held = _covered(store, SourceKind.STREET.value)
+    street = set(held.filter(pl.col("source_kind") == SourceKind.STREET.value)["month"])
+    api = set(held.filter(pl.col("source_kind") == SourceKind.API.value)["month"])
+    return [m.strftime("%Y-%m") for m in month_range(first, last) if m in api - street]
 
 
 def check_area_query(
@@ -149,6 +183,7 @@ def counts(
     check_area_query(store, by, first, last, crime_types)
     months = month_range(first, last)
     gaps = gap_months(store, first, last)
+    partial = partial_months(store, first, last)
     raw = store.counts_by_area_month(by, first, last, crime_types)
     areas = store.area_polygons(by).select("area_code", "area_name")
     outside = pl.DataFrame(
@@ -178,6 +213,7 @@ def counts(
         gaps,
         crime_types,
         table,
+        partial,
     )
 
 

@@ -15,7 +15,7 @@ from placeharm.model import ImportResult, month_end, month_range, shift_month
 from placeharm.services import indices
 from placeharm.services.areas import assign_pending, import_areas
 from placeharm.services.harm import HarmResult
-from placeharm.services.queries import gap_months
+from placeharm.services.queries import CRIME_SOURCES, gap_months
 from placeharm.soc.generate import Overlay, generate
 from placeharm.soc.importer import import_entity
 from placeharm.soc.measures import MeasureSet, load_measures, score_in_store
@@ -390,7 +390,7 @@ def chb_view(store: Store, site: str, scope: Scope = EVERYTHING) -> HarmResult:
             f"no phases held for CHB site {site}; import them with "
             "`placeharm import chb-phases FILE`"
         )
-    held = store.coverage().filter(pl.col("source_kind") == "street")["month"]
+    held = store.coverage().filter(pl.col("source_kind").is_in(CRIME_SOURCES))["month"]
     if held.is_empty():
         raise NotFound("no police.uk street data held")
     last_held: dt.date = held.max()  # type: ignore[assignment]

@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import math
 import re
 from collections.abc import Iterator
@@ -26,7 +27,14 @@ from pyproj import Transformer
 
 from placeharm import audit
 from placeharm.audit import Actor
-from placeharm.errors import DataError, NotFound
+from placeharm.errors import (
+    DataError,
+    ImportFailed,
+    NotFound,
+    PlaceharmError,
+    describe,
+    is_fatal,
+)
 from placeharm.harm import load_index
 from placeharm.harm.derive import crime_type_of
 from placeharm.ingest.csvfile import DEFAULT_LIMITS, ReadLimits, check_line_lengths, read_bytes
@@ -34,6 +42,7 @@ from placeharm.model import CRIME_TYPES, ImportResult, QuarantineRow
 from placeharm.soc.schema import GRADES_3X5X2, GRADES_5X5X5, Entity, entity
 from placeharm.store.base import Store
 
+log = logging.getLogger(__name__)
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0", ""}
 _DATE_FORMATS = ("%Y-%m-%d", "%d/%m/%Y", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%d/%m/%Y %H:%M")
@@ -276,13 +285,70 @@ def import_entity(
 ) -> ImportResult:
     """Import one CSV file of SOC entity `kind` (see placeharm.soc.schema) in one transaction.
     `actor` is who imports (default: the operating-system user). The file may be gzipped;
-    over `limits` (decompressed size, line length) it is refused."""
+    over `limits` (decompressed size, line length) it is refused.
+
+    A file that cannot be imported raises a DataError (ImportFailed for a failure placeharm
+    did not foresee, a native library's panic included) after the refusal is written to the
+    import log (its `import_id`); nothing of the file is written."""
     spec = entity(kind)
     path = Path(path)
-    mapping = mapping or Mapping()
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     if not path.is_file():
         raise NotFound(f"{path} does not exist")
+    try:
+        return _import_entity(
+            store, spec, path, mapping or Mapping(), synthetic, threads, actor, limits, started
+        )
+    except DataError as exc:
+        _log_refusal(store, kind, path, actor, started, exc, "refused")
+        raise
+    except BaseException as exc:
+        if is_fatal(exc) or isinstance(exc, PlaceharmError):
+            raise  # a store or audit failure: nothing more can be written
+        failure = ImportFailed(
+            f"{path} failed, nothing imported: an unexpected failure while importing it "
+            f"({describe(exc)}); keep the file and report the failure (the log has the details)"
+        )
+        log.warning("import of %s failed unexpectedly; nothing imported", path, exc_info=exc)
+        _log_refusal(store, kind, path, actor, started, failure, "failed")
+        raise failure from exc
+
+
+def _log_refusal(
+    store: Store,
+    kind: str,
+    path: Path,
+    actor: Actor | None,
+    started: dt.datetime,
+    exc: DataError,
+    status: str,
+) -> None:
+    """Record a file that was not imported in the import log (and the audit log), with its
+    reason; `exc.import_id` then names the entry."""
+    result = ImportResult(str(path), f"soc:{kind}", status, message=str(exc))
+    try:
+        with store.transaction():
+            result.import_id = exc.import_id = store.next_import_ids(1)[0]
+            audit.record_imports(store, actor, [(result, started, "")], f"import {kind}")
+    except BaseException as logging_failed:
+        if is_fatal(logging_failed):
+            raise
+        exc.import_id = None
+        log.warning("could not log the refusal of %s", path, exc_info=logging_failed)
+
+
+def _import_entity(
+    store: Store,
+    spec: Entity,
+    path: Path,
+    mapping: Mapping,
+    synthetic: bool,
+    threads: int,
+    actor: Actor | None,
+    limits: ReadLimits,
+    started: dt.datetime,
+) -> ImportResult:
+    kind = spec.kind
     raw = read_bytes(path, limits)
     check_line_lengths(raw, path, limits.max_line_bytes)
     text = _text_lines(raw)

@@ -8,9 +8,14 @@ into SQL text are area-set columns (`area_<name>`), and those names are checked 
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import os
+import shutil
+import stat
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +23,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from placeharm.errors import StoreError
+from placeharm.errors import StoreError, StoreUnavailable
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
 from placeharm.store.base import AUDIT_COLUMNS, EVERYTHING, Scope
 from placeharm.store.migrations import LATEST_VERSION, MIGRATIONS
@@ -112,26 +117,35 @@ class DuckDBStore:
 
     engine = "duckdb"
 
-    def __init__(self, path: Path | str, threads: int = 2, memory_limit: str = "1GB") -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        threads: int = 2,
+        memory_limit: str = "1GB",
+        read_only: bool | None = None,
+    ) -> None:
         self.path = str(path)
         self._local = threading.local()
         self._owner = threading.get_ident()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursors_lock = threading.Lock()
+        # None: read-only exactly when the file (or its folder) cannot be written (issue 13)
+        self.read_only = store_is_read_only(self.path) if read_only is None else read_only
         try:
-            self._root = duckdb.connect(self.path)
-        except duckdb.Error as exc:
-            raise StoreError(
-                f"cannot open the store {self.path}: {exc}. If another placeharm process "
-                "is writing to it, wait for it to finish; otherwise check the path."
-            ) from exc
-        self._run(f"SET threads = {int(threads)}")
-        self._run("SET memory_limit = ?", [memory_limit])
-        self._run("SET preserve_insertion_order = false")
-        # Checkpoint in large steps: a checkpoint per small commit costs ~40 ms each.
-        self._run("SET checkpoint_threshold = '512MB'")
+            self._root = duckdb.connect(self.path, read_only=self.read_only)
+        except (duckdb.Error, OSError) as exc:
+            raise store_error(exc, self.path) from exc
         try:
-            self.migrate()
+            self._run(f"SET threads = {int(threads)}")
+            self._run("SET memory_limit = ?", [memory_limit])
+            self._run("SET preserve_insertion_order = false")
+            # Checkpoint in large steps: a checkpoint per small commit costs ~40 ms each.
+            self._run("SET checkpoint_threshold = '512MB'")
+            if self.read_only:  # spill to the system's temporary folder, not beside the file
+                self._run("SET temp_directory = ?", [tempfile.gettempdir()])
+                self._check_read_only_schema()
+            else:
+                self.migrate()
         except BaseException:
             self._root.close()
             raise
@@ -194,9 +208,14 @@ class DuckDBStore:
                 f"the store {self.path} has schema version {current}, newer than this "
                 f"placeharm understands ({LATEST_VERSION}); upgrade placeharm"
             )
+        # first: later migrations then apply to tables in the shape they were written for
+        self._reshape_first_release()
+        # every migration the file has not recorded, not only those above its newest: some
+        # released stores skipped one (6 was merged before 5, 9 before 7 and 8; issue 13)
+        done = {int(r[0]) for r in self._run("SELECT version FROM schema_migrations")}
         applied = []
         for version, name, statements in MIGRATIONS:
-            if version <= current:
+            if version in done:
                 continue
             with self.transaction():
                 for statement in statements:
@@ -212,9 +231,171 @@ class DuckDBStore:
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'area_sets'"
         )[0]:  # type: ignore[index]
             return
+        # only the tables that exist yet: migration 2 runs before migration 3 makes the SOC
+        # tables, and a v1 store with area sets failed here (issue 13)
+        existing = {r[0] for r in self._run("SELECT table_name FROM information_schema.tables")}
         for (name,) in self._run("SELECT name FROM area_sets"):
             for table in RECORD_TABLES:
-                self._run(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {_area_col(name)} VARCHAR")
+                if table in existing:
+                    self._run(
+                        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {_area_col(name)} VARCHAR"
+                    )
+
+    # -- store lifecycle: read-only, snapshots, backups, old shapes (issue 13) ---------------
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """One consistent read: every query in the block (on this thread) sees one committed
+        state of the store, so a page's "data as of" and its figures come from the same
+        imports. A DuckDB transaction is a snapshot (MVCC; it starts at its first query), and
+        this thread's queries all run on its own connection. Inside a transaction it joins it.
+        """
+        with self.transaction():
+            yield
+
+    def _guarded(self, step: Callable[[], object]) -> None:
+        """begin/commit/rollback, with a full disk or a damaged file as a StoreError."""
+        try:
+            step()
+        except (duckdb.Error, OSError) as exc:
+            raise store_error(exc, self.path, during=True) from exc
+
+    def _check_read_only_schema(self) -> None:
+        """A read-only store opens only at this placeharm's schema: it cannot be migrated."""
+        version = self.schema_version()
+        if version > LATEST_VERSION:
+            raise StoreError(
+                f"the store {self.path} has schema version {version}, newer than this "
+                f"placeharm understands ({LATEST_VERSION}); upgrade placeharm"
+            )
+        done = (
+            {int(r[0]) for r in self._run("SELECT version FROM schema_migrations")}
+            if version
+            else set()
+        )
+        if any(v not in done for v, _, _ in MIGRATIONS) or self._first_release_tables():
+            raise StoreUnavailable(
+                f"the store {self.path} is read-only and its schema (version {version}) is "
+                f"older than this placeharm's ({LATEST_VERSION}); a read-only store cannot be "
+                "upgraded. Open it once with write access (make the file and its folder "
+                "writable, or copy it to a writable folder) so it upgrades, then make it "
+                "read-only again."
+            )
+
+    def _first_release_tables(self) -> list[str]:
+        """Tables still in the shape of the first release's migration 1 (edited afterwards:
+        crimes keyed by crime_key, outcomes by outcome_key, coverage without `named`)."""
+        rows = self._run(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_name IN ('crimes', 'crime_history', 'outcomes', 'stop_searches', "
+            "'coverage')"
+        )
+        columns: dict[str, set[str]] = {}
+        for table, column in rows:
+            columns.setdefault(table, set()).add(column)
+        old = [t for t in ("crimes", "crime_history") if "crime_key" in columns.get(t, set())]
+        if "outcome_key" in columns.get("outcomes", set()):
+            old.append("outcomes")
+        if "source_file" in columns.get("stop_searches", set()):
+            old.append("stop_searches")
+        if "coverage" in columns and "named" not in columns["coverage"]:
+            old.append("coverage")
+        return old
+
+    def _reshape_first_release(self) -> None:
+        """Bring tables made by the first release's migration 1 to the released shape of
+        migration 1 as it stands (which later code writes), keeping every row: the fix for
+        "migration 1 was edited after release" that edits no migration (docs/ingest.md)."""
+        old = self._first_release_tables()
+        if not old:
+            return
+        # what the old columns become; every other column is copied by name
+        derived = {
+            "crimes": {"record_key": "CASE WHEN crime_id IS NULL THEN crime_key END"},
+            "crime_history": {"record_key": "CASE WHEN crime_id IS NULL THEN crime_key END"},
+            "outcomes": {
+                "crime_hash": "coalesce(crime_hash, outcome_hash)",
+                # rank among identical outcomes, as ingest.policeuk numbers them (from 0)
+                "outcome_ordinal": "(row_number() OVER (PARTITION BY crime_id, month, "
+                "outcome_type ORDER BY import_id, source_line) - 1)::INTEGER",
+            },
+            # a police.uk file is named for its month (services.ingest._month_counts)
+            "coverage": {"named": "contains(source_file, strftime(month, '%Y-%m'))"},
+        }
+        creates = {
+            " ".join(st.split()).split(" (")[0].removeprefix("CREATE TABLE "): st
+            for st in MIGRATIONS[0][2]
+            if st.lstrip().startswith("CREATE TABLE")
+        }
+        with self.transaction():
+            for table in old:
+                self._run(f"ALTER TABLE {table} RENAME TO {table}__first_release")
+                self._run(creates[table])
+                before = self._columns(f"{table}__first_release")
+                for column, kind in before.items():  # offence_code, area_<set>, ...
+                    if column not in self._columns(table) and column not in _FIRST_RELEASE_ONLY:
+                        self._run(f"ALTER TABLE {table} ADD COLUMN {_safe_col(column)} {kind}")
+                exprs = []
+                for column in self._columns(table):
+                    if column in derived.get(table, {}):
+                        exprs.append(f"{derived[table][column]} AS {_safe_col(column)}")
+                    elif column in before:
+                        exprs.append(_safe_col(column))
+                self._run(
+                    f"INSERT INTO {table} BY NAME SELECT {', '.join(exprs)} "
+                    f"FROM {table}__first_release"
+                )
+                self._run(f"DROP TABLE {table}__first_release")
+
+    def _columns(self, table: str) -> dict[str, str]:
+        rows = self._run(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_name = ? ORDER BY ordinal_position",
+            [table],
+        )
+        return {name: kind for name, kind in rows}
+
+    def backup(self, dest: Path) -> dict[str, Any]:
+        """Write a consistent copy of the store to the new file `dest`, from this process,
+        while it goes on serving: one DuckDB transaction copies every table, sequence and
+        constraint (`COPY FROM DATABASE`) into a file attached beside it, which is then
+        checked (schema version, rows per table as in the snapshot) and renamed into place.
+        Returns the copy's schema version, row counts and size in bytes."""
+        dest = Path(dest)
+        if dest.exists():
+            raise StoreError(f"{dest} exists already; back up to a new file name")
+        if not dest.parent.is_dir():
+            raise StoreError(f"the folder {dest.parent} does not exist; create it first")
+        partial = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
+        partial.unlink(missing_ok=True)
+        alias = f"placeharm_backup_{os.getpid()}_{threading.get_ident()}"
+        try:
+            self._run(f'ATTACH ? AS "{alias}" (READ_WRITE)', [str(partial)])
+            try:
+                with self.snapshot():  # the counts and the copy see one state
+                    source = self._one("SELECT current_database()")
+                    assert source is not None
+                    counts = _row_counts(self._con)
+                    version = self.schema_version()
+                    name = str(source[0]).replace('"', '""')
+                    self._run(f'COPY FROM DATABASE "{name}" TO "{alias}"')
+            finally:
+                self._run(f'DETACH "{alias}"')
+            copied = verify_store_file(partial)
+            if copied["schema_version"] != version or copied["rows"] != counts:
+                raise StoreError(
+                    f"the copy in {dest.name} does not match the store (schema or row counts "
+                    "differ); nothing was kept. Try again."
+                )
+            with open(partial, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(partial, dest)
+        except OSError as exc:
+            raise store_error(exc, str(dest), during=True) from exc
+        finally:
+            partial.unlink(missing_ok=True)
+            Path(f"{partial}.wal").unlink(missing_ok=True)
+        return {**copied, "bytes": dest.stat().st_size}
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -222,16 +403,18 @@ class DuckDBStore:
         if self._in_tx:
             yield
             return
-        self._con.begin()
+        self._guarded(self._con.begin)
         self._in_tx = True
         committed = False
         try:
             yield
         except BaseException:
-            self._con.rollback()
+            # gone already if a failed write ended it: the first error is the one to report
+            with suppress(duckdb.Error):
+                self._con.rollback()
             raise
         else:
-            self._con.commit()
+            self._guarded(self._con.commit)
             committed = True
         finally:
             self._in_tx = False
@@ -241,7 +424,10 @@ class DuckDBStore:
 
     def _run(self, sql: str, params: list[object] | None = None) -> list[tuple[Any, ...]]:
         """Run one statement and fetch everything, so the connection is free (DuckDB 2.x)."""
-        return self._con.execute(sql, params or []).fetchall()
+        try:
+            return self._con.execute(sql, params or []).fetchall()
+        except (duckdb.Error, OSError) as exc:
+            raise store_error(exc, self.path, during=True) from exc
 
     def _one(self, sql: str, params: list[object] | None = None) -> tuple[Any, ...] | None:
         """First row of a query; fetches all so the connection is free (DuckDB 2.x)."""
@@ -252,7 +438,10 @@ class DuckDBStore:
         self._con.register(name, frame.to_arrow())
 
     def _frame(self, sql: str, params: list[object] | None = None) -> pl.DataFrame:
-        table = self._con.sql(sql, params=params or None).to_arrow_table()
+        try:
+            table = self._con.sql(sql, params=params or None).to_arrow_table()
+        except (duckdb.Error, OSError) as exc:
+            raise store_error(exc, self.path, during=True) from exc
         result = pl.from_arrow(table)
         assert isinstance(result, pl.DataFrame)
         return result
@@ -732,7 +921,8 @@ class DuckDBStore:
         """Upsert coverage (source_kind, force, month, rows, import_id, source_file, named).
 
         A file named for its month is authoritative: a later such file replaces it, an
-        unnamed extract never does (it only fills a month nothing named covers).
+        unnamed extract never does (it only fills a month nothing named covers). API
+        coverage (source_kind 'api') counts the API records held for its month.
         """
         latest = frame.sort("named", "import_id").unique(
             ["source_kind", "force", "month"], keep="last", maintain_order=True
@@ -743,6 +933,14 @@ class DuckDBStore:
             "ON CONFLICT (source_kind, force, month) DO UPDATE SET rows = excluded.rows, "
             "import_id = excluded.import_id, source_file = excluded.source_file, "
             "named = excluded.named WHERE excluded.named OR NOT coverage.named"
+        )
+        # An API month is covered by many responses (one area each, a crime often in two):
+        # its rows are the API records held for the month, not the last response's.
+        self._run(
+            "UPDATE coverage SET rows = (SELECT count(*) FROM crimes c "
+            "WHERE c.source_kind = 'api' AND c.month = coverage.month) "
+            "WHERE source_kind = 'api' AND month IN "
+            "(SELECT month FROM _coverage_in WHERE source_kind = 'api')"
         )
         self._con.unregister("_coverage_in")
 
@@ -1816,6 +2014,181 @@ class DuckDBStore:
 
     def end_justifications(self, token_hash: str) -> None:
         self._run("DELETE FROM audit_justifications WHERE token_hash = ?", [token_hash])
+
+
+# -- store lifecycle helpers (issue 13): read-only detection, failures, backups, restore ------
+
+# columns of the first release's migration 1 that its edited version replaced
+_FIRST_RELEASE_ONLY = {"crime_key", "outcome_key", "outcome_hash", "source_file"}
+# DuckDB's words for a damaged file, and what to tell the user instead of them
+_DAMAGE = (
+    ("replaying wal", "its write-ahead log (the .wal file beside it) is damaged"),
+    ("computed checksum", "a block's checksum does not match its contents"),
+    ("corrupt database file", "the file is damaged"),
+    ("could not read enough bytes", "the file is shorter than its contents (truncated)"),
+    ("not a valid duckdb database file", "it is not a DuckDB store"),
+    ("invalid block", "the file is damaged"),
+    ("invalid database header", "the file's header is damaged"),
+    ("failed to read database header", "the file's header is damaged"),
+)
+_DISK_FULL = ("no space left on device", "disk full", "disk quota exceeded", "file too large")
+
+
+def store_is_read_only(path: str) -> bool:
+    """Whether the store at `path` must be opened read-only: a file nobody may write (mode
+    0444, honoured for root too), or one this process cannot write, or whose folder it cannot
+    write (DuckDB writes its log beside the file). A missing file is not read-only."""
+    if path == ":memory:" or not os.path.exists(path):
+        return False
+    mode = os.stat(path).st_mode
+    folder = os.path.dirname(os.path.abspath(path))
+    return (
+        not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+        or not os.access(path, os.W_OK)
+        or not os.access(folder, os.W_OK)
+    )
+
+
+def store_error(exc: BaseException, path: str, during: bool = False) -> StoreError:
+    """The StoreError to raise for a DuckDB (or operating-system) failure on the store at
+    `path`: a damaged file points to `placeharm restore`, a full disk says nothing was
+    written, another process's lock says which process. Anything else is a plain StoreError
+    when opening, and is raised as it is while querying (a bug, not the store's state)."""
+    text = str(exc)
+    lower = text.lower()
+    name = os.path.basename(path)
+    if (isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)) or any(
+        w in lower for w in _DISK_FULL
+    ):
+        return StoreUnavailable(
+            f"the disk holding the store {name} is full (no space left on the device). "
+            "Nothing was written: what was being saved was rolled back and the store holds "
+            "what it held before. Free some space (or move the store, its backups or "
+            "temporary files to a larger disk) and try again."
+        )
+    if "conflicting lock" in lower:
+        holder = ""
+        if "(pid " in lower:
+            holder = " (process " + text[lower.index("(pid ") + 5 :].split(")")[0] + ")"
+        return StoreUnavailable(
+            f"another process{holder} has the store {name} open for writing (DuckDB allows "
+            "one writing process per file): usually the dashboard (`placeharm serve`). Wait "
+            "for it, or stop it first; a served store is backed up from the dashboard's "
+            "admin page (docs/ingest.md, The store)."
+        )
+    if "database has been invalidated" in lower:
+        return StoreUnavailable(
+            f"an earlier failure (a full disk, or a damaged file; see the log) stopped the store "
+            f"{name} in this process. Restart placeharm; if the store then cannot be opened, "
+            "restore it from a backup with `placeharm restore BACKUP_FILE`."
+        )
+    for words, reason in _DAMAGE:
+        if words in lower:
+            return StoreUnavailable(
+                f"the store {name} is damaged: {reason}. Restore it from a backup with "
+                "`placeharm restore BACKUP_FILE` (the damaged file is kept aside); "
+                "docs/ingest.md (The store) says how backups are made."
+            )
+    if "read-only mode" in lower or "read only mode" in lower:
+        return StoreUnavailable(
+            f"the store {name} is open read-only (the file or its folder cannot be written, "
+            "or the read_only setting is on), so nothing can be imported or changed. Queries "
+            "work; make the file writable to import."
+        )
+    if isinstance(exc, OSError):
+        return StoreUnavailable(f"the store {name} cannot be read or written: {exc.strerror}")
+    if during:
+        raise exc
+    if "database does not exist" in lower:
+        return StoreError(
+            f"cannot open the store {path}: it does not exist, and it cannot be created "
+            "read-only (the file or its folder cannot be written). Check the path."
+        )
+    return StoreError(
+        f"cannot open the store {path}: {text}. If another placeharm process is writing to "
+        "it, wait for it to finish; otherwise check the path."
+    )
+
+
+def _row_counts(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Rows in every table of the connection's own database."""
+    tables = con.execute(
+        "SELECT table_name FROM information_schema.tables WHERE table_type = 'BASE TABLE' "
+        "AND table_catalog = current_database() AND table_schema = 'main' ORDER BY table_name"
+    ).fetchall()
+    counts = {}
+    for (table,) in tables:
+        quoted = '"' + str(table).replace('"', '""') + '"'
+        row = con.execute(f"SELECT count(*) FROM {quoted}").fetchone()
+        counts[str(table)] = int(row[0]) if row else 0
+    return counts
+
+
+def verify_store_file(path: Path) -> dict[str, Any]:
+    """Open a store file read-only, read every block of every table (so a damaged block
+    shows), and return its schema version and rows per table; a StoreError if it is not a
+    placeharm store this placeharm can open."""
+    try:
+        con = duckdb.connect(str(path), read_only=True)
+    except (duckdb.Error, OSError) as exc:
+        raise store_error(exc, str(path)) from exc
+    try:
+        counts = _row_counts(con)
+        if "schema_migrations" not in counts:
+            raise StoreError(f"{path.name} is a DuckDB file but not a placeharm store")
+        row = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()
+        version = int(row[0]) if row else 0
+        if version > LATEST_VERSION:
+            raise StoreError(
+                f"{path.name} has schema version {version}, newer than this placeharm "
+                f"understands ({LATEST_VERSION}); upgrade placeharm to use it"
+            )
+        for table in counts:  # hash every row: each block is read and its checksum checked
+            quoted = '"' + table.replace('"', '""') + '"'
+            con.execute(f"SELECT max(hash(t)) FROM {quoted} AS t").fetchall()
+    except duckdb.Error as exc:
+        raise store_error(exc, str(path)) from exc
+    finally:
+        con.close()
+    return {"schema_version": version, "rows": counts}
+
+
+def restore_store(source: Path, target: Path) -> Path | None:
+    """Put the backup `source` in place of the store `target`: the backup is checked first
+    (it opens, every block reads, its schema is known); the current file, if any, is kept
+    aside as `<target>.before-restore-<UTC time>` (returned), even if it is damaged. Refused
+    while another process (the dashboard) holds the store. The restored store is upgraded
+    when it is next opened."""
+    if not source.is_file():
+        raise StoreError(f"the backup {source} does not exist")
+    verify_store_file(source)
+    if target.exists():
+        try:  # a lock held by another process refuses; a damaged file is what we replace
+            duckdb.connect(str(target)).close()
+        except (duckdb.Error, OSError) as exc:
+            if "conflicting lock" in str(exc).lower():
+                raise store_error(exc, str(target)) from exc
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    partial = target.with_name(f".{target.name}.restoring-{os.getpid()}")
+    kept: Path | None = None
+    try:
+        shutil.copyfile(source, partial)
+        with open(partial, "rb") as handle:
+            os.fsync(handle.fileno())
+        if target.exists():
+            kept = target.with_name(f"{target.name}.before-restore-{stamp}")
+            os.replace(target, kept)
+            wal = Path(f"{target}.wal")
+            if wal.exists():
+                os.replace(wal, Path(f"{kept}.wal"))
+        os.replace(partial, target)
+    except OSError as exc:
+        if kept is not None and not target.exists():
+            os.replace(kept, target)  # put the current file back
+        raise store_error(exc, str(target), during=True) from exc
+    finally:
+        partial.unlink(missing_ok=True)
+    return kept
 
 
 def _safe_col(name: str) -> str:

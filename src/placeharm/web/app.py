@@ -59,6 +59,7 @@ from placeharm.errors import (
     NotFound,
     PermissionDenied,
     PlaceharmError,
+    StoreError,
     TooLarge,
     TooManyAttempts,
 )
@@ -78,7 +79,9 @@ from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
 from placeharm.web import audited, authz, uploads
+from placeharm.web.backups import Backups
 from placeharm.web.csrf import Csrf, RequestGuard
+from placeharm.web.incidents import Incidents
 from placeharm.web.limits import SignInGate
 from placeharm.web.live import DropFolder, Importer
 from placeharm.web.network import drawing as network_drawing
@@ -272,8 +275,12 @@ class State:
         self.settings = settings
         self.clock = clock or auth.utcnow
         self.store = DuckDBStore(
-            settings.db, threads=settings.threads, memory_limit=settings.memory_limit
+            settings.db,
+            threads=settings.threads,
+            memory_limit=settings.memory_limit,
+            read_only=True if settings.read_only else None,
         )
+        _refuse_read_only(self.store)
         self.write_lock = threading.RLock()
         self.changed = asyncio.Event()
         self.version = 0
@@ -293,6 +300,13 @@ class State:
         self.today: mopi.Clock = mopi.system_today  # "today" for MoPI reviews; tests set it
         self.audit = audit.AuditLog.from_settings(settings)  # cannot be switched off
         audit.attach(self.store, self.audit)
+        self.backups = Backups(  # on request and on a schedule (issue 13)
+            self.store,
+            self.audit,
+            settings.backup_dir or Path(settings.db).resolve().parent / "backups",
+            settings.backup_every_hours * 3600,
+            settings.backup_keep,
+        )
 
     @contextmanager
     def read(self) -> Iterator[DuckDBStore]:
@@ -350,9 +364,11 @@ def create_app(
         if drop_folder is not None:
             state.watcher = DropFolder(state, drop_folder)
             state.watcher.start()
+        state.backups.start()
         try:
             yield
         finally:
+            state.backups.stop()
             if state.watcher is not None:
                 state.watcher.stop()
             state.store.close()
@@ -491,7 +507,7 @@ def create_app(
         key = (fn.__name__, *map(repr, args), version)
 
         def builder() -> Page:
-            with state.read() as store:
+            with state.read() as store, store.snapshot():  # one read: figures match "as of"
                 return fn(store, *args)
 
         page = state.cache.get_or_build(key, builder, keep=lambda: state.version == version)
@@ -519,6 +535,8 @@ def create_app(
     app.add_middleware(
         RequestGuard, csrf=csrf, stream_limits={"/api/upload": upload_max}, render=error_response
     )
+    # any other failure, a native panic included: a 500 with an incident reference, logged
+    app.add_middleware(Incidents, render=error_response)
     app.add_middleware(SecurityHeaders, csp=csp, tls=settings.tls)
     if settings.allowed_hosts != ["*"]:  # outermost: an unknown Host is refused before all
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
@@ -1023,7 +1041,7 @@ def create_app(
         )
 
         def run() -> tuple[Page, dict[str, list[str]]]:
-            with state.read() as store:
+            with state.read() as store, store.snapshot():
                 built, result = radius.page(store, user, query)
             return built, result.record_ids() if result is not None else {}
 
@@ -1115,7 +1133,7 @@ def create_app(
     )
     def help_page(request: Request, user: User = Depends(signed_in)) -> Any:
         policy.require(user, "help")
-        with state.read() as store:
+        with state.read() as store, store.snapshot():
             data = pages.data_as_of(store) | {"record_kinds": policy.record_kinds(user)}
         page = Page("help", "Help: how to use placeharm", data)
         return render(request, "help.html", page, user)
@@ -1130,16 +1148,31 @@ def create_app(
         request: Request,
         done: str | None = None,
         who: str | None = None,
+        backup: str | None = None,
         user: User = Depends(signed_in),
     ) -> Any:
         page = build(_admin, user, state.today())
         # the outcome of an account change (a fixed sentence per action in the template)
-        outcome = {"done": done, "who": who} if done in auth.ACCOUNT_ACTIONS and who else {}
-        return render(request, "admin.html", page, user, outcome)
+        outcome: dict[str, Any] = (
+            {"done": done, "who": who} if done in auth.ACCOUNT_ACTIONS and who else {}
+        )
+        if backup and re.fullmatch(r"placeharm-[0-9TZ]+\.duckdb", backup):
+            outcome["backup"] = backup
+        outcome["backups"] = {
+            "every_hours": settings.backup_every_hours,
+            "keep": settings.backup_keep,
+            "last": state.backups.last,
+        }
+        return render(request, "admin.html", page, user, outcome | {"watcher": watcher()})
 
     @app.get("/api/admin", dependencies=[allowed("admin")])
     def admin_api(user: User = Depends(signed_in)) -> Any:
-        return _json(build(_admin, user, state.today()).to_json())
+        return _json(build(_admin, user, state.today()).to_json() | {"drop_folder": watcher()})
+
+    def watcher() -> dict[str, Any] | None:
+        """The drop-folder watcher's health, live (not part of the cached page), or None
+        when no folder is watched."""
+        return state.watcher.health().to_json() if state.watcher is not None else None
 
     @app.post(
         "/admin/users/{username}/{action}",
@@ -1171,6 +1204,16 @@ def create_app(
         if "text/html" in request.headers.get("accept", ""):
             return RedirectResponse(f"/admin?done={action}&who={username}#u-h", status_code=303)
         return _json({"username": username, "action": action, "sessions_ended": ended})
+
+    @app.post("/admin/backup", dependencies=[allowed("admin")], include_in_schema=False)
+    def admin_backup(request: Request, user: User = Depends(signed_in)) -> Response:
+        """A consistent copy of the store, written by this server (which holds the store)
+        into the backup_dir folder while it goes on serving; a disclosure in the audit log."""
+        policy.require(user, "admin")
+        made = state.backups.make(Actor(user.username, user.role.value, _address(request)))
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse(f"/admin?backup={made['file']}#b-h", status_code=303)
+        return _json(made)
 
     @app.post("/api/upload", dependencies=[allowed("upload")], openapi_extra=uploads.OPENAPI)
     async def upload(request: Request, user: User = Depends(signed_in)) -> Any:
@@ -1302,7 +1345,7 @@ def create_app(
         return _json(_audit_page(user, search).to_json())
 
     def _audit_page(user: User, search: dict[str, Any]) -> Page:
-        with state.read() as store:
+        with state.read() as store, store.snapshot():
             page = audit_view.audit_page(store, state.audit, user, **search)
         audited.saw(page)
         return page
@@ -1387,6 +1430,19 @@ def _wants_html(request: Request) -> bool:
 def _status(exc: PlaceharmError) -> int:
     """The HTTP status of a refusal (ERROR_STATUS; any other PlaceharmError is a 400)."""
     return next((code for kind, code in ERROR_STATUS if isinstance(exc, kind)), 400)
+
+
+def _refuse_read_only(store: DuckDBStore) -> None:
+    """The dashboard writes to its store on every page (the section 62 audit log) and at
+    every sign-in, so it cannot serve a read-only one (issue 13; docs/ingest.md)."""
+    if store.read_only:
+        store.close()
+        raise StoreError(
+            f"the store {store.path} is read-only (the file or its folder cannot be written, "
+            "or the read_only setting is on). The dashboard must write its audit log and "
+            "sessions to the store, so it needs a writable one; query a read-only store with "
+            "the command line (placeharm counts, rank, coverage, ...)."
+        )
 
 
 def _admin(store: DuckDBStore, user: User, today: dt.date) -> Page:

@@ -46,6 +46,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         "The audit log cannot be written (nothing is served unaudited), or the server is busy "
         "signing people in: try again after Retry-After seconds"
     ),
+    500: _refusal(
+        "An unexpected failure: the message names an incident reference (also in the "
+        "X-Incident header) under which the server log holds the details"
+    ),
 }
 
 

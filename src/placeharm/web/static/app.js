@@ -376,6 +376,7 @@ function uploadForm() {
     if (!response.ok) { line(`Refused: ${body.error}`); return; }
     for (const r of body.results) {
       line(`${r.file}: ${r.status}; read ${r.read} = inserted ${r.inserted} + updated ${r.updated} + unchanged ${r.unchanged} + quarantined ${r.quarantined}.`);
+      if (r.status !== "ok" && r.message) line(r.message);
       for (const q of r.quarantine_sample) line(`line ${q.line}: ${q.reason}`, true);
     }
   });
