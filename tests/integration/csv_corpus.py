@@ -496,6 +496,66 @@ def data_counts(store: object) -> dict[str, int]:
     }
 
 
+# A crime version: its key and everything a download can change about it (as `placeharm
+# check` compares them); an outcome set: one crime-month's rows from one download.
+_CRIME_VERSION = (
+    "coalesce(crime_id, record_key), source_kind, month, reported_by, falls_within, "
+    "longitude, latitude, location, lsoa_code_file, lsoa_name_file, crime_type, "
+    "last_outcome_category, context"
+)
+_OUTCOME_ROW = (
+    "outcome_ordinal, outcome_type, reported_by, falls_within, longitude, latitude, "
+    "location, lsoa_code_file, lsoa_name_file"
+)
+
+
+@dataclass(slots=True)
+class Held:
+    """What the store holds, as versions: every crime version (current or in crime_history,
+    with the import that wrote it), every outcome set (held or in outcome_history), the
+    crime-months whose outcomes are held with their row counts, and the sets in
+    outcome_history by crime-month (import that wrote each, rows). Compared as Python
+    tuples: NULLs and floats exactly as stored."""
+
+    crimes: Counter[tuple[object, ...]]
+    crime_imports: dict[tuple[object, ...], int]
+    outcome_sets: Counter[tuple[object, ...]]
+    units: dict[tuple[object, object], int]
+    superseded: dict[tuple[object, object], list[tuple[int, int]]]
+
+
+def held(store: object) -> Held:
+    con = store._con  # type: ignore[attr-defined]
+    crimes: Counter[tuple[object, ...]] = Counter()
+    imports: dict[tuple[object, ...], int] = {}
+    for table in ("crimes", "crime_history"):
+        for *version, import_id in con.execute(
+            f"SELECT {_CRIME_VERSION}, import_id FROM {table}"
+        ).fetchall():
+            crimes[tuple(version)] += 1
+            imports[tuple(version)] = import_id
+    sets: Counter[tuple[object, ...]] = Counter()
+    units: dict[tuple[object, object], int] = {}
+    superseded: dict[tuple[object, object], list[tuple[int, int]]] = {}
+    for table, version in (("outcomes", "NULL"), ("outcome_history", "vintage")):
+        grouped: dict[tuple[object, ...], list[tuple[object, ...]]] = {}
+        for crime_id, month, vintage, import_id, *row in con.execute(
+            f"SELECT crime_id, month, {version}, import_id, {_OUTCOME_ROW} FROM {table}"
+        ).fetchall():
+            grouped.setdefault((crime_id, month, vintage, import_id), []).append(tuple(row))
+        for (crime_id, month, _vintage, import_id), rows in grouped.items():
+            if table == "outcome_history":
+                superseded.setdefault((crime_id, month), []).append((import_id, len(rows)))
+        merged: dict[tuple[object, object, object], list[tuple[object, ...]]] = {}
+        for (crime_id, month, vintage, _), rows in grouped.items():
+            merged.setdefault((crime_id, month, vintage), []).extend(rows)
+        for (crime_id, month, _), rows in merged.items():
+            sets[(crime_id, month, *sorted(rows, key=repr))] += 1
+            if table == "outcomes":
+                units[(crime_id, month)] = len(rows)
+    return Held(crimes, imports, sets, units, superseded)
+
+
 def check_results(
     store: object,
     cases: list[Case],
@@ -503,6 +563,7 @@ def check_results(
     results: list[ImportResult],
     before: dict[str, int],
     imports_before: int,
+    held_before: Held,
 ) -> list[str]:
     """Every invariant of one ingest call over `cases`; returns the failures as text."""
     failures: list[str] = []
@@ -562,16 +623,103 @@ def check_results(
             failures.append(f"{where}: quarantined lines {sorted(held)}, not {sorted(case.marked)}")
     ok = [r for r in results if r.status == "ok"]
     after = data_counts(store)
-    inserted = sum(r.inserted for r in ok)
-    grew = sum(after[t] - before[t] for t in ("crimes", "outcomes", "stop_searches"))
-    if grew != inserted:
-        failures.append(f"records grew by {grew}, inserted {inserted}")
-    if after["crime_history"] - before["crime_history"] != sum(r.updated for r in ok):
-        failures.append("crime history does not match the updates")
+    failures += _check_versions(store, ok, before, after, held_before)
     if after["quarantine"] - before["quarantine"] != sum(r.quarantined for r in ok):
         failures.append("quarantine does not match the accounts")
     if store.table_counts()["imports"] - imports_before != len(cases):  # type: ignore[attr-defined]
         failures.append("not one import log entry per file")
+    return failures
+
+
+def _check_versions(
+    store: object,
+    ok: list[ImportResult],
+    before: dict[str, int],
+    after: dict[str, int],
+    held_before: Held,
+) -> list[str]:
+    """The vintage semantics' exact invariants (docs/ingest.md, "Vintages and derived state").
+
+    Before vintages every counted row meant one stored row, so the three tables grew by
+    exactly `inserted` and crime_history by exactly `updated`. That no longer holds for two
+    tables, by design: a crime-month's outcomes are held as a SET from the newest download
+    (a newer set replaces the old one whole: it may be larger or smaller, and an identical
+    row in it is `unchanged`), and crime_history keeps each other version once (an older
+    download's differing row, counted `unchanged` + `stale`, or a later sighting, joins it
+    unless it is held already; a version that becomes current again leaves it). What the
+    product promises instead, checked here from the store before and after the call:
+    """
+    failures: list[str] = []
+    now = held(store)
+    ids = {r.import_id for r in ok}
+
+    def inserted(kind: str) -> int:
+        return sum(r.inserted for r in ok if r.source_kind == kind)
+
+    # 1. Crimes and stop-and-search records are one row each: the tables grow by exactly the
+    #    rows counted inserted (a crime's other versions replace it in place or go to history).
+    for table, kind in (("crimes", "street"), ("stop_searches", "stop-and-search")):
+        grew = after[table] - before[table]
+        if grew != inserted(kind):
+            failures.append(f"{table} grew by {grew}, {kind} files inserted {inserted(kind)}")
+    # 2. Crime versions: nothing held before is lost; each version is held once (current or
+    #    in crime_history); every new version was written by a file of this call; and each
+    #    new version of a crime that already had one comes from a row counted updated, stale
+    #    or a later sighting (so with none of those, crime_history does not change).
+    twice = sum(n - 1 for n in now.crimes.values() if n > 1)
+    if twice:
+        failures.append(f"{twice} crime versions held twice (crimes and crime_history)")
+    lost = sum((held_before.crimes - now.crimes).values())
+    if lost:
+        failures.append(f"{lost} crime versions held before are lost")
+    new = [v for v in now.crimes if v not in held_before.crimes]
+    foreign = sum(1 for v in new if now.crime_imports[v] not in ids)
+    if foreign:
+        failures.append(f"{foreign} new crime versions not written by a file of this call")
+    street = [r for r in ok if r.source_kind == "street"]
+    others = len(new) - (after["crimes"] - before["crimes"])
+    may = sum(r.updated + r.stale + r.later_sightings for r in street)
+    if not 0 <= others <= may:
+        failures.append(
+            f"{others} new versions of held crimes, from {may} rows updated, stale or later"
+        )
+    history = after["crime_history"] - before["crime_history"]
+    if history != len(new) - (after["crimes"] - before["crimes"]):
+        failures.append(f"crime_history grew by {history}, not by the new other versions")
+    # 3. Outcomes: no crime-month held before loses its outcomes; every outcome set held
+    #    before (held or in outcome_history) is still held, each once; and the rows of the
+    #    crime-months new to the store are exactly the rows counted inserted.
+    gone = [u for u in held_before.units if u not in now.units]
+    if gone:
+        failures.append(f"{len(gone)} crime-months lost their outcomes")
+    sets_lost = sum((held_before.outcome_sets - now.outcome_sets).values())
+    if sets_lost:
+        failures.append(f"{sets_lost} outcome sets held before are lost")
+    sets_twice = sum(n - 1 for n in now.outcome_sets.values() if n > 1)
+    if sets_twice:
+        failures.append(f"{sets_twice} outcome sets held twice")
+    # The rows counted inserted are those of crime-months new to the store, as the first
+    # file of this call holding each wrote them. When a later file of the same call wrote
+    # the crime-month again, that first set may since have been replaced by a newer one (the
+    # first then sits in outcome_history) or itself been kept over an older one (which then
+    # sits there): such a crime-month contributed the rows of one of its sets. Exact
+    # wherever no crime-month new to the store was written differently twice in the call.
+    single = 0
+    low = high = 0
+    for unit, n in now.units.items():
+        if unit in held_before.units:
+            continue
+        sizes = [k for i, k in now.superseded.get(unit, []) if i in ids]
+        if sizes:
+            low += min([n, *sizes])
+            high += max([n, *sizes])
+        else:
+            single += n
+    if not single + low <= inserted("outcomes") <= single + high:
+        failures.append(
+            f"new crime-months hold {single} outcome rows (+{low} to {high} from crime-months "
+            f"written twice), outcomes files inserted {inserted('outcomes')}"
+        )
     return failures
 
 
