@@ -25,7 +25,7 @@ from pathlib import Path
 from common import REPO, northumbria_dir, run_info, save_results, utc_stamp
 
 sys.path.insert(0, str(REPO / "tests" / "integration"))
-from csv_corpus import build, check_results, data_counts, held, outcome_counts
+from csv_corpus import build, check_results, data_counts, held_versions, outcome_counts
 
 from placeharm.services.ingest import ingest
 from placeharm.services.integrity import check
@@ -71,7 +71,7 @@ def main() -> int:
                 paths = [case.write(folder) for case in batch]
                 before = data_counts(store)
                 imports_before = store.table_counts()["imports"]
-                held_before = held(store)
+                held_before = held_versions(store)
                 try:
                     results = ingest(store, paths)
                 except BaseException as exc:  # what this bench looks for

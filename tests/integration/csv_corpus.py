@@ -11,6 +11,7 @@ Nothing here uses placeharm's reading code: line splitting and decoding are done
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import os
 import random
@@ -19,6 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import polars as pl
+
+from placeharm.ingest.policeuk import CRIME_CONTENT, parse_file
 from placeharm.model import ImportResult
 
 KINDS = ("street", "outcomes", "stop-and-search")
@@ -524,7 +528,7 @@ class Held:
     superseded: dict[tuple[object, object], list[tuple[int, int]]]
 
 
-def held(store: object) -> Held:
+def held_versions(store: object) -> Held:
     con = store._con  # type: ignore[attr-defined]
     crimes: Counter[tuple[object, ...]] = Counter()
     imports: dict[tuple[object, ...], int] = {}
@@ -624,11 +628,51 @@ def check_results(
     ok = [r for r in results if r.status == "ok"]
     after = data_counts(store)
     failures += _check_versions(store, ok, before, after, held_before)
+    now = held_versions(store)
+    for path, result in zip(paths, results, strict=False):
+        if result.status == "ok" and result.source_kind in ("street", "outcomes"):
+            failures += _check_rows_held(store, path, result, now)
     if after["quarantine"] - before["quarantine"] != sum(r.quarantined for r in ok):
         failures.append("quarantine does not match the accounts")
     if store.table_counts()["imports"] - imports_before != len(cases):  # type: ignore[attr-defined]
         failures.append("not one import log entry per file")
     return failures
+
+
+def _check_rows_held(store: object, path: Path, result: ImportResult, now: Held) -> list[str]:
+    """Nothing read is lost: every row of an imported street file that was not quarantined
+    is held as a crime version (current or in crime_history: an older download's differing
+    row and a later sighting included), and every crime-month's outcome set of an imported
+    outcomes file is held (current or in outcome_history). The rows are read here by
+    placeharm's parser: this checks what the writing keeps, not how the file was read."""
+    con = store._con  # type: ignore[attr-defined]
+    lines = {
+        line
+        for (line,) in con.execute(
+            "SELECT line FROM quarantine WHERE import_id = ?", [result.import_id]
+        ).fetchall()
+    }
+    frame = parse_file(path, dt.date.today().strftime("%Y-%m")).frame
+    frame = frame.filter(~pl.col("source_line").is_in(sorted(lines)))
+    where = f"{path.name} (import {result.import_id})"
+    if result.source_kind == "street":
+        versions = frame.select(
+            pl.coalesce("crime_id", "crime_key"),
+            pl.lit("street"),
+            *[c for c in CRIME_CONTENT if c != "crime_id"],
+        ).rows()
+        missing = sum(1 for v in versions if v not in now.crimes)
+        return [f"{where}: {missing} rows read are held nowhere"] if missing else []
+    columns = [c.strip() for c in _OUTCOME_ROW.split(",")]
+    sets: dict[tuple[object, object], list[tuple[object, ...]]] = {}
+    for crime_id, month, *row in frame.select("crime_id", "month", *columns).rows():
+        sets.setdefault((crime_id, month), []).append(tuple(row))
+    missing = sum(
+        1
+        for (c, m), rows in sets.items()
+        if (c, m, *sorted(rows, key=repr)) not in now.outcome_sets
+    )
+    return [f"{where}: {missing} crime-months' outcome sets held nowhere"] if missing else []
 
 
 def _check_versions(
@@ -650,7 +694,7 @@ def _check_versions(
     product promises instead, checked here from the store before and after the call:
     """
     failures: list[str] = []
-    now = held(store)
+    now = held_versions(store)
     ids = {r.import_id for r in ok}
 
     def inserted(kind: str) -> int:

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from csv_corpus import build, check_results, data_counts, held, outcome_counts
+from csv_corpus import build, check_results, data_counts, held_versions, outcome_counts
 
 from placeharm.services.ingest import ingest
 from placeharm.services.integrity import check
@@ -48,7 +48,7 @@ def test_fuzz_corpus_of_mutated_real_csv_files(
             batch = rest[start : start + BATCH]
             before = data_counts(store)
             imports_before = store.table_counts()["imports"]
-            held_before = held(store)
+            held_before = held_versions(store)
             results = ingest(store, [paths[i] for i in batch])
             chosen = [cases[i] for i in batch]
             failures += check_results(
