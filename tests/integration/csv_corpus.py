@@ -741,7 +741,17 @@ def _check_versions(
         failures.append(f"{sets_lost} outcome sets held before are lost")
     sets_twice = sum(n - 1 for n in now.outcome_sets.values() if n > 1)
     if sets_twice:
-        failures.append(f"{sets_twice} outcome sets held twice")
+        crime_id, month = next(k for k, n in now.outcome_sets.items() if n > 1)[:2]
+        where = [
+            con_row
+            for table in ("outcomes", "outcome_history")
+            for con_row in store._con.execute(  # type: ignore[attr-defined]
+                f"SELECT '{table}', import_id, vintage, count(*) FROM {table} "
+                "WHERE crime_id = ? AND month = ? GROUP BY ALL",
+                [crime_id, month],
+            ).fetchall()
+        ]
+        failures.append(f"{sets_twice} outcome sets held twice, e.g. {month}: {where}")
     # The rows counted inserted are those of crime-months new to the store, as the first
     # file of this call holding each wrote them. When a later file of the same call wrote
     # the crime-month again, that first set may since have been replaced by a newer one (the
