@@ -8,6 +8,8 @@ import csv
 import datetime as dt
 import gzip
 import io
+import os
+from collections import Counter
 from pathlib import Path
 
 import polars as pl
@@ -213,3 +215,107 @@ def test_a_stated_date_before_the_files_month_ended_is_refused(store: DuckDBStor
     (result,) = ingest(store, [northumbria / MAY], published=dt.date(2021, 5, 20))
     assert result.status == "refused" and "before the end of 2021-05" in result.message
     assert store.table_counts()["crimes"] == 0
+
+
+# -- outcome sets across downloads in one call (issue 13) ------------------------------------
+
+
+def _plain(path: Path, header: list[str], rows: list[list[str]], mtime: int) -> Path:
+    """A plain .csv download whose vintage is its file time (set explicitly: deterministic)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\r\n").writerows([header, *rows])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buffer.getvalue().encode())
+    os.utime(path, (mtime, mtime))
+    return path
+
+
+def _outcome_sets(store: DuckDBStore) -> tuple[dict[tuple[object, ...], tuple], Counter]:
+    """The held set of each crime-month, and every set held anywhere with how often."""
+    row = "outcome_ordinal, outcome_type, reported_by, falls_within, location"
+    held: dict[tuple[object, ...], list[tuple[object, ...]]] = {}
+    anywhere: Counter[tuple[object, ...]] = Counter()
+    for crime_id, month, *values in store._con.execute(
+        f"SELECT crime_id, month, {row} FROM outcomes"
+    ).fetchall():
+        held.setdefault((crime_id, month), []).append(tuple(values))
+    current = {unit: tuple(sorted(rows, key=repr)) for unit, rows in held.items()}
+    anywhere.update((*unit, rows) for unit, rows in current.items())
+    history: dict[tuple[object, ...], list[tuple[object, ...]]] = {}
+    for crime_id, month, vintage, *values in store._con.execute(
+        f"SELECT crime_id, month, vintage, {row} FROM outcome_history"
+    ).fetchall():
+        history.setdefault((crime_id, month, vintage), []).append(tuple(values))
+    anywhere.update(
+        (crime_id, month, tuple(sorted(rows, key=repr)))
+        for (crime_id, month, _), rows in history.items()
+    )
+    return current, anywhere
+
+
+@pytest.fixture
+def outcome_downloads(northumbria: Path, tmp_path: Path) -> dict[str, Path]:
+    """Downloads of one outcomes month (real rows), as plain files whose vintage is their
+    file time: `b` a minute after `a` changes some crime-months' sets, `c` a minute later
+    changes others and some of `b`'s again; `b_tie` holds `c`'s sets in `b`'s second (the
+    file digests decide which of `b` and `b_tie` is newer)."""
+    header, rows = _rows(northumbria / OUTCOMES)
+    rows = rows[:120]
+    type_i = header.index("Outcome type")
+    b = [list(r) for r in rows]
+    c = [list(r) for r in rows]
+    for i in range(0, 120, 7):
+        b[i][type_i] = "Offender sent to prison"
+    for i in range(0, 120, 5):
+        c[i][type_i] = "Offender given a caution"
+    t = 1796119200  # 2026-12-01 10:00 UTC
+    return {
+        "a": _plain(tmp_path / "a" / "2021-06-northumbria-outcomes.csv", header, rows, t),
+        "b": _plain(tmp_path / "b" / "2021-06-northumbria-outcomes.csv", header, b, t + 60),
+        "c": _plain(tmp_path / "c" / "2021-06-northumbria-outcomes.csv", header, c, t + 120),
+        # the same second as b: the file digest decides which is newer
+        "b_tie": _plain(tmp_path / "bt" / "2021-06-northumbria-outcomes.csv", header, c, t + 60),
+    }
+
+
+_CALLS = {
+    "one by one": [["a"], ["b"], ["c"]],
+    "newest first": [["c"], ["b"], ["a"]],
+    "one call": [["a", "b", "c"]],
+    "one call, newest first": [["c", "b", "a"]],
+    "one call, older after newer": [["b", "a", "c"]],
+    "inserted and replaced in one call": [["a", "c"], ["b"]],
+    "older file in a later call": [["c", "a"], ["b"]],
+    "tie, one call": [["a", "b", "b_tie", "c"]],
+    "tie, reversed": [["c", "b_tie", "b", "a"]],
+    "tie in separate calls": [["b_tie"], ["b"], ["c", "a"]],
+    "tie then newer": [["b", "b_tie"], ["a", "c"]],
+}
+
+
+@pytest.mark.parametrize("name", list(_CALLS))
+def test_outcome_sets_do_not_depend_on_order_ties_or_calls(
+    tmp_path: Path, outcome_downloads: dict[str, Path], name: str
+):
+    """Whatever the order, ties and grouping into calls, each crime-month holds the set of
+    its newest download and every other set seen is kept once in outcome_history."""
+    calls = _CALLS[name]
+    files = sorted({f for call in calls for f in call})
+    with DuckDBStore(tmp_path / "ref.duckdb") as ref:
+        order = sorted(files, key=lambda f: ingest(ref, [outcome_downloads[f]])[0].vintage or "")
+    with DuckDBStore(tmp_path / "one-by-one.duckdb") as reference:
+        for f in order:  # oldest first, one call each: the plain case
+            assert ingest(reference, [outcome_downloads[f]])[0].status == "ok"
+        want_current, want_anywhere = _outcome_sets(reference)
+    with DuckDBStore(tmp_path / "store.duckdb") as store:
+        for call in calls:
+            results = ingest(store, [outcome_downloads[f] for f in call])
+            assert all(r.status == "ok" and r.balanced for r in results), results
+        current, anywhere = _outcome_sets(store)
+        assert all(n == 0 for n in store.invariant_failures().values())
+    twice = [k for k, n in anywhere.items() if n > 1]
+    assert not twice, f"{len(twice)} outcome sets held twice"
+    lost = set(want_anywhere) - set(anywhere)
+    assert not lost, f"{len(lost)} outcome sets lost"
+    assert set(anywhere) == set(want_anywhere)
+    assert current == want_current
