@@ -55,11 +55,14 @@ class Case:
     marked: dict[int, str] = field(default_factory=dict)  # line -> reason prefix
     rows: int | None = None  # exact rows read, when known
     exact: bool = False  # the quarantined lines are exactly the marked ones
+    mtime: int = 0  # the file time written (its vintage): from the seed, see `build`
 
     def write(self, folder: Path) -> Path:
         path = folder / f"case-{self.index:05d}" / self.name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(self.data)
+        if self.mtime:
+            os.utime(path, (self.mtime, self.mtime))
         return path
 
 
@@ -404,11 +407,11 @@ def _file_case(
     elif how == "name-month":
         name = rng.choice(["2021-13", "2021-00", "1999-05"]) + name[7:]
     elif how == "gzip-truncated":
-        packed = gzip.compress(data)
+        packed = _gzip(data)
         data = packed[: rng.randrange(10, len(packed) - 8)]
         name += ".gz"
     elif how == "gzip-corrupt":
-        packed = bytearray(gzip.compress(data))
+        packed = bytearray(_gzip(data))
         for _ in range(rng.randint(1, 4)):
             packed[rng.randrange(20, len(packed) - 8)] ^= 1 << rng.randrange(8)
         data = bytes(packed)
@@ -476,18 +479,33 @@ def _maybe_gzip(rng: random.Random, case: Case, always: bool = False) -> None:
     if always or rng.random() < 0.25:
         members = rng.choice([1, 1, 2])
         if members == 1 or len(case.data) < 2:
-            case.data = gzip.compress(case.data)
+            case.data = _gzip(case.data)
         else:  # a multi-member gzip file (gzip a b > c), split at a line end
             cut = case.data.find(b"\n", len(case.data) // 2) + 1 or len(case.data)
-            case.data = gzip.compress(case.data[:cut]) + gzip.compress(case.data[cut:])
+            case.data = _gzip(case.data[:cut]) + _gzip(case.data[cut:])
         case.name += ".gz"
         case.mutation += "+gzip"
+
+
+# Vintages from the seed, not from how fast the files were written: a plain file's vintage is
+# its file time (gzip members carry none, `_gzip`), drawn within a few minutes so that many
+# files tie to the second (the digest then decides) and later files are often older.
+_MTIME_BASE = 1748736000  # 2025-06-01 00:00 UTC: after every month held, before any clock
+_MTIME_SPREAD = 180
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)  # no member time: the same bytes on every run
 
 
 def build(seed: int, files: int, northumbria: Path) -> list[Case]:
     rng = random.Random(seed)
     bases = load_bases(northumbria)
-    return [make_case(rng, bases, i) for i in range(files)]
+    cases = [make_case(rng, bases, i) for i in range(files)]
+    times = random.Random(f"{seed}-mtime")  # its own stream: the bytes do not change
+    for case in cases:
+        case.mtime = _MTIME_BASE + times.randrange(_MTIME_SPREAD)
+    return cases
 
 
 # -- checks --------------------------------------------------------------------------------
