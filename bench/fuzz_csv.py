@@ -25,9 +25,10 @@ from pathlib import Path
 from common import REPO, northumbria_dir, run_info, save_results, utc_stamp
 
 sys.path.insert(0, str(REPO / "tests" / "integration"))
-from csv_corpus import build, check_results, data_counts, outcome_counts
+from csv_corpus import build, check_results, data_counts, held_versions, outcome_counts
 
 from placeharm.services.ingest import ingest
+from placeharm.services.integrity import check
 from placeharm.store.duckdb import DuckDBStore
 
 
@@ -70,13 +71,19 @@ def main() -> int:
                 paths = [case.write(folder) for case in batch]
                 before = data_counts(store)
                 imports_before = store.table_counts()["imports"]
+                held_before = held_versions(store)
                 try:
                     results = ingest(store, paths)
                 except BaseException as exc:  # what this bench looks for
                     escaped.append(f"files {start}-{start + len(batch) - 1}: {exc!r}")
                     traceback.print_exc()
                     continue
-                failures += check_results(store, batch, paths, results, before, imports_before)
+                failures += check_results(
+                    store, batch, paths, results, before, imports_before, held_before
+                )
+                report = check(store)
+                if not report.ok:
+                    failures.append(f"placeharm check after files {start}-: {report}")
                 outcomes.update(outcome_counts(batch, results))
                 statuses.update(r.status for r in results)
                 if not args.keep:

@@ -11,6 +11,7 @@ Nothing here uses placeharm's reading code: line splitting and decoding are done
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import os
 import random
@@ -19,6 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import polars as pl
+
+from placeharm.ingest.policeuk import CRIME_CONTENT, parse_file
 from placeharm.model import ImportResult
 
 KINDS = ("street", "outcomes", "stop-and-search")
@@ -51,11 +55,14 @@ class Case:
     marked: dict[int, str] = field(default_factory=dict)  # line -> reason prefix
     rows: int | None = None  # exact rows read, when known
     exact: bool = False  # the quarantined lines are exactly the marked ones
+    mtime: int = 0  # the file time written (its vintage): from the seed, see `build`
 
     def write(self, folder: Path) -> Path:
         path = folder / f"case-{self.index:05d}" / self.name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(self.data)
+        if self.mtime:
+            os.utime(path, (self.mtime, self.mtime))
         return path
 
 
@@ -400,11 +407,11 @@ def _file_case(
     elif how == "name-month":
         name = rng.choice(["2021-13", "2021-00", "1999-05"]) + name[7:]
     elif how == "gzip-truncated":
-        packed = gzip.compress(data)
+        packed = _gzip(data)
         data = packed[: rng.randrange(10, len(packed) - 8)]
         name += ".gz"
     elif how == "gzip-corrupt":
-        packed = bytearray(gzip.compress(data))
+        packed = bytearray(_gzip(data))
         for _ in range(rng.randint(1, 4)):
             packed[rng.randrange(20, len(packed) - 8)] ^= 1 << rng.randrange(8)
         data = bytes(packed)
@@ -472,18 +479,33 @@ def _maybe_gzip(rng: random.Random, case: Case, always: bool = False) -> None:
     if always or rng.random() < 0.25:
         members = rng.choice([1, 1, 2])
         if members == 1 or len(case.data) < 2:
-            case.data = gzip.compress(case.data)
+            case.data = _gzip(case.data)
         else:  # a multi-member gzip file (gzip a b > c), split at a line end
             cut = case.data.find(b"\n", len(case.data) // 2) + 1 or len(case.data)
-            case.data = gzip.compress(case.data[:cut]) + gzip.compress(case.data[cut:])
+            case.data = _gzip(case.data[:cut]) + _gzip(case.data[cut:])
         case.name += ".gz"
         case.mutation += "+gzip"
+
+
+# Vintages from the seed, not from how fast the files were written: a plain file's vintage is
+# its file time (gzip members carry none, `_gzip`), drawn within a few minutes so that many
+# files tie to the second (the digest then decides) and later files are often older.
+_MTIME_BASE = 1748736000  # 2025-06-01 00:00 UTC: after every month held, before any clock
+_MTIME_SPREAD = 180
+
+
+def _gzip(data: bytes) -> bytes:
+    return gzip.compress(data, mtime=0)  # no member time: the same bytes on every run
 
 
 def build(seed: int, files: int, northumbria: Path) -> list[Case]:
     rng = random.Random(seed)
     bases = load_bases(northumbria)
-    return [make_case(rng, bases, i) for i in range(files)]
+    cases = [make_case(rng, bases, i) for i in range(files)]
+    times = random.Random(f"{seed}-mtime")  # its own stream: the bytes do not change
+    for case in cases:
+        case.mtime = _MTIME_BASE + times.randrange(_MTIME_SPREAD)
+    return cases
 
 
 # -- checks --------------------------------------------------------------------------------
@@ -496,6 +518,66 @@ def data_counts(store: object) -> dict[str, int]:
     }
 
 
+# A crime version: its key and everything a download can change about it (as `placeharm
+# check` compares them); an outcome set: one crime-month's rows from one download.
+_CRIME_VERSION = (
+    "coalesce(crime_id, record_key), source_kind, month, reported_by, falls_within, "
+    "longitude, latitude, location, lsoa_code_file, lsoa_name_file, crime_type, "
+    "last_outcome_category, context"
+)
+_OUTCOME_ROW = (
+    "outcome_ordinal, outcome_type, reported_by, falls_within, longitude, latitude, "
+    "location, lsoa_code_file, lsoa_name_file"
+)
+
+
+@dataclass(slots=True)
+class Held:
+    """What the store holds, as versions: every crime version (current or in crime_history,
+    with the import that wrote it), every outcome set (held or in outcome_history), the
+    crime-months whose outcomes are held with their row counts, and the sets in
+    outcome_history by crime-month (import that wrote each, rows). Compared as Python
+    tuples: NULLs and floats exactly as stored."""
+
+    crimes: Counter[tuple[object, ...]]
+    crime_imports: dict[tuple[object, ...], int]
+    outcome_sets: Counter[tuple[object, ...]]
+    units: dict[tuple[object, object], int]
+    superseded: dict[tuple[object, object], list[tuple[int, int]]]
+
+
+def held_versions(store: object) -> Held:
+    con = store._con  # type: ignore[attr-defined]
+    crimes: Counter[tuple[object, ...]] = Counter()
+    imports: dict[tuple[object, ...], int] = {}
+    for table in ("crimes", "crime_history"):
+        for *version, import_id in con.execute(
+            f"SELECT {_CRIME_VERSION}, import_id FROM {table}"
+        ).fetchall():
+            crimes[tuple(version)] += 1
+            imports[tuple(version)] = import_id
+    sets: Counter[tuple[object, ...]] = Counter()
+    units: dict[tuple[object, object], int] = {}
+    superseded: dict[tuple[object, object], list[tuple[int, int]]] = {}
+    for table, version in (("outcomes", "NULL"), ("outcome_history", "vintage")):
+        grouped: dict[tuple[object, ...], list[tuple[object, ...]]] = {}
+        for crime_id, month, vintage, import_id, *row in con.execute(
+            f"SELECT crime_id, month, {version}, import_id, {_OUTCOME_ROW} FROM {table}"
+        ).fetchall():
+            grouped.setdefault((crime_id, month, vintage, import_id), []).append(tuple(row))
+        for (crime_id, month, _vintage, import_id), rows in grouped.items():
+            if table == "outcome_history":
+                superseded.setdefault((crime_id, month), []).append((import_id, len(rows)))
+        merged: dict[tuple[object, object, object], list[tuple[object, ...]]] = {}
+        for (crime_id, month, vintage, _), rows in grouped.items():
+            merged.setdefault((crime_id, month, vintage), []).extend(rows)
+        for (crime_id, month, _), rows in merged.items():
+            sets[(crime_id, month, *sorted(rows, key=repr))] += 1
+            if table == "outcomes":
+                units[(crime_id, month)] = len(rows)
+    return Held(crimes, imports, sets, units, superseded)
+
+
 def check_results(
     store: object,
     cases: list[Case],
@@ -503,6 +585,7 @@ def check_results(
     results: list[ImportResult],
     before: dict[str, int],
     imports_before: int,
+    held_before: Held,
 ) -> list[str]:
     """Every invariant of one ingest call over `cases`; returns the failures as text."""
     failures: list[str] = []
@@ -562,16 +645,153 @@ def check_results(
             failures.append(f"{where}: quarantined lines {sorted(held)}, not {sorted(case.marked)}")
     ok = [r for r in results if r.status == "ok"]
     after = data_counts(store)
-    inserted = sum(r.inserted for r in ok)
-    grew = sum(after[t] - before[t] for t in ("crimes", "outcomes", "stop_searches"))
-    if grew != inserted:
-        failures.append(f"records grew by {grew}, inserted {inserted}")
-    if after["crime_history"] - before["crime_history"] != sum(r.updated for r in ok):
-        failures.append("crime history does not match the updates")
+    failures += _check_versions(store, ok, before, after, held_before)
+    now = held_versions(store)
+    for path, result in zip(paths, results, strict=False):
+        if result.status == "ok" and result.source_kind in ("street", "outcomes"):
+            failures += _check_rows_held(store, path, result, now)
     if after["quarantine"] - before["quarantine"] != sum(r.quarantined for r in ok):
         failures.append("quarantine does not match the accounts")
     if store.table_counts()["imports"] - imports_before != len(cases):  # type: ignore[attr-defined]
         failures.append("not one import log entry per file")
+    return failures
+
+
+def _check_rows_held(store: object, path: Path, result: ImportResult, now: Held) -> list[str]:
+    """Nothing read is lost: every row of an imported street file that was not quarantined
+    is held as a crime version (current or in crime_history: an older download's differing
+    row and a later sighting included), and every crime-month's outcome set of an imported
+    outcomes file is held (current or in outcome_history). The rows are read here by
+    placeharm's parser: this checks what the writing keeps, not how the file was read."""
+    con = store._con  # type: ignore[attr-defined]
+    lines = {
+        line
+        for (line,) in con.execute(
+            "SELECT line FROM quarantine WHERE import_id = ?", [result.import_id]
+        ).fetchall()
+    }
+    frame = parse_file(path, dt.date.today().strftime("%Y-%m")).frame
+    frame = frame.filter(~pl.col("source_line").is_in(sorted(lines)))
+    where = f"{path.name} (import {result.import_id})"
+    if result.source_kind == "street":
+        versions = frame.select(
+            pl.coalesce("crime_id", "crime_key"),
+            pl.lit("street"),
+            *[c for c in CRIME_CONTENT if c != "crime_id"],
+        ).rows()
+        missing = sum(1 for v in versions if v not in now.crimes)
+        return [f"{where}: {missing} rows read are held nowhere"] if missing else []
+    columns = [c.strip() for c in _OUTCOME_ROW.split(",")]
+    sets: dict[tuple[object, object], list[tuple[object, ...]]] = {}
+    for crime_id, month, *row in frame.select("crime_id", "month", *columns).rows():
+        sets.setdefault((crime_id, month), []).append(tuple(row))
+    missing = sum(
+        1
+        for (c, m), rows in sets.items()
+        if (c, m, *sorted(rows, key=repr)) not in now.outcome_sets
+    )
+    return [f"{where}: {missing} crime-months' outcome sets held nowhere"] if missing else []
+
+
+def _check_versions(
+    store: object,
+    ok: list[ImportResult],
+    before: dict[str, int],
+    after: dict[str, int],
+    held_before: Held,
+) -> list[str]:
+    """The vintage semantics' exact invariants (docs/ingest.md, "Vintages and derived state").
+
+    Before vintages every counted row meant one stored row, so the three tables grew by
+    exactly `inserted` and crime_history by exactly `updated`. That no longer holds for two
+    tables, by design: a crime-month's outcomes are held as a SET from the newest download
+    (a newer set replaces the old one whole: it may be larger or smaller, and an identical
+    row in it is `unchanged`), and crime_history keeps each other version once (an older
+    download's differing row, counted `unchanged` + `stale`, or a later sighting, joins it
+    unless it is held already; a version that becomes current again leaves it). What the
+    product promises instead, checked here from the store before and after the call:
+    """
+    failures: list[str] = []
+    now = held_versions(store)
+    ids = {r.import_id for r in ok}
+
+    def inserted(kind: str) -> int:
+        return sum(r.inserted for r in ok if r.source_kind == kind)
+
+    # 1. Crimes and stop-and-search records are one row each: the tables grow by exactly the
+    #    rows counted inserted (a crime's other versions replace it in place or go to history).
+    for table, kind in (("crimes", "street"), ("stop_searches", "stop-and-search")):
+        grew = after[table] - before[table]
+        if grew != inserted(kind):
+            failures.append(f"{table} grew by {grew}, {kind} files inserted {inserted(kind)}")
+    # 2. Crime versions: nothing held before is lost; each version is held once (current or
+    #    in crime_history); every new version was written by a file of this call; and each
+    #    new version of a crime that already had one comes from a row counted updated, stale
+    #    or a later sighting (so with none of those, crime_history does not change).
+    twice = sum(n - 1 for n in now.crimes.values() if n > 1)
+    if twice:
+        failures.append(f"{twice} crime versions held twice (crimes and crime_history)")
+    lost = sum((held_before.crimes - now.crimes).values())
+    if lost:
+        failures.append(f"{lost} crime versions held before are lost")
+    new = [v for v in now.crimes if v not in held_before.crimes]
+    foreign = sum(1 for v in new if now.crime_imports[v] not in ids)
+    if foreign:
+        failures.append(f"{foreign} new crime versions not written by a file of this call")
+    street = [r for r in ok if r.source_kind == "street"]
+    others = len(new) - (after["crimes"] - before["crimes"])
+    may = sum(r.updated + r.stale + r.later_sightings for r in street)
+    if not 0 <= others <= may:
+        failures.append(
+            f"{others} new versions of held crimes, from {may} rows updated, stale or later"
+        )
+    history = after["crime_history"] - before["crime_history"]
+    if history != len(new) - (after["crimes"] - before["crimes"]):
+        failures.append(f"crime_history grew by {history}, not by the new other versions")
+    # 3. Outcomes: no crime-month held before loses its outcomes; every outcome set held
+    #    before (held or in outcome_history) is still held, each once; and the rows of the
+    #    crime-months new to the store are exactly the rows counted inserted.
+    gone = [u for u in held_before.units if u not in now.units]
+    if gone:
+        failures.append(f"{len(gone)} crime-months lost their outcomes")
+    sets_lost = sum((held_before.outcome_sets - now.outcome_sets).values())
+    if sets_lost:
+        failures.append(f"{sets_lost} outcome sets held before are lost")
+    sets_twice = sum(n - 1 for n in now.outcome_sets.values() if n > 1)
+    if sets_twice:
+        crime_id, month = next(k for k, n in now.outcome_sets.items() if n > 1)[:2]
+        where = [
+            con_row
+            for table in ("outcomes", "outcome_history")
+            for con_row in store._con.execute(  # type: ignore[attr-defined]
+                f"SELECT '{table}', import_id, vintage, count(*) FROM {table} "
+                "WHERE crime_id = ? AND month = ? GROUP BY ALL",
+                [crime_id, month],
+            ).fetchall()
+        ]
+        failures.append(f"{sets_twice} outcome sets held twice, e.g. {month}: {where}")
+    # The rows counted inserted are those of crime-months new to the store, as the first
+    # file of this call holding each wrote them. When a later file of the same call wrote
+    # the crime-month again, that first set may since have been replaced by a newer one (the
+    # first then sits in outcome_history) or itself been kept over an older one (which then
+    # sits there): such a crime-month contributed the rows of one of its sets. Exact
+    # wherever no crime-month new to the store was written differently twice in the call.
+    single = 0
+    low = high = 0
+    for unit, n in now.units.items():
+        if unit in held_before.units:
+            continue
+        sizes = [k for i, k in now.superseded.get(unit, []) if i in ids]
+        if sizes:
+            low += min([n, *sizes])
+            high += max([n, *sizes])
+        else:
+            single += n
+    if not single + low <= inserted("outcomes") <= single + high:
+        failures.append(
+            f"new crime-months hold {single} outcome rows (+{low} to {high} from crime-months "
+            f"written twice), outcomes files inserted {inserted('outcomes')}"
+        )
     return failures
 
 

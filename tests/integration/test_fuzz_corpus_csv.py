@@ -13,9 +13,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from csv_corpus import build, check_results, data_counts, outcome_counts
+from csv_corpus import build, check_results, data_counts, held_versions, outcome_counts
 
 from placeharm.services.ingest import ingest
+from placeharm.services.integrity import check
 from placeharm.store.duckdb import DuckDBStore
 
 SEED = 20261206
@@ -47,11 +48,22 @@ def test_fuzz_corpus_of_mutated_real_csv_files(
             batch = rest[start : start + BATCH]
             before = data_counts(store)
             imports_before = store.table_counts()["imports"]
+            held_before = held_versions(store)
             results = ingest(store, [paths[i] for i in batch])
             chosen = [cases[i] for i in batch]
             failures += check_results(
-                store, chosen, [paths[i] for i in batch], results, before, imports_before
+                store,
+                chosen,
+                [paths[i] for i in batch],
+                results,
+                before,
+                imports_before,
+                held_before,
             )
+            # and every invariant `placeharm check` verifies, after every call
+            report = check(store)
+            if not report.ok:
+                failures.append(f"placeharm check after files {start}-: {report}")
             outcomes.update(outcome_counts(chosen, results))
             statuses.update(r.status for r in results)
             # the good files of a mixed call import

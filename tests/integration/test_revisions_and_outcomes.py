@@ -77,12 +77,16 @@ def test_revised_month_updates_changed_rows_and_keeps_history(
     expected_now = {r[id_col]: r[outcome_col] for r in revised_rows if r[id_col] in previous}
     assert dict(now.rows()) == expected_now
 
-    # Importing the revision again is a no-op; importing the original again reverts.
+    # Importing the revision again is a no-op; importing the original again (an older
+    # download: its gzip header is older than the revision's) reverts nothing: its differing
+    # rows are reported stale, and its versions are already in the history (issue 13).
     again = ingest(store, [revised])[0]
     assert (again.inserted, again.updated, again.unchanged) == (0, 0, len(rows))
     back = ingest(store, [original])[0]
-    assert back.updated == len(previous)
-    assert store.table_counts()["crime_history"] == 2 * len(previous)
+    assert back.updated == 0 and back.stale == len(previous)
+    assert back.unchanged == len(rows)
+    assert dict(now.rows()) == expected_now
+    assert store.table_counts()["crime_history"] == len(previous)
 
 
 def _outcome_files(northumbria: Path, first_month: str) -> list[Path]:

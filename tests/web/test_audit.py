@@ -62,7 +62,9 @@ def ids(app_client: TestClient) -> dict[str, str]:
         n["nominal_id"] for n in nominals["tables"]["records"] if n.get("cce_perpetrator")
     )
     group = _get(app_client, "/api/records?kind=groups", admin).json()
+    crimes = _get(app_client, "/api/records?kind=crimes&q=Burglary&page_size=1", admin).json()
     return {
+        "crime_id": crimes["tables"]["records"][0]["crime_id"],
         "code": WARD,
         "site": SITE,
         "nominal_id": perpetrator,

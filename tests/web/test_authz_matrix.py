@@ -256,12 +256,14 @@ def _path_values(client: TestClient, admin: dict[str, str]) -> dict[str, str]:
     sites = get(f"/api/ward/{ward}")["chb_sites"]
     nominal = get("/api/records?kind=nominals&page_size=1")["tables"]["records"][0]
     group = get("/api/records?kind=groups&page_size=1")["tables"]["records"][0]
+    crime = get("/api/records?kind=crimes&q=Burglary&page_size=1")["tables"]["records"][0]
     assert sites, "the demo store has no CHB site"
     return {
         "code": ward,
         "site": sites[0],
         "nominal_id": nominal["nominal_id"],
         "group_id": group["group_id"],
+        "crime_id": crime["crime_id"],
         "z": "0",
         "x": "0",
         "y": "0",

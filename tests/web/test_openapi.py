@@ -28,6 +28,7 @@ EXPECTED = {
     "/api/records.csv": {"kind", "q", "sort", "desc", "area"} | set(FILTERS) | REPEATED,
     "/api/chb/{site}": {"site"},
     "/api/nominal/{nominal_id}": {"nominal_id"},
+    "/api/crime/{crime_id}/history": {"crime_id"},
     "/api/group/{group_id}": {"group_id"},
     "/api/admin": set(),
     "/api/radius": {"lat", "lon", "address_id", "address", "radius_m", "kinds", "from", "to"},

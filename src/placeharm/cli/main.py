@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import sys
@@ -18,6 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from placeharm import audit
 from placeharm.cli import audit as audit_cli
 from placeharm.cli import harm as harm_cli
+from placeharm.cli import integrity as integrity_cli
 from placeharm.cli import soc as soc_cli
 from placeharm.cli.common import (
     DbOption,
@@ -64,6 +66,7 @@ app.add_typer(areas_app, name="areas")
 harm_cli.register(app, areas_app)
 soc_cli.register(app)
 audit_cli.register(app)
+integrity_cli.register(app)
 
 _EXIT = {DataError: 2, NotFound: 3, ConfigError: 4, StoreError: 5}  # 6: audit verify failed
 
@@ -107,15 +110,30 @@ def _summary(results: list[ImportResult]) -> None:
             )
     if total["quarantined"]:
         out.print("See the quarantined rows with `placeharm quarantine`.")
+    for r in ok:  # an older download than the one held reverts nothing (issue 13)
+        if r.stale:
+            err.print(
+                f"[yellow]older download[/]: {Path(r.source_file).name} (published "
+                f"{r.published_at:%Y-%m-%d}, from its {r.published_how}) would have reverted "
+                f"{r.stale:,} rows to older values; the newer values were kept. "
+                "`placeharm history CRIME_ID` shows both; `--published` states a date.",
+                highlight=False,
+            )
 
 
 def _run_ingest(
-    store: DuckDBStore, settings: Settings, paths: list[Path], tolerance_m: float
+    store: DuckDBStore,
+    settings: Settings,
+    paths: list[Path],
+    tolerance_m: float,
+    published: dt.date | None = None,
 ) -> list[ImportResult]:
     files = ingest_service.find_files(paths)
     limits = ReadLimits.of(settings.max_decompressed_mb, settings.max_line_kb)
     if not sys.stderr.isatty():
-        return ingest_service.ingest(store, files, settings.threads, tolerance_m, limits=limits)
+        return ingest_service.ingest(
+            store, files, settings.threads, tolerance_m, limits=limits, published=published
+        )
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -132,7 +150,13 @@ def _run_ingest(
             )
 
         return ingest_service.ingest(
-            store, files, settings.threads, tolerance_m, progress=step, limits=limits
+            store,
+            files,
+            settings.threads,
+            tolerance_m,
+            progress=step,
+            limits=limits,
+            published=published,
         )
 
 
@@ -146,15 +170,35 @@ def ingest(
             help="Keep police.uk's own LSOA code when the point is this close to it (0: off)."
         ),
     ] = 25.0,
+    published: Annotated[
+        str | None,
+        typer.Option(
+            help="The date police.uk published these files (YYYY-MM-DD); wins over the "
+            "files' own evidence when deciding which download is newer."
+        ),
+    ] = None,
 ) -> None:
     """Import police.uk street, outcomes and stop-and-search CSVs (plain or .gz) and API JSON."""
     settings = _settings(db)
+    stated = _published_date(published)
     with _open(settings) as store:
         _refuse_read_only(store, "imported")
-        results = _run_ingest(store, settings, paths, tolerance_m)
+        results = _run_ingest(store, settings, paths, tolerance_m, stated)
     _summary(results)
     if any(r.status != "ok" for r in results):
         raise typer.Exit(2)
+
+
+def _published_date(text: str | None) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        raise DataError(f"--published {text!r} is not a date; use YYYY-MM-DD") from None
+    if day > dt.date.today() or day < dt.date(2010, 12, 1):
+        raise DataError(f"--published {text}: police.uk published nothing then; check the date")
+    return day
 
 
 @app.command()

@@ -68,6 +68,14 @@ class ImportResult:
     message: str = ""
     import_id: int | None = None
     quarantine_sample: list[QuarantineRow] = field(default_factory=list)
+    # Vintages (issue 13): when the file was published and how that was determined; rows
+    # counted unchanged because newer values were held (`stale`: it would have reverted
+    # them) or because the crime was first published in an earlier month (`later_sightings`).
+    published_at: dt.datetime | None = None
+    published_how: str = ""
+    vintage: str = ""
+    stale: int = 0
+    later_sightings: int = 0
 
     @property
     def ok(self) -> bool:

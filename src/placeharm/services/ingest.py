@@ -30,6 +30,7 @@ from placeharm.ingest.policeuk import (
     ParsedFile,
     parse_file,
 )
+from placeharm.ingest.vintage import Vintage, file_vintage
 from placeharm.model import ImportResult, QuarantineRow, SourceKind
 from placeharm.services.areas import Assigner, assign_pending, load_sets
 from placeharm.store.base import Store
@@ -72,8 +73,11 @@ def ingest(
     progress: ProgressFn | None = None,
     actor: Actor | None = None,
     limits: ReadLimits = DEFAULT_LIMITS,
+    published: dt.date | None = None,
 ) -> list[ImportResult]:
     """Import police.uk bulk CSVs and API JSON files; return one account per file.
+    `published`: the date the files were published (else each file's own evidence decides
+    its vintage: docs/ingest.md, "Vintages and derived state").
     `actor` is who imports (the import log and the audit log say so; default: the
     operating-system user).
 
@@ -109,7 +113,7 @@ def ingest(
                 progress(result)
         group.clear()
 
-    for item in _prefetch(files, latest, threads, assigner, limits):
+    for item in _prefetch(files, latest, threads, assigner, limits, published):
         group.append(item)
         if (
             sum(p.parsed.rows_read for p in group if isinstance(p.parsed, ParsedFile))
@@ -118,11 +122,6 @@ def ingest(
             flush()
     if group:
         flush()
-    if any(r.inserted or r.updated for r in results):
-        # Each crime's latest outcome is derived from the outcomes held; one set-based
-        # refresh per run (not per file) keeps a 33-month load fast. Idempotent.
-        with store.transaction():
-            store.refresh_latest_outcomes()
     return results
 
 
@@ -135,6 +134,7 @@ class _Parsed:
     # The rows with their areas (assigned on the prefetch thread), or what went wrong there:
     # raised again by the writer, so a failure is handled like any failure while writing.
     assigned: pl.DataFrame | Exception | None = None
+    vintage: Vintage | None = None
 
 
 # Files are parsed ahead of the writer while their sizes on disk sum to at most this (and
@@ -146,7 +146,12 @@ _PREFETCH_BYTES = 32 << 20
 
 
 def _prefetch(
-    files: list[Path], latest: str, threads: int, assigner: Assigner, limits: ReadLimits
+    files: list[Path],
+    latest: str,
+    threads: int,
+    assigner: Assigner,
+    limits: ReadLimits,
+    published: dt.date | None = None,
 ) -> Iterator[_Parsed]:
     """Parse files and assign their areas ahead of the writer (see `_PREFETCH_BYTES`)."""
 
@@ -163,7 +168,17 @@ def _prefetch(
             if is_fatal(exc):
                 raise
             return _Parsed(path, _unreadable(path, exc), sha, started)
+        latest_held = _latest_month(parsed)
+        if published and latest_held and published.strftime("%Y-%m") <= latest_held:
+            refusal = DataError(
+                f"{file_label(path)}: --published {published} is before the end of "
+                f"{latest_held}, the latest month this file holds, so police.uk cannot have "
+                "published it then; check the date (or leave it out: the file's own evidence "
+                "is used)"
+            )
+            return _Parsed(path, refusal, sha, started)
         item = _Parsed(path, parsed, sha, started)
+        item.vintage = file_vintage(path, latest_held, sha, published)
         try:
             item.assigned = _assign(parsed, assigner)
         except BaseException as exc:  # raised again when the file is written
@@ -288,6 +303,12 @@ def _write_files(store: Store, items: list[_Parsed], actor: Actor | None) -> lis
         frame = _prepare(item, parsed, import_id).with_columns(
             pl.lit(index, dtype=pl.Int32).alias("_file")
         )
+        if item.vintage is not None:
+            result.published_at = item.vintage.published_at
+            result.published_how = item.vintage.how
+            result.vintage = item.vintage.key
+            if parsed.kind is not SourceKind.STOP_SEARCH:  # keyed by content: no versions
+                frame = frame.with_columns(pl.lit(item.vintage.key).alias("vintage"))
         if "located" in frame.columns:
             result.no_location = int((~frame["located"]).sum())
             result.outside_areas = int((frame["in_area"] == False).sum())  # noqa: E712
@@ -307,21 +328,30 @@ def _write_files(store: Store, items: list[_Parsed], actor: Actor | None) -> lis
             for month, rows in months.items()
         )
         frames.setdefault(_TARGETS[parsed.kind][0], []).append(frame)
+    touched: list[pl.Series] = []
     for table, parts in frames.items():
         _, key, hash_col = next(t for t in _TARGETS.values() if t[0] == table)
         whole = pl.concat(parts, how="vertical_relaxed")
-        if whole.select(pl.struct(key).is_duplicated().any()).item():
+        if _repeats_across_files(whole, table, key):
             counts = [
                 _write_table(store, table, p, key, hash_col, results, extra, raw_texts)
                 for p in parts
             ]
         else:
             counts = [_write_table(store, table, whole, key, hash_col, results, extra, raw_texts)]
+        if table in ("crimes", "outcomes"):
+            touched.append(whole["crime_hash"])
         for count in counts:
-            for index, inserted, updated, unchanged in count.iter_rows():
+            for index, inserted, updated, unchanged, stale, later in count.iter_rows():
                 results[index].inserted += inserted
                 results[index].updated += updated
                 results[index].unchanged += unchanged
+                results[index].stale += stale
+                results[index].later_sightings += later
+    if touched:
+        # Derived state commits with the data it derives from (issue 13): the latest outcome
+        # of every crime these files wrote or gave an outcome to, in this transaction.
+        store.refresh_latest_outcomes(pl.concat(touched).unique())
     for index, (item, result) in enumerate(zip(items, results, strict=True)):
         if result.status != "ok":
             continue
@@ -355,8 +385,8 @@ def _unreadable(path: Path, exc: BaseException) -> PlaceharmError:
         return exc
     if isinstance(exc, OSError):
         return DataError(
-            f"{path} cannot be read ({exc.strerror or type(exc).__name__}); check that it "
-            "exists and may be read, then import it again"
+            f"{file_label(path)} cannot be read ({exc.strerror or type(exc).__name__}); check "
+            "that it exists and may be read, then import it again"
         )
     log.warning("reading %s failed unexpectedly; it is not imported", path, exc_info=exc)
     return _unforeseen(exc, "reading", path)
@@ -367,7 +397,7 @@ def _unforeseen(exc: BaseException, stage: str, path: Path | None = None) -> Imp
     file's failure: the message says what and what to do; the original is the cause."""
     what = "reading it" if stage == "reading" else "finding its areas"
     failure = ImportFailed(
-        (f"{path} failed, nothing imported: " if path else "")
+        (f"{file_label(path)} failed, nothing imported: " if path else "")
         + f"an unexpected failure while {what} ({describe(exc)}). The other files are not "
         "affected; keep this file and report the failure (the log has the details)"
     )
@@ -421,18 +451,29 @@ def _write_table(
             extra.setdefault(index, []).extend(quarantined)
         sources = {r.import_id: r.source_file for r in results if r.import_id is not None}
         return _write_crimes(store, frame, sources)
+    if table == "outcomes":
+        sources = {r.import_id: r.source_file for r in results if r.import_id is not None}
+        return _write_outcomes(store, frame, sources)
     return _write_keyed(store, table, frame, list(key), hash_col)
 
 
+_COUNTS = ("inserted", "updated", "unchanged", "stale", "later")
+
+
 def _counts(**parts: pl.DataFrame) -> pl.DataFrame:
-    """Rows per `_file` of each named part, as columns inserted, updated, unchanged."""
+    """Rows per `_file` of each named part, as columns inserted, updated, unchanged, stale
+    (a subset of unchanged: an older download's rows) and later (also unchanged: a crime
+    seen again in a later month)."""
     frames = [part.group_by("_file").len().rename({"len": name}) for name, part in parts.items()]
-    out = pl.concat([f.select("_file") for f in frames]).unique()
+    out = pl.concat([f.select(pl.col("_file").cast(pl.Int32)) for f in frames]).unique()
     for f in frames:
-        out = out.join(f, on="_file", how="left")
+        out = out.join(f.with_columns(pl.col("_file").cast(pl.Int32)), on="_file", how="left")
     return out.select(
         "_file",
-        *[pl.col(n).fill_null(0).cast(pl.Int64) for n in ("inserted", "updated", "unchanged")],
+        *[
+            (pl.col(n).fill_null(0) if n in out.columns else pl.lit(0)).cast(pl.Int64).alias(n)
+            for n in _COUNTS
+        ],
     )
 
 
@@ -533,16 +574,26 @@ def _described(rows: pl.DataFrame, line: int) -> str:
 
 
 def _write_crimes(store: Store, frame: pl.DataFrame, sources: dict[int, str]) -> pl.DataFrame:
-    """Insert new crimes, update changed ones (keeping history); counts per `_file`."""
+    """Insert new crimes, update changed ones (keeping history); counts per `_file`.
+
+    Which version of a crime is current does not depend on the order files arrive in: the
+    earliest month wins (a crime keeps the month it was first published in), then a street
+    record over an API one, then the newer vintage. Every other distinct version is kept in
+    `crime_history`, once, at its newest vintage (docs/ingest.md, "Vintages and derived
+    state").
+    """
+    frame = _with_vintage(frame)
     existing = store.matching_rows("crimes", "crime_hash", frame["crime_hash"])
     if existing.is_empty():
         store.insert_rows("crimes", _stored(frame.drop("_file")))
-        return _counts(inserted=frame, updated=frame.clear(), unchanged=frame.clear())
+        return _counts(inserted=frame)
     old = existing.select(
         "_rid",
         "crime_hash",
         pl.coalesce("crime_id", "record_key").alias("_old_key"),
         pl.col("source_kind").alias("_old_kind"),
+        _vintage_of(existing).alias("_old_vintage"),
+        pl.col("import_id").alias("_old_import"),
         *[pl.col(c).alias(f"{c}_old") for c in CRIME_CONTENT],
     )
     # The 64-bit hash only narrows the search; the full key decides (two IDs may share a hash).
@@ -551,19 +602,124 @@ def _write_crimes(store: Store, frame: pl.DataFrame, sources: dict[int, str]) ->
     )
     new = joined.filter(pl.col("_rid").is_null())
     matched = joined.filter(pl.col("_rid").is_not_null())
-    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_old")) for c in CRIME_CONTENT)
-    lower = pl.col("source_kind").replace_strict(_PRECEDENCE, default=1) < pl.col(
-        "_old_kind"
-    ).replace_strict(_PRECEDENCE, default=1)
-    keep = matched.filter(same | lower)
-    changed = matched.filter(~(same | lower))
-    drop_cols = ["_file", "_old_kind", *[f"{c}_old" for c in CRIME_CONTENT]]
+    rank = pl.col("source_kind").replace_strict(_PRECEDENCE, default=1)
+    old_rank = pl.col("_old_kind").replace_strict(_PRECEDENCE, default=1)
+    same = pl.all_horizontal(pl.col(c).eq_missing(pl.col(f"{c}_old")) for c in CRIME_CONTENT) & (
+        pl.col("source_kind") == pl.col("_old_kind")
+    )
+    month, old_month = pl.col("month"), pl.col("month_old")
+    newer = pl.col("vintage") > pl.col("_old_vintage")
+    wins = (month < old_month) | (
+        (month == old_month) & ((rank > old_rank) | ((rank == old_rank) & newer))
+    )
+    matched = matched.with_columns(same.alias("_same"), wins.alias("_wins"))
+    confirmed = matched.filter(pl.col("_same") & pl.col("_wins"))  # a newer copy, same content
+    keep = matched.filter(pl.col("_same") & ~pl.col("_wins"))
+    changed = matched.filter(~pl.col("_same") & pl.col("_wins"))
+    lost = matched.filter(~pl.col("_same") & ~pl.col("_wins"))
+    stale = lost.filter((month == old_month) & (rank == old_rank))
+    later = lost.filter(month > old_month)
+    drop_cols = [
+        "_file",
+        "_old_kind",
+        "_old_vintage",
+        "_old_import",
+        "_same",
+        "_wins",
+        *[f"{c}_old" for c in CRIME_CONTENT],
+    ]
     if new.height:
-        store.insert_rows("crimes", _stored(new.drop(["_rid", *drop_cols])))
+        store.insert_rows("crimes", _stored(new.drop(["_rid", *drop_cols], strict=False)))
+    if changed.height or lost.height:
+        _file_history(store, changed, lost, sources)
     if changed.height:
         # import_id on each row is the revising import, recorded with the history row.
         store.update_crimes(_stored(changed.drop(drop_cols)), sources)
-    return _counts(inserted=new, updated=changed, unchanged=keep)
+    if confirmed.height:
+        store.update_crimes_provenance(
+            confirmed.select("_rid", "vintage", "import_id", "source_line")
+        )
+    return _counts(
+        inserted=new,
+        updated=changed,
+        unchanged=pl.concat([keep, confirmed, lost]),
+        stale=stale,
+        later=later,
+    )
+
+
+_HISTORY_CONTENT = ("source_kind", *CRIME_CONTENT)
+
+
+def _file_history(
+    store: Store, changed: pl.DataFrame, lost: pl.DataFrame, sources: dict[int, str]
+) -> None:
+    """Keep `crime_history` one row per distinct other version of a crime, at its newest
+    vintage: a version that becomes current leaves it; a losing version joins it unless it
+    holds that content already from a newer download (the older row then makes way)."""
+    hashes = pl.concat([changed["crime_hash"], lost["crime_hash"]])
+    held = store.matching_rows("crime_history", "crime_hash", hashes)
+    drop: list[pl.Series] = []
+    if not held.is_empty():
+        held = held.select(
+            "_rid",
+            "crime_hash",
+            pl.coalesce("crime_id", "record_key").alias("crime_key"),
+            _vintage_of(held).alias("_held_vintage"),
+            *[pl.col(c).alias(f"{c}_held") for c in _HISTORY_CONTENT],
+        )
+        same = pl.all_horizontal(
+            pl.col(c).eq_missing(pl.col(f"{c}_held")) for c in _HISTORY_CONTENT
+        )
+        for part in (changed, lost):
+            match = (
+                part.select("crime_hash", "crime_key", "vintage", *_HISTORY_CONTENT)
+                .join(held, on=["crime_hash", "crime_key"])
+                .filter(same)
+            )
+            if part is changed:  # now current: not history any more
+                drop.append(match["_rid"])
+            else:
+                lost = lost.join(
+                    match.filter(pl.col("_held_vintage") >= pl.col("vintage")).select(
+                        "crime_hash", "crime_key"
+                    ),
+                    on=["crime_hash", "crime_key"],
+                    how="anti",
+                )
+                drop.append(match.filter(pl.col("_held_vintage") < pl.col("vintage"))["_rid"])
+    rids = pl.concat(drop) if drop else pl.Series("_rid", [], dtype=pl.Int64)
+    if rids.len():
+        store.delete_history_rows("crime_history", rids)
+    if lost.height:
+        versions = _stored(lost).select(
+            "crime_hash",
+            "record_key",
+            *_HISTORY_CONTENT,
+            "api_id",
+            "import_id",
+            "source_line",
+            "vintage",
+            pl.col("import_id")
+            .replace_strict(sources, default=None, return_dtype=pl.String)
+            .alias("source_file"),
+            pl.lit(dt.datetime.now(dt.UTC).replace(tzinfo=None)).alias("replaced_at"),
+            pl.col("_old_import").alias("replaced_by_import"),
+        )
+        store.insert_history_rows("crime_history", versions)
+
+
+def _with_vintage(frame: pl.DataFrame) -> pl.DataFrame:
+    if "vintage" in frame.columns:
+        return frame
+    return frame.with_columns(pl.lit("").alias("vintage"))
+
+
+def _vintage_of(frame: pl.DataFrame) -> pl.Expr:
+    """A stored version's vintage; versions stored before vintages existed are the oldest."""
+    if "vintage" not in frame.columns:
+        return pl.lit("")
+    return pl.col("vintage").fill_null("")
 
 
 def _stored(frame: pl.DataFrame) -> pl.DataFrame:
@@ -587,3 +743,174 @@ def _write_keyed(
     if new.height:
         store.insert_rows(table, new.drop("_file"))
     return _counts(inserted=new, updated=frame.clear(), unchanged=held)
+
+
+# -- vintages (issue 13) ---------------------------------------------------------------------
+
+_UNIT = ["crime_id", "month"]  # the outcomes of one crime in one month come from one download
+_OUTCOME_CONTENT = [
+    "outcome_ordinal",
+    "outcome_type",
+    "reported_by",
+    "falls_within",
+    "longitude",
+    "latitude",
+    "location",
+    "lsoa_code_file",
+    "lsoa_name_file",
+]
+
+
+def _latest_month(parsed: ParsedFile) -> str | None:
+    """The latest month a file holds (its name's month for a police.uk file name)."""
+    months = list(parsed.file_months)
+    if "month" in parsed.frame.columns and parsed.frame.height:
+        latest = parsed.frame["month"].max()
+        if isinstance(latest, dt.date):
+            months.append(latest.strftime("%Y-%m"))
+    return max(months) if months else None
+
+
+def _repeats_across_files(whole: pl.DataFrame, table: str, key: tuple[str, ...]) -> bool:
+    """True when two files of a group write the same record (or, for outcomes, the same
+    crime's outcomes in the same month): they are then written one after the other."""
+    if table == "outcomes":
+        # police.uk outcomes files hold one month each: files of different months cannot
+        # share a crime-month, so the full test runs only when their months overlap
+        months = whole.group_by("_file").agg(pl.col("month").unique())["month"].explode()
+        if months.is_unique().all():
+            return False
+        units = whole.group_by(_UNIT).agg(pl.col("_file").n_unique().alias("n"))
+        return bool((units["n"] > 1).any())
+    return bool(whole.select(pl.struct(key).is_duplicated().any()).item())
+
+
+def _unit_signature(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per (crime_id, month): the content of its outcomes as one text, and vintage."""
+    row = pl.concat_str(
+        [pl.col(c).cast(pl.String).fill_null("") for c in _OUTCOME_CONTENT], separator="\x1f"
+    )
+    return frame.group_by(_UNIT).agg(
+        row.sort().str.join("\x1e").alias("_sig"), pl.col("vintage").max().alias("_v")
+    )
+
+
+def _rows_of(part: pl.DataFrame, source: pl.DataFrame) -> pl.DataFrame:
+    """The rows of `source` in the (crime_id, month) units of `part`."""
+    return source.join(part.select(_UNIT), on=_UNIT, how="semi")
+
+
+def _write_outcomes(store: Store, frame: pl.DataFrame, sources: dict[int, str]) -> pl.DataFrame:
+    """Outcomes by crime and month: the set from the newest download of that month is held;
+    every other set is kept in `outcome_history`, once, at its newest vintage. Counts per
+    `_file`; an older download's differing sets count as unchanged and stale."""
+    frame = _with_vintage(frame)
+    existing = store.matching_rows("outcomes", "crime_hash", frame["crime_hash"])
+    if not existing.is_empty():
+        existing = existing.with_columns(_vintage_of(existing).alias("vintage")).join(
+            frame.select(_UNIT).unique(), on=_UNIT, how="semi"
+        )
+    if existing.is_empty():
+        store.insert_rows("outcomes", frame.drop("_file"))
+        return _counts(inserted=frame)
+    incoming = _unit_signature(frame)
+    held = _unit_signature(existing).rename({"_sig": "_held_sig", "_v": "_held_v"})
+    units = incoming.join(held, on=_UNIT, how="left")
+    fresh = units.filter(pl.col("_held_sig").is_null())
+    same = units.filter(pl.col("_sig") == pl.col("_held_sig"))
+    differ = units.filter(
+        pl.col("_held_sig").is_not_null() & (pl.col("_sig") != pl.col("_held_sig"))
+    )
+    replace = pl.concat(
+        [
+            same.filter(pl.col("_v") > pl.col("_held_v")),
+            differ.filter(pl.col("_v") > pl.col("_held_v")),
+        ]
+    )
+    older = differ.filter(pl.col("_v") <= pl.col("_held_v"))
+    stale_rows = _rows_of(older, frame)
+
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    history = store.matching_rows("outcome_history", "crime_hash", frame["crime_hash"])
+    drop: list[pl.Series] = []
+    add: list[pl.DataFrame] = []
+    if not history.is_empty():
+        history = history.with_columns(_vintage_of(history).alias("vintage"))
+        versions = history.group_by([*_UNIT, "vintage"]).agg(pl.col("_rid"))
+        sigs = (
+            history.with_columns(
+                pl.concat_str(
+                    [pl.col(c).cast(pl.String).fill_null("") for c in _OUTCOME_CONTENT],
+                    separator="\x1f",
+                ).alias("_row")
+            )
+            .group_by([*_UNIT, "vintage"])
+            .agg(pl.col("_row").sort().str.join("\x1e").alias("_sig"))
+            .join(versions, on=[*_UNIT, "vintage"])
+        )
+        # a set that becomes current leaves the history
+        gone = sigs.join(
+            replace.filter(pl.col("_sig") != pl.col("_held_sig")).select(*_UNIT, "_sig"),
+            on=[*_UNIT, "_sig"],
+        )
+        drop.append(gone["_rid"].explode())
+        # an older download's set: kept once, at its newest vintage
+        dup = sigs.join(older.select(*_UNIT, "_sig", "_v"), on=[*_UNIT, "_sig"])
+        drop.append(dup.filter(pl.col("vintage") < pl.col("_v"))["_rid"].explode())
+        older = older.join(
+            dup.filter(pl.col("vintage") >= pl.col("_v")).select(_UNIT), on=_UNIT, how="anti"
+        )
+    superseded = _rows_of(differ.filter(pl.col("_v") > pl.col("_held_v")), existing)
+    if superseded.height:
+        replacing = frame.group_by(_UNIT).agg(pl.col("import_id").first().alias("_by"))
+        add.append(
+            superseded.drop("_rid")
+            .join(replacing, on=_UNIT)
+            .with_columns(
+                pl.lit(now).alias("replaced_at"), pl.col("_by").alias("replaced_by_import")
+            )
+            .drop("_by")
+        )
+    to_history = _rows_of(older, frame)  # less the sets history holds from a newer copy
+    if to_history.height:
+        current_import = existing.group_by(_UNIT).agg(pl.col("import_id").max().alias("_by"))
+        add.append(
+            to_history.join(current_import, on=_UNIT)
+            .drop("_file")
+            .with_columns(
+                pl.lit(now).alias("replaced_at"), pl.col("_by").alias("replaced_by_import")
+            )
+            .drop("_by")
+        )
+    rids = pl.concat(drop) if drop else pl.Series("_rid", [], dtype=pl.Int64)
+    if rids.len():
+        store.delete_history_rows("outcome_history", rids)
+    if add:
+        versions_in = pl.concat(add, how="diagonal_relaxed").with_columns(
+            pl.col("import_id")
+            .replace_strict(sources, default=None, return_dtype=pl.String)
+            .alias("source_file")
+        )
+        store.insert_history_rows("outcome_history", versions_in)
+    replaced = _rows_of(replace, existing)
+    if replaced.height:
+        store.delete_history_rows("outcomes", replaced["_rid"])
+    written = pl.concat([_rows_of(fresh, frame), _rows_of(replace, frame)])
+    if written.height:
+        store.insert_rows("outcomes", written.drop("_file"))
+    # each incoming row: a new unit inserted; a replaced unit's rows updated where their
+    # key or content is new to it; everything else unchanged
+    row_cols = list(dict.fromkeys([*OUTCOME_KEY, *_OUTCOME_CONTENT]))
+    held_rows = existing.select(row_cols).unique()
+    updating = _rows_of(differ.filter(pl.col("_v") > pl.col("_held_v")), frame)
+    updated = updating.join(held_rows, on=row_cols, how="anti", nulls_equal=True)
+    unchanged = pl.concat(
+        [
+            _rows_of(same, frame),
+            updating.join(updated.select(OUTCOME_KEY), on=list(OUTCOME_KEY), how="anti"),
+            stale_rows,
+        ]
+    )
+    return _counts(
+        inserted=_rows_of(fresh, frame), updated=updated, unchanged=unchanged, stale=stale_rows
+    )

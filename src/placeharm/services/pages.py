@@ -849,3 +849,23 @@ def mopi_reviews(store: Store, user: User, today: dt.date, limit: int | None = M
         "notes": notes,
     }
     return Page("mopi", "Past MoPI review", data, {"overdue": shown})
+
+
+def crime_history(store: Store, user: User, crime_id: str) -> Page:
+    """A crime's versions and outcomes with their imports, files and vintages (issue 13):
+    the records explorer's history view, under the records page's policy."""
+    from placeharm.services import integrity
+
+    policy.require(user, "records")
+    policy.require_records(user, "crimes")
+    versions, outcomes = integrity.crime_history(store, crime_id)
+    tables = {
+        "versions": policy.shape_located(user, versions),
+        "outcomes": policy.shape_located(user, outcomes),
+    }
+    return Page(
+        "crime_history",
+        f"History of crime {crime_id}",
+        {"crime_id": crime_id, "versions": versions.height, "outcomes": outcomes.height},
+        tables,
+    )

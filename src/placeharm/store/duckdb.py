@@ -60,7 +60,13 @@ _SOC_DATED = {
     "incidents": ("soc_incidents", "occurred_date"),
 }
 _SOC_FLAGS = ("firearms_discharged", "cannabis_production")
-_HASHED = {("crimes", "crime_hash"), ("outcomes", "crime_hash"), ("stop_searches", "search_hash")}
+_HASHED = {
+    ("crimes", "crime_hash"),
+    ("outcomes", "crime_hash"),
+    ("stop_searches", "search_hash"),
+    ("crime_history", "crime_hash"),
+    ("outcome_history", "crime_hash"),
+}
 _CRIME_HISTORY_COLS = ", ".join(
     f"c.{c}"
     for c in [
@@ -83,6 +89,7 @@ _CRIME_HISTORY_COLS = ", ".join(
         "offence_code",
         "import_id",
         "source_line",
+        "vintage",
     ]
 )
 
@@ -470,10 +477,21 @@ class DuckDBStore:
                     "no_location": r.no_location,
                     "outside_areas": r.outside_areas,
                     "message": r.message,
+                    "published_at": r.published_at,
+                    "published_how": r.published_how or None,
+                    "vintage": r.vintage or None,
+                    "stale": r.stale,
+                    "later_sightings": r.later_sightings,
                 }
                 for r, started, sha in entries
             ],
-            schema_overrides={"started_at": pl.Datetime("us"), "message": pl.String},
+            schema_overrides={
+                "started_at": pl.Datetime("us"),
+                "message": pl.String,
+                "published_at": pl.Datetime("us"),
+                "published_how": pl.String,
+                "vintage": pl.String,
+            },
         )
         self._register("_imports_in", frame)
         self._run(
@@ -662,24 +680,212 @@ class DuckDBStore:
         self._run(f"UPDATE crimes SET {assignments} FROM _upd_in u WHERE crimes.rowid = u._rid")
         self._con.unregister("_upd_in")
 
-    def refresh_latest_outcomes(self) -> int:
-        """Set every crime's latest outcome from the outcomes held; return how many changed."""
-        row = self._one(
-            """
-            UPDATE crimes SET latest_outcome = o.outcome_type, latest_outcome_month = o.month
-            FROM (
-                SELECT o.crime_hash, o.crime_id,
-                       arg_max(o.outcome_type, (o.month, o.source_line)) AS outcome_type,
-                       max(o.month) AS month
-                FROM outcomes o
-                GROUP BY o.crime_hash, o.crime_id
-            ) o
-            WHERE crimes.crime_hash = o.crime_hash AND crimes.crime_id = o.crime_id
-              AND (crimes.latest_outcome IS DISTINCT FROM o.outcome_type
-                   OR crimes.latest_outcome_month IS DISTINCT FROM o.month)
-            """
+    # -- vintages and derived state (issue 13) ---------------------------------------------
+
+    # Each crime's latest outcome: the outcome of its latest outcome month (the last line of
+    # that month's file breaks a tie), NULL without outcomes. One definition for the refresh
+    # and for `placeharm check`.
+    _LATEST_OUTCOME = """
+        SELECT c.rowid AS _rid, o.outcome_type, o.month
+        FROM crimes c LEFT JOIN (
+            SELECT o.crime_hash, o.crime_id,
+                   arg_max(o.outcome_type, (o.month, o.source_line)) AS outcome_type,
+                   max(o.month) AS month
+            FROM outcomes o {where}
+            GROUP BY o.crime_hash, o.crime_id
+        ) o ON c.crime_hash = o.crime_hash AND c.crime_id = o.crime_id
+        {crime_where}
+    """
+
+    def _latest_sql(self, scoped: bool) -> str:
+        if not scoped:
+            return self._LATEST_OUTCOME.format(where="", crime_where="")
+        return self._LATEST_OUTCOME.format(
+            where="WHERE o.crime_hash IN (SELECT h FROM _touched_in)",
+            crime_where="WHERE c.crime_hash IN (SELECT h FROM _touched_in)",
         )
+
+    def refresh_latest_outcomes(self, hashes: pl.Series | None = None) -> int:
+        """Set crimes' latest outcomes from the outcomes held (only the crimes whose join
+        hash is in `hashes`, when given); return how many changed."""
+        if hashes is not None:
+            self._register("_touched_in", pl.DataFrame({"h": hashes.unique()}))
+        try:
+            row = self._one(
+                f"""
+                UPDATE crimes SET latest_outcome = o.outcome_type, latest_outcome_month = o.month
+                FROM ({self._latest_sql(hashes is not None)}) o
+                WHERE crimes.rowid = o._rid
+                  AND (crimes.latest_outcome IS DISTINCT FROM o.outcome_type
+                       OR crimes.latest_outcome_month IS DISTINCT FROM o.month)
+                """
+            )
+        finally:
+            if hashes is not None:
+                self._con.unregister("_touched_in")
         return int(str(row[0])) if row else 0
+
+    def update_crimes_provenance(self, frame: pl.DataFrame) -> None:
+        """A newer download confirmed crimes unchanged: record its vintage, import and line
+        (frame: _rid, vintage, import_id, source_line)."""
+        self._register("_prov_in", frame)
+        self._run(
+            "UPDATE crimes SET vintage = u.vintage, import_id = u.import_id, "
+            "source_line = u.source_line FROM _prov_in u WHERE crimes.rowid = u._rid"
+        )
+        self._con.unregister("_prov_in")
+
+    _VERSIONED = ("crime_history", "outcome_history", "outcomes")
+
+    def delete_history_rows(self, table: str, rids: pl.Series) -> None:
+        """Delete versions by rowid from crime_history, outcome_history or outcomes (a set
+        of outcomes superseded by a newer download, kept in outcome_history first)."""
+        tbl = _table(table, also=self._VERSIONED)
+        self._register("_del_in", pl.DataFrame({"r": rids.cast(pl.Int64)}))
+        self._run(f"DELETE FROM {tbl} WHERE rowid IN (SELECT r FROM _del_in)")
+        self._con.unregister("_del_in")
+
+    def insert_history_rows(self, table: str, frame: pl.DataFrame) -> None:
+        """Add versions to crime_history or outcome_history; a version of an earlier run
+        gets its source file from the import log."""
+        tbl = _table(table, also=self._VERSIONED[:2])
+        self._register("_hist_in", frame)
+        self._run(
+            f"INSERT INTO {tbl} BY NAME SELECT h.* EXCLUDE (source_file), "
+            "coalesce(h.source_file, i.source_file) AS source_file "
+            "FROM _hist_in h LEFT JOIN imports i ON i.import_id = h.import_id"
+        )
+        self._con.unregister("_hist_in")
+
+    def crime_versions(self, crime_id: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """A crime's versions (current first, then its history, newest vintage first) and its
+        outcomes (held and superseded), each with its import's file and vintage."""
+        cols = ", ".join(
+            f"v.{c}"
+            for c in (
+                "crime_id",
+                "source_kind",
+                "month",
+                "crime_type",
+                "last_outcome_category",
+                "location",
+                "longitude",
+                "latitude",
+                "lsoa_code_file",
+                "context",
+                "import_id",
+                "source_line",
+                "vintage",
+            )
+        )
+        versions = self._frame(
+            f"""
+            SELECT * FROM (
+                SELECT 'current' AS version, {cols}, i.source_file,
+                       i.published_at, i.published_how, NULL::BIGINT AS replaced_by_import
+                FROM crimes v LEFT JOIN imports i USING (import_id) WHERE v.crime_id = ?
+                UNION ALL
+                SELECT CASE WHEN v.month > c.month THEN 'later month' ELSE 'earlier' END,
+                       {cols}, coalesce(v.source_file, i.source_file),
+                       i.published_at, i.published_how, v.replaced_by_import
+                FROM crime_history v LEFT JOIN imports i USING (import_id)
+                LEFT JOIN crimes c ON c.crime_id = v.crime_id
+                WHERE v.crime_id = ?
+            ) ORDER BY version = 'current' DESC, vintage DESC NULLS LAST, month
+            """,
+            [crime_id, crime_id],
+        )
+        ocols = "v.crime_id, v.month, v.outcome_type, v.import_id, v.source_line, v.vintage"
+        outcomes = self._frame(
+            f"""
+            SELECT * FROM (
+                SELECT 'held' AS version, {ocols}, i.source_file, i.published_at,
+                       i.published_how
+                FROM outcomes v LEFT JOIN imports i USING (import_id) WHERE v.crime_id = ?
+                UNION ALL
+                SELECT 'superseded', {ocols}, coalesce(v.source_file, i.source_file),
+                       i.published_at, i.published_how
+                FROM outcome_history v LEFT JOIN imports i USING (import_id)
+                WHERE v.crime_id = ?
+            ) ORDER BY month, version, vintage DESC NULLS LAST, source_line
+            """,
+            [crime_id, crime_id],
+        )
+        return versions, outcomes
+
+    def invariant_failures(self) -> dict[str, int]:
+        """Rows breaking each invariant `placeharm check` verifies (0 = holds)."""
+        checks = {
+            "imports whose account does not balance": (
+                "SELECT count(*) FROM imports WHERE status = 'ok' AND rows_read <> "
+                "inserted + updated + unchanged + quarantined"
+            ),
+            "quarantined rows without their import": (
+                "SELECT count(*) FROM quarantine q ANTI JOIN imports i USING (import_id)"
+            ),
+        }
+        for table in ("crimes", "outcomes", "stop_searches", "crime_history", "outcome_history"):
+            checks[f"{table} rows without their import"] = (
+                f"SELECT count(*) FROM {table} t WHERE t.import_id IS NOT NULL "
+                "AND t.import_id NOT IN (SELECT import_id FROM imports)"
+            )
+        checks["coverage months without their import"] = (
+            "SELECT count(*) FROM coverage c ANTI JOIN imports i USING (import_id)"
+        )
+        checks["crimes with a stale latest outcome"] = (
+            f"SELECT count(*) FROM crimes c JOIN ({self._latest_sql(False)}) o "
+            "ON c.rowid = o._rid WHERE c.latest_outcome IS DISTINCT FROM o.outcome_type "
+            "OR c.latest_outcome_month IS DISTINCT FROM o.month"
+        )
+        # a crime's other versions are kept once each, never the current one again (rows
+        # written before vintages existed, migration 10, kept every replacement: not checked)
+        version = (
+            "coalesce(crime_id, record_key), source_kind, month, reported_by, falls_within, "
+            "longitude, latitude, location, lsoa_code_file, lsoa_name_file, crime_type, "
+            "last_outcome_category, context"
+        )
+        checks["crime versions kept twice in crime_history"] = (
+            f"SELECT count(*) - (SELECT count(*) FROM (SELECT DISTINCT {version} "
+            "FROM crime_history WHERE vintage IS NOT NULL)) FROM crime_history "
+            "WHERE vintage IS NOT NULL"
+        )
+        checks["crime_history versions equal to the crime's current version"] = (
+            f"SELECT count(*) FROM (SELECT {version} FROM crime_history "
+            f"WHERE vintage IS NOT NULL INTERSECT ALL SELECT {version} FROM crimes)"
+        )
+        sets = [s.name for s in self.area_sets()]
+        for table in ("crimes", "stop_searches"):
+            located = (
+                f"SELECT count(*) FROM {table} WHERE located IS DISTINCT FROM "
+                "(longitude IS NOT NULL AND latitude IS NOT NULL)"
+            )
+            checks[f"{table} with a wrong located flag"] = located
+            if sets:
+                any_code = " OR ".join(f"{_area_col(s)} IS NOT NULL" for s in sets)
+                checks[f"{table} with a stale in_area flag"] = (
+                    f"SELECT count(*) FROM {table} WHERE located "
+                    f"AND in_area IS DISTINCT FROM ({any_code})"
+                )
+        return {name: int(self._one(sql)[0]) for name, sql in checks.items()}  # type: ignore[index]
+
+    def repair_derived(self) -> dict[str, int]:
+        """Recompute every derived column (latest outcomes, in_area); rows changed per fix."""
+        fixed = {"crimes with a stale latest outcome": self.refresh_latest_outcomes()}
+        if self.area_sets():
+            for table in ("crimes", "stop_searches"):
+                before = self._stale_in_area(table)
+                self.refresh_in_area(table)
+                fixed[f"{table} with a stale in_area flag"] = before
+        return fixed
+
+    def _stale_in_area(self, table: str) -> int:
+        tbl = _table(table)
+        sets = [s.name for s in self.area_sets()]
+        any_code = " OR ".join(f"{_area_col(s)} IS NOT NULL" for s in sets) or "FALSE"
+        row = self._one(
+            f"SELECT count(*) FROM {tbl} WHERE located AND in_area IS DISTINCT FROM ({any_code})"
+        )
+        return int(row[0]) if row else 0
 
     def unassigned_points(self, table: str) -> pl.DataFrame:
         """rowid, longitude, latitude (and the file's LSOA code) of every located record."""

@@ -388,4 +388,45 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        10,
+        "vintages: each import's publication date and how it was known; the vintage of every "
+        "stored version; superseded outcomes kept",
+        [
+            # When the file was published (UTC) and how that was determined: 'stated'
+            # (--published), 'gzip-mtime', 'file-mtime', 'archive' or 'latest-month'; `vintage`
+            # is the sortable key every stored version carries (docs/ingest.md, Vintages).
+            "ALTER TABLE imports ADD COLUMN published_at TIMESTAMP",
+            "ALTER TABLE imports ADD COLUMN published_how VARCHAR",
+            "ALTER TABLE imports ADD COLUMN vintage VARCHAR",
+            # rows of an older download that newer values already held (nothing reverted)
+            "ALTER TABLE imports ADD COLUMN stale BIGINT DEFAULT 0",
+            "ALTER TABLE imports ADD COLUMN later_sightings BIGINT DEFAULT 0",
+            "ALTER TABLE crimes ADD COLUMN vintage VARCHAR",
+            "ALTER TABLE crime_history ADD COLUMN vintage VARCHAR",
+            "ALTER TABLE outcomes ADD COLUMN vintage VARCHAR",
+            f"""CREATE TABLE outcome_history (
+                crime_id VARCHAR NOT NULL,
+                crime_hash UBIGINT NOT NULL,
+                outcome_ordinal INTEGER NOT NULL,
+                month DATE NOT NULL,
+                reported_by VARCHAR,
+                falls_within VARCHAR,
+                longitude DOUBLE,
+                latitude DOUBLE,
+                location VARCHAR,
+                lsoa_code_file VARCHAR,
+                lsoa_name_file VARCHAR,
+                outcome_type VARCHAR NOT NULL,
+                {_RECORD},
+                vintage VARCHAR,
+                source_file VARCHAR,
+                replaced_at TIMESTAMP NOT NULL,
+                replaced_by_import BIGINT NOT NULL
+            )""",
+        ],
+    )
+)
+
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -970,6 +970,22 @@ def create_app(
         built = build(pages.records, user, kind, f, q, sort, desc, 1, area, 1000)
         return _csv(built.tables["records"], f"{kind}.csv")
 
+    @app.get(
+        "/crime/{crime_id}",
+        dependencies=[allowed("records")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
+    def crime_history_page(request: Request, crime_id: str, user: User = Depends(signed_in)) -> Any:
+        return render(
+            request, "crime_history.html", build(pages.crime_history, user, crime_id), user
+        )
+
+    @app.get("/api/crime/{crime_id}/history", dependencies=[allowed("records")])
+    async def crime_history_api(crime_id: str, user: User = Depends(signed_in)) -> Any:
+        """A crime's versions and outcomes, each with its import, file and vintage."""
+        return await page_json(pages.crime_history, user, crime_id)
+
     # -- radius search (cleared roles) ------------------------------------------------------
     def _consult(
         user: User, action: str, run: Callable[[], tuple[Page, dict[str, list[str]]]]

@@ -65,6 +65,8 @@ ROUTES: dict[str, Audited] = {
     "/records": _c("records"),
     "/api/records": _d("records"),
     "/api/records.csv": _d("records", "csv"),
+    "/crime/{crime_id}": _c("records"),
+    "/api/crime/{crime_id}/history": _d("records"),
     "/nominal/{nominal_id}": _c("nominal"),
     "/api/nominal/{nominal_id}": _d("nominal"),
     "/group/{group_id}": _c("group"),
@@ -100,7 +102,7 @@ EXEMPT: dict[str, str] = {
     "/admin/backup": "a backup is logged by the handler as a disclosure of the whole store",
 }
 # path parameter -> identifier kind in the entry (the area code's kind is the area set)
-_PATH_IDS = {"site": "chb_site", "nominal_id": "nominal", "group_id": "group"}
+_PATH_IDS = {"site": "chb_site", "nominal_id": "nominal", "group_id": "group", "crime_id": "crime"}
 # columns of a page's tables that identify records about people or from intelligence
 _ID_COLUMNS = {
     "nominal_id": "nominal",
