@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import errno
+import logging
 import os
 import shutil
 import stat
@@ -27,6 +28,8 @@ from placeharm.errors import StoreError, StoreUnavailable
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
 from placeharm.store.base import AUDIT_COLUMNS, EVERYTHING, Scope
 from placeharm.store.migrations import LATEST_VERSION, MIGRATIONS
+
+log = logging.getLogger(__name__)
 
 # Tables of located records: each gets an `area_<set>` column per area set.
 SOC_LOCATED_TABLES = (
@@ -437,6 +440,15 @@ class DuckDBStore:
     def _register(self, name: str, frame: pl.DataFrame) -> None:
         self._con.register(name, frame.to_arrow())
 
+    def _unregister(self, name: str) -> None:
+        """Drop a registered frame. After a failed statement DuckDB refuses even this
+        ("Current transaction is aborted"): that must not hide the failure itself, and the
+        name is registered afresh (replaced) by its next use."""
+        try:
+            self._con.unregister(name)
+        except duckdb.Error:
+            log.debug("could not unregister %s after a failed statement", name)
+
     def _frame(self, sql: str, params: list[object] | None = None) -> pl.DataFrame:
         try:
             table = self._con.sql(sql, params=params or None).to_arrow_table()
@@ -499,7 +511,7 @@ class DuckDBStore:
             "?::VARCHAR AS imported_by FROM _imports_in",
             [imported_by],
         )
-        self._con.unregister("_imports_in")
+        self._unregister("_imports_in")
 
     def add_quarantine(self, import_id: int, rows: list[QuarantineRow]) -> None:
         if not rows:
@@ -522,7 +534,7 @@ class DuckDBStore:
         )
         self._register("_quarantine_in", frame)
         self._run("INSERT INTO quarantine BY NAME SELECT * FROM _quarantine_in")
-        self._con.unregister("_quarantine_in")
+        self._unregister("_quarantine_in")
 
     def imports(self, limit: int = 50) -> pl.DataFrame:
         return self._frame("SELECT * FROM imports ORDER BY import_id DESC LIMIT ?", [limit])
@@ -584,7 +596,7 @@ class DuckDBStore:
         )
         self._register("_areas_in", areas.with_columns(pl.lit(info.name).alias("set_name")))
         self._run("INSERT INTO areas BY NAME SELECT * FROM _areas_in")
-        self._con.unregister("_areas_in")
+        self._unregister("_areas_in")
         for table in RECORD_TABLES:
             self._run(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {col} VARCHAR")
 
@@ -599,7 +611,7 @@ class DuckDBStore:
             "WHERE area_lookups.from_set = k.from_set AND area_lookups.to_set = k.to_set"
         )
         self._run("INSERT INTO area_lookups BY NAME SELECT * FROM _lookup_in")
-        self._con.unregister("_lookup_in")
+        self._unregister("_lookup_in")
         return frame.height
 
     def lookups_from(self, from_set: str, code: str) -> list[tuple[str, str, str | None]]:
@@ -631,7 +643,7 @@ class DuckDBStore:
                 f"SELECT t.rowid AS _rid FROM {table} t JOIN _hashes_in i ON t.{hash_col} = i.h"
             )
         finally:
-            self._con.unregister("_hashes_in")
+            self._unregister("_hashes_in")
         if rids.is_empty():
             return pl.DataFrame()
         self._register("_rids_in", rids)
@@ -641,14 +653,14 @@ class DuckDBStore:
                 "WHERE t.rowid IN (SELECT _rid FROM _rids_in)"
             )
         finally:
-            self._con.unregister("_rids_in")
+            self._unregister("_rids_in")
 
     def insert_rows(self, table: str, frame: pl.DataFrame) -> None:
         tbl = _table(table, also=("outcomes",))
         # BY NAME fails on a column the table lacks: nothing is silently dropped.
         self._register("_rows_in", frame)
         self._run(f"INSERT INTO {tbl} BY NAME SELECT * FROM _rows_in")
-        self._con.unregister("_rows_in")
+        self._unregister("_rows_in")
 
     def update_crimes(self, frame: pl.DataFrame, sources: dict[int, str]) -> None:
         """Keep each crime's previous version in crime_history, then overwrite it in place.
@@ -674,11 +686,11 @@ class DuckDBStore:
             "LEFT JOIN imports i ON i.import_id = c.import_id "
             "LEFT JOIN _src_in s ON s.import_id = c.import_id"
         )
-        self._con.unregister("_src_in")
+        self._unregister("_src_in")
         columns = [c for c in frame.columns if c != "_rid"]
         assignments = ", ".join(f"{_safe_col(c)} = u.{_safe_col(c)}" for c in columns)
         self._run(f"UPDATE crimes SET {assignments} FROM _upd_in u WHERE crimes.rowid = u._rid")
-        self._con.unregister("_upd_in")
+        self._unregister("_upd_in")
 
     # -- vintages and derived state (issue 13) ---------------------------------------------
 
@@ -722,7 +734,7 @@ class DuckDBStore:
             )
         finally:
             if hashes is not None:
-                self._con.unregister("_touched_in")
+                self._unregister("_touched_in")
         return int(str(row[0])) if row else 0
 
     def update_crimes_provenance(self, frame: pl.DataFrame) -> None:
@@ -733,7 +745,7 @@ class DuckDBStore:
             "UPDATE crimes SET vintage = u.vintage, import_id = u.import_id, "
             "source_line = u.source_line FROM _prov_in u WHERE crimes.rowid = u._rid"
         )
-        self._con.unregister("_prov_in")
+        self._unregister("_prov_in")
 
     _VERSIONED = ("crime_history", "outcome_history", "outcomes")
 
@@ -743,7 +755,7 @@ class DuckDBStore:
         tbl = _table(table, also=self._VERSIONED)
         self._register("_del_in", pl.DataFrame({"r": rids.cast(pl.Int64)}))
         self._run(f"DELETE FROM {tbl} WHERE rowid IN (SELECT r FROM _del_in)")
-        self._con.unregister("_del_in")
+        self._unregister("_del_in")
 
     def insert_history_rows(self, table: str, frame: pl.DataFrame) -> None:
         """Add versions to crime_history or outcome_history; a version of an earlier run
@@ -755,7 +767,7 @@ class DuckDBStore:
             "coalesce(h.source_file, i.source_file) AS source_file "
             "FROM _hist_in h LEFT JOIN imports i ON i.import_id = h.import_id"
         )
-        self._con.unregister("_hist_in")
+        self._unregister("_hist_in")
 
     def crime_versions(self, crime_id: str) -> tuple[pl.DataFrame, pl.DataFrame]:
         """A crime's versions (current first, then its history, newest vintage first) and its
@@ -904,7 +916,7 @@ class DuckDBStore:
         self._run(
             f"UPDATE {tbl} SET {col} = c.code{extra} FROM _codes_in c WHERE {tbl}.rowid = c._rid"
         )
-        self._con.unregister("_codes_in")
+        self._unregister("_codes_in")
         self.refresh_in_area(tbl)
 
     def refresh_in_area(self, table: str) -> None:
@@ -942,7 +954,7 @@ class DuckDBStore:
             "WHERE source_kind = 'api' AND month IN "
             "(SELECT month FROM _coverage_in WHERE source_kind = 'api')"
         )
-        self._con.unregister("_coverage_in")
+        self._unregister("_coverage_in")
 
     def coverage(self) -> pl.DataFrame:
         return self._frame(
@@ -1009,7 +1021,7 @@ class DuckDBStore:
                 [set_name, year],
             )
         finally:
-            self._con.unregister("_pop_in")
+            self._unregister("_pop_in")
         return frame.height
 
     def populations(self, set_name: str) -> pl.DataFrame:
@@ -1150,8 +1162,8 @@ class DuckDBStore:
         try:
             return self._frame(f"SELECT * FROM {sql}", params)
         finally:
-            self._con.unregister("_code_w")
-            self._con.unregister("_type_w")
+            self._unregister("_code_w")
+            self._unregister("_type_w")
 
     def _soc_sums_query(
         self,
@@ -1328,7 +1340,7 @@ class DuckDBStore:
                 f"SELECT t.rowid AS _rid, t.* FROM {table} t SEMI JOIN _keys_in k ON {on}"
             )
         finally:
-            self._con.unregister("_keys_in")
+            self._unregister("_keys_in")
 
     def soc_insert(self, table: str, frame: pl.DataFrame) -> None:
         if table not in SOC_TABLES:
@@ -1337,7 +1349,7 @@ class DuckDBStore:
         try:
             self._run(f"INSERT INTO {table} BY NAME SELECT * FROM _soc_in")
         finally:
-            self._con.unregister("_soc_in")
+            self._unregister("_soc_in")
 
     def soc_update(self, table: str, frame: pl.DataFrame, history: pl.DataFrame) -> None:
         """Overwrite rows (frame: `_rid` and new values) and keep their previous versions
@@ -1355,8 +1367,8 @@ class DuckDBStore:
             sets = ", ".join(f"{_safe_col(c)} = u.{_safe_col(c)}" for c in columns)
             self._run(f"UPDATE {table} SET {sets} FROM _upd_in u WHERE {table}.rowid = u._rid")
         finally:
-            self._con.unregister("_hist_in")
-            self._con.unregister("_upd_in")
+            self._unregister("_hist_in")
+            self._unregister("_upd_in")
 
     def soc_history(self, entity: str | None = None) -> pl.DataFrame:
         return self._frame(
@@ -1839,7 +1851,7 @@ class DuckDBStore:
                     [meta["name"]],
                 )
             finally:
-                self._con.unregister("_harm_weights_in")
+                self._unregister("_harm_weights_in")
 
     def remove_harm_index(self, name: str) -> bool:
         """Unregister an index and its weights; whether it was registered."""
