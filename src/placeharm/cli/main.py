@@ -52,6 +52,7 @@ from placeharm.services import harm as harm_service
 from placeharm.services import ingest as ingest_service
 from placeharm.services import queries
 from placeharm.services import soc as soc_service
+from placeharm.services.backups import back_up
 from placeharm.store.duckdb import DuckDBStore
 
 app = typer.Typer(
@@ -721,21 +722,7 @@ def backup(
         ) from exc
     with store:
         _refuse_read_only(store, "recorded in its audit log (a backup discloses every record)")
-        info = store.backup(dest)
-        try:
-            audit.log_for(store).record(
-                store,
-                audit.Actor.cli(),
-                "disclosure",
-                "store",
-                "placeharm backup",
-                fmt="duckdb",
-                query={"file": dest.name},
-                row_count=sum(info["rows"].values()),
-            )
-        except BaseException:
-            dest.unlink(missing_ok=True)  # not recorded: not given
-            raise
+        info = back_up(store, dest, audit.Actor.cli(), "placeharm backup")
     out.print(
         f"Backed up {settings.db} to {dest}: schema version {info['schema_version']}, "
         f"{sum(info['rows'].values()):,} rows in {len(info['rows'])} tables, "

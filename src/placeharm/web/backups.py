@@ -14,6 +14,7 @@ from typing import Any
 
 from placeharm.audit import Actor, AuditLog
 from placeharm.errors import Busy, StoreError
+from placeharm.services.backups import back_up
 from placeharm.store.duckdb import DuckDBStore
 
 log = logging.getLogger(__name__)
@@ -50,21 +51,7 @@ class Backups:
                 ) from exc
             stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
             dest = self.folder / f"{PREFIX}{stamp}.duckdb"
-            info = self.store.backup(dest)
-            try:
-                self.audit.record(
-                    self.store,
-                    actor,
-                    "disclosure",
-                    "store",
-                    "/admin/backup",
-                    fmt="duckdb",
-                    query={"file": dest.name},
-                    row_count=sum(info["rows"].values()),
-                )
-            except BaseException:
-                dest.unlink(missing_ok=True)  # not recorded: not kept
-                raise
+            info = back_up(self.store, dest, actor, "/admin/backup", self.audit)
             self._prune()
             self.last = {"at": stamp, "file": dest.name, "by": actor.username}
             return {"file": dest.name, "folder": str(self.folder), **info}
