@@ -26,6 +26,7 @@ from placeharm.ingest.csvfile import DEFAULT_LIMITS, ReadLimits, file_label, hel
 from placeharm.ingest.policeuk import (
     CRIME_CONTENT,
     FIRST_MONTH,
+    OUTCOME_COLUMNS,
     OUTCOME_KEY,
     ParsedFile,
     parse_file,
@@ -748,16 +749,9 @@ def _write_keyed(
 # -- vintages (issue 13) ---------------------------------------------------------------------
 
 _UNIT = ["crime_id", "month"]  # the outcomes of one crime in one month come from one download
+# What an outcome says, beside the (crime_id, month) unit it belongs to and its provenance.
 _OUTCOME_CONTENT = [
-    "outcome_ordinal",
-    "outcome_type",
-    "reported_by",
-    "falls_within",
-    "longitude",
-    "latitude",
-    "location",
-    "lsoa_code_file",
-    "lsoa_name_file",
+    c for c in OUTCOME_COLUMNS if c not in ("crime_id", "crime_hash", "month", "source_line")
 ]
 
 
@@ -785,13 +779,17 @@ def _repeats_across_files(whole: pl.DataFrame, table: str, key: tuple[str, ...])
     return bool(whole.select(pl.struct(key).is_duplicated().any()).item())
 
 
-def _unit_signature(frame: pl.DataFrame) -> pl.DataFrame:
-    """One row per (crime_id, month): the content of its outcomes as one text, and vintage."""
-    row = pl.concat_str(
+def _outcome_text() -> pl.Expr:
+    """One outcome row's content as one text, to compare sets of outcomes."""
+    return pl.concat_str(
         [pl.col(c).cast(pl.String).fill_null("") for c in _OUTCOME_CONTENT], separator="\x1f"
     )
+
+
+def _unit_signature(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per (crime_id, month): the content of its outcomes as one text, and vintage."""
     return frame.group_by(_UNIT).agg(
-        row.sort().str.join("\x1e").alias("_sig"), pl.col("vintage").max().alias("_v")
+        _outcome_text().sort().str.join("\x1e").alias("_sig"), pl.col("vintage").max().alias("_v")
     )
 
 
@@ -838,12 +836,7 @@ def _write_outcomes(store: Store, frame: pl.DataFrame, sources: dict[int, str]) 
         history = history.with_columns(_vintage_of(history).alias("vintage"))
         versions = history.group_by([*_UNIT, "vintage"]).agg(pl.col("_rid"))
         sigs = (
-            history.with_columns(
-                pl.concat_str(
-                    [pl.col(c).cast(pl.String).fill_null("") for c in _OUTCOME_CONTENT],
-                    separator="\x1f",
-                ).alias("_row")
-            )
+            history.with_columns(_outcome_text().alias("_row"))
             .group_by([*_UNIT, "vintage"])
             .agg(pl.col("_row").sort().str.join("\x1e").alias("_sig"))
             .join(versions, on=[*_UNIT, "vintage"])
