@@ -11,6 +11,7 @@ import datetime as dt
 import errno
 import logging
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -97,6 +98,16 @@ _CRIME_HISTORY_COLS = ", ".join(
 )
 
 
+# A statement that changes data a page may show: any write but to sessions, users, the
+# audit log and justifications (signing in must not invalidate every read model).
+_WRITES_DATA = re.compile(
+    r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM|ALTER\s+TABLE|CREATE|DROP|TRUNCATE|COPY)\s+"
+    r"(?!(?:TABLE\s+)?(?:IF\s+(?:NOT\s+)?EXISTS\s+)?"
+    r"(?:sessions|users|audit_log|audit_justifications)\b)",
+    re.IGNORECASE,
+)
+
+
 def _area_col(set_name: str) -> str:
     """Column holding a set's area code; the name is validated, so it is safe to quote."""
     return f'"area_{check_area_set_name(set_name)}"'
@@ -132,6 +143,8 @@ class DuckDBStore:
         self._owner = threading.get_ident()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursors_lock = threading.Lock()
+        self._generation = 0  # see `generation`
+        self._generation_lock = threading.Lock()
         # None: read-only exactly when the file (or its folder) cannot be written (issue 13)
         self.read_only = store_is_read_only(self.path) if read_only is None else read_only
         try:
@@ -168,6 +181,18 @@ class DuckDBStore:
             with self._cursors_lock:
                 self._cursors.append(con)
         return con
+
+    @property
+    def generation(self) -> int:
+        """A number that changes whenever committed data a page may show changes (records,
+        areas, coverage, populations, SOC, harm indices; not sessions, users or the audit
+        log): in-process read models (`placeharm.services.readmodel`) key on it. It starts
+        at 0 for each store object; only this process writes a DuckDB file (its lock)."""
+        return self._generation
+
+    def _changed(self) -> None:
+        with self._generation_lock:
+            self._generation += 1
 
     @property
     def _in_tx(self) -> bool:
@@ -421,6 +446,10 @@ class DuckDBStore:
             committed = True
         finally:
             self._in_tx = False
+            if getattr(self._local, "wrote", False):
+                self._local.wrote = False
+                if committed:
+                    self._changed()
             hooks, self._local.hooks = getattr(self._local, "hooks", []), []
             for hook in hooks:
                 hook(committed)
@@ -428,9 +457,15 @@ class DuckDBStore:
     def _run(self, sql: str, params: list[object] | None = None) -> list[tuple[Any, ...]]:
         """Run one statement and fetch everything, so the connection is free (DuckDB 2.x)."""
         try:
-            return self._con.execute(sql, params or []).fetchall()
+            rows = self._con.execute(sql, params or []).fetchall()
         except (duckdb.Error, OSError) as exc:
             raise store_error(exc, self.path, during=True) from exc
+        if _WRITES_DATA.match(sql):
+            if self._in_tx:
+                self._local.wrote = True  # counted when the transaction commits
+            else:
+                self._changed()
+        return rows
 
     def _one(self, sql: str, params: list[object] | None = None) -> tuple[Any, ...] | None:
         """First row of a query; fetches all so the connection is free (DuckDB 2.x)."""
@@ -999,6 +1034,16 @@ class DuckDBStore:
             "WHERE month BETWEEN ? AND ? AND (? IS NULL OR list_contains(?, crime_type)) "
             "AND (? IS NULL OR list_contains(?, offence_code)) GROUP BY ALL",
             [first, last, crime_types, crime_types, offence_codes, offence_codes],
+        )
+
+    def crime_cells(self, set_name: str) -> pl.DataFrame:
+        """The harm cube of one area set: records per area_code (null: no location, or
+        outside every area of the set), month, crime_type and offence_code (null for
+        police.uk), every month held. Small however many records (areas x months x types)."""
+        col = _area_col(set_name)
+        return self._frame(
+            f"SELECT {col} AS area_code, month, crime_type, offence_code, "
+            "count(*)::BIGINT AS records FROM crimes GROUP BY ALL ORDER BY ALL"
         )
 
     def area_list(self, set_name: str) -> pl.DataFrame:
