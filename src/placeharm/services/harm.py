@@ -14,13 +14,16 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from placeharm.errors import DataError, NotFound
-from placeharm.harm import HarmIndex, load_index, weigh
+from placeharm.harm import HarmIndex, load_index
+from placeharm.harm.indices import WEIGHT_SOURCES
 from placeharm.model import month_range, shift_month
-from placeharm.services import indices
-from placeharm.services.queries import check_area_query, gap_months, partial_months
+from placeharm.services import indices, readmodel
+from placeharm.services.queries import check_area_query_among
+from placeharm.services.readmodel import FloatArray, IntArray
 from placeharm.store.base import Store
 
 
@@ -53,66 +56,25 @@ def _index(index: HarmIndex | str | None, store: Store | None = None) -> HarmInd
     return indices.resolve(store, index) if store is not None else load_index(index)
 
 
-def _weighed_cube(
-    store: Store,
-    by: str,
-    first: dt.date,
-    last: dt.date,
-    index: HarmIndex,
-    crime_types: list[str] | None,
-    offence_codes: list[str] | None,
-    by_month: bool,
-) -> pl.DataFrame:
-    """Records per area (and month), type and code, with weight, weight_source and harm."""
-    cube = store.crime_cube(by, first, last, crime_types, offence_codes, by_month)
-    return weigh(cube, index).with_columns(
-        (pl.col("records") * pl.col("weight").fill_null(0.0)).alias("harm")
-    )
+def _ranking(harm: FloatArray, code_order: IntArray) -> tuple[IntArray, IntArray]:
+    """Areas ordered by harm (highest first, then code) and each one's rank there ("min":
+    tied areas share the best rank), as `sort` then `rank("min", descending=True)`."""
+    order = np.lexsort((code_order, -harm))
+    ordered = -harm[order]  # ascending
+    return order, np.searchsorted(ordered, ordered, side="left").astype(np.int64) + 1
 
 
-def _weight_sources(cube: pl.DataFrame) -> dict[str, int]:
-    sums = cube.group_by("weight_source").agg(pl.col("records").sum())
-    found = dict(zip(sums["weight_source"], sums["records"], strict=True))
-    return {k: int(found.get(k, 0)) for k in ("offence code", "crime type", "none")}
-
-
-def _per_area(cube: pl.DataFrame) -> pl.DataFrame:
-    return cube.group_by("area_code").agg(
-        pl.col("records").sum().cast(pl.Int64),
-        pl.col("harm").sum(),
-        pl.col("records").filter(pl.col("weight_source") == "none").sum().alias("unweighted"),
-    )
-
-
-def _ranked(areas: pl.DataFrame, totals: pl.DataFrame) -> pl.DataFrame:
-    """Every area of the set with its records and harm (0 where none), ranked by harm."""
-    return (
-        areas.join(totals, on="area_code", how="left")
-        .with_columns(
-            pl.col("records").fill_null(0).cast(pl.Int64),
-            pl.col("harm").fill_null(0.0),
-            pl.col("unweighted").fill_null(0).cast(pl.Int64),
-        )
-        .sort(["harm", "area_code"], descending=[True, False])
-        .with_columns(pl.col("harm").rank("min", descending=True).cast(pl.Int64).alias("rank"))
-    )
+def _weight_sources(totals: readmodel.Totals, weights: readmodel.Weights) -> dict[str, int]:
+    """Records matched, by where their weight came from (every record: outside too)."""
+    return {
+        name: int(totals.by_key[weights.source == code].sum())
+        for code, name in enumerate(WEIGHT_SOURCES)
+    }
 
 
 def population_for(store: Store, by: str, year: int) -> tuple[pl.DataFrame, dict[str, object]]:
     """The set's populations for the latest year held at or before `year` (else the earliest)."""
-    held = store.populations(by)
-    if held.is_empty():
-        empty = pl.DataFrame(schema={"area_code": pl.String, "population": pl.Float64})
-        return empty, {"population_year": None, "population_method": None}
-    years = sorted(set(held["year"].to_list()))
-    earlier = [y for y in years if y <= year]
-    chosen = earlier[-1] if earlier else years[0]
-    rows = held.filter(pl.col("year") == chosen)
-    methods = sorted(set(rows["method"].to_list()))
-    return rows.select("area_code", "population"), {
-        "population_year": chosen,
-        "population_method": "; ".join(methods),
-    }
+    return readmodel.populations_of_year(store.populations(by), year)
 
 
 def _base_meta(
@@ -172,10 +134,11 @@ def _prepare(
     last: dt.date,
     crime_types: list[str] | None,
     offence_codes: list[str] | None,
-) -> tuple[list[str] | None, list[str] | None]:
-    check_area_query(store, by, first, last, crime_types)
+) -> tuple[readmodel.SetCells, list[str] | None, list[str] | None]:
+    """The set's read model, once the query is checked; the filters as the queries use them."""
+    check_area_query_among(readmodel.area_sets(store), by, first, last, crime_types)
     codes = [c.strip() for c in offence_codes if c.strip()] if offence_codes else None
-    return crime_types or None, codes or None
+    return readmodel.cells(store, by), crime_types or None, codes or None
 
 
 def rank(
@@ -193,59 +156,63 @@ def rank(
     every area form one unranked row with a null code; `harm_share` is each row's share of
     the harm of all records matched, so the column sums to 1. `harm_per_resident` is harm
     divided by the area's population (see `population_for`), null where none is held.
+    Answered from the set's read model (`services.readmodel`): no store query when warm.
     """
-    crime_types, offence_codes = _prepare(store, by, first, last, crime_types, offence_codes)
+    cells, crime_types, offence_codes = _prepare(store, by, first, last, crime_types, offence_codes)
     harm_index = _index(index, store)
-    gaps = gap_months(store, first, last)
-    cube = _weighed_cube(
-        store, by, first, last, harm_index, crime_types, offence_codes, by_month=False
+    gaps = cells.gap_months(first, last)
+    weights = cells.weights(harm_index)
+    totals = cells.totals(first, last, weights, cells.key_filter(crime_types, offence_codes))
+    order, ranks = _ranking(totals.harm[: len(cells.codes)], cells.code_order)
+    rows = np.append(order, cells.outside)  # every area by rank, then the unranked row
+    _, population, pop_meta = cells.population(last.year)
+    populations = np.append(population[order], np.nan)
+    harms = totals.harm[rows]
+    table = pl.DataFrame(
+        {
+            "rank": [*ranks.tolist(), None],
+            "area_code": [*(cells.codes[i] for i in order), None],
+            "area_name": [
+                *(cells.names[i] for i in order),
+                f"(no location, or outside every {by} area)",
+            ],
+            "records": totals.records[rows],
+            "harm": harms,
+            "population": pl.Series(populations, nan_to_null=True),
+            "unweighted": totals.unweighted[rows],
+        },
+        schema={
+            "rank": pl.Int64,
+            "area_code": pl.String,
+            "area_name": pl.String,
+            "records": pl.Int64,
+            "harm": pl.Float64,
+            "population": pl.Float64,
+            "unweighted": pl.Int64,
+        },
     )
-    totals = _per_area(cube)
-    table = _ranked(store.area_list(by), totals.filter(pl.col("area_code").is_not_null()))
-    outside = totals.filter(pl.col("area_code").is_null()).with_columns(
-        pl.lit(f"(no location, or outside every {by} area)").alias("area_name"),
-        pl.lit(None, dtype=pl.Int64).alias("rank"),
-    )
-    if outside.is_empty():
-        outside = pl.DataFrame(
-            {
-                "area_code": [None],
-                "area_name": [f"(no location, or outside every {by} area)"],
-                "records": [0],
-                "harm": [0.0],
-                "unweighted": [0],
-                "rank": [None],
-            },
-            schema=table.schema,
-        )
-    table = pl.concat([table, outside.select(table.columns)])
-    populations, pop_meta = population_for(store, by, last.year)
     total_harm = float(table["harm"].sum())
-    table = (
-        table.join(populations, on="area_code", how="left", maintain_order="left")
-        .with_columns(
-            (pl.col("harm") / total_harm if total_harm else pl.lit(None, pl.Float64)).alias(
-                "harm_share"
-            ),
-            pl.when(pl.col("population") > 0)
-            .then(pl.col("harm") / pl.col("population"))
-            .alias("harm_per_resident"),
-        )
-        .select(
-            "rank",
-            "area_code",
-            "area_name",
-            "records",
-            "harm",
-            "harm_share",
-            "population",
-            "harm_per_resident",
-            "unweighted",
-        )
+    table = table.with_columns(
+        (pl.col("harm") / total_harm if total_harm else pl.lit(None, pl.Float64)).alias(
+            "harm_share"
+        ),
+        pl.when(pl.col("population") > 0)
+        .then(pl.col("harm") / pl.col("population"))
+        .alias("harm_per_resident"),
+    ).select(
+        "rank",
+        "area_code",
+        "area_name",
+        "records",
+        "harm",
+        "harm_share",
+        "population",
+        "harm_per_resident",
+        "unweighted",
     )
-    sources = _weight_sources(cube)
+    sources = _weight_sources(totals, weights)
     meta = _base_meta(by, first, last, gaps, harm_index, crime_types, offence_codes)
-    meta["partial_months"] = partial_months(store, first, last)
+    meta["partial_months"] = cells.partial_months(first, last)
     meta |= pop_meta | {
         "total_records": int(table["records"].sum()),
         "total_harm": total_harm,
@@ -277,7 +244,7 @@ def compare(
     left out. `rank_movement` = previous rank - current rank (positive: moved up the harm
     ranking, towards rank 1).
     """
-    crime_types, offence_codes = _prepare(store, by, first, last, crime_types, offence_codes)
+    cells, crime_types, offence_codes = _prepare(store, by, first, last, crime_types, offence_codes)
     harm_index = _index(index, store)
     months = month_range(first, last)
     if against == "previous":
@@ -287,8 +254,8 @@ def compare(
     else:
         raise DataError(f"--against must be 'previous' or 'year', not {against!r}")
     before = [shift_month(m, shift) for m in months]
-    gaps_now = set(gap_months(store, first, last))
-    gaps_before = set(gap_months(store, before[0], before[-1]))
+    gaps_now = set(cells.gap_months(first, last))
+    gaps_before = set(cells.gap_months(before[0], before[-1]))
     kept_now, kept_before, excluded = [], [], []
     for now, then in zip(months, before, strict=True):
         missing = [
@@ -305,37 +272,45 @@ def compare(
             f"{_label(before[0])}..{_label(before[-1])}, has no data (see `placeharm coverage`)"
         )
     span_first, span_last = min(before[0], first), max(before[-1], last)
-    cube = _weighed_cube(
-        store, by, span_first, span_last, harm_index, crime_types, offence_codes, by_month=True
-    ).filter(pl.col("area_code").is_not_null())
-    areas = store.area_list(by)
-    now_rank = _ranked(areas, _per_area(cube.filter(pl.col("month").is_in(kept_now))))
-    then_rank = _ranked(areas, _per_area(cube.filter(pl.col("month").is_in(kept_before))))
-    table = (
-        now_rank.select(
-            "area_code",
-            "area_name",
-            pl.col("rank").alias("rank_current"),
-            pl.col("records").alias("records_current"),
-            pl.col("harm").alias("harm_current"),
-        )
-        .join(
-            then_rank.select(
-                "area_code",
-                pl.col("rank").alias("rank_previous"),
-                pl.col("records").alias("records_previous"),
-                pl.col("harm").alias("harm_previous"),
-            ),
-            on="area_code",
-        )
-        .with_columns(
-            (pl.col("harm_current") - pl.col("harm_previous")).alias("change"),
-            pl.when(pl.col("harm_previous") > 0)
-            .then((pl.col("harm_current") / pl.col("harm_previous") - 1) * 100)
-            .alias("pct_change"),
-            (pl.col("rank_previous") - pl.col("rank_current")).alias("rank_movement"),
-        )
-        .sort(["rank_current", "area_code"])
+    weights = cells.weights(harm_index)
+    keep = cells.key_filter(crime_types, offence_codes)
+    areas = len(cells.codes)
+    periods = []
+    for kept in (kept_now, kept_before):
+        totals = cells.totals(span_first, span_last, weights, keep, months=kept)
+        harms = totals.harm[:areas]
+        order, ranks = _ranking(harms, cells.code_order)
+        rank_of = np.empty(areas, dtype=np.int64)
+        rank_of[order] = ranks
+        periods.append((order, rank_of, totals.records[:areas], harms))
+    (order, rank_now, records_now, harm_now), (_, rank_then, records_then, harm_then) = periods
+    table = pl.DataFrame(
+        {
+            "area_code": [cells.codes[i] for i in order],
+            "area_name": [cells.names[i] for i in order],
+            "rank_current": rank_now[order],
+            "records_current": records_now[order],
+            "harm_current": harm_now[order],
+            "rank_previous": rank_then[order],
+            "records_previous": records_then[order],
+            "harm_previous": harm_then[order],
+        },
+        schema={
+            "area_code": pl.String,
+            "area_name": pl.String,
+            "rank_current": pl.Int64,
+            "records_current": pl.Int64,
+            "harm_current": pl.Float64,
+            "rank_previous": pl.Int64,
+            "records_previous": pl.Int64,
+            "harm_previous": pl.Float64,
+        },
+    ).with_columns(
+        (pl.col("harm_current") - pl.col("harm_previous")).alias("change"),
+        pl.when(pl.col("harm_previous") > 0)
+        .then((pl.col("harm_current") / pl.col("harm_previous") - 1) * 100)
+        .alias("pct_change"),
+        (pl.col("rank_previous") - pl.col("rank_current")).alias("rank_movement"),
     )
     meta = _base_meta(by, first, last, sorted(gaps_now), harm_index, crime_types, offence_codes)
     meta |= {
@@ -373,46 +348,63 @@ def series(
     offence_codes: list[str] | None = None,
 ) -> HarmResult:
     """Records and harm per area and month; months with no data are null, never zero."""
-    crime_types, offence_codes = _prepare(store, by, first, last, crime_types, offence_codes)
+    cells, crime_types, offence_codes = _prepare(store, by, first, last, crime_types, offence_codes)
     harm_index = _index(index, store)
-    area_list = store.area_list(by)
+    chosen = list(range(len(cells.codes)))
     if areas:
-        unknown = sorted(set(areas) - set(area_list["area_code"].to_list()))
+        unknown = sorted(set(areas) - set(cells.codes))
         if unknown:
             raise NotFound(
                 f"no area {', '.join(unknown)} in set {by!r}; list them with "
                 f"`placeharm rank --by {by}`"
             )
-        area_list = area_list.filter(pl.col("area_code").is_in(areas))
-    gaps = gap_months(store, first, last)
+        wanted = set(areas)
+        chosen = [i for i in chosen if cells.codes[i] in wanted]
+    picked = sorted(chosen, key=lambda i: int(cells.code_order[i]))
+    gaps = cells.gap_months(first, last)
     months = month_range(first, last)
-    cube = _weighed_cube(
-        store, by, first, last, harm_index, crime_types, offence_codes, by_month=True
+    weights = cells.weights(harm_index)
+    held, records, harms = cells.monthly(
+        first, last, weights, cells.key_filter(crime_types, offence_codes)
     )
-    outside = int(cube.filter(pl.col("area_code").is_null())["records"].sum())
-    monthly = cube.group_by("area_code", "month").agg(
-        pl.col("records").sum().cast(pl.Int64), pl.col("harm").sum()
-    )
-    grid = area_list.join(pl.DataFrame({"month": months}, schema={"month": pl.Date}), how="cross")
-    gap_dates = [m for m in months if _label(m) in gaps]
+    outside = int(records[cells.outside].sum())
+    # each month of the period: its column among the months held, else a column of zeros
+    position = {m: k for k, m in enumerate(held)}
+    columns = np.array([position.get(m, len(held)) for m in months], dtype=np.int64)
+    rows = np.array(picked, dtype=np.int64)
+    zero = np.zeros((records.shape[0], 1))
+    grid_records = np.hstack([records, zero.astype(np.int64)])[rows][:, columns].ravel()
+    grid_harm = np.hstack([harms, zero])[rows][:, columns].ravel()
+    gap = np.array([_label(m) in gaps for m in months], dtype=np.bool_)
+    n = len(months)
     table = (
-        grid.join(monthly, on=["area_code", "month"], how="left")
-        .with_columns(
-            pl.when(pl.col("month").is_in(gap_dates))
-            .then(None)
-            .otherwise(pl.col("records").fill_null(0))
-            .alias("records"),
-            pl.when(pl.col("month").is_in(gap_dates))
-            .then(None)
-            .otherwise(pl.col("harm").fill_null(0.0))
-            .alias("harm"),
-            pl.col("month").dt.strftime("%Y-%m"),
+        pl.DataFrame(
+            {
+                "area_code": [cells.codes[i] for i in picked for _ in range(n)],
+                "area_name": [cells.names[i] for i in picked for _ in range(n)],
+                "month": [_label(m) for m in months] * len(picked),
+                "records": grid_records,
+                "harm": grid_harm,
+                "_gap": np.tile(gap, len(picked)),
+            },
+            schema={
+                "area_code": pl.String,
+                "area_name": pl.String,
+                "month": pl.String,
+                "records": pl.Int64,
+                "harm": pl.Float64,
+                "_gap": pl.Boolean,
+            },
         )
-        .sort("area_code", "month")
+        .with_columns(
+            pl.when(pl.col("_gap")).then(None).otherwise(pl.col("records")).alias("records"),
+            pl.when(pl.col("_gap")).then(None).otherwise(pl.col("harm")).alias("harm"),
+        )
+        .drop("_gap")
     )
     meta = _base_meta(by, first, last, gaps, harm_index, crime_types, offence_codes)
-    meta["partial_months"] = partial_months(store, first, last)
-    meta |= {"records_outside_set": outside, "areas": len(area_list)}
+    meta["partial_months"] = cells.partial_months(first, last)
+    meta |= {"records_outside_set": outside, "areas": len(picked)}
     return HarmResult("series", meta, table, _gap_note(meta))
 
 

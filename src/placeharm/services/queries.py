@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import polars as pl
@@ -10,6 +11,7 @@ import polars as pl
 from placeharm.errors import DataError, NotFound
 from placeharm.model import (
     CRIME_TYPES,
+    AreaSetInfo,
     SourceKind,
     check_area_set_name,
     month_range,
@@ -124,7 +126,12 @@ def default_period(
 def gap_months(store: Store, first: dt.date, last: dt.date, kind: str = "street") -> list[str]:
     """Months in [first, last] for which no file of `kind` has been imported (for "street",
     neither a street file nor an API response)."""
-    covered = set(_covered(store, kind)["month"].to_list())
+    return gaps_among(set(_covered(store, kind)["month"].to_list()), first, last)
+
+
+def gaps_among(covered: Collection[dt.date], first: dt.date, last: dt.date) -> list[str]:
+    """The months of [first, last] not in `covered` (the rule of `gap_months`, on months
+    already read: the harm read model keeps them)."""
     return [m.strftime("%Y-%m") for m in month_range(first, last) if m not in covered]
 
 
@@ -134,17 +141,35 @@ def partial_months(store: Store, first: dt.date, last: dt.date) -> list[str]:
     held = _covered(store, SourceKind.STREET.value)
     street = set(held.filter(pl.col("source_kind") == SourceKind.STREET.value)["month"])
     api = set(held.filter(pl.col("source_kind") == SourceKind.API.value)["month"])
-    return [m.strftime("%Y-%m") for m in month_range(first, last) if m in api - street]
+    return partial_among(street, api, first, last)
+
+
+def partial_among(
+    street: Collection[dt.date], api: Collection[dt.date], first: dt.date, last: dt.date
+) -> list[str]:
+    """The months of [first, last] held from API responses and no street file (the rule of
+    `partial_months`, on months already read)."""
+    return [m.strftime("%Y-%m") for m in month_range(first, last) if m in api and m not in street]
 
 
 def check_area_query(
     store: Store, by: str, first: dt.date, last: dt.date, crime_types: list[str] | None
 ) -> None:
     """Refuse a query on an unknown or unassigned area set, a reversed period or bad types."""
+    check_area_query_among({s.name: s for s in store.area_sets()}, by, first, last, crime_types)
+
+
+def check_area_query_among(
+    sets: Mapping[str, AreaSetInfo],
+    by: str,
+    first: dt.date,
+    last: dt.date,
+    crime_types: list[str] | None,
+) -> None:
+    """`check_area_query` against the area sets already read (by name)."""
     check_area_set_name(by)
     if last < first:
         raise DataError(f"--to {last:%Y-%m} is before --from {first:%Y-%m}")
-    sets = {s.name: s for s in store.area_sets()}
     if by not in sets:
         known = ", ".join(sets) or "none yet"
         raise NotFound(
