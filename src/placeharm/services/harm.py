@@ -168,6 +168,9 @@ def rank(
     _, population, pop_meta = cells.population(last.year)
     populations = np.append(population[order], np.nan)
     harms = totals.harm[rows]
+    total_harm = float(harms.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        per_resident = np.where(populations > 0, harms / populations, np.nan)
     table = pl.DataFrame(
         {
             "rank": [*ranks.tolist(), None],
@@ -178,7 +181,9 @@ def rank(
             ],
             "records": totals.records[rows],
             "harm": harms,
+            "harm_share": harms / total_harm if total_harm else [None] * len(rows),
             "population": pl.Series(populations, nan_to_null=True),
+            "harm_per_resident": pl.Series(per_resident, nan_to_null=True),
             "unweighted": totals.unweighted[rows],
         },
         schema={
@@ -187,34 +192,17 @@ def rank(
             "area_name": pl.String,
             "records": pl.Int64,
             "harm": pl.Float64,
+            "harm_share": pl.Float64,
             "population": pl.Float64,
+            "harm_per_resident": pl.Float64,
             "unweighted": pl.Int64,
         },
-    )
-    total_harm = float(table["harm"].sum())
-    table = table.with_columns(
-        (pl.col("harm") / total_harm if total_harm else pl.lit(None, pl.Float64)).alias(
-            "harm_share"
-        ),
-        pl.when(pl.col("population") > 0)
-        .then(pl.col("harm") / pl.col("population"))
-        .alias("harm_per_resident"),
-    ).select(
-        "rank",
-        "area_code",
-        "area_name",
-        "records",
-        "harm",
-        "harm_share",
-        "population",
-        "harm_per_resident",
-        "unweighted",
     )
     sources = _weight_sources(totals, weights)
     meta = _base_meta(by, first, last, gaps, harm_index, crime_types, offence_codes)
     meta["partial_months"] = cells.partial_months(first, last)
     meta |= pop_meta | {
-        "total_records": int(table["records"].sum()),
+        "total_records": int(totals.records[rows].sum()),
         "total_harm": total_harm,
         "weights_from": sources,
     }

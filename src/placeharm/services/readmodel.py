@@ -241,7 +241,8 @@ class SetCells:
         per_harm = np.bincount(at, weights=records * weights.weight[key], minlength=cells).astype(
             np.float64, copy=False
         )
-        return self.months[i:j], per_records.reshape(-1, n), per_harm.reshape(-1, n)
+        shape = (self.slots, n)
+        return self.months[i:j], per_records.reshape(shape), per_harm.reshape(shape)
 
     # -- populations ---------------------------------------------------------------------
 
