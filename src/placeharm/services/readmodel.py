@@ -117,6 +117,19 @@ class SetCells:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
+    def nbytes(self) -> int:
+        """About the memory this set's read model holds (arrays, frames, codes and names)."""
+        arrays = (self.starts, self.row_month, self.row_slot, self.row_key, self.row_records)
+        text = sum(len(c) + 49 for c in self.codes) + sum(len(n or "") + 49 for n in self.names)
+        return (
+            sum(a.nbytes for a in arrays)
+            + self.code_order.nbytes
+            + int(self.areas.estimated_size())
+            + int(self.populations.estimated_size())
+            + text
+        )
+
+    @property
     def outside(self) -> int:
         return len(self.codes)
 
@@ -446,6 +459,15 @@ def counters(store: Store) -> dict[str, int]:
     with _lock:
         c = _counters.get(store, _Counters())
         return {"builds": c.builds, "waits": c.waits, "hits": c.hits}
+
+
+def footprint(store: Store) -> int:
+    """About the bytes held for this store: every area set's read model built so far."""
+    with _lock:
+        held = _held.get(store)
+        pieces = list(held.pieces.values()) if held is not None else []
+    built = [p.result() for p in pieces if p.done() and p.exception() is None]
+    return sum(b.nbytes for b in built if isinstance(b, SetCells))
 
 
 def held_generation(store: Store) -> int | None:
