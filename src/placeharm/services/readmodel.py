@@ -6,14 +6,15 @@ that changes after every committed write of data a page may show), this module h
 
 - the store's area sets (`area_sets`), for `queries.check_area_query_among`;
 - per area set, built the first time a query needs it (`cells`): the set's harm cube
-  (`store.crime_cells(set)`) as numpy arrays sorted by month, the set's areas, its
+  (`store.crime_cells(set)`) as numpy arrays (areas x months x keys, cumulative over months;
+  or, where that would be too large, the cells sorted by month), the set's areas, its
   populations, and the coverage months (gaps and partial months) read with them, plus the
   weights of each harm index used on it, resolved once per (index, set).
 
-A warm query makes no store query at all: a window is a contiguous run of the month-sorted
-cells, and harm under an index is a weighted sum over it (`np.bincount`), so its cost depends
-on the number of cells in the window (areas x months x crime types and codes), not on the
-number of records.
+A warm query makes no store query at all: a window's records per area and key are one
+subtraction of the cumulative array (or one run of the month-sorted cells), and harm under an
+index is a weighted sum over them, so its cost depends on the areas, months and crime types
+and codes, not on the number of records.
 
 Consistency. Each piece is built inside one `store.snapshot()` on a builder thread of this
 module (its own DuckDB connection, outside any transaction of the caller), after the
@@ -26,8 +27,9 @@ its snapshot; such a page is built across a commit and the page cache's keep() g
 keep it.
 
 Concurrent callers of one piece wait for one build (a future per piece). Memory: one
-generation per store object; per area set, about 20 bytes per cell plus its areas and
-populations (Northumbria's wards: 55,352 cells, about 1.2 MB), however many records.
+generation per store object; per area set, the cube (at most DENSE_LIMIT_BYTES dense, else
+about 32 bytes a cell) plus its areas and populations (Northumbria's wards: about 1 MB),
+however many records. docs/performance.md has the whole story.
 """
 
 from __future__ import annotations
@@ -59,6 +61,11 @@ FloatArray = npt.NDArray[np.float64]
 # weight_source codes of a key (the order of placeharm.harm.WEIGHT_SOURCES)
 BY_CODE, BY_TYPE, NO_WEIGHT = 0, 1, 2
 WEIGHTS_KEPT = 32  # harm indices whose weights a set keeps resolved (least recently used go)
+# A set's cube is held dense (slots x months x keys, cumulative over months: a window is one
+# subtraction) when that takes at most this many bytes; else as month-sorted cells (about 32
+# bytes a cell; a window is a run of them). Dense is the faster; the limit bounds memory where
+# offence codes multiply the keys.
+DENSE_LIMIT_BYTES = 64 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +96,9 @@ class SetCells:
     Slots: 0..A-1 the set's areas (`codes`, ordered by code as `store.area_list`), A = the
     records with no location or outside every area (`outside`), A+1 = records carrying an
     area code the set does not list (none in a consistent store; counted where the store
-    query counted them). Rows (cells) are sorted by month: the rows of month axis position j
-    are `starts[j]:starts[j+1]`.
+    query counted them). `cumulative` (dense form): records per slot, key, and months before
+    axis position j at [:, j, :]. Otherwise (month-sorted form) the rows (cells) of month axis
+    position j are `starts[j]:starts[j+1]`.
     """
 
     name: str
@@ -104,6 +112,7 @@ class SetCells:
     row_slot: IntArray
     row_key: IntArray
     row_records: FloatArray  # counts as float64 (exact below 2**53), for bincount weights
+    cumulative: IntArray | None  # the dense form (None: month-sorted rows)
     key_types: list[str]
     key_codes: list[str | None]
     populations: pl.DataFrame  # store.populations(set)
@@ -119,7 +128,9 @@ class SetCells:
     @property
     def nbytes(self) -> int:
         """About the memory this set's read model holds (arrays, frames, codes and names)."""
-        arrays = (self.starts, self.row_month, self.row_slot, self.row_key, self.row_records)
+        arrays = [self.starts, self.row_month, self.row_slot, self.row_key, self.row_records]
+        if self.cumulative is not None:
+            arrays.append(self.cumulative)
         text = sum(len(c) + 49 for c in self.codes) + sum(len(n or "") + 49 for n in self.names)
         return (
             sum(a.nbytes for a in arrays)
@@ -217,6 +228,8 @@ class SetCells:
     ) -> Totals:
         """Sums over the cells of [first, last] (only `months` of it, if given) whose key
         `keep` keeps: records, harm and unweighted records per slot, records per key."""
+        if self.cumulative is not None:
+            return self._dense_totals(first, last, weights, keep, months)
         month, slot, key, records = self._rows(first, last, keep)
         if months is not None:
             i, j = self.window(first, last)
@@ -237,6 +250,35 @@ class SetCells:
             ),
         )
 
+    def _dense_totals(
+        self,
+        first: dt.date,
+        last: dt.date,
+        weights: Weights,
+        keep: npt.NDArray[np.bool_] | None,
+        months: list[dt.date] | None,
+    ) -> Totals:
+        cumulative = self.cumulative
+        assert cumulative is not None
+        i, j = self.window(first, last)
+        if months is None:
+            window = cumulative[:, j, :] - cumulative[:, i, :]
+        else:
+            wanted = set(months)
+            at = np.array([k for k in range(i, j) if self.months[k] in wanted], dtype=np.int64)
+            window = (cumulative[:, at + 1, :] - cumulative[:, at, :]).sum(axis=1)
+        weight, unweighted = weights.weight, weights.unweighted
+        by_key = window.sum(axis=0)
+        if keep is not None:
+            window, weight, unweighted = window[:, keep], weight[keep], unweighted[keep]
+            by_key = np.where(keep, by_key, 0)
+        return Totals(
+            records=window.sum(axis=1),
+            harm=window @ weight,
+            unweighted=(window @ unweighted).astype(np.int64),
+            by_key=by_key,
+        )
+
     def monthly(
         self,
         first: dt.date,
@@ -247,6 +289,12 @@ class SetCells:
         """The axis months of [first, last] and, per slot and such month, records and harm
         (arrays of shape slots x months)."""
         i, j = self.window(first, last)
+        if self.cumulative is not None:
+            per = self.cumulative[:, i + 1 : j + 1, :] - self.cumulative[:, i:j, :]
+            weight = weights.weight
+            if keep is not None:
+                per, weight = per[:, :, keep], weight[keep]
+            return self.months[i:j], per.sum(axis=2), per @ weight
         month, slot, key, records = self._rows(first, last, keep)
         n, cells = j - i, self.slots * (j - i)
         at = slot * n + month
@@ -295,7 +343,7 @@ def populations_of_year(held: pl.DataFrame, year: int) -> tuple[pl.DataFrame, di
     }
 
 
-def _build_cells(store: Store, set_name: str) -> SetCells:
+def _build_cells(store: Store, set_name: str, dense_limit: int = DENSE_LIMIT_BYTES) -> SetCells:
     """Read one set's cube, areas, populations and coverage (inside one snapshot)."""
     cells = store.crime_cells(set_name)
     areas = store.area_list(set_name)
@@ -334,6 +382,19 @@ def _build_cells(store: Store, set_name: str) -> SetCells:
     )
     row_month = indexed["_month"].to_numpy().astype(np.int64)
     starts = np.searchsorted(row_month, np.arange(len(months) + 1), side="left").astype(np.int64)
+    row_slot = indexed["_slot"].to_numpy().astype(np.int64)
+    row_key = indexed["_key"].to_numpy().astype(np.int64)
+    row_records = indexed["records"].to_numpy().astype(np.float64)
+    shape = (len(codes) + 2, len(months), keys.height)
+    cumulative = None
+    if 8 * shape[0] * (shape[1] + 1) * shape[2] <= dense_limit:
+        dense = np.zeros(shape, dtype=np.int64)
+        np.add.at(dense, (row_slot, row_month, row_key), row_records.astype(np.int64))
+        cumulative = np.zeros((shape[0], shape[1] + 1, shape[2]), dtype=np.int64)
+        np.cumsum(dense, axis=1, out=cumulative[:, 1:, :])
+        nothing = np.zeros(0, dtype=np.int64)  # the rows are not needed in the dense form
+        row_month, row_slot, row_key = nothing, nothing, nothing
+        row_records, starts = nothing.astype(np.float64), np.zeros(len(months) + 1, np.int64)
     order = sorted(range(len(codes)), key=codes.__getitem__)
     code_order = np.empty(len(codes), dtype=np.int64)
     code_order[order] = np.arange(len(codes))
@@ -349,9 +410,10 @@ def _build_cells(store: Store, set_name: str) -> SetCells:
         months=months.to_list(),
         starts=starts,
         row_month=row_month,
-        row_slot=indexed["_slot"].to_numpy().astype(np.int64),
-        row_key=indexed["_key"].to_numpy().astype(np.int64),
-        row_records=indexed["records"].to_numpy().astype(np.float64),
+        row_slot=row_slot,
+        row_key=row_key,
+        row_records=row_records,
+        cumulative=cumulative,
         key_types=keys["crime_type"].to_list(),
         key_codes=keys["offence_code"].to_list(),
         populations=populations,
