@@ -197,6 +197,12 @@ def test_an_import_changes_the_figures_never_stale(tmp_path: Path, northumbria, 
         assert seen["crimes_in_snapshot"] == before.meta["total_records"]
         assert seen["rank"].table.equals(after.table)  # not the snapshot's older figures
         assert readmodel.held_generation(store) == store.generation
+
+        # warm, a ranking asks nothing of the store: it answers with its connections closed
+        store.close()
+        assert harm.rank(store, "ward", first, last).table.equals(after.table)
+        with pytest.raises(Exception, match="closed"):
+            store.table_counts()
     finally:
         store.close()
 
