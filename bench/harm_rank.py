@@ -206,7 +206,12 @@ def replicated_store(
     _remove(building)
     t0 = time.perf_counter()
     shutil.copyfile(source, building)
-    con = duckdb.connect(str(building), config={"memory_limit": "2GB", "threads": 2})
+    con = duckdb.connect(
+        str(building),
+        # the distinct count of 50M hashes needs more than 2 GB, or room to spill
+        config={"memory_limit": "4GB", "threads": 2, "preserve_insertion_order": False},
+    )
+    con.execute("SET temp_directory = ?", [str(work / "duckdb-tmp")])
     try:
         con.execute("CREATE TEMP TABLE c0 AS SELECT * FROM crimes")
         for i in range(1, copies):
