@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import os
 import threading
 import weakref
 from collections import OrderedDict
@@ -448,15 +449,17 @@ class _Counters:
 _held: weakref.WeakKeyDictionary[Store, _Generation] = weakref.WeakKeyDictionary()
 _counters: weakref.WeakKeyDictionary[Store, _Counters] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
-_builders: ThreadPoolExecutor | None = None
+_builders: tuple[int, ThreadPoolExecutor] | None = None  # (process id, pool)
 
 
 def _builder_pool() -> ThreadPoolExecutor:
+    """The builder threads of this process (a forked child makes its own: it has none)."""
     global _builders
     with _lock:
-        if _builders is None:
-            _builders = ThreadPoolExecutor(max_workers=2, thread_name_prefix="placeharm-readmodel")
-        return _builders
+        if _builders is None or _builders[0] != os.getpid():
+            pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="placeharm-readmodel")
+            _builders = (os.getpid(), pool)
+        return _builders[1]
 
 
 def _in_snapshot(store: Store, build: Callable[[Store], T]) -> T:
