@@ -120,7 +120,6 @@ class SetCells:
     street_months: frozenset[dt.date]
     api_months: frozenset[dt.date]
     _weights: OrderedDict[tuple[object, ...], Weights] = field(default_factory=OrderedDict)
-    _types: dict[str, int] = field(default_factory=dict)
     _populations: dict[int, tuple[pl.DataFrame, FloatArray, dict[str, object]]] = field(
         default_factory=dict
     )
@@ -323,6 +322,8 @@ class SetCells:
                 values[at] = population
         made = (frame, values, meta)
         with self._lock:
+            if len(self._populations) >= WEIGHTS_KEPT:  # bounded, whatever years are asked
+                self._populations.clear()
             self._populations[year] = made
         return made
 
