@@ -16,9 +16,10 @@ from placeharm.services import indices
 from placeharm.services.areas import assign_pending, import_areas
 from placeharm.services.harm import HarmResult
 from placeharm.services.queries import CRIME_SOURCES, gap_months
+from placeharm.soc import cells as soc_cells
 from placeharm.soc.generate import Overlay, generate
 from placeharm.soc.importer import import_entity
-from placeharm.soc.measures import MeasureSet, load_measures, score_in_store
+from placeharm.soc.measures import Measure, MeasureSet, load_measures, score_in_store
 from placeharm.store.base import EVERYTHING, Scope, Store
 
 CHB_SET = "chb"
@@ -109,8 +110,9 @@ def soc_rank(
 ) -> HarmResult:
     """Areas ranked by SOC primary harm score, with each measure's count and harm and the
     change against the previous period of the same length, from the rows `scope` lets the
-    reader count (services.policy.scope; everything for the command line)."""
-    if by not in {s.name for s in store.area_sets()}:
+    reader count (services.policy.scope; everything for the command line). Read from the
+    SOC cells (placeharm.soc.cells), or scored in the store for a scope they cannot apply."""
+    if by not in soc_cells.set_names(store):
         raise NotFound(f"no area set called {by!r}; import it with `placeharm areas import`")
     if last < first:
         raise DataError(f"--to {last:%Y-%m} is before --from {first:%Y-%m}")
@@ -119,8 +121,9 @@ def soc_rank(
     months = month_range(first, last)
     prev_first, prev_last = shift_month(first, -len(months)), shift_month(first, -1)
     periods = {"now": _dates(first, last), "previous": _dates(prev_first, prev_last)}
-    scored = score_in_store(store, by, measure_set.measures, harm_index, periods, scope)
-    areas = store.area_list(by)
+    model = soc_cells.cells(store, by)
+    scored = _score(model, store, measure_set.measures, harm_index, periods, scope)
+    areas = model.areas
     now = _scores(areas, scored, "now", measure_set)
     before = _scores(areas, scored, "previous", measure_set).select(
         "area_code", pl.col("soc_harm").alias("previous_soc_harm")
@@ -143,7 +146,7 @@ def soc_rank(
         .with_columns((pl.col("rank_previous") - pl.col("rank")).alias("rank_movement"))
         .sort(["soc_harm", "area_code"], descending=[True, False])
     )
-    summary = store.soc_summary()
+    summary = model.summary
     held = (summary[0], summary[1]) if summary[0] and summary[1] else None
     no_previous = held is None or held[0] > _dates(prev_first, prev_last)[1]
     if no_previous:
@@ -197,6 +200,22 @@ def soc_rank(
         "synthetic": synthetic,
     }
     return HarmResult("soc-rank", meta, table, notes)
+
+
+def _score(
+    model: soc_cells.SocCells,
+    store: Store,
+    measures: tuple[Measure, ...],
+    index: HarmIndex,
+    periods: dict[str, tuple[dt.date, dt.date]],
+    scope: Scope,
+) -> pl.DataFrame:
+    """Each measure per (area_code, period): from the cells where they can apply `scope`
+    exactly, else scored in the store (the same figures, slower)."""
+    sources = tuple(sorted({"homes" if m.source == "nominals" else m.source for m in measures}))
+    if model.applies(scope, sources):
+        return model.score(measures, index, periods, scope)
+    return score_in_store(store, model.set_name, measures, index, periods, scope)
 
 
 def _monthly(
