@@ -213,7 +213,7 @@ def _score(
     """Each measure per (area_code, period): from the cells where they can apply `scope`
     exactly, else scored in the store (the same figures, slower)."""
     sources = tuple(sorted({"homes" if m.source == "nominals" else m.source for m in measures}))
-    if model.applies(scope, sources):
+    if model.applies(scope, sources) and model.answers(periods):
         return model.score(measures, index, periods, scope)
     return score_in_store(store, model.set_name, measures, index, periods, scope)
 
@@ -256,17 +256,16 @@ def ward_view(
     police = _monthly(store, "crimes", "month", by, code, first, last)
     if crime_types:
         police = police.filter(pl.col("kind").is_in(crime_types))
-    soc = _soc_crimes_monthly(store, by, code, first, last, scope)
+    model = soc_cells.cells(store, by)
+    soc = _soc_monthly(store, model, "soc_crimes", code, first, last, scope).rename(
+        {"records": "soc_crimes"}
+    )
     columns = {
         "crimes": police.filter(pl.col("kind") != "Anti-social behaviour"),
         "asb": police.filter(pl.col("kind") == "Anti-social behaviour"),
         **{
-            name: _monthly(store, table, date_col, by, code, first, last, scope)
-            for name, table, date_col in (
-                ("incidents", "soc_incidents", "occurred_date"),
-                ("intelligence", "soc_intelligence", "reported_date"),
-                ("disruptions", "soc_disruptions", "disruption_date"),
-            )
+            name: _soc_monthly(store, model, name, code, first, last, scope)
+            for name in ("incidents", "intelligence", "disruptions")
         },
     }
     table = grid.join(soc, on="month", how="left").with_columns(pl.col("soc_crimes").fill_null(0))
@@ -338,6 +337,41 @@ def ward_view(
         notes,
         {"measures": measure_rows, "latest_intelligence": intel, "groups": groups},
     )
+
+
+# the monthly SOC counts of the ward and CHB views: (table, date column) of each
+_SOC_MONTHLY = {
+    "incidents": ("soc_incidents", "occurred_date"),
+    "intelligence": ("soc_intelligence", "reported_date"),
+    "disruptions": ("soc_disruptions", "disruption_date"),
+}
+
+
+def _soc_monthly(
+    store: Store,
+    model: soc_cells.SocCells,
+    what: str,
+    code: str,
+    first: dt.date,
+    last: dt.date,
+    scope: Scope = EVERYTHING,
+) -> pl.DataFrame:
+    """Records per month (month, records; months with none left out) of area `code` in the
+    months first..last: `soc_crimes` (see `_soc_crimes_monthly`), `incidents`, `intelligence`
+    or `disruptions`, from the SOC cells, or from the records for a scope they cannot apply."""
+    source = "force_crimes" if what == "soc_crimes" else what
+    if model.applies(scope, (source,)):
+        counts = model.monthly(what, code, first, last, scope)
+        return pl.DataFrame(
+            {"month": list(counts), "records": list(counts.values())},
+            schema={"month": pl.Date, "records": pl.Int64},
+        )
+    if what == "soc_crimes":
+        frame = _soc_crimes_monthly(store, model.set_name, code, first, last, scope)
+        return frame.rename({"soc_crimes": "records"})
+    table, date_col = _SOC_MONTHLY[what]
+    frame = _monthly(store, table, date_col, model.set_name, code, first, last, scope)
+    return frame.group_by("month").agg(pl.col("records").sum())
 
 
 def _soc_crimes_monthly(
@@ -428,6 +462,7 @@ def chb_view(store: Store, site: str, scope: Scope = EVERYTHING) -> HarmResult:
     length = min(12, span)
     before = (max(first_held, shift_month(clear_month, -length)), shift_month(clear_month, -1))
     rows = [("Before", *before), *periods]
+    model = soc_cells.cells(store, CHB_SET)
     asb = pl.col("kind") == "Anti-social behaviour"
     metrics: dict[str, tuple[str, str, pl.Expr | None]] = {
         "crimes": ("crimes", "month", asb.not_()),
@@ -452,9 +487,9 @@ def chb_view(store: Store, site: str, scope: Scope = EVERYTHING) -> HarmResult:
             "police_uk_months": len(covered),
         }
         for name, (table, column, pick) in metrics.items():
-            if table == "soc":
-                frame = _soc_crimes_monthly(store, CHB_SET, site, start, end, scope)
-                total = int(frame["soc_crimes"].sum())
+            if table == "soc" or table in ("soc_incidents", "soc_intelligence", "soc_disruptions"):
+                frame = _soc_monthly(store, model, name, site, start, end, scope)
+                total = int(frame["records"].sum())
             else:
                 counts = _monthly(store, table, column, CHB_SET, site, start, end, scope)
                 if pick is not None:

@@ -30,6 +30,7 @@ import numpy.typing as npt
 import polars as pl
 
 from placeharm.harm import HarmIndex
+from placeharm.model import month_end
 from placeharm.soc.measures import Measure
 from placeharm.store.base import EVERYTHING, Scope, Store
 
@@ -276,6 +277,14 @@ class SocCells:
         )
         return joined["w"].to_numpy()
 
+    @staticmethod
+    def answers(periods: dict[str, tuple[dt.date, dt.date]]) -> bool:
+        """Whether the cells answer for these periods: whole months (first day to last
+        day), none overlapping another (a record counts in one period only)."""
+        spans = sorted(periods.values())
+        whole = all(a.day == 1 and b == month_end(b) and a <= b for a, b in spans)
+        return whole and all(spans[i][1] < spans[i + 1][0] for i in range(len(spans) - 1))
+
     def score(
         self,
         measures: tuple[Measure, ...],
@@ -285,7 +294,7 @@ class SocCells:
     ) -> pl.DataFrame:
         """As `soc.measures.score_in_store`, from the cells: per (area_code, period) of every
         area of the set, each measure's count and harm (0 where none). The caller checks
-        `applies(scope, ...)` first."""
+        `applies(scope, ...)` and `answers(periods)` first."""
         n = len(self.codes)
         weights: FloatArray | None = None
         frames = []
