@@ -176,7 +176,7 @@ def test_a_scope_the_cells_cannot_apply_is_scored_from_the_records(built):
 
 def test_cells_follow_a_soc_import_of_new_and_revised_records(built, tmp_path: Path):
     """Runs last in this module: it imports into the shared store."""
-    store, overlay, _ = built
+    store, _, _ = built
     index, measures = load_index("css"), load_measures().measures
     before = soc_cells.cells(store, "ward")
     assert soc_cells.cells(store, "ward") is before  # kept while nothing is written
