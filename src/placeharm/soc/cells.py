@@ -173,6 +173,23 @@ class SocCells:
             self._cache[key] = value
         return value
 
+    def _for_scope(self, key: tuple[str, ...], scope: Scope, make: Any) -> Any:
+        """As `_cached`, keyed by the scope object's identity (policy.scope hands out one
+        object per kind of reader and generation; hashing one with thousands of hidden
+        nominals at every use would cost more than the sums). The scope is kept with the
+        value, so its id cannot be reused for another while cached."""
+        k = (*key, id(scope))
+        with self._lock:
+            held = self._cache.get(k)
+        if held is not None and held[0] is scope:
+            return held[1]
+        value = make()
+        with self._lock:
+            if len(self._cache) > 256:
+                self._cache.clear()
+            self._cache[k] = (scope, value)
+        return value
+
     # -- what a scope leaves ---------------------------------------------------------------
 
     def _dropped_nominals(self, scope: Scope, tables: tuple[str, ...]) -> frozenset[str] | None:
@@ -189,7 +206,7 @@ class SocCells:
     def applies(self, scope: Scope, sources: tuple[str, ...]) -> bool:
         """Whether the cells answer exactly for `scope` on these sources (dated or homes)."""
         return bool(
-            self._cached(("applies", scope, sources), lambda: self._applies(scope, sources))
+            self._for_scope(("applies", *sources), scope, lambda: self._applies(scope, sources))
         )
 
     def _applies(self, scope: Scope, sources: tuple[str, ...]) -> bool:
@@ -222,7 +239,7 @@ class SocCells:
                 mask &= listed.fill_null(False) if keep else (cell.is_null() | ~listed)
             return frame.select(mask.alias("m"))["m"].to_numpy().astype(bool)
 
-        return self._cached(("scope", source, scope), make)  # type: ignore[no-any-return]
+        return self._for_scope(("scope", source), scope, make)  # type: ignore[no-any-return]
 
     def _homes_kept(self, scope: Scope) -> BoolArray | None:
         def make() -> BoolArray | None:
@@ -231,7 +248,7 @@ class SocCells:
                 return None
             return ~self.homes.frame["nominal_id"].is_in(list(dropped)).to_numpy()
 
-        return self._cached(("homes", scope), make)  # type: ignore[no-any-return]
+        return self._for_scope(("homes",), scope, make)  # type: ignore[no-any-return]
 
     # -- measures ------------------------------------------------------------------------
 
