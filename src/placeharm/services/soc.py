@@ -90,11 +90,12 @@ def _scores(
     fills = []
     for m in measures.measures:
         for col, zero in ((m.id, 0), (f"{m.id}_harm", 0.0)):
-            if col in table.columns:
-                fills.append(pl.col(col).fill_null(zero))
-            else:
+            if col not in table.columns:
                 fills.append(pl.lit(zero).alias(col))
-    table = table.with_columns(fills)
+            elif table[col].null_count():  # none from the SOC cells: they hold every area
+                fills.append(pl.col(col).fill_null(zero))
+    if fills:
+        table = table.with_columns(fills)
     harm_cols = [f"{m.id}_harm" for m in measures.measures]
     return table.with_columns(pl.sum_horizontal(harm_cols).alias("soc_harm"))
 

@@ -153,6 +153,7 @@ class SocCells:
     homes: _Homes
     members: frozenset[str]  # nominals with a group membership
     summary: tuple[dt.date | None, dt.date | None, bool]  # Store.soc_summary
+    _codes: pl.Series = field(default_factory=lambda: pl.Series("area_code", [], pl.String))
     _cache: dict[Any, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -314,10 +315,9 @@ class SocCells:
         `applies(scope, ...)` and `answers(periods)` first."""
         n = len(self.codes)
         weights: FloatArray | None = None
-        frames = []
-        for name, (first, last) in periods.items():
-            columns: dict[str, Any] = {"area_code": self.codes, "period": [name] * n}
-            placed = (
+        columns: dict[str, list[Any]] = {}
+        for first, last in periods.values():
+            latest = (
                 self._placed(first, last, scope)
                 if any(m.source == "nominals" for m in measures)
                 else None
@@ -325,11 +325,10 @@ class SocCells:
             for m in measures:
                 fixed = m.weight_value(index)
                 if m.source == "nominals":
-                    assert placed is not None
-                    area, flags = placed
-                    count = _resident_count(m, area, flags, scope, n)
-                    columns[m.id] = count
-                    columns[f"{m.id}_harm"] = count * (fixed or 0.0)
+                    assert latest is not None
+                    count = _resident_count(m, self.homes, latest, scope, n)
+                    columns.setdefault(m.id, []).append(count)
+                    columns.setdefault(f"{m.id}_harm", []).append(count * (fixed or 0.0))
                     continue
                 src = self.sources[m.source]
                 span = src.span(first, last)
@@ -339,23 +338,27 @@ class SocCells:
                     take &= scoped[span]
                 area = src.area[span][take]
                 records = src.records[span][take]
-                count = np.bincount(area, weights=records, minlength=n)
-                columns[m.id] = count.astype(np.int64)
+                count = np.bincount(area, weights=records, minlength=n).astype(np.int64)
+                columns.setdefault(m.id, []).append(count)
+                harm: npt.NDArray[Any]
                 if fixed is None:
                     if weights is None:
                         weights = self._weights(index)
                     harm = np.bincount(area, weights=records * weights[span][take], minlength=n)
                 else:
-                    harm = columns[m.id] * fixed
-                columns[f"{m.id}_harm"] = harm.astype(np.float64)
-            frames.append(pl.DataFrame(columns))
-        return pl.concat(frames)
+                    harm = count * float(fixed)
+                columns.setdefault(f"{m.id}_harm", []).append(harm.astype(np.float64))
+        k = len(periods)
+        keys = [
+            self._codes.gather(np.tile(np.arange(n), k)),
+            pl.Series("period", list(periods), dtype=pl.String).gather(np.repeat(np.arange(k), n)),
+        ]
+        values = [pl.Series(c, np.concatenate(parts)) for c, parts in columns.items()]
+        return pl.DataFrame([*keys, *values])
 
-    def _placed(
-        self, first: dt.date, last: dt.date, scope: Scope
-    ) -> tuple[IntArray, dict[str, BoolArray]]:
+    def _placed(self, first: dt.date, last: dt.date, scope: Scope) -> IntArray:
         """Each nominal at the home address current in [first, last] (the latest overlapping:
-        greatest from_date, an open start earliest): its area and flags."""
+        greatest from_date, an open start earliest): that address's row."""
         homes = self.homes
         start = (first - dt.date(1970, 1, 1)).days
         end = (last - dt.date(1970, 1, 1)).days
@@ -365,8 +368,7 @@ class SocCells:
             current &= kept
         rows = np.flatnonzero(current)
         runs = homes.nominal[rows]
-        latest = rows[np.append(runs[1:] != runs[:-1], True)] if rows.size else rows
-        return homes.area[latest], {f: v[latest] for f, v in homes.flags.items()}
+        return rows[np.append(runs[1:] != runs[:-1], True)] if rows.size else rows
 
     def monthly(
         self,
@@ -408,16 +410,17 @@ class SocCells:
         }
 
 
-def _resident_count(
-    m: Measure, area: IntArray, flags: dict[str, BoolArray], scope: Scope, n: int
-) -> IntArray:
+def _resident_count(m: Measure, homes: _Homes, rows: IntArray, scope: Scope, n: int) -> IntArray:
+    """Placed nominals (their address `rows`) per area with any of the measure's flags that
+    the scope shows (a masked flag is false; none: everyone)."""
     wanted = [str(f) for f in m.filters.get("flags_any") or []]  # type: ignore[attr-defined]
     shown = [f for f in wanted if not scope.hides("soc_nominals", f)]
+    area = homes.area[rows]
     inside = area >= 0
     if shown:
         hit = np.zeros(area.shape, dtype=bool)
         for f in shown:
-            hit |= flags[f]
+            hit |= homes.flags[f][rows]
         inside &= hit
     elif wanted:  # every flag it tests is masked: it counts nobody
         inside &= False
@@ -505,6 +508,7 @@ def build(store: Store, set_name: str) -> SocCells:
         _Homes.of(raw["homes"], where),
         frozenset(raw["members"]["nominal_id"].to_list()),
         summary,
+        pl.Series("area_code", codes, dtype=pl.String),
     )
 
 
