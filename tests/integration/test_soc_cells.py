@@ -205,6 +205,13 @@ def test_cells_follow_a_soc_import_of_new_and_revised_records(built, tmp_path: P
         f"{elsewhere['longitude']}\n"
     )
     assert import_entity(store, "intelligence", intel).inserted == 1
+    officer = policy.scope(store, policy.User("o", "O", policy.Role.officer))
+    assert policy.scope(store, policy.User("p", "P", policy.Role.senior_leader)) is officer
+    nominals = tmp_path / "nominals.csv"
+    nominals.write_text("nominal_id,cce_victim\nNEW-N,Y\n")  # known only for CCE
+    assert import_entity(store, "nominals", nominals).inserted == 1
+    hidden = policy.hidden_nominals(policy.scope(store, policy.User("o", "O", policy.Role.officer)))
+    assert "NEW-N" in hidden and "NEW-N" not in policy.hidden_nominals(officer)
     after = soc_cells.cells(store, "ward")
     assert after is not before and after.generation == store.generation
     grew = int(after.cells("force_crimes")["records"].sum())
