@@ -10,9 +10,10 @@ at scale 10: the bundled demo slice (police.uk 2021-11..2022-03) and the real No
 street files (33 months, 2020-05..2023-02). For each dataset, the same seeded sequence of
 12-month windows is ranked on its 1x and 10x stores, interleaved window by window, after a
 warm-up; then the cost of building the SOC cells (placeharm.soc.cells, what the first call
-after an import pays) is timed on each store. The demo slice holds 5 months, so no 12-month window fits inside it: its windows are
-the 12 months ending at a month of the slice. The stores are built once under
-bench/work/soc/ (gitignored) and reused while their manifests match. Results go to
+after an import pays) is timed on each store. The demo slice holds 5 months, so no 12-month
+window fits inside it: its windows are the 12 months ending at a month of the slice. The
+stores are built once under bench/work/soc/ (gitignored) and reused while their manifests
+match. Results go to
 bench/results/soc-<UTC>.json and bench/results/soc-latest.json. See bench/README.md.
 """
 
