@@ -147,6 +147,19 @@ def test_monthly_counts_equal_the_records(built):
                     assert model.monthly(what, code, first, last, scope) == want, (role, what)
 
 
+def test_groups_living_in_an_area_equal_the_records(built):
+    store, _, _ = built
+    model = soc_cells.cells(store, "ward")
+    codes = model.group_homes["area_code"].drop_nulls().unique().sort().to_list()
+    assert len(codes) > 5
+    for role, scope in _scopes(store).items():
+        assert model.applies(scope, ("groups",)), role
+        for code in codes[:: max(1, len(codes) // 10)]:
+            got = model.groups_in(code, scope)
+            assert got.height > 0
+            assert got.equals(soc._groups_from_records(store, "ward", code, scope)), (role, code)
+
+
 def test_a_scope_the_cells_cannot_apply_is_scored_from_the_records(built):
     store, _, _ = built
     index, measures = load_index("css"), load_measures()

@@ -400,7 +400,18 @@ def _soc_crimes_monthly(
 
 
 def _groups_in(store: Store, by: str, code: str, scope: Scope = EVERYTHING) -> pl.DataFrame:
-    """Groups with members whose home address is in the area."""
+    """Groups with members whose home address is in the area (from the SOC cells where they
+    can apply `scope`)."""
+    model = soc_cells.cells(store, by)
+    if model.applies(scope, ("groups",)):
+        return model.groups_in(code, scope)
+    return _groups_from_records(store, by, code, scope)
+
+
+def _groups_from_records(
+    store: Store, by: str, code: str, scope: Scope = EVERYTHING
+) -> pl.DataFrame:
+    """As `_groups_in`, read from the records."""
     homes = (
         store.soc_frame("soc_addresses", by, area_code=code, scope=scope)
         .filter(pl.col("link_type") == "home")
@@ -418,7 +429,7 @@ def _groups_in(store: Store, by: str, code: str, scope: Scope = EVERYTHING) -> p
             ),
             on="group_id",
         )
-        .sort("members_resident", descending=True)
+        .sort(["members_resident", "group_id"], descending=[True, False])
     )
 
 

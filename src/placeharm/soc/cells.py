@@ -153,6 +153,8 @@ class SocCells:
     homes: _Homes
     members: frozenset[str]  # nominals with a group membership
     summary: tuple[dt.date | None, dt.date | None, bool]  # Store.soc_summary
+    group_homes: pl.DataFrame  # area_code, group_id, nominal_id (members living in an area)
+    groups: pl.DataFrame  # group_id, name, group_type, ocg_band, status
     _codes: pl.Series = field(default_factory=lambda: pl.Series("area_code", [], pl.String))
     _cache: dict[Any, Any] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -212,6 +214,11 @@ class SocCells:
 
     def _applies(self, scope: Scope, sources: tuple[str, ...]) -> bool:
         for source in sources:
+            if source == "groups":
+                tables = ("soc_addresses", "soc_memberships")
+                if scope.rules("soc_groups") or self._dropped_nominals(scope, tables) is None:
+                    return False
+                continue
             if source == "homes":
                 if self._dropped_nominals(scope, ("soc_addresses", "soc_nominals")) is None:
                     return False
@@ -370,6 +377,21 @@ class SocCells:
         runs = homes.nominal[rows]
         return rows[np.append(runs[1:] != runs[:-1], True)] if rows.size else rows
 
+    def groups_in(self, code: str, scope: Scope = EVERYTHING) -> pl.DataFrame:
+        """Groups with members whose home address (any, whatever its dates) is in area
+        `code`: group_id, members_resident, name, group_type, ocg_band, status, most
+        resident members first. The caller checks `applies(scope, ("groups",))` first."""
+        members = self.group_homes.filter(pl.col("area_code") == code)
+        dropped = self._dropped_nominals(scope, ("soc_addresses", "soc_memberships"))
+        if dropped:
+            members = members.filter(~pl.col("nominal_id").is_in(list(dropped)))
+        return (
+            members.group_by("group_id")
+            .agg(pl.len().alias("members_resident"))
+            .join(self.groups, on="group_id")
+            .sort(["members_resident", "group_id"], descending=[True, False])
+        )
+
     def monthly(
         self,
         what: str,
@@ -508,6 +530,8 @@ def build(store: Store, set_name: str) -> SocCells:
         _Homes.of(raw["homes"], where),
         frozenset(raw["members"]["nominal_id"].to_list()),
         summary,
+        raw["group_homes"],
+        raw["groups"],
         pl.Series("area_code", codes, dtype=pl.String),
     )
 

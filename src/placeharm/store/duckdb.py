@@ -1362,7 +1362,8 @@ class DuckDBStore:
         partner_events: partner, event_type, handling_code; incidents: incident_type;
         disruptions: none. homes: one row per home address (nominal_id, area_code,
         from_date, to_date, address_id and the nominal's eight flags); `members`: nominal ids
-        with a group membership."""
+        with a group membership; `group_homes`: (area_code, group_id, nominal_id) of each
+        member with a home address in the area; `groups`: the groups shown with them."""
         area = f"{_area_col(set_name)} AS area_code"
 
         def month(col: str) -> str:
@@ -1415,6 +1416,14 @@ class DuckDBStore:
             "JOIN soc_nominals n ON n.nominal_id = a.nominal_id WHERE a.link_type = 'home'"
         )
         out["members"] = self._frame("SELECT DISTINCT nominal_id FROM soc_memberships")
+        out["group_homes"] = self._frame(
+            f"SELECT DISTINCT {_area_col(set_name)} AS area_code, m.group_id, m.nominal_id "
+            "FROM soc_memberships m JOIN soc_addresses a ON a.nominal_id = m.nominal_id "
+            "WHERE a.link_type = 'home'"
+        )
+        out["groups"] = self._frame(
+            "SELECT group_id, name, group_type, ocg_band, status FROM soc_groups"
+        )
         return out
 
     def restricted_only_nominals(self) -> list[str]:
