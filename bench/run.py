@@ -370,7 +370,7 @@ def soc_benchmark(args: argparse.Namespace, stamp: str) -> int:
     """bench/soc_rank.py in its own process; returns its exit code (as ingest_benchmark)."""
     cmd = [sys.executable, str(BENCH / "soc_rank.py"), "--stamp", stamp]
     if args.quick:
-        cmd.append("--demo-only")
+        cmd.append("--quick")
     if args.regen:
         cmd.append("--rebuild")
     if args.strict:

@@ -15,6 +15,8 @@ Roles (docs/web.md):
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -148,7 +150,33 @@ def scope(store: Store, user: User) -> Scope:
       exploitation (CCE/CSE) in any table, no exploitation link, and the restricted flags
       masked (a measure on them counts nobody).
     - cleared roles: everything.
+
+    The same Scope object is returned for the same kind of reader while the store's
+    generation is unchanged (read models key on it; the nominals hidden are read once).
     """
+    kind = (user.role is Role.partner, cleared(user))
+    generation = store.generation
+    with _SCOPES_LOCK:
+        held = _SCOPES.get(store)
+        if held is not None and held[0] == generation and kind in held[1]:
+            return held[1][kind]
+    made = _scope(store, user)
+    with _SCOPES_LOCK:
+        held = _SCOPES.get(store)
+        if held is None or held[0] != generation:
+            held = (generation, {})
+            _SCOPES[store] = held
+        return held[1].setdefault(kind, made)
+
+
+# policy.scope's Scope objects per store: (generation, {(partner, cleared): Scope})
+_SCOPES: weakref.WeakKeyDictionary[Store, tuple[int, dict[tuple[bool, bool], Scope]]] = (
+    weakref.WeakKeyDictionary()
+)
+_SCOPES_LOCK = threading.Lock()
+
+
+def _scope(store: Store, user: User) -> Scope:
     keep: list[tuple[str, str, tuple[str, ...]]] = []
     drop: list[tuple[str, str, tuple[str, ...]]] = []
     masked: list[tuple[str, str]] = []

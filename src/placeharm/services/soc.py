@@ -16,9 +16,10 @@ from placeharm.services import indices
 from placeharm.services.areas import assign_pending, import_areas
 from placeharm.services.harm import HarmResult
 from placeharm.services.queries import CRIME_SOURCES, gap_months
+from placeharm.soc import cells as soc_cells
 from placeharm.soc.generate import Overlay, generate
 from placeharm.soc.importer import import_entity
-from placeharm.soc.measures import MeasureSet, load_measures, score_in_store
+from placeharm.soc.measures import Measure, MeasureSet, load_measures, score_in_store
 from placeharm.store.base import EVERYTHING, Scope, Store
 
 CHB_SET = "chb"
@@ -89,11 +90,12 @@ def _scores(
     fills = []
     for m in measures.measures:
         for col, zero in ((m.id, 0), (f"{m.id}_harm", 0.0)):
-            if col in table.columns:
-                fills.append(pl.col(col).fill_null(zero))
-            else:
+            if col not in table.columns:
                 fills.append(pl.lit(zero).alias(col))
-    table = table.with_columns(fills)
+            elif table[col].null_count():  # none from the SOC cells: they hold every area
+                fills.append(pl.col(col).fill_null(zero))
+    if fills:
+        table = table.with_columns(fills)
     harm_cols = [f"{m.id}_harm" for m in measures.measures]
     return table.with_columns(pl.sum_horizontal(harm_cols).alias("soc_harm"))
 
@@ -109,8 +111,9 @@ def soc_rank(
 ) -> HarmResult:
     """Areas ranked by SOC primary harm score, with each measure's count and harm and the
     change against the previous period of the same length, from the rows `scope` lets the
-    reader count (services.policy.scope; everything for the command line)."""
-    if by not in {s.name for s in store.area_sets()}:
+    reader count (services.policy.scope; everything for the command line). Read from the
+    SOC cells (placeharm.soc.cells), or scored in the store for a scope they cannot apply."""
+    if by not in soc_cells.set_names(store):
         raise NotFound(f"no area set called {by!r}; import it with `placeharm areas import`")
     if last < first:
         raise DataError(f"--to {last:%Y-%m} is before --from {first:%Y-%m}")
@@ -119,8 +122,9 @@ def soc_rank(
     months = month_range(first, last)
     prev_first, prev_last = shift_month(first, -len(months)), shift_month(first, -1)
     periods = {"now": _dates(first, last), "previous": _dates(prev_first, prev_last)}
-    scored = score_in_store(store, by, measure_set.measures, harm_index, periods, scope)
-    areas = store.area_list(by)
+    model = soc_cells.cells(store, by)
+    scored = _score(model, store, measure_set.measures, harm_index, periods, scope)
+    areas = model.areas
     now = _scores(areas, scored, "now", measure_set)
     before = _scores(areas, scored, "previous", measure_set).select(
         "area_code", pl.col("soc_harm").alias("previous_soc_harm")
@@ -143,7 +147,7 @@ def soc_rank(
         .with_columns((pl.col("rank_previous") - pl.col("rank")).alias("rank_movement"))
         .sort(["soc_harm", "area_code"], descending=[True, False])
     )
-    summary = store.soc_summary()
+    summary = model.summary
     held = (summary[0], summary[1]) if summary[0] and summary[1] else None
     no_previous = held is None or held[0] > _dates(prev_first, prev_last)[1]
     if no_previous:
@@ -199,6 +203,22 @@ def soc_rank(
     return HarmResult("soc-rank", meta, table, notes)
 
 
+def _score(
+    model: soc_cells.SocCells,
+    store: Store,
+    measures: tuple[Measure, ...],
+    index: HarmIndex,
+    periods: dict[str, tuple[dt.date, dt.date]],
+    scope: Scope,
+) -> pl.DataFrame:
+    """Each measure per (area_code, period): from the cells where they can apply `scope`
+    exactly, else scored in the store (the same figures, slower)."""
+    sources = tuple(sorted({"homes" if m.source == "nominals" else m.source for m in measures}))
+    if model.applies(scope, sources) and model.answers(periods):
+        return model.score(measures, index, periods, scope)
+    return score_in_store(store, model.set_name, measures, index, periods, scope)
+
+
 def _monthly(
     store: Store,
     table: str,
@@ -237,17 +257,16 @@ def ward_view(
     police = _monthly(store, "crimes", "month", by, code, first, last)
     if crime_types:
         police = police.filter(pl.col("kind").is_in(crime_types))
-    soc = _soc_crimes_monthly(store, by, code, first, last, scope)
+    model = soc_cells.cells(store, by)
+    soc = _soc_monthly(store, model, "soc_crimes", code, first, last, scope).rename(
+        {"records": "soc_crimes"}
+    )
     columns = {
         "crimes": police.filter(pl.col("kind") != "Anti-social behaviour"),
         "asb": police.filter(pl.col("kind") == "Anti-social behaviour"),
         **{
-            name: _monthly(store, table, date_col, by, code, first, last, scope)
-            for name, table, date_col in (
-                ("incidents", "soc_incidents", "occurred_date"),
-                ("intelligence", "soc_intelligence", "reported_date"),
-                ("disruptions", "soc_disruptions", "disruption_date"),
-            )
+            name: _soc_monthly(store, model, name, code, first, last, scope)
+            for name in ("incidents", "intelligence", "disruptions")
         },
     }
     table = grid.join(soc, on="month", how="left").with_columns(pl.col("soc_crimes").fill_null(0))
@@ -321,6 +340,41 @@ def ward_view(
     )
 
 
+# the monthly SOC counts of the ward and CHB views: (table, date column) of each
+_SOC_MONTHLY = {
+    "incidents": ("soc_incidents", "occurred_date"),
+    "intelligence": ("soc_intelligence", "reported_date"),
+    "disruptions": ("soc_disruptions", "disruption_date"),
+}
+
+
+def _soc_monthly(
+    store: Store,
+    model: soc_cells.SocCells,
+    what: str,
+    code: str,
+    first: dt.date,
+    last: dt.date,
+    scope: Scope = EVERYTHING,
+) -> pl.DataFrame:
+    """Records per month (month, records; months with none left out) of area `code` in the
+    months first..last: `soc_crimes` (see `_soc_crimes_monthly`), `incidents`, `intelligence`
+    or `disruptions`, from the SOC cells, or from the records for a scope they cannot apply."""
+    source = "force_crimes" if what == "soc_crimes" else what
+    if model.applies(scope, (source,)):
+        counts = model.monthly(what, code, first, last, scope)
+        return pl.DataFrame(
+            {"month": list(counts), "records": list(counts.values())},
+            schema={"month": pl.Date, "records": pl.Int64},
+        )
+    if what == "soc_crimes":
+        frame = _soc_crimes_monthly(store, model.set_name, code, first, last, scope)
+        return frame.rename({"soc_crimes": "records"})
+    table, date_col = _SOC_MONTHLY[what]
+    frame = _monthly(store, table, date_col, model.set_name, code, first, last, scope)
+    return frame.group_by("month").agg(pl.col("records").sum())
+
+
 def _soc_crimes_monthly(
     store: Store, by: str, code: str, first: dt.date, last: dt.date, scope: Scope = EVERYTHING
 ) -> pl.DataFrame:
@@ -346,7 +400,18 @@ def _soc_crimes_monthly(
 
 
 def _groups_in(store: Store, by: str, code: str, scope: Scope = EVERYTHING) -> pl.DataFrame:
-    """Groups with members whose home address is in the area."""
+    """Groups with members whose home address is in the area (from the SOC cells where they
+    can apply `scope`)."""
+    model = soc_cells.cells(store, by)
+    if model.applies(scope, ("groups",)):
+        return model.groups_in(code, scope)
+    return _groups_from_records(store, by, code, scope)
+
+
+def _groups_from_records(
+    store: Store, by: str, code: str, scope: Scope = EVERYTHING
+) -> pl.DataFrame:
+    """As `_groups_in`, read from the records."""
     homes = (
         store.soc_frame("soc_addresses", by, area_code=code, scope=scope)
         .filter(pl.col("link_type") == "home")
@@ -364,7 +429,7 @@ def _groups_in(store: Store, by: str, code: str, scope: Scope = EVERYTHING) -> p
             ),
             on="group_id",
         )
-        .sort("members_resident", descending=True)
+        .sort(["members_resident", "group_id"], descending=[True, False])
     )
 
 
@@ -409,6 +474,7 @@ def chb_view(store: Store, site: str, scope: Scope = EVERYTHING) -> HarmResult:
     length = min(12, span)
     before = (max(first_held, shift_month(clear_month, -length)), shift_month(clear_month, -1))
     rows = [("Before", *before), *periods]
+    model = soc_cells.cells(store, CHB_SET)
     asb = pl.col("kind") == "Anti-social behaviour"
     metrics: dict[str, tuple[str, str, pl.Expr | None]] = {
         "crimes": ("crimes", "month", asb.not_()),
@@ -433,9 +499,9 @@ def chb_view(store: Store, site: str, scope: Scope = EVERYTHING) -> HarmResult:
             "police_uk_months": len(covered),
         }
         for name, (table, column, pick) in metrics.items():
-            if table == "soc":
-                frame = _soc_crimes_monthly(store, CHB_SET, site, start, end, scope)
-                total = int(frame["soc_crimes"].sum())
+            if table == "soc" or table in ("soc_incidents", "soc_intelligence", "soc_disruptions"):
+                frame = _soc_monthly(store, model, name, site, start, end, scope)
+                total = int(frame["records"].sum())
             else:
                 counts = _monthly(store, table, column, CHB_SET, site, start, end, scope)
                 if pick is not None:

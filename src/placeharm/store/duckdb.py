@@ -1348,6 +1348,84 @@ class DuckDBStore:
         )
         return sql, [*weights, *params, *people_params]
 
+    # -- SOC cells (issue 14): the read side of the SOC measures, placeharm.soc.cells --------
+
+    def soc_cells(self, set_name: str) -> dict[str, pl.DataFrame]:
+        """Counts of the dated SOC records per area of `set_name` (null: not located or in
+        no area) x month x every column a measure may filter on or a scope may hide, one
+        statement per table; and the home addresses of nominals with their flags.
+
+        Cells carry no measure definitions: a measure is a filter on them at query time.
+        force_crimes: offence_code, crime_type, the two flags, `links` (the distinct
+        [role, group_type] pairs of group members linked to the crime) and `member_linked`
+        (linked to any member of any group); intelligence: topics, handling_code;
+        partner_events: partner, event_type, handling_code; incidents: incident_type;
+        disruptions: none. homes: one row per home address (nominal_id, area_code,
+        from_date, to_date, address_id and the nominal's eight flags); `members`: nominal ids
+        with a group membership; `group_homes`: (area_code, group_id, nominal_id) of each
+        member with a home address in the area; `groups`: the groups shown with them."""
+        area = f"{_area_col(set_name)} AS area_code"
+
+        def month(col: str) -> str:
+            return f"date_trunc('month', t.{col})::DATE AS month"
+
+        dims = {
+            "intelligence": ("soc_intelligence", "reported_date", "t.topics, t.handling_code"),
+            "partner_events": (
+                "soc_partner_events",
+                "event_date",
+                "t.partner, t.event_type, t.handling_code",
+            ),
+            "incidents": ("soc_incidents", "occurred_date", "t.incident_type"),
+            "disruptions": ("soc_disruptions", "disruption_date", ""),
+        }
+        out: dict[str, pl.DataFrame] = {
+            "force_crimes": self._frame(
+                f"""WITH l AS (
+                        SELECT nc.crime_ref,
+                               list_sort(list(DISTINCT [nc.role, g.group_type])) AS links
+                        FROM soc_nominal_crimes nc
+                        JOIN soc_memberships m ON m.nominal_id = nc.nominal_id
+                        JOIN soc_groups g ON g.group_id = m.group_id
+                        GROUP BY nc.crime_ref),
+                    ml AS (
+                        SELECT DISTINCT nc.crime_ref FROM soc_nominal_crimes nc
+                        SEMI JOIN soc_memberships m ON m.nominal_id = nc.nominal_id)
+                    SELECT {area}, {month("recorded_date")}, t.offence_code, t.crime_type,
+                           coalesce(t.firearms_discharged, FALSE) AS firearms_discharged,
+                           coalesce(t.cannabis_production, FALSE) AS cannabis_production,
+                           coalesce(l.links, []::VARCHAR[][]) AS links,
+                           ml.crime_ref IS NOT NULL AS member_linked,
+                           count(*)::BIGINT AS records
+                    FROM soc_force_crimes t
+                    LEFT JOIN l ON l.crime_ref = t.crime_ref
+                    LEFT JOIN ml ON ml.crime_ref = t.crime_ref
+                    GROUP BY ALL"""
+            )
+        }
+        for source, (table, date_col, columns) in dims.items():
+            more = f", {columns}" if columns else ""
+            out[source] = self._frame(
+                f"SELECT {area}, {month(date_col)}{more}, count(*)::BIGINT AS records "
+                f"FROM {table} t GROUP BY ALL"
+            )
+        flags = ", ".join(f"n.{f}" for f in self._NOMINAL_FLAGS)
+        out["homes"] = self._frame(
+            f"SELECT a.nominal_id, {_area_col(set_name)} AS area_code, a.from_date, a.to_date, "
+            f"a.address_id, {flags} FROM soc_addresses a "
+            "JOIN soc_nominals n ON n.nominal_id = a.nominal_id WHERE a.link_type = 'home'"
+        )
+        out["members"] = self._frame("SELECT DISTINCT nominal_id FROM soc_memberships")
+        out["group_homes"] = self._frame(
+            f"SELECT DISTINCT {_area_col(set_name)} AS area_code, m.group_id, m.nominal_id "
+            "FROM soc_memberships m JOIN soc_addresses a ON a.nominal_id = m.nominal_id "
+            "WHERE a.link_type = 'home'"
+        )
+        out["groups"] = self._frame(
+            "SELECT group_id, name, group_type, ocg_band, status FROM soc_groups"
+        )
+        return out
+
     def restricted_only_nominals(self) -> list[str]:
         """Nominals whose only SOC relevance is a restricted (CCE/CSE) flag: not a group
         member and no other SOC flag. Uncleared roles must not learn they exist."""
