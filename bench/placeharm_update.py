@@ -38,7 +38,7 @@ EVERY = 50  # every 50th row gets another crime type; every 50th (offset) anothe
 def _manifest(files: list[Path]) -> dict[str, Any]:
     return {
         "version": BASE_VERSION,
-        "files": [[p.name, p.stat().st_size] for p in files],
+        "files": [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files],
     }
 
 
