@@ -719,13 +719,9 @@ class DuckDBStore:
         """
         self._register("_upd_in", frame)
         # a revision moves records between cells: recount their old months and new ones
-        self._touch_cells(
-            months=self._frame(
-                "SELECT DISTINCT c.month FROM crimes c JOIN _upd_in u ON c.rowid = u._rid"
-            )["month"]
-        )
-        if "month" in frame.columns:
-            self._touch_cells(months=frame["month"])
+        old_months = self._frame(
+            "SELECT DISTINCT c.month FROM crimes c JOIN _upd_in u ON c.rowid = u._rid"
+        )["month"]
         self._register(
             "_src_in",
             pl.DataFrame(
@@ -746,6 +742,7 @@ class DuckDBStore:
         assignments = ", ".join(f"{_safe_col(c)} = u.{_safe_col(c)}" for c in columns)
         self._run(f"UPDATE crimes SET {assignments} FROM _upd_in u WHERE crimes.rowid = u._rid")
         self._unregister("_upd_in")
+        self._touch_cells(months=pl.concat([old_months, frame["month"]]))
 
     # -- vintages and derived state (issue 13) ---------------------------------------------
 
@@ -1093,6 +1090,9 @@ class DuckDBStore:
             pending[0].update(m for m in months.unique().to_list() if m is not None)
         if set_name is not None:
             pending[1].add(set_name)
+        if not self._in_tx:  # an autocommitted write: its cells at once, in their own commit
+            with self.transaction():
+                self._maintain_cells()
 
     def _maintain_cells(self) -> None:
         """Recount the touched cells (see `_touch_cells`), inside the caller's transaction."""
