@@ -26,6 +26,7 @@ from placeharm.store.duckdb import DuckDBStore
 MAY = "2021-05-northumbria-street.csv.gz"
 JUNE = "2021-06-northumbria-street.csv.gz"
 JUNE_OUTCOMES = "2021-06-northumbria-outcomes.csv.gz"
+JULY = "2021-07-northumbria-street.csv.gz"
 CELL = ["area_code", "month", "crime_type", "offence_code"]
 
 
@@ -138,6 +139,12 @@ def test_cube_after_insert_outcomes_revision_and_quarantine(
     moved_types = Counter(r[jheader.index("Crime type")] for r in early)
     assert _type_totals(store, dt.date(2021, 4, 1)) == moved_types
     assert _type_totals(store, dt.date(2021, 6, 1)) == +(june_before - moved_types)
+    # the older download of May again (a replay): its rows lose to the newer vintage held
+    held = store._frame("SELECT * FROM crime_cells ORDER BY ALL")
+    (replay,) = ingest(store, [northumbria / MAY])
+    assert replay.ok and replay.stale > 100 and replay.updated == 0
+    assert store._frame("SELECT * FROM crime_cells ORDER BY ALL").equals(held)
+    assert_cube_is_recount(store)
 
 
 def test_cube_after_an_area_set_is_added_and_assigned(
@@ -179,14 +186,23 @@ def test_a_failed_import_leaves_the_cube_as_it_was(
     store = store_with_areas
     assert ingest(store, [northumbria / MAY])[0].ok
     before = store._frame("SELECT * FROM crime_cells ORDER BY ALL")
+    original = DuckDBStore.record_coverage
 
-    def fail(self: DuckDBStore, frame: pl.DataFrame) -> None:  # after the crimes are written
-        raise Boom("disk on fire")
+    def fail_june(self: DuckDBStore, frame: pl.DataFrame) -> None:  # after crimes are written
+        if (frame["month"] == dt.date(2021, 6, 1)).any():
+            raise Boom("disk on fire")
+        original(self, frame)
 
-    monkeypatch.setattr(DuckDBStore, "record_coverage", fail)
-    results = ingest(store, [northumbria / JUNE, northumbria / JUNE_OUTCOMES])
-    assert [r.status for r in results] == ["failed", "failed"]
+    monkeypatch.setattr(DuckDBStore, "record_coverage", fail_june)
+    (failed,) = ingest(store, [northumbria / JUNE])
+    assert failed.status == "failed"
     assert store._frame("SELECT * FROM crime_cells ORDER BY ALL").equals(before)
+    assert_cube_is_recount(store)
+    # in a group: the group rolls back, then each file is replayed alone; July lands
+    results = ingest(store, [northumbria / JUNE, northumbria / JULY])
+    assert [r.status for r in results] == ["failed", "ok"]
+    months = set(store._frame("SELECT DISTINCT month FROM crime_cells")["month"])
+    assert months == {dt.date(2021, 5, 1), dt.date(2021, 7, 1)}
     assert_cube_is_recount(store)
     monkeypatch.undo()
     assert ingest(store, [northumbria / JUNE])[0].ok
