@@ -935,7 +935,8 @@ class DuckDBStore:
         return failures
 
     def repair_derived(self) -> dict[str, int]:
-        """Recompute every derived column (latest outcomes, in_area); rows changed per fix."""
+        """Recompute every derived column (latest outcomes, in_area) and the harm cube's
+        cells; rows (cells) wrong before each fix."""
         fixed = {"crimes with a stale latest outcome": self.refresh_latest_outcomes()}
         fixed[CELLS_CHECK] = self._cells_differing()
         self.rebuild_crime_cells()
