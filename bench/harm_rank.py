@@ -139,6 +139,15 @@ def ready_rows(path: Path) -> int | None:
         return None
     try:
         rows = con.execute("SELECT count(*) FROM crimes").fetchone()
+        # a store whose harm cube was not recounted after the crimes were replicated is not
+        # ready (every set's cells must sum to the crimes)
+        cells = con.execute(
+            "SELECT count(DISTINCT total) FROM (SELECT set_name, sum(records) AS total "
+            "FROM crime_cells GROUP BY set_name)"
+        ).fetchone()
+        held = con.execute("SELECT sum(records) FROM crime_cells WHERE set_name = 'ward'").fetchone()
+        if cells != (1,) or rows is None or held is None or held[0] != rows[0]:
+            return None
         sets = con.execute(
             "SELECT count(*) FILTER (WHERE assigned), count(*) FROM area_sets"
         ).fetchone()
@@ -183,9 +192,10 @@ def prepare_store(path: Path) -> None:
     """Make a store built directly in DuckDB (not through `ingest`) ready for queries.
 
     Called on every replicated store once it is built, before it is renamed into place.
-    Nothing to do while `crime_cells` is a GROUP BY over the crimes; where a maintained cube
-    table answers it, rebuild that table here (the crimes were written behind its back).
+    The crimes were written behind the harm cube's back, so its cells are recounted.
     """
+    with DuckDBStore(path) as store:
+        store.rebuild_crime_cells()
 
 
 def replicated_store(

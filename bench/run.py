@@ -53,6 +53,7 @@ NORTHUMBRIA_TARGET_S = 3.0
 RATIO_TARGET = 5.0
 BIG_TARGET_S = 30.0
 BIG_TARGET_RSS_MB = 2.5 * 1024
+UPDATE_TARGET_S = 1.0  # one month (~300k rows) into the 10M store, through commit (issue 14)
 EXPECTED_NORTHUMBRIA = {"crimes": 524_070, "outcomes": 250_684}
 
 
@@ -136,7 +137,8 @@ def northumbria(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             print(
                 f"  run {i + 1} {kind:<9} ingest + close {r['ingest_close_s']:6.2f} s "
                 f"(close {r['close_s']:.2f} s)  peak RSS {r['peak_rss_mb']:6.0f} MB  "
-                f"(areas {r['areas_s']:.2f} s, load {r['load_avg_1m_at_start']:.1f})",
+                f"(areas {r['areas_s']:.2f} s, load {r['load_avg_1m_at_start']:.1f})"
+                + (f"  harm cube {r['cells_s']:.2f} s" if r.get("cells_s") is not None else ""),
                 flush=True,
             )
         # Both through closing the store file: the close is each one's checkpoint.
@@ -250,7 +252,8 @@ def ten_million(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         print(
             f"  run {i + 1} placeharm ingest + close {r['ingest_close_s']:6.2f} s  peak RSS "
             f"{r['peak_rss_mb']:6.0f} MB  (close {r['close_s']:.2f} s, store "
-            f"{r['store_mb']:.0f} MB, load {r['load_avg_1m_at_start']:.1f})",
+            f"{r['store_mb']:.0f} MB, load {r['load_avg_1m_at_start']:.1f})"
+            + (f"  harm cube {r['cells_s']:.2f} s" if r.get("cells_s") is not None else ""),
             flush=True,
         )
     t_med = median([r["ingest_close_s"] for r in runs])
@@ -282,8 +285,10 @@ def ten_million(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         f"outside areas {counts['outside_areas']:,}, quarantined {counts['quarantined']:,} "
         f"... {mark(counts_ok)}"
     )
+    update = one_month_update(args, files_json, tmp) if not args.skip_update else "skipped"
     return {
         "rows": DEFAULT_ROWS,
+        "update": update,
         "generator": {k: v for k, v in manifest.items() if k != "sources"},
         "runs": runs,
         "measure": "ingest_close_s (first file read to store file closed)",
@@ -301,6 +306,84 @@ def ten_million(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         },
         "counts_ok": counts_ok,
     }
+
+
+def one_month_update(args: argparse.Namespace, files_json: Path, tmp: Path) -> dict[str, Any]:
+    """bench/placeharm_update.py: the last month's file into a store of the 10M files of
+    every other month, then a later download of it (a revision), each through its commit."""
+    from gen10m import DEFAULT_ROWS
+
+    work = (args.work_dir or WORK / "10m").parent / "10m-update"
+    out = tmp / "update.json"
+    print(
+        f"\nOne-month update into the 10M store ({args.update_rounds} round(s); the store of "
+        f"the other 32 months kept in {work}, built once, not timed) ...",
+        flush=True,
+    )
+    cmd = [
+        sys.executable,
+        str(BENCH / "placeharm_update.py"),
+        "--files",
+        str(files_json),
+        "--work",
+        str(work),
+        "--out",
+        str(out),
+        "--rounds",
+        str(args.update_rounds),
+    ]
+    load = os.getloadavg()[0]
+    proc = subprocess.run(cmd, cwd=REPO, check=False, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"update child failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    report: dict[str, Any] = json.loads(out.read_text())
+    report["load_avg_1m_at_start"] = load
+    if not report["base_store_reused"]:
+        print(f"  base store built in {report['base_store_s']:.0f} s")
+    for i, r in enumerate(report["rounds"]):
+        print(
+            f"  round {i + 1}  new month {r['new_month_s']:6.2f} s "
+            f"(cube {r['new_month_cells_s']:.3f} s)"
+            f"  revision {r['revision_s']:6.2f} s (cube {r['revision_cells_s']:.3f} s, "
+            f"{r['revision_result']['updated']:,} updated)  cube = recount: "
+            f"{mark(r['cells_differing'] == 0)}",
+            flush=True,
+        )
+    new = median([r["new_month_s"] for r in report["rounds"]])
+    rev = median([r["revision_s"] for r in report["rounds"]])
+    ok = all(
+        r["cells_differing"] == 0
+        and r["crimes"] == DEFAULT_ROWS
+        and r["new_month_result"]["status"] == "ok"
+        and r["revision_result"]["status"] == "ok"
+        for r in report["rounds"]
+    )
+    print(
+        target_line(f"new month <= {UPDATE_TARGET_S:.0f} s", new <= UPDATE_TARGET_S, f"{new:.2f} s")
+    )
+    print(
+        target_line(f"revision <= {UPDATE_TARGET_S:.0f} s", rev <= UPDATE_TARGET_S, f"{rev:.2f} s")
+    )
+    report.update(
+        {
+            "new_month_median_s": new,
+            "revision_median_s": rev,
+            "counts_ok": ok,
+            "targets": {
+                "new_month_s": {
+                    "target": UPDATE_TARGET_S,
+                    "value": new,
+                    "pass": new <= UPDATE_TARGET_S,
+                },
+                "revision_s": {
+                    "target": UPDATE_TARGET_S,
+                    "value": rev,
+                    "pass": rev <= UPDATE_TARGET_S,
+                },
+            },
+        }
+    )
+    return report
 
 
 def profile(tmp: Path) -> dict[str, Any]:
@@ -343,6 +426,10 @@ def ingest_benchmark(args: argparse.Namespace, stamp: str) -> int:
     if isinstance(results["ten_million"], dict):
         checks.append(results["ten_million"]["counts_ok"])
         targets += list(results["ten_million"]["targets"].values())
+        update = results["ten_million"]["update"]
+        if isinstance(update, dict):
+            checks.append(update["counts_ok"])
+            targets += list(update["targets"].values())
     if not all(checks):
         print("output counts are wrong: see above")
         return 1
@@ -415,6 +502,12 @@ def main() -> None:
         help="also run one cProfile'd placeharm Northumbria ingest",
     )
     parser.add_argument("--work-dir", type=Path, help="where the 10M files go (bench/work/10m)")
+    parser.add_argument(
+        "--skip-update", action="store_true", help="skip the one-month update into the 10M store"
+    )
+    parser.add_argument(
+        "--update-rounds", type=int, default=3, help="one-month update rounds (default 3)"
+    )
     parser.add_argument(
         "--regen",
         action="store_true",

@@ -96,6 +96,7 @@ def hand(tmp_path_factory: pytest.TempPathFactory) -> tuple[DuckDBStore, Path, P
     # a force's own records carry offence codes; police.uk rows do not, so set two by hand
     store._run("UPDATE crimes SET offence_code = '92A' WHERE crime_id = 'a3'")
     store._run("UPDATE crimes SET offence_code = 'ZZZ' WHERE crime_id = 'a5'")
+    store.rebuild_crime_cells()  # raw SQL bypasses the cube's maintenance
     yield store, index, db
     store.close()
 

@@ -43,6 +43,7 @@ TABLES = {
     "audit_log",
     "audit_justifications",
     "schema_migrations",
+    "crime_cells",
 }
 
 
@@ -227,6 +228,7 @@ RELEASED = {
     8: "8bbdd331f2782d88e966c1a4d898c95b4614f386db4aa6db9e82e9edec7ab0eb",
     9: "35a3f928f9f4680139812ff01bdd8b291a5f75874647717b91a0fb03b5db7f86",
     10: "1290c127a3a282c1e5822c3bafd6ec13acc7fa178ff80b264afcaf8bfab43670",
+    11: "5872128ed2218c963c68eaf2ce74b0575ba04608d54fdb4f4772b7a3f2754188",
 }
 
 

@@ -8,13 +8,14 @@ import polars as pl
 
 from placeharm import audit
 from placeharm.errors import DataError, NotFound
-from placeharm.store.base import Store
+from placeharm.store.base import CELLS_CHECK, Store
 
 # Failures `--repair` can fix: columns derived from other stored data.
 DERIVED = (
     "crimes with a stale latest outcome",
     "crimes with a stale in_area flag",
     "stop_searches with a stale in_area flag",
+    CELLS_CHECK,
 )
 
 
@@ -33,9 +34,10 @@ class CheckReport:
 
 
 def check(store: Store, repair: bool = False, hmac_key: bytes | None = None) -> CheckReport:
-    """Verify every invariant; with `repair`, recompute the derived columns first, in one
-    transaction, and report what that changed. Facts (rows, accounts, the audit log) are
-    never changed: a failure among them is reported for a person to look at."""
+    """Verify every invariant; with `repair`, recompute the derived columns and the harm
+    cube's cells first, in one transaction, and report what that changed. Facts (rows,
+    accounts, the audit log) are never changed: a failure among them is reported for a
+    person to look at."""
     repaired: dict[str, int] = {}
     if repair:
         with store.transaction():

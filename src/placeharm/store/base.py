@@ -16,6 +16,10 @@ import polars as pl
 
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow
 
+# The invariant `placeharm check` reports the harm cube under: cells that differ from a
+# recount of the records (`--repair` rebuilds them; issue 14).
+CELLS_CHECK = "harm cube cells differing from a recount of crimes"
+
 
 @dataclass(frozen=True, slots=True)
 class Scope:
@@ -298,3 +302,6 @@ class Store(Protocol):
     def crime_versions(self, crime_id: str) -> tuple[pl.DataFrame, pl.DataFrame]: ...
     def invariant_failures(self) -> dict[str, int]: ...
     def repair_derived(self) -> dict[str, int]: ...
+
+    # the harm cube, maintained (issue 14)
+    def rebuild_crime_cells(self) -> int: ...

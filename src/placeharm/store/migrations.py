@@ -429,4 +429,25 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        11,
+        "the harm cube: records per area set, area, month, crime type and offence code",
+        [
+            # One row per cell (docs/performance.md, "The harm cube"): area_code NULL for no
+            # location or outside every area of the set, offence_code NULL for police.uk.
+            # Filled in code in the same transaction as this migration (the area columns are
+            # dynamic) and kept in each import's transaction; `placeharm check` recounts it.
+            """CREATE TABLE crime_cells (
+                set_name VARCHAR NOT NULL,
+                area_code VARCHAR,
+                month DATE NOT NULL,
+                crime_type VARCHAR NOT NULL,
+                offence_code VARCHAR,
+                records BIGINT NOT NULL
+            )""",
+        ],
+    )
+)
+
 LATEST_VERSION = MIGRATIONS[-1][0]
