@@ -145,7 +145,9 @@ def ready_rows(path: Path) -> int | None:
             "SELECT count(DISTINCT total) FROM (SELECT set_name, sum(records) AS total "
             "FROM crime_cells GROUP BY set_name)"
         ).fetchone()
-        held = con.execute("SELECT sum(records) FROM crime_cells WHERE set_name = 'ward'").fetchone()
+        held = con.execute(
+            "SELECT sum(records) FROM crime_cells WHERE set_name = 'ward'"
+        ).fetchone()
         if cells != (1,) or rows is None or held is None or held[0] != rows[0]:
             return None
         sets = con.execute(

@@ -47,6 +47,7 @@ def real(tmp_path_factory: pytest.TempPathFactory, northumbria: Path, boundaries
         "WHEN 1 THEN '28A' ELSE 'ZZZ' END WHERE crime_type IN ('Drugs', 'Burglary') "
         "AND crime_hash % 5 = 0"
     )
+    store.rebuild_crime_cells()  # raw SQL bypasses the cube's maintenance
     yield store
     store.close()
 
