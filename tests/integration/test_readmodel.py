@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from placeharm.errors import StoreError
 from placeharm.harm import load_index, weigh
 from placeharm.model import CRIME_TYPES, month_range
 from placeharm.services import harm, readmodel
@@ -233,12 +234,26 @@ def test_two_threads_one_build(real):
     assert results[0].table.equals(results[1].table)
 
 
-def test_a_failed_build_is_not_kept(real):
+def test_a_failed_build_is_not_kept(real, monkeypatch):
+    """A build whose store read fails raises to its caller and is not kept: the next
+    query builds again (and here succeeds)."""
     store = real
-    with pytest.raises(Exception, match="area_nowhere"):
-        readmodel.cells(store, "nowhere")  # no such set: the store query fails
-    with pytest.raises(Exception, match="area_nowhere"):
-        readmodel.cells(store, "nowhere")  # tried again, not a cached failure
+    readmodel.drop(store)
+    calls = []
+    read = store.crime_cells
+
+    def failing_once(set_name: str) -> object:
+        calls.append(set_name)
+        if len(calls) == 1:
+            raise StoreError("the store could not be read (injected)")
+        return read(set_name)
+
+    monkeypatch.setattr(store, "crime_cells", failing_once)
+    with pytest.raises(StoreError, match="injected"):
+        readmodel.cells(store, "ward")
+    built = readmodel.cells(store, "ward")  # tried again, not a cached failure
+    assert calls == ["ward", "ward"]
+    assert built.nbytes > 0
 
 
 def test_dense_and_month_sorted_forms_agree(real):
