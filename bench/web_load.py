@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import signal
@@ -96,8 +97,16 @@ ADMIN = "admin"  # the uploader
 PASSWORD_SUFFIX = "-demo-2026"
 OVERLAY_SEED = 1
 DEFAULT_SEED = 20240601  # order of the varied requests
-TARGET_P95_MS = 150.0  # at 10M records, every endpoint and scenario
+TARGET_P95_MS = 300.0  # issue 14: at 10M records, every endpoint and scenario
+TARGET_ALONE_MS = 30.0  # issue 14: one page built alone (a cache miss) at 10M records
 TARGET_LIVE_S = 1.0  # every upload, both sizes
+QUICK = {  # --quick: 10M only, shorter runs (under two minutes with the stores built)
+    "duration": 5.0,
+    "warmup_s": 1.0,
+    "uploads": 5,
+    "live_under_load": 3,
+    "clients": CLIENTS,
+}
 TARGET_SIZE = "ten_million"
 BIG_CRIMES = 9_957_330  # bench/harm_rank.py's 10M store (19 copies of 524,070 real crimes)
 PLACEHARM = Path(sys.executable).with_name("placeharm")
@@ -480,12 +489,26 @@ async def sign_in(base: str, username: str, timeout: float) -> httpx.AsyncClient
         timeout=timeout,
         limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
     )
+    # as a browser signs in: the login form's CSRF token (bound to its pre-session cookie)
+    # and this site's Origin; then every POST sends the session's token (X-CSRF-Token)
+    client.headers["Origin"] = base
+    form = await client.get("/login", headers={"Accept": "text/html"})
+    found = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
     r = await client.post(
-        "/login", data={"username": username, "password": username + PASSWORD_SUFFIX}
+        "/login",
+        data={
+            "username": username,
+            "password": username + PASSWORD_SUFFIX,
+            "csrf_token": found.group(1) if found else "",
+        },
     )
     if r.status_code != 303 or "placeharm_session" not in client.cookies:
         await client.aclose()
         raise RuntimeError(f"sign-in as {username} failed: {r.status_code} {r.text[:200]}")
+    page = await client.get("/help", headers={"Accept": "text/html"})
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text)
+    if token:
+        client.headers["X-CSRF-Token"] = token.group(1)
     return client
 
 
@@ -910,6 +933,13 @@ async def measure_size(
                 continue
             ok = s["p95_ms"] <= TARGET_P95_MS and s["errors"] == 0
             targets[f"p95_ms {name}"] = {"target": TARGET_P95_MS, "value": s["p95_ms"], "pass": ok}
+            if s["scenario"] == "varied":  # its warm-up: pages built alone, one at a time
+                alone = s["single_client_median_ms"]
+                targets[f"alone_ms {name}"] = {
+                    "target": TARGET_ALONE_MS,
+                    "value": alone,
+                    "pass": alone <= TARGET_ALONE_MS,
+                }
     worst = out["live"]["max_s"]
     targets["live_update_max_s"] = {
         "target": TARGET_LIVE_S,
@@ -928,6 +958,10 @@ async def measure_size(
     for name, t in targets.items():
         if name.startswith("p95_ms"):
             label = f"p95 <= {TARGET_P95_MS:.0f} ms {name.removeprefix('p95_ms ')}"
+            print(target_line(label, t["pass"], f"{t['value']:.1f} ms"))
+        elif name.startswith("alone_ms"):
+            endpoint = name.removeprefix("alone_ms ").split("/")[0]
+            label = f"one {endpoint} page built alone (median) <= {TARGET_ALONE_MS:.0f} ms"
             print(target_line(label, t["pass"], f"{t['value']:.1f} ms"))
         else:
             value = "an event never arrived" if t["value"] is None else f"max {t['value']:.3f} s"
@@ -1006,6 +1040,11 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="order of varied URLs")
     parser.add_argument("--demo-only", action="store_true", help="the demo size only")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="10M only, 5 s per scenario, 5 + 3 uploads, no wrk (under 2 min, stores built)",
+    )
     parser.add_argument("--no-wrk", dest="wrk", action="store_false", help="skip wrk")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the stores")
     parser.add_argument(
@@ -1020,6 +1059,12 @@ def main() -> None:
     if args.build_child:
         build_child(args.build_child, args.building, args.build_out)
         return
+    if args.quick:
+        for name, value in QUICK.items():
+            setattr(args, name, value)
+        args.wrk = False
+        if args.demo_only:
+            parser.error("--quick measures the 10M store only; leave out --demo-only")
     if args.clients < 1 or args.duration <= 0 or args.uploads < 1:
         parser.error("--clients, --duration and --uploads must be positive")
 
@@ -1040,7 +1085,8 @@ def main() -> None:
         f"of 1..{VARIED_MONTHS} months ending on a month held (overview and ward: index "
         f"{' or '.join(VARIED_INDICES)}; records: page 1..{RECORD_PAGES}), each URL once, so "
         f"every page is built. Targets: p95 <= {TARGET_P95_MS:.0f} ms at 10M records (every "
-        f"endpoint and scenario, no errors); live update <= {TARGET_LIVE_S:.0f} s (every upload)."
+        f"endpoint and scenario, no errors); one page built alone (varied, 1-client median) <= "
+        f"{TARGET_ALONE_MS:.0f} ms at 10M; live update <= {TARGET_LIVE_S:.0f} s (every upload)."
     )
     results: dict[str, Any] = dict(info)
     results |= {
@@ -1057,7 +1103,10 @@ def main() -> None:
         "store_code_sha256": _code_hash(),
         "src_digest": args.src_digest,
     }
-    sizes = ["demo"] if args.demo_only else list(SIZES)
+    sizes = ["demo"] if args.demo_only else [TARGET_SIZE] if args.quick else list(SIZES)
+    if args.quick:
+        results["demo"] = "skipped (--quick)"
+        print("\n--quick: 10M records only, shorter runs; figures for a look, not for the record")
     if args.demo_only:
         results["ten_million"] = "skipped"
     with tempfile.TemporaryDirectory(prefix="placeharm-web-bench-") as tmp_name:
