@@ -742,7 +742,9 @@ async def live_updates(
             if background:
                 await asyncio.sleep(2.0)  # let the background load settle in
             for i in range(n):
-                body = f"group_id,group_type\nBENCH-G{i + 1:02d},OCG\n".encode()
+                # synthetic, as the demo's records are: real SOC records would end the demo
+                # accounts' sessions (services/auth), these clients' included
+                body = f"group_id,group_type,synthetic\nBENCH-G{i + 1:02d},OCG,true\n".encode()
                 load_avg = os.getloadavg()[0]
                 t0 = time.perf_counter()
                 upload = asyncio.create_task(

@@ -39,6 +39,7 @@ from fastapi.responses import (
 )
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from pydantic import BeforeValidator
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -497,18 +498,29 @@ def create_app(
     def render(
         request: Request, template: str, page: Page, user: User, extra: dict[str, Any] | None = None
     ) -> HTMLResponse:
-        return templates.TemplateResponse(
-            request,
-            template,
-            {
-                "page": page,
-                "user": user,
-                "d": page.data,
-                "t": page.tables,
-                "json": _script_page(page, user),
-                **(extra or {}),
-            },
-        )
+        context = {
+            "page": page,
+            "user": user,
+            "d": page.data,
+            "t": page.tables,
+            "json": _script_page(page, user),
+            **(extra or {}),
+        }
+        if (
+            template in ROLE_TEMPLATES
+            and not extra
+            and page.kind in ("overview", "ward", "chb", "records")
+        ):
+            # the page's content (its main block) depends on the page and the role only: made
+            # once per built page (a table of every area is most of a page's cost to send)
+            main = page.encoded.get(f"main:{template}")
+            if main is None:
+                main = templates.get_template(template).render(
+                    {**context, "request": request, "main_only": True}
+                )
+                page.encoded[f"main:{template}"] = main
+            context["main_html"] = Markup(main)
+        return templates.TemplateResponse(request, template, context)
 
     def cache_key(fn: Callable[..., Page], args: tuple[Any, ...], version: int) -> tuple[Any, ...]:
         """(page, reader, arguments, data version): the reader is the role for a page the
@@ -1570,6 +1582,9 @@ def _safe_next(target: str) -> str:
     return sso.safe_next(target)
 
 
+# The templates of `pages.ROLE_PAGES` whose main block shows the page and the role's policy
+# only (never the user's name, the request or a CSRF token): rendered once per built page.
+ROLE_TEMPLATES = frozenset({"overview.html", "ward.html", "chb.html", "records.html"})
 # orjson, as the json module wrote them: datetimes as str() does, non-string keys as strings
 _ORJSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
 EVENTS_WAIT_S = 1.0  # an event stream looks at its connection at least this often
