@@ -1083,7 +1083,7 @@ def main() -> None:
         f"\nGET /api/overview, /api/ward/{WARD}, /api/records?kind=crimes&page=1..{RECORD_PAGES}; "
         f"{args.clients} clients (httpx, asyncio) on loopback, {args.duration:.0f} s per "
         f"endpoint and scenario. repeat: the same URL(s), so the server's page cache (pages by "
-        f"(page, user, arguments), emptied when data arrives) answers; varied: from/to windows "
+        f"(page, role, arguments), emptied when data arrives) answers; varied: from/to windows "
         f"of 1..{VARIED_MONTHS} months ending on a month held (overview and ward: index "
         f"{' or '.join(VARIED_INDICES)}; records: page 1..{RECORD_PAGES}), each URL once, so "
         f"every page is built. Targets: p95 <= {TARGET_P95_MS:.0f} ms at 10M records (every "
