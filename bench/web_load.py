@@ -803,6 +803,11 @@ async def live_updates(
             "requests": len(bg_load.latencies_ms),
             **percentiles(bg_load.latencies_ms),
             "errors": sum(s != 200 for s in bg_load.statuses),
+            "errors_by_status": {
+                str(k): sum(s == k for s in bg_load.statuses)
+                for k in set(bg_load.statuses)
+                if k != 200
+            },
         }
     return out
 
@@ -913,7 +918,8 @@ async def measure_size(
             print(
                 f"      (meanwhile {bg['clients']} clients on /api/overview: {bg['requests']:,} "
                 f"requests, p50 {bg['p50_ms']:.1f} ms, p95 {bg['p95_ms']:.1f} ms, errors "
-                f"{bg['errors']}; every upload empties the page cache)"
+                f"{bg['errors']} {bg['errors_by_status'] or ''}; every upload empties the page "
+                "cache)"
             )
         out["server"] |= server.mem()
     finally:

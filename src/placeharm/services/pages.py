@@ -50,7 +50,6 @@ class Page:
     title: str
     data: dict[str, Any]
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
-    json_bytes: bytes | None = None  # the JSON twin, once serialised (web layer)
     # the web layer's encodings of this page (JSON twin, <script> JSON, audit identifiers),
     # made once per built page and reused while it is cached (issue 14)
     encoded: dict[str, Any] = field(default_factory=dict)
