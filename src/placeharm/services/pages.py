@@ -216,7 +216,7 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
     policy.require(user, "overview")
     policy.partner_area_set(user, filters.by)
     first, last = filters.period(store)
-    index = indices.resolve(store, filters.index)
+    index = _index(store, filters.index)
     measures = filters.measure_set()
     scope = _scope(store, user)
     ranked = soc.soc_rank(store, filters.by, first, last, index, measures, scope)
@@ -325,7 +325,7 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
         first,
         last,
         filters.by,
-        indices.resolve(store, filters.index),
+        _index(store, filters.index),
         filters.measure_set(),
         filters.crime_types(),
         scope,
@@ -968,6 +968,11 @@ def _coverage(store: Store) -> Store:
 
 def _gap_months(store: Store, first: dt.date, last: dt.date) -> list[str]:
     return queries.gap_months(_coverage(store), first, last)
+
+
+def _index(store: Store, spec: str) -> HarmIndex:
+    """A harm index by spec (`indices.resolve`), loaded once per generation."""
+    return _memoised(store, ("index", spec), lambda: indices.resolve(store, spec))
 
 
 def _scope(store: Store, user: User) -> Scope:

@@ -1591,7 +1591,10 @@ EVENTS_WAIT_S = 1.0  # an event stream looks at its connection at least this oft
 
 
 def _dumps(payload: Any) -> bytes:
-    return orjson.dumps(payload, default=str, option=_ORJSON)
+    try:
+        return orjson.dumps(payload, default=str, option=_ORJSON)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits (a hostile value echoed back)
+        return json.dumps(payload, default=str).encode()
 
 
 def _reader_entry(page: Page, user: User) -> bytes:
