@@ -3,11 +3,11 @@ search them and summarise use.
 
 The chain needs every entry to know the one before it, so appends in one process are
 serialised by a lock per store file. An append for a read (a page view, a download) is a
-short transaction of its own, shared with the reads' entries queued meanwhile (a group commit:
-each returns once its entry is committed); an append for a write (an import, a sign-in, a user change) joins the
-caller's transaction and keeps the lock until that transaction ends, so the entry and the
-action commit together or not at all. Append as the last step of a write, so the lock is
-held for the commit only, never for the work before it.
+short transaction of its own, shared with the reads' entries queued meanwhile (a group
+commit: each returns once its entry is committed); an append for a write (an import, a
+sign-in, a user change) joins the caller's transaction and keeps the lock until that
+transaction ends, so the entry and the action commit together or not at all. Append as the
+last step of a write, so the lock is held for the commit only, never for the work before it.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from fastapi.responses import (
 )
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from pydantic import BeforeValidator
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -364,6 +364,7 @@ def create_app(
     templates.env.globals["MARKING"] = MARKING
     templates.env.globals["BASEMAP"] = _script_json(base_source) if base_source else None
     templates.env.filters["fmt"] = _fmt
+    templates.env.globals["spark_svg"] = _spark
     templates.env.globals["network_drawing"] = network_drawing
     templates.env.globals["allowed"] = policy.allowed
     templates.env.globals["PLOTLY_MAPLIBRE_CSS_ID"] = _plotly_maplibre_css_id()
@@ -1676,6 +1677,30 @@ def _csv(frame: pl.DataFrame, filename: str) -> Response:
             "Content-Disposition": f'attachment; filename="{filename}"',
             "X-Security-Marking": MARKING,
         },
+    )
+
+
+def _spark(values: list[float | None] | None) -> Markup:
+    """A sparkline of monthly figures (a gap where a month has none), as the template's
+    `spark` macro drew it: 10 units a month, the highest month at the top."""
+    vals = list(values or [])
+    nums = [v for v in vals if v is not None]
+    if not nums:
+        return Markup("")
+    high = max(nums) or 1
+    width = (len(vals) - 1) * 10 if len(vals) > 1 else 10
+    label = ", ".join(_fmt(v) for v in vals)
+    path, pen = "", False
+    for i, v in enumerate(vals):
+        if v is None:
+            pen = False
+        else:
+            path += f"{'L' if pen else 'M'}{i * 10},{round(20 - 18 * v / high, 1)} "
+            pen = True
+    return Markup(
+        f'<svg class="spark" viewBox="0 0 {width} 20" width="80" height="20" role="img" '
+        f'aria-label="monthly police.uk harm: {escape(label)}">\n'
+        f'<path d="{escape(path)}" fill="none" stroke="currentColor" stroke-width="1.5"/></svg>'
     )
 
 
