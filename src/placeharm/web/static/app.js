@@ -97,7 +97,9 @@ function refreshSoon() {
 
 async function refresh() {
   // Re-fetch this page and swap its main content in place: no reload, focus kept.
-  const response = await fetch(window.location.href, { headers: { Accept: "text/html" }, cache: "no-store" });
+  // X-Placeharm-Live: a page someone waits on for new data, built before others queued
+  const response = await fetch(window.location.href,
+    { headers: { Accept: "text/html", "X-Placeharm-Live": "1" }, cache: "no-store" });
   if (!response.ok) return;
   const html = await response.text();
   const doc = new DOMParser().parseFromString(html, "text/html");
