@@ -47,7 +47,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 WARD = web_load.WARD
 WATCHER = "officer"
 TARGET_S = 1.0
-SHOWN_TIMEOUT_S = 60.0
+SHOWN_TIMEOUT_S = 20.0
 PAUSE_S = 1.0  # between uploads: the page settles (its map redrawn) before the next
 
 OBSERVE = """(ward) => {
