@@ -1558,6 +1558,8 @@ class DuckDBStore:
             bound, bounds = "FALSE", []
         else:
             bound, bounds = f"{_safe_col(sort)} BETWEEN ? AND ?", [min(chosen), max(chosen)]
+        if len(chosen) == 1:  # one value of the sort column: its rows in rowid order
+            order = "rowid"
         frame = self._frame(
             f"SELECT {cols} FROM {table} WHERE rowid IN (SELECT rowid FROM {table} "
             f"WHERE {clause} AND {bound} ORDER BY {order} LIMIT ? OFFSET ?) ORDER BY {order}",
