@@ -16,7 +16,7 @@ from pathlib import Path
 
 import polars as pl
 
-from placeharm.errors import DataError, NotFound
+from placeharm.errors import DataError, NotFound, UnknownArea
 from placeharm.harm import HarmIndex, load_index, weigh
 from placeharm.model import month_range, shift_month
 from placeharm.services import indices
@@ -379,9 +379,11 @@ def series(
     if areas:
         unknown = sorted(set(areas) - set(area_list["area_code"].to_list()))
         if unknown:
-            raise NotFound(
+            raise UnknownArea(
+                by,
+                unknown,
                 f"no area {', '.join(unknown)} in set {by!r}; list them with "
-                f"`placeharm rank --by {by}`"
+                f"`placeharm rank --by {by}`",
             )
         area_list = area_list.filter(pl.col("area_code").is_in(areas))
     gaps = gap_months(store, first, last)
