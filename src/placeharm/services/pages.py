@@ -19,7 +19,7 @@ import shapely
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import HarmIndex, canonical_spec
 from placeharm.model import CRIME_TYPES, month_end, parse_month
-from placeharm.services import harm, indices, labels, mopi, network, policy, queries, soc
+from placeharm.services import drawings, harm, indices, labels, mopi, network, policy, queries, soc
 from placeharm.services.policy import User
 from placeharm.soc.measures import MeasureSet, load_measures
 from placeharm.store.base import Scope, Store
@@ -394,6 +394,32 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
         "outlines": outlines,
     }
     return Page("ward", f"{view.meta['area_name']} ({code})", data, tables)
+
+
+def briefing(store: Store, user: User, code: str, filters: Filters) -> Page:
+    """The ward page as a briefing to print (issue 15): its figures and tables, a map of the
+    ward among its neighbours shaded by SOC primary harm, and the trend, both drawn on the
+    server (services/drawings.py), under the ward page's policy."""
+    page = ward(store, user, code, filters)
+    first, last = filters.period(store)
+    ranked = soc.soc_rank(
+        store,
+        filters.by,
+        first,
+        last,
+        indices.resolve(store, filters.index),
+        filters.measure_set(),
+        policy.scope(store, user),
+    )
+    harm_by_area = dict(
+        zip(ranked.table["area_code"].to_list(), ranked.table["soc_harm"].to_list(), strict=True)
+    )
+    data = page.data | {
+        "map": drawings.area_map(store.area_polygons(filters.by), code, harm_by_area),
+        "trend": drawings.trend(page.tables["monthly"]),
+        "index_label": labels.index_label(filters.index, fallback=str(filters.index)),
+    }
+    return Page("briefing", page.title, data, page.tables)
 
 
 def _ward_outlines(

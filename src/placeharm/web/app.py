@@ -855,7 +855,7 @@ def create_app(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
     ) -> Any:
-        page = build(pages.ward, user, code, f)
+        page = build(pages.briefing if briefing else pages.ward, user, code, f)
         return render(request, "briefing.html" if briefing else "ward.html", page, user)
 
     @app.get(
