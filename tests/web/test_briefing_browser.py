@@ -33,7 +33,7 @@ def _pdf_pages(pdf: Path) -> list[str]:
 
 
 def test_the_printed_briefing_is_marked_on_every_page_without_controls(
-    server: str,
+    server: str,  # noqa: F811
     browser: object,  # noqa: F811
     tmp_path: Path,
 ):
@@ -43,7 +43,7 @@ def test_the_printed_briefing_is_marked_on_every_page_without_controls(
         page = visit.page
         # drawn on the server: inline SVG in the HTML as sent, not by a script
         html = page.context.request.get(server + BRIEFING).text()
-        assert html.count('<svg viewBox="0 0 ') >= 2 and "<path d=\"M" in html
+        assert html.count('<svg viewBox="0 0 ') >= 2 and '<path d="M' in html
         assert page.locator("svg.area-map path").count() > 1
         assert page.locator("svg.trend-chart rect").count() > 4
         assert "Westgate" in page.locator("svg.area-map").text_content()
@@ -68,7 +68,7 @@ def test_the_printed_briefing_is_marked_on_every_page_without_controls(
 
 
 def test_the_records_page_is_accessible_and_suggests_area_names(
-    server: str,
+    server: str,  # noqa: F811
     browser: object,  # noqa: F811
 ):
     visit = Visit(browser, server, "analyst")
@@ -83,7 +83,7 @@ def test_the_records_page_is_accessible_and_suggests_area_names(
 
 
 def test_a_shared_filtered_link_survives_signing_in(
-    server: str,
+    server: str,  # noqa: F811
     browser: object,  # noqa: F811
 ):
     shared = "/overview?from=2021-11&to=2022-03&measures=drug_supply,cannabis_farms&by=ward"
