@@ -59,6 +59,8 @@ def test_the_printed_briefing_is_marked_on_every_page_without_controls(
             assert "Print" not in text.replace("Printed", ""), f"page {number} prints a control"
             assert "Sign out" not in text and "Apply" not in text
         assert "Where: Westgate" in texts[0] and "police.uk crimes" in "".join(texts)
+        page.set_viewport_size({"width": 390, "height": 844})  # a phone
+        page.screenshot(path=str(SHOTS / "briefing-mobile.png"), full_page=True)
         if PDFTOPPM:  # the pages as images, to look at
             subprocess.run(
                 [PDFTOPPM, "-png", "-r", "60", str(pdf), str(SHOTS / "briefing-pdf")], check=True
@@ -67,7 +69,7 @@ def test_the_printed_briefing_is_marked_on_every_page_without_controls(
         visit.close()
 
 
-def test_the_records_page_is_accessible_and_suggests_area_names(
+def test_the_pages_issue_15_changed_are_accessible(
     server: str,  # noqa: F811
     browser: object,  # noqa: F811
 ):
@@ -78,6 +80,16 @@ def test_the_records_page_is_accessible_and_suggests_area_names(
         assert page.locator("#area-names option").count() > 100
         assert "records match" in page.locator("#records-count").inner_text()
         assert not visit.axe(), "axe: serious or critical violations on the records page"
+        visit.open("/records?kind=crimes&area=Nowhere", "records-no-area")
+        assert not visit.axe(), "axe: on the records page naming no area"
+        visit.open("/records?kind=intelligence&from=2021-11&to=2022-03", "records-intelligence")
+        assert not visit.axe(), "axe: on the intelligence records (topics in words)"
+        for path, shot in (
+            ("/overview?from=2021-11&to=2022-03&index=css:northumbria", "overview-i15"),
+            (f"/ward/{WARD}?from=2021-11&to=2022-03&measures=drug_supply", "ward-i15"),
+        ):
+            visit.open(path, shot)
+            assert not visit.axe(), f"axe: serious or critical violations on {path}"
     finally:
         visit.close()
 
