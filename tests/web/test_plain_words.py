@@ -174,3 +174,19 @@ def test_a_shared_link_survives_the_sign_in_form(app_client: TestClient):
         follow_redirects=False,
     )
     assert away.headers["location"] == "/overview"
+
+
+def test_the_biggest_rises_show_shares_and_changes_as_percentages(app_client: TestClient):
+    cookie = sign_in(app_client, "analyst")
+    query = "/overview?from=2022-02&to=2022-03"
+    app_client.cookies.clear()
+    rising = app_client.get(f"/api{query}", cookies=cookie).json()["tables"]["rising"]
+    assert rising, "the window needs rises to show"
+    html = _html(app_client, query, cookie)
+    section = html[html.index('id="rise-h"') : html.index('id="rank-h"')]
+    assert "share of force SOC harm" in section and "change (%)" in section
+    for row in rising:
+        assert f"{100 * row['harm_share']:.1f}%" in section
+        if row["pct_change"] is not None:
+            assert f"{row['pct_change']:+.1f}%" in section
+    assert not re.search(r">0\.\d{3}<", section), "a share as a fraction"

@@ -33,6 +33,21 @@ TOPIC_LABELS: dict[str, str] = {
 }
 # Columns whose values are fractions of 1 shown as percentages on a page (one way: 14.6%).
 PERCENT_COLUMNS = frozenset({"share_in_ward", "harm_share", "share"})
+# Columns already in percent (14.6 means 14.6%), shown signed with the sign.
+PERCENT_VALUE_COLUMNS = frozenset({"pct_change"})
+# Table headings that say more than the column name with spaces for underscores.
+COLUMN_LABELS: dict[str, str] = {
+    "area_code": "code",
+    "area_name": "area",
+    "soc_harm": "SOC harm",
+    "harm_share": "share of force SOC harm",
+    "pct_change": "change (%)",
+    "rank_movement": "rank move",
+    "share_in_ward": "share in ward",
+    "asb": "ASB",
+    "soc_crimes": "SOC crimes",
+    "ocg_band": "OCG band",
+}
 # Columns holding ';'-separated topic codes.
 TOPIC_COLUMNS = frozenset({"topics"})
 SHORT_ID_CHARS = 10  # a long identifier's first characters on screen (the full one in exports)
@@ -99,6 +114,18 @@ def percent(value: float | None, decimals: int = 1) -> str:
     return f"{100 * value:.{decimals}f}%"
 
 
+def signed_percent(value: float | None) -> str:
+    """A value already in percent, with its sign ("+14.6%"); "—" when there is none."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:+.1f}%"
+
+
+def column_label(column: str) -> str:
+    """A table heading for a column name."""
+    return COLUMN_LABELS.get(column) or column.replace("_", " ")
+
+
 def short_id(value: str) -> str | None:
     """A long hash-like identifier's first characters and "…", or None when it is short
     enough to show whole."""
@@ -155,6 +182,9 @@ def template_helpers() -> dict[str, object]:
         "measure_label": measure_label,
         "index_label": index_label,
         "percent": percent,
+        "signed_percent": signed_percent,
+        "column_label": column_label,
+        "PERCENT_VALUE_COLUMNS": PERCENT_VALUE_COLUMNS,
         "short_id": short_id,
         "PERCENT_COLUMNS": PERCENT_COLUMNS,
         "TOPIC_COLUMNS": TOPIC_COLUMNS,
