@@ -190,3 +190,21 @@ def test_the_biggest_rises_show_shares_and_changes_as_percentages(app_client: Te
         if row["pct_change"] is not None:
             assert f"{row['pct_change']:+.1f}%" in section
     assert not re.search(r">0\.\d{3}<", section), "a share as a fraction"
+
+
+def test_the_radius_search_names_topics_in_words(app_client: TestClient):
+    store = app_client.app.state.placeharm.store  # type: ignore[attr-defined]
+    intel = store.soc_frame("soc_intelligence")
+    row = (
+        intel.filter(intel["topics"].str.contains("_") & intel["latitude"].is_not_null())
+        .sort("intel_id")
+        .row(0, named=True)
+    )
+    query = f"lat={row['latitude']}&lon={row['longitude']}&radius_m=50&kinds=intelligence"
+    cookie = sign_in(app_client, "analyst")
+    html = _html(app_client, f"/radius?{query}", cookie)
+    table = html[html.index('id="table-intelligence"') :]
+    table = table[: table.index("</table>")]
+    assert labels.topics_label(row["topics"]) in table
+    assert row["topics"] not in table
+    assert '<script type="application/json" id="topic-labels">' in html  # for the popups

@@ -188,4 +188,5 @@ def template_helpers() -> dict[str, object]:
         "short_id": short_id,
         "PERCENT_COLUMNS": PERCENT_COLUMNS,
         "TOPIC_COLUMNS": TOPIC_COLUMNS,
+        "TOPIC_LABELS": TOPIC_LABELS,
     }
