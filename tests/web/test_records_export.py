@@ -125,3 +125,18 @@ def test_long_identifiers_are_short_on_screen_and_whole_in_exports(app_client: T
     assert f">{crime_id}<" not in html
     exported = _get(app_client, f"/api/records.csv?{query}", cookie).text
     assert crime_id in exported
+
+
+def test_a_partners_export_is_shaped_as_their_page(app_client: TestClient):
+    """The export applies the page's policy: shareable intelligence only, generalised
+    locations, no columns naming people."""
+    partner = sign_in(app_client, "partner")
+    page = _get(app_client, "/api/records?kind=intelligence", partner).json()
+    rows = _rows(_get(app_client, "/api/records.csv?kind=intelligence", partner).text)
+    header, body = rows[0], rows[1:]
+    assert header == page["columns"] and len(body) == page["total"] > 0
+    assert "subjects" not in header and "summary" not in header
+    assert {r[header.index("handling_code")] for r in body} == {"P"}
+    for r in body:
+        lat = r[header.index("latitude")]
+        assert not lat or len(lat.split(".")[-1]) <= 2  # generalised to 0.01 degrees
