@@ -57,7 +57,7 @@ def test_the_map_shows_the_area_among_its_neighbours_shaded_by_harm():
         numbers = [float(n) for n in re.findall(r"-?\d+\.\d", area["d"])]
         assert area["d"].startswith("M") and area["d"].endswith("Z")
         assert all(-0.1 <= n <= max(width, height) + 0.1 for n in numbers)
-    assert [entry["label"] for entry in drawn["legend"]][0] == "No SOC harm"
+    assert drawn["legend"][0]["label"] == "No SOC harm"
 
 
 def test_no_boundary_no_map():
