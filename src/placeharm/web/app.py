@@ -1643,6 +1643,8 @@ def _csv_stream(export: pages.RecordsExport, filename: str) -> Response:
             "X-Security-Marking": MARKING,
             "X-Total-Rows": str(export.total),
         },
+        # the store's read ends even if the response is never sent (its audit entry failed)
+        background=BackgroundTask(_close, export.batches),
     )
 
 
