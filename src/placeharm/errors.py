@@ -27,6 +27,17 @@ class NotFound(PlaceharmError):
     """Something asked for by name does not exist (an area set, a file)."""
 
 
+class UnknownArea(NotFound):
+    """An area code no area set holds. The message (the CLI's) says how to list the areas;
+    a web page words it for its reader instead (services/labels.area_not_found), as no page
+    gives command-line advice (issue 15)."""
+
+    def __init__(self, by: str, codes: list[str], message: str) -> None:
+        self.by = by
+        self.codes = codes
+        super().__init__(message)
+
+
 class PermissionDenied(PlaceharmError):
     """The caller may not see or do this."""
 

@@ -749,3 +749,31 @@ def test_a_disabled_sso_account_is_refused(site, provider) -> None:
         refused = sso_sign_in(browser, base, provider, "sub-disabled", claims)
         assert refused.status_code == 403 and "disabled" in refused.text
         assert COOKIE not in _set_cookies(refused)
+
+
+def test_a_shared_filtered_link_survives_single_sign_on(site, provider) -> None:
+    """Issue 15: a link to a filtered page, opened signed out, lands on that page after SSO:
+    the sign-in page's provider link carries it as `next`, and the callback moves on to it."""
+    base, _ = site
+    shared = "/overview?from=2021-11&to=2022-03&measures=drug_supply,cannabis_farms"
+    with _browser() as browser:
+        start = browser.get(f"{base}{shared}", headers={"accept": "text/html"})
+        assert start.status_code == 303 and start.headers["location"].startswith("/login?")
+        login = browser.get(f"{base}{start.headers['location']}", headers={"accept": "text/html"})
+        link = re.search(r'href="(/login/sso\?next=[^"]+)"', login.text)
+        assert link, login.text
+        sso_start = httpx.URL(f"{base}{link.group(1).replace('&amp;', '&')}")
+        assert sso_start.params["next"] == shared
+        done = sso_sign_in(
+            browser,
+            base,
+            provider,
+            "sub-shared",
+            {"preferred_username": "shared.link", "groups": ["grp-officers"]},
+            next_path=sso_start.params["next"],
+        )
+        assert done.status_code == 200, done.text
+        target = re.search(r'url=([^"]+)">', done.text)
+        assert target and target.group(1).replace("&amp;", "&") == shared
+        landed = browser.get(f"{base}{shared}", headers={"accept": "text/html"})
+        assert landed.status_code == 200 and 'value="2021-11"' in landed.text

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from placeharm.errors import DataError, NotFound
+from placeharm.errors import DataError, NotFound, UnknownArea
 from placeharm.harm import HarmIndex, load_index
 from placeharm.harm.indices import WEIGHT_SOURCES
 from placeharm.model import month_range, shift_month
@@ -342,9 +342,11 @@ def series(
     if areas:
         unknown = sorted(set(areas) - set(cells.codes))
         if unknown:
-            raise NotFound(
+            raise UnknownArea(
+                by,
+                unknown,
                 f"no area {', '.join(unknown)} in set {by!r}; list them with "
-                f"`placeharm rank --by {by}`"
+                f"`placeharm rank --by {by}`",
             )
         wanted = set(areas)
         chosen = [i for i in chosen if cells.codes[i] in wanted]

@@ -24,7 +24,7 @@ import shapely
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import HarmIndex, canonical_spec
 from placeharm.model import CRIME_TYPES, month_end, parse_month
-from placeharm.services import harm, indices, mopi, network, policy, queries, soc
+from placeharm.services import drawings, harm, indices, labels, mopi, network, policy, queries, soc
 from placeharm.services.policy import User
 from placeharm.soc.measures import MeasureSet, load_measures
 from placeharm.store.base import Scope, Store
@@ -131,7 +131,7 @@ class Filters:
         if self.measures:
             out.append(
                 f"SOC primary harm score from {len(self.measures)} of "
-                f"{len(load_measures().measures)} measures: {', '.join(self.measures)}"
+                f"{len(load_measures().measures)} measures: {labels.measure_labels(self.measures)}"
             )
         if self.types:
             out.append(self.types_note())
@@ -387,14 +387,38 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
         "crime_points": {
             "crimes": crime_total,
             "locations": crimes.height,
-            "note": "Every located police.uk crime in the period, counted by point "
-            "(rounded to 4 decimal places, about 10 m); police.uk points are already "
-            "moved to the nearest anonymous map point.",
+            "note": labels.points_note(user),  # a partner's points are generalised
         },
         "chb_sites": chb_sites,
         "outlines": outlines,
     }
     return Page("ward", f"{view.meta['area_name']} ({code})", data, tables)
+
+
+def briefing(store: Store, user: User, code: str, filters: Filters) -> Page:
+    """The ward page as a briefing to print (issue 15): its figures and tables, a map of the
+    ward among its neighbours shaded by SOC primary harm, and the trend, both drawn on the
+    server (services/drawings.py), under the ward page's policy."""
+    page = ward(store, user, code, filters)
+    first, last = filters.period(store)
+    ranked = soc.soc_rank(
+        store,
+        filters.by,
+        first,
+        last,
+        indices.resolve(store, filters.index),
+        filters.measure_set(),
+        policy.scope(store, user),
+    )
+    harm_by_area = dict(
+        zip(ranked.table["area_code"].to_list(), ranked.table["soc_harm"].to_list(), strict=True)
+    )
+    data = page.data | {
+        "map": drawings.area_map(store.area_polygons(filters.by), code, harm_by_area),
+        "trend": drawings.trend(page.tables["monthly"]),
+        "index_label": labels.index_label(filters.index, fallback=str(filters.index)),
+    }
+    return Page("briefing", page.title, data, page.tables)
 
 
 def _ward_outlines(
@@ -569,6 +593,128 @@ _RECORDS: dict[str, tuple[str, str, list[str], str]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class _RecordsQuery:
+    """One records selection, checked against the policy: what `records` pages through and
+    `records_export` streams (the same rows, counted the same way)."""
+
+    table: str
+    columns: list[str]
+    date_col: str
+    first: dt.date | None
+    last: dt.date | None
+    area: tuple[str, str] | None
+    search: tuple[str, str] | None
+    sort: str
+    descending: bool
+    include: tuple[str, list[str]] | None
+    scope: Scope
+    hidden: list[str]
+    matches_nothing: bool  # the area box named no area: nothing to read
+    area_note: str | None
+
+
+def _records_query(
+    store: Store,
+    user: User,
+    kind: str,
+    filters: Filters,
+    q: str | None,
+    sort: str | None,
+    descending: bool,
+    area: str | None,
+) -> _RecordsQuery:
+    policy.require(user, "records")
+    policy.require_records(user, kind)
+    table, date_col, columns, search_col = _RECORDS[kind]
+    area_code, area_note = None, None
+    if area:
+        policy.partner_area_set(user, filters.by)
+        if filters.by not in _area_set_names(store):  # else a store error, a 500
+            raise NotFound(f"no area set called {filters.by!r}")
+        area_code, area_note = _area_named(store, filters.by, area)
+    scope = _scope(store, user)
+    hidden = policy.hidden_nominals(scope)
+    if not policy.allowed(user, "nominal"):
+        columns = [c for c in columns if c not in policy._PERSON_COLUMNS]
+    if kind == "nominals" and not policy.cleared(user):
+        columns = [c for c in columns if c not in policy.RESTRICTED_FLAGS]
+    sort = sort or (date_col or columns[0])
+    if sort not in columns or not policy.sortable(user, sort):
+        allowed = [c for c in columns if policy.sortable(user, c)]
+        raise DataError(f"cannot sort by {sort!r}; use one of: {', '.join(allowed)}")
+    first = last = None
+    if date_col and filters.first and filters.last:
+        first = filters.first
+        last = month_end(filters.last)
+    located = table in ("crimes",) or "latitude" in columns
+    if area and not located:
+        raise DataError(f"{kind} have no location: the area filter does not apply")
+    return _RecordsQuery(
+        table,
+        columns,
+        date_col or columns[0],
+        first,
+        last,
+        (filters.by, area_code) if area_code else None,
+        (search_col, q) if q else None,
+        sort,
+        descending,
+        ("crime_type", list(filters.types)) if kind == "crimes" and filters.types else None,
+        scope,
+        hidden,
+        bool(area) and area_code is None,
+        area_note,
+    )
+
+
+def _records_counts(
+    store: Store, kind: str, query: _RecordsQuery, filters: Filters
+) -> list[tuple[Any, int]] | None:
+    """Crimes per month from the harm cube, for a crimes page sorted by month with no search
+    and no scope rule on crimes (issue 14): the store then pages without counting or OFFSET
+    over every record. None otherwise (the store counts)."""
+    if kind != "crimes" or query.sort != "month" or query.search is not None:
+        return None
+    if query.scope.rules("crimes"):
+        return None
+    area = query.area[1] if query.area else None
+    return _crimes_by_month(store, filters.by, area, filters.types, query.first, query.last)
+
+
+def _area_named(store: Store, by: str, text: str) -> tuple[str | None, str | None]:
+    """The area the records page's area box names: a code, or a name (any case); and what
+    the page says about it. None when nothing, or more than one area, has that name."""
+    text = text.strip()
+    listed = store.area_list(by)
+    if text in set(listed["area_code"].to_list()):
+        return text, None
+    named = listed.filter(pl.col("area_name").str.to_lowercase() == text.lower())
+    if named.height == 1:
+        code, name = named.row(0)
+        return code, f"Area: {name} ({code})."
+    word = {"ward": "ward", "lsoa": "LSOA"}.get(by, f"{by} area")
+    if named.height > 1:
+        codes = ", ".join(named["area_code"].to_list())
+        return None, (
+            f"{named.height} {word}s are called {text!r} ({codes}): type one of the codes. "
+            "No records are listed until the area is one."
+        )
+    return None, (
+        f"No {word} has the code or name {text!r}, so no records are listed. Choose a name "
+        "from the suggestions or clear the area box."
+    )
+
+
+def _shape_records(user: User, kind: str, frame: pl.DataFrame, hidden: list[str]) -> pl.DataFrame:
+    """Records as this role may see them (the page and the export alike)."""
+    frame = policy.shape_people(user, frame, hidden)
+    frame = policy.shape_located(user, frame)
+    if kind == "nominals":
+        frame = policy.shape_nominals(user, frame)
+    return frame
+
+
 def records(
     store: Store,
     user: User,
@@ -582,58 +728,33 @@ def records(
     page_size: int = PAGE_SIZE,
 ) -> Page:
     """Raw records of one kind the role may see: filter, sort, page through."""
-    policy.require(user, "records")
-    policy.require_records(user, kind)
-    table, date_col, columns, search_col = _RECORDS[kind]
-    if area:
-        policy.partner_area_set(user, filters.by)
-        if filters.by not in _area_set_names(store):  # else a store error, a 500
-            raise NotFound(f"no area set called {filters.by!r}")
-    scope = _scope(store, user)
-    hidden = policy.hidden_nominals(scope)
-    if not policy.allowed(user, "nominal"):
-        columns = [c for c in columns if c not in policy._PERSON_COLUMNS]
-    if kind == "nominals" and not policy.cleared(user):
-        columns = [c for c in columns if c not in policy.RESTRICTED_FLAGS]
-    sort = sort or (date_col or columns[0])
-    if sort not in columns or not policy.sortable(user, sort):
-        allowed = [c for c in columns if policy.sortable(user, c)]
-        raise DataError(f"cannot sort by {sort!r}; use one of: {', '.join(allowed)}")
+    query = _records_query(store, user, kind, filters, q, sort, descending, area)
     if page < 1 or page > 1_000_000 or page_size < 1 or page_size > 1000:
         raise DataError("page is 1 to 1,000,000; page_size is 1 to 1000")
-    first = last = None
-    if date_col and filters.first and filters.last:
-        first = filters.first
-        last = month_end(filters.last)
-    located = table in ("crimes",) or "latitude" in columns
-    if area and not located:
-        raise DataError(f"{kind} have no location: the area filter does not apply")
-    area_filter = (filters.by, area) if area else None
-    search = (search_col, q) if q else None
-    include = ("crime_type", list(filters.types)) if kind == "crimes" and filters.types else None
-    sort_counts = None
-    if kind == "crimes" and sort == "month" and search is None and not scope.rules("crimes"):
-        sort_counts = _crimes_by_month(store, filters.by, area, filters.types, first, last)
-    frame, total = store.records_page(
-        table,
-        columns,
-        first,
-        last,
-        date_col or columns[0],
-        area_filter,
-        search,
-        sort,
-        descending,
-        page_size,
-        (page - 1) * page_size,
-        include=include,
-        scope=scope,  # in the query, as in every total: lists and totals count the same rows
-        sort_counts=sort_counts,
-    )
-    frame = policy.shape_people(user, frame, hidden)
-    frame = policy.shape_located(user, frame)
-    if kind == "nominals":
-        frame = policy.shape_nominals(user, frame)
+    if query.matches_nothing:
+        frame, total = _no_records(store, query), 0
+    else:
+        frame, total = store.records_page(
+            query.table,
+            query.columns,
+            query.first,
+            query.last,
+            query.date_col,
+            query.area,
+            query.search,
+            query.sort,
+            query.descending,
+            page_size,
+            (page - 1) * page_size,
+            include=query.include,
+            scope=query.scope,  # in the query, as in every total: lists and totals agree
+            sort_counts=_records_counts(store, kind, query, filters),
+        )
+    frame = _shape_records(user, kind, frame, query.hidden)
+    sort = query.sort
+    notes = [filters.types_note()] if kind == "crimes" and filters.types else []
+    if query.area_note:
+        notes.insert(0, query.area_note)
     data = {
         **data_as_of(store),
         "user": {"username": user.username, "role": user.role.value},
@@ -648,6 +769,12 @@ def records(
         "pages": max(1, math.ceil(total / page_size)),
         "columns": frame.columns,
         "area": area,
+        "area_code": query.area[1] if query.area else None,
+        "area_matched": not query.matches_nothing,
+        # the names the area box suggests (a datalist): every area of the set
+        "area_names": sorted(set(store.area_list(filters.by)["area_name"].drop_nulls()))
+        if filters.by in {s.name for s in store.area_sets()}
+        else [],
         # the current selection, for links (pages, export) that must keep it
         "query": {
             k: v
@@ -671,9 +798,86 @@ def records(
             "types": ",".join(filters.types) if kind == "crimes" else None,
         },
         "filter_options": filter_options(store),
-        "notes": [filters.types_note()] if kind == "crimes" and filters.types else [],
+        "notes": notes,
     }
     return Page("records", f"Records: {kind.replace('_', ' ')}", data, {"records": frame})
+
+
+def _no_records(store: Store, query: _RecordsQuery) -> pl.DataFrame:
+    """The table's columns with no rows (the area box named no area)."""
+    frame, _ = store.records_page(
+        query.table,
+        query.columns,
+        None,
+        None,
+        query.date_col,
+        None,
+        None,
+        query.sort,
+        query.descending,
+        0,
+        0,
+        scope=query.scope,
+    )
+    return frame
+
+
+@dataclass(slots=True)
+class RecordsExport:
+    """Every record of a selection, for a download: how many, the columns, and the rows in
+    frames (`batches`), read from one snapshot as the download goes (never all in memory)."""
+
+    kind: str
+    total: int
+    columns: list[str]
+    batches: Iterator[pl.DataFrame]
+
+
+def records_export(
+    store: Store,
+    user: User,
+    kind: str,
+    filters: Filters,
+    q: str | None = None,
+    sort: str | None = None,
+    descending: bool = True,
+    area: str | None = None,
+    batch_rows: int = 10_000,
+) -> RecordsExport:
+    """Every record the records page lists for this selection, as the role may see them
+    (the same policy checks and shaping as `records`): the export of issue 15, with no cap."""
+    query = _records_query(store, user, kind, filters, q, sort, descending, area)
+    empty = _shape_records(user, kind, _no_records(store, query), query.hidden)
+    if query.matches_nothing:
+        return RecordsExport(kind, 0, empty.columns, iter(()))
+    total, raw = store.records_stream(
+        query.table,
+        query.columns,
+        query.first,
+        query.last,
+        query.date_col,
+        query.area,
+        query.search,
+        query.sort,
+        query.descending,
+        include=query.include,
+        scope=query.scope,
+        batch_rows=batch_rows,
+    )
+    shaped = (_shape_records(user, kind, frame, query.hidden) for frame in raw)
+    return RecordsExport(kind, total, empty.columns, _closing(raw, shaped))
+
+
+def _closing(
+    source: Iterator[pl.DataFrame], frames: Iterator[pl.DataFrame]
+) -> Iterator[pl.DataFrame]:
+    """`frames`, closing `source` (the store's read) when they end or are abandoned."""
+    try:
+        yield from frames
+    finally:
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
 
 
 def nominal(store: Store, user: User, nominal_id: str, today: dt.date | None = None) -> Page:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 
-from placeharm.errors import DataError, NotFound
+from placeharm.errors import DataError, NotFound, UnknownArea
 from placeharm.harm import HarmIndex
 from placeharm.model import ImportResult, month_end, month_range, shift_month
 from placeharm.services import indices
@@ -250,7 +250,9 @@ def ward_view(
     names = store.area_list(by)
     match = names.filter(pl.col("area_code") == code)
     if match.is_empty():
-        raise NotFound(f"no area {code!r} in set {by!r}; list them with `placeharm rank --by {by}`")
+        raise UnknownArea(
+            by, [code], f"no area {code!r} in set {by!r}; list them with `placeharm rank --by {by}`"
+        )
     months = month_range(first, last)
     gaps = set(gap_months(store, first, last))
     grid = pl.DataFrame({"month": months}, schema={"month": pl.Date})

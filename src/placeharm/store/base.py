@@ -7,7 +7,7 @@ Frames cross this boundary as polars DataFrames with the column names of the sch
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -255,6 +255,21 @@ class Store(Protocol):
         sort_counts: list[tuple[Any, int]] | None = None,
     ) -> tuple[pl.DataFrame, int]: ...
     def crime_points(self, area: tuple[str, str], decimals: int = 4) -> pl.DataFrame: ...
+    def records_stream(
+        self,
+        table: str,
+        columns: list[str],
+        first: dt.date | None,
+        last: dt.date | None,
+        date_col: str,
+        area: tuple[str, str] | None,
+        search: tuple[str, str] | None,
+        sort: str,
+        descending: bool,
+        include: tuple[str, list[str]] | None = None,
+        scope: Scope = EVERYTHING,
+        batch_rows: int = 10_000,
+    ) -> tuple[int, Iterator[pl.DataFrame]]: ...
     def restricted_only_nominals(self) -> list[str]: ...
     def mopi_overdue(
         self, today: dt.date, kinds: tuple[str, ...], scope: Scope = EVERYTHING

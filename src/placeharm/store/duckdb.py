@@ -1692,31 +1692,10 @@ class DuckDBStore:
         crimes by month, from the harm cube): then the total is their sum, not a count, and
         the page is read from the values it falls in only, so at 10M records no request
         counts, sorts or skips (OFFSET) more than the rows of those few months."""
-        if table not in RECORD_TABLES and table not in SOC_TABLES:
-            raise StoreError(f"unknown record table {table!r}")
         cols = ", ".join(_safe_col(c) for c in columns)
-        where: list[str] = ["TRUE"]
-        params: list[object] = []
-        if first is not None and last is not None:
-            where.append(f"{_safe_col(date_col)} BETWEEN ? AND ?")
-            params += [first, last]
-        if area is not None:
-            where.append(f"{_area_col(area[0])} = ?")
-            params.append(area[1])
-        if search is not None:
-            where.append(f"CAST({_safe_col(search[0])} AS VARCHAR) ILIKE ?")
-            params.append(f"%{search[1]}%")
-        for column, value in equals or []:
-            where.append(f"{_safe_col(column)} = ?")
-            params.append(value)
-        if exclude is not None and exclude[1]:
-            where.append(f"{_safe_col(exclude[0])} <> ALL(?::VARCHAR[])")
-            params.append(list(exclude[1]))
-        if include is not None:
-            where.append(f"{_safe_col(include[0])} = ANY(?::VARCHAR[])")
-            params.append(list(include[1]))
-        _scoped(table, scope, where, params)
-        clause = " AND ".join(where)
+        clause, params = _records_where(
+            table, first, last, date_col, area, search, equals, exclude, include, scope
+        )
         # rowid breaks ties, so pages do not overlap or skip rows among equal sort values
         order = f"{_safe_col(sort)} {'DESC' if descending else 'ASC'} NULLS LAST, rowid"
         if sort_counts is not None:
@@ -1785,6 +1764,61 @@ class DuckDBStore:
             "AND longitude IS NOT NULL AND latitude IS NOT NULL GROUP BY ALL",
             [decimals, decimals, area[1]],
         )
+
+    def records_stream(
+        self,
+        table: str,
+        columns: list[str],
+        first: dt.date | None,
+        last: dt.date | None,
+        date_col: str,
+        area: tuple[str, str] | None,
+        search: tuple[str, str] | None,
+        sort: str,
+        descending: bool,
+        include: tuple[str, list[str]] | None = None,
+        scope: Scope = EVERYTHING,
+        batch_rows: int = 10_000,
+    ) -> tuple[int, Iterator[pl.DataFrame]]:
+        """Every row `records_page` would page through, in its order, as frames of at most
+        `batch_rows` rows, and how many there are (issue 15: an export of every matching
+        row). Read on a connection of its own in one transaction, so the count and the rows
+        are one snapshot however long the download takes, and never all in memory. Close
+        the iterator (or read it to the end) to end the transaction."""
+        cols = ", ".join(_safe_col(c) for c in columns)
+        clause, params = _records_where(
+            table, first, last, date_col, area, search, None, None, include, scope
+        )
+        order = f"{_safe_col(sort)} {'DESC' if descending else 'ASC'} NULLS LAST, rowid"
+        con = self._root.cursor()
+        try:
+            con.begin()
+            counted = con.execute(f"SELECT count(*) FROM {table} WHERE {clause}", params)
+            total = int(counted.fetchall()[0][0])
+            reader = con.sql(
+                f"SELECT {cols} FROM {table} WHERE {clause} ORDER BY {order}", params=params
+            ).to_arrow_reader(batch_rows)
+        except (duckdb.Error, OSError) as exc:
+            con.close()
+            raise store_error(exc, self.path, during=True) from exc
+        except BaseException:
+            con.close()
+            raise
+
+        def batches() -> Iterator[pl.DataFrame]:
+            try:
+                for batch in reader or ():
+                    frame = pl.from_arrow(batch)
+                    assert isinstance(frame, pl.DataFrame)
+                    yield frame
+            except (duckdb.Error, OSError) as exc:
+                raise store_error(exc, self.path, during=True) from exc
+            finally:
+                with suppress(duckdb.Error):
+                    con.rollback()
+                con.close()
+
+        return total, batches()
 
     def crime_locations(
         self,
@@ -2547,3 +2581,43 @@ def _scoped(
         else:
             where.append(f"({cell} IS NULL OR NOT list_contains(?::VARCHAR[], {cell}))")
         params.append(list(values))
+
+
+def _records_where(
+    table: str,
+    first: dt.date | None,
+    last: dt.date | None,
+    date_col: str,
+    area: tuple[str, str] | None,
+    search: tuple[str, str] | None,
+    equals: list[tuple[str, str]] | None,
+    exclude: tuple[str, list[str]] | None,
+    include: tuple[str, list[str]] | None,
+    scope: Scope,
+) -> tuple[str, list[object]]:
+    """The WHERE clause and parameters of a records query (`records_page`, `records_stream`):
+    one condition set, so a page's total and its export count the same rows."""
+    if table not in RECORD_TABLES and table not in SOC_TABLES:
+        raise StoreError(f"unknown record table {table!r}")
+    where: list[str] = ["TRUE"]
+    params: list[object] = []
+    if first is not None and last is not None:
+        where.append(f"{_safe_col(date_col)} BETWEEN ? AND ?")
+        params += [first, last]
+    if area is not None:
+        where.append(f"{_area_col(area[0])} = ?")
+        params.append(area[1])
+    if search is not None:
+        where.append(f"CAST({_safe_col(search[0])} AS VARCHAR) ILIKE ?")
+        params.append(f"%{search[1]}%")
+    for column, value in equals or []:
+        where.append(f"{_safe_col(column)} = ?")
+        params.append(value)
+    if exclude is not None and exclude[1]:
+        where.append(f"{_safe_col(exclude[0])} <> ALL(?::VARCHAR[])")
+        params.append(list(exclude[1]))
+    if include is not None:
+        where.append(f"{_safe_col(include[0])} = ANY(?::VARCHAR[])")
+        params.append(list(include[1]))
+    _scoped(table, scope, where, params)
+    return " AND ".join(where), params

@@ -65,6 +65,7 @@ from placeharm.errors import (
     StoreError,
     TooLarge,
     TooManyAttempts,
+    UnknownArea,
 )
 from placeharm.services import (
     audit_view,
@@ -72,6 +73,7 @@ from placeharm.services import (
     basemap,
     exports,
     indices,
+    labels,
     mopi,
     pages,
     policy,
@@ -411,6 +413,7 @@ def create_app(
     templates.env.globals["spark_svg"] = _spark
     templates.env.globals["network_drawing"] = network_drawing
     templates.env.globals["allowed"] = policy.allowed
+    templates.env.globals.update(labels.template_helpers())  # plain words on pages (issue 15)
     templates.env.globals["PLOTLY_MAPLIBRE_CSS_ID"] = _plotly_maplibre_css_id()
 
     @asynccontextmanager
@@ -493,7 +496,7 @@ def create_app(
             )
             query = urlencode({"purpose": exc.purpose, "next": back})
             return RedirectResponse(f"/justification?{query}", status_code=303)
-        response = error_response(request, status, str(exc))
+        response = error_response(request, status, _page_message(exc))
         if isinstance(exc, TooManyAttempts):
             response.headers["Retry-After"] = str(exc.retry_after_s)
         elif status == 503:
@@ -656,7 +659,7 @@ def create_app(
         next: str = Form("/overview"),
     ) -> Response:
         if not settings.local_accounts:  # single sign-on only (docs/security/sso.md)
-            return RedirectResponse(f"/login?error=local&next={_safe_next(next)}", 303)
+            return RedirectResponse(_login_again("local", next), 303)
         # a paused address or name is answered at once, without waiting for a hashing turn
         paused = await run_in_threadpool(_paused, request, username, next)
         if paused is not None:
@@ -714,7 +717,7 @@ def create_app(
             state.audit.record(
                 state.store, attempt, "sign-in", "session", "/login", outcome="failed"
             )
-            return RedirectResponse(f"/login?error=1&next={_safe_next(next)}", status_code=303)
+            return RedirectResponse(_login_again("1", next), status_code=303)
         state.throttle.succeeded(username, address)
         if record["role"] == policy.Role.auditor.value and _safe_next(next) == "/overview":
             next = "/audit"  # the auditor sees no data pages
@@ -938,7 +941,7 @@ def create_app(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
     ) -> Any:
-        page = build(pages.ward, user, code, f)
+        page = build(pages.briefing if briefing else pages.ward, user, code, f)
         return render(request, "briefing.html" if briefing else "ward.html", page, user)
 
     @app.get(
@@ -1054,8 +1057,9 @@ def create_app(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
     ) -> Response:
-        built = build(pages.records, user, kind, f, q, sort, desc, 1, area, 1000)
-        return _csv(built.tables["records"], f"{kind}.csv")
+        with state.read() as store:  # every matching row, streamed (issue 15)
+            export = pages.records_export(store, user, kind, f, q, sort, desc, area)
+        return _csv_stream(export, f"{kind}.csv")
 
     @app.get(
         "/crime/{crime_id}",
@@ -1767,3 +1771,69 @@ def _fmt(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
+
+
+# -- issue 15: pages in plain words, links that survive signing in ---------------------------
+
+
+def _page_message(exc: PlaceharmError) -> str:
+    """What a page or the API says for a refusal: an unknown area in the reader's words,
+    without the command line's advice (the CLI prints `str(exc)`)."""
+    if isinstance(exc, UnknownArea):
+        return labels.area_not_found(exc.by, ", ".join(exc.codes))
+    return str(exc)
+
+
+def _login_again(error: str, next: str) -> str:
+    """The sign-in form again after a refusal, keeping the whole `next` (its filters) as one
+    encoded query value: unencoded, a shared link's '&from=..&to=..' fell off at the first '&'."""
+    return "/login?" + urlencode({"error": error, "next": _safe_next(next)})
+
+
+def _csv_stream(export: pages.RecordsExport, filename: str) -> Response:
+    """Every row of a records export as CSV, written as it is read: the marking line, the
+    header, then each batch with formulas neutralised as `_csv` does. The audit entry (written
+    before the response is sent) names the first rows' identifiers and counts every row."""
+    try:
+        first = next(export.batches, None)
+    except BaseException:
+        _close(export.batches)
+        raise
+    shown = first if first is not None else pl.DataFrame(schema=dict.fromkeys(export.columns))
+    audited.saw(Page("records", filename, {}, {"records": shown}))
+    audited.wrote(export.total)
+
+    def chunks() -> Iterator[str]:
+        try:
+            yield f"# {MARKING}\n"
+            yield pl.DataFrame(schema=dict.fromkeys(export.columns, pl.String)).write_csv()
+            if first is not None:
+                yield _csv_rows(first)
+            for frame in export.batches:
+                yield _csv_rows(frame)
+        finally:
+            _close(export.batches)
+
+    return StreamingResponse(
+        chunks(),
+        media_type="text/csv",
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "X-Security-Marking": MARKING,
+            "X-Total-Rows": str(export.total),
+        },
+        # the store's read ends even if the response is never sent (its audit entry failed)
+        background=BackgroundTask(_close, export.batches),
+    )
+
+
+def _csv_rows(frame: pl.DataFrame) -> str:
+    """Rows as CSV without the header, a cell starting = + - @ quoted as in `_csv`."""
+    frame = frame.with_columns(pl.col(pl.String).str.replace(r"^([=+\-@\t\r])", "'$1"))
+    return frame.write_csv(include_header=False)
+
+
+def _close(frames: Iterator[Any]) -> None:
+    close = getattr(frames, "close", None)
+    if close is not None:
+        close()

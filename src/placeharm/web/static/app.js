@@ -231,6 +231,14 @@ const RADIUS_DETAILS = {  // what a popup says of each kind, after its id and di
   incidents: ["occurred_date", "incident_type", "closing_code"],
 };
 let radiusPopup = null;
+// Intelligence topics in words (services/labels.TOPIC_LABELS, in the page as JSON data)
+const TOPIC_LABELS = (() => {
+  const node = document.getElementById("topic-labels");
+  return node ? JSON.parse(node.textContent) : {};
+})();
+function topicsText(codes) {
+  return String(codes).split(";").filter(Boolean).map((c) => TOPIC_LABELS[c] || c.replace(/_/g, " ")).join(", ");
+}
 
 function radiusRecord(kind, index) {
   const rows = (page.tables && page.tables[kind]) || [];
@@ -263,7 +271,7 @@ function radiusEntry(kind, index) {
         dd.append(...(i ? [", ", a] : [a]));
       });
     } else {
-      dd.textContent = String(row[key]);
+      dd.textContent = key === "topics" ? topicsText(row[key]) : String(row[key]);
     }
     list.append(dt, dd);
   }
