@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import signal
@@ -96,8 +97,16 @@ ADMIN = "admin"  # the uploader
 PASSWORD_SUFFIX = "-demo-2026"
 OVERLAY_SEED = 1
 DEFAULT_SEED = 20240601  # order of the varied requests
-TARGET_P95_MS = 150.0  # at 10M records, every endpoint and scenario
+TARGET_P95_MS = 300.0  # issue 14: at 10M records, every endpoint and scenario
+TARGET_ALONE_MS = 30.0  # issue 14: one page built alone (a cache miss) at 10M records
 TARGET_LIVE_S = 1.0  # every upload, both sizes
+QUICK = {  # --quick: 10M only, shorter runs (under two minutes with the stores built)
+    "duration": 5.0,
+    "warmup_s": 1.0,
+    "uploads": 5,
+    "live_under_load": 3,
+    "clients": CLIENTS,
+}
 TARGET_SIZE = "ten_million"
 BIG_CRIMES = 9_957_330  # bench/harm_rank.py's 10M store (19 copies of 524,070 real crimes)
 PLACEHARM = Path(sys.executable).with_name("placeharm")
@@ -480,12 +489,26 @@ async def sign_in(base: str, username: str, timeout: float) -> httpx.AsyncClient
         timeout=timeout,
         limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
     )
+    # as a browser signs in: the login form's CSRF token (bound to its pre-session cookie)
+    # and this site's Origin; then every POST sends the session's token (X-CSRF-Token)
+    client.headers["Origin"] = base
+    form = await client.get("/login", headers={"Accept": "text/html"})
+    found = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
     r = await client.post(
-        "/login", data={"username": username, "password": username + PASSWORD_SUFFIX}
+        "/login",
+        data={
+            "username": username,
+            "password": username + PASSWORD_SUFFIX,
+            "csrf_token": found.group(1) if found else "",
+        },
     )
     if r.status_code != 303 or "placeharm_session" not in client.cookies:
         await client.aclose()
         raise RuntimeError(f"sign-in as {username} failed: {r.status_code} {r.text[:200]}")
+    page = await client.get("/help", headers={"Accept": "text/html"})
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text)
+    if token:
+        client.headers["X-CSRF-Token"] = token.group(1)
     return client
 
 
@@ -719,7 +742,9 @@ async def live_updates(
             if background:
                 await asyncio.sleep(2.0)  # let the background load settle in
             for i in range(n):
-                body = f"group_id,group_type\nBENCH-G{i + 1:02d},OCG\n".encode()
+                # synthetic, as the demo's records are: real SOC records would end the demo
+                # accounts' sessions (services/auth), these clients' included
+                body = f"group_id,group_type,synthetic\nBENCH-G{i + 1:02d},OCG,true\n".encode()
                 load_avg = os.getloadavg()[0]
                 t0 = time.perf_counter()
                 upload = asyncio.create_task(
@@ -778,6 +803,11 @@ async def live_updates(
             "requests": len(bg_load.latencies_ms),
             **percentiles(bg_load.latencies_ms),
             "errors": sum(s != 200 for s in bg_load.statuses),
+            "errors_by_status": {
+                str(k): sum(s == k for s in bg_load.statuses)
+                for k in set(bg_load.statuses)
+                if k != 200
+            },
         }
     return out
 
@@ -888,7 +918,8 @@ async def measure_size(
             print(
                 f"      (meanwhile {bg['clients']} clients on /api/overview: {bg['requests']:,} "
                 f"requests, p50 {bg['p50_ms']:.1f} ms, p95 {bg['p95_ms']:.1f} ms, errors "
-                f"{bg['errors']}; every upload empties the page cache)"
+                f"{bg['errors']} {bg['errors_by_status'] or ''}; every upload empties the page "
+                "cache)"
             )
         out["server"] |= server.mem()
     finally:
@@ -910,6 +941,13 @@ async def measure_size(
                 continue
             ok = s["p95_ms"] <= TARGET_P95_MS and s["errors"] == 0
             targets[f"p95_ms {name}"] = {"target": TARGET_P95_MS, "value": s["p95_ms"], "pass": ok}
+            if s["scenario"] == "varied":  # its warm-up: pages built alone, one at a time
+                alone = s["single_client_median_ms"]
+                targets[f"alone_ms {name}"] = {
+                    "target": TARGET_ALONE_MS,
+                    "value": alone,
+                    "pass": alone <= TARGET_ALONE_MS,
+                }
     worst = out["live"]["max_s"]
     targets["live_update_max_s"] = {
         "target": TARGET_LIVE_S,
@@ -928,6 +966,10 @@ async def measure_size(
     for name, t in targets.items():
         if name.startswith("p95_ms"):
             label = f"p95 <= {TARGET_P95_MS:.0f} ms {name.removeprefix('p95_ms ')}"
+            print(target_line(label, t["pass"], f"{t['value']:.1f} ms"))
+        elif name.startswith("alone_ms"):
+            endpoint = name.removeprefix("alone_ms ").split("/")[0]
+            label = f"one {endpoint} page built alone (median) <= {TARGET_ALONE_MS:.0f} ms"
             print(target_line(label, t["pass"], f"{t['value']:.1f} ms"))
         else:
             value = "an event never arrived" if t["value"] is None else f"max {t['value']:.3f} s"
@@ -1006,6 +1048,11 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="order of varied URLs")
     parser.add_argument("--demo-only", action="store_true", help="the demo size only")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="10M only, 5 s per scenario, 5 + 3 uploads, no wrk (under 2 min, stores built)",
+    )
     parser.add_argument("--no-wrk", dest="wrk", action="store_false", help="skip wrk")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the stores")
     parser.add_argument(
@@ -1020,6 +1067,12 @@ def main() -> None:
     if args.build_child:
         build_child(args.build_child, args.building, args.build_out)
         return
+    if args.quick:
+        for name, value in QUICK.items():
+            setattr(args, name, value)
+        args.wrk = False
+        if args.demo_only:
+            parser.error("--quick measures the 10M store only; leave out --demo-only")
     if args.clients < 1 or args.duration <= 0 or args.uploads < 1:
         parser.error("--clients, --duration and --uploads must be positive")
 
@@ -1036,11 +1089,12 @@ def main() -> None:
         f"\nGET /api/overview, /api/ward/{WARD}, /api/records?kind=crimes&page=1..{RECORD_PAGES}; "
         f"{args.clients} clients (httpx, asyncio) on loopback, {args.duration:.0f} s per "
         f"endpoint and scenario. repeat: the same URL(s), so the server's page cache (pages by "
-        f"(page, user, arguments), emptied when data arrives) answers; varied: from/to windows "
+        f"(page, role, arguments), emptied when data arrives) answers; varied: from/to windows "
         f"of 1..{VARIED_MONTHS} months ending on a month held (overview and ward: index "
         f"{' or '.join(VARIED_INDICES)}; records: page 1..{RECORD_PAGES}), each URL once, so "
         f"every page is built. Targets: p95 <= {TARGET_P95_MS:.0f} ms at 10M records (every "
-        f"endpoint and scenario, no errors); live update <= {TARGET_LIVE_S:.0f} s (every upload)."
+        f"endpoint and scenario, no errors); one page built alone (varied, 1-client median) <= "
+        f"{TARGET_ALONE_MS:.0f} ms at 10M; live update <= {TARGET_LIVE_S:.0f} s (every upload)."
     )
     results: dict[str, Any] = dict(info)
     results |= {
@@ -1057,7 +1111,10 @@ def main() -> None:
         "store_code_sha256": _code_hash(),
         "src_digest": args.src_digest,
     }
-    sizes = ["demo"] if args.demo_only else list(SIZES)
+    sizes = ["demo"] if args.demo_only else [TARGET_SIZE] if args.quick else list(SIZES)
+    if args.quick:
+        results["demo"] = "skipped (--quick)"
+        print("\n--quick: 10M records only, shorter runs; figures for a look, not for the record")
     if args.demo_only:
         results["ten_million"] = "skipped"
     with tempfile.TemporaryDirectory(prefix="placeharm-web-bench-") as tmp_name:

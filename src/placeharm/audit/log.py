@@ -2,11 +2,12 @@
 search them and summarise use.
 
 The chain needs every entry to know the one before it, so appends in one process are
-serialised by a lock per store file. An append for a read (a page view, a download) is its
-own short transaction; an append for a write (an import, a sign-in, a user change) joins the
-caller's transaction and keeps the lock until that transaction ends, so the entry and the
-action commit together or not at all. Append as the last step of a write, so the lock is
-held for the commit only, never for the work before it.
+serialised by a lock per store file. An append for a read (a page view, a download) is a
+short transaction of its own, shared with the reads' entries queued meanwhile (a group
+commit: each returns once its entry is committed); an append for a write (an import, a
+sign-in, a user change) joins the caller's transaction and keeps the lock until that
+transaction ends, so the entry and the action commit together or not at all. Append as the
+last step of a write, so the lock is held for the commit only, never for the work before it.
 """
 
 from __future__ import annotations
@@ -50,6 +51,19 @@ class _Chain:
         self.lock = threading.RLock()
         self.head: tuple[int, str] | None = None
         self.local = threading.local()  # per thread: holding the lock for its transaction
+        self.waiting: list[_Ticket] = []  # reads' entries queued for the next group commit
+        self.waiting_lock = threading.Lock()
+
+
+class _Ticket:
+    """One read's entry waiting for its group commit, and what became of it."""
+
+    __slots__ = ("entry", "error", "fields")
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+        self.entry: dict[str, Any] | None = None
+        self.error: BaseException | None = None
 
 
 _CHAINS: dict[str, _Chain] = {}
@@ -182,14 +196,7 @@ class AuditLog:
         try:
             if store.in_transaction():
                 return self._in_callers_transaction(store, chain, fields)
-            with chain.lock:
-                saved = chain.head
-                try:
-                    with store.transaction():
-                        entry = self._append(store, chain, fields, fresh=True)
-                except BaseException:
-                    chain.head = saved
-                    raise
+            entry = self._group_commit(store, chain, fields)
             self._forward([entry])
             return entry
         except AuditError:
@@ -200,6 +207,35 @@ class AuditLog:
                 "the audit log could not be written, so this was refused; try again, and "
                 "tell the system administrator if it keeps happening"
             ) from exc
+
+    def _group_commit(self, store: Store, chain: _Chain, fields: dict[str, Any]) -> dict[str, Any]:
+        """Append a read's entry in a transaction of its own, committed with the entries of
+        the reads that queued meanwhile (issue 14): under 50 clients one commit (its write to
+        disk) per request was the server's ceiling. Whoever holds the chain's lock writes
+        every entry queued, in order, in one transaction; each request still returns only
+        once its own entry is committed, and gets the AuditError if that commit fails."""
+        ticket = _Ticket(fields)
+        with chain.waiting_lock:
+            chain.waiting.append(ticket)
+        with chain.lock:
+            if ticket.entry is None and ticket.error is None:  # not written by another yet
+                with chain.waiting_lock:
+                    batch, chain.waiting = chain.waiting, []
+                saved = chain.head
+                try:
+                    with store.transaction():
+                        for i, queued in enumerate(batch):  # after the first: chained in memory
+                            queued.entry = self._append(
+                                store, chain, queued.fields, fresh=True, head_known=i > 0
+                            )
+                except BaseException as exc:
+                    chain.head = saved
+                    for queued in batch:
+                        queued.entry, queued.error = None, exc
+        if ticket.error is not None:
+            raise ticket.error
+        assert ticket.entry is not None
+        return ticket.entry
 
     def _in_callers_transaction(
         self, store: Store, chain: _Chain, fields: dict[str, Any]
@@ -229,10 +265,17 @@ class AuditLog:
         return entry
 
     def _append(
-        self, store: Store, chain: _Chain, fields: dict[str, Any], fresh: bool
+        self,
+        store: Store,
+        chain: _Chain,
+        fields: dict[str, Any],
+        fresh: bool,
+        head_known: bool = False,
     ) -> dict[str, Any]:
-        """Chain and insert one entry; the caller holds the chain lock in a transaction."""
-        stored = store.audit_head(chain.head[0] if chain.head else 0)
+        """Chain and insert one entry; the caller holds the chain lock in a transaction.
+        `head_known`: this transaction has just appended `chain.head`, so that is the head
+        (no need to read it back)."""
+        stored = chain.head if head_known else store.audit_head(chain.head[0] if chain.head else 0)
         head = stored
         if not fresh and chain.head is not None and (stored is None or chain.head[0] > stored[0]):
             # this transaction began before entries this process has since committed

@@ -6,12 +6,17 @@ is never put in the result, so no format can leak it.
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import json
 import math
-from collections.abc import Mapping
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import polars as pl
 import shapely
@@ -22,9 +27,14 @@ from placeharm.model import CRIME_TYPES, month_end, parse_month
 from placeharm.services import harm, indices, mopi, network, policy, queries, soc
 from placeharm.services.policy import User
 from placeharm.soc.measures import MeasureSet, load_measures
-from placeharm.store.base import Store
+from placeharm.store.base import Scope, Store
 
+T = TypeVar("T")
 MARKING = "OFFICIAL-SENSITIVE"
+# Pages whose content depends on the reader's role only (the policy), never on who they are
+# or on what they have justified: one built page serves every user of the role (issue 14).
+# Their "user" entry is the requester's, put in when the page is sent.
+ROLE_PAGES = frozenset({"overview", "area_geojson", "ward", "ward_geojson", "chb", "records"})
 RISK_RULE = (
     "High: in the top 10% of areas by SOC primary harm score, or in the top 25% and up by 50% "
     "or more on the previous period. Medium: otherwise in the top 25%. Low: the rest."
@@ -40,7 +50,9 @@ class Page:
     title: str
     data: dict[str, Any]
     tables: dict[str, pl.DataFrame] = field(default_factory=dict)
-    json_bytes: bytes | None = None  # the JSON twin, once serialised (web layer)
+    # the web layer's encodings of this page (JSON twin, <script> JSON, audit identifiers),
+    # made once per built page and reused while it is cached (issue 14)
+    encoded: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -90,7 +102,9 @@ class Filters:
         )
 
     def period(self, store: Store, months: int = 12) -> tuple[dt.date, dt.date]:
-        return queries.default_period(store, self.first, self.last, months)
+        if self.first and self.last:
+            return self.first, self.last
+        return queries.default_period(_coverage(store), self.first, self.last, months)
 
     def query(self, first: dt.date, last: dt.date) -> dict[str, str]:
         out = {"by": self.by, "from": f"{first:%Y-%m}", "to": f"{last:%Y-%m}", "index": self.index}
@@ -143,6 +157,12 @@ FORM_INDICES = ("css", "css:northumbria", "cchi")  # shipped specs the filter fo
 
 def filter_options(store: Store | None = None) -> dict[str, Any]:
     """What the filter form offers (with a store: its registered harm indices too)."""
+    if store is not None:
+        return _memoised(store, ("filter_options",), lambda: _filter_options(store))
+    return _filter_options(None)
+
+
+def _filter_options(store: Store | None) -> dict[str, Any]:
     registered = sorted(indices.indices(store)) if store is not None else []
     return {
         "measures": [{"id": m.id, "label": m.label} for m in load_measures().measures],
@@ -153,12 +173,16 @@ def filter_options(store: Store | None = None) -> dict[str, Any]:
 
 def data_as_of(store: Store) -> dict[str, Any]:
     """What every page shows: the newest import, and whether DEMO DATA is held."""
-    import_id, finished = store.latest_import()
-    return {
-        "import_id": import_id,
-        "data_as_of": finished.isoformat(timespec="seconds") if finished else None,
-        "synthetic": store.soc_summary()[2],
-    }
+
+    def read() -> dict[str, Any]:
+        import_id, finished = store.latest_import()
+        return {
+            "import_id": import_id,
+            "data_as_of": finished.isoformat(timespec="seconds") if finished else None,
+            "synthetic": store.soc_summary()[2],
+        }
+
+    return dict(_memoised(store, ("data_as_of",), read))
 
 
 def _common(
@@ -192,9 +216,9 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
     policy.require(user, "overview")
     policy.partner_area_set(user, filters.by)
     first, last = filters.period(store)
-    index = indices.resolve(store, filters.index)
+    index = _index(store, filters.index)
     measures = filters.measure_set()
-    scope = policy.scope(store, user)
+    scope = _scope(store, user)
     ranked = soc.soc_rank(store, filters.by, first, last, index, measures, scope)
     table = _risk(ranked.table)
     trend = harm.series(
@@ -221,7 +245,7 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
     data = _common(store, user, filters, first, last) | {
         "period": {"from": f"{first:%Y-%m}", "to": f"{last:%Y-%m}"},
         "months": [m for m in trend["month"].unique(maintain_order=True).to_list()],
-        "gap_months": queries.gap_months(store, first, last),
+        "gap_months": _gap_months(store, first, last),
         "measures": [{"id": m.id, "label": m.label} for m in measures.measures],
         "risk_rule": RISK_RULE,
         "index": ranked.meta["index"],
@@ -236,22 +260,20 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
     )
 
 
-def area_geojson(store: Store, user: User, filters: Filters) -> Page:
-    """The area polygons with the overview figures, for the map and for GIS."""
-    page = overview(store, user, filters)
+def area_geojson(store: Store, user: User, filters: Filters, page: Page | None = None) -> Page:
+    """The area polygons with the overview figures, for the map and for GIS. `page`: the
+    overview for these filters if already built (the web layer passes its cached one)."""
+    if page is None:
+        page = overview(store, user, filters)
     scores = {r["area_code"]: r for r in page.tables["areas"].drop("monthly_harm").to_dicts()}
-    polygons = store.area_polygons(filters.by)
-    features = []
-    for code, name, wkb in polygons.iter_rows():
-        geometry = shapely.simplify(shapely.from_wkb(wkb), 0.0002, preserve_topology=True)
-        props = {"area_code": code, "area_name": name, **scores.get(code, {})}
-        features.append(
-            {
-                "type": "Feature",
-                "properties": props,
-                "geometry": json.loads(shapely.to_geojson(geometry)),
-            }
-        )
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"area_code": code, "area_name": name, **scores.get(code, {})},
+            "geometry": geometry,
+        }
+        for code, name, geometry in _area_features(store, filters.by)
+    ]
     geojson = {
         "type": "FeatureCollection",
         "features": features,
@@ -261,11 +283,15 @@ def area_geojson(store: Store, user: User, filters: Filters) -> Page:
     return Page("geojson", page.title, geojson)
 
 
-def ward_geojson(store: Store, user: User, code: str, filters: Filters) -> Page:
+def ward_geojson(
+    store: Store, user: User, code: str, filters: Filters, page: Page | None = None
+) -> Page:
     """The ward map's points (crimes, incidents, intelligence, as the role allows and shaped
     as on the ward page: partners get shareable records at generalised locations), for GIS.
-    Each feature's `layer` property says which kind it is."""
-    page = ward(store, user, code, filters)
+    Each feature's `layer` property says which kind it is. `page`: the ward page for these
+    arguments if already built (the web layer passes its cached one)."""
+    if page is None:
+        page = ward(store, user, code, filters)
     features = [
         {
             "type": "Feature",
@@ -292,14 +318,14 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
     policy.require(user, "ward")
     policy.partner_area_set(user, filters.by)
     first, last = filters.period(store)
-    scope = policy.scope(store, user)
+    scope = _scope(store, user)
     view = soc.ward_view(
         store,
         code,
         first,
         last,
         filters.by,
-        indices.resolve(store, filters.index),
+        _index(store, filters.index),
         filters.measure_set(),
         filters.crime_types(),
         scope,
@@ -333,14 +359,12 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
         kind = name
         if kind not in policy.record_kinds(user):
             continue
-        frame = (
-            store.soc_frame(table, filters.by, (date_col, start, end), area_code=code, scope=scope)
-            .filter(pl.col("located"))
-            .select(cols)
+        frame = _located_soc(store, table, filters.by, code, cols, scope).filter(
+            pl.col(date_col).is_between(start, end)
         )
         points[name] = policy.shape_located(user, frame)
     crimes = policy.shape_located(
-        user, store.crime_locations((filters.by, code), first, last, filters.crime_types())
+        user, _crime_locations(store, filters.by, code, first, last, filters.types)
     )
     if user.role is policy.Role.partner:  # generalised points: count them again
         crimes = crimes.group_by("longitude", "latitude").agg(pl.col("crimes").sum())
@@ -352,34 +376,9 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
         tables["groups"] = view.extra["groups"]
     tables["latest_intelligence"] = view.extra["latest_intelligence"]
     if policy.allowed(user, "nominal"):
-        homes = (
-            store.soc_frame("soc_addresses", filters.by, area_code=code, scope=scope)
-            .filter(pl.col("link_type") == "home")
-            .select("nominal_id")
-        )
-        nominals = store.soc_frame("soc_nominals", scope=scope).join(
-            homes, on="nominal_id", how="semi"
-        )
-        nominals = nominals.filter(
-            pl.col("ocg_member")
-            | pl.col("priority_individual")
-            | pl.col("ucg_member")
-            | pl.col("pcg_member")
-        ).select(
-            "nominal_id",
-            "surname",
-            "forename",
-            "ocg_member",
-            "priority_individual",
-            "ucg_member",
-            "pcg_member",
-            *policy.RESTRICTED_FLAGS,
-        )
-        tables["nominals"] = policy.shape_nominals(user, nominals).head(50)
-    chb_sites = []
-    if soc.CHB_SET in {s.name for s in store.area_sets()}:
-        chb_sites = store.area_list(soc.CHB_SET)["area_code"].to_list()
-    outlines, tables["chb_sites"] = _ward_outlines(store, filters.by, code, bool(chb_sites))
+        tables["nominals"] = _ward_nominals(store, user, filters.by, code, scope)
+    chb_sites = _chb_sites(store)
+    outlines, tables["chb_sites"] = _outlines(store, filters.by, code, bool(chb_sites))
     data = _common(store, user, filters, first, last) | {
         **{k: v for k, v in view.meta.items() if k != "synthetic"},
         "synthetic": view.meta["synthetic"],
@@ -434,7 +433,7 @@ def _outline(kind: str, code: str, name: str | None, shape: shapely.Geometry) ->
 
 def chb(store: Store, user: User, site: str) -> Page:
     policy.require(user, "chb")
-    view = soc.chb_view(store, site, policy.scope(store, user))
+    view = soc.chb_view(store, site, _scope(store, user))
     data = {
         **data_as_of(store),
         "user": {"username": user.username, "role": user.role.value},
@@ -588,9 +587,9 @@ def records(
     table, date_col, columns, search_col = _RECORDS[kind]
     if area:
         policy.partner_area_set(user, filters.by)
-        if filters.by not in {s.name for s in store.area_sets()}:  # else a store error, a 500
+        if filters.by not in _area_set_names(store):  # else a store error, a 500
             raise NotFound(f"no area set called {filters.by!r}")
-    scope = policy.scope(store, user)
+    scope = _scope(store, user)
     hidden = policy.hidden_nominals(scope)
     if not policy.allowed(user, "nominal"):
         columns = [c for c in columns if c not in policy._PERSON_COLUMNS]
@@ -612,6 +611,9 @@ def records(
     area_filter = (filters.by, area) if area else None
     search = (search_col, q) if q else None
     include = ("crime_type", list(filters.types)) if kind == "crimes" and filters.types else None
+    sort_counts = None
+    if kind == "crimes" and sort == "month" and search is None and not scope.rules("crimes"):
+        sort_counts = _crimes_by_month(store, filters.by, area, filters.types, first, last)
     frame, total = store.records_page(
         table,
         columns,
@@ -626,6 +628,7 @@ def records(
         (page - 1) * page_size,
         include=include,
         scope=scope,  # in the query, as in every total: lists and totals count the same rows
+        sort_counts=sort_counts,
     )
     frame = policy.shape_people(user, frame, hidden)
     frame = policy.shape_located(user, frame)
@@ -869,3 +872,246 @@ def crime_history(store: Store, user: User, crime_id: str) -> Page:
         {"crime_id": crime_id, "versions": versions.height, "outcomes": outcomes.height},
         tables,
     )
+
+
+# -- what pages read besides their figures, once per store generation (issue 14) ------------
+#
+# Every page also shows "data as of", the filter form's choices, the months held and the gap
+# months, a ward's outline and its CHB sites, the SOC points and nominals of a ward... Read
+# per request these cost more than the figures themselves once those come from the cube. They
+# change only when committed data changes, that is with `store.generation`: inside
+# `reading(store)` they come from a small per-process memo keyed by the generation that was
+# current when the read began. Outside it (an import's own transaction, the CLI) they are
+# read directly, as before.
+
+_READING: contextvars.ContextVar[tuple[Store, int] | None] = contextvars.ContextVar(
+    "pages_reading", default=None
+)
+MEMO_SIZE = 1024  # entries per store: small frames and dicts (a ward's points at most)
+
+
+@contextmanager
+def reading(store: Store) -> Iterator[None]:
+    """One consistent read for building pages: `store.snapshot()`, in which what pages read
+    besides their figures comes from the per-generation memo. The generation is taken before
+    the snapshot's first query, so an entry kept under generation g never holds data older
+    than g (a commit counts in the generation only once it is in)."""
+    token = _READING.set((store, store.generation))
+    try:
+        with store.snapshot():
+            yield
+    finally:
+        _READING.reset(token)
+
+
+class _Memo:
+    """Values by (store, generation, key): LRU per store, older generations dropped."""
+
+    def __init__(self, size: int = MEMO_SIZE) -> None:
+        self.size = size
+        self._stores: weakref.WeakKeyDictionary[Store, tuple[int, OrderedDict[Any, Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+
+    def get(self, store: Store, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+        reading = _READING.get()
+        if reading is None or reading[0] is not store:
+            return compute()
+        generation = reading[1]
+        with self._lock:
+            held = self._stores.get(store)
+            if held is not None and held[0] == generation and key in held[1]:
+                held[1].move_to_end(key)
+                return cast(T, held[1][key])
+        value = compute()
+        with self._lock:
+            if store.generation != generation:  # committed meanwhile: not for this generation
+                return value
+            held = self._stores.get(store)
+            if held is None or held[0] < generation:
+                held = self._stores[store] = (generation, OrderedDict())
+            if held[0] == generation:
+                held[1][key] = value
+                while len(held[1]) > self.size:
+                    held[1].popitem(last=False)
+        return value
+
+
+_memo = _Memo()
+
+
+def role_reader(user: User) -> User:
+    """Whom a page of `ROLE_PAGES` is built for: the user's role, and no one's name."""
+    return User("", "", user.role)
+
+
+def _memoised(store: Store, key: tuple[Any, ...], compute: Callable[[], T]) -> T:
+    return _memo.get(store, key, compute)
+
+
+class _CoverageOnly:
+    """The store's coverage as read once for this generation, for the month rules of
+    `services.queries` (held months, gap months), which read nothing else."""
+
+    def __init__(self, frame: pl.DataFrame) -> None:
+        self._frame = frame
+
+    def coverage(self) -> pl.DataFrame:
+        return self._frame
+
+
+def _coverage(store: Store) -> Store:
+    frame = _memoised(store, ("coverage",), store.coverage)
+    return cast(Store, _CoverageOnly(frame))
+
+
+def _gap_months(store: Store, first: dt.date, last: dt.date) -> list[str]:
+    return queries.gap_months(_coverage(store), first, last)
+
+
+def _index(store: Store, spec: str) -> HarmIndex:
+    """A harm index by spec (`indices.resolve`), loaded once per generation."""
+    return _memoised(store, ("index", spec), lambda: indices.resolve(store, spec))
+
+
+def _scope(store: Store, user: User) -> Scope:
+    """The role's rows (`policy.scope`): it depends on the role and the SOC records only."""
+    return _memoised(store, ("scope", user.role), lambda: policy.scope(store, user))
+
+
+def _area_set_names(store: Store) -> set[str]:
+    return _memoised(store, ("area_sets",), lambda: {s.name for s in store.area_sets()})
+
+
+def _chb_sites(store: Store) -> list[str]:
+    def read() -> list[str]:
+        if soc.CHB_SET not in _area_set_names(store):
+            return []
+        return list(store.area_list(soc.CHB_SET)["area_code"].to_list())
+
+    return list(_memoised(store, ("chb_sites",), read))
+
+
+def _outlines(
+    store: Store, by: str, code: str, with_chb: bool
+) -> tuple[dict[str, Any], pl.DataFrame]:
+    return _memoised(
+        store,
+        ("outlines", by, code, with_chb),
+        lambda: _ward_outlines(store, by, code, with_chb),
+    )
+
+
+def _located_soc(
+    store: Store, table: str, by: str, code: str, cols: list[str], scope: Scope
+) -> pl.DataFrame:
+    """The located rows of a SOC table in one area that `scope` lets the reader see, every
+    date (the page keeps its period's: far fewer reads than one per period asked for)."""
+    return _memoised(
+        store,
+        ("located_soc", table, by, code, scope),
+        lambda: (
+            store.soc_frame(table, by, area_code=code, scope=scope)
+            .filter(pl.col("located"))
+            .select(cols)
+        ),
+    )
+
+
+def _ward_nominals(store: Store, user: User, by: str, code: str, scope: Scope) -> pl.DataFrame:
+    """The SOC nominals living in a ward (home address), as the role may see them, first 50:
+    the same for every period, so read once per generation."""
+
+    def read() -> pl.DataFrame:
+        homes = (
+            store.soc_frame("soc_addresses", by, area_code=code, scope=scope)
+            .filter(pl.col("link_type") == "home")
+            .select("nominal_id")
+        )
+        nominals = store.soc_frame("soc_nominals", scope=scope).join(
+            homes, on="nominal_id", how="semi"
+        )
+        nominals = nominals.filter(
+            pl.col("ocg_member")
+            | pl.col("priority_individual")
+            | pl.col("ucg_member")
+            | pl.col("pcg_member")
+        ).select(
+            "nominal_id",
+            "surname",
+            "forename",
+            "ocg_member",
+            "priority_individual",
+            "ucg_member",
+            "pcg_member",
+            *policy.RESTRICTED_FLAGS,
+        )
+        return policy.shape_nominals(user, nominals).head(50)
+
+    return _memoised(store, ("ward_nominals", by, code, user.role, scope), read)
+
+
+def _area_features(store: Store, by: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every area of a set as (code, name, simplified GeoJSON geometry): simplified and
+    converted once per set and generation, not per map request (read-only: shared)."""
+
+    def read() -> list[tuple[str, str, dict[str, Any]]]:
+        out = []
+        for code, name, wkb in store.area_polygons(by).iter_rows():
+            geometry = shapely.simplify(shapely.from_wkb(wkb), 0.0002, preserve_topology=True)
+            out.append((code, name, json.loads(shapely.to_geojson(geometry))))
+        return out
+
+    return _memoised(store, ("area_features", by), read)
+
+
+def _crime_locations(
+    store: Store, by: str, code: str, first: dt.date, last: dt.date, types: tuple[str, ...]
+) -> pl.DataFrame:
+    """`store.crime_locations` of one area, period and types, from the area's points by
+    month and type (read once per generation): the same rows, counted the same way."""
+    points = _memoised(store, ("crime_points", by, code), lambda: store.crime_points((by, code)))
+    chosen = points.filter(pl.col("month").is_between(first, last))
+    if types:
+        chosen = chosen.filter(pl.col("crime_type").is_in(types))
+    return (
+        chosen.group_by("longitude", "latitude")
+        .agg(pl.col("crimes").sum().cast(pl.Int32))
+        .sort(["crimes", "longitude", "latitude"], descending=[True, False, False])
+    )
+
+
+def _crimes_by_month(
+    store: Store,
+    by: str,
+    area: str | None,
+    types: tuple[str, ...],
+    first: dt.date | None,
+    last: dt.date | None,
+) -> list[tuple[Any, int]] | None:
+    """The crimes a records page lists, counted per month from the harm cube
+    (`store.crime_cells`: every crime of the store, by area of one set, month and type):
+    exact totals without counting records. None when the store has no area set."""
+    names = _area_set_names(store)
+    if area is None and by not in names:
+        by = min(names, default="")  # every set's cells hold every crime: any will do
+    if by not in names:
+        return None
+
+    def read() -> pl.DataFrame:
+        return (
+            store.crime_cells(by)
+            .group_by("area_code", "month", "crime_type")
+            .agg(pl.col("records").sum())
+        )
+
+    cells = _memoised(store, ("crimes_by_month", by), read)
+    if area is not None:
+        cells = cells.filter(pl.col("area_code") == area)
+    if types:
+        cells = cells.filter(pl.col("crime_type").is_in(types))
+    if first is not None and last is not None:
+        cells = cells.filter(pl.col("month").is_between(first, last))
+    months = cells.group_by("month").agg(pl.col("records").sum())
+    return [(m, int(n)) for m, n in months.iter_rows()]

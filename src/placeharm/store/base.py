@@ -252,7 +252,9 @@ class Store(Protocol):
         exclude: tuple[str, list[str]] | None = None,
         include: tuple[str, list[str]] | None = None,
         scope: Scope = EVERYTHING,
+        sort_counts: list[tuple[Any, int]] | None = None,
     ) -> tuple[pl.DataFrame, int]: ...
+    def crime_points(self, area: tuple[str, str], decimals: int = 4) -> pl.DataFrame: ...
     def restricted_only_nominals(self) -> list[str]: ...
     def mopi_overdue(
         self, today: dt.date, kinds: tuple[str, ...], scope: Scope = EVERYTHING

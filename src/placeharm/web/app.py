@@ -8,6 +8,7 @@ Plotly.js are served from the installed wheels.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import datetime as dt
 import gzip
 import io
@@ -17,14 +18,15 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
+import orjson
 import polars as pl
 from fastapi import Depends, FastAPI, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -38,6 +40,7 @@ from fastapi.responses import (
 )
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
 from pydantic import BeforeValidator
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -191,8 +194,10 @@ class SecurityHeaders:
 
 
 class PageCache:
-    """Built pages by (page, user, arguments, data version): LRU, cleared when data changes.
-    The user is part of the key, so one role's page is never served to another.
+    """Built pages by (page, reader, arguments, data version): LRU, cleared when data
+    changes. The reader is the role for the pages whose content the policy decides by role
+    alone (`pages.ROLE_PAGES`: 50 users of a role share one build), else the user; so one
+    role's page is never served to another.
 
     `get_or_build` builds a missing page once however many requests ask for it at the same
     time: the first builds, the others wait for its result (or its error)."""
@@ -257,6 +262,48 @@ class PageCache:
             self._items.clear()
 
 
+class BuildGate:
+    """At most `slots` page builds at a time, the others waiting their turn in order; a
+    build someone is waiting on to see new data (a live update's refresh) goes first.
+
+    Under 50 clients asking for pages never built, forty builds side by side each took forty
+    times as long and all finished late together; in turn, each takes its own time after the
+    ones before it, and the page a browser refreshes after an import is built next (issue 14).
+    """
+
+    def __init__(self, slots: int) -> None:
+        self.slots = max(1, slots)
+        self._busy = 0
+        self._urgent: deque[threading.Event] = deque()
+        self._waiting: deque[threading.Event] = deque()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def slot(self, urgent: bool = False) -> Iterator[None]:
+        with self._lock:
+            turn = None
+            if self._busy < self.slots and not self._urgent and not self._waiting:
+                self._busy += 1
+            else:
+                turn = threading.Event()
+                (self._urgent if urgent else self._waiting).append(turn)
+        if turn is not None:
+            turn.wait()  # the slot is handed over by the build that ends
+        try:
+            yield
+        finally:
+            with self._lock:
+                queue = self._urgent or self._waiting
+                if queue:
+                    queue.popleft().set()
+                else:
+                    self._busy -= 1
+
+
+LIVE_HEADER = "X-Placeharm-Live"  # sent by app.js when it refreshes a page for new data
+_LIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("live_refresh", default=False)
+
+
 class _Pending:
     """A page being built, for the requests waiting on it."""
 
@@ -287,6 +334,7 @@ class State:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.importer = Importer(self)
         self.cache = PageCache()
+        self.builds = BuildGate(2 * settings.threads)  # page builds side by side
         self.session_rules = auth.SessionRules.from_settings(settings)
         self.throttle = auth.LoginThrottle(
             per_address=settings.login_failures_per_address,
@@ -326,7 +374,13 @@ class State:
         self.version += 1
         self.cache.clear()
         if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.changed.set)
+            self.loop.call_soon_threadsafe(self._wake)
+
+    def _wake(self) -> None:
+        """On the event loop: wake every open event stream now (they wait on `changed`),
+        and give the next waiters a fresh event."""
+        self.changed.set()
+        self.changed = asyncio.Event()
 
 
 def create_app(
@@ -354,6 +408,7 @@ def create_app(
     templates.env.globals["MARKING"] = MARKING
     templates.env.globals["BASEMAP"] = _script_json(base_source) if base_source else None
     templates.env.filters["fmt"] = _fmt
+    templates.env.globals["spark_svg"] = _spark
     templates.env.globals["network_drawing"] = network_drawing
     templates.env.globals["allowed"] = policy.allowed
     templates.env.globals["PLOTLY_MAPLIBRE_CSS_ID"] = _plotly_maplibre_css_id()
@@ -406,6 +461,7 @@ def create_app(
             raise PermissionDenied("sign in first")
         assert token is not None
         await audited.signed_in(request, user, token)  # the Actor; a justification if needed
+        _LIVE.set(request.headers.get(LIVE_HEADER) == "1")  # a page refreshed for new data
         return user
 
     def allowed(action: str) -> Any:
@@ -488,27 +544,57 @@ def create_app(
     def render(
         request: Request, template: str, page: Page, user: User, extra: dict[str, Any] | None = None
     ) -> HTMLResponse:
-        return templates.TemplateResponse(
-            request,
-            template,
-            {
-                "page": page,
-                "user": user,
-                "d": page.data,
-                "t": page.tables,
-                "json": _script_json(page.to_json()),
-                **(extra or {}),
-            },
-        )
+        context = {
+            "page": page,
+            "user": user,
+            "d": page.data,
+            "t": page.tables,
+            "json": _script_page(page, user),
+            **(extra or {}),
+        }
+        if (
+            template in ROLE_TEMPLATES
+            and not extra
+            and page.kind in ("overview", "ward", "chb", "records")
+        ):
+            # the page's content (its main block) depends on the page and the role only: made
+            # once per built page (a table of every area is most of a page's cost to send)
+            main = page.encoded.get(f"main:{template}")
+            if main is None:
+                main = templates.get_template(template).render(
+                    {**context, "request": request, "main_only": True}
+                )
+                page.encoded[f"main:{template}"] = main
+            context["main_html"] = Markup(main)
+        return templates.TemplateResponse(request, template, context)
 
-    def build(fn: Callable[..., Page], *args: Any) -> Page:
-        """A page's data, built once per (page, user, arguments) until new data arrives."""
+    def cache_key(fn: Callable[..., Page], args: tuple[Any, ...], version: int) -> tuple[Any, ...]:
+        """(page, reader, arguments, data version): the reader is the role for a page the
+        policy shapes by role alone (`pages.ROLE_PAGES`), else the user."""
+        user, rest = args[0], args[1:]
+        if fn.__name__ in pages.ROLE_PAGES and isinstance(user, User):
+            reader: tuple[str, str] = ("role", user.role.value)
+        else:
+            reader = ("user", repr(user))
+        return (fn.__name__, reader, *map(repr, rest), version)
+
+    def build(fn: Callable[..., Page], *args: Any, **given: Any) -> Page:
+        """A page's data, built once per (page, reader, arguments) until new data arrives.
+        A page shared by a role is built for the role (`pages.role_reader`: no one's name
+        in it); its "user" entry is the requester's when it is sent. `given`: a page it is
+        made from, already built for the same reader and arguments (not part of the key)."""
         version = state.version
-        key = (fn.__name__, *map(repr, args), version)
+        key = cache_key(fn, args, version)
+        user, rest = args[0], args[1:]
+        reader = pages.role_reader(user) if key[1][0] == "role" else user
 
         def builder() -> Page:
-            with state.read() as store, store.snapshot():  # one read: figures match "as of"
-                return fn(store, *args)
+            with (
+                state.builds.slot(urgent=_LIVE.get()),
+                state.read() as store,
+                pages.reading(store),  # one read: figures match "as of"
+            ):
+                return fn(store, reader, *rest, **given)
 
         page = state.cache.get_or_build(key, builder, keep=lambda: state.version == version)
         audited.saw(page)  # cached or not, this request's audit entry names what it holds
@@ -517,12 +603,11 @@ def create_app(
     async def page_json(fn: Callable[..., Page], *args: Any) -> Response:
         """A page's JSON twin. A cached page is answered on the event loop; a page to build
         (or to serialise the first time) goes to a worker thread."""
-        key = (fn.__name__, *map(repr, args), state.version)
-        page = state.cache.get(key)
-        if page is None or page.json_bytes is None:
-            return await run_in_threadpool(lambda: _page_json(build(fn, *args)))
+        page = state.cache.get(cache_key(fn, args, state.version))
+        if page is None or "json" not in page.encoded:
+            return await run_in_threadpool(lambda: _page_json(build(fn, *args), args[0]))
         audited.saw(page)
-        return _page_json(page)
+        return _page_json(page, args[0])
 
     @app.get(
         "/api/openapi.json", dependencies=[allowed("api_description")], include_in_schema=False
@@ -824,7 +909,8 @@ def create_app(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
     ) -> Any:
-        return _json(build(pages.area_geojson, user, f).data, "application/geo+json")
+        page = build(pages.area_geojson, user, f, page=build(pages.overview, user, f))
+        return _data_json(page, "application/geo+json")
 
     @app.get(
         "/api/overview.gpkg",
@@ -835,7 +921,7 @@ def create_app(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
     ) -> Response:
-        page = build(pages.area_geojson, user, f)
+        page = build(pages.area_geojson, user, f, page=build(pages.overview, user, f))
         return _gpkg({"areas": page.data["features"]}, page, "overview.gpkg")
 
     # -- ward ------------------------------------------------------------------------------
@@ -878,7 +964,8 @@ def create_app(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
     ) -> Response:
-        return _json(build(pages.ward_geojson, user, code, f).data, "application/geo+json")
+        page = build(pages.ward_geojson, user, code, f, page=build(pages.ward, user, code, f))
+        return _data_json(page, "application/geo+json")
 
     @app.get(
         "/api/ward/{code}.gpkg",
@@ -890,7 +977,7 @@ def create_app(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
     ) -> Response:
-        page = build(pages.ward_geojson, user, code, f)
+        page = build(pages.ward_geojson, user, code, f, page=build(pages.ward, user, code, f))
         layers: dict[str, list[dict[str, Any]]] = {name: [] for name in page.data["layers"]}
         for feature in page.data["features"]:
             layers[feature["properties"]["layer"]].append(feature)
@@ -1075,7 +1162,7 @@ def create_app(
         raw: dict[str, Any] = Depends(radius_query),
     ) -> Response:
         """What is known within `radius_m` metres of a point or SOC address (cleared roles)."""
-        return _page_json(radius_search(user, raw, form=False))
+        return _page_json(radius_search(user, raw, form=False), user)
 
     # -- nominals and groups ---------------------------------------------------------------
     @app.get(
@@ -1365,6 +1452,7 @@ def create_app(
             seen = -1
             checked = time.monotonic()
             while not await request.is_disconnected():
+                changed = state.changed  # before the version: a later notify sets this one
                 if state.version != seen:
                     seen = state.version
                     yield f"event: data\ndata: {json.dumps(state.as_of)}\n\n"
@@ -1374,7 +1462,10 @@ def create_app(
                         yield "event: signed-out\ndata: {}\n\n"
                         return
                     yield ": keep-alive\n\n"
-                await asyncio.sleep(0.1)
+                if state.version == seen:  # wait for the next change (issue 14: no polling
+                    # delay), looking at the connection and the session at least every second
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), EVENTS_WAIT_S)
 
         return StreamingResponse(
             stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store"}
@@ -1523,7 +1614,10 @@ def _gpkg(layers: dict[str, list[dict[str, Any]]], page: Page, filename: str) ->
 
 def _script_json(payload: Any) -> str:
     """JSON safe inside a <script> element: no '<', '>' or '&' characters at all."""
-    text = json.dumps(payload, default=str)
+    return _script_safe(json.dumps(payload, default=str))
+
+
+def _script_safe(text: str) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
@@ -1538,13 +1632,74 @@ def _safe_next(target: str) -> str:
     return sso.safe_next(target)
 
 
-def _page_json(page: Page) -> Response:
-    """A built page's JSON twin, serialised once and reused while the page is cached."""
-    if page.json_bytes is None:
-        page.json_bytes = json.dumps(page.to_json(), default=str).encode()
+# The templates of `pages.ROLE_PAGES` whose main block shows the page and the role's policy
+# only (never the user's name, the request or a CSRF token): rendered once per built page.
+ROLE_TEMPLATES = frozenset({"overview.html", "ward.html", "chb.html", "records.html"})
+# orjson, as the json module wrote them: datetimes as str() does, non-string keys as strings
+_ORJSON = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_NON_STR_KEYS
+EVENTS_WAIT_S = 1.0  # an event stream looks at its connection at least this often
+
+
+def _dumps(payload: Any) -> bytes:
+    try:
+        return orjson.dumps(payload, default=str, option=_ORJSON)
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits (a hostile value echoed back)
+        return json.dumps(payload, default=str).encode()
+
+
+def _reader_entry(page: Page, user: User) -> bytes:
+    """`{"user": ...}` for the requester of a page that names its reader, else b"": a page
+    shared by a role is built with no one's name in it."""
+    if "user" not in page.data:
+        return b""
+    return _dumps({"user": {"username": user.username, "role": user.role.value}})
+
+
+def _page_body(page: Page) -> bytes:
+    """The JSON twin without its "user" entry, serialised once per built page."""
+    body = page.encoded.get("json")
+    if body is None:
+        body = page.encoded["json"] = _dumps(
+            {k: v for k, v in page.to_json().items() if k != "user"}
+        )
+    return bytes(body)
+
+
+def _with_reader(page: Page, user: User, body: bytes) -> bytes:
+    head = _reader_entry(page, user)
+    return head[:-1] + b"," + body[1:] if head else body
+
+
+def _page_json(page: Page, user: User) -> Response:
+    """A built page's JSON twin for `user`: serialised once and reused while the page is
+    cached, with the requester's own "user" entry."""
     return Response(
-        page.json_bytes, media_type="application/json", headers={"X-Security-Marking": MARKING}
+        _with_reader(page, user, _page_body(page)),
+        media_type="application/json",
+        headers={"X-Security-Marking": MARKING},
     )
+
+
+def _script_page(page: Page, user: User) -> str:
+    """The JSON twin for `user` inside a <script> element (see `_script_json`)."""
+    text = page.encoded.get("script")
+    if text is None:
+        text = page.encoded["script"] = _script_safe(_page_body(page).decode())
+    head = _reader_entry(page, user)
+    if not head:
+        return str(text)
+    return _script_safe(head[:-1].decode()) + "," + str(text)[1:]
+
+
+def _data_json(page: Page, media_type: str) -> Response:
+    """A page whose data is the document (GeoJSON), serialised once per built page."""
+    body = page.encoded.get("data")
+    if body is None:
+        body = page.encoded["data"] = _dumps(page.data)
+    features = page.data.get("features")
+    if isinstance(features, list):
+        audited.wrote(len(features))  # a GeoJSON download
+    return Response(bytes(body), media_type=media_type, headers={"X-Security-Marking": MARKING})
 
 
 def _json(payload: Any, media_type: str = "application/json") -> Response:
@@ -1571,6 +1726,30 @@ def _csv(frame: pl.DataFrame, filename: str) -> Response:
             "Content-Disposition": f'attachment; filename="{filename}"',
             "X-Security-Marking": MARKING,
         },
+    )
+
+
+def _spark(values: list[float | None] | None) -> Markup:
+    """A sparkline of monthly figures (a gap where a month has none), as the template's
+    `spark` macro drew it: 10 units a month, the highest month at the top."""
+    vals = list(values or [])
+    nums = [v for v in vals if v is not None]
+    if not nums:
+        return Markup("")
+    high = max(nums) or 1
+    width = (len(vals) - 1) * 10 if len(vals) > 1 else 10
+    label = ", ".join(_fmt(v) for v in vals)
+    path, pen = "", False
+    for i, v in enumerate(vals):
+        if v is None:
+            pen = False
+        else:
+            path += f"{'L' if pen else 'M'}{i * 10},{round(20 - 18 * v / high, 1)} "
+            pen = True
+    return Markup(
+        f'<svg class="spark" viewBox="0 0 {width} 20" width="80" height="20" role="img" '
+        f'aria-label="monthly police.uk harm: {escape(label)}">\n'
+        f'<path d="{escape(path)}" fill="none" stroke="currentColor" stroke-width="1.5"/></svg>'
     )
 
 

@@ -196,10 +196,22 @@ async def signed_in(request: Request, user: User, token: str) -> None:
 
 
 def saw(page: Page) -> None:
-    """Note what a built (or cached) page holds: its rows and the identifiers in it."""
+    """Note what a built (or cached) page holds: its rows and the identifiers in it (found
+    once per built page, the first time it is sent, and kept with it)."""
     note = _NOTE.get()
     if note is None:
         return
+    seen = page.encoded.get("seen")
+    if seen is None:
+        found = _Note()
+        _saw(found, page)
+        seen = page.encoded["seen"] = (found.rows, {k: list(v) for k, v in found.ids.items()})
+    note.rows = seen[0]
+    for kind, values in seen[1].items():
+        note.add(kind, values)
+
+
+def _saw(note: _Note, page: Page) -> None:
     note.rows = sum(frame.height for frame in page.tables.values())
     for frame in page.tables.values():
         _frame_ids(note, frame)

@@ -8,6 +8,7 @@ import logging
 import os
 import stat
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +70,7 @@ class Importer:
                             store, kind, path, threads=threads, limits=self.limits, actor=actor
                         )
                     ]
+                committed_at = time.time()  # the import's transaction is in (issue 14)
             finally:
                 self.state.as_of = data_as_of(store)
                 self.state.cache.clear()  # a refused or failed file is in the import log too
@@ -96,7 +98,8 @@ class Importer:
                 }
             )
         log.info("imported %d file(s) of kind %s", len(out), kind)
-        return {"results": out}
+        # when the data went live (seconds since the epoch): what a live update is timed from
+        return {"results": out, "committed_at": committed_at}
 
     def import_upload(self, kind: str, path: Path, name: str, actor: Actor) -> dict[str, Any]:
         """Import an uploaded file saved at `path` (in its own temporary folder) under its

@@ -16,6 +16,9 @@ const NONE = "#e4e4e4";
 const POINTS = { crimes: "#3b528b", incidents: "#e66101", intelligence: "#1b7837",
   addresses: "#c51b7d", force_crimes: "#8c510a" };  // the radius page's swatches in style.css match
 const CHB = "#762a83";  // CHB site outlines (purple, dashed)
+// The MapLibre maps drawn on this page: removed (their WebGL contexts freed) before a live
+// update replaces the content they are drawn in.
+const maps = [];
 const BLANK_STYLE = {
   version: 8,
   sources: {},
@@ -46,6 +49,12 @@ function addBasemap(map) {
   }
 }
 
+function newMap(options) {
+  const map = new maplibregl.Map(options);
+  maps.push(map);
+  return map;
+}
+
 function mapControls(map) {
   map.addControl(new maplibregl.NavigationControl({ showCompass: false }));
   if (BASEMAP && BASEMAP.source.attribution) map.addControl(new maplibregl.AttributionControl({ compact: true }));
@@ -63,7 +72,7 @@ function liveUpdates() {
     status.textContent = "Live.";
     if (!first && page && payload.import_id !== page.import_id) {
       status.textContent = "New data arrived: updating…";
-      refresh();
+      refreshSoon();
     }
     first = false;
   });
@@ -74,9 +83,23 @@ function liveUpdates() {
   source.onerror = () => { status.textContent = "Live updates paused (reconnecting)."; };
 }
 
+let refreshing = null;  // the refresh under way, if any
+let again = false;  // data arrived while it ran: refresh once more when it is done
+
+function refreshSoon() {
+  // One refresh at a time; updates that arrive meanwhile make one more, not one each.
+  if (refreshing) { again = true; return; }
+  refreshing = refresh().finally(() => {
+    refreshing = null;
+    if (again) { again = false; refreshSoon(); }
+  });
+}
+
 async function refresh() {
   // Re-fetch this page and swap its main content in place: no reload, focus kept.
-  const response = await fetch(window.location.href, { headers: { Accept: "text/html" } });
+  // X-Placeharm-Live: a page someone waits on for new data, built before others queued
+  const response = await fetch(window.location.href,
+    { headers: { Accept: "text/html", "X-Placeharm-Live": "1" }, cache: "no-store" });
   if (!response.ok) return;
   const html = await response.text();
   const doc = new DOMParser().parseFromString(html, "text/html");
@@ -85,6 +108,7 @@ async function refresh() {
   // keep what the user is reading that the server does not render (an upload's result)
   const result = document.getElementById("upload-result");
   const kept = result ? Array.from(result.childNodes) : [];
+  if (fresh) maps.splice(0).forEach((m) => m.remove());
   if (fresh) document.getElementById("main").replaceChildren(...Array.from(fresh.childNodes));
   const newResult = document.getElementById("upload-result");
   if (newResult && kept.length) newResult.replaceChildren(...kept);
@@ -119,7 +143,7 @@ async function overviewMap() {
     if (!(breaks[i] > floor)) breaks[i] = floor + 1e-6;
   }
   const box = bounds(geo.features.map((f) => f.geometry.coordinates));
-  const map = new maplibregl.Map({ container: node, style: BLANK_STYLE, bounds: [[box[0], box[1]], [box[2], box[3]]],
+  const map = newMap({ container: node, style: BLANK_STYLE, bounds: [[box[0], box[1]], [box[2], box[3]]],
     fitBoundsOptions: { padding: 10 }, attributionControl: false });
   mapControls(map);
   map.on("load", () => {
@@ -161,7 +185,7 @@ function wardMap() {
   let box = all.reduce((b, p) => [Math.min(b[0], p.longitude), Math.min(b[1], p.latitude), Math.max(b[2], p.longitude), Math.max(b[3], p.latitude)], [180, 90, -180, -90]);
   if (ward.length) box = bounds(ward.map((f) => f.geometry.coordinates), box);
   if (box[0] > box[2]) return;  // nothing to draw
-  const map = new maplibregl.Map({ container: node, style: BLANK_STYLE, bounds: [[box[0], box[1]], [box[2], box[3]]],
+  const map = newMap({ container: node, style: BLANK_STYLE, bounds: [[box[0], box[1]], [box[2], box[3]]],
     fitBoundsOptions: { padding: 20 }, attributionControl: false });
   mapControls(map);
   map.on("load", () => {
@@ -270,7 +294,7 @@ function radiusMap() {
   const node = document.getElementById("map");
   if (!node || !window.maplibregl || !page.circle) return;
   const box = bounds(page.circle.coordinates);
-  const map = new maplibregl.Map({ container: node, style: BLANK_STYLE, bounds: [[box[0], box[1]], [box[2], box[3]]],
+  const map = newMap({ container: node, style: BLANK_STYLE, bounds: [[box[0], box[1]], [box[2], box[3]]],
     fitBoundsOptions: { padding: 32 }, attributionControl: false });
   mapControls(map);
   const show = (entries, lngLat) => {
