@@ -23,7 +23,7 @@ import json
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -430,6 +430,17 @@ class SocCells:
             for i, v in enumerate(counts)
             if v
         }
+
+    def held_months(self, source: str) -> frozenset[dt.date]:
+        """The months (first days) in which dated `source` holds any record force-wide,
+        whatever the area or the reader: a month without one is a gap, not a zero
+        (issue 15)."""
+
+        def make() -> frozenset[dt.date]:
+            months = np.unique(self.sources[source].month).tolist()
+            return frozenset(dt.date(m // 12, m % 12 + 1, 1) for m in months)
+
+        return cast(frozenset[dt.date], self._cached(("held_months", source), make))
 
 
 def _resident_count(m: Measure, homes: _Homes, rows: IntArray, scope: Scope, n: int) -> IntArray:
