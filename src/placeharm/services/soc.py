@@ -555,11 +555,16 @@ def chb_view(store: Store, site: str, scope: Scope = EVERYTHING) -> HarmResult:
         "synthetic": _synthetic(store),
     }
     notes = [DEMO_BANNER] if meta["synthetic"] else []
+    notes.extend(_chb_truth(meta, base, before, wanted, clear_month, length, dropped))
     notes.append(
-        f"before = {before[0]:%Y-%m}..{before[1]:%Y-%m}; each phase's monthly mean is compared "
+        (
+            f"before = {before[0]:%Y-%m}..{before[1]:%Y-%m}"
+            if before[1] >= before[0]
+            else "before = no month"
+        )
+        + "; each phase's monthly mean is compared "
         "with it. Before/after alone: no control area, no displacement buffer"
     )
-    notes.extend(_chb_truth(meta, base, before, wanted, clear_month, length, dropped))
     return HarmResult("chb", meta, result, notes)
 
 
