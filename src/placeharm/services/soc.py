@@ -596,12 +596,17 @@ def dated_sources(measures: MeasureSet) -> tuple[str, ...]:
 
 
 def soc_held_months(model: soc_cells.SocCells, measures: MeasureSet) -> frozenset[dt.date] | None:
-    """The months in which every dated source of `measures` holds records force-wide (a
-    month one of them lacks is a gap for the score); None when every measure is a snapshot."""
+    """The months for which the SOC data `measures` count is held (`SocCells.held_months`):
+    those every dense dated source holds (a month one lacks is a gap for the score), or
+    with no dense source, any month from the first to the last record of the sources.
+    None when every measure is a snapshot (residents)."""
     sources = dated_sources(measures)
     if not sources:
         return None
-    return frozenset.intersection(*(model.held_months(s) for s in sources))
+    dense = [model.held_months(s) for s in sources if model.dense(s)]
+    if dense:
+        return frozenset.intersection(*dense)
+    return frozenset().union(*(model.held_months(s) for s in sources))
 
 
 @dataclass(frozen=True, slots=True)
