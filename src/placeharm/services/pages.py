@@ -204,20 +204,22 @@ def _common(
 
 def _risk(table: pl.DataFrame) -> pl.DataFrame:
     """Risk levels over the areas with SOC harm in the period (issue 15): an area with none is
-    "None" and not ranked; ties share a rank and so a level (see `risk_rule`)."""
+    "None" and not ranked; tied areas share a level, placed by the last position they share
+    (so a level never holds more than its share of areas; see `_risk_rule`)."""
     harmed = pl.col("soc_harm").fill_null(0) > 0
     n = int(table.select(harmed.sum()).item() or 0)
     high, medium = math.ceil(0.10 * n), math.ceil(0.25 * n)
+    last = pl.col("soc_harm").rank("max", descending=True)
     return table.with_columns(
         pl.when(pl.col("soc_harm").is_null())
         .then(pl.lit(None, pl.String))
         .when(~harmed)
         .then(pl.lit("None"))
-        .when(pl.col("rank") <= high)
+        .when(last <= high)
         .then(pl.lit("High"))
-        .when((pl.col("rank") <= medium) & (pl.col("pct_change").fill_null(0) >= 50))
+        .when((last <= medium) & (pl.col("pct_change").fill_null(0) >= 50))
         .then(pl.lit("High"))
-        .when(pl.col("rank") <= medium)
+        .when(last <= medium)
         .then(pl.lit("Medium"))
         .otherwise(pl.lit("Low"))
         .alias("risk")
@@ -584,7 +586,8 @@ def _risk_rule(table: pl.DataFrame, no_data: bool) -> str:
     high, medium = math.ceil(0.10 * n), math.ceil(0.25 * n)
     return (
         f"Levels are set among the {n} areas with SOC harm in this period (rank 1 has the "
-        "most; tied areas share a rank and a level). "
+        "most). Tied areas share a rank and a level, placed by the last place they share, so "
+        "a level never holds more than its share of areas. "
         f"High: rank {high} or better (the top 10%), or rank {medium} or better (the top "
         "25%) and up 50% or more on the previous period. "
         f"Medium: otherwise rank {medium} or better. "
