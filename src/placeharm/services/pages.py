@@ -562,6 +562,10 @@ def _truthful(
     data = {
         "no_soc_data": cover.empty,
         "change_reason": reason,
+        "previous_period": {
+            "from": ranked.meta["previous_first_month"],
+            "to": ranked.meta["previous_last_month"],
+        },
         "soc_months": {
             "held": cover.held,
             "gaps": cover.gaps,
