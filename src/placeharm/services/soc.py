@@ -526,7 +526,8 @@ def chb_view(store: Store, site: str, scope: Scope = EVERYTHING) -> HarmResult:
                 if counts is not None and pick is not None:
                     counts = counts.filter(pick)
                 total = int(counts["records"].sum()) if counts is not None else 0
-            record[f"{name}_months"] = len(used)
+            if table != "crimes":  # police.uk's months: police_uk_months
+                record[f"{name}_months"] = len(used)
             record[f"{name}_per_month"] = round(total / len(used), 2) if used else None
         record["months_without_data"] = "; ".join(gone) or None
         out.append(record)
