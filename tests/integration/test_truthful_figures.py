@@ -5,10 +5,11 @@ Twelve square wards A01..A12 in a row. police.uk street files for 2021-01..2021-
 2021-04 (a gap), one burglary in A01 each. SOC force crimes (drug supply, 92A; the shipped
 index's weights) in 2021-01, 02, 03, 05 and 06 (none in 2021-04, a gap; none in 2021-07, a
 month police.uk holds and the SOC data does not): A01 3 a month (4 in 2021-06; all linked to
-an OCG member), A02 and A03 2 a month each (a tie); a cannabis farm (8N) in A05 on 2021-06-12,
-the last SOC record. One OCG member lives in A06 (a resident, counted in every period). Two
-CHB sites: S1 over A01 (Clear 2021-03, Hold 2021-04 = the gap month, Build from 2021-05) and
-S2 over A02 (Clear from 2021-01: nothing before it).
+an OCG member), A02 and A03 2 a month each (a tie); a cannabis farm (8N) in A05 on
+2021-06-12, the last SOC record. Two drug-related deaths in A12 (2021-02, 2021-05: a sparse
+source). One OCG member lives in A06 (a resident, counted in every period). Two CHB sites: S1
+over A01 (Clear 2021-03, Hold 2021-04 = the gap month, Build from 2021-05) and S2 over A02
+(Clear from 2021-01: nothing before it).
 """
 
 from __future__ import annotations
@@ -121,6 +122,9 @@ def store(tmp_path_factory: pytest.TempPathFactory):
         "groups": "group_id,name,group_type,ocg_band,status\nG1,Test OCG,OCG,2A,active\n",
         "memberships": "group_id,nominal_id,role\nG1,N1,principal\n",
         "force-crimes": _force_crimes(),
+        "partner-events": "event_id,event_date,partner,event_type,latitude,longitude\n"
+        f"E1,2021-02-03,coroner,drug_related_death,{WARDS['A12'][1]},{WARDS['A12'][0]}\n"
+        f"E2,2021-05-03,coroner,drug_related_death,{WARDS['A12'][1]},{WARDS['A12'][0]}\n",
         "nominal-crimes": _links(),
         "chb-phases": "site_code,phase,start_date,end_date\n"
         "S1,Clear,2021-03-01,2021-03-31\nS1,Hold,2021-04-01,2021-04-30\nS1,Build,2021-05-01,\n"
@@ -308,3 +312,22 @@ def test_chb_refuses_without_a_before_period(store):
     assert any(
         n.startswith("no comparison: there is no police.uk data before Clear") for n in view.notes
     )
+
+
+def test_held_months_dense_and_sparse_sources(store):
+    db, _ = store
+    model = soc_cells.cells(db, "ward")
+    month = lambda m: dt.date(2021, m, 1)  # noqa: E731
+    # force crimes: 7+ a month, so the month without any (2021-04) is a gap
+    assert model.dense("force_crimes")
+    assert model.held_months("force_crimes") == {month(m) for m in (1, 2, 3, 5, 6)}
+    # two deaths in four months: a quiet month may be a true zero, so 02..05 are all held
+    assert not model.dense("partner_events")
+    assert model.held_months("partner_events") == {month(m) for m in (2, 3, 4, 5)}
+    assert model.held_months("intelligence") == frozenset()  # none held: not a source here
+    every = pages.Filters().measure_set()
+    assert soc.soc_held_months(model, every) == model.held_months("force_crimes")
+    deaths = pages.Filters(measures=("drug_related_deaths",)).measure_set()
+    assert soc.soc_held_months(model, deaths) == model.held_months("partner_events")
+    assert soc.period_data(model, deaths, month(6), month(6)).empty
+    assert not soc.period_data(model, deaths, month(4), month(4)).empty
