@@ -6,6 +6,8 @@ kept in test-artefacts/screenshots/."""
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import socket
 import threading
@@ -238,10 +240,13 @@ def test_filters_ward_and_csv_export(server: str, browser: object):
     assert page.locator("#map canvas").count() == 1  # the map drew, offline
     visit.open("/records?kind=intelligence", "analyst-records-intelligence")
     with page.expect_download() as download:
-        page.click("text=Export CSV")
+        page.click("a:has-text('as CSV')")  # "Export all N as CSV" (issue 15)
     saved = Path(download.value.path())
     text = saved.read_text()
     assert text.startswith("# OFFICIAL-SENSITIVE") and "intel_id" in text
+    said = page.inner_text("a:has-text('as CSV')")
+    rows = len(list(csv.reader(io.StringIO(text)))) - 2  # the marking line and the header
+    assert said == f"Export all {rows:,} as CSV"  # every matching row, as the page says
     visit.close()
 
 

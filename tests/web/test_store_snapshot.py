@@ -23,6 +23,9 @@ from placeharm.web.app import create_app
 from .conftest import csrf_headers, sign_in
 
 NEXT_MONTH = "2022-04-northumbria-street.csv.gz"  # the demo slice ends at 2022-03
+# a period that takes in the new month: the default period ends in the last month the SOC
+# data holds (issue 15), which a police.uk import does not move
+OVERVIEW = "/api/overview?from=2022-03&to=2022-04"
 
 
 @pytest.fixture()
@@ -44,7 +47,7 @@ def test_a_page_never_mixes_two_imports(
     its "data as of": the page still shows one state (the one its first query saw)."""
     state = client.app.state.placeharm  # type: ignore[attr-defined]
     analyst = sign_in(client, "analyst", justify=False)
-    before = client.get("/api/overview", cookies=analyst).json()
+    before = client.get(OVERVIEW, cookies=analyst).json()
 
     original = pages.data_as_of
     imported: list[int] = []
@@ -65,10 +68,10 @@ def test_a_page_never_mixes_two_imports(
 
     monkeypatch.setattr(pages, "data_as_of", import_meanwhile)
     state.notify()  # nothing cached: the next request builds the page
-    during = client.get("/api/overview", cookies=analyst).json()
+    during = client.get(OVERVIEW, cookies=analyst).json()
     monkeypatch.setattr(pages, "data_as_of", original)
     state.notify()  # as the importer does once its import is in
-    after = client.get("/api/overview", cookies=analyst).json()
+    after = client.get(OVERVIEW, cookies=analyst).json()
 
     assert imported, "the import did not run inside the page build: the test proves nothing"
     assert after["import_id"] > before["import_id"]

@@ -210,9 +210,14 @@ def soc_ward(
         _show(result, fmt, "")
         return
     meta = result.meta
+    ranked = (
+        f"rank {meta['rank']} of {meta['areas_ranked']} with SOC harm"
+        if meta["rank"] is not None
+        else "no SOC harm recorded in this period"
+    )
     title = (
-        f"{meta['area_name']} ({ward}): SOC primary harm {meta['soc_harm']:,.0f}, rank "
-        f"{meta['rank']} of {meta['areas_ranked']}, {first:%Y-%m} to {last:%Y-%m}"
+        f"{meta['area_name']} ({ward}): SOC primary harm {meta['soc_harm']:,.0f}, "
+        f"{ranked}, {first:%Y-%m} to {last:%Y-%m}"
     )
     _emit(result.table, Format.table, title)
     _emit(

@@ -23,9 +23,10 @@ import shapely
 
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import HarmIndex, canonical_spec
-from placeharm.model import CRIME_TYPES, month_end, parse_month
+from placeharm.model import CRIME_TYPES, month_end, month_range, parse_month, shift_month
 from placeharm.services import drawings, harm, indices, labels, mopi, network, policy, queries, soc
 from placeharm.services.policy import User
+from placeharm.soc import cells as soc_cells
 from placeharm.soc.measures import MeasureSet, load_measures
 from placeharm.store.base import Scope, Store
 
@@ -104,6 +105,10 @@ class Filters:
     def period(self, store: Store, months: int = 12) -> tuple[dt.date, dt.date]:
         if self.first and self.last:
             return self.first, self.last
+        if not self.first and not self.last:
+            chosen = _soc_default_period(store, self.by, self.measure_set(), months)
+            if chosen is not None:
+                return chosen
         return queries.default_period(_coverage(store), self.first, self.last, months)
 
     def query(self, first: dt.date, last: dt.date) -> dict[str, str]:
@@ -198,13 +203,23 @@ def _common(
 
 
 def _risk(table: pl.DataFrame) -> pl.DataFrame:
-    n = max(table.height, 1)
+    """Risk levels over the areas with SOC harm in the period (issue 15): an area with none is
+    "None" and not ranked; tied areas share a level, placed by the last position they share
+    (so a level never holds more than its share of areas; see `_risk_rule`)."""
+    harmed = pl.col("soc_harm").fill_null(0) > 0
+    n = int(table.select(harmed.sum()).item() or 0)
+    high, medium = math.ceil(0.10 * n), math.ceil(0.25 * n)
+    last = pl.col("soc_harm").rank("max", descending=True)
     return table.with_columns(
-        pl.when(pl.col("rank") <= math.ceil(0.10 * n))
+        pl.when(pl.col("soc_harm").is_null())
+        .then(pl.lit(None, pl.String))
+        .when(~harmed)
+        .then(pl.lit("None"))
+        .when(last <= high)
         .then(pl.lit("High"))
-        .when((pl.col("rank") <= math.ceil(0.25 * n)) & (pl.col("pct_change").fill_null(0) >= 50))
+        .when((last <= medium) & (pl.col("pct_change").fill_null(0) >= 50))
         .then(pl.lit("High"))
-        .when(pl.col("rank") <= math.ceil(0.25 * n))
+        .when(last <= medium)
         .then(pl.lit("Medium"))
         .otherwise(pl.lit("Low"))
         .alias("risk")
@@ -220,7 +235,8 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
     measures = filters.measure_set()
     scope = _scope(store, user)
     ranked = soc.soc_rank(store, filters.by, first, last, index, measures, scope)
-    table = _risk(ranked.table)
+    truth = _truthful(store, filters.by, measures, first, last, ranked)
+    table = _risk(truth.table)
     trend = harm.series(
         store, filters.by, first, last, index, crime_types=filters.crime_types()
     ).table
@@ -228,7 +244,7 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
         pl.col("harm").round(1).alias("monthly_harm")
     )
     table = table.join(sparks, on="area_code", how="left", maintain_order="left")
-    rising = table.filter(pl.col("change").is_not_null()).sort("change", descending=True).head(5)
+    rising = table.filter(pl.col("change") > 0).sort("change", descending=True).head(5)
     keep = [
         "rank",
         "area_code",
@@ -247,10 +263,11 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
         "months": [m for m in trend["month"].unique(maintain_order=True).to_list()],
         "gap_months": _gap_months(store, first, last),
         "measures": [{"id": m.id, "label": m.label} for m in measures.measures],
-        "risk_rule": RISK_RULE,
+        "risk_rule": _risk_rule(table, truth.data["no_soc_data"]),
         "index": ranked.meta["index"],
-        "notes": filters.notes() + ranked.notes,
+        "notes": filters.notes() + ranked.notes + truth.notes,
         "synthetic": ranked.meta["synthetic"],
+        **truth.data,
     }
     return Page(
         "overview",
@@ -279,6 +296,7 @@ def area_geojson(store: Store, user: User, filters: Filters, page: Page | None =
         "features": features,
         "marking": MARKING,
         "data_as_of": page.data["data_as_of"],
+        "no_soc_data": page.data.get("no_soc_data", False),
     }
     return Page("geojson", page.title, geojson)
 
@@ -371,7 +389,8 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
     crimes = crimes.sort(["crimes", "longitude", "latitude"], descending=[True, False, False])
     points["crimes"] = crimes
     crime_total = int(crimes["crimes"].sum()) if crimes.height else 0
-    tables = {"monthly": view.table, "measures": view.extra["measures"]}
+    ward_truth = _ward_truth(store, filters, first, last, view)
+    tables = {"monthly": view.table, "measures": ward_truth.table}
     if policy.allowed(user, "group"):
         tables["groups"] = view.extra["groups"]
     tables["latest_intelligence"] = view.extra["latest_intelligence"]
@@ -382,7 +401,8 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
     data = _common(store, user, filters, first, last) | {
         **{k: v for k, v in view.meta.items() if k != "synthetic"},
         "synthetic": view.meta["synthetic"],
-        "notes": filters.notes() + view.notes,
+        "notes": filters.notes() + view.notes + ward_truth.notes,
+        **ward_truth.data,
         "points": {k: v.to_dicts() for k, v in points.items()},
         "crime_points": {
             "crimes": crime_total,
@@ -466,6 +486,198 @@ def chb(store: Store, user: User, site: str) -> Page:
         "notes": view.notes,
     }
     return Page("chb", f"CHB site: {view.meta['site_name']}", data, {"phases": view.table})
+
+
+# -- truthful figures (issue 15) ------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Truth:
+    """A page's figures made truthful: the table, what the page data adds, its notes."""
+
+    table: pl.DataFrame
+    data: dict[str, Any]
+    notes: list[str]
+
+
+def _soc_default_period(
+    store: Store, by: str, measures: MeasureSet, months: int
+) -> tuple[dt.date, dt.date] | None:
+    """The default period of the SOC pages (`soc.default_period`): the latest whose
+    comparison period holds SOC data too; None when none does (or no SOC cells for `by`)."""
+    if by not in soc_cells.set_names(store):
+        return None
+    key = ("soc_default_period", by, tuple(m.id for m in measures.measures), months)
+    return _memoised(
+        store, key, lambda: soc.default_period(soc_cells.cells(store, by), measures, months)
+    )
+
+
+def _snapshot_note(
+    model: soc_cells.SocCells, measures: MeasureSet, last: dt.date
+) -> tuple[dict[str, Any] | None, list[str]]:
+    residents = [m for m in measures.measures if m.source in soc.SNAPSHOT_SOURCES]
+    if not residents:
+        return None, []
+    as_of = soc.snapshot_as_of(model, last)
+    labels = ", ".join(m.label for m in residents)
+    note = (
+        f"Residents ({labels}) are a snapshot as of {as_of:%d %B %Y}: each person at the "
+        "latest home address held in the period. They count in the score but never as "
+        "change over time."
+    )
+    return {"as_of": as_of.isoformat(), "measures": [m.id for m in residents]}, [note]
+
+
+def _period_notes(cover: soc.PeriodData, first: dt.date, last: dt.date) -> list[str]:
+    if cover.empty:
+        held = (
+            f"SOC data is held from {cover.first_held} to {cover.last_held}"
+            if cover.first_held
+            else "no SOC data is held"
+        )
+        return [
+            f"No SOC data for {first:%Y-%m} to {last:%Y-%m}: {held}. No area is scored, "
+            "rated or ranked for this period and the map is not coloured."
+        ]
+    if cover.gaps:
+        return [
+            f"No SOC data for {', '.join(cover.gaps)}: those months are gaps, not zeros; "
+            f"the score counts the months held ({', '.join(cover.held)})."
+        ]
+    return []
+
+
+def _truthful(
+    store: Store,
+    by: str,
+    measures: MeasureSet,
+    first: dt.date,
+    last: dt.date,
+    ranked: harm.HarmResult,
+) -> _Truth:
+    """The overview's ranking made truthful: an area with no SOC harm is not ranked; change
+    and rank movement only where both periods hold SOC data in full (else the reason); no
+    score at all in a period without SOC data."""
+    model = soc_cells.cells(store, by)
+    cover = soc.period_data(model, measures, first, last)
+    previous = f"{ranked.meta['previous_first_month']} to {ranked.meta['previous_last_month']}"
+    reason = cover.change_reason(previous)
+    table = ranked.table.with_columns(
+        pl.when(pl.col("soc_harm") > 0).then(pl.col("rank")).alias("rank"),
+        pl.when(pl.col("previous_soc_harm") > 0)
+        .then(pl.col("rank_previous"))
+        .alias("rank_previous"),
+    ).with_columns((pl.col("rank_previous") - pl.col("rank")).alias("rank_movement"))
+    if reason is not None:
+        table = table.with_columns(
+            pl.lit(None, pl.Float64).alias(c) for c in ("previous_soc_harm", "change", "pct_change")
+        ).with_columns(pl.lit(None, pl.Int64).alias(c) for c in ("rank_previous", "rank_movement"))
+    if cover.empty:
+        dated = [m.id for m in measures.measures if m.source not in soc.SNAPSHOT_SOURCES]
+        table = table.with_columns(
+            pl.lit(None, pl.Float64).alias(c) for c in ("soc_harm", "harm_share")
+        ).with_columns(
+            pl.lit(None, pl.Int64).alias("rank"),
+            *[pl.lit(None, table.schema[c]).alias(c) for c in dated],
+            *[pl.lit(None, pl.Float64).alias(f"{c}_harm") for c in dated],
+        )
+    snapshot, snapshot_notes = _snapshot_note(model, measures, last)
+    data = {
+        "no_soc_data": cover.empty,
+        "change_reason": reason,
+        "previous_period": {
+            "from": ranked.meta["previous_first_month"],
+            "to": ranked.meta["previous_last_month"],
+        },
+        "soc_months": {
+            "held": cover.held,
+            "gaps": cover.gaps,
+            "previous_held": cover.previous_held,
+            "previous_gaps": cover.previous_gaps,
+            "first_held": cover.first_held,
+            "last_held": cover.last_held,
+        },
+        "snapshot": snapshot,
+        "areas_with_soc_harm": int((table["soc_harm"].fill_null(0) > 0).sum()),
+    }
+    return _Truth(table, data, _period_notes(cover, first, last) + snapshot_notes)
+
+
+def _risk_rule(table: pl.DataFrame, no_data: bool) -> str:
+    """The risk rule in words, with the ranks it gives for this table (see `_risk`)."""
+    if no_data:
+        return "No SOC data in this period: no area is rated."
+    n = int((table["soc_harm"].fill_null(0) > 0).sum())
+    if n == 0:
+        return "No area has SOC harm in this period: every area is None (no SOC harm)."
+    high, medium = math.ceil(0.10 * n), math.ceil(0.25 * n)
+    return (
+        f"Levels are set among the {n} areas with SOC harm in this period (rank 1 has the "
+        "most). Tied areas share a rank and a level, placed by the last place they share, so "
+        "a level never holds more than its share of areas. "
+        f"High: rank {high} or better (the top 10%), or rank {medium} or better (the top "
+        "25%) and up 50% or more on the previous period. "
+        f"Medium: otherwise rank {medium} or better. "
+        "Low: the other areas with SOC harm. "
+        "None: no SOC harm recorded in this period (not ranked)."
+    )
+
+
+def _ward_truth(
+    store: Store, filters: Filters, first: dt.date, last: dt.date, view: harm.HarmResult
+) -> _Truth:
+    """The ward page's score, rank and change made truthful (as `_truthful`), its rank in
+    words, and its measures marked as counted in the period or a residents' snapshot."""
+    measures = filters.measure_set()
+    model = soc_cells.cells(store, filters.by)
+    cover = soc.period_data(model, measures, first, last)
+    months = len(month_range(first, last))
+    previous = f"{shift_month(first, -months):%Y-%m} to {shift_month(first, -1):%Y-%m}"
+    reason = cover.change_reason(previous)
+    meta = view.meta
+    harm_now = None if cover.empty else meta["soc_harm"]
+    rank = meta["rank"] if harm_now else None
+    if cover.empty:
+        rank_text = "no SOC data in this period"
+    elif not harm_now:
+        rank_text = "no SOC harm recorded in this period"
+    else:
+        areas = {"ward": "wards", "lsoa": "LSOAs"}.get(filters.by, f"{filters.by} areas")
+        rank_text = f"rank {rank} of {meta['areas_ranked']} {areas} with SOC harm"
+    snapshot, snapshot_notes = _snapshot_note(model, measures, last)
+    kinds = {
+        m.label: (
+            f"residents as of {snapshot['as_of']}"
+            if snapshot and m.source in soc.SNAPSHOT_SOURCES
+            else "in the period"
+        )
+        for m in measures.measures
+    }
+    table = view.extra["measures"]
+    if table.height:
+        table = table.with_columns(
+            pl.col("measure").replace_strict(kinds, default=None).alias("counted")
+        )
+        if cover.empty:
+            table = table.with_columns(
+                pl.when(pl.col("counted") == "in the period")
+                .then(None)
+                .otherwise(pl.col(c))
+                .alias(c)
+                for c in ("count", "harm")
+            )
+    data = {
+        "soc_harm": harm_now,
+        "rank": rank,
+        "rank_text": rank_text,
+        "change": None if reason else meta["change"],
+        "change_reason": reason,
+        "no_soc_data": cover.empty,
+        "soc_months": {"held": cover.held, "gaps": cover.gaps},
+        "snapshot": snapshot,
+    }
+    return _Truth(table, data, _period_notes(cover, first, last) + snapshot_notes)
 
 
 _RECORDS: dict[str, tuple[str, str, list[str], str]] = {

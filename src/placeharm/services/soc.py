@@ -126,8 +126,8 @@ def soc_rank(
     scored = _score(model, store, measure_set.measures, harm_index, periods, scope)
     areas = model.areas
     now = _scores(areas, scored, "now", measure_set)
-    before = _scores(areas, scored, "previous", measure_set).select(
-        "area_code", pl.col("soc_harm").alias("previous_soc_harm")
+    before = _previous_with_snapshot(
+        _scores(areas, scored, "previous", measure_set), now, measure_set
     )
     total = float(now["soc_harm"].sum())
     table = (
@@ -283,6 +283,7 @@ def ward_view(
                 .otherwise(fill)
             )
         table = table.with_columns(fill.alias(name))
+    table = _soc_series_gaps(table, model)
     table = (
         table.sort("month")
         .with_columns(pl.col("month").dt.strftime("%Y-%m"))
@@ -322,8 +323,10 @@ def ward_view(
         "last_month": f"{last:%Y-%m}",
         "gap_months": sorted(gaps),
         "soc_harm": row["soc_harm"],
-        "rank": row["rank"],
-        "areas_ranked": ranked.table.height,
+        # a zero is not ranked: "no SOC harm recorded in this period" (issue 15)
+        "rank": row["rank"] if row["soc_harm"] > 0 else None,
+        "areas_ranked": int((ranked.table["soc_harm"] > 0).sum()),
+        "areas_in_set": ranked.table.height,
         "change": row["change"],
         "synthetic": ranked.meta["synthetic"],
     }
@@ -474,7 +477,8 @@ def chb_view(store: Store, site: str, scope: Scope = EVERYTHING) -> HarmResult:
             periods.append((row["phase"], start, end))
     span = sum(len(month_range(s, e)) for _, s, e in periods) or 1
     length = min(12, span)
-    before = (max(first_held, shift_month(clear_month, -length)), shift_month(clear_month, -1))
+    wanted = shift_month(clear_month, -length)
+    before = (max(first_held, wanted), shift_month(clear_month, -1))
     rows = [("Before", *before), *periods]
     model = soc_cells.cells(store, CHB_SET)
     asb = pl.col("kind") == "Anti-social behaviour"
@@ -486,31 +490,48 @@ def chb_view(store: Store, site: str, scope: Scope = EVERYTHING) -> HarmResult:
         "intelligence": ("soc_intelligence", "reported_date", None),
         "disruptions": ("soc_disruptions", "disruption_date", None),
     }
+    police_held = {m for m in held.to_list()}
     out: list[dict[str, object]] = []
+    dropped: list[str] = []
     for phase, start, end in rows:
-        if end < start:
-            continue
-        months = month_range(start, end)
-        gaps = set(gap_months(store, start, end))
+        months = month_range(start, end) if end >= start else []
+        gaps = set(gap_months(store, start, end)) if months else set()
         covered = [m for m in months if f"{m:%Y-%m}" not in gaps]
+        gone: list[str] = []
         record: dict[str, object] = {
             "phase": phase,
-            "from": f"{start:%Y-%m}",
-            "to": f"{end:%Y-%m}",
+            "from": f"{start:%Y-%m}" if months else None,
+            "to": f"{end:%Y-%m}" if months else None,
             "months": len(months),
             "police_uk_months": len(covered),
         }
         for name, (table, column, pick) in metrics.items():
+            # a month the metric's source holds nothing for, force-wide, is a gap: left out
+            # of the mean, never a zero (issue 15)
+            held_here = police_held if table == "crimes" else _chb_held(model, name)
+            used = [m for m in months if m in held_here]
+            missing = [f"{m:%Y-%m}" for m in months if m not in held_here]
+            if missing:
+                dropped.append(f"{phase} {_LABELS[name]}: {', '.join(missing)}")
+                gone.append(f"{_LABELS[name]} {', '.join(missing)}")
             if table == "soc" or table in ("soc_incidents", "soc_intelligence", "soc_disruptions"):
-                frame = _soc_monthly(store, model, name, site, start, end, scope)
-                total = int(frame["records"].sum())
+                frame = (
+                    _soc_monthly(store, model, name, site, start, end, scope) if months else None
+                )
+                total = int(frame["records"].sum()) if frame is not None else 0
             else:
-                counts = _monthly(store, table, column, CHB_SET, site, start, end, scope)
-                if pick is not None:
+                counts = (
+                    _monthly(store, table, column, CHB_SET, site, start, end, scope)
+                    if months
+                    else None
+                )
+                if counts is not None and pick is not None:
                     counts = counts.filter(pick)
-                total = int(counts["records"].sum())
-            divisor = len(covered) if table == "crimes" else len(months)
-            record[f"{name}_per_month"] = round(total / divisor, 2) if divisor else None
+                total = int(counts["records"].sum()) if counts is not None else 0
+            if table != "crimes":  # police.uk's months: police_uk_months
+                record[f"{name}_months"] = len(used)
+            record[f"{name}_per_month"] = round(total / len(used), 2) if used else None
+        record["months_without_data"] = "; ".join(gone) or None
         out.append(record)
     result = pl.DataFrame(out)
     base = result.row(0, named=True)
@@ -537,8 +558,230 @@ def chb_view(store: Store, site: str, scope: Scope = EVERYTHING) -> HarmResult:
         "synthetic": _synthetic(store),
     }
     notes = [DEMO_BANNER] if meta["synthetic"] else []
+    notes.extend(_chb_truth(meta, base, before, wanted, clear_month, length, dropped))
     notes.append(
-        f"before = {before[0]:%Y-%m}..{before[1]:%Y-%m}; each phase's monthly mean is compared "
+        (
+            f"before = {before[0]:%Y-%m}..{before[1]:%Y-%m}"
+            if before[1] >= before[0]
+            else "before = no month"
+        )
+        + "; each phase's monthly mean is compared "
         "with it. Before/after alone: no control area, no displacement buffer"
     )
     return HarmResult("chb", meta, result, notes)
+
+
+# -- truthful figures (issue 15) ------------------------------------------------------------
+# A month a source holds no record for, force-wide, is a gap: its figures are null ("no data"),
+# never 0 and never a -100% change. Residents (home-address measures) are a snapshot "as of"
+# a date: they take part in a period's score but never in its change.
+
+SNAPSHOT_SOURCES = frozenset({"nominals"})
+_LABELS = {
+    "crimes": "police.uk crimes",
+    "asb": "anti-social behaviour",
+    "soc_crimes": "SOC crimes",
+    "incidents": "incidents",
+    "intelligence": "intelligence",
+    "disruptions": "disruptions",
+}
+_SERIES_SOURCES = {
+    "soc_crimes": "force_crimes",
+    "incidents": "incidents",
+    "intelligence": "intelligence",
+    "disruptions": "disruptions",
+}
+
+
+def dated_sources(measures: MeasureSet) -> tuple[str, ...]:
+    """The dated SOC sources the measures count (residents are not dated: a snapshot)."""
+    return tuple(sorted({m.source for m in measures.measures} - SNAPSHOT_SOURCES))
+
+
+def soc_held_months(model: soc_cells.SocCells, measures: MeasureSet) -> frozenset[dt.date] | None:
+    """The months for which the SOC data `measures` count is held (`SocCells.held_months`):
+    those every dense dated source holds (a month one lacks is a gap for the score), or
+    with no dense source, any month from the first to the last record of the sources.
+    None when every measure is a snapshot (residents)."""
+    sources = dated_sources(measures)
+    if not sources:
+        return None
+    dense = [model.held_months(s) for s in sources if model.dense(s)]
+    if dense:
+        return frozenset.intersection(*dense)
+    return frozenset().union(*(model.held_months(s) for s in sources))
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodData:
+    """What a period and its comparison period hold of the SOC data a score counts."""
+
+    held: list[str]  # months of the period with data
+    gaps: list[str]  # months of the period without
+    previous_held: list[str]
+    previous_gaps: list[str]
+    first_held: str | None  # the first and last month with data, any period
+    last_held: str | None
+    snapshot_only: bool
+
+    @property
+    def empty(self) -> bool:
+        """No SOC data at all in the period (and a dated measure to count)."""
+        return not self.snapshot_only and not self.held
+
+    def change_reason(self, previous: str) -> str | None:
+        """Why change against `previous` (a "YYYY-MM..YYYY-MM" label) cannot be computed, or
+        None when it can: both periods held in full."""
+        if self.snapshot_only:
+            return (
+                "no change over time: the chosen measures count residents (home addresses), "
+                "a snapshot as of a date, not events in a period"
+            )
+        if self.empty:
+            return "no change: there is no SOC data in this period"
+        if not self.previous_held:
+            return (
+                f"no change: there is no SOC data in the comparison period {previous} "
+                f"(SOC data is held {self.first_held} to {self.last_held})"
+            )
+        if self.previous_gaps or self.gaps:
+            missing = ", ".join([*self.previous_gaps, *self.gaps])
+            return (
+                f"no change: no SOC data for {missing}, so this period and the comparison "
+                f"period {previous} would not compare like with like; choose a period "
+                "without gaps"
+            )
+        return None
+
+
+def period_data(
+    model: soc_cells.SocCells, measures: MeasureSet, first: dt.date, last: dt.date
+) -> PeriodData:
+    """Which months of [first, last] and of the previous period of the same length hold the
+    SOC data `measures` count."""
+    held = soc_held_months(model, measures)
+    months = month_range(first, last)
+    previous = month_range(shift_month(first, -len(months)), shift_month(first, -1))
+    if held is None:
+        return PeriodData([], [], [], [], None, None, True)
+
+    def split(ms: list[dt.date]) -> tuple[list[str], list[str]]:
+        return [f"{m:%Y-%m}" for m in ms if m in held], [f"{m:%Y-%m}" for m in ms if m not in held]
+
+    now_held, now_gaps = split(months)
+    prev_held, prev_gaps = split(previous)
+    return PeriodData(
+        now_held,
+        now_gaps,
+        prev_held,
+        prev_gaps,
+        f"{min(held):%Y-%m}" if held else None,
+        f"{max(held):%Y-%m}" if held else None,
+        False,
+    )
+
+
+def default_period(
+    model: soc_cells.SocCells, measures: MeasureSet, months: int = 12
+) -> tuple[dt.date, dt.date] | None:
+    """The latest period (ending in the last month with SOC data, at most `months` long, as
+    long as possible) that is held in full and whose comparison period (the months just
+    before, as many) is held in full too, so change and rank movement can be computed; None
+    when no such period exists (or every measure is a snapshot)."""
+    held = soc_held_months(model, measures)
+    if not held:
+        return None
+    last = max(held)
+    for length in range(months, 0, -1):
+        first = shift_month(last, 1 - length)
+        if all(m in held for m in month_range(shift_month(first, -length), last)):
+            return first, last
+    return None
+
+
+def snapshot_as_of(model: soc_cells.SocCells, last: dt.date) -> dt.date:
+    """The date a period's resident counts stand for: the period's last day, or the last
+    dated SOC record held if that is earlier (nothing later is known)."""
+    end = month_end(last)
+    latest = model.summary[1]
+    return min(end, latest) if latest is not None else end
+
+
+def _previous_with_snapshot(
+    previous: pl.DataFrame, now: pl.DataFrame, measures: MeasureSet
+) -> pl.DataFrame:
+    """area_code, previous_soc_harm: the previous period's dated measures plus this period's
+    residents, so residents (a snapshot) never make a change over time."""
+    snap = [f"{m.id}_harm" for m in measures.measures if m.source in SNAPSHOT_SOURCES]
+    dated = [f"{m.id}_harm" for m in measures.measures if m.source not in SNAPSHOT_SOURCES]
+    resident = pl.sum_horizontal(snap) if snap else pl.lit(0.0)
+    return (
+        previous.select(
+            "area_code", (pl.sum_horizontal(dated) if dated else pl.lit(0.0)).alias("_dated")
+        )
+        .join(now.select("area_code", resident.alias("_resident")), on="area_code", how="left")
+        .select(
+            "area_code",
+            (pl.col("_dated") + pl.col("_resident").fill_null(0.0)).alias("previous_soc_harm"),
+        )
+    )
+
+
+def _soc_series_gaps(table: pl.DataFrame, model: soc_cells.SocCells) -> pl.DataFrame:
+    """The ward view's SOC series with months their source holds nothing for (force-wide)
+    set to null: no data, not zero."""
+    return table.with_columns(
+        pl.when(pl.col("month").is_in(sorted(model.held_months(source))))
+        .then(pl.col(name))
+        .otherwise(None)
+        .alias(name)
+        for name, source in _SERIES_SOURCES.items()
+    )
+
+
+def _chb_held(model: soc_cells.SocCells, name: str) -> frozenset[dt.date]:
+    return model.held_months(_SERIES_SOURCES[name])
+
+
+def _chb_truth(
+    meta: dict[str, object],
+    base: dict[str, object],
+    before: tuple[dt.date, dt.date],
+    wanted: dt.date,
+    clear_month: dt.date,
+    length: int,
+    dropped: list[str],
+) -> list[str]:
+    """What a CHB page says about its before period and its gaps; sets meta["comparable"]
+    and meta["before_months"]."""
+    notes = []
+    months = len(month_range(*before)) if before[1] >= before[0] else 0
+    meta["before_months"] = months
+    meta["before_wanted_months"] = length
+    meta["months_dropped"] = dropped
+    if months == 0:
+        meta["comparable"] = False
+        notes.append(
+            f"no comparison: there is no police.uk data before Clear starts ({clear_month:%Y-%m}), "
+            "so the before period is empty and no change is computed"
+        )
+        return notes
+    meta["comparable"] = True
+    if before[0] > wanted:
+        notes.append(
+            f"the before period should be {length} months ({wanted:%Y-%m} to "
+            f"{before[1]:%Y-%m}, as long as the phases, at most 12) but data is held only "
+            f"from {before[0]:%Y-%m}: it covers {months} month{'s' if months != 1 else ''}"
+        )
+    refused = [_LABELS[name] for name in _LABELS if base.get(f"{name}_per_month") is None]
+    if refused:
+        notes.append(
+            f"no change for {', '.join(refused)}: the before period holds no data for "
+            f"{'it' if len(refused) == 1 else 'them'}"
+        )
+    if dropped:
+        notes.append(
+            "months without data are left out of the monthly means (no data, not zero): "
+            + "; ".join(dropped)
+        )
+    return notes

@@ -23,7 +23,7 @@ import json
 import threading
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -62,6 +62,7 @@ _NOMINAL_FLAGS = (
     "cse_victim",
 )
 _FAR = np.iinfo(np.int64).max // 2  # an open end of an address's dates
+DENSE = 5  # records a month on average: a source this busy holds none in a month only as a gap
 
 
 def month_number(day: dt.date) -> int:
@@ -430,6 +431,33 @@ class SocCells:
             for i, v in enumerate(counts)
             if v
         }
+
+    def held_months(self, source: str) -> frozenset[dt.date]:
+        """The months (first days) for which dated `source` holds data, force-wide, whatever
+        the area or the reader; a month outside is a gap, not a zero (issue 15). For a source
+        with `DENSE` records a month or more on average between its first and last month,
+        the months with any record (an empty month would not be believable); for a sparser
+        one every month from its first to its last record (an empty month may be a true
+        zero). None held: empty."""
+
+        def make() -> frozenset[dt.date]:
+            months = np.unique(self.sources[source].month)
+            if not months.size:
+                return frozenset()
+            if not self.dense(source):
+                months = np.arange(int(months[0]), int(months[-1]) + 1)
+            return frozenset(dt.date(m // 12, m % 12 + 1, 1) for m in months.tolist())
+
+        return cast(frozenset[dt.date], self._cached(("held_months", source), make))
+
+    def dense(self, source: str) -> bool:
+        """Whether `source` holds at least `DENSE` records a month on average from its first
+        to its last month (then a month without any is a gap)."""
+        src = self.sources[source]
+        if not src.month.size:
+            return False
+        span = int(src.month.max() - src.month.min()) + 1
+        return bool(src.records.sum() / span >= DENSE)
 
 
 def _resident_count(m: Measure, homes: _Homes, rows: IntArray, scope: Scope, n: int) -> IntArray:

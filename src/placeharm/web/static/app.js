@@ -158,7 +158,9 @@ async function overviewMap() {
     map.on("mousemove", "fill", (e) => { map.getCanvas().style.cursor = "pointer"; map.getCanvas().title = `${e.features[0].properties.area_name}: ${Math.round(e.features[0].properties.soc_harm || 0)}`; });
   });
   const legend = document.getElementById("legend");
-  if (legend) {
+  if (legend && geo.no_soc_data) {  // an empty period: nothing coloured, and the legend says why
+    legend.textContent = "No SOC data in this period: the map is not coloured.";
+  } else if (legend) {
     // built as nodes, colours set through the CSSOM: the CSP allows no inline style attributes
     const edges = [0, ...breaks].map((v) => Math.round(v).toLocaleString("en-GB"));
     const swatch = (colour) => {
