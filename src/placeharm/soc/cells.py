@@ -31,7 +31,7 @@ import polars as pl
 
 from placeharm.harm import HarmIndex
 from placeharm.model import month_end
-from placeharm.soc.measures import Measure
+from placeharm.soc.measures import NOMINAL_FLAGS, Measure
 from placeharm.store.base import EVERYTHING, Scope, Store
 
 IntArray = npt.NDArray[np.int64]
@@ -51,16 +51,7 @@ _SCOPE_COLUMNS = {"intelligence": ("handling_code",), "partner_events": ("handli
 # force crimes' group links run through these tables: a scope may drop nominals from them
 # only where none of the dropped nominals is a group member (then no link changes)
 _LINK_TABLES = ("soc_nominal_crimes", "soc_memberships", "soc_groups")
-_NOMINAL_FLAGS = (
-    "ocg_member",
-    "priority_individual",
-    "pcg_member",
-    "ucg_member",
-    "cce_perpetrator",
-    "cce_victim",
-    "cse_perpetrator",
-    "cse_victim",
-)
+_NOMINAL_FLAGS = NOMINAL_FLAGS
 _FAR = np.iinfo(np.int64).max // 2  # an open end of an address's dates
 DENSE = 5  # records a month on average: a source this busy holds none in a month only as a gap
 

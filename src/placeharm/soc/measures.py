@@ -18,7 +18,7 @@ from placeharm.store.base import EVERYTHING, Scope, Store
 
 DEFAULT_MEASURES = Path(__file__).parent / "data" / "measures.yaml"
 SOURCES = ("force_crimes", "nominals", "intelligence", "partner_events", "incidents")
-_NOMINAL_FLAGS = (
+NOMINAL_FLAGS = (  # the nominals' flags a measure or a scope reads (soc.cells too)
     "ocg_member",
     "priority_individual",
     "pcg_member",
@@ -28,6 +28,7 @@ _NOMINAL_FLAGS = (
     "cse_perpetrator",
     "cse_victim",
 )
+_NOMINAL_FLAGS = NOMINAL_FLAGS
 _FILTERS = {
     "force_crimes": {"linked_group_type", "link_roles", "offence_codes", "crime_types", "flag"},
     "nominals": {"flags_any"},
