@@ -159,6 +159,9 @@ class DuckDBStore:
             self._run(f"SET threads = {int(threads)}")
             self._run("SET memory_limit = ?", [memory_limit])
             self._run("SET preserve_insertion_order = false")
+            # no DuckDB progress bar on a terminal (a big store's migration drew one under
+            # the CLI's own messages)
+            self._run("SET enable_progress_bar = false")
             # Checkpoint in large steps: a checkpoint per small commit costs ~40 ms each.
             self._run("SET checkpoint_threshold = '512MB'")
             if self.read_only:  # spill to the system's temporary folder, not beside the file
