@@ -196,7 +196,7 @@ def wdq(target: Counts, control: Counts, buffer: Counts) -> WdqResult:
             None,
             None,
             None,
-            "not computed",
+            "no control events to weigh",
             "the control has no events in the "
             + ("before" if c_b == 0 else "after")
             + " period, so its ratios cannot be formed",
@@ -210,7 +210,7 @@ def wdq(target: Counts, control: Counts, buffer: Counts) -> WdqResult:
             buffer_measure,
             None,
             net,
-            "no success to weigh",
+            "no fall in the target to weigh",
             "the target did not fall relative to its control (success measure "
             f"{success:+.3f}), so the quotient has no displacement reading",
         )

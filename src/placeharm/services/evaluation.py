@@ -33,7 +33,8 @@ MEASURES = {
     "intelligence": "intelligence reports",
 }
 CONTROL_RULE = (
-    "the control is the ward, among wards that do not touch the site or its buffer and had "
+    "the control is the ward, among wards that touch neither the site, its buffer nor any "
+    "other CHB site, and had "
     "between half and twice the site's police.uk crime (not ASB) in the before period, whose "
     "monthly crime in that period moves most like the site's (highest Pearson correlation; "
     "with fewer than 3 months held, the closest in number); if no ward is that close in "
@@ -308,6 +309,7 @@ def compare(
             row.update(
                 wdq=None if q.wdq is None else round(q.wdq, 3),
                 wdq_reading=q.reading if q.reason is None else q.reason,
+                wdq_short=q.reading,
                 total_net_effect=None
                 if q.total_net_effect is None
                 else round(q.total_net_effect, 1),
@@ -361,7 +363,7 @@ def _choose(
     if first is None or second is None:
         raise DataError(
             f"no control can be offered: fewer than two {set_name} areas lie outside the site "
-            "and its buffer; name the controls"
+            "and its buffer"
         )
     return (
         described(first, "given" if control else "offered"),
@@ -433,9 +435,11 @@ def chb_evaluation(
     if first is None or last is None:
         raise NotFound(f"no months to evaluate for CHB site {site}")
     target = area_series(store, soc.CHB_SET, site, first, last, scope)
-    # wards touching the site or its buffer cannot be its control
+    # wards touching the site or its buffer, or another CHB site (treated too), cannot be
+    # its control
     wards = store.area_polygons(control_set)
-    area = shapely.union(shape, ring)
+    others = [shapely.from_wkb(w) for w in store.area_polygons(soc.CHB_SET)["geometry_wkb"]]
+    area = shapely.union_all([shape, ring, *others])
     exclude = {
         code
         for code, wkb in wards.select("area_code", "geometry_wkb").iter_rows()
@@ -502,3 +506,13 @@ def _ordered(table: pl.DataFrame) -> pl.DataFrame:
             table = table.with_columns(pl.lit(None).alias(c))
     rest = [c for c in table.columns if c not in TABLE_COLUMNS]
     return table.select([*TABLE_COLUMNS, *rest])
+
+
+def chb_section(store: Store, site: str, scope: Scope) -> tuple[dict[str, Any], pl.DataFrame]:
+    """The CHB page's evaluation: its meta and notes (with `available` and, when it cannot be
+    made, the `reason` in words) and its table (empty when not available)."""
+    try:
+        result = chb_evaluation(store, site, scope)
+    except (NotFound, DataError) as exc:
+        return {"available": False, "reason": str(exc)}, pl.DataFrame()
+    return {"available": True, "reason": None, **result.meta, "notes": result.notes}, result.table

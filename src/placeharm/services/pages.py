@@ -485,7 +485,14 @@ def chb(store: Store, user: User, site: str) -> Page:
         **view.meta,
         "notes": view.notes,
     }
-    return Page("chb", f"CHB site: {view.meta['site_name']}", data, {"phases": view.table})
+    tables = {"phases": view.table}
+    # issue 16: the evaluation against a control and a buffer, beside the raw before/after
+    from placeharm.services import evaluation
+
+    data["evaluation"], tables["evaluation"] = evaluation.chb_section(
+        store, site, _scope(store, user)
+    )
+    return Page("chb", f"CHB site: {view.meta['site_name']}", data, tables)
 
 
 # -- truthful figures (issue 15) ------------------------------------------------------------
