@@ -1,0 +1,189 @@
+"""CHB evaluation against a control and a buffer (issue 16) on a small hand-built store.
+
+Six square wards A01..A06 in a row (0.01 degrees apart, about 640 m). CHB site S1 is a small
+square (half-side 0.002 degrees) in the middle of A01; its 500 m buffer ring reaches into A02
+but not A03. police.uk street files for 2021-01..2021-06 except 2021-04 (a gap). Burglaries:
+
+    month       01  02  03  05  06
+    site         10  10   4   6   6   (A01 centre)
+    ring          5   5   6   5   5   (0.004 degrees east of the centre: in the ring, in A01)
+    A03           3   3   3   3   3
+    A04          11  10  10   9  11
+    A05           8   8   8   8   8
+    A06          40  40  40  40  40
+
+Phases: Clear 2021-03, Hold 2021-04 (the gap month), Build from 2021-05 (to 2021-06, the last
+month held). Before: as long as the phases (4 months: 2020-11..2021-02) but data is held from
+2021-01, so 2021-01..2021-02. Intelligence only in 2021-05 and 2021-06: none before.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from placeharm.errors import NotFound
+from placeharm.services import evaluation, soc
+from placeharm.services.areas import import_areas
+from placeharm.services.ingest import ingest
+from placeharm.soc.importer import import_entity
+from placeharm.store.duckdb import DuckDBStore
+
+HEADER = (
+    "Crime ID,Month,Reported by,Falls within,Longitude,Latitude,Location,LSOA code,LSOA name,"
+    "Crime type,Last outcome category,Context"
+)
+LAT = 54.975
+WARDS = {f"A{i:02d}": (-1.70 + 0.01 * i, LAT) for i in range(1, 7)}
+CENTRE = WARDS["A01"]
+RING = (CENTRE[0] + 0.004, LAT)
+MONTHS = ("2021-01", "2021-02", "2021-03", "2021-05", "2021-06")
+COUNTS = {
+    CENTRE: (10, 10, 4, 6, 6),
+    RING: (5, 5, 6, 5, 5),
+    WARDS["A03"]: (3, 3, 3, 3, 3),
+    WARDS["A04"]: (11, 10, 10, 9, 11),
+    WARDS["A05"]: (8, 8, 8, 8, 8),
+    WARDS["A06"]: (40, 40, 40, 40, 40),
+}
+
+
+def _square(code: str, lon: float, lat: float, d: float = 0.005) -> dict:
+    ring = [[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d], [lon - d, lat + d]]
+    return {
+        "type": "Feature",
+        "properties": {"code": code, "name": f"Area {code}"},
+        "geometry": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]},
+    }
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("evaluation")
+    wards = tmp / "wards.geojson"
+    wards.write_text(
+        json.dumps(
+            {"type": "FeatureCollection", "features": [_square(k, *v) for k, v in WARDS.items()]}
+        )
+    )
+    sites = tmp / "chb.geojson"
+    sites.write_text(
+        json.dumps({"type": "FeatureCollection", "features": [_square("S1", *CENTRE, 0.002)]})
+    )
+    files = []
+    for i, month in enumerate(MONTHS):
+        rows = [HEADER]
+        for (lon, lat), counts in COUNTS.items():
+            rows += [
+                f"c{month}{lon}{n},{month},T,T,{lon},{lat},On or near X,,,Burglary,,"
+                for n in range(counts[i])
+            ]
+        path = tmp / f"{month}-test-street.csv"
+        path.write_text("\n".join(rows) + "\n")
+        files.append(path)
+    db = DuckDBStore(tmp / "evaluation.duckdb")
+    import_areas(db, wards, "ward", code_field="code", name_field="name")
+    import_areas(db, sites, soc.CHB_SET, code_field="code", name_field="name")
+    assert all(r.status == "ok" for r in ingest(db, files))
+    soc_files = {
+        "intelligence": "intel_id,reported_date,source_evaluation,intelligence_assessment,"
+        f"handling_code,topics,latitude,longitude\nI1,2021-05-03,1,B,P,drug_supply,{LAT},"
+        f"{CENTRE[0]}\nI2,2021-06-03,1,B,P,drug_supply,{LAT},{CENTRE[0]}\n",
+        "chb-phases": "site_code,phase,start_date,end_date\n"
+        "S1,Clear,2021-03-01,2021-03-31\nS1,Hold,2021-04-01,2021-04-30\nS1,Build,2021-05-01,\n",
+    }
+    for kind, text in soc_files.items():
+        path = tmp / f"{kind}.csv"
+        path.write_text(text)
+        result = import_entity(db, kind, path)
+        assert result.ok and not result.quarantined, (kind, result)
+    yield db
+    db.close()
+
+
+def _rows(result: evaluation.Evaluation) -> dict[tuple[str, str], dict]:
+    return {(r["period"], r["measure"]): r for r in result.table.to_dicts()}
+
+
+def test_periods_and_offered_controls(store):
+    result = evaluation.chb_evaluation(store, "S1")
+    assert result.meta["before"] == "2021-01..2021-02"
+    assert result.meta["phases"] == [
+        {"phase": "Clear", "months": "2021-03..2021-03"},
+        {"phase": "Hold", "months": "2021-04..2021-04"},
+        {"phase": "Build", "months": "2021-05..2021-06"},
+    ]
+    # A01 (the site) and A02 (its buffer reaches it) cannot be controls; before-period crime:
+    # site 20; A04 21, A05 16 (within a factor of 2: fewer than 3 months, so by level),
+    # A03 6 and A06 80 (not within)
+    assert result.meta["control"]["code"] == "A04"
+    assert result.meta["buffer_control"]["code"] == "A05"
+    assert result.meta["control"]["before_crimes"] == 21
+
+
+def test_clear_by_hand_with_time_weights(store):
+    row = _rows(evaluation.chb_evaluation(store, "S1"))[("Clear", "crimes")]
+    # before 2 months, after 1: before counts scaled by 1/2 (and their variance by 1/4)
+    assert (row["target_before"], row["target_after"]) == (20, 4)
+    assert (row["control_before"], row["control_after"]) == (21, 10)
+    assert (row["buffer_before"], row["buffer_after"]) == (10, 6)
+    assert (row["buffer_control_before"], row["buffer_control_after"]) == (16, 8)
+    assert (row["before_months"], row["after_months"]) == (2, 1)
+    # dT = 4 - 10 = -6, dC = 10 - 10.5 = -0.5, dD = 6 - 5 = 1, dCD = 8 - 8 = 0
+    assert row["wdd"] == pytest.approx(-4.5)
+    # variance = (4 + 20/4) + (10 + 21/4) + (6 + 10/4) + (8 + 16/4) = 44.75
+    assert row["se"] == pytest.approx(math.sqrt(44.75), abs=0.01)
+    assert row["z"] == pytest.approx(-4.5 / math.sqrt(44.75), abs=0.001)
+    assert row["p"] == pytest.approx(math.erfc(4.5 / math.sqrt(44.75) / math.sqrt(2)), abs=1e-4)
+
+
+def test_build_by_hand_with_wdq(store):
+    row = _rows(evaluation.chb_evaluation(store, "S1"))[("Build", "crimes")]
+    # 2021-05..06 against 2021-01..02: T 20->12, C 21->20, D 10->10, CD 16->16
+    assert row["wdd"] == pytest.approx(-8 + 1)
+    assert row["se"] == pytest.approx(math.sqrt(20 + 12 + 21 + 20 + 10 + 10 + 16 + 16), abs=0.01)
+    # WDQ = (10/20 - 10/21) / (12/20 - 20/21)
+    assert row["wdq"] == pytest.approx((10 / 20 - 10 / 21) / (12 / 20 - 20 / 21), abs=1e-3)
+    assert row["result"].startswith("no clear change")
+
+
+def test_gap_month_and_empty_side_are_refused(store):
+    rows = _rows(evaluation.chb_evaluation(store, "S1"))
+    hold = rows[("Hold", "crimes")]  # 2021-04: no police.uk file
+    assert hold["wdd"] is None and hold["target_before"] is None
+    assert hold["refused"] == (
+        "no comparison: no police.uk crime (not ASB) data in Hold (2021-04..2021-04)"
+    )
+    assert hold["gap_months"] == "2021-04"
+    intel = rows[("Build", "intelligence")]  # intelligence held 2021-05..06 only
+    assert intel["wdd"] is None
+    assert intel["refused"].startswith(
+        "no comparison: no intelligence reports data in the before period (2021-01..2021-02)"
+    )
+
+
+def test_controls_can_be_given_and_are_checked(store):
+    result = evaluation.chb_evaluation(store, "S1", control="A06", buffer_control="A03")
+    assert result.meta["control"] == {
+        "code": "A06",
+        "name": "Area A06",
+        "chosen_by": "given",
+        "correlation": None,
+        "before_crimes": 80,
+    }
+    row = _rows(result)[("Build", "crimes")]
+    assert (row["control_before"], row["control_after"]) == (80, 80)
+    # a control far from the site in level is named in a note
+    assert any("Area A06, had 80 police.uk crimes" in n for n in result.notes)
+    with pytest.raises(NotFound):
+        evaluation.chb_evaluation(store, "S1", control="NOPE")
+
+
+def test_the_buffer_width_is_in_metres(store):
+    # 100 m from the site's edge does not reach the ring's points (about 128 m out)
+    narrow = _rows(evaluation.chb_evaluation(store, "S1", buffer_m=100))
+    assert narrow[("Build", "crimes")]["buffer_before"] == 0
+    wide = _rows(evaluation.chb_evaluation(store, "S1", buffer_m=200))
+    assert wide[("Build", "crimes")]["buffer_before"] == 10
