@@ -97,3 +97,25 @@ def test_wdq_refuses_what_it_cannot_read() -> None:
     # the target rose against its control: no success to weigh
     r = wdq(Counts(10, 20), Counts(10, 10), Counts(3, 3))
     assert r.wdq is None and r.success == pytest.approx(1.0)
+
+
+def test_difference_matches_wdd_on_counts_and_ptools_area_weights() -> None:
+    from placeharm.analysis.wdd import Total, difference
+
+    # on counts, the same as the WDD without a buffer
+    r = difference(
+        (Total.of_count(80), Total.of_count(20)), (Total.of_count(100), Total.of_count(50))
+    )
+    assert (r.wdd, r.variance) == (-10, 250)
+    # time weight 1/2 and the control's mean over 2 units: (20 - 40) - (50 - 50) / 2 = -20;
+    # variance 20 + 80/4 + (50 + 100/4) / 4 = 58.75
+    r = difference(
+        (Total.of_count(80), Total.of_count(20)),
+        (Total.of_count(100), Total.of_count(50)),
+        before_scale=0.5,
+        control_scale=0.5,
+    )
+    assert r.wdd == pytest.approx(-20) and r.variance == pytest.approx(58.75)
+    # harm: a sum of weights has variance sum(w^2)
+    h = Total.of_weights([3.0, 4.0])
+    assert (h.value, h.variance) == (7.0, 25.0)

@@ -226,3 +226,55 @@ def wdq(target: Counts, control: Counts, buffer: Counts) -> WdqResult:
     else:
         reading = "displacement to the buffer greater than the direct effect"
     return WdqResult(success, buffer_measure, q, net, reading, None)
+
+
+@dataclass(frozen=True, slots=True)
+class Total:
+    """A total over a period and its variance: a count n has variance n (Poisson); a sum of
+    harm weights w has variance sum(w^2) (compound Poisson)."""
+
+    value: float
+    variance: float
+
+    @classmethod
+    def of_count(cls, n: int) -> Total:
+        return cls(float(n), float(n))
+
+    @classmethod
+    def of_weights(cls, weights: list[float]) -> Total:
+        return cls(float(sum(weights)), float(sum(w * w for w in weights)))
+
+
+def difference(
+    target: tuple[Total, Total],
+    control: tuple[Total, Total],
+    before_scale: float = 1.0,
+    control_scale: float = 1.0,
+) -> WddResult:
+    """The WDD without a buffer on totals that need not be counts: (target after - target
+    before) - (control after - control before), each before total times `before_scale` (the
+    time weight: after months / before months) and the control's totals times
+    `control_scale` (e.g. 1/k for the sum over k comparison units: their mean), the variances
+    by the squares of the same factors (Wheeler & Ratcliffe 2018 with the time and area
+    weights of ptools; for harm, compound Poisson variances).
+
+    Returns
+    -------
+    WddResult with displacement None.
+    """
+    (tb, ta), (cb, ca) = target, control
+    local = (ta.value - tb.value * before_scale) - control_scale * (
+        ca.value - cb.value * before_scale
+    )
+    variance = (
+        ta.variance
+        + tb.variance * before_scale**2
+        + control_scale**2 * (ca.variance + cb.variance * before_scale**2)
+    )
+    se = math.sqrt(variance)
+    if variance <= 0:
+        return WddResult(local, local, None, variance, se, None, None, None, None)
+    z = local / se
+    return WddResult(
+        local, local, None, variance, se, z, two_sided_p(z), local - Z_95 * se, local + Z_95 * se
+    )
