@@ -1538,3 +1538,23 @@ def _crimes_by_month(
         cells = cells.filter(pl.col("month").is_between(first, last))
     months = cells.group_by("month").agg(pl.col("records").sum())
     return [(m, int(n)) for m, n in months.iter_rows()]
+
+
+# -- disruption impact (issue 16) -----------------------------------------------------------
+
+
+def disruptions(store: Store, user: User, months: int = 3) -> Page:
+    """Disruptions against a control: by 4P, by group, and diversion referrals."""
+    policy.require(user, "disruptions")
+    policy.require_records(user, "disruptions")
+    from placeharm.services import disruptions as impact_service
+
+    impact = impact_service.disruption_impact(store, _scope(store, user), months)
+    data = {
+        **data_as_of(store),
+        "user": {"username": user.username, "role": user.role.value},
+        "record_kinds": policy.record_kinds(user),
+        **impact.meta,
+        "notes": impact.notes,
+    }
+    return Page("disruptions", "Disruptions: impact against a control", data, impact.tables)

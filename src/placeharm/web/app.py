@@ -1008,6 +1008,26 @@ def create_app(
     async def chb_api(site: str, user: User = Depends(signed_in)) -> Any:
         return await page_json(pages.chb, user, site)
 
+    # -- disruption impact (issue 16) --------------------------------------------------------
+    @app.get(
+        "/disruptions",
+        dependencies=[allowed("disruptions")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
+    def disruptions_page(
+        request: Request,
+        user: User = Depends(signed_in),
+        months: int = Query(3, ge=1, le=12),
+    ) -> Any:
+        return render(request, "disruptions.html", build(pages.disruptions, user, months), user)
+
+    @app.get("/api/disruptions", dependencies=[allowed("disruptions")])
+    async def disruptions_api(
+        user: User = Depends(signed_in), months: int = Query(3, ge=1, le=12)
+    ) -> Any:
+        return await page_json(pages.disruptions, user, months)
+
     # -- records ---------------------------------------------------------------------------
     @app.get(
         "/records",
