@@ -117,3 +117,44 @@ def show_evaluation(result: evaluation.Evaluation, fmt: Format) -> None:
             out.print(f"{label}, {row['measure_label']}: {row['result']}", highlight=False)
     for note in [*result.notes, *meta.get("limitations", [])]:
         err.print(f"Note: {note}", highlight=False)
+
+
+_IMPACT_TABLES = ("by-four-p", "events", "groups", "referrals-summary", "referrals")
+
+
+@evaluate_app.command("disruptions")
+def disruptions_cmd(
+    months: Annotated[
+        int, typer.Option(help="Months before and after each disruption's month.")
+    ] = 3,
+    table: Annotated[
+        str, typer.Option(help=f"Which table: {', '.join(_IMPACT_TABLES)}.")
+    ] = "by-four-p",
+    db: DbOption = None,
+    fmt: FormatOption = Format.table,
+) -> None:
+    """Disruption impact against a control: events by 4P against control wards, groups
+    against undisrupted groups, diversion referrals against comparable nominals."""
+    from placeharm.errors import DataError
+    from placeharm.services import disruptions
+
+    if table not in _IMPACT_TABLES:
+        raise DataError(f"no table {table!r}; choose one of {', '.join(_IMPACT_TABLES)}")
+    with _open(_settings(db)) as store:
+        impact = disruptions.disruption_impact(store, months=months)
+    frame = impact.tables[table.replace("-", "_")]
+    if fmt is Format.json:
+        body = {**impact.meta, "notes": impact.notes, table: frame.to_dicts()}
+        sys.stdout.write(json.dumps(body, default=str, indent=2) + "\n")
+        return
+    if fmt is Format.table:
+        wanted = [
+            c
+            for c in frame.columns
+            if c not in ("result", "refused", "types", "area_code", "gap_months", "measure")
+            and not c.startswith("wdd_")
+        ]
+        frame = frame.select(wanted) if wanted else frame
+    _emit(frame, fmt, f"Disruptions: {table} ({months} months before and after)")
+    for note in [*impact.notes, impact.meta["area_method"], *impact.meta["limitations"]]:
+        err.print(f"Note: {note}", highlight=False)

@@ -12,7 +12,7 @@ import polars as pl
 import shapely
 
 from placeharm.analysis.control import rank_controls
-from placeharm.analysis.wdd import Total, difference
+from placeharm.analysis.wdd import Total, difference, two_sided_p
 from placeharm.errors import NotFound
 from placeharm.model import month_end, month_range, shift_month
 from placeharm.services import evaluation, indices
@@ -354,18 +354,22 @@ def _referrals(
     summary = []
     for label, items in pooled.items():
         done = [r for r in items if r.get("refused") is None]
+        # pooled: the sum of the referrals' WDDs, variance the sum of theirs (taken as
+        # independent; comparable nominals may serve more than one referral)
+        total = sum(r["wdd"] for r in done)
+        variance = sum(r["se"] ** 2 for r in done)
+        z = total / variance**0.5 if variance > 0 else None
         summary.append(
             {
                 "measure_label": label,
                 "referrals": len(items),
                 "compared": len(done),
+                "pooled_wdd": round(total, 2),
+                "pooled_se": round(variance**0.5, 2),
+                "pooled_p": None if z is None else round(two_sided_p(z), 4),
                 "clear_falls": sum(1 for r in done if _outcome(r) == "clear fall"),
                 "clear_rises": sum(1 for r in done if _outcome(r) == "clear rise"),
                 "no_clear_change": sum(1 for r in done if _outcome(r) == "no clear change"),
-                "treated_before": round(sum(r["treated_before"] for r in done), 1),
-                "treated_after": round(sum(r["treated_after"] for r in done), 1),
-                "comparison_before": round(sum(r["comparison_mean_before"] for r in done), 1),
-                "comparison_after": round(sum(r["comparison_mean_after"] for r in done), 1),
             }
         )
     return pl.DataFrame(rows, infer_schema_length=None), pl.DataFrame(summary)
