@@ -27,6 +27,7 @@ EXPECTED = {
     | REPEATED,
     "/api/records.csv": {"kind", "q", "sort", "desc", "area"} | set(FILTERS) | REPEATED,
     "/api/chb/{site}": {"site"},
+    "/api/disruptions": {"months"},  # issue 16
     "/api/nominal/{nominal_id}": {"nominal_id"},
     "/api/crime/{crime_id}/history": {"crime_id"},
     "/api/group/{group_id}": {"group_id"},
