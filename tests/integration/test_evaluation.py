@@ -25,7 +25,7 @@ import math
 import pytest
 
 from placeharm.errors import NotFound
-from placeharm.services import evaluation, soc
+from placeharm.services import disruptions, evaluation, soc
 from placeharm.services.areas import import_areas
 from placeharm.services.ingest import ingest
 from placeharm.soc.importer import import_entity
@@ -47,6 +47,40 @@ COUNTS = {
     WARDS["A04"]: (11, 10, 10, 9, 11),
     WARDS["A05"]: (8, 8, 8, 8, 8),
     WARDS["A06"]: (40, 40, 40, 40, 40),
+}
+
+
+# Referrals and groups: UCG members R1 (referred on 2021-04-10), C1 and C2, OCG member C3;
+# groups G1 (UCG: R1, C1; a Pursue disruption on 2021-04-10), G2 (UCG: C2), G3 (OCG: C3).
+# Crimes they are suspects in (at A03's centre), by month:
+#     R1: 02, 03          C1: 02, 03, 05, 06     C2: 02, 03, 05     C3: 02, 03, 05 x3, 06 x2
+LINKED = {
+    "R1": ("2021-02", "2021-03"),
+    "C1": ("2021-02", "2021-03", "2021-05", "2021-06"),
+    "C2": ("2021-02", "2021-03", "2021-05"),
+    "C3": ("2021-02", "2021-03", "2021-05", "2021-05", "2021-05", "2021-06", "2021-06"),
+}
+_A03 = WARDS["A03"]
+_CRIMES = [
+    (f"F{i}", nid, month)
+    for i, (nid, month) in enumerate((n, m) for n, months in LINKED.items() for m in months)
+]
+PEOPLE = {
+    "nominals": "nominal_id,surname,forename,ocg_member,priority_individual,pcg_member,"
+    "ucg_member\nR1,Demoa,Xa,N,N,N,Y\nC1,Demob,Xb,N,N,N,Y\nC2,Democ,Xc,N,N,N,Y\n"
+    "C3,Demod,Xd,Y,N,N,N\n",
+    "groups": "group_id,name,group_type,ocg_band,status\nG1,Test UCG 1,UCG,,active\n"
+    "G2,Test UCG 2,UCG,,active\nG3,Test OCG,OCG,2A,active\n",
+    "memberships": "group_id,nominal_id,role\nG1,R1,member\nG1,C1,member\nG2,C2,member\n"
+    "G3,C3,member\n",
+    "force-crimes": "crime_ref,recorded_date,offence_code,firearms_discharged,"
+    "cannabis_production,latitude,longitude\n"
+    + "".join(f"{ref},{month}-12,92A,N,N,{_A03[1]},{_A03[0]}\n" for ref, _, month in _CRIMES),
+    "nominal-crimes": "nominal_id,crime_ref,role\n"
+    + "".join(f"{nid},{ref},suspect\n" for ref, nid, _ in _CRIMES),
+    "disruptions": "disruption_id,disruption_date,four_p,disruption_type,target_group_id,"
+    f"target_nominal_id,latitude,longitude\nD1,2021-04-10,Pursue,arrest,G1,,{_A03[1]},"
+    f"{_A03[0]}\nD2,2021-04-10,Prevent,diversion referral,,R1,{_A03[1]},{_A03[0]}\n",
 }
 
 
@@ -91,6 +125,7 @@ def store(tmp_path_factory: pytest.TempPathFactory):
         "intelligence": "intel_id,reported_date,source_evaluation,intelligence_assessment,"
         f"handling_code,topics,latitude,longitude\nI1,2021-05-03,1,B,P,drug_supply,{LAT},"
         f"{CENTRE[0]}\nI2,2021-06-03,1,B,P,drug_supply,{LAT},{CENTRE[0]}\n",
+        **PEOPLE,
         "chb-phases": "site_code,phase,start_date,end_date\n"
         "S1,Clear,2021-03-01,2021-03-31\nS1,Hold,2021-04-01,2021-04-30\nS1,Build,2021-05-01,\n",
     }
@@ -187,3 +222,39 @@ def test_the_buffer_width_is_in_metres(store):
     assert narrow[("Build", "crimes")]["buffer_before"] == 0
     wide = _rows(evaluation.chb_evaluation(store, "S1", buffer_m=200))
     assert wide[("Build", "crimes")]["buffer_before"] == 10
+
+
+def test_referral_against_matched_nominals_by_hand(store):
+    impact = disruptions.disruption_impact(store, months=2)
+    rows = {r["measure_label"]: r for r in impact.tables["referrals"].to_dicts()}
+    crimes = rows["linked crimes"]
+    # 2021-04-10: before 2021-02..03, after 2021-05..06. R1 2 -> 0. Matched: UCG members
+    # never referred with R1's 2 crimes before: C1 (2 -> 2) and C2 (2 -> 1); C3 is OCG
+    assert crimes["disruption_id"] == "D2" and crimes["kind"] == "UCG"
+    assert (crimes["before"], crimes["after"]) == ("2021-02..2021-03", "2021-05..2021-06")
+    assert crimes["comparison_units"] == 2
+    assert (crimes["treated_before"], crimes["treated_after"]) == (2, 0)
+    assert (crimes["comparison_mean_before"], crimes["comparison_mean_after"]) == (2, 1.5)
+    # WDD = (0 - 2) - (1.5 - 2) = -1.5; variance = 2 + 0 + (4 + 3) / 2^2 = 3.75
+    assert crimes["wdd"] == pytest.approx(-1.5)
+    assert crimes["se"] == pytest.approx(math.sqrt(3.75), abs=0.01)
+    assert "nominal_id" not in impact.tables["referrals"].columns  # names no one
+    # intelligence is held 2021-05..06 only: no comparison before
+    assert rows["intelligence naming them"]["refused"].startswith("no intelligence naming them")
+
+
+def test_group_against_undisrupted_groups_by_hand(store):
+    impact = disruptions.disruption_impact(store, months=2)
+    rows = {r["measure_label"]: r for r in impact.tables["groups"].to_dicts()}
+    crimes = rows["linked crimes"]
+    # G1 (R1 + C1): 4 -> 2. Undisrupted G2 (2 -> 1) and G3 (2 -> 5): mean 2 -> 3
+    assert (crimes["group_id"], crimes["first_disruption"]) == ("G1", "2021-04-10")
+    assert (crimes["treated_before"], crimes["treated_after"]) == (4, 2)
+    assert (crimes["comparison_mean_before"], crimes["comparison_mean_after"]) == (2, 3)
+    # WDD = (2 - 4) - (3 - 2) = -3; variance = 4 + 2 + (2 + 1 + 2 + 5) / 2^2 = 8.5
+    assert crimes["wdd"] == pytest.approx(-3)
+    assert crimes["se"] == pytest.approx(math.sqrt(8.5), abs=0.01)
+    by_4p = {r["four_p"]: r for r in impact.tables["by_four_p"].to_dicts()}
+    assert set(by_4p) == {"Pursue", "Prevent"}
+    assert all(r["events"] == 1 for r in impact.tables["by_four_p"].to_dicts())
+    assert impact.meta["referrals"] == 1 and impact.meta["disruptions"] == 2
