@@ -12,9 +12,10 @@ but not A03. police.uk street files for 2021-01..2021-06 except 2021-04 (a gap).
     A05           8   8   8   8   8
     A06          40  40  40  40  40
 
-Phases: Clear 2021-03, Hold 2021-04 (the gap month), Build from 2021-05 (to 2021-06, the last
-month held). Before: as long as the phases (4 months: 2020-11..2021-02) but data is held from
-2021-01, so 2021-01..2021-02. Intelligence only in 2021-05 and 2021-06: none before.
+Phases of S1: Clear 2021-03, Hold 2021-04 (the gap month), Build from 2021-05 (to 2021-06, the
+last month held); S2, a second small site in A06, is cleared from 2021-01 (nothing before it).
+Before S1: as long as its phases (4 months: 2020-11..2021-02) but data is held from 2021-01,
+so 2021-01..2021-02. Intelligence only in 2021-05 and 2021-06: none before.
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ import math
 
 import pytest
 
-from placeharm.errors import NotFound
+from placeharm.errors import DataError, NotFound
 from placeharm.services import disruptions, evaluation, soc
 from placeharm.services.areas import import_areas
 from placeharm.services.ingest import ingest
 from placeharm.soc.importer import import_entity
+from placeharm.store.base import EVERYTHING
 from placeharm.store.duckdb import DuckDBStore
 
 HEADER = (
@@ -104,7 +106,12 @@ def store(tmp_path_factory: pytest.TempPathFactory):
     )
     sites = tmp / "chb.geojson"
     sites.write_text(
-        json.dumps({"type": "FeatureCollection", "features": [_square("S1", *CENTRE, 0.002)]})
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [_square("S1", *CENTRE, 0.002), _square("S2", *WARDS["A06"], 0.002)],
+            }
+        )
     )
     files = []
     for i, month in enumerate(MONTHS):
@@ -127,7 +134,8 @@ def store(tmp_path_factory: pytest.TempPathFactory):
         f"{CENTRE[0]}\nI2,2021-06-03,1,B,P,drug_supply,{LAT},{CENTRE[0]}\n",
         **PEOPLE,
         "chb-phases": "site_code,phase,start_date,end_date\n"
-        "S1,Clear,2021-03-01,2021-03-31\nS1,Hold,2021-04-01,2021-04-30\nS1,Build,2021-05-01,\n",
+        "S1,Clear,2021-03-01,2021-03-31\nS1,Hold,2021-04-01,2021-04-30\nS1,Build,2021-05-01,\n"
+        "S2,Clear,2021-01-01,\n",
     }
     for kind, text in soc_files.items():
         path = tmp / f"{kind}.csv"
@@ -258,3 +266,11 @@ def test_group_against_undisrupted_groups_by_hand(store):
     assert set(by_4p) == {"Pursue", "Prevent"}
     assert all(r["events"] == 1 for r in impact.tables["by_four_p"].to_dicts())
     assert impact.meta["referrals"] == 1 and impact.meta["disruptions"] == 2
+
+
+def test_no_before_period_is_refused_with_the_reason(store):
+    with pytest.raises(DataError, match=r"no police.uk data before Clear starts \(2021-01\)"):
+        evaluation.chb_evaluation(store, "S2")
+    section, table = evaluation.chb_section(store, "S2", EVERYTHING)
+    assert section["available"] is False and "before Clear starts" in section["reason"]
+    assert table.is_empty()

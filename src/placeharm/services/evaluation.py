@@ -427,6 +427,13 @@ def chb_evaluation(
     shape = shapely.from_wkb(polygons["geometry_wkb"][0])
     ring = buffer_ring(shape, buffer_m)
     before, phases = chb_periods(store, site)
+    if not before:
+        clear = min((ms[0] for _, ms in phases if ms), default=None)
+        raise DataError(
+            "there is no police.uk data before Clear starts"
+            + (f" ({clear:%Y-%m})" if clear else "")
+            + ", so there is no before period to compare with"
+        )
     months = sorted({*before, *(m for _, ms in phases for m in ms)})
     model = soc_cells.cells(store, soc.CHB_SET)
     held = held_months(store, model)
