@@ -274,3 +274,25 @@ def test_no_before_period_is_refused_with_the_reason(store):
     section, table = evaluation.chb_section(store, "S2", EVERYTHING)
     assert section["available"] is False and "before Clear starts" in section["reason"]
     assert table.is_empty()
+
+
+def test_wdd_calculator_command():
+    from typer.testing import CliRunner
+
+    from placeharm.cli.main import app
+
+    runner = CliRunner()
+    args = ["evaluate", "wdd", "--target", "207", "110", "--control", "308", "318"]
+    args += ["--buffer", "178", "157", "--buffer-control", "150", "140", "--format", "json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    # Wheeler & Ratcliffe 2018's example: WDD -118, SE sqrt(1568), z -2.98
+    assert body["wdd"] == -118 and body["se"] == pytest.approx(math.sqrt(1568))
+    assert round(body["z"], 2) == -2.98 and body["p"] < 0.01
+    # WDQ with the target's control: (157/318 - 178/308) / (110/318 - 207/308)
+    assert body["wdq"] == pytest.approx((157 / 318 - 178 / 308) / (110 / 318 - 207 / 308))
+    assert body["wdq_reading"] == "diffusion of benefit to the buffer"
+    text = runner.invoke(app, ["evaluate", "wdd", "--target", "80", "20", "--control", "100", "50"])
+    assert text.exit_code == 0
+    assert "wdd: -10.0" in text.stdout and "no clear change beyond the control" in text.stdout
