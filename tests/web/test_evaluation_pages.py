@@ -109,3 +109,19 @@ def test_disruptions_page_json_twin_and_roles(app_client, cookies):
         400,
         422,
     )
+
+
+def test_the_reader_may_choose_the_buffer_and_controls(app_client, cookies):
+    offered = _get(app_client, cookies["analyst"], "/api/chb/DEMO-CHB1").json()["evaluation"]
+    options = [o["code"] for o in offered["control_options"]]
+    other = next(c for c in options if c not in (offered["control"]["code"],))
+    url = f"/api/chb/DEMO-CHB1?buffer_m=300&control={other}"
+    chosen = _get(app_client, cookies["analyst"], url).json()["evaluation"]
+    assert chosen["buffer_m"] == 300 and chosen["control"]["code"] == other
+    assert chosen["control"]["chosen_by"] == "given"
+    assert chosen["buffer_control"]["chosen_by"] == "offered"
+    # a ward that is not one: the page still opens and says why there is no evaluation
+    bad = _get(app_client, cookies["analyst"], "/chb/DEMO-CHB1?control=NOPE")
+    assert bad.status_code == 200 and "No evaluation: no area" in bad.text
+    too_wide = _get(app_client, cookies["analyst"], "/api/chb/DEMO-CHB1?buffer_m=99999")
+    assert too_wide.status_code in (400, 422)

@@ -474,16 +474,30 @@ def chb_evaluation(
     for side, what in ((chosen, "control"), (chosen_buffer, "buffer's control")):
         n, have = side["before_crimes"], sum(target["crimes"].get(m, 0) for m in pre)
         if n is not None and not have / LEVEL_FACTOR <= n <= have * LEVEL_FACTOR:
+            why = (
+                f"no ward outside the buffer was within a factor of {LEVEL_FACTOR:g}"
+                if side["chosen_by"] == "offered"
+                else f"it is not within a factor of {LEVEL_FACTOR:g}"
+            )
             notes.append(
                 f"the {what}, {side['name']}, had {n} police.uk crimes in the before period "
-                f"against the site's {have}: no ward outside the buffer was within a factor of "
-                f"{LEVEL_FACTOR:g}, and the WDD compares changes in counts, so read it with care"
+                f"against the site's {have}: {why}, and the WDD compares changes in counts, "
+                "so read it with care"
             )
     refused = sorted({r["refused"] for r in rows if r["refused"]})
     notes.extend(refused)
+    options = sorted(
+        (
+            {"code": c, "name": n}
+            for c, n in store.area_list(control_set).select("area_code", "area_name").iter_rows()
+            if c not in exclude
+        ),
+        key=lambda o: (o["name"], o["code"]),
+    )
     meta: dict[str, Any] = {
         "site": site,
         "site_name": site_name,
+        "control_options": options,
         "buffer_m": buffer_m,
         "control_set": control_set,
         "control": chosen,
@@ -515,11 +529,28 @@ def _ordered(table: pl.DataFrame) -> pl.DataFrame:
     return table.select([*TABLE_COLUMNS, *rest])
 
 
-def chb_section(store: Store, site: str, scope: Scope) -> tuple[dict[str, Any], pl.DataFrame]:
+def chb_section(
+    store: Store,
+    site: str,
+    scope: Scope,
+    buffer_m: float | None = None,
+    control: str | None = None,
+    buffer_control: str | None = None,
+) -> tuple[dict[str, Any], pl.DataFrame]:
     """The CHB page's evaluation: its meta and notes (with `available` and, when it cannot be
-    made, the `reason` in words) and its table (empty when not available)."""
+    made, the `reason` in words) and its table (empty when not available). The buffer width
+    and the controls are the reader's if given, else the defaults and the offered wards."""
+    given = {"buffer_m": buffer_m, "control": control, "buffer_control": buffer_control}
     try:
-        result = chb_evaluation(store, site, scope)
+        result = chb_evaluation(
+            store,
+            site,
+            scope,
+            DEFAULT_BUFFER_M if buffer_m is None else buffer_m,
+            control or None,
+            buffer_control or None,
+        )
     except (NotFound, DataError) as exc:
-        return {"available": False, "reason": str(exc)}, pl.DataFrame()
-    return {"available": True, "reason": None, **result.meta, "notes": result.notes}, result.table
+        return {"available": False, "reason": str(exc), "given": given}, pl.DataFrame()
+    meta = {"available": True, "reason": None, **result.meta, "given": given}
+    return {**meta, "notes": result.notes}, result.table

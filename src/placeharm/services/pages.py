@@ -475,7 +475,14 @@ def _outline(kind: str, code: str, name: str | None, shape: shapely.Geometry) ->
     }
 
 
-def chb(store: Store, user: User, site: str) -> Page:
+def chb(
+    store: Store,
+    user: User,
+    site: str,
+    buffer_m: float | None = None,
+    control: str | None = None,
+    buffer_control: str | None = None,
+) -> Page:
     policy.require(user, "chb")
     view = soc.chb_view(store, site, _scope(store, user))
     data = {
@@ -490,7 +497,7 @@ def chb(store: Store, user: User, site: str) -> Page:
     from placeharm.services import evaluation
 
     data["evaluation"], tables["evaluation"] = evaluation.chb_section(
-        store, site, _scope(store, user)
+        store, site, _scope(store, user), buffer_m, control, buffer_control
     )
     return Page("chb", f"CHB site: {view.meta['site_name']}", data, tables)
 
