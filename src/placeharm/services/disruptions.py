@@ -261,8 +261,8 @@ def _compare_people(
         a = [m for m in after if m in held[source]]
         row: dict[str, Any] = {
             "measure_label": label,
-            "before": evaluation._span(before),
-            "after": evaluation._span(after),
+            "before": evaluation.period_label(before),
+            "after": evaluation.period_label(after),
             "before_months": len(b),
             "after_months": len(a),
             "comparison_units": n,

@@ -206,7 +206,8 @@ def _label(m: dt.date) -> str:
     return f"{m:%Y-%m}"
 
 
-def _span(months: list[dt.date]) -> str | None:
+def period_label(months: list[dt.date]) -> str | None:
+    """ "YYYY-MM..YYYY-MM" of consecutive months, or None for none."""
     return f"{_label(months[0])}..{_label(months[-1])}" if months else None
 
 
@@ -257,8 +258,8 @@ def compare(
             "period": period,
             "measure": measure,
             "measure_label": label,
-            "before": _span(before),
-            "after": _span(after),
+            "before": period_label(before),
+            "after": period_label(after),
             "before_months": len(b),
             "after_months": len(a),
             "gap_months": ", ".join(gaps) or None,
@@ -266,11 +267,11 @@ def compare(
         reason = None
         if not before or not b:
             reason = f"no comparison: no {label} data in the before period" + (
-                f" ({_span(before)})" if before else ""
+                f" ({period_label(before)})" if before else ""
             )
         elif not after or not a:
             reason = f"no comparison: no {label} data in {period}" + (
-                f" ({_span(after)})" if after else ""
+                f" ({period_label(after)})" if after else ""
             )
         names = ("target", "control", "buffer", "buffer_control")
         counts: dict[str, Counts] = {}
@@ -503,8 +504,8 @@ def chb_evaluation(
         "control": chosen,
         "buffer_control": chosen_buffer,
         "control_rule": CONTROL_RULE,
-        "before": _span(before),
-        "phases": [{"phase": p, "months": _span(ms)} for p, ms in phases],
+        "before": period_label(before),
+        "phases": [{"phase": p, "months": period_label(ms)} for p, ms in phases],
         "method": (
             "each phase against the before period: WDD = change in the site - change in its "
             "control + change in the buffer - change in the buffer's control (Wheeler & "
