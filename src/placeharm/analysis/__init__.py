@@ -1,0 +1,1 @@
+"""Statistical analysis: pure functions on arrays and frames (no store, no web)."""
