@@ -158,7 +158,8 @@ def score(
     )
 
     def at_least(values: np.ndarray, thresholds: tuple[float, ...]) -> np.ndarray:
-        return (np.asarray(thresholds)[None, :] <= values[:, None]).sum(1)
+        hits: np.ndarray = (np.asarray(thresholds)[None, :] <= values[:, None]).sum(1)
+        return hits
 
     f_points = at_least(parts["frequency"].to_numpy().astype(np.float64), b.frequency)
     g_points = at_least(parts["gravity_days"].to_numpy(), b.gravity_days)

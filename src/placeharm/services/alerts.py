@@ -9,6 +9,8 @@ policy's scope lets the reader count. Stands beside the overview's percentile ri
 from __future__ import annotations
 
 import datetime as dt
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,7 +68,10 @@ def reason(
     """The alert in words: "Drug supply offences in Byker: 14 in March 2022 against 5.2
     expected, p = 0.001"."""
     count = f"{observed:,.0f}"
-    return f"{label} in {area}: {count} in {month:%B %Y} against {expected:,.1f} expected, {_p_text(p)}"
+    return (
+        f"{label} in {area}: {count} in {month:%B %Y} against {expected:,.1f} expected, "
+        f"{_p_text(p)}"
+    )
 
 
 def _policeuk_series(
@@ -182,7 +187,7 @@ def alerts(
         if cube.months
         else []
     )
-    soc_held = set()
+    soc_held: set[dt.date] = set()
     for m in measure_set.measures:
         if m.source != "nominals":
             soc_held |= model.held_months(m.source)
@@ -318,3 +323,42 @@ def alerts(
         "soc_tested": soc_at is not None,
     }
     return Result(meta, table)
+
+
+# alerts per store for its current generation: (generation, {key: (scope, Result)})
+_CACHE: weakref.WeakKeyDictionary[
+    Store, tuple[int, dict[tuple[Any, ...], tuple[Scope, Result]]]
+] = weakref.WeakKeyDictionary()
+_CACHE_LOCK = threading.Lock()
+
+
+def cached_alerts(
+    store: Store,
+    by: str = "ward",
+    month: dt.date | None = None,
+    baseline: int = 12,
+    fdr: float = 0.1,
+    index: str | None = None,
+    scope: Scope = EVERYTHING,
+) -> Result:
+    """`alerts`, kept per store generation, reader scope (policy.scope hands out one object
+    per kind of reader and generation) and parameters: the overview panel and /alerts share
+    one computation."""
+    generation = store.generation
+    key = (id(scope), by, month, baseline, fdr, index)
+    with _CACHE_LOCK:
+        held = _CACHE.get(store)
+        if held is not None and held[0] == generation and key in held[1]:
+            kept_scope, result = held[1][key]
+            if kept_scope is scope:
+                return result
+    result = alerts(store, by, month, baseline, fdr, index, scope=scope)
+    with _CACHE_LOCK:
+        held = _CACHE.get(store)
+        if held is None or held[0] != generation:
+            held = (generation, {})
+            _CACHE[store] = held
+        if len(held[1]) > 64:
+            held[1].clear()
+        held[1][key] = (scope, result)
+    return result

@@ -269,6 +269,7 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
         "synthetic": ranked.meta["synthetic"],
         **truth.data,
     }
+    data["alerts"] = _alerts_panel(store, user)  # issue 16: web/templates/_alerts_panel.html
     return Page(
         "overview",
         f"Force overview: {filters.by} areas by SOC harm",
@@ -1531,3 +1532,10 @@ def _crimes_by_month(
         cells = cells.filter(pl.col("month").is_between(first, last))
     months = cells.group_by("month").agg(pl.col("records").sum())
     return [(m, int(n)) for m, n in months.iter_rows()]
+
+
+def _alerts_panel(store: Store, user: User) -> dict[str, Any]:
+    """The overview's emerging-risk alerts panel (services/analysis_pages.py)."""
+    from placeharm.services import analysis_pages  # imports this module
+
+    return analysis_pages.alerts_panel(store, user)

@@ -97,12 +97,12 @@ def build_events(
     """One row per (nominal, event): linked crimes (suspect or offender, each crime once per
     nominal) weighted by the index, and intelligence reports naming them, weighted by grading."""
     pairs = crimes.select("offence_code", "crime_type").unique()
-    weights = [
-        (index.code_weights.get(c) if c is not None else None)
-        or (index.type_weights.get(t) if t is not None else None)
-        or 0.0
-        for c, t in pairs.iter_rows()
-    ]
+    weights = []
+    for code, crime_type in pairs.iter_rows():
+        # the offence code's weight, else the crime type's, else none (as placeharm.harm.weigh)
+        by_code = index.code_weights.get(code) if code is not None else None
+        by_type = index.type_weights.get(crime_type) if crime_type is not None else None
+        weights.append(by_code if by_code is not None else by_type or 0.0)
     pairs = pairs.with_columns(pl.Series("harm_days", weights, pl.Float64))
     crime_events = (
         links.filter(pl.col("role").is_in(["suspect", "offender"]))
