@@ -319,6 +319,12 @@ def alerts(
         "method": METHOD.format(baseline=baseline, fdr=fdr, tested=tested),
         "limits": LIMITS,
         "risk_rule_beside": RISK_BESIDE,
+        "seasonal_note": (
+            "No earlier year is held for this month, so no seasonal adjustment is made: a "
+            "force-wide seasonal rise can raise alerts."
+            if tested and table.filter(pl.col("p").is_not_null())["seasonal_factor"].eq(1.0).all()
+            else None
+        ),
         "police_uk_tested": police_at is not None,
         "soc_tested": soc_at is not None,
     }

@@ -230,10 +230,10 @@ def prominence(
         "rising": len(rising_ids),
         "index": harm_index.describe(),
         "bands": {
-            "recency_days": list(params.bands.recency_days),
-            "frequency": list(params.bands.frequency),
-            "gravity_days": list(params.bands.gravity_days),
-            "intelligence": list(params.bands.intelligence),
+            "recency_days": _numbers(params.bands.recency_days),
+            "frequency": _numbers(params.bands.frequency),
+            "gravity_days": _numbers(params.bands.gravity_days),
+            "intelligence": _numbers(params.bands.intelligence),
         },
         "method": METHOD.format(
             score=params.score_months,
@@ -258,3 +258,8 @@ def params_from(
         tuple(settings.prominence_intelligence_bands),
     )
     return analysis.Params(window, baseline, fdr, 12, bands)
+
+
+def _numbers(values: tuple[float, ...]) -> list[float | int]:
+    """Band thresholds as written: whole numbers without a decimal point."""
+    return [int(v) if float(v).is_integer() else v for v in values]
