@@ -1223,10 +1223,8 @@ def create_app(
     from placeharm.services import prominence as prominence_service
 
     analysis_defaults = prominence_service.params_from(settings)
-    Window = Annotated[int, Query(ge=1, le=24, description="Recent months tested.")]
-    Baseline = Annotated[int, Query(ge=1, le=60, description="Months before, compared with.")]
-    Fdr = Annotated[float, Query(gt=0, lt=1, description="False discovery rate (0-1).")]
-    Month = Annotated[str | None, Query(description="Month to test, YYYY-MM (default: last held).")]
+    # (parameter types written out in each route: the app's annotations are strings,
+    # resolved against this module's names, so a local alias would not resolve)
 
     def _analysis_month(month: str | None) -> dt.date | None:
         return parse_month(month) if month else None
@@ -1242,10 +1240,10 @@ def create_app(
     )
     def prominence_page(
         request: Request,
-        window: Window = 3,
-        baseline: Baseline = 12,
-        fdr: Fdr = 0.1,
-        month: Month = None,
+        window: Annotated[int, Query(ge=1, le=24, description="Recent months.")] = 3,
+        baseline: Annotated[int, Query(ge=1, le=60, description="Months before.")] = 12,
+        fdr: Annotated[float, Query(gt=0, lt=1, description="False discovery rate.")] = 0.1,
+        month: Annotated[str | None, Query(description="Month tested, YYYY-MM.")] = None,
         user: User = Depends(signed_in),
     ) -> Any:
         params = _prominence_args(window, baseline, fdr)
@@ -1254,10 +1252,10 @@ def create_app(
 
     @app.get("/api/prominence", dependencies=[allowed("nominal")])
     async def prominence_api(
-        window: Window = 3,
-        baseline: Baseline = 12,
-        fdr: Fdr = 0.1,
-        month: Month = None,
+        window: Annotated[int, Query(ge=1, le=24, description="Recent months.")] = 3,
+        baseline: Annotated[int, Query(ge=1, le=60, description="Months before.")] = 12,
+        fdr: Annotated[float, Query(gt=0, lt=1, description="False discovery rate.")] = 0.1,
+        month: Annotated[str | None, Query(description="Month tested, YYYY-MM.")] = None,
         user: User = Depends(signed_in),
     ) -> Any:
         params = _prominence_args(window, baseline, fdr)
@@ -1272,9 +1270,9 @@ def create_app(
     def alerts_page(
         request: Request,
         by: Annotated[str, Query(description="Area set, e.g. ward or lsoa.")] = "ward",
-        baseline: Baseline = 12,
-        fdr: Fdr = 0.1,
-        month: Month = None,
+        baseline: Annotated[int, Query(ge=1, le=60, description="Months before.")] = 12,
+        fdr: Annotated[float, Query(gt=0, lt=1, description="False discovery rate.")] = 0.1,
+        month: Annotated[str | None, Query(description="Month tested, YYYY-MM.")] = None,
         user: User = Depends(signed_in),
     ) -> Any:
         page = build(analysis_pages.alerts, user, by, _analysis_month(month), baseline, fdr)
@@ -1283,9 +1281,9 @@ def create_app(
     @app.get("/api/alerts", dependencies=[allowed("overview")])
     async def alerts_api(
         by: Annotated[str, Query(description="Area set, e.g. ward or lsoa.")] = "ward",
-        baseline: Baseline = 12,
-        fdr: Fdr = 0.1,
-        month: Month = None,
+        baseline: Annotated[int, Query(ge=1, le=60, description="Months before.")] = 12,
+        fdr: Annotated[float, Query(gt=0, lt=1, description="False discovery rate.")] = 0.1,
+        month: Annotated[str | None, Query(description="Month tested, YYYY-MM.")] = None,
         user: User = Depends(signed_in),
     ) -> Any:
         return await page_json(
