@@ -8,6 +8,7 @@ policy's scope lets the reader count. Stands beside the overview's percentile ri
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 import weakref
@@ -35,8 +36,8 @@ METHOD = (
     "month's rate against the baseline's. An alert is raised where the rise is significant "
     "with the false discovery rate held at {fdr:g} across all {tested} tests (every area and "
     "measure; Benjamini-Hochberg). SOC harm is a weighted sum: it is tested as a count of "
-    "records by dividing by the force-wide ratio of the sum of squared weights to the sum of "
-    "weights (a compound Poisson approximation)."
+    "records by dividing it by the force-wide ratio of the sum of squared weights to the sum "
+    "of weights of the records it counts (a compound Poisson approximation)."
 )
 LIMITS = (
     "An alert says a count rose more than chance would explain given the area's own recent "
@@ -102,6 +103,28 @@ def _gaps(cube: readmodel.SetCells, first: dt.date, last: dt.date) -> list[dt.da
     return [dt.date(int(g[:4]), int(g[5:7]), 1) for g in cube.gap_months(first, last)]
 
 
+_SQUARED: dict[int, tuple[HarmIndex, HarmIndex]] = {}
+
+
+def _squared(index: HarmIndex) -> HarmIndex:
+    """`index` with every weight squared, one object per index (the SOC cells keep weights
+    per index object: a new one per call would grow their cache)."""
+    with _CACHE_LOCK:
+        held = _SQUARED.get(id(index))
+        if held is not None and held[0] is index:
+            return held[1]
+    made = dataclasses.replace(
+        index,
+        code_weights={k: v * v for k, v in index.code_weights.items()},
+        type_weights={k: v * v for k, v in index.type_weights.items()},
+    )
+    with _CACHE_LOCK:
+        if len(_SQUARED) > 16:
+            _SQUARED.clear()
+        _SQUARED[id(index)] = (index, made)
+    return made
+
+
 def _soc_series(
     store: Store,
     by: str,
@@ -121,20 +144,24 @@ def _soc_series(
     months = month_range(first, last)
     periods = {f"{m:%Y-%m}": (m, month_end(m)) for m in months}
     sources = tuple(sorted({m.source for m in dated}))
+    # the same cells weighed by the squared weights, for the compound-Poisson dispersion
+    squared = _squared(index)
     if model.applies(scope, sources):
         scored = model.score(dated, index, periods, scope)
+        scored_sq = model.score(dated, squared, periods, scope)
     else:
         scored = score_in_store(store, by, dated, index, periods, scope)
+        scored_sq = score_in_store(store, by, dated, squared, periods, scope)
     codes = model.codes
     n, k = len(codes), len(months)
-    frame = (
-        pl.DataFrame({"area_code": codes})
-        .join(pl.DataFrame({"period": list(periods)}), how="cross")
-        .join(scored, on=["area_code", "period"], how="left")
+    grid = pl.DataFrame({"area_code": codes}).join(
+        pl.DataFrame({"period": list(periods)}), how="cross"
     )  # area-major, then month
+    frame = grid.join(scored, on=["area_code", "period"], how="left")
+    frame_sq = grid.join(scored_sq, on=["area_code", "period"], how="left")
     out: dict[str, analysis.Series] = {}
     harm = np.zeros((n, k))
-    harm_sq_weight = 0.0
+    harm_sq_total = 0.0
     harm_total = 0.0
     all_held = np.ones(k, dtype=bool)
     for m in dated:
@@ -145,14 +172,17 @@ def _soc_series(
         count[:, ~held] = np.nan
         out[m.id] = analysis.Series(count, months)
         harm += h
-        # the measure's mean weight squared times its count, force-wide (compound Poisson)
-        c_sum, h_sum = float(np.nansum(count)), float(h[:, held].sum())
-        if c_sum > 0:
-            harm_sq_weight += h_sum * h_sum / c_sum
-            harm_total += h_sum
+        fixed = m.weight_value(index)
+        if isinstance(m.weight, int | float) and fixed is not None:
+            h_sq = h * fixed  # a stated number: w^2 per record is w times the harm
+        else:
+            h_sq = frame_sq[f"{m.id}_harm"].fill_null(0.0).to_numpy().astype(np.float64)
+            h_sq = h_sq.reshape(n, k)
+        harm_sq_total += float(h_sq[:, held].sum())
+        harm_total += float(h[:, held].sum())
     harm_series = None
     if harm_total > 0:
-        phi = harm_sq_weight / harm_total
+        phi = harm_sq_total / harm_total  # sum of w^2 over sum of w, force-wide
         effective = harm / phi
         effective[:, ~all_held] = np.nan
         harm_series = analysis.Series(effective, months, phi)
