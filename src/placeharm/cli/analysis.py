@@ -162,8 +162,9 @@ def alerts(
             table = table.drop("reason").with_columns(pl.col(pl.Float64).round(4))
     _emit(table, fmt, f"Emerging-risk alerts, {result.meta.get('month', '')}")
     if fmt is Format.table:
-        if "note" in result.meta:
-            err.print(f"[yellow]Note[/]: {result.meta['note']}", highlight=False)
+        for note in [result.meta.get("note"), *result.meta.get("notes", [])]:
+            if note:
+                err.print(f"[yellow]Note[/]: {note}", highlight=False)
         err.print(
             f"[yellow]Risk level[/]: {result.meta.get('risk_rule_beside', '')}", highlight=False
         )

@@ -355,6 +355,20 @@ def alerts(
             if tested and table.filter(pl.col("p").is_not_null())["seasonal_factor"].eq(1.0).all()
             else None
         ),
+        "notes": [
+            text
+            for text, missing in (
+                (
+                    f"No police.uk data for {last:%Y-%m}: a gap, so crime types are not tested.",
+                    police_at is None,
+                ),
+                (
+                    f"No SOC data for {last:%Y-%m}: a gap, so SOC measures are not tested.",
+                    soc_at is None,
+                ),
+            )
+            if missing
+        ],
         "police_uk_tested": police_at is not None,
         "soc_tested": soc_at is not None,
     }
