@@ -206,12 +206,15 @@ def spark_and_why(
     params: Params,
     limit: int = 8,
 ) -> dict[str, tuple[list[str], list[int | None], list[dict[str, object]]]]:
-    """For the nominals `ids`: the months of baseline and window, their events per month (None
-    for a gap month) and the window's records (newest first, at most `limit`)."""
+    """For the nominals `ids`: the months of baseline and window (from the first month held),
+    their events per month (None for a gap month) and the window's records (newest first, at
+    most `limit`)."""
     last = _mi(last_month)
     w_first = last - params.window + 1
     b_first = w_first - params.baseline
-    months = [_date(m) for m in range(b_first, last + 1)]
+    # from the first month with any data (months before all data are no use to a reader)
+    start = max(b_first, min((_mi(m) for m in held), default=b_first))
+    months = [_date(m) for m in range(start, last + 1)]
     chosen = events.filter(pl.col("nominal_id").is_in(ids)).with_columns(
         _month_index(pl.col("day")).alias("mi")
     )
