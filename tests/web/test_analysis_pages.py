@@ -93,3 +93,11 @@ def test_bad_parameters_are_a_message(app_client, cookies):
         response = _get(app_client, url, cookies["analyst"])
         assert response.status_code == 400, url
         assert response.json().keys() == {"error", "status"}
+
+
+def test_a_list_of_nominals_needs_a_stated_justification(app_client):
+    cookie = sign_in(app_client, "supervisor", justify=False)
+    response = _get(app_client, "/api/prominence", cookie)
+    assert response.status_code == 428 and "justification" in response.json()["error"]
+    page = _get(app_client, "/prominence", cookie, page=True)
+    assert page.status_code == 303 or "justification" in page.url.path
