@@ -275,6 +275,29 @@ class Settings(BaseSettings):
         "does); without it no traceback is shown. The web app never sends one.",
     )
 
+    # rising to prominence (issue 16, docs/analysis.md): the RFG bands, each part 0-5 points
+    prominence_recency_days: list[float] = Field(
+        default=[90, 180, 365, 730],
+        description="Prominence score, recency: days since the last linked crime at most each "
+        "of these score 5, 4, 3, 2 points; longer 1; no linked crime 0.",
+    )
+    prominence_frequency_bands: list[float] = Field(
+        default=[1, 2, 4, 7, 11],
+        description="Prominence score, frequency: linked crimes in the last 12 months at least "
+        "each of these score 1 to 5 points.",
+    )
+    prominence_gravity_bands: list[float] = Field(
+        default=[10, 100, 365, 1000, 3650],
+        description="Prominence score, gravity: summed harm of those crimes (harm-index days) "
+        "at least each of these score 1 to 5 points.",
+    )
+    prominence_intelligence_bands: list[float] = Field(
+        default=[1, 3, 6, 10, 15],
+        description="Prominence score, intelligence: graded weight of reports naming the "
+        "nominal in the last 12 months (1 for a 1A report) at least each of these score 1 to "
+        "5 points.",
+    )
+
     @field_validator("oidc_issuer", "oidc_redirect_url")
     @classmethod
     def _oidc_url(cls, value: str | None) -> str | None:

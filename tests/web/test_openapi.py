@@ -36,6 +36,8 @@ EXPECTED = {
     "/api/mopi": set(),
     "/api/mopi.csv": set(),
     "/api/audit": {"user", "record", "from", "to", "action", "page"},
+    "/api/prominence": {"window", "baseline", "fdr", "month"},
+    "/api/alerts": {"by", "baseline", "fdr", "month"},
 }
 
 

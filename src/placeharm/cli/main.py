@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from placeharm import audit
+from placeharm.cli import analysis as analysis_cli
 from placeharm.cli import audit as audit_cli
 from placeharm.cli import evaluate as evaluate_cli
 from placeharm.cli import harm as harm_cli
@@ -70,6 +71,7 @@ soc_cli.register(app)
 audit_cli.register(app)
 integrity_cli.register(app)
 evaluate_cli.register(app)
+analysis_cli.register(app)
 
 _EXIT = {DataError: 2, NotFound: 3, ConfigError: 4, StoreError: 5}  # 6: audit verify failed
 

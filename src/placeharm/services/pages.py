@@ -269,6 +269,7 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
         "synthetic": ranked.meta["synthetic"],
         **truth.data,
     }
+    data["alerts"] = _alerts_panel(store, user)  # issue 16: web/templates/_alerts_panel.html
     return Page(
         "overview",
         f"Force overview: {filters.by} areas by SOC harm",
@@ -1565,3 +1566,9 @@ def disruptions(store: Store, user: User, months: int = 3) -> Page:
         "notes": impact.notes,
     }
     return Page("disruptions", "Disruptions: impact against a control", data, impact.tables)
+
+def _alerts_panel(store: Store, user: User) -> dict[str, Any]:
+    """The overview's emerging-risk alerts panel (services/analysis_pages.py)."""
+    from placeharm.services import analysis_pages  # imports this module
+
+    return analysis_pages.alerts_panel(store, user)

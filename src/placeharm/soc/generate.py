@@ -527,6 +527,21 @@ def generate(crimes: pl.DataFrame, out_dir: Path, seed: int = 1, scale: int = 1)
                 }
             )
 
+    # planted risers and spikes (issue 16, docs/soc.md "Planted risers and spikes"): drawn
+    # from their own stream after everything else, so every other record is as it was
+    _plant(
+        crimes,
+        soc_points,
+        groups,
+        members,
+        group_home,
+        intel,
+        force_crimes,
+        nominal_crimes,
+        np.random.default_rng([seed, 16]),
+        scale,
+    )
+
     # MoPI review dates for intelligence, up to six years after the report (some before
     # the data's end): drawn from their own stream, so every other value stays as it was
     review = np.random.default_rng([seed, 9])
@@ -588,3 +603,84 @@ def generate(crimes: pl.DataFrame, out_dir: Path, seed: int = 1, scale: int = 1)
 
 # the disruption type that records a nominal's referral to a diversion scheme (issue 16)
 REFERRAL_TYPE = "diversion referral"
+PLANTED_RISERS = 3  # nominals whose linked events rise sharply in the last two months
+PLANTED_SPIKES = 2  # wards with a spike of drug supply offences in the last month
+
+
+def _plant(
+    crimes: pl.DataFrame,
+    soc_points: dict[str, pl.DataFrame],
+    groups: list[dict[str, Any]],
+    members: dict[str, list[str]],
+    group_home: dict[str, str],
+    intel: list[dict[str, Any]],
+    force_crimes: list[dict[str, Any]],
+    nominal_crimes: list[dict[str, Any]],
+    rng: np.random.Generator,
+    scale: int,
+) -> None:
+    """Add the planted records: for the last member of each of the first three OCGs, ten
+    intelligence reports and three drug supply offences (as suspect) in each of the last two
+    published months; in the home wards of the fourth and fifth OCGs, twelve drug supply
+    offences in the last published month (times `scale`). Ids start DEMO-PLANT."""
+    published = sorted(crimes["month"].unique().to_list())
+    last_two = published[-2:]
+    ocgs = [
+        g["group_id"] for g in groups if g["group_type"] == "OCG" and members.get(g["group_id"])
+    ]
+    ocgs = [gid for gid in ocgs if group_home.get(gid) in soc_points]
+
+    def spot(ward: str) -> dict[str, Any]:
+        frame = soc_points[ward]
+        return frame.row(int(rng.integers(0, frame.height)), named=True)
+
+    planted_crimes = 0
+
+    def crime(ward: str, month: dt.date) -> str:
+        nonlocal planted_crimes
+        planted_crimes += 1
+        at = spot(ward)
+        ref = f"DEMO-PLANT-C{planted_crimes:05d}"
+        force_crimes.append(
+            {
+                "crime_ref": ref,
+                "recorded_date": _day(rng, month),
+                "offence_code": "92A",
+                "crime_type": "Drugs",
+                "firearms_discharged": False,
+                "cannabis_production": False,
+                "policeuk_crime_id": None,
+                "latitude": at["latitude"],
+                "longitude": at["longitude"],
+            }
+        )
+        return ref
+
+    planted_intel = 0
+    for gid in ocgs[:PLANTED_RISERS]:
+        nominal = members[gid][-1]
+        ward = group_home[gid]
+        for month in last_two:
+            for _ in range(10 * scale):
+                planted_intel += 1
+                at = spot(ward)
+                grade = {k: str(rng.choice(v[0], p=v[1])) for k, v in GRADING.items()}
+                intel.append(
+                    {
+                        "intel_id": f"DEMO-PLANT-I{planted_intel:05d}",
+                        "reported_date": _day(rng, month),
+                        "grading_scheme": "3x5x2",
+                        **grade,
+                        "topics": "drug_supply",
+                        "subjects": nominal,
+                        "summary": "DEMO DATA: planted rise to prominence (issue 16)",
+                        "latitude": at["latitude"],
+                        "longitude": at["longitude"],
+                    }
+                )
+            for _ in range(3 * scale):
+                ref = crime(ward, month)
+                nominal_crimes.append({"nominal_id": nominal, "crime_ref": ref, "role": "suspect"})
+    for gid in ocgs[PLANTED_RISERS : PLANTED_RISERS + PLANTED_SPIKES]:
+        for _ in range(12 * scale):
+            crime(group_home[gid], published[-1])

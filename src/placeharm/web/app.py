@@ -1262,6 +1262,81 @@ def create_app(
         page = build(pages.mopi_reviews, user, state.today(), None)
         return _csv(page.tables["overdue"], "mopi-overdue.csv")
 
+    # -- analysis (issue 16): rising to prominence, emerging-risk alerts -------------------
+    import dataclasses
+
+    from placeharm.model import parse_month
+    from placeharm.services import analysis_pages
+    from placeharm.services import prominence as prominence_service
+
+    analysis_defaults = prominence_service.params_from(settings)
+    # (parameter types written out in each route: the app's annotations are strings,
+    # resolved against this module's names, so a local alias would not resolve)
+
+    def _analysis_month(month: str | None) -> dt.date | None:
+        return parse_month(month) if month else None
+
+    def _prominence_args(window: int, baseline: int, fdr: float) -> Any:
+        return dataclasses.replace(analysis_defaults, window=window, baseline=baseline, fdr=fdr)
+
+    @app.get(
+        "/prominence",
+        dependencies=[allowed("nominal")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
+    def prominence_page(
+        request: Request,
+        window: Annotated[int, Query(ge=1, le=24, description="Recent months.")] = 3,
+        baseline: Annotated[int, Query(ge=1, le=60, description="Months before.")] = 12,
+        fdr: Annotated[float, Query(gt=0, lt=1, description="False discovery rate.")] = 0.1,
+        month: Annotated[str | None, Query(description="Month tested, YYYY-MM.")] = None,
+        user: User = Depends(signed_in),
+    ) -> Any:
+        params = _prominence_args(window, baseline, fdr)
+        page = build(analysis_pages.prominence, user, params, _analysis_month(month))
+        return render(request, "prominence.html", page, user)
+
+    @app.get("/api/prominence", dependencies=[allowed("nominal")])
+    async def prominence_api(
+        window: Annotated[int, Query(ge=1, le=24, description="Recent months.")] = 3,
+        baseline: Annotated[int, Query(ge=1, le=60, description="Months before.")] = 12,
+        fdr: Annotated[float, Query(gt=0, lt=1, description="False discovery rate.")] = 0.1,
+        month: Annotated[str | None, Query(description="Month tested, YYYY-MM.")] = None,
+        user: User = Depends(signed_in),
+    ) -> Any:
+        params = _prominence_args(window, baseline, fdr)
+        return await page_json(analysis_pages.prominence, user, params, _analysis_month(month))
+
+    @app.get(
+        "/alerts",
+        dependencies=[allowed("overview")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
+    def alerts_page(
+        request: Request,
+        by: Annotated[str, Query(description="Area set, e.g. ward or lsoa.")] = "ward",
+        baseline: Annotated[int, Query(ge=1, le=60, description="Months before.")] = 12,
+        fdr: Annotated[float, Query(gt=0, lt=1, description="False discovery rate.")] = 0.1,
+        month: Annotated[str | None, Query(description="Month tested, YYYY-MM.")] = None,
+        user: User = Depends(signed_in),
+    ) -> Any:
+        page = build(analysis_pages.alerts, user, by, _analysis_month(month), baseline, fdr)
+        return render(request, "alerts.html", page, user)
+
+    @app.get("/api/alerts", dependencies=[allowed("overview")])
+    async def alerts_api(
+        by: Annotated[str, Query(description="Area set, e.g. ward or lsoa.")] = "ward",
+        baseline: Annotated[int, Query(ge=1, le=60, description="Months before.")] = 12,
+        fdr: Annotated[float, Query(gt=0, lt=1, description="False discovery rate.")] = 0.1,
+        month: Annotated[str | None, Query(description="Month tested, YYYY-MM.")] = None,
+        user: User = Depends(signed_in),
+    ) -> Any:
+        return await page_json(
+            analysis_pages.alerts, user, by, _analysis_month(month), baseline, fdr
+        )
+
     # -- help, admin, upload, live ---------------------------------------------------------
     @app.get(
         "/help",

@@ -82,6 +82,10 @@ ROUTES: dict[str, Audited] = {
     "/api/mopi.csv": _d("mopi", "csv"),
     "/disruptions": _c("disruptions"),  # issue 16
     "/api/disruptions": _d("disruptions"),
+    "/prominence": _c("prominence"),
+    "/api/prominence": _d("prominence"),
+    "/alerts": _c("alerts"),
+    "/api/alerts": _d("alerts"),
 }
 # Routes that serve no police data, or log in their own handler, and why.
 EXEMPT: dict[str, str] = {
@@ -161,6 +165,8 @@ def purpose_needed(path: str, params: Any, user: User) -> str | None:
         return "nominal"  # (a role that may not open nominals gets its 403, not a question)
     if path == "/records" and kind == "nominals" and policy.allowed(user, "nominal"):
         return "nominal"
+    if path in ("/prominence", "/api/prominence") and policy.allowed(user, "nominal"):
+        return "nominal"  # a list of nominals (issue 16)
     if path in ("/api/records", "/api/records.csv") and policy.names_people(user, kind):
         return "export"
     return None

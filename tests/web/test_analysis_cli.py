@@ -1,0 +1,70 @@
+"""`placeharm prominence` and `placeharm alerts` on a copy of the demo store (issue 16)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from placeharm.cli.main import app as cli
+from placeharm.errors import DataError, NotFound
+from placeharm.store.duckdb import DuckDBStore
+
+
+def _copy(pristine_db: Path, tmp_path: Path) -> Path:
+    db = tmp_path / "cli.duckdb"
+    shutil.copy(pristine_db, db)
+    return db
+
+
+def test_commands_print_the_planted_rises_and_log_the_list_of_people(
+    pristine_db: Path, tmp_path: Path
+):
+    db = _copy(pristine_db, tmp_path)
+    runner = CliRunner()
+    alerts = runner.invoke(cli, ["alerts", "--db", str(db), "--format", "json"])
+    assert alerts.exit_code == 0, alerts.output
+    body = json.loads(alerts.stdout)
+    assert body["month"] == "2022-03" and body["tested"] > 0
+    drug = [a for a in body["alerts"] if a["measure"] == "drug_supply"]
+    assert len(drug) >= 2 and all(a["alert"] for a in body["alerts"])
+    table = runner.invoke(cli, ["alerts", "--db", str(db)])
+    assert table.exit_code == 0 and drug[0]["reason"] in table.stdout.replace("\n", " ")
+    rising = runner.invoke(cli, ["prominence", "--db", str(db), "--format", "json"])
+    assert rising.exit_code == 0, rising.output
+    nominals = json.loads(rising.stdout)["nominals"]
+    assert len(nominals) >= 3 and all(n["rising"] for n in nominals)
+    with DuckDBStore(db) as store:
+        entries = store.audit_entries()
+    shown = [e for e in entries if e.get("page") == "prominence"]
+    assert shown and shown[-1]["action"] == "disclosure"
+    assert {n["nominal_id"] for n in nominals} <= set(
+        json.loads(shown[-1]["record_ids"])["nominal"]
+        if isinstance(shown[-1]["record_ids"], str)
+        else shown[-1]["record_ids"]["nominal"]
+    )
+
+
+def test_bad_options_end_in_a_message(pristine_db: Path, tmp_path: Path):
+    db = _copy(pristine_db, tmp_path)
+    entry = "from placeharm.cli.main import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", entry, "prominence", "--fdr", "1.5", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr  # docs/cli.md: 2 for a data error
+    assert "false discovery rate must be between 0 and 1" in result.stderr
+    assert "Traceback" not in result.stderr
+    runner = CliRunner()
+    for args, kind in (
+        (["alerts", "--baseline", "0"], DataError),
+        (["alerts", "--by", "x"], NotFound),
+    ):
+        invoked = runner.invoke(cli, [*args, "--db", str(db)])
+        assert isinstance(invoked.exception, kind), invoked.output
