@@ -1567,6 +1567,7 @@ def disruptions(store: Store, user: User, months: int = 3) -> Page:
     }
     return Page("disruptions", "Disruptions: impact against a control", data, impact.tables)
 
+
 def _alerts_panel(store: Store, user: User) -> dict[str, Any]:
     """The overview's emerging-risk alerts panel (services/analysis_pages.py)."""
     from placeharm.services import analysis_pages  # imports this module
