@@ -35,7 +35,9 @@ MARKING = "OFFICIAL-SENSITIVE"
 # Pages whose content depends on the reader's role only (the policy), never on who they are
 # or on what they have justified: one built page serves every user of the role (issue 14).
 # Their "user" entry is the requester's, put in when the page is sent.
-ROLE_PAGES = frozenset({"overview", "area_geojson", "ward", "ward_geojson", "chb", "records"})
+ROLE_PAGES = frozenset(
+    {"overview", "area_geojson", "ward", "ward_geojson", "chb", "records", "overview_focus"}
+)
 RISK_RULE = (
     "High: in the top 10% of areas by SOC primary harm score, or in the top 25% and up by 50% "
     "or more on the previous period. Medium: otherwise in the top 25%. Low: the rest."
@@ -269,6 +271,9 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
         "synthetic": ranked.meta["synthetic"],
         **truth.data,
     }
+    from placeharm.services import dashboard  # it builds on this module: imported here
+
+    data |= dashboard.panels(store, user, filters.by, first, last, measures, table, data, scope)
     return Page(
         "overview",
         f"Force overview: {filters.by} areas by SOC harm",
