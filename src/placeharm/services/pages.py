@@ -24,7 +24,18 @@ import shapely
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import HarmIndex, canonical_spec
 from placeharm.model import CRIME_TYPES, month_end, month_range, parse_month, shift_month
-from placeharm.services import drawings, harm, indices, labels, mopi, network, policy, queries, soc
+from placeharm.services import (
+    drawings,
+    harm,
+    indices,
+    labels,
+    mopi,
+    network,
+    outcomes,
+    policy,
+    queries,
+    soc,
+)
 from placeharm.services.policy import User
 from placeharm.soc import cells as soc_cells
 from placeharm.soc.measures import MeasureSet, load_measures
@@ -416,6 +427,8 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
         },
         "chb_sites": chb_sites,
         "outlines": outlines,
+        # issue 15: how often crime here ends in a charge (services/outcomes.py)
+        "outcomes": outcomes.outcome_rates(store, filters.by, first, last, code, scope),
     }
     return Page("ward", f"{view.meta['area_name']} ({code})", data, tables)
 
