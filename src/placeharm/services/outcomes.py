@@ -13,7 +13,9 @@ the denominator, so the latest months read low until their outcomes are publishe
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+import weakref
 from typing import Any
 
 import polars as pl
@@ -164,6 +166,12 @@ def _summarise(
     }
 
 
+_MEMO_SIZE = 512
+_MEMO: weakref.WeakKeyDictionary[Store, tuple[int, dict[tuple[Any, ...], dict[str, Any]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def outcome_rates(
     store: Store,
     by: str,
@@ -174,11 +182,31 @@ def outcome_rates(
 ) -> dict[str, Any]:
     """Outcome rates of police.uk crime (and of SOC force crimes linked to a police.uk Crime
     ID, where the reader may see them) for the force (`area_code` None: every crime,
-    in the set's areas or not) or one area of set `by`, per month and over first..last."""
+    in the set's areas or not) or one area of set `by`, per month and over first..last.
+    Worked out once per store generation and arguments (a copy is returned)."""
+    generation = store.generation
+    held = _MEMO.get(store)
+    if held is None or held[0] != generation:
+        held = (generation, {})
+        _MEMO[store] = held
+    key = (by, first, last, area_code, scope)
+    if key not in held[1]:
+        if len(held[1]) >= _MEMO_SIZE:
+            held[1].clear()
+        held[1][key] = _outcome_rates(store, by, first, last, area_code, scope)
+    return copy.deepcopy(held[1][key])
+
+
+def _outcome_rates(
+    store: Store,
+    by: str,
+    first: dt.date,
+    last: dt.date,
+    area_code: str | None,
+    scope: Scope,
+) -> dict[str, Any]:
     held, gaps = _available(store, first, last)
-    counts = store.outcome_counts(by, first, last)
-    if area_code is not None:
-        counts = counts.filter(pl.col("area_code") == area_code)
+    counts = store.outcome_counts(by, first, last, area_code)
     police = _summarise(
         _grouped(counts).group_by("month", "group", "outcome").agg(pl.col("crimes").sum()),
         held,

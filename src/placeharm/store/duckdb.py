@@ -2384,18 +2384,22 @@ class DuckDBStore:
 
     # -- outcome rates (issue 15) ------------------------------------------------------------
 
-    def outcome_counts(self, set_name: str, first: dt.date, last: dt.date) -> pl.DataFrame:
+    def outcome_counts(
+        self, set_name: str, first: dt.date, last: dt.date, area_code: str | None = None
+    ) -> pl.DataFrame:
         """police.uk crimes with a Crime ID (anti-social behaviour has none, so no outcome)
-        per (area_code, month, outcome) for crimes recorded first..last: the latest outcome
-        from the outcomes files held, else the street file's last outcome category, null
-        for neither. area_code is null outside the set (services/outcomes.py groups them)."""
+        per (area_code, month, outcome) for crimes recorded first..last (in area `area_code`
+        of the set if given): the latest outcome from the outcomes files held, else the
+        street file's last outcome category, null for neither. area_code is null outside
+        the set (services/outcomes.py groups them)."""
         col = _area_col(set_name)
         return self._frame(
             f"SELECT {col} AS area_code, month, "
             "coalesce(latest_outcome, nullif(last_outcome_category, '')) AS outcome, "
             "count(*)::BIGINT AS crimes FROM crimes "
-            "WHERE month BETWEEN ? AND ? AND coalesce(crime_id, '') <> '' GROUP BY ALL",
-            [first, last],
+            "WHERE month BETWEEN ? AND ? AND coalesce(crime_id, '') <> '' "
+            f"AND (?::VARCHAR IS NULL OR {col} = ?) GROUP BY ALL",
+            [first, last, area_code, area_code],
         )
 
     def outcomes_of_crime_ids(self, crime_ids: list[str]) -> pl.DataFrame:
@@ -2406,7 +2410,7 @@ class DuckDBStore:
         return self._frame(
             "SELECT crime_id, any_value(coalesce(latest_outcome, "
             "nullif(last_outcome_category, ''))) AS outcome FROM crimes "
-            "WHERE list_contains(?, crime_id) GROUP BY crime_id",
+            "WHERE crime_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY crime_id",
             [crime_ids],
         )
 
