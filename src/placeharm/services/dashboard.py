@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import weakref
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 import shapely
 
 from placeharm.errors import NotFound
-from placeharm.services import outcomes, policy
+from placeharm.model import month_range, shift_month
+from placeharm.services import harm, outcomes, policy
 from placeharm.services.pages import Filters, Page
 from placeharm.services.policy import User
 from placeharm.soc.measures import MeasureSet
@@ -26,6 +27,7 @@ RISERS_SHOWN = 3
 HIGH_SHOWN = 5
 LIST_SHOWN = 10  # areas in the list beside the map
 CHART_W, CHART_H = 320, 90  # the monthly chart's drawing box (SVG units)
+TREND_MONTHS = 12  # the chart's months, to the end of the period
 # the area sets the overview offers first, in this order; others follow by name
 SET_ORDER = ("ward", "sector", "lsoa")
 
@@ -33,7 +35,7 @@ SET_ORDER = ("ward", "sector", "lsoa")
 def panels(
     store: Store,
     user: User,
-    by: str,
+    filters: Filters,
     first: dt.date,
     last: dt.date,
     measures: MeasureSet,
@@ -44,11 +46,12 @@ def panels(
     """The overview's dashboard and outcome rates for the whole force (page data keys
     "dashboard" and "outcomes"). `table`: the overview's areas (every column); `data`: the
     overview's page data so far."""
+    by = filters.by
     return {
         "dashboard": {
             "focus": None,
             "cards": _force_cards(store, user, by, first, last, table, data),
-            "chart": _chart(_force_monthly(table, data), data),
+            "chart": _chart(*_trend(store, filters, first, last, None), "force"),
             "top_areas": _top_areas(table),
             "colour_by": _colour_by(measures),
             "area_sets": _area_sets(store),
@@ -75,8 +78,7 @@ def overview_focus(store: Store, user: User, filters: Filters, area: str, page: 
     board = dict(data["dashboard"])
     board["focus"] = {"area_code": area, "area_name": r["area_name"]}
     board["cards"] = _area_cards(store, user, by, last, areas, r, data)
-    monthly = [None if v is None else float(v) for v in (r["monthly_harm"] or [])]
-    board["chart"] = _chart(monthly, data, r["area_name"])
+    board["chart"] = _chart(*_trend(store, filters, first, last, area), r["area_name"])
     data["dashboard"] = board
     scope = policy.scope(store, user)
     data["outcomes"] = outcomes.outcome_rates(store, by, first, last, area, scope)
@@ -282,35 +284,46 @@ def _month_end(month: dt.date) -> dt.date:
 # -- chart, list, choices -------------------------------------------------------------------
 
 
-def _force_monthly(table: pl.DataFrame, data: dict[str, Any]) -> list[float | None]:
-    """The force's police.uk harm per month of the period: the areas' monthly harm summed;
-    a gap month stays a gap."""
-    months = data.get("months", [])
-    gaps = set(data.get("gap_months", []))
-    totals: list[float | None] = []
-    series = table["monthly_harm"].to_list() if "monthly_harm" in table.columns else []
-    for i, month in enumerate(months):
-        key = month.strftime("%Y-%m") if isinstance(month, dt.date) else str(month)[:7]
-        values = [s[i] for s in series if s is not None and i < len(s) and s[i] is not None]
-        totals.append(None if key in gaps or not values else round(float(sum(values)), 1))
-    return totals
+def _trend(
+    store: Store, filters: Filters, first: dt.date, last: dt.date, area: str | None
+) -> tuple[list[str], list[float | None], set[str]]:
+    """police.uk harm per month for the TREND_MONTHS months to the end of the period (from
+    the first month held, if later), summed over the set's areas or for one `area`: (months,
+    values, the period's months). A month with no police.uk data is None, a gap."""
+    start = min(first, shift_month(last, -(TREND_MONTHS - 1)))
+    result = harm.series(
+        store,
+        filters.by,
+        start,
+        last,
+        filters.index,
+        areas=[area] if area else None,
+        crime_types=filters.crime_types(),
+    )
+    gaps = set(cast(list[str], result.meta["gap_months"]))
+    totals = result.table.group_by("month").agg(pl.col("harm").sum())
+    by_month = dict(totals.iter_rows())
+    months = [f"{m:%Y-%m}" for m in month_range(start, last)]
+    while months and months[0] in gaps and months[0] < f"{first:%Y-%m}":
+        months.pop(0)  # before the data starts: not a gap to draw
+    values = [
+        None if m in gaps or by_month.get(m) is None else round(float(by_month[m]), 1)
+        for m in months
+    ]
+    period = {f"{m:%Y-%m}" for m in month_range(first, last)}
+    return months, values, period
 
 
 def _chart(
-    values: list[float | None], data: dict[str, Any], whose: str = "force"
+    months: list[str], values: list[float | None], period: set[str], whose: str
 ) -> dict[str, Any]:
-    """Bars of monthly police.uk harm, placed in a CHART_W x CHART_H box; a gap month is
-    a marked gap, never a zero-height bar."""
-    months = [
-        m.strftime("%Y-%m") if isinstance(m, dt.date) else str(m)[:7]
-        for m in data.get("months", [])
-    ]
+    """Bars of monthly police.uk harm, placed in a CHART_W x CHART_H box; the period's months
+    are marked; a gap month is a marked gap, never a zero-height bar."""
     top = max((v for v in values if v is not None), default=0.0)
-    n = max(1, len(months))
-    step = CHART_W / n
+    step = CHART_W / max(len(months), 6)
     bars = []
     for i, month in enumerate(months):
-        value = values[i] if i < len(values) else None
+        value = values[i]
         height = 0.0 if value is None or not top else (CHART_H - 14) * value / top
         bars.append(
             {
@@ -321,6 +334,7 @@ def _chart(
                 "y": round(CHART_H - 12 - height, 1),
                 "height": round(height, 1),
                 "gap": value is None,
+                "in_period": month in period,
             }
         )
     return {

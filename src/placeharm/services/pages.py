@@ -284,7 +284,7 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
     }
     from placeharm.services import dashboard  # it builds on this module: imported here
 
-    data |= dashboard.panels(store, user, filters.by, first, last, measures, table, data, scope)
+    data |= dashboard.panels(store, user, filters, first, last, measures, table, data, scope)
     return Page(
         "overview",
         f"Force overview: {filters.by} areas by SOC harm",
