@@ -7,6 +7,9 @@ import re
 
 from fastapi.testclient import TestClient
 
+from placeharm.services import policy
+from placeharm.services.policy import Role, User
+
 from .conftest import sign_in
 
 
@@ -62,3 +65,11 @@ def test_sector_set_offered_and_ward_outcomes(app_client: TestClient) -> None:
     ward = app_client.get("/api/ward/E05001111", cookies=cookie).json()
     assert ward["outcomes"]["area_code"] == "E05001111"
     assert "Outcome rates" in app_client.get("/ward/E05001111", cookies=cookie).text
+
+
+def test_partner_dashboard_follows_the_policy(app_client: TestClient) -> None:
+    cookie = sign_in(app_client, "partner", justify=False)
+    board = app_client.get("/api/overview", cookies=cookie).json()["dashboard"]
+    assert board["area_sets"] == ["ward"]  # partners see figures by ward only
+    partner = User("partner", "Partner", Role.partner)
+    assert (board["cards"]["chb"] is not None) == policy.allowed(partner, "chb")

@@ -14,7 +14,7 @@ from typing import Any, cast
 import polars as pl
 import shapely
 
-from placeharm.errors import NotFound
+from placeharm.errors import NotFound, PermissionDenied
 from placeharm.model import month_range, shift_month
 from placeharm.services import harm, outcomes, policy
 from placeharm.services.pages import Filters, Page
@@ -54,7 +54,7 @@ def panels(
             "chart": _chart(*_trend(store, filters, first, last, None), "force"),
             "top_areas": _top_areas(table),
             "colour_by": _colour_by(measures),
-            "area_sets": _area_sets(store),
+            "area_sets": _area_sets(store, user),
         },
         "outcomes": outcomes.outcome_rates(store, by, first, last, None, scope),
     }
@@ -360,6 +360,15 @@ def _colour_by(measures: MeasureSet) -> list[dict[str, str]]:
     ]
 
 
-def _area_sets(store: Store) -> list[str]:
+def _area_sets(store: Store, user: User) -> list[str]:
+    """The area sets the overview offers this reader (the policy's: partners see wards)."""
     names = {s.name for s in store.area_sets()} - {CHB_SET}
-    return [s for s in SET_ORDER if s in names] + sorted(names - set(SET_ORDER))
+    ordered = [s for s in SET_ORDER if s in names] + sorted(names - set(SET_ORDER))
+    offered = []
+    for name in ordered:
+        try:
+            policy.partner_area_set(user, name)
+        except PermissionDenied:
+            continue
+        offered.append(name)
+    return offered

@@ -57,6 +57,9 @@ async function applyFocus(url, push) {
   }
   if (!response.ok) { window.location.href = url.toString(); return; }
   const doc = new DOMParser().parseFromString(await response.text(), "text/html");
+  // a link inside a swapped panel goes with it: keep the reader's place at the panel's heading
+  const active = document.activeElement;
+  const lost = SWAPPED.some((id) => { const el = document.getElementById(id); return el && el.contains(active); });
   for (const id of SWAPPED) {
     const fresh = doc.getElementById(id);
     const here = document.getElementById(id);
@@ -69,6 +72,8 @@ async function applyFocus(url, push) {
   if (push) history.pushState({ area: url.searchParams.get("area") || "" }, "", url.toString());
   const code = url.searchParams.get("area") || "";
   markCurrent(code);
+  const heading = document.getElementById("dash-h");
+  if (lost && heading) { heading.tabIndex = -1; heading.focus(); }
   const focus = document.querySelector("#dashboard .focus-bar strong");
   status.textContent = code && focus ? `Filtered to ${focus.textContent}.` : "Filter cleared: the whole force.";
   if (code) zoomToArea(code);
