@@ -271,7 +271,11 @@ def _chb_sites(store: Store, by: str) -> list[tuple[str, str, set[str]]] | None:
     for code, name, wkb in store.area_polygons(CHB_SET).iter_rows():
         site = shapely.from_wkb(wkb)
         hits = tree.query(site, predicate="intersects")
-        out.append((str(code), str(name or code), {codes[i] for i in hits}))
+        # overlapping, not just touching: neighbouring areas share edges with a site
+        shared = shapely.area(shapely.intersection(site, shapes[hits])) if len(hits) else []
+        least = 1e-6 * shapely.area(site)
+        inside = {codes[i] for i, a in zip(hits, shared, strict=True) if a > least}
+        out.append((str(code), str(name or code), inside))
     _SITES[store] = (store.generation, by, out)
     return out
 
