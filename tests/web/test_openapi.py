@@ -14,7 +14,7 @@ from .conftest import sign_in
 FILTERS = {"by": "string", "from": "string", "to": "string", "index": "string"}
 REPEATED = {"measures", "types"}
 EXPECTED = {
-    "/api/overview": set(FILTERS) | REPEATED,
+    "/api/overview": set(FILTERS) | REPEATED | {"area"},  # area: the cross-filter (issue 15)
     "/api/overview.csv": set(FILTERS) | REPEATED,
     "/api/overview.geojson": set(FILTERS) | REPEATED,
     "/api/overview.gpkg": set(FILTERS) | REPEATED,

@@ -10,6 +10,7 @@ from placeharm.model import ImportResult
 from placeharm.services.areas import import_areas, import_lookup
 from placeharm.services.ingest import ProgressFn, ingest
 from placeharm.services.population import derive_population, import_population
+from placeharm.services.sectors import SECTOR_SET, import_demo_sectors
 from placeharm.store.base import Store
 
 DEMO_FIRST_MONTH = "2021-11"
@@ -42,6 +43,8 @@ def build_demo(store: Store, threads: int = 2, progress: ProgressFn | None = Non
     ):
         if name not in loaded:
             import_areas(store, boundaries / file, name)
+    if SECTOR_SET not in loaded:  # illustrative sectors derived from the wards (issue 15)
+        import_demo_sectors(store, boundaries / "northumbria_ward2013.geojson.gz")
     lookups = data / "lookups"
     import_lookup(
         store,

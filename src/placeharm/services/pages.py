@@ -24,7 +24,18 @@ import shapely
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import HarmIndex, canonical_spec
 from placeharm.model import CRIME_TYPES, month_end, month_range, parse_month, shift_month
-from placeharm.services import drawings, harm, indices, labels, mopi, network, policy, queries, soc
+from placeharm.services import (
+    drawings,
+    harm,
+    indices,
+    labels,
+    mopi,
+    network,
+    outcomes,
+    policy,
+    queries,
+    soc,
+)
 from placeharm.services.policy import User
 from placeharm.soc import cells as soc_cells
 from placeharm.soc.measures import MeasureSet, load_measures
@@ -35,7 +46,9 @@ MARKING = "OFFICIAL-SENSITIVE"
 # Pages whose content depends on the reader's role only (the policy), never on who they are
 # or on what they have justified: one built page serves every user of the role (issue 14).
 # Their "user" entry is the requester's, put in when the page is sent.
-ROLE_PAGES = frozenset({"overview", "area_geojson", "ward", "ward_geojson", "chb", "records"})
+ROLE_PAGES = frozenset(
+    {"overview", "area_geojson", "ward", "ward_geojson", "chb", "records", "overview_focus"}
+)
 RISK_RULE = (
     "High: in the top 10% of areas by SOC primary harm score, or in the top 25% and up by 50% "
     "or more on the previous period. Medium: otherwise in the top 25%. Low: the rest."
@@ -270,6 +283,9 @@ def overview(store: Store, user: User, filters: Filters) -> Page:
         **truth.data,
     }
     data["alerts"] = _alerts_panel(store, user)  # issue 16: web/templates/_alerts_panel.html
+    from placeharm.services import dashboard  # it builds on this module: imported here
+
+    data |= dashboard.panels(store, user, filters, first, last, measures, table, data, scope)
     return Page(
         "overview",
         f"Force overview: {filters.by} areas by SOC harm",
@@ -412,6 +428,8 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
         },
         "chb_sites": chb_sites,
         "outlines": outlines,
+        # issue 15: how often crime here ends in a charge (services/outcomes.py)
+        "outcomes": outcomes.outcome_rates(store, filters.by, first, last, code, scope),
     }
     return Page("ward", f"{view.meta['area_name']} ({code})", data, tables)
 

@@ -322,3 +322,9 @@ class Store(Protocol):
 
     # the harm cube, maintained (issue 14)
     def rebuild_crime_cells(self) -> int: ...
+
+    # outcome rates (issue 15)
+    def outcome_counts(
+        self, set_name: str, first: dt.date, last: dt.date, area_code: str | None = None
+    ) -> pl.DataFrame: ...
+    def outcomes_of_crime_ids(self, crime_ids: list[str]) -> pl.DataFrame: ...

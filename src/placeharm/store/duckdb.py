@@ -2382,6 +2382,38 @@ class DuckDBStore:
     def end_justifications(self, token_hash: str) -> None:
         self._run("DELETE FROM audit_justifications WHERE token_hash = ?", [token_hash])
 
+    # -- outcome rates (issue 15) ------------------------------------------------------------
+
+    def outcome_counts(
+        self, set_name: str, first: dt.date, last: dt.date, area_code: str | None = None
+    ) -> pl.DataFrame:
+        """police.uk crimes with a Crime ID (anti-social behaviour has none, so no outcome)
+        per (area_code, month, outcome) for crimes recorded first..last (in area `area_code`
+        of the set if given): the latest outcome from the outcomes files held, else the
+        street file's last outcome category, null for neither. area_code is null outside
+        the set (services/outcomes.py groups them)."""
+        col = _area_col(set_name)
+        return self._frame(
+            f"SELECT {col} AS area_code, month, "
+            "coalesce(latest_outcome, nullif(last_outcome_category, '')) AS outcome, "
+            "count(*)::BIGINT AS crimes FROM crimes "
+            "WHERE month BETWEEN ? AND ? AND coalesce(crime_id, '') <> '' "
+            f"AND (?::VARCHAR IS NULL OR {col} = ?) GROUP BY ALL",
+            [first, last, area_code, area_code],
+        )
+
+    def outcomes_of_crime_ids(self, crime_ids: list[str]) -> pl.DataFrame:
+        """(crime_id, outcome) of the police.uk crimes with these Crime IDs, as
+        `outcome_counts` reads them (latest outcome held, else the street file's)."""
+        if not crime_ids:
+            return pl.DataFrame(schema={"crime_id": pl.String, "outcome": pl.String})
+        return self._frame(
+            "SELECT crime_id, any_value(coalesce(latest_outcome, "
+            "nullif(last_outcome_category, ''))) AS outcome FROM crimes "
+            "WHERE crime_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY crime_id",
+            [crime_ids],
+        )
+
 
 # -- store lifecycle helpers (issue 13): read-only detection, failures, backups, restore ------
 

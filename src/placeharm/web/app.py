@@ -71,6 +71,7 @@ from placeharm.services import (
     audit_view,
     auth,
     basemap,
+    dashboard,
     exports,
     indices,
     labels,
@@ -894,15 +895,30 @@ def create_app(
         request: Request,
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
+        area: Annotated[str | None, Query(max_length=64)] = None,
     ) -> Any:
-        return render(request, "overview.html", build(pages.overview, user, f), user)
+        page = build(pages.overview, user, f)
+        if area:  # the dashboard cross-filtered to one area (issue 15)
+            page = build(dashboard.overview_focus, user, f, area, page=page)
+        return render(request, "overview.html", page, user)
 
     @app.get("/api/overview", dependencies=[allowed("overview")])
     async def overview_api(
         user: User = Depends(signed_in),
         f: Filters = Depends(page_filters),
+        area: Annotated[
+            str | None,
+            Query(max_length=64, description="Cross-filter the dashboard to this area's code."),
+        ] = None,
     ) -> Any:
-        return await page_json(pages.overview, user, f)
+        if not area:
+            return await page_json(pages.overview, user, f)
+
+        def focused() -> Response:
+            page = build(pages.overview, user, f)
+            return _page_json(build(dashboard.overview_focus, user, f, area, page=page), user)
+
+        return await run_in_threadpool(focused)
 
     @app.get(
         "/api/overview.csv",

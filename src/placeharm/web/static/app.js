@@ -154,7 +154,14 @@ async function overviewMap() {
         ["step", ["get", "soc_harm"], VIRIDIS[0], breaks[0], VIRIDIS[1], breaks[1], VIRIDIS[2], breaks[2], VIRIDIS[3], breaks[3], VIRIDIS[4]]],
       "fill-opacity": BASEMAP ? 0.65 : 0.85 } });
     map.addLayer({ id: "line", type: "line", source: "areas", paint: { "line-color": "#333", "line-width": 0.5 } });
-    map.on("click", "fill", (e) => { window.location.href = `/ward/${e.features[0].properties.area_code}?${query}`; });
+    // the dashboard (overview.js) cross-filters to a clicked area; without it, open its page
+    map.on("click", "fill", (e) => {
+      const detail = e.features[0].properties;
+      if (document.dispatchEvent(new CustomEvent("placeharm:area", { cancelable: true, detail }))) {
+        window.location.href = `/ward/${detail.area_code}?${query}`;
+      }
+    });
+    document.dispatchEvent(new CustomEvent("placeharm:overview-map", { detail: { map, geo } }));
     map.on("mousemove", "fill", (e) => { map.getCanvas().style.cursor = "pointer"; map.getCanvas().title = `${e.features[0].properties.area_name}: ${Math.round(e.features[0].properties.soc_harm || 0)}`; });
   });
   const legend = document.getElementById("legend");
