@@ -43,7 +43,9 @@ TOLERANCE_M = 5.0
 PERMUTATIONS = 999
 SEED = 16
 FDR = 0.05
-PERMUTATIONS_RANGE = (99, 99_999)
+# at most 9,999: the permuted Gi* are kept (areas x permutations x 8 bytes: 73 MB for 916
+# areas) to count ties on both sides
+PERMUTATIONS_RANGE = (99, 9_999)
 
 # esda seeds numpy's global random state (np.random.seed) before drawing its permutations:
 # one Gi* at a time in this process, so concurrent requests cannot interleave their draws.
@@ -136,7 +138,7 @@ class GiStar:
     neighbours: IntArray  # neighbours of each area, not counting itself
     z: FloatArray  # Ord & Getis (1995) z of Gi* (esda G_Local.Zs)
     p_sim: FloatArray  # esda's pseudo p-value, one-sided in the observed direction
-    p_value: FloatArray  # two-sided: min(1, 2 x p_sim)
+    p_value: FloatArray  # two-sided, ties counted on both sides (`_two_sided`)
     q_value: FloatArray  # Benjamini-Hochberg adjusted over the areas tested
     classes: list[str]
     permutations: int
@@ -161,6 +163,17 @@ class GiStar:
         """How many areas must reach the smallest p-value before Benjamini-Hochberg can call
         any significant at this FDR (the permutations' resolution limit)."""
         return max(1, math.ceil(self.tested * self.smallest_p / self.fdr - 1e-9))
+
+    @property
+    def at_floor(self) -> int:
+        """Areas whose p-value is the smallest the permutations can give."""
+        return int((self.p_value <= self.smallest_p * (1 + 1e-9)).sum())
+
+    @property
+    def resolution_limited(self) -> bool:
+        """Some areas reach the smallest p-value, too few for any to be called significant:
+        more permutations could change the answer."""
+        return 0 < self.at_floor < self.areas_needed
 
     def count(self, cls: str) -> int:
         return sum(1 for c in self.classes if c == cls)
@@ -225,10 +238,10 @@ def gi_star(
         )
     z = np.full(n, np.nan)
     p_sim = np.full(n, np.nan)
-    z_t, p_t = _esda_gi_star(y_t, lists, tested, permutations, seed)
+    z_t, p_t, g_t, simulated = _esda_gi_star(y_t, lists, tested, permutations, seed)
     z[tested], p_sim[tested] = z_t, p_t
     p_value = np.full(n, np.nan)
-    p_value[tested] = np.minimum(1.0, 2 * p_t)
+    p_value[tested] = _two_sided(g_t, simulated)
     q_value = np.full(n, np.nan)
     q_value[tested] = bh_adjust(p_value[tested])
     classes = []
@@ -256,9 +269,30 @@ def gi_star(
     )
 
 
+def _two_sided(observed: FloatArray, simulated: FloatArray) -> FloatArray:
+    """Two-sided permutation p-values: 2 x (the fewer of the draws at or above and at or below
+    the observed Gi*, + 1) / (draws + 1), at most 1.
+
+    esda's own p_sim counts draws at or above the observed value and, when those are the
+    majority, takes the rest as the lower tail: a draw equal to the observed one then counts
+    for neither side. With many tied values (areas with no records at all) every draw of a
+    block of zeros ties with it, and esda reports the smallest p-value, calling the block a
+    cold spot; here a tie counts on both sides, so it cannot. Without ties this is exactly
+    min(1, 2 x p_sim).
+    """
+    draws = simulated.shape[1]
+    # Gi* is a ratio of sums: equal sums may differ in the last bits, so compare with a
+    # relative tolerance
+    slack = 1e-9 * np.maximum(np.abs(observed), 1e-300)[:, None]
+    above = (simulated >= observed[:, None] - slack).sum(axis=1)
+    below = (simulated <= observed[:, None] + slack).sum(axis=1)
+    extreme = np.minimum(above, below)
+    return np.asarray(np.minimum(1.0, 2 * (extreme + 1) / (draws + 1)), dtype=np.float64)
+
+
 def _esda_gi_star(
     y: FloatArray, lists: list[list[int]], tested: IntArray, permutations: int, seed: int
-) -> tuple[FloatArray, FloatArray]:
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """esda's Gi* (binary weights, self-weight 1) over the areas `tested`, renumbered 0..m-1."""
     # imported here: esda and libpysal take seconds to import, and only this needs them
     import esda  # type: ignore[import-untyped]
@@ -277,11 +311,13 @@ def _esda_gi_star(
             transform="B",
             permutations=permutations,
             star=True,
-            keep_simulations=False,
+            keep_simulations=True,
             n_jobs=1,  # joblib's worker processes cost more than they save here
             seed=seed,
         )
     return (
         np.asarray(result.Zs, dtype=np.float64),
         np.asarray(result.p_sim, dtype=np.float64),
+        np.asarray(result.Gs, dtype=np.float64),
+        np.asarray(result.rGs, dtype=np.float64),  # areas x permutations
     )
