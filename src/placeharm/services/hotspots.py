@@ -24,8 +24,9 @@ from placeharm.analysis import hotspots as hs
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import HarmIndex
 from placeharm.model import month_range
-from placeharm.services import harm, indices, policy, queries, soc
+from placeharm.services import harm, indices, pages, policy, queries, soc
 from placeharm.services.harm import HarmResult
+from placeharm.services.pages import Filters, Page
 from placeharm.services.policy import User
 from placeharm.soc import cells as soc_cells
 from placeharm.soc.measures import MeasureSet, load_measures
@@ -63,6 +64,11 @@ class Options:
             raise DataError(f"unknown measure {self.measure!r}; use one of: {', '.join(known)}")
         if self.weights not in hs.WEIGHT_KINDS:
             raise DataError(f"weights must be {' or '.join(hs.WEIGHT_KINDS)}, not {self.weights!r}")
+        lo, hi = hs.PERMUTATIONS_RANGE
+        if not lo <= self.permutations <= hi:
+            raise DataError(f"permutations must be from {lo} to {hi:,}, not {self.permutations}")
+        if not 0 < self.fdr < 1:
+            raise DataError(f"the false discovery rate must be above 0 and below 1, not {self.fdr}")
         return self
 
 
@@ -293,6 +299,8 @@ def hotspots(
         "classes": counts,
         "smallest_p": result.smallest_p,
         "areas_needed": result.areas_needed,
+        "at_floor": result.at_floor,
+        "resolution_limited": result.resolution_limited,
         "method": method(near, opts),
         **found.meta,
     }
@@ -354,3 +362,82 @@ def describe_classes(counts: dict[str, Any], fdr: float) -> str:
         f"{hot} hot spot{'s' if hot != 1 else ''} and {cold} cold spot{'s' if cold != 1 else ''} "
         f"at a false discovery rate of {fdr:g}"
     )
+
+
+# -- the /hotspots page and its JSON twin ---------------------------------------------------
+
+
+def page(store: Store, user: User, filters: Filters, options: Options) -> Page:
+    """The hot spots page: the areas' classes, counts and method, for `pages.Filters`
+    (area set, period, harm index, crime types) and `options` (measure, neighbours,
+    permutations, FDR). Roles as the overview's harm map."""
+    found, (first, last) = page_data(
+        store,
+        user,
+        filters.by,
+        filters.first,
+        filters.last,
+        filters.index,
+        filters.crime_types(),
+        options,
+    )
+    meta = found.meta
+    counts = meta["classes"]
+    assert isinstance(counts, dict)
+    table = found.table
+    significant = table.filter(pl.col("class").is_in([hs.HOT, hs.COLD]))
+    query = filters.query(first, last) | {
+        "measure": options.measure,
+        "weights": options.weights,
+        "fdr": f"{options.fdr:g}",
+        "permutations": str(options.permutations),
+    }
+    if options.distance_m is not None:
+        query["distance"] = f"{options.distance_m:g}"
+    data = {
+        **pages.data_as_of(store),
+        "user": {"username": user.username, "role": user.role.value},
+        "filters": query,
+        "filter_options": pages.filter_options(store),
+        "record_kinds": policy.record_kinds(user),
+        "period": {"from": f"{first:%Y-%m}", "to": f"{last:%Y-%m}"},
+        "summary": describe_classes(counts, options.fdr),
+        "hotspot_measures": measures(),
+        "more_permutations": query | {"permutations": str(hs.PERMUTATIONS_RANGE[1])},
+        **{k: v for k, v in meta.items() if k not in ("index",)},
+        "index": meta.get("index"),
+        # the demo banner is the page's own; the permutations' floor is in the method list
+        "notes": [n for n in found.notes if not n.startswith(("DEMO DATA", "with "))],
+        "synthetic": bool(meta.get("synthetic", pages.data_as_of(store)["synthetic"])),
+    }
+    return Page(
+        "hotspots",
+        f"Significant hot spots: {filters.by} areas",
+        data,
+        {"areas": table, "significant": significant},
+    )
+
+
+def geojson(
+    store: Store, user: User, filters: Filters, options: Options, built: Page | None = None
+) -> Page:
+    """The area polygons with each area's Gi* figures and class, for the map and for GIS.
+    `built`: the page for these arguments if already built."""
+    made = built if built is not None else page(store, user, filters, options)
+    figures = {r["area_code"]: r for r in made.tables["areas"].to_dicts()}
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"area_code": code, "area_name": name, **figures.get(code, {})},
+            "geometry": geometry,
+        }
+        for code, name, geometry in pages._area_features(store, filters.by)
+    ]
+    data = {
+        "type": "FeatureCollection",
+        "features": features,
+        "marking": pages.MARKING,
+        "data_as_of": made.data["data_as_of"],
+        "classes": list(hs.CLASSES),
+    }
+    return Page("geojson", made.title, data)
