@@ -5,7 +5,7 @@
 
 Values: the real police.uk crimes per LSOA over the 12 months to 2023-02 (the street files'
 own LSOA codes); neighbours: Queen contiguity from the real generalised LSOA boundaries
-(`placeharm.analysis.hotspots.contiguity`, 5 m tolerance). Times `gi_star` (esda's G_Local
+(`placeharm.analysis.hotspots.contiguity`, 10 m tolerance). Times `gi_star` (esda's G_Local
 with 999 conditional permutations, the two-sided p-values and Benjamini-Hochberg), each run
 with a new seed, after one warm-up; the neighbours' build and esda's import are timed once
 and reported apart. Target: median under 1 s. Results go to bench/results/hotspots-<UTC>.json

@@ -89,9 +89,14 @@ def test_bad_parameters_are_a_message(
 
 
 def test_a_soc_measure_states_its_period(app_client: TestClient, cookies: dict) -> None:
-    data = _get(app_client, "/api/hotspots?by=ward&measure=drug_supply", cookies["analyst"]).json()
+    data = _get(
+        app_client,
+        "/api/hotspots?by=ward&measure=drug_supply&weights=distance&distance=1500",
+        cookies["analyst"],
+    ).json()
     assert data["measure_label"].startswith("SOC: ")
     assert data["period"]["from"] <= data["period"]["to"]
     assert data["synthetic"] is True
-    assert data["islands"]  # a ward with no neighbour is listed, not tested
+    # rural wards have no other ward's centroid within 1.5 km: listed, not tested
+    assert data["islands"] and "no neighbour" in " ".join(data["notes"])
     assert data["classes"]["not tested"] == len(data["islands"])

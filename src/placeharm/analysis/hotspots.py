@@ -39,7 +39,7 @@ HOT, COLD, NOT_SIGNIFICANT, NOT_TESTED = "hot spot", "cold spot", "not significa
 CLASSES = (HOT, COLD, NOT_SIGNIFICANT, NOT_TESTED)
 # Generalised boundaries are simplified one area at a time, so neighbours may overlap a little
 # or leave slivers: areas within this distance of each other count as touching (Queen).
-TOLERANCE_M = 5.0
+TOLERANCE_M = 10.0
 PERMUTATIONS = 999
 SEED = 16
 FDR = 0.05
