@@ -35,6 +35,11 @@ EXPECTED = {
     "/api/mopi": set(),
     "/api/mopi.csv": set(),
     "/api/audit": {"user", "record", "from", "to", "action", "page"},
+    # issue 16: the overview's filters and how to test
+    **{
+        path: set(FILTERS) | REPEATED | {"measure", "weights", "distance", "fdr", "permutations"}
+        for path in ("/api/hotspots", "/api/hotspots.csv", "/api/hotspots.geojson")
+    },
 }
 
 

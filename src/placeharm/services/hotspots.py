@@ -72,11 +72,31 @@ class Options:
         return self
 
 
+_LOCK = threading.Lock()
+_WARM: list[threading.Thread] = []
+
+
+def warm() -> None:
+    """Import esda and libpysal on a background thread (they take seconds: scipy, scikit-learn,
+    pandas, geopandas), so the dashboard's first hot spot request need not wait for them all.
+    Once per process; a request that comes first waits for the import as it would anyway."""
+    with _LOCK:
+        if _WARM:
+            return
+        thread = threading.Thread(target=_import_esda, name="placeharm-esda-import", daemon=True)
+        _WARM.append(thread)
+    thread.start()
+
+
+def _import_esda() -> None:
+    import esda  # type: ignore[import-untyped]  # noqa: F401
+    import libpysal.weights  # type: ignore[import-untyped]  # noqa: F401
+
+
 # neighbours per store, generation and (set, kind, distance): built from the polygons once
 _NEIGHBOURS: weakref.WeakKeyDictionary[
     Store, tuple[int, dict[tuple[str, str, float], tuple[list[str], list[str], hs.Neighbours]]]
 ] = weakref.WeakKeyDictionary()
-_LOCK = threading.Lock()
 
 
 def neighbours(

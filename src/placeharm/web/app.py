@@ -1010,6 +1010,8 @@ def create_app(
         return await page_json(pages.chb, user, site)
 
     # -- significant hot spots (issue 16; web/templates/hotspots.html, static/hotspots.js) ----
+    hotspot_service.warm()  # esda and libpysal take seconds to import: start now, in the background
+
     def hotspot_options(
         measure: Annotated[
             str, Query(description="harm, crimes, soc_harm or a SOC measure id.")
