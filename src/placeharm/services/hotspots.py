@@ -23,7 +23,7 @@ from pyproj import Transformer
 from placeharm.analysis import hotspots as hs
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import HarmIndex
-from placeharm.model import month_range
+from placeharm.model import month_range, shift_month
 from placeharm.services import harm, indices, pages, policy, queries, soc
 from placeharm.services.harm import HarmResult
 from placeharm.services.pages import Filters, Page
@@ -225,7 +225,8 @@ def _measure_set(measure: str) -> MeasureSet:
 def default_period(
     store: Store, by: str, measure: str, first: dt.date | None, last: dt.date | None
 ) -> tuple[dt.date, dt.date]:
-    """The period asked for; else the last 12 months held (of SOC data for a SOC measure)."""
+    """The period asked for; else the last 12 months held (of SOC data for a SOC measure: from
+    the first month held, if later)."""
     if first and last:
         return first, last
     if (
@@ -234,9 +235,11 @@ def default_period(
         and not last
         and by in soc_cells.set_names(store)
     ):
-        found = soc.default_period(soc_cells.cells(store, by), _measure_set(measure), 12)
-        if found is not None:
-            return found
+        # the last 12 months of SOC data (no comparison period is needed, unlike the overview)
+        held = soc.soc_held_months(soc_cells.cells(store, by), _measure_set(measure))
+        if held:
+            newest = max(held)
+            return max(min(held), shift_month(newest, -11)), newest
     return queries.default_period(store, first, last, 12)
 
 
