@@ -6,6 +6,8 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from placeharm.errors import DataError
+
 from .conftest import sign_in
 
 
@@ -100,3 +102,26 @@ def test_a_soc_measure_states_its_period(app_client: TestClient, cookies: dict) 
     # rural wards have no other ward's centroid within 1.5 km: listed, not tested
     assert data["islands"] and "no neighbour" in " ".join(data["notes"])
     assert data["classes"]["not tested"] == len(data["islands"])
+
+
+def test_the_command_prints_the_same_test(pristine_db, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from placeharm.cli.main import app
+
+    db = tmp_path / "cli.duckdb"
+    shutil.copy(pristine_db, db)
+    runner = CliRunner()
+    args = ["hotspots", "--db", str(db), "--by", "ward", "--from", "2021-11", "--to", "2022-03"]
+    done = runner.invoke(app, [*args, "--format", "json", "--permutations", "99"])
+    assert done.exit_code == 0, done.output
+    data = json.loads(done.stdout)
+    assert data["kind"] == "hotspots" and len(data["rows"]) == 177
+    assert data["gap_months"] == ["2022-01"] and data["permutations"] == 99
+    table = runner.invoke(app, [*args, "--significant"])
+    assert table.exit_code == 0 and "Getis-Ord Gi*" in table.output
+    wrong = runner.invoke(app, [*args, "--measure", "nope"])  # main() makes it exit code 2
+    assert isinstance(wrong.exception, DataError) and "unknown measure" in str(wrong.exception)
