@@ -158,6 +158,7 @@ def test_every_role_signs_in_and_pages_are_accessible(server: str, browser: obje
         "chb": "/chb/DEMO-CHB1",
         "records": "/records?kind=crimes",
         "help": "/help",
+        "hotspots": "/hotspots",  # issue 16
     }
     if role == "auditor":  # the audit log and help only
         pages = {"audit": "/audit", "help": "/help"}

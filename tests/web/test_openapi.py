@@ -38,6 +38,11 @@ EXPECTED = {
     "/api/audit": {"user", "record", "from", "to", "action", "page"},
     "/api/prominence": {"window", "baseline", "fdr", "month"},
     "/api/alerts": {"by", "baseline", "fdr", "month"},
+    # issue 16: the overview's filters and how to test
+    **{
+        path: set(FILTERS) | REPEATED | {"measure", "weights", "distance", "fdr", "permutations"}
+        for path in ("/api/hotspots", "/api/hotspots.csv", "/api/hotspots.geojson")
+    },
 }
 
 

@@ -21,6 +21,7 @@ from placeharm.cli import analysis as analysis_cli
 from placeharm.cli import audit as audit_cli
 from placeharm.cli import evaluate as evaluate_cli
 from placeharm.cli import harm as harm_cli
+from placeharm.cli import hotspots as hotspots_cli
 from placeharm.cli import integrity as integrity_cli
 from placeharm.cli import soc as soc_cli
 from placeharm.cli.common import (
@@ -72,6 +73,7 @@ audit_cli.register(app)
 integrity_cli.register(app)
 evaluate_cli.register(app)
 analysis_cli.register(app)
+hotspots_cli.register(app)  # issue 16
 
 _EXIT = {DataError: 2, NotFound: 3, ConfigError: 4, StoreError: 5}  # 6: audit verify failed
 

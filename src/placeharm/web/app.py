@@ -81,6 +81,7 @@ from placeharm.services import (
     radius,
     sso,
 )
+from placeharm.services import hotspots as hotspot_service  # issue 16
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store.duckdb import DuckDBStore
@@ -1070,6 +1071,70 @@ def create_app(
         user: User = Depends(signed_in), months: int = Query(3, ge=1, le=12)
     ) -> Any:
         return await page_json(pages.disruptions, user, months)
+
+    # -- significant hot spots (issue 16; web/templates/hotspots.html, static/hotspots.js) ----
+    hotspot_service.warm()  # esda and libpysal take seconds to import: start now, in the background
+
+    def hotspot_options(
+        measure: Annotated[
+            str, Query(description="harm, crimes, soc_harm or a SOC measure id.")
+        ] = hotspot_service.HARM,
+        weights: Annotated[str, Query(description="contiguity or distance.")] = "contiguity",
+        distance: Annotated[
+            float | None,
+            Query(description="Metres: the distance band, or the contiguity tolerance."),
+        ] = None,
+        fdr: Annotated[float, Query(description="False discovery rate (0 to 1).")] = 0.05,
+        permutations: Annotated[
+            int, Query(description="Conditional permutations, 99 to 9999.")
+        ] = 999,
+    ) -> hotspot_service.Options:
+        return hotspot_service.Options(measure, weights, distance, permutations, fdr).checked()
+
+    @app.get(
+        "/hotspots",
+        dependencies=[allowed("overview")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
+    def hotspots_page(
+        request: Request,
+        user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
+        o: hotspot_service.Options = Depends(hotspot_options),
+    ) -> Any:
+        return render(request, "hotspots.html", build(hotspot_service.page, user, f, o), user)
+
+    @app.get("/api/hotspots", dependencies=[allowed("overview")])
+    async def hotspots_api(
+        user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
+        o: hotspot_service.Options = Depends(hotspot_options),
+    ) -> Any:
+        return await page_json(hotspot_service.page, user, f, o)
+
+    @app.get("/api/hotspots.csv", dependencies=[allowed("overview")], response_class=CSVResponse)
+    def hotspots_csv(
+        user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
+        o: hotspot_service.Options = Depends(hotspot_options),
+    ) -> Response:
+        page = build(hotspot_service.page, user, f, o)
+        return _csv(page.tables["areas"], "hotspots.csv")
+
+    @app.get(
+        "/api/hotspots.geojson",
+        dependencies=[allowed("overview")],
+        response_class=GeoJSONResponse,
+    )
+    def hotspots_geojson(
+        user: User = Depends(signed_in),
+        f: Filters = Depends(page_filters),
+        o: hotspot_service.Options = Depends(hotspot_options),
+    ) -> Any:
+        built = build(hotspot_service.page, user, f, o)
+        page = build(hotspot_service.geojson, user, f, o, built=built)
+        return _data_json(page, "application/geo+json")
 
     # -- records ---------------------------------------------------------------------------
     @app.get(

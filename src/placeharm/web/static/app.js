@@ -440,3 +440,6 @@ function draw() {
 
 draw();
 liveUpdates();
+
+// for the pages' own modules (hotspots.js): the map set-up above, not a second copy
+export { page, maps, newMap, mapControls, addBasemap, bounds, BLANK_STYLE, NONE };
