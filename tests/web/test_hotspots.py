@@ -32,7 +32,7 @@ def test_lsoa_crimes_json_and_html_agree(app_client: TestClient, cookies: dict) 
     assert len(rows) == data["areas"] == 916
     assert data["gap_months"] == ["2022-01"] and data["months_covered"] == 4
     assert sum(data["classes"].values()) == 916
-    assert data["permutations"] == 999 and data["fdr"] == 0.05
+    assert data["permutations"] == 9999 and data["fdr"] == 0.05
     assert "Getis" in data["method"] and "Benjamini" in data["method"]
     # every area's value is its police.uk crimes in the months held
     for row in rows:

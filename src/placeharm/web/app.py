@@ -50,6 +50,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from placeharm import audit
+from placeharm.analysis.hotspots import PERMUTATIONS as HOTSPOT_PERMUTATIONS
 from placeharm.audit import Actor, Justification
 from placeharm.audit.entry import clip
 from placeharm.config import Settings
@@ -1087,7 +1088,7 @@ def create_app(
         fdr: Annotated[float, Query(description="False discovery rate (0 to 1).")] = 0.05,
         permutations: Annotated[
             int, Query(description="Conditional permutations, 99 to 9999.")
-        ] = 999,
+        ] = HOTSPOT_PERMUTATIONS,
     ) -> hotspot_service.Options:
         return hotspot_service.Options(measure, weights, distance, permutations, fdr).checked()
 
