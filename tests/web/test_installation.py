@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 
 from placeharm.store.migrations import LATEST_VERSION
 from placeharm.version import describe
+
 from .conftest import sign_in
 
 
