@@ -31,8 +31,10 @@ class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         if self.target_name != "wheel" or version == "editable":
             return
         commit = os.environ.get("PLACEHARM_BUILD_COMMIT") or _git(self.root, "rev-parse", "HEAD")
-        status = None if os.environ.get("PLACEHARM_BUILD_COMMIT") else _git(
-            self.root, "status", "--porcelain", "--untracked-files=no"
+        status = (
+            None
+            if os.environ.get("PLACEHARM_BUILD_COMMIT")
+            else _git(self.root, "status", "--porcelain", "--untracked-files=no")
         )
         info = {"commit": commit, "dirty": bool(status) if status is not None else None}
         folder = Path(tempfile.mkdtemp(prefix="placeharm-build-"))

@@ -65,7 +65,7 @@ mkdir -p "$stage/wheels" "$stage/installer"
 mv "$work/wheels/$wheel" "$stage/wheels/"
 
 # the runtime dependencies exactly as locked, with their hashes (no dev group, no project)
-"$UV" export --quiet --frozen --no-dev --no-emit-project --format requirements-txt \
+"$UV" export --quiet --locked --no-dev --no-emit-project --format requirements-txt \
   --output-file "$work/deps.txt" >/dev/null
 # Wheels are kept in a cache folder across runs (pip's own HTTP cache is not reliable here):
 # each set is taken from the cache with no network, and downloaded into it only when missing.
