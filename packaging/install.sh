@@ -153,10 +153,11 @@ if [ -n "$db" ] && [ -e "$db" ]; then
   say "backing up $db to $backup before anything changes"
   if [ -n "$old" ] && "$prefix/bin/placeharm" backup --help >/dev/null 2>&1; then
     "${as_user[@]}" env "${run_env[@]}" "$prefix/bin/placeharm" backup "$backup" --db "$db" \
-      || fail "the backup failed: nothing was changed. If the dashboard runs on this store, stop it first (systemctl stop placeharm)"
+      || fail "the backup failed (above): nothing was changed. If the dashboard runs on this store, stop it first (systemctl stop placeharm)"
   else  # no installed placeharm (or one from before `placeharm backup`): a copy of the
     # file, made only while no process has the store open
-    "${as_user[@]}" "$python" - "$db" "$backup" <<'PY' || fail "the backup failed: nothing was changed. If the dashboard runs on this store, stop it first (systemctl stop placeharm)"
+    # (as whoever runs install.sh; the copy then gets the store's owner and mode)
+    "$python" - "$db" "$backup" <<'PY' || fail "the backup failed (above): nothing was changed. If the dashboard runs on this store, stop it first (systemctl stop placeharm)"
 import fcntl, os, shutil, sys
 src, dest = sys.argv[1], sys.argv[2]
 with open(src, "rb") as f:
@@ -164,9 +165,12 @@ with open(src, "rb") as f:
         fcntl.lockf(f, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except OSError:
         sys.exit(f"{src} is open in another process")
-    shutil.copy2(src, dest)
-    if os.path.exists(src + ".wal"):
-        shutil.copy2(src + ".wal", dest + ".wal")
+    for a, b in ((src, dest), (src + ".wal", dest + ".wal")):
+        if os.path.exists(a):
+            shutil.copy2(a, b)
+            owner = os.stat(a)
+            if os.geteuid() == 0:
+                os.chown(b, owner.st_uid, owner.st_gid)
 print("copied the file (no installed placeharm to record the backup in the audit log)")
 PY
   fi
