@@ -1,14 +1,23 @@
 # One command to set up and run the demo, one to set up and run every test.
 # Both bootstrap uv (pinned) into .uv/, then install exactly what uv.lock says into .venv/.
-PYTHON ?= python3.11
+# Python: the newest supported one on PATH (3.14 down to 3.11; packaging/find-python), or
+# PYTHON=/path/to/python3.X. A .venv made by another version is remade by `uv sync`.
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell sh packaging/find-python 2>/dev/null)
+endif
 UV_VERSION := 0.13.9
 UV := .uv/bin/uv
+# The environment make setup fills (CI also tests a second Python in VENV=.venv-3.13, say).
+VENV ?= .venv
+export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: demo test check bench setup clean
+.PHONY: demo test check bench setup clean bundle
 
 $(UV):
+	@test -n "$(PYTHON)" || { sh packaging/find-python >/dev/null || true; \
+	  echo "make: no Python to set up with (see above, or set PYTHON=...)" >&2; exit 1; }
 	$(PYTHON) -m venv .uv
 	.uv/bin/pip install --quiet "uv==$(UV_VERSION)"
 
@@ -16,18 +25,23 @@ setup: $(UV)
 	$(UV) sync --locked
 
 demo: setup
-	.venv/bin/placeharm demo
+	$(VENV)/bin/placeharm demo
 
 test: setup
-	.venv/bin/pytest
+	$(VENV)/bin/pytest
 
 check: setup
-	.venv/bin/ruff format --check src tests bench
-	.venv/bin/ruff check src tests bench
-	.venv/bin/mypy
+	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
 
 bench: setup
-	.venv/bin/python bench/run.py
+	$(VENV)/bin/python bench/run.py
+
+# An offline bundle in dist/: wheels for every runtime package, the pinned uv, install.sh,
+# SHA256SUMS (packaging/bundle.sh; docs/deploy.md). BUNDLE_PYTHONS="3.11 3.13" narrows it.
+bundle: $(UV)
+	UV_VERSION=$(UV_VERSION) packaging/bundle.sh
 
 clean:
-	rm -rf .venv .uv placeharm.duckdb placeharm.duckdb.wal
+	rm -rf .venv .venv-3.* .uv placeharm.duckdb placeharm.duckdb.wal

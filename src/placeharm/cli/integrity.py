@@ -21,6 +21,7 @@ from placeharm.cli.common import (
     out,
 )
 from placeharm.services import integrity
+from placeharm.version import describe
 
 
 def register(app: typer.Typer) -> None:
@@ -42,6 +43,14 @@ def check(
     derived columns current, the audit chain intact. Exit 5 if anything fails."""
     settings = _settings(db)
     with _open(settings) as store:
+        installed = describe(store.schema_version())
+        out.print(
+            f"placeharm {installed.version}, commit {installed.commit_text()}; store schema "
+            f"version {installed.schema_version} (this placeharm writes "
+            f"{installed.schema_latest}).",
+            highlight=False,
+            markup=False,
+        )
         report = integrity.check(store, repair, audit.hmac_key(settings))
     for name, rows in report.repaired.items():
         out.print(f"[green]repaired[/]: {name}: {rows:,} rows recomputed", highlight=False)

@@ -646,6 +646,17 @@ def areas_parents(
 
 
 _debug = False  # --debug (or the `debug` setting): show tracebacks
+
+
+def _print_version(value: bool) -> None:
+    """--version (issue 18): this placeharm's version, commit and the schema it writes."""
+    if value:
+        from placeharm.version import describe
+
+        out.print(describe().line(), highlight=False, markup=False)
+        raise typer.Exit()
+
+
 _log_handler: logging.Handler = logging.NullHandler()  # main()'s, on standard error
 
 
@@ -657,6 +668,15 @@ def _options(
             "--debug",
             help="Print the full traceback of a failure (else only the message).",
             envvar="PLACEHARM_DEBUG",
+        ),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            is_eager=True,
+            callback=_print_version,
+            help="Print the version, git commit and store schema, then exit.",
         ),
     ] = False,
 ) -> None:

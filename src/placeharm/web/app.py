@@ -1762,6 +1762,8 @@ def _admin(store: DuckDBStore, user: User, today: dt.date) -> Page:
             "record_kinds": policy.record_kinds(user),
             "mopi": reviews.data,
             "roles": [r.value for r in policy.Role],
+            # issue 18: which placeharm serves which store (version, commit, schema)
+            "installation": _installation(store.schema_version()),
         },
         {
             "imports": imports.drop([c for c in ("file_sha256",) if c in imports.columns]),
@@ -1770,6 +1772,13 @@ def _admin(store: DuckDBStore, user: User, today: dt.date) -> Page:
             "mopi": reviews.tables["overdue"],
         },
     )
+
+
+def _installation(schema_version: int) -> dict[str, object]:
+    """The admin page's "About this installation" (issue 18; placeharm/version.py)."""
+    from placeharm.version import describe
+
+    return describe(schema_version).to_json()
 
 
 def _seconds(moment: dt.datetime) -> float:

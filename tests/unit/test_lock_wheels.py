@@ -1,0 +1,67 @@
+"""Every package in uv.lock has a wheel for every supported Python on the bundle's platform
+(issue 18): `requires-python` promises 3.11 to 3.14, `make bundle` takes binary wheels only
+(manylinux_2_28_x86_64: glibc 2.28 or older tags, or pure Python), and CI installs from them
+on the lowest and highest. A dependency added without such wheels fails here, at the merge,
+not on a force's air-gapped machine."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from packaging.specifiers import SpecifierSet
+
+ROOT = Path(__file__).resolve().parents[2]
+MAX_GLIBC = 28  # packaging/bundle.sh's default BUNDLE_PLATFORM
+
+
+def _supported_minors() -> list[int]:
+    spec = SpecifierSet(
+        tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    )
+    return [m for m in range(8, 20) if f"3.{m}" in spec]
+
+
+def _platform_ok(tag: str) -> bool:
+    if tag == "any":
+        return True
+    if tag in ("manylinux1_x86_64", "manylinux2010_x86_64", "manylinux2014_x86_64"):
+        return True
+    found = re.fullmatch(r"manylinux_2_(\d+)_x86_64", tag)
+    return bool(found) and int(found.group(1)) <= MAX_GLIBC
+
+
+def _installs_on(wheel: str, minor: int) -> bool:
+    python, abi, platforms = wheel.removesuffix(".whl").split("-")[-3:]
+    if not any(_platform_ok(p) for p in platforms.split(".")):
+        return False
+    for tag in python.split("."):
+        if tag == "py3" and abi == "none":  # pure Python (also "py2.py3")
+            return True
+        found = re.fullmatch(r"cp3(\d+)", tag)
+        if found:
+            built_for = int(found.group(1))
+            if abi == "abi3" and built_for <= minor:
+                return True
+            if built_for == minor and abi in (f"cp3{minor}", "none"):
+                return True
+    return False
+
+
+def test_supported_pythons_are_3_11_to_3_14():
+    assert _supported_minors() == [11, 12, 13, 14]
+
+
+def test_every_locked_package_has_a_wheel_for_every_supported_python():
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    minors = _supported_minors()
+    missing = []
+    for package in lock["package"]:
+        if package.get("source", {}).get("editable") or package.get("source", {}).get("virtual"):
+            continue  # placeharm itself
+        wheels = [w["url"].rsplit("/", 1)[1] for w in package.get("wheels", [])]
+        for minor in minors:
+            if not any(_installs_on(w, minor) for w in wheels):
+                missing.append(f"{package['name']} {package['version']}: none for 3.{minor}")
+    assert not missing, missing
