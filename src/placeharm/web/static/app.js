@@ -568,8 +568,10 @@ function layeredMap(spec) {
       map.on("mouseleave", `p-${layer.id}`, () => { map.getCanvas().style.cursor = ""; });
     }
     map.on("click", (e) => {
-      const near = [[e.point.x - 5, e.point.y - 5], [e.point.x + 5, e.point.y + 5]];
-      const hits = map.queryRenderedFeatures(near, { layers: ids.filter((id) => map.getLayoutProperty(id, "visibility") !== "none") });
+      // the symbols under the pointer, in the legend's order
+      const shown = ids.filter((id) => map.getLayoutProperty(id, "visibility") !== "none");
+      const hits = map.queryRenderedFeatures(e.point, { layers: shown })
+        .sort((a, b) => ids.indexOf(`p-${a.properties.layer}`) - ids.indexOf(`p-${b.properties.layer}`));
       if (hits.length) show(hits.map((f) => [byId[f.properties.layer], f.properties.index]), e.lngLat);
     });
     mapLabels(map, node, spec.labels || {});
