@@ -31,7 +31,7 @@ LAYERS: dict[str, tuple[str, str, str]] = {
     "disruptions": ("Disruptions (colour: 4P)", "#0072b2", "diamond"),
     "partner_events": ("Partner events", "#8c510a", "cross"),
     "crimes_before": ("police.uk crimes before Clear", "#6b6b6b", "square"),
-    "crimes_after": ("police.uk crimes from Clear on", "#d55e00", "circle"),
+    "crimes_after": ("police.uk crimes from Clear on", "#3b528b", "circle"),
     "homes": ("Where members live", "#c51b7d", "square"),
     "force_crimes": ("Crimes linked to members", "#8c510a", "circle"),
 }

@@ -562,7 +562,7 @@ function layeredMap(spec) {
       map.addLayer({ id: `p-${layer.id}`, type: "symbol", source: `p-${layer.id}`, layout: {
         "icon-image": ["get", "icon"], "icon-allow-overlap": true, "icon-ignore-placement": true,
         "symbol-sort-key": ["-", 0, ["get", "n"]],
-        "icon-size": ["interpolate", ["linear"], ["get", "n"], 1, 0.55, 10, 0.8, 100, 1.2, 1000, 1.6] } });
+        "icon-size": ["interpolate", ["linear"], ["get", "n"], 1, 0.7, 10, 0.9, 100, 1.3, 1000, 1.7] } });
       ids.push(`p-${layer.id}`);
       map.on("mouseenter", `p-${layer.id}`, () => { map.getCanvas().style.cursor = "pointer"; });
       map.on("mouseleave", `p-${layer.id}`, () => { map.getCanvas().style.cursor = ""; });
