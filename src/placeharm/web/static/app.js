@@ -404,7 +404,9 @@ function printButton() {
 // Symbols are drawn on a canvas here (no sprite or glyph files: nothing leaves the server),
 // and labels are HTML, so the map needs no font server.
 const FOUR_P_COLOURS = { Pursue: "#d55e00", Prevent: "#0072b2", Protect: "#009e73", Prepare: "#cc79a7" };
-const STREET_ZOOM = 15;  // street labels from this zoom in (below it they would cover the map)
+const STREET_ZOOM = 15;
+const POINT_LIFT = 100;  // px: "Show on map" puts the point this far above the map's centre
+const DETAIL_LINES = 6;  // a crime point's month, type and outcome lines in its popup  // street labels from this zoom in (below it they would cover the map)
 let layeredPopup = null;
 
 function drawSymbol(ctx, symbol, colour, size) {
@@ -457,7 +459,16 @@ function pointDetails(layer, index, points) {
   const head = document.createElement("p");
   const strong = document.createElement("strong");
   strong.textContent = layer.name;
-  head.append(strong);
+  // first, so the popup's focus (on its first link) does not scroll the details away
+  const a = document.createElement("a");
+  a.href = `#pt-${layer.id}-${index}`;
+  a.textContent = "row in the list";
+  a.addEventListener("click", () => {
+    const tr = document.getElementById(`pt-${layer.id}-${index}`);
+    const details = tr && tr.closest("details");
+    if (details) details.open = true;
+  });
+  head.append(strong, " · ", a);
   box.append(head);
   const list = document.createElement("dl");
   for (const [key, label] of layer.columns) {
@@ -473,29 +484,18 @@ function pointDetails(layer, index, points) {
     // a crime point: its crimes by month, type and latest outcome
     const lines = document.createElement("ul");
     lines.className = "point-lines";
-    row.details.slice(0, 12).forEach((d) => {
+    row.details.slice(0, DETAIL_LINES).forEach((d) => {
       const li = document.createElement("li");
       li.textContent = `${d.month}: ${d.crime_type}, ${d.outcome}${d.crimes > 1 ? ` (${d.crimes})` : ""}`;
       lines.append(li);
     });
     box.append(lines);
-    if (row.details.length > 12) {
+    if (row.details.length > DETAIL_LINES) {
       const more = document.createElement("p");
-      more.textContent = `${row.details.length - 12} more lines: see the list below the map.`;
+      more.textContent = `${row.details.length - DETAIL_LINES} more lines: the records page lists every crime.`;
       box.append(more);
     }
   }
-  const link = document.createElement("p");
-  const a = document.createElement("a");
-  a.href = `#pt-${layer.id}-${index}`;
-  a.textContent = "Row in the list";
-  a.addEventListener("click", () => {
-    const tr = document.getElementById(`pt-${layer.id}-${index}`);
-    const details = tr && tr.closest("details");
-    if (details) details.open = true;
-  });
-  link.append(a);
-  box.append(link);
   return box;
 }
 
@@ -591,7 +591,8 @@ function layeredMap(spec) {
       const row = layer && (points[layer.id] || [])[index];
       if (!row || row.longitude == null) return;
       const at = [row.longitude, row.latitude];
-      map.easeTo({ center: at, zoom: Math.max(map.getZoom(), 15) });
+      // the point above the centre, so its details fit beneath it
+      map.easeTo({ center: at, zoom: Math.max(map.getZoom(), 15), offset: [0, -POINT_LIFT] });
       show([[layer, index]], at);
       node.scrollIntoView({ block: "nearest" });
       node.focus({ preventScroll: true });
