@@ -172,7 +172,8 @@ def shape_soc(user: User, layer: str, frame: pl.DataFrame) -> pl.DataFrame:
         ).drop("source_evaluation", "intelligence_assessment")
     if layer == "disruptions" and not _groups(user) and "target_group_id" in frame.columns:
         frame = frame.drop("target_group_id")
-    return frame.sort(frame.columns[1] if frame.width > 1 else frame.columns[0], descending=True)
+    # newest first, then by identifier: the same order on every read (pages are compared)
+    return frame.sort(frame.columns[1::-1], descending=True)
 
 
 def crime_points(user: User, details: pl.DataFrame) -> pl.DataFrame:
@@ -208,7 +209,9 @@ def crime_points(user: User, details: pl.DataFrame) -> pl.DataFrame:
         .agg(pl.format("{} {}", "outcome", "crimes").str.join("; ").alias("outcomes"))
     )
     lines = (
-        by_line.sort("month", "crimes", descending=[True, True])
+        by_line.sort(
+            ["month", "crimes", "crime_type", "outcome"], descending=[True, True, False, False]
+        )
         .group_by(keys, maintain_order=True)
         .agg(
             pl.col("crimes").sum().cast(pl.Int32).alias("crimes"),
@@ -249,7 +252,7 @@ def street_labels(points: pl.DataFrame, limit: int = 200) -> list[dict[str, Any]
         return []
     streets = (
         points.filter(pl.col("location").is_not_null())
-        .sort("crimes", descending=True)
+        .sort(["crimes", "longitude", "latitude"], descending=[True, False, False])
         .group_by("location", maintain_order=True)
         .agg(pl.col("longitude").first(), pl.col("latitude").first(), pl.col("crimes").sum())
         .sort("crimes", "location", descending=[True, False])
@@ -357,7 +360,7 @@ def chb_points(
     keys = ["period", "place", "longitude", "latitude"]
     agg = [pl.len().cast(pl.Int32).alias("crimes")]
     if "location" in frame.columns:
-        agg.append(pl.col("location").mode().first().alias("location"))
+        agg.append(pl.col("location").drop_nulls().mode().sort().first().alias("location"))
     return (
         frame.group_by(keys)
         .agg(agg)
@@ -382,7 +385,9 @@ def home_points(user: User, homes: pl.DataFrame) -> pl.DataFrame:
     nominal; others (senior leaders): counts of members per cell of the policy's grid, no
     one named, as a partner's points are generalised."""
     if policy.allowed(user, "nominal"):
-        return homes.select("nominal_id", "role", "longitude", "latitude").sort("nominal_id")
+        return homes.select("nominal_id", "role", "longitude", "latitude").sort(
+            "nominal_id", "longitude", "latitude"
+        )
     g = policy.GENERALISE_DEGREES
     return (
         homes.with_columns(

@@ -1653,7 +1653,7 @@ def _group_map(
     points["force_crimes"] = (
         crimes.filter(pl.col("located"))
         .select("crime_ref", "recorded_date", "offence_code", "crime_type", "longitude", "latitude")
-        .sort("recorded_date", descending=True)
+        .sort("recorded_date", "crime_ref", descending=True)
     )
     if "disruptions" in policy.record_kinds(user):
         _, _, cols = maps.SOC_POINTS["disruptions"]
