@@ -594,8 +594,7 @@ function layeredMap(spec) {
       // the point above the centre, so its details fit beneath it
       map.easeTo({ center: at, zoom: Math.max(map.getZoom(), 15), offset: [0, -POINT_LIFT] });
       show([[layer, index]], at);
-      node.scrollIntoView({ block: "nearest" });
-      node.focus({ preventScroll: true });
+      node.scrollIntoView({ block: "nearest" });  // the popup has the focus: its details are read
     });
   });
 }
