@@ -1,17 +1,14 @@
 """services/maps.py on crafted rows: a crime point's details, a partner's generalised cells,
-street labels, the CHB ring and the before/after split (issue 15)."""
+street labels and the CHB before/after split (issue 15)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 import polars as pl
-import pytest
 import shapely
-from pyproj import Transformer
-from shapely.ops import transform
 
-from placeharm.services import maps
+from placeharm.services import evaluation, maps
 from placeharm.services.policy import Role, User
 
 OFFICER = User("o", "Officer", Role.officer)
@@ -69,25 +66,9 @@ def test_a_partner_gets_one_generalised_cell_with_no_street():
     assert "location" not in [key for key, _ in layers[0]["columns"]]
 
 
-def test_the_chb_ring_is_250_m_wide_on_the_british_national_grid():
-    to_bng = Transformer.from_crs("EPSG:4326", "EPSG:27700", always_xy=True).transform
-    site = shapely.Point(-1.6131, 54.9701).buffer(0.003)
-    ring = maps.ring(site)
-    assert not shapely.intersects(ring, shapely.buffer(site, -1e-6))  # outside the site
-    outer = transform(to_bng, shapely.union(site, ring))
-    inner = transform(to_bng, site)
-    # every point of the ring's outer edge is 250 m from the site (to within 1 m)
-    edge = shapely.get_exterior_ring(outer)
-    distances = [
-        shapely.distance(shapely.Point(c), inner) for c in shapely.get_coordinates(edge)[::7]
-    ]
-    assert min(distances) == pytest.approx(maps.BUFFER_M, abs=1.0)
-    assert max(distances) == pytest.approx(maps.BUFFER_M, abs=1.0)
-
-
 def test_chb_points_split_by_period_and_place_and_leave_out_the_rest():
     site = shapely.Point(-1.6131, 54.9701).buffer(0.002)
-    ring = maps.ring(site, 250)
+    ring = evaluation.buffer_ring(site, 250)
     crimes = pl.DataFrame(
         {
             "month": [FEB, MARCH, MARCH, MARCH, dt.date(2021, 1, 1)],

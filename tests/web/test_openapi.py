@@ -26,7 +26,8 @@ EXPECTED = {
     | set(FILTERS)
     | REPEATED,
     "/api/records.csv": {"kind", "q", "sort", "desc", "area"} | set(FILTERS) | REPEATED,
-    "/api/chb/{site}": {"site"},
+    "/api/chb/{site}": {"site", "buffer_m", "control", "buffer_control"},  # issue 16
+    "/api/disruptions": {"months"},  # issue 16
     "/api/nominal/{nominal_id}": {"nominal_id"},
     "/api/crime/{crime_id}/history": {"crime_id"},
     "/api/group/{group_id}": {"group_id"},

@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from placeharm import audit
 from placeharm.cli import audit as audit_cli
+from placeharm.cli import evaluate as evaluate_cli
 from placeharm.cli import harm as harm_cli
 from placeharm.cli import integrity as integrity_cli
 from placeharm.cli import soc as soc_cli
@@ -68,6 +69,7 @@ harm_cli.register(app, areas_app)
 soc_cli.register(app)
 audit_cli.register(app)
 integrity_cli.register(app)
+evaluate_cli.register(app)
 
 _EXIT = {DataError: 2, NotFound: 3, ConfigError: 4, StoreError: 5}  # 6: audit verify failed
 

@@ -230,11 +230,24 @@ def soc_ward(
 
 
 def chb(
-    site: Annotated[str, typer.Argument(help="CHB site code (the `chb` area set).")],
+    site: Annotated[str, typer.Argument(help="CHB site code (the `chb` area set), or `evaluate`.")],
+    evaluate_site: Annotated[
+        str | None,
+        typer.Argument(help="After `evaluate`: the site to evaluate against a control."),
+    ] = None,
     db: DbOption = None,
     fmt: FormatOption = Format.table,
 ) -> None:
-    """A Clear, Hold, Build site: its phases and before/after monthly figures by phase."""
+    """A Clear, Hold, Build site: its phases and before/after monthly figures by phase.
+    `placeharm chb evaluate SITE` evaluates it against a control and a buffer (as
+    `placeharm evaluate chb SITE`, which also takes --buffer-m and --control)."""
+    if site == "evaluate" and evaluate_site is not None:  # issue 16
+        from placeharm.cli.evaluate import chb_cmd
+
+        chb_cmd(evaluate_site, db=db, fmt=fmt)
+        return
+    if evaluate_site is not None:
+        raise typer.BadParameter(f"one site at a time; did you mean `chb evaluate {site}`?")
     with _open(_settings(db)) as store:
         result = soc_service.chb_view(store, site)
     if fmt is Format.json:

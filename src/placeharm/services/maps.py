@@ -15,8 +15,6 @@ from typing import Any
 
 import polars as pl
 import shapely
-from pyproj import Transformer
-from shapely.ops import transform
 
 from placeharm.services import policy
 from placeharm.services.policy import User
@@ -118,9 +116,6 @@ SOC_POINTS: dict[str, tuple[str, str, list[str]]] = {  # layer -> table, date co
     ),
 }
 DETAIL_ROWS = 12  # a crime point's month/type/outcome lines in its popup (the table has all)
-BUFFER_M = 250  # the CHB map's ring around a site, where displacement would show
-_TO_BNG = Transformer.from_crs("EPSG:4326", "EPSG:27700", always_xy=True).transform
-_FROM_BNG = Transformer.from_crs("EPSG:27700", "EPSG:4326", always_xy=True).transform
 
 
 def layer_list(points: dict[str, pl.DataFrame]) -> list[dict[str, Any]]:
@@ -301,13 +296,6 @@ def neighbours(areas: pl.DataFrame, code: str) -> tuple[list[dict[str, Any]], li
 def place_label(shape: shapely.Geometry, name: str, kind: str) -> dict[str, Any]:
     at = shapely.point_on_surface(shape)
     return {"name": name, "kind": kind, "longitude": at.x, "latitude": at.y}
-
-
-def ring(site: shapely.Geometry, metres: float = BUFFER_M) -> shapely.Geometry:
-    """The ring `metres` wide around a site polygon (WGS84), measured on the British National
-    Grid: the buffer where displacement would show."""
-    grid = transform(_TO_BNG, site)
-    return transform(_FROM_BNG, shapely.difference(shapely.buffer(grid, metres), grid))
 
 
 def chb_points(

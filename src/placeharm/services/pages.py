@@ -449,7 +449,14 @@ def _outline(kind: str, code: str, name: str | None, shape: shapely.Geometry) ->
     }
 
 
-def chb(store: Store, user: User, site: str) -> Page:
+def chb(
+    store: Store,
+    user: User,
+    site: str,
+    buffer_m: float | None = None,
+    control: str | None = None,
+    buffer_control: str | None = None,
+) -> Page:
     policy.require(user, "chb")
     view = soc.chb_view(store, site, _scope(store, user))
     data = {
@@ -458,9 +465,18 @@ def chb(store: Store, user: User, site: str) -> Page:
         "record_kinds": policy.record_kinds(user),
         **view.meta,
         "notes": view.notes,
-        "map": _chb_map(store, user, site, view.meta, view.table),
     }
-    return Page("chb", f"CHB site: {view.meta['site_name']}", data, {"phases": view.table})
+    tables = {"phases": view.table}
+    # issue 16: the evaluation against a control and a buffer, beside the raw before/after
+    from placeharm.services import evaluation
+
+    data["evaluation"], tables["evaluation"] = evaluation.chb_section(
+        store, site, _scope(store, user), buffer_m, control, buffer_control
+    )
+    # issue 15: the site's map, its ring as wide as the evaluation's buffer
+    ring_m = data["evaluation"].get("buffer_m") or evaluation.DEFAULT_BUFFER_M
+    data["map"] = _chb_map(store, user, site, view.meta, view.table, float(ring_m))
+    return Page("chb", f"CHB site: {view.meta['site_name']}", data, tables)
 
 
 # -- truthful figures (issue 15) ------------------------------------------------------------
@@ -1559,14 +1575,21 @@ def _ward_map(
 
 
 def _chb_map(
-    store: Store, user: User, site: str, meta: dict[str, Any], phases: pl.DataFrame
+    store: Store,
+    user: User,
+    site: str,
+    meta: dict[str, Any],
+    phases: pl.DataFrame,
+    buffer_m: float,
 ) -> dict[str, Any]:
-    """The CHB page's map: the site, its buffer ring, police.uk crimes by point before Clear
-    and from Clear on (the before/after table's periods), and disruptions by 4P there, as
-    the role may see them."""
+    """The CHB page's map: the site, its buffer ring (`buffer_m` wide: the evaluation's),
+    police.uk crimes by point before Clear and from Clear on (the before/after table's
+    periods), and disruptions by 4P there, as the role may see them."""
+    from placeharm.services import evaluation  # it builds on this module: imported here
+
     polygon = store.area_polygons(soc.CHB_SET, site)
     shape = shapely.from_wkb(polygon["geometry_wkb"][0])
-    ring = maps.ring(shape)
+    ring = evaluation.buffer_ring(shape, buffer_m)
     before = (parse_month(meta["before"]["from"]), parse_month(meta["before"]["to"]))
     ends = [m for m in phases["to"].to_list()[1:] if m]
     starts = [m for m in phases["from"].to_list()[1:] if m]
@@ -1624,7 +1647,7 @@ def _chb_map(
             "streets": streets,
         },
         "four_p": maps.FOUR_P,
-        "buffer_m": maps.BUFFER_M,
+        "buffer_m": buffer_m,
         "before": {"from": f"{before[0]:%Y-%m}", "to": f"{before[1]:%Y-%m}"},
         "after": {"from": f"{after[0]:%Y-%m}", "to": f"{after[1]:%Y-%m}"} if after else None,
         "counts": table.to_dicts(),
@@ -1677,3 +1700,23 @@ def _group_map(
         "four_p": maps.FOUR_P,
         "homes_note": maps.homes_note(user),
     }
+
+
+# -- disruption impact (issue 16) -----------------------------------------------------------
+
+
+def disruptions(store: Store, user: User, months: int = 3) -> Page:
+    """Disruptions against a control: by 4P, by group, and diversion referrals."""
+    policy.require(user, "disruptions")
+    policy.require_records(user, "disruptions")
+    from placeharm.services import disruptions as impact_service
+
+    impact = impact_service.disruption_impact(store, _scope(store, user), months)
+    data = {
+        **data_as_of(store),
+        "user": {"username": user.username, "role": user.role.value},
+        "record_kinds": policy.record_kinds(user),
+        **impact.meta,
+        "notes": impact.notes,
+    }
+    return Page("disruptions", "Disruptions: impact against a control", data, impact.tables)

@@ -70,6 +70,8 @@ _ACTIONS: dict[str, frozenset[Role]] = {
     # stating why personal data is needed (the audit log's justification), before opening it:
     # the roles that may open nominals or search places; the others have nothing to justify
     "justification": frozenset({Role.officer, Role.analyst, Role.supervisor, Role.admin}),
+    # issue 16: disruption impact, for the roles that see disruption records
+    "disruptions": DATA - {Role.partner},
 }
 CLEARED = frozenset({Role.analyst, Role.supervisor, Role.admin})  # CCE/CSE
 RESTRICTED_FLAGS = ("cce_perpetrator", "cce_victim", "cse_perpetrator", "cse_victim")

@@ -534,6 +534,33 @@ def generate(crimes: pl.DataFrame, out_dir: Path, seed: int = 1, scale: int = 1)
         days = int(review.integers(30, 6 * 365))
         row["mopi_review_date"] = row["reported_date"] + dt.timedelta(days=days)
 
+    # Diversion referrals (issue 16): a Prevent disruption of type "diversion referral"
+    # names the nominal referred to a diversion scheme, located at their home. Young
+    # members of peer and urban crime groups, referred from a third of the way into the
+    # period; drawn from their own stream, so every other value stays as it was.
+    referrals = np.random.default_rng([seed, 16])
+    young = sorted(n["nominal_id"] for n in nominals if n["pcg_member"] or n["ucg_member"])
+    home_of = {a["nominal_id"]: a for a in addresses if a["link_type"] == "home"}
+    group_of: dict[str, str] = {}
+    for member in memberships:
+        group_of.setdefault(member["nominal_id"], member["group_id"])
+    first_month = len(months) // 3
+    picked = referrals.choice(young, size=min(len(young), int(12 * scale)), replace=False)
+    for i, nid in enumerate(sorted(str(n) for n in picked)):
+        month = months[int(referrals.integers(first_month, max(first_month + 1, len(months) - 1)))]
+        disruptions.append(
+            {
+                "disruption_id": f"DEMO-DR{i + 1:04d}",
+                "disruption_date": _day(referrals, month),
+                "four_p": "Prevent",
+                "disruption_type": REFERRAL_TYPE,
+                "target_group_id": group_of.get(nid),
+                "target_nominal_id": nid,
+                "latitude": home_of[nid]["latitude"],
+                "longitude": home_of[nid]["longitude"],
+            }
+        )
+
     out_dir.mkdir(parents=True, exist_ok=True)
     tables: dict[str, list[dict[str, Any]]] = {
         "nominals": nominals,
@@ -557,3 +584,7 @@ def generate(crimes: pl.DataFrame, out_dir: Path, seed: int = 1, scale: int = 1)
     chb = out_dir / "chb_sites.geojson"
     chb.write_text(json.dumps({"type": "FeatureCollection", "features": sites}))
     return Overlay(out_dir, files, chb, {k: len(v) for k, v in tables.items()})
+
+
+# the disruption type that records a nominal's referral to a diversion scheme (issue 16)
+REFERRAL_TYPE = "diversion referral"

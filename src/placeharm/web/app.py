@@ -385,6 +385,19 @@ class State:
         self.changed = asyncio.Event()
 
 
+# the CHB page's evaluation (issue 16): the reader may change the buffer and the controls
+BufferQuery = Annotated[
+    float | None, Query(gt=0, le=5000, description="Buffer ring width in metres (default 500).")
+]
+ControlQuery = Annotated[
+    str | None, Query(max_length=64, description="Control ward code (default: offered).")
+]
+BufferControlQuery = Annotated[
+    str | None,
+    Query(max_length=64, description="The buffer's control ward code (default: offered)."),
+]
+
+
 def create_app(
     settings: Settings, drop_folder: Path | None = None, clock: auth.Clock | None = None
 ) -> FastAPI:
@@ -1001,12 +1014,46 @@ def create_app(
         response_class=HTMLResponse,
         include_in_schema=False,
     )
-    def chb_page(request: Request, site: str, user: User = Depends(signed_in)) -> Any:
-        return render(request, "chb.html", build(pages.chb, user, site), user)
+    def chb_page(
+        request: Request,
+        site: str,
+        user: User = Depends(signed_in),
+        buffer_m: BufferQuery = None,
+        control: ControlQuery = None,
+        buffer_control: BufferControlQuery = None,
+    ) -> Any:
+        page = build(pages.chb, user, site, buffer_m, control, buffer_control)
+        return render(request, "chb.html", page, user)
 
     @app.get("/api/chb/{site}", dependencies=[allowed("chb")])
-    async def chb_api(site: str, user: User = Depends(signed_in)) -> Any:
-        return await page_json(pages.chb, user, site)
+    async def chb_api(
+        site: str,
+        user: User = Depends(signed_in),
+        buffer_m: BufferQuery = None,
+        control: ControlQuery = None,
+        buffer_control: BufferControlQuery = None,
+    ) -> Any:
+        return await page_json(pages.chb, user, site, buffer_m, control, buffer_control)
+
+    # -- disruption impact (issue 16) --------------------------------------------------------
+    @app.get(
+        "/disruptions",
+        dependencies=[allowed("disruptions")],
+        response_class=HTMLResponse,
+        include_in_schema=False,
+    )
+    def disruptions_page(
+        request: Request,
+        user: User = Depends(signed_in),
+        months: int = Query(3, ge=1, le=12),
+    ) -> Any:
+        return render(request, "disruptions.html", build(pages.disruptions, user, months), user)
+
+    @app.get("/api/disruptions", dependencies=[allowed("disruptions")])
+    async def disruptions_api(
+        user: User = Depends(signed_in), months: int = Query(3, ge=1, le=12)
+    ) -> Any:
+        return await page_json(pages.disruptions, user, months)
 
     # -- records ---------------------------------------------------------------------------
     @app.get(

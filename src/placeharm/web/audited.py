@@ -80,6 +80,8 @@ ROUTES: dict[str, Audited] = {
     "/mopi": _c("mopi"),
     "/api/mopi": _d("mopi"),
     "/api/mopi.csv": _d("mopi", "csv"),
+    "/disruptions": _c("disruptions"),  # issue 16
+    "/api/disruptions": _d("disruptions"),
 }
 # Routes that serve no police data, or log in their own handler, and why.
 EXEMPT: dict[str, str] = {
