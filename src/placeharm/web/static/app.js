@@ -602,6 +602,7 @@ function layeredMap(spec) {
 function mapLabels(map, node, labels) {
   // Names of the places (the ward and its neighbours, or the site) and, zoomed in, police.uk's
   // "on or near" streets: HTML labels, hidden from screen readers (the lists say the same).
+  const streets = [];
   const add = (item, className) => {
     const el = document.createElement("div");
     el.className = `map-label ${className}`;
@@ -609,11 +610,28 @@ function mapLabels(map, node, labels) {
     el.textContent = item.name;
     new maplibregl.Marker({ element: el, anchor: className === "street" ? "top" : "center" })
       .setLngLat([item.longitude, item.latitude]).addTo(map);
+    if (className === "street") streets.push(el);
   };
   (labels.places || []).forEach((p) => add(p, p.kind === "area" || p.kind === "site" ? "place" : "neighbour"));
   (labels.streets || []).forEach((s) => add(s, "street"));
-  const zoomed = () => node.classList.toggle("streets-shown", map.getZoom() >= STREET_ZOOM);
-  map.on("zoomend", zoomed);
+  const zoomed = () => {
+    const shown = map.getZoom() >= STREET_ZOOM;
+    node.classList.toggle("streets-shown", shown);
+    if (!shown) return;
+    // the busiest streets first (the server's order); a label that would overlap one
+    // already shown waits for a closer zoom
+    streets.forEach((el) => el.classList.remove("crowded"));
+    const taken = [];
+    for (const el of streets) {
+      const r = el.getBoundingClientRect();
+      if (taken.some((t) => r.left < t.right && r.right > t.left && r.top < t.bottom && r.bottom > t.top)) {
+        el.classList.add("crowded");
+      } else {
+        taken.push(r);
+      }
+    }
+  };
+  map.on("moveend", zoomed);
   zoomed();
 }
 
