@@ -5,6 +5,7 @@ clients load the server with pages not asked before (issue 14: <= 1 s, also unde
     .venv/bin/python bench/live_update.py           # 10M records: 10 uploads quiet, 10 loaded
     .venv/bin/python bench/live_update.py --quick   # 3 + 3 uploads (a minute or two)
     .venv/bin/python bench/live_update.py --demo    # the demo-size store instead
+    .venv/bin/python bench/live_update.py --demo --page ward  # watch the ward's own page
 
 `placeharm serve` runs on a scratch copy of bench/web_load.py's store (built there once, under
 bench/work/web/). An officer opens /overview in Chromium; the page listens on /events. An
