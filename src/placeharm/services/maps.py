@@ -163,8 +163,8 @@ def shape_soc(user: User, layer: str, frame: pl.DataFrame) -> pl.DataFrame:
         frame = frame.with_columns(
             pl.concat_str(
                 "source_evaluation", "intelligence_assessment", "handling_code", separator=""
-            ).alias("grading")
-        ).drop("source_evaluation", "intelligence_assessment")
+            ).alias("grading")  # beside its parts: the twin's keys stay as they were
+        )
     if layer == "disruptions" and not _groups(user) and "target_group_id" in frame.columns:
         frame = frame.drop("target_group_id")
     # newest first, then by identifier: the same order on every read (pages are compared)
