@@ -5,6 +5,7 @@ clients load the server with pages not asked before (issue 14: <= 1 s, also unde
     .venv/bin/python bench/live_update.py           # 10M records: 10 uploads quiet, 10 loaded
     .venv/bin/python bench/live_update.py --quick   # 3 + 3 uploads (a minute or two)
     .venv/bin/python bench/live_update.py --demo    # the demo-size store instead
+    .venv/bin/python bench/live_update.py --demo --page ward  # watch the ward's own page
 
 `placeharm serve` runs on a scratch copy of bench/web_load.py's store (built there once, under
 bench/work/web/). An officer opens /overview in Chromium; the page listens on /events. An
@@ -66,6 +67,15 @@ OBSERVE = """(ward) => {
              { subtree: true, childList: true, characterData: true });
   return window.__bench.last;
 }"""
+# --page ward: the ward's own page (its map, points list and measures): the SOC measures
+# section's text changes when the upload's drug supply offence is counted (issue 15)
+OBSERVE_WARD = OBSERVE.replace(
+    """const a = document.querySelector(`#ranking a[href^="/ward/${ward}?"]`);
+    return a ? a.closest("tr").innerText : null;""",
+    """const s = document.querySelector('section[aria-labelledby="m-h"]');
+    return s ? s.innerText : null;""",
+)
+assert OBSERVE_WARD != OBSERVE
 LAST_FETCH = """() => {
   const own = performance.getEntriesByType("resource").filter(
     (e) => e.initiatorType === "fetch" && e.name === window.location.href);
@@ -265,6 +275,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 + 3 uploads")
     parser.add_argument("--demo", action="store_true", help="the demo-size store")
     parser.add_argument("--seed", type=int, default=web_load.DEFAULT_SEED)
+    parser.add_argument(
+        "--page",
+        choices=("overview", "ward"),
+        default="overview",
+        help="the open page watched: the overview's ward row, or the ward's page (its measures)",
+    )
     parser.add_argument("--strict", action="store_true", help="exit 2 when the target is missed")
     args = parser.parse_args()
     if args.quick:
@@ -294,6 +310,7 @@ def main() -> None:
         "store": shown(path),
         "ward": WARD,
         "watcher": WATCHER,
+        "page": args.page,
         "upload": "force-crimes, one row: 92A dated " + point[2] + f", a point in {WARD}",
     }
     try:
@@ -305,16 +322,21 @@ def main() -> None:
             page.fill("input[name=username]", WATCHER)
             page.fill("input[name=password]", WATCHER + web_load.PASSWORD_SUFFIX)
             page.click("button[type=submit]")
-            page.goto(f"{server.base}/overview")
+            page.goto(
+                f"{server.base}/overview"
+                if args.page == "overview"
+                else f"{server.base}/ward/{WARD}"
+            )
             page.wait_for_function(
                 "() => (document.getElementById('live-status') || {}).textContent === 'Live.'",
                 timeout=60_000,
             )
-            if page.evaluate(OBSERVE, WARD) is None:
-                raise SystemExit(f"ward {WARD} is not in the overview's table")
+            if page.evaluate(OBSERVE if args.page == "overview" else OBSERVE_WARD, WARD) is None:
+                raise SystemExit(f"ward {WARD}'s figures are not on the {args.page} page")
             print(
-                f"  {WATCHER!r} has /overview open in Chromium; 'admin' uploads one force crime "
-                f"(92A) in {WARD} each time; time from its commit to the ward's row changing",
+                f"  {WATCHER!r} has the {args.page} page open in Chromium; 'admin' uploads one "
+                f"force crime (92A) in {WARD} each time; time from its commit to the ward's "
+                "figures changing",
                 flush=True,
             )
             results["quiet"] = summarise(measure(server, page, args.uploads, point, "q"))

@@ -361,3 +361,47 @@ def test_radius_search_draws_and_links_map_and_table(server: str, browser: objec
     violations = visit.axe()
     assert not violations, [(v["id"], v["help"]) for v in violations]
     visit.close()  # no request left the machine, no browser errors
+
+
+def test_ward_map_point_details_from_keyboard_and_click_and_a_layer_switch(
+    server: str, browser: object
+):
+    """Issue 15: from the map's link to the list of points, the keyboard opens a crime point's
+    details on the map (street, crimes, month, type, outcome); a click on the same point opens
+    them too; switching the crimes layer off leaves nothing of it to click."""
+    visit = Visit(browser, server, "officer")
+    page = visit.page
+    visit.open(f"/ward/{WARD}?from=2021-11&to=2022-03", "officer-ward-map")
+    assert page.locator("#map canvas").count() == 1
+    page.focus("#main a[href='#points-list']")
+    page.keyboard.press("Enter")
+    page.locator("#points-list summary").first.focus()
+    page.keyboard.press("Enter")  # opens the police.uk crimes list
+    row = page.locator("#pt-crimes-0")
+    street = row.locator("td").first.inner_text()
+    assert street.startswith("On or near ")
+    row.locator("button.show-point").focus()
+    page.keyboard.press("Enter")
+    popup = page.locator(".maplibregl-popup")
+    _wait_until(lambda: popup.count() == 1, 10)
+    text = popup.inner_text()
+    assert "police.uk crimes" in text and street in text and "Latest outcomes" in text
+    assert "2022-" in text or "2021-" in text  # its lines: month, type, outcome
+    assert "selected" in (row.get_attribute("class") or "")
+    page.wait_for_timeout(800)  # the map has eased to the point: 100 px above its centre
+    page.locator("#map").screenshot(path=str(SHOTS / "officer-ward-map-details.png"))
+    assert not visit.axe()
+    page.locator(".maplibregl-popup-close-button").click()
+    box = page.locator("#map").bounding_box()
+    assert box is not None
+    centre = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2 - 100)
+    page.mouse.click(*centre)
+    _wait_until(lambda: popup.count() == 1, 10)
+    assert street in popup.inner_text()
+    page.locator(".maplibregl-popup-close-button").click()
+    page.uncheck("input[data-layer=crimes]")
+    page.wait_for_timeout(300)
+    page.mouse.click(*centre)
+    page.wait_for_timeout(500)
+    assert popup.count() == 0 or street not in popup.inner_text()
+    visit.close()

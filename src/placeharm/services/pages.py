@@ -29,6 +29,7 @@ from placeharm.services import (
     harm,
     indices,
     labels,
+    maps,
     mopi,
     network,
     outcomes,
@@ -330,7 +331,7 @@ def ward_geojson(
     features = [
         {
             "type": "Feature",
-            "properties": {"layer": layer, **row},
+            "properties": {"layer": layer, **{k: v for k, v in row.items() if k != "details"}},
             "geometry": {"type": "Point", "coordinates": [row["longitude"], row["latitude"]]},
         }
         for layer, rows in page.data["points"].items()
@@ -365,46 +366,8 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
         filters.crime_types(),
         scope,
     )
-    start = first
-    end = month_end(last)
-    points = {}
-    for name, table, date_col, cols in (
-        (
-            "intelligence",
-            "soc_intelligence",
-            "reported_date",
-            [
-                "intel_id",
-                "reported_date",
-                "source_evaluation",
-                "intelligence_assessment",
-                "handling_code",
-                "topics",
-                "latitude",
-                "longitude",
-            ],
-        ),
-        (
-            "incidents",
-            "soc_incidents",
-            "occurred_date",
-            ["incident_id", "occurred_date", "incident_type", "latitude", "longitude"],
-        ),
-    ):
-        kind = name
-        if kind not in policy.record_kinds(user):
-            continue
-        frame = _located_soc(store, table, filters.by, code, cols, scope).filter(
-            pl.col(date_col).is_between(start, end)
-        )
-        points[name] = policy.shape_located(user, frame)
-    crimes = policy.shape_located(
-        user, _crime_locations(store, filters.by, code, first, last, filters.types)
-    )
-    if user.role is policy.Role.partner:  # generalised points: count them again
-        crimes = crimes.group_by("longitude", "latitude").agg(pl.col("crimes").sum())
-    crimes = crimes.sort(["crimes", "longitude", "latitude"], descending=[True, False, False])
-    points["crimes"] = crimes
+    points = _ward_points(store, user, filters, code, first, last, scope)
+    crimes = points["crimes"]
     crime_total = int(crimes["crimes"].sum()) if crimes.height else 0
     ward_truth = _ward_truth(store, filters, first, last, view)
     tables = {"monthly": view.table, "measures": ward_truth.table}
@@ -430,6 +393,7 @@ def ward(store: Store, user: User, code: str, filters: Filters) -> Page:
         "outlines": outlines,
         # issue 15: how often crime here ends in a charge (services/outcomes.py)
         "outcomes": outcomes.outcome_rates(store, filters.by, first, last, code, scope),
+        **_ward_map(store, user, filters.by, code, points, bool(chb_sites)),
     }
     return Page("ward", f"{view.meta['area_name']} ({code})", data, tables)
 
@@ -518,6 +482,9 @@ def chb(
     data["evaluation"], tables["evaluation"] = evaluation.chb_section(
         store, site, _scope(store, user), buffer_m, control, buffer_control
     )
+    # issue 15: the site's map, its ring as wide as the evaluation's buffer
+    ring_m = data["evaluation"].get("buffer_m") or evaluation.DEFAULT_BUFFER_M
+    data["map"] = _chb_map(store, user, site, view.meta, view.table, float(ring_m))
     return Page("chb", f"CHB site: {view.meta['site_name']}", data, tables)
 
 
@@ -1273,6 +1240,7 @@ def group(store: Store, user: User, group_id: str) -> Page:
         "member_count": members.height,
         "cleared": policy.cleared(user),
         "network": network.network(store, user, "group", group_id),
+        "map": _group_map(store, user, group_id, members, crimes, scope),
     }
     return Page("group", f"Group {group_id}: {groups['name'][0]}", data, tables)
 
@@ -1564,6 +1532,183 @@ def _crimes_by_month(
         cells = cells.filter(pl.col("month").is_between(first, last))
     months = cells.group_by("month").agg(pl.col("records").sum())
     return [(m, int(n)) for m, n in months.iter_rows()]
+
+
+# -- maps officers can use (issue 15) -------------------------------------------------------
+
+
+def _ward_points(
+    store: Store,
+    user: User,
+    filters: Filters,
+    code: str,
+    first: dt.date,
+    last: dt.date,
+    scope: Scope,
+) -> dict[str, pl.DataFrame]:
+    """The ward map's layers as the role may see them: police.uk crimes by point with their
+    details, then each SOC layer's located records of the period (services/maps.py)."""
+    details = _memoised(
+        store,
+        ("crime_point_details", filters.by, code),
+        lambda: store.crime_point_details((filters.by, code)),
+    ).filter(pl.col("month").is_between(first, last))
+    if filters.types:
+        details = details.filter(pl.col("crime_type").is_in(filters.types))
+    points = {"crimes": maps.crime_points(user, details)}
+    for layer in maps.soc_layers(user):
+        table, date_col, cols = maps.SOC_POINTS[layer]
+        frame = _located_soc(
+            store, table, filters.by, code, [*cols, "latitude", "longitude"], scope
+        ).filter(pl.col(date_col).is_between(first, month_end(last)))
+        points[layer] = maps.shape_soc(user, layer, frame)
+    return points
+
+
+def _ward_map(
+    store: Store, user: User, by: str, code: str, points: dict[str, pl.DataFrame], chb: bool
+) -> dict[str, Any]:
+    """What the ward map adds to the page: its layers (legend, switches, keyboard list), the
+    4P colours, the neighbouring areas' outlines and the labels of places and streets."""
+    around, places = _memoised(
+        store, ("neighbours", by, code), lambda: maps.neighbours(store.area_polygons(by), code)
+    )
+    layers = maps.layer_list(points)
+    return {
+        "map_layers": layers,
+        "chb_layer": chb,
+        "four_p": maps.FOUR_P,
+        "neighbours": {"type": "FeatureCollection", "features": around},
+        "labels": {"places": places, "streets": maps.street_labels(points["crimes"])},
+    }
+
+
+def _chb_map(
+    store: Store,
+    user: User,
+    site: str,
+    meta: dict[str, Any],
+    phases: pl.DataFrame,
+    buffer_m: float,
+) -> dict[str, Any]:
+    """The CHB page's map: the site, its buffer ring (`buffer_m` wide: the evaluation's),
+    police.uk crimes by point before Clear and from Clear on (the before/after table's
+    periods), and disruptions by 4P there, as the role may see them."""
+    from placeharm.services import evaluation  # it builds on this module: imported here
+
+    polygon = store.area_polygons(soc.CHB_SET, site)
+    shape = shapely.from_wkb(polygon["geometry_wkb"][0])
+    ring = evaluation.buffer_ring(shape, buffer_m)
+    before = (parse_month(meta["before"]["from"]), parse_month(meta["before"]["to"]))
+    ends = [m for m in phases["to"].to_list()[1:] if m]
+    starts = [m for m in phases["from"].to_list()[1:] if m]
+    after = (parse_month(min(starts)), parse_month(max(ends))) if starts and ends else None
+    west, south, east, north = shapely.bounds(shapely.union(shape, ring)).tolist()
+    points: dict[str, pl.DataFrame] = {}
+    if after is not None and before[1] >= before[0]:
+        crimes = store.located_within(
+            "crimes",
+            ["month", "crime_type", "location", "longitude", "latitude"],
+            (west, south, east, north),
+            ("month", "month", before[0], after[1]),
+        )
+        counted = maps.chb_points(user, crimes, shape, ring, before, after)
+        for period in ("after", "before"):  # before drawn last: on top of the busier after
+            points[f"crimes_{period}"] = counted.filter(pl.col("period") == period).drop("period")
+        table = maps.chb_counts(counted)
+    else:
+        table = pl.DataFrame()
+    if "disruptions" in policy.record_kinds(user) and after is not None:
+        _, date_col, cols = maps.SOC_POINTS["disruptions"]
+        found = store.located_within(
+            "soc_disruptions",
+            [*cols, "longitude", "latitude"],
+            (west, south, east, north),
+            (date_col, date_col, before[0], month_end(after[1])),
+        )
+        where = shapely.contains_xy(
+            shapely.union(shape, ring), found["longitude"].to_numpy(), found["latitude"].to_numpy()
+        )
+        points["disruptions"] = maps.shape_soc(
+            user, "disruptions", found.filter(pl.Series(where, dtype=pl.Boolean))
+        )
+    wards, places = (
+        maps.areas_at(store.area_polygons("ward"), shapely.union(shape, ring))
+        if "ward" in _area_set_names(store)
+        else ([], [])
+    )
+    outlines = wards + [
+        {
+            "type": "Feature",
+            "properties": {"kind": kind, "code": site, "name": meta["site_name"]},
+            "geometry": json.loads(shapely.to_geojson(geometry)),
+        }
+        for kind, geometry in (("buffer", ring), ("site", shape))
+    ]
+    layers = maps.layer_list(points)
+    streets = maps.street_labels(pl.concat([p for k, p in points.items() if k != "disruptions"]))
+    return {
+        "layers": layers,
+        "points": {k: maps.as_points(v) for k, v in points.items()},
+        "outlines": {"type": "FeatureCollection", "features": outlines},
+        "labels": {
+            "places": [maps.place_label(shape, meta["site_name"], "site"), *places],
+            "streets": streets,
+        },
+        "four_p": maps.FOUR_P,
+        "buffer_m": buffer_m,
+        "before": {"from": f"{before[0]:%Y-%m}", "to": f"{before[1]:%Y-%m}"},
+        "after": {"from": f"{after[0]:%Y-%m}", "to": f"{after[1]:%Y-%m}"} if after else None,
+        "counts": table.to_dicts(),
+        "note": labels.points_note(user),
+    }
+
+
+def _group_map(
+    store: Store,
+    user: User,
+    group_id: str,
+    members: pl.DataFrame,
+    crimes: pl.DataFrame,
+    scope: Scope,
+) -> dict[str, Any]:
+    """The group page's map of its geographic impact: where its members live (exact for
+    roles that may open nominals, else counted by ~1 km cell), where their linked crimes
+    were, and the disruptions against it by 4P."""
+    homes = (
+        store.soc_frame("soc_addresses", scope=scope)
+        .filter(pl.col("located") & (pl.col("link_type") == "home"))
+        .join(members.select("nominal_id", "role"), on="nominal_id")
+        .unique(["nominal_id", "address_id"])
+    )
+    points: dict[str, pl.DataFrame] = {"homes": maps.home_points(user, homes)}
+    points["force_crimes"] = (
+        crimes.filter(pl.col("located"))
+        .select("crime_ref", "recorded_date", "offence_code", "crime_type", "longitude", "latitude")
+        .sort("recorded_date", "crime_ref", descending=True)
+    )
+    if "disruptions" in policy.record_kinds(user):
+        _, _, cols = maps.SOC_POINTS["disruptions"]
+        found = (
+            store.soc_frame("soc_disruptions", scope=scope)
+            .filter(pl.col("located") & (pl.col("target_group_id") == group_id))
+            .select(*cols, "longitude", "latitude")
+        )
+        points["disruptions"] = maps.shape_soc(user, "disruptions", found)
+    layers = maps.layer_list(points)
+    wards, places = (
+        maps.areas_at(store.area_polygons("ward"), maps.multipoint(list(points.values())))
+        if "ward" in _area_set_names(store)
+        else ([], [])
+    )
+    return {
+        "layers": layers,
+        "points": {k: maps.as_points(v) for k, v in points.items()},
+        "outlines": {"type": "FeatureCollection", "features": wards},
+        "labels": {"places": places, "streets": []},
+        "four_p": maps.FOUR_P,
+        "homes_note": maps.homes_note(user),
+    }
 
 
 # -- disruption impact (issue 16) -----------------------------------------------------------

@@ -1768,6 +1768,19 @@ class DuckDBStore:
             [decimals, decimals, area[1]],
         )
 
+    def crime_point_details(self, area: tuple[str, str], decimals: int = 4) -> pl.DataFrame:
+        """Located crimes of one area counted by point (rounded to `decimals` places), month,
+        crime_type, its "on or near" street (`location`) and latest outcome, every month held:
+        what a map point's details say (issue 15), read once per area and generation."""
+        return self._frame(
+            "SELECT month, crime_type, round(longitude, ?) AS longitude, "
+            "round(latitude, ?) AS latitude, location, latest_outcome, "
+            "count(*)::INTEGER AS crimes FROM crimes "
+            f"WHERE {_area_col(area[0])} = ? "
+            "AND longitude IS NOT NULL AND latitude IS NOT NULL GROUP BY ALL",
+            [decimals, decimals, area[1]],
+        )
+
     def records_stream(
         self,
         table: str,

@@ -184,44 +184,15 @@ async function overviewMap() {
 }
 
 function wardMap() {
-  const node = document.getElementById("map");
-  if (!node || !window.maplibregl || !page.points) return;
-  const layers = Object.keys(page.points);
-  const all = layers.flatMap((k) => page.points[k]).filter((p) => p.longitude != null);
-  // the ward's boundary and the CHB sites overlapping it
+  // The ward's points by layer (services/maps.py): legend, switches, details on click and
+  // from the keyboard list below the map, place and street labels (issue 15).
+  if (!page.points || !page.map_layers) return;
   const outlines = page.outlines || { type: "FeatureCollection", features: [] };
-  const ward = outlines.features.filter((f) => f.properties.kind === "ward");
-  let box = all.reduce((b, p) => [Math.min(b[0], p.longitude), Math.min(b[1], p.latitude), Math.max(b[2], p.longitude), Math.max(b[3], p.latitude)], [180, 90, -180, -90]);
-  if (ward.length) box = bounds(ward.map((f) => f.geometry.coordinates), box);
-  if (box[0] > box[2]) return;  // nothing to draw
-  const map = newMap({ container: node, style: BLANK_STYLE, bounds: [[box[0], box[1]], [box[2], box[3]]],
-    fitBoundsOptions: { padding: 20 }, attributionControl: false });
-  mapControls(map);
-  map.on("load", () => {
-    addBasemap(map);
-    map.addSource("outlines", { type: "geojson", data: outlines });
-    const kind = (k) => ["==", ["get", "kind"], k];
-    map.addLayer({ id: "chb", type: "fill", source: "outlines", filter: kind("chb"), paint: { "fill-color": CHB, "fill-opacity": 0.1 } });
-    map.addLayer({ id: "chb-line", type: "line", source: "outlines", filter: kind("chb"),
-      paint: { "line-color": CHB, "line-width": 2, "line-dasharray": [3, 2] } });
-    map.addLayer({ id: "ward-line", type: "line", source: "outlines", filter: kind("ward"), paint: { "line-color": "#222", "line-width": 2 } });
-    for (const kind of layers) {
-      // crimes come counted by point (`crimes`); every other record is one point
-      const features = page.points[kind].filter((p) => p.longitude != null).map((p) => ({
-        type: "Feature", properties: { n: p.crimes || 1 }, geometry: { type: "Point", coordinates: [p.longitude, p.latitude] } }));
-      map.addSource(kind, { type: "geojson", data: { type: "FeatureCollection", features }, cluster: true, clusterRadius: 30,
-        clusterProperties: { n: ["+", ["get", "n"]] } });
-      map.addLayer({ id: kind, type: "circle", source: kind, paint: {
-        "circle-color": POINTS[kind] || "#333", "circle-opacity": 0.75, "circle-stroke-color": "#fff", "circle-stroke-width": 1,
-        "circle-radius": ["interpolate", ["linear"], ["get", "n"], 1, 4, 100, 12, 1000, 20] } });
-    }
-  });
-  document.querySelectorAll("input[data-layer]").forEach((box) => {
-    box.addEventListener("change", () => {
-      for (const id of [box.dataset.layer, `${box.dataset.layer}-line`]) {
-        if (map.getLayer(id)) map.setLayoutProperty(id, "visibility", box.checked ? "visible" : "none");
-      }
-    });
+  const around = (page.neighbours && page.neighbours.features) || [];
+  layeredMap({
+    layers: page.map_layers, points: page.points, labels: page.labels,
+    outlines: { type: "FeatureCollection", features: [...around, ...outlines.features] },
+    fit: outlines.features.filter((f) => f.properties.kind === "ward"),
   });
 }
 
@@ -428,11 +399,255 @@ function printButton() {
   if (button) button.addEventListener("click", () => window.print());
 }
 
+// -- maps officers can use (issue 15) --------------------------------------------------------
+// One drawing for the ward, CHB and group maps. `spec` (built by services/maps.py):
+//   layers: [{id, name, colour, symbol, points, columns: [[key, label], ...]}]
+//   points: {layer id: [rows with longitude, latitude and the columns]}
+//   outlines: GeoJSON with `kind` ward | neighbour | chb | site | buffer
+//   labels: {places: [{name, kind, longitude, latitude}], streets: [{name, ...}]}
+//   fit: features to fit the view to (else every point and outline)
+// A point's details open on click; the list below the map (#points-list) reaches every
+// point from the keyboard, and its "Show on map" buttons open the same details on the map.
+// Symbols are drawn on a canvas here (no sprite or glyph files: nothing leaves the server),
+// and labels are HTML, so the map needs no font server.
+const FOUR_P_COLOURS = { Pursue: "#d55e00", Prevent: "#0072b2", Protect: "#009e73", Prepare: "#cc79a7" };
+const STREET_ZOOM = 15;
+const POINT_LIFT = 100;  // px: "Show on map" puts the point this far above the map's centre
+const DETAIL_LINES = 6;  // a crime point's month, type and outcome lines in its popup  // street labels from this zoom in (below it they would cover the map)
+let layeredPopup = null;
+
+function drawSymbol(ctx, symbol, colour, size) {
+  // One symbol, centred in a size x size canvas: white edge so it reads on any background.
+  const r = size / 2 - 2;
+  const c = size / 2;
+  ctx.clearRect(0, 0, size, size);
+  ctx.beginPath();
+  if (symbol === "square") ctx.rect(c - r * 0.85, c - r * 0.85, r * 1.7, r * 1.7);
+  else if (symbol === "triangle") { ctx.moveTo(c, c - r); ctx.lineTo(c + r, c + r * 0.8); ctx.lineTo(c - r, c + r * 0.8); ctx.closePath(); }
+  else if (symbol === "diamond") { ctx.moveTo(c, c - r); ctx.lineTo(c + r, c); ctx.lineTo(c, c + r); ctx.lineTo(c - r, c); ctx.closePath(); }
+  else if (symbol === "cross") {
+    const w = r * 0.38;
+    ctx.moveTo(c - w, c - r); ctx.lineTo(c + w, c - r); ctx.lineTo(c + w, c - w); ctx.lineTo(c + r, c - w); ctx.lineTo(c + r, c + w);
+    ctx.lineTo(c + w, c + w); ctx.lineTo(c + w, c + r); ctx.lineTo(c - w, c + r); ctx.lineTo(c - w, c + w); ctx.lineTo(c - r, c + w);
+    ctx.lineTo(c - r, c - w); ctx.lineTo(c - w, c - w); ctx.closePath();
+  } else ctx.arc(c, c, r, 0, 2 * Math.PI);
+  ctx.fillStyle = colour;
+  ctx.fill();
+  ctx.lineWidth = 1.5;
+  ctx.strokeStyle = "#ffffff";
+  ctx.stroke();
+}
+
+function symbolImage(symbol, colour) {
+  const size = 24;
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = size;
+  const ctx = canvas.getContext("2d");
+  drawSymbol(ctx, symbol, colour, size);
+  return ctx.getImageData(0, 0, size, size);
+}
+
+function legendSymbols() {
+  // the legend's and the layer switches' symbols: the map's own drawings
+  document.querySelectorAll("canvas[data-symbol]").forEach((canvas) => {
+    drawSymbol(canvas.getContext("2d"), canvas.dataset.symbol, canvas.dataset.colour, canvas.width);
+  });
+}
+
+function layerColour(layer, row) {
+  return layer.id === "disruptions" && FOUR_P_COLOURS[row.four_p] ? FOUR_P_COLOURS[row.four_p] : layer.colour;
+}
+
+function pointDetails(layer, index, points) {
+  // One point's details as DOM nodes (text only: records are data, never markup).
+  const row = points[layer.id][index];
+  const box = document.createElement("div");
+  box.className = "radius-entry";
+  const head = document.createElement("p");
+  const strong = document.createElement("strong");
+  strong.textContent = layer.name;
+  // first, so the popup's focus (on its first link) does not scroll the details away
+  const a = document.createElement("a");
+  a.href = `#pt-${layer.id}-${index}`;
+  a.textContent = "row in the list";
+  a.addEventListener("click", () => {
+    const tr = document.getElementById(`pt-${layer.id}-${index}`);
+    const details = tr && tr.closest("details");
+    if (details) details.open = true;
+  });
+  head.append(strong, " · ", a);
+  box.append(head);
+  const list = document.createElement("dl");
+  for (const [key, label] of layer.columns) {
+    if (row[key] == null || row[key] === "") continue;
+    const dt = document.createElement("dt");
+    dt.textContent = label;
+    const dd = document.createElement("dd");
+    dd.textContent = key === "topics" ? topicsText(row[key]) : typeof row[key] === "number" ? row[key].toLocaleString("en-GB") : String(row[key]);
+    list.append(dt, dd);
+  }
+  box.append(list);
+  if (Array.isArray(row.details) && row.details.length) {
+    // a crime point: its crimes by month, type and latest outcome
+    const lines = document.createElement("ul");
+    lines.className = "point-lines";
+    row.details.slice(0, DETAIL_LINES).forEach((d) => {
+      const li = document.createElement("li");
+      li.textContent = `${d.month}: ${d.crime_type}, ${d.outcome}${d.crimes > 1 ? ` (${d.crimes})` : ""}`;
+      lines.append(li);
+    });
+    box.append(lines);
+    if (row.details.length > DETAIL_LINES) {
+      const more = document.createElement("p");
+      more.textContent = `${row.details.length - DETAIL_LINES} more lines: the records page lists every crime.`;
+      box.append(more);
+    }
+  }
+  return box;
+}
+
+function layeredMap(spec) {
+  const node = document.getElementById("map");
+  if (!node || !window.maplibregl || !spec) return;
+  legendSymbols();
+  const points = spec.points || {};
+  const outlines = spec.outlines || { type: "FeatureCollection", features: [] };
+  let box = [180, 90, -180, -90];
+  const fit = spec.fit && spec.fit.length ? spec.fit : outlines.features.filter((f) => f.properties.kind !== "neighbour");
+  if (fit.length) box = bounds(fit.map((f) => f.geometry.coordinates), box);
+  for (const layer of spec.layers) {
+    for (const p of points[layer.id] || []) {
+      if (p.longitude == null) continue;
+      box = [Math.min(box[0], p.longitude), Math.min(box[1], p.latitude), Math.max(box[2], p.longitude), Math.max(box[3], p.latitude)];
+    }
+  }
+  if (box[0] > box[2]) return;  // nothing to draw
+  if (box[2] - box[0] < 0.004) { box[0] -= 0.002; box[2] += 0.002; }  // one point: not the whole world
+  if (box[3] - box[1] < 0.003) { box[1] -= 0.0015; box[3] += 0.0015; }
+  const map = newMap({ container: node, style: BLANK_STYLE, bounds: [[box[0], box[1]], [box[2], box[3]]],
+    fitBoundsOptions: { padding: 24 }, attributionControl: false });
+  mapControls(map);
+  const show = (entries, lngLat) => {
+    if (layeredPopup) layeredPopup.remove();
+    const content = document.createElement("div");
+    content.className = "radius-popup";
+    entries.slice(0, 5).forEach(([layer, index]) => content.append(pointDetails(layer, index, points)));
+    if (entries.length > 5) {
+      const more = document.createElement("p");
+      more.textContent = `${entries.length - 5} more points here: zoom in, or see the list below the map.`;
+      content.append(more);
+    }
+    layeredPopup = new maplibregl.Popup({ maxWidth: "360px" }).setLngLat(lngLat).setDOMContent(content).addTo(map);
+    document.querySelectorAll("tr.selected").forEach((r) => r.classList.remove("selected"));
+    const tr = document.getElementById(`pt-${entries[0][0].id}-${entries[0][1]}`);
+    if (tr) tr.classList.add("selected");
+  };
+  const byId = Object.fromEntries(spec.layers.map((l) => [l.id, l]));
+  const ids = [];
+  map.on("load", () => {
+    addBasemap(map);
+    map.addSource("outlines", { type: "geojson", data: outlines });
+    const kind = (k) => ["==", ["get", "kind"], k];
+    map.addLayer({ id: "neighbour-line", type: "line", source: "outlines", filter: kind("neighbour"), paint: { "line-color": "#8a8a84", "line-width": 1 } });
+    map.addLayer({ id: "buffer", type: "fill", source: "outlines", filter: kind("buffer"), paint: { "fill-color": "#e66101", "fill-opacity": 0.08 } });
+    map.addLayer({ id: "buffer-line", type: "line", source: "outlines", filter: kind("buffer"), paint: { "line-color": "#b35806", "line-width": 1.5, "line-dasharray": [1, 1.5] } });
+    for (const k of ["chb", "site"]) {
+      map.addLayer({ id: k, type: "fill", source: "outlines", filter: kind(k), paint: { "fill-color": CHB, "fill-opacity": 0.1 } });
+      map.addLayer({ id: `${k}-line`, type: "line", source: "outlines", filter: kind(k), paint: { "line-color": CHB, "line-width": 2, "line-dasharray": [3, 2] } });
+    }
+    map.addLayer({ id: "ward-line", type: "line", source: "outlines", filter: kind("ward"), paint: { "line-color": "#222", "line-width": 2 } });
+    for (const layer of spec.layers) {
+      const colours = layer.id === "disruptions" ? Object.values(FOUR_P_COLOURS).concat([layer.colour]) : [layer.colour];
+      for (const colour of colours) {
+        const name = `${layer.symbol}-${colour}`;
+        if (!map.hasImage(name)) map.addImage(name, symbolImage(layer.symbol, colour));
+      }
+      const features = (points[layer.id] || []).map((p, index) => ({ type: "Feature",
+        properties: { layer: layer.id, index, n: p.crimes || p.members || 1, icon: `${layer.symbol}-${layerColour(layer, p)}` },
+        geometry: { type: "Point", coordinates: [p.longitude, p.latitude] } })).filter((f) => f.geometry.coordinates[0] != null);
+      map.addSource(`p-${layer.id}`, { type: "geojson", data: { type: "FeatureCollection", features } });
+      map.addLayer({ id: `p-${layer.id}`, type: "symbol", source: `p-${layer.id}`, layout: {
+        "icon-image": ["get", "icon"], "icon-allow-overlap": true, "icon-ignore-placement": true,
+        "symbol-sort-key": ["-", 0, ["get", "n"]],
+        "icon-size": ["interpolate", ["linear"], ["get", "n"], 1, 0.7, 10, 0.9, 100, 1.3, 1000, 1.7] } });
+      ids.push(`p-${layer.id}`);
+      map.on("mouseenter", `p-${layer.id}`, () => { map.getCanvas().style.cursor = "pointer"; });
+      map.on("mouseleave", `p-${layer.id}`, () => { map.getCanvas().style.cursor = ""; });
+    }
+    map.on("click", (e) => {
+      // the symbols under the pointer, in the legend's order
+      const shown = ids.filter((id) => map.getLayoutProperty(id, "visibility") !== "none");
+      const hits = map.queryRenderedFeatures(e.point, { layers: shown })
+        .sort((a, b) => ids.indexOf(`p-${a.properties.layer}`) - ids.indexOf(`p-${b.properties.layer}`));
+      if (hits.length) show(hits.map((f) => [byId[f.properties.layer], f.properties.index]), e.lngLat);
+    });
+    mapLabels(map, node, spec.labels || {});
+  });
+  document.querySelectorAll("input[data-layer]").forEach((check) => {
+    check.addEventListener("change", () => {
+      const layer = check.dataset.layer;
+      for (const id of [`p-${layer}`, layer, `${layer}-line`]) {
+        if (map.getLayer(id)) map.setLayoutProperty(id, "visibility", check.checked ? "visible" : "none");
+      }
+    });
+  });
+  document.querySelectorAll("button.show-point").forEach((button) => {
+    button.addEventListener("click", () => {
+      const layer = byId[button.dataset.layer];
+      const index = Number(button.dataset.index);
+      const row = layer && (points[layer.id] || [])[index];
+      if (!row || row.longitude == null) return;
+      const at = [row.longitude, row.latitude];
+      // the point above the centre, so its details fit beneath it
+      map.easeTo({ center: at, zoom: Math.max(map.getZoom(), 15), offset: [0, -POINT_LIFT] });
+      show([[layer, index]], at);
+      node.scrollIntoView({ block: "nearest" });  // the popup has the focus: its details are read
+    });
+  });
+}
+
+function mapLabels(map, node, labels) {
+  // Names of the places (the ward and its neighbours, or the site) and, zoomed in, police.uk's
+  // "on or near" streets: HTML labels, hidden from screen readers (the lists say the same).
+  const streets = [];
+  const add = (item, className) => {
+    const el = document.createElement("div");
+    el.className = `map-label ${className}`;
+    el.setAttribute("aria-hidden", "true");
+    el.textContent = item.name;
+    new maplibregl.Marker({ element: el, anchor: className === "street" ? "top" : "center" })
+      .setLngLat([item.longitude, item.latitude]).addTo(map);
+    if (className === "street") streets.push(el);
+  };
+  (labels.places || []).forEach((p) => add(p, p.kind === "area" || p.kind === "site" ? "place" : "neighbour"));
+  (labels.streets || []).forEach((s) => add(s, "street"));
+  const zoomed = () => {
+    const shown = map.getZoom() >= STREET_ZOOM;
+    node.classList.toggle("streets-shown", shown);
+    if (!shown) return;
+    // the busiest streets first (the server's order); a label that would overlap one
+    // already shown waits for a closer zoom
+    streets.forEach((el) => el.classList.remove("crowded"));
+    const taken = [];
+    for (const el of streets) {
+      const r = el.getBoundingClientRect();
+      if (taken.some((t) => r.left < t.right && r.right > t.left && r.top < t.bottom && r.bottom > t.top)) {
+        el.classList.add("crowded");
+      } else {
+        taken.push(r);
+      }
+    }
+  };
+  map.on("moveend", zoomed);
+  zoomed();
+}
+
 function draw() {
   if (!page) return;
   if (page.kind === "overview") overviewMap();
   if (page.kind === "ward") { wardMap(); wardTrend(); }
   if (page.kind === "chb") chbTimeline();
+  if ((page.kind === "chb" || page.kind === "group") && page.map) layeredMap(page.map);
   if (page.kind === "radius") radiusMap();
   uploadForm();
   printButton();
