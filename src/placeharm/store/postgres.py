@@ -430,10 +430,12 @@ class PostgresStore:
         frame = _signed(frame)
         cols = ", ".join(_col(c) for c in frame.columns)
         try:
-            with self._con.cursor() as cur:
-                with cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
-                    for row in frame.iter_rows():
-                        copy.write_row(row)
+            with (
+                self._con.cursor() as cur,
+                cur.copy(f"COPY {table} ({cols}) FROM STDIN") as copy,
+            ):
+                for row in frame.iter_rows():
+                    copy.write_row(row)
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(
                 f"the PostgreSQL store {self.path} failed while writing: {str(exc).strip()}"
