@@ -128,7 +128,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_engines"):
+    # PLACEHARM_TEST_BOTH_ENGINES=1: every test with a `store` on both engines (to find which
+    # pass on PostgreSQL beyond those marked)
+    every = os.environ.get("PLACEHARM_TEST_BOTH_ENGINES") == "1"
+    if "engine" in metafunc.fixturenames and (
+        every or metafunc.definition.get_closest_marker("both_engines")
+    ):
         metafunc.parametrize("engine", ["duckdb", "postgresql"], indirect=True)
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import polars as pl
 import psycopg
+import pyarrow as pa
 
 from placeharm.errors import StoreError, StoreUnavailable
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
@@ -1075,6 +1076,12 @@ class PostgresStore:
     def crime_frame(self, columns: list[str] | None = None) -> pl.DataFrame:
         cols = ", ".join(_safe_col(c) for c in columns) if columns else "*"
         return self._frame(f"SELECT {cols} FROM crimes")
+
+    def arrow(self, table: str) -> pa.Table:
+        """A whole record table as Arrow (for notebooks and tests)."""
+        if table not in {"crimes", "crime_history", "outcomes", "stop_searches", "quarantine"}:
+            raise StoreError(f"unknown table {table!r}")
+        return self._frame(f"SELECT * FROM {table}").to_arrow()
 
     def table_counts(self) -> dict[str, int]:
         out = {}
