@@ -59,6 +59,8 @@ _CELLS_MIGRATION = 11
 _HASH_COLUMNS = ("crime_hash", "search_hash")
 # The advisory lock a transaction takes before recounting the harm cube.
 _CELLS_LOCK = 0x706C6163  # "plac"
+# ... and the one an audit append takes, so processes chain their entries in turn
+_AUDIT_LOCK = _CELLS_LOCK + 2
 
 # PostgreSQL type oids and the polars types their values become
 _OIDS: dict[int, pl.DataType] = {
@@ -1484,6 +1486,12 @@ class PostgresStore:
         self._local.hooks = hooks
 
     def audit_head(self, at_least: int = 0) -> tuple[int, str] | None:
+        """The newest entry's sequence number and hash (None for an empty log). In a
+        transaction it first takes the audit log's advisory lock, held to the commit: the
+        app processes sharing the server append in turn, each chaining on the entry the one
+        before committed (the chain's lock in placeharm.audit serialises one process)."""
+        if self._in_tx:
+            self._exec("SELECT pg_advisory_xact_lock(?)", [_AUDIT_LOCK])
         row = self._one("SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         return None if row is None else (int(row[0]), str(row[1]))
 

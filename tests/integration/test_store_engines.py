@@ -1,0 +1,150 @@
+"""The store protocol's users, sessions, audit log and generation on both engines (issue 17):
+the same calls, the same answers. Two store objects on one PostgreSQL database stand for two
+app processes (DuckDB lets one process write a file, so that case is PostgreSQL's alone)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from placeharm import audit
+from placeharm.audit import Actor, AuditLog, Justification
+from placeharm.errors import StoreError
+from placeharm.services.ingest import ingest
+
+pytestmark = pytest.mark.both_engines
+
+KEY = b"k" * 40
+ANALYST = Actor("analyst1", "analyst", "10.0.0.5", None, Justification("investigation", "op X"))
+T0 = dt.datetime(2026, 3, 1, 9, 0, 0)
+
+
+def test_accounts_and_sessions(store):
+    store.upsert_user("ann", "Ann", "analyst", "hash-1", demo=False)
+    store.upsert_user("demo", "Demo", "viewer", "hash-2", demo=True)
+    assert store.user("ann")["role"] == "analyst" and store.user("nobody") is None
+    store.add_session("t1", "ann", T0 + dt.timedelta(hours=8), created_at=T0)
+    store.add_session("t2", "demo", T0 + dt.timedelta(hours=1), created_at=T0)
+    assert store.session_user("t1", T0 + dt.timedelta(hours=2)) == "ann"
+    assert store.session_user("t2", T0 + dt.timedelta(hours=2)) is None  # expired
+    store.touch_session("t1", T0 + dt.timedelta(minutes=30))
+    store.touch_session("t1", T0 + dt.timedelta(minutes=10))  # never moves back
+    assert store.session("t1")["last_seen_at"] == T0 + dt.timedelta(minutes=30)
+    store.set_justification("t1", "nominal", "investigation", "op X", T0)
+    assert store.justification("t1", "nominal") == ("investigation", "op X")
+    assert store.set_user_disabled("ann", True, T0) and store.user("ann")["disabled"]
+    assert not store.set_user_role("nobody", "admin")
+    assert store.users()["sessions"].to_list() == [1, 1]
+    assert store.purge_sessions(T0 + dt.timedelta(hours=2)) == 1
+    assert store.end_demo_sessions() == 0
+    assert store.end_user_sessions("ann") == 1
+    assert store.justification("t1", "nominal") is None  # the session is gone
+    assert store.has_real_soc_records() is False
+
+
+def test_an_audit_entry_commits_or_rolls_back_with_the_write(store):
+    log = AuditLog()
+    log.record(store, ANALYST, "consultation", "ward", "/ward/{code}")
+    with pytest.raises(RuntimeError), store.transaction():
+        store.upsert_user("u1", "U", "analyst", "x", demo=False)
+        log.record(store, ANALYST, "alteration", "user", "users add")
+        raise RuntimeError("the write fails")
+    assert store.user("u1") is None and len(store.audit_entries()) == 1
+    with store.transaction():
+        store.upsert_user("u2", "U", "analyst", "x", demo=False)
+        log.record(store, ANALYST, "alteration", "user", "users add")
+    log.record(store, ANALYST, "consultation", "ward", "/ward/{code}", record_ids={"ward": ["E1"]})
+    assert [e["seq"] for e in store.audit_entries()] == [1, 2, 3]
+    assert audit.verify(store).ok
+    found, total = store.audit_search("analyst1", "E1", None, None, None, 10)
+    assert total == 1 and found["seq"].to_list() == [3]
+
+
+def test_concurrent_appends_keep_one_chain(store):
+    log = AuditLog(KEY)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(10):
+                if i % 5 == 0:
+                    with store.transaction():
+                        log.record(store, ANALYST, "alteration", "user", f"t{n}")
+                else:
+                    log.record(store, ANALYST, "consultation", "ward", f"t{n}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors
+    report = audit.verify(store, KEY)
+    assert report.ok and report.checked == 40 and report.head_seq == 40
+
+
+def test_generation_moves_with_page_data_only(store, northumbria: Path):
+    before = store.generation
+    store.upsert_user("ann", "Ann", "analyst", "hash-1", demo=False)
+    store.add_session("t1", "ann", T0 + dt.timedelta(hours=8), created_at=T0)
+    AuditLog().record(store, ANALYST, "consultation", "ward", "/ward/{code}")
+    assert store.generation == before  # sign-ins and the audit log are not page data
+    assert ingest(store, [northumbria / "2021-05-northumbria-street.csv.gz"])[0].ok
+    assert store.generation != before
+
+
+def test_two_processes_share_one_postgresql_store(engine, store_at, northumbria: Path):
+    """Two store objects on one database (as two app workers): each sees the other's
+    imports through `generation`, and their audit entries make one chain."""
+    if engine != "postgresql":
+        pytest.skip("one DuckDB file has one writing process (its lock)")
+    first, second = store_at("shared"), store_at("shared")
+    try:
+        seen = second.generation
+        assert ingest(first, [northumbria / "2021-05-northumbria-street.csv.gz"])[0].ok
+        assert second.generation != seen
+        assert second.crime_cells("lsoa").is_empty()  # no area sets: no cells per set
+        assert second.table_counts()["crimes"] == first.table_counts()["crimes"] > 0
+        held = len(first.audit_entries())
+        # two app processes appending at once, each with its own chain lock and connection
+        script = (
+            "import sys, time\n"
+            "from placeharm.audit import Actor, AuditLog\n"
+            "from placeharm.store.postgres import PostgresStore\n"
+            "store, log = PostgresStore(sys.argv[1]), AuditLog()\n"
+            "actor = Actor('admin1', 'admin', '10.0.0.9')\n"
+            "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # start together\n"
+            "for _ in range(100):\n"
+            "    with store.transaction():\n"
+            "        log.record(store, actor, 'alteration', 'user', 'users add')\n"
+        )
+        start = str(time.time() + 6)
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-c", script, first._url, start], stderr=subprocess.PIPE
+            )
+            for _ in range(2)
+        ]
+        for worker in workers:
+            _, err = worker.communicate(timeout=120)
+            assert worker.returncode == 0, err.decode()[-800:]
+        report = audit.verify(first)
+        assert report.ok and report.head_seq == held + 200
+    finally:
+        first.close()
+        second.close()
+
+
+def test_what_postgresql_does_not_support_yet_is_a_message(engine, store):
+    if engine != "postgresql":
+        pytest.skip("every method works on DuckDB")
+    with pytest.raises(StoreError, match="not supported on a PostgreSQL store yet"):
+        store.soc_frame("soc_nominals")
