@@ -53,7 +53,7 @@ from placeharm.services import ingest as ingest_service
 from placeharm.services import queries
 from placeharm.services import soc as soc_service
 from placeharm.services.backups import back_up
-from placeharm.store import AnyStore
+from placeharm.store import AnyStore, is_server_url
 
 app = typer.Typer(
     help="placeharm: serious and organised crime harm by place (police.uk data, areas, counts).",
@@ -742,6 +742,11 @@ def restore(
     from placeharm.store.duckdb import restore_store
 
     settings = _settings(db)
+    if is_server_url(settings.db):
+        raise StoreError(
+            "the store is a PostgreSQL database: restore it with pg_restore (docs/deploy.md, "
+            "Backups); `placeharm restore` puts a DuckDB backup file in place of a DuckDB store"
+        )
     target = Path(settings.db)
     kept = restore_store(source, target)
     try:
