@@ -17,6 +17,7 @@ from placeharm import audit
 from placeharm.audit import Actor, AuditLog, Justification
 from placeharm.errors import StoreError
 from placeharm.services.ingest import ingest
+from placeharm.soc.importer import import_entity
 
 pytestmark = pytest.mark.both_engines
 
@@ -91,6 +92,21 @@ def test_concurrent_appends_keep_one_chain(store):
     assert report.ok and report.checked == 40 and report.head_seq == 40
 
 
+def test_soc_records_import_update_and_keep_history(store, tmp_path: Path):
+    first = tmp_path / "groups.csv"
+    first.write_text("group_id,group_type,name\nG-A,OCG,Alpha\nG-B,OCG,Beta\n")
+    assert import_entity(store, "groups", first).inserted == 2
+    second = tmp_path / "groups-2.csv"
+    second.write_text("group_id,group_type,name\nG-A,OCG,Alpha Two\nG-B,OCG,Beta\n")
+    result = import_entity(store, "groups", second)
+    assert (result.inserted, result.updated, result.unchanged) == (0, 1, 1)
+    groups = store.soc_frame("soc_groups", columns=["group_id", "name"]).sort("group_id")
+    assert groups.rows() == [("G-A", "Alpha Two"), ("G-B", "Beta")]
+    history = store.soc_history("groups")
+    assert history["entity_key"].to_list() == ["G-A"] and "Alpha" in history["previous"][0]
+    assert store.restricted_only_nominals() == []
+
+
 def test_generation_moves_with_page_data_only(store, northumbria: Path):
     before = store.generation
     store.upsert_user("ann", "Ann", "analyst", "hash-1", demo=False)
@@ -147,4 +163,4 @@ def test_what_postgresql_does_not_support_yet_is_a_message(engine, store):
     if engine != "postgresql":
         pytest.skip("every method works on DuckDB")
     with pytest.raises(StoreError, match="not supported on a PostgreSQL store yet"):
-        store.soc_frame("soc_nominals")
+        store.soc_cells("ward")

@@ -43,10 +43,12 @@ from placeharm.store.duckdb import (
     _HASHED,
     _WRITES_DATA,
     RECORD_TABLES,
+    SOC_LOCATED_TABLES,
     SOC_TABLES,
     _area_col,
     _records_where,
     _safe_col,
+    _scoped,
     _table,
 )
 from placeharm.store.pg_migrations import LATEST_VERSION, PG_MIGRATIONS
@@ -86,19 +88,11 @@ _OIDS: dict[int, pl.DataType] = {
 # Methods of the Store protocol the PostgreSQL store does not implement yet: each raises a
 # StoreError saying so (never a traceback at an entry point: boundaries turn it into a message).
 NOT_YET = (
-    "soc_frame",
-    "soc_crime_links",
     "soc_scores",
     "soc_cells",
-    "soc_keyed_rows",
-    "soc_insert",
-    "soc_update",
-    "soc_history",
-    "month_counts",
     "located_within",
     "addresses_matching",
     "records_stream",
-    "restricted_only_nominals",
     "mopi_overdue",
     "backup",
 )
@@ -106,9 +100,9 @@ NOT_YET = (
 
 def _not_yet(what: str) -> StoreError:
     return StoreError(
-        f"{what} is not supported on a PostgreSQL store yet (issue 17): the SOC overlay, "
-        "radius search, record exports and MoPI reviews still need a DuckDB store "
-        "(docs/deploy.md, PostgreSQL)"
+        f"{what} is not supported on a PostgreSQL store yet (issue 17): SOC measures, "
+        "radius and address search, exports of every record and MoPI reviews still need a "
+        "DuckDB store (docs/deploy.md, PostgreSQL)"
     )
 
 
@@ -1624,7 +1618,7 @@ class PostgresStore:
     def end_justifications(self, token_hash: str) -> None:
         self._run("DELETE FROM audit_justifications WHERE token_hash = ?", [token_hash])
 
-    # -- not supported on PostgreSQL yet (NOT_YET): a message, never a traceback ---------------
+    # -- the SOC overlay's records (the same rules as DuckDBStore's) ------------------------
 
     def soc_frame(
         self,
@@ -1635,10 +1629,136 @@ class PostgresStore:
         area_code: str | None = None,
         scope: Scope = EVERYTHING,
     ) -> pl.DataFrame:
-        raise _not_yet("the SOC overlay")
+        """Rows of a SOC table (as `DuckDBStore.soc_frame`), of those `scope` lets the
+        reader see."""
+        if table not in SOC_TABLES:
+            raise StoreError(f"unknown SOC table {table!r}")
+        cols = ", ".join(_safe_col(c) for c in columns) if columns else "*"
+        area = ""
+        where = ["TRUE"]
+        params: list[object] = []
+        if set_name is not None:
+            if table not in SOC_LOCATED_TABLES:
+                raise StoreError(f"{table} has no locations")
+            area = f", {_area_col(set_name)} AS area_code"
+            if area_code is not None:
+                where.append(f"{_area_col(set_name)} = ?")
+                params.append(area_code)
+        elif area_code is not None:
+            raise StoreError("an area code needs its area set")
+        if between is not None:
+            column, first, last = between
+            where.append(f"{_safe_col(column)} BETWEEN ? AND ?")
+            params += [first, last]
+        _scoped(table, scope, where, params)
+        return self._frame(
+            f"SELECT {cols}{area} FROM {table} WHERE {_pg_where(' AND '.join(where))}",
+            params or None,
+        )
 
     def soc_crime_links(self, first: dt.date, last: dt.date) -> pl.DataFrame:
-        raise _not_yet("the SOC overlay")
+        return self._frame(
+            """SELECT DISTINCT nc.crime_ref, nc.role, g.group_type
+               FROM soc_nominal_crimes nc
+               JOIN soc_force_crimes fc ON fc.crime_ref = nc.crime_ref
+               JOIN soc_memberships m ON m.nominal_id = nc.nominal_id
+               JOIN soc_groups g ON g.group_id = m.group_id
+               WHERE fc.recorded_date BETWEEN ? AND ?""",
+            [first, last],
+        )
+
+    def restricted_only_nominals(self) -> list[str]:
+        rows = self._run(
+            """SELECT nominal_id FROM soc_nominals n
+               WHERE (cce_perpetrator OR cce_victim OR cse_perpetrator OR cse_victim)
+                 AND NOT (ocg_member OR priority_individual OR pcg_member OR ucg_member)
+                 AND NOT EXISTS (SELECT 1 FROM soc_memberships m
+                                 WHERE m.nominal_id = n.nominal_id)"""
+        )
+        return [str(r[0]) for r in rows]
+
+    def soc_keyed_rows(self, table: str, key: list[str], keys: pl.DataFrame) -> pl.DataFrame:
+        """Stored rows of a SOC table whose key is among `keys` (with rowid as `_rid`)."""
+        if table not in SOC_TABLES:
+            raise StoreError(f"unknown SOC table {table!r}")
+        cols = [_safe_col(c) for c in key]
+        self._temp("_keys_in", keys.select(key), like=table)
+        try:
+            on = " AND ".join(f"t.{c} = k.{c}" for c in cols)
+            return self._frame(
+                f"SELECT t.rowid AS _rid, t.* FROM {table} t "
+                f"WHERE EXISTS (SELECT 1 FROM _keys_in k WHERE {on})"
+            )
+        finally:
+            self._untemp("_keys_in")
+
+    def soc_insert(self, table: str, frame: pl.DataFrame) -> None:
+        if table not in SOC_TABLES:
+            raise StoreError(f"unknown SOC table {table!r}")
+        self._insert(table, frame)
+
+    def soc_update(self, table: str, frame: pl.DataFrame, history: pl.DataFrame) -> None:
+        """Overwrite rows (frame: `_rid` and new values) and keep their previous versions
+        (history: entity, entity_key, previous JSON text, source_file, replaced_by_import)."""
+        if table not in SOC_TABLES:
+            raise StoreError(f"unknown SOC table {table!r}")
+        with self.transaction():
+            self._temp("_hist_in", history)
+            self._temp("_upd_in", frame, like=table)
+            try:
+                self._run(
+                    "INSERT INTO soc_history (entity, entity_key, previous, source_file, "
+                    "replaced_at, replaced_by_import) SELECT entity, entity_key, "
+                    "previous::JSON, source_file, now() AT TIME ZONE 'UTC', "
+                    "replaced_by_import FROM _hist_in"
+                )
+                columns = [c for c in frame.columns if c != "_rid"]
+                sets = ", ".join(f"{_safe_col(c)} = u.{_safe_col(c)}" for c in columns)
+                self._run(f"UPDATE {table} SET {sets} FROM _upd_in u WHERE {table}.rowid = u._rid")
+            finally:
+                self._untemp("_hist_in")
+                self._untemp("_upd_in")
+
+    def soc_history(self, entity: str | None = None) -> pl.DataFrame:
+        return self._frame(
+            "SELECT entity, entity_key, previous::VARCHAR AS previous, source_file, "
+            "replaced_at, replaced_by_import FROM soc_history "
+            "WHERE ?::VARCHAR IS NULL OR entity = ? ORDER BY replaced_at",
+            [entity, entity],
+        )
+
+    def month_counts(
+        self,
+        table: str,
+        date_col: str,
+        set_name: str,
+        first: dt.date,
+        last: dt.date,
+        code: str | None = None,
+        scope: Scope = EVERYTHING,
+    ) -> pl.DataFrame:
+        """Records per (area_code, month, kind) of a located table between two dates (as
+        `DuckDBStore.month_counts`)."""
+        tbl = _table(table)
+        col = _area_col(set_name)
+        date = _safe_col(date_col)
+        kind = "crime_type" if tbl in ("crimes", "soc_force_crimes") else "NULL::VARCHAR"
+        where = f"{date} BETWEEN ? AND ?"
+        params: list[object] = [first, last]
+        if code is not None:
+            where += f" AND {col} = ?"
+            params.append(code)
+        seen: list[str] = []
+        _scoped(tbl, scope, seen, params)
+        where = _pg_where(" AND ".join([where, *seen]))
+        return self._frame(
+            f"SELECT {col} AS area_code, date_trunc('month', {date})::DATE AS month, "
+            f"{kind} AS kind, count(*)::BIGINT AS records FROM {tbl} "
+            f"WHERE {where} GROUP BY 1, 2, 3",
+            params,
+        )
+
+    # -- not supported on PostgreSQL yet (NOT_YET): a message, never a traceback ---------------
 
     def soc_scores(
         self,
@@ -1653,30 +1773,6 @@ class PostgresStore:
 
     def soc_cells(self, set_name: str) -> dict[str, pl.DataFrame]:
         raise _not_yet("SOC measures")
-
-    def soc_keyed_rows(self, table: str, key: list[str], keys: pl.DataFrame) -> pl.DataFrame:
-        raise _not_yet("importing SOC records")
-
-    def soc_insert(self, table: str, frame: pl.DataFrame) -> None:
-        raise _not_yet("importing SOC records")
-
-    def soc_update(self, table: str, frame: pl.DataFrame, history: pl.DataFrame) -> None:
-        raise _not_yet("importing SOC records")
-
-    def soc_history(self, entity: str | None = None) -> pl.DataFrame:
-        raise _not_yet("SOC record history")
-
-    def month_counts(
-        self,
-        table: str,
-        date_col: str,
-        set_name: str,
-        first: dt.date,
-        last: dt.date,
-        code: str | None = None,
-        scope: Scope = EVERYTHING,
-    ) -> pl.DataFrame:
-        raise _not_yet("monthly counts of SOC records")
 
     def located_within(
         self,
@@ -1708,9 +1804,6 @@ class PostgresStore:
         batch_rows: int = 10_000,
     ) -> tuple[int, Iterator[pl.DataFrame]]:
         raise _not_yet("exporting every matching record")
-
-    def restricted_only_nominals(self) -> list[str]:
-        raise _not_yet("the SOC overlay")
 
     def mopi_overdue(
         self, today: dt.date, kinds: tuple[str, ...], scope: Scope = EVERYTHING
