@@ -45,6 +45,7 @@ from placeharm.store.duckdb import (
     RECORD_TABLES,
     SOC_LOCATED_TABLES,
     SOC_TABLES,
+    DuckDBStore,
     _area_col,
     _records_where,
     _safe_col,
@@ -65,7 +66,7 @@ _CELLS_LOCK = 0x706C6163  # "plac"
 _AUDIT_LOCK = _CELLS_LOCK + 2
 
 # PostgreSQL type oids and the polars types their values become
-_OIDS: dict[int, pl.DataType] = {
+_OIDS: dict[int, pl.DataType | None] = {
     16: pl.Boolean(),
     17: pl.Binary(),
     19: pl.String(),
@@ -89,7 +90,6 @@ _OIDS: dict[int, pl.DataType] = {
 # StoreError saying so (never a traceback at an entry point: boundaries turn it into a message).
 NOT_YET = (
     "soc_scores",
-    "soc_cells",
     "located_within",
     "addresses_matching",
     "records_stream",
@@ -405,7 +405,8 @@ class PostgresStore:
         a table's `rowid` only when asked for by another name (`_rid`), as in DuckDB."""
         cur = self._exec(sql, params)
         assert cur.description is not None
-        schema = {d.name: _OIDS.get(d.type_code, pl.String()) for d in cur.description}
+        # arrays (and any type not listed) as polars infers them from the values
+        schema = {d.name: _OIDS.get(d.type_code) for d in cur.description}
         rows = cur.fetchall()
         columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
         frame = pl.DataFrame(
@@ -1758,6 +1759,79 @@ class PostgresStore:
             params,
         )
 
+    def soc_cells(self, set_name: str) -> dict[str, pl.DataFrame]:
+        """Counts of the dated SOC records per area x month x every column a measure may
+        filter on or a scope may hide, and the nominals' homes (as `DuckDBStore.soc_cells`:
+        its docstring says what each frame holds)."""
+        area = f"{_area_col(set_name)} AS area_code"
+
+        def month(col: str) -> str:
+            return f"date_trunc('month', t.{col})::DATE AS month"
+
+        dims = {
+            "intelligence": ("soc_intelligence", "reported_date", "t.topics, t.handling_code"),
+            "partner_events": (
+                "soc_partner_events",
+                "event_date",
+                "t.partner, t.event_type, t.handling_code",
+            ),
+            "incidents": ("soc_incidents", "occurred_date", "t.incident_type"),
+            "disruptions": ("soc_disruptions", "disruption_date", ""),
+        }
+        # `links`: the distinct [role, group_type] pairs, sorted (DuckDB's list_sort of a
+        # list of lists), as a two-dimensional array
+        crimes = self._frame(
+            f"""WITH l AS (
+                    SELECT nc.crime_ref,
+                           array_agg(DISTINCT ARRAY[nc.role, g.group_type]::VARCHAR[]
+                                     ORDER BY ARRAY[nc.role, g.group_type]::VARCHAR[]) AS links
+                    FROM soc_nominal_crimes nc
+                    JOIN soc_memberships m ON m.nominal_id = nc.nominal_id
+                    JOIN soc_groups g ON g.group_id = m.group_id
+                    GROUP BY nc.crime_ref),
+                ml AS (
+                    SELECT DISTINCT nc.crime_ref FROM soc_nominal_crimes nc
+                    WHERE EXISTS (SELECT 1 FROM soc_memberships m
+                                  WHERE m.nominal_id = nc.nominal_id))
+                SELECT {area}, {month("recorded_date")}, t.offence_code, t.crime_type,
+                       coalesce(t.firearms_discharged, FALSE) AS firearms_discharged,
+                       coalesce(t.cannabis_production, FALSE) AS cannabis_production,
+                       coalesce(l.links, '{{}}'::VARCHAR[]) AS links,
+                       ml.crime_ref IS NOT NULL AS member_linked,
+                       count(*)::BIGINT AS records
+                FROM soc_force_crimes t
+                LEFT JOIN l ON l.crime_ref = t.crime_ref
+                LEFT JOIN ml ON ml.crime_ref = t.crime_ref
+                GROUP BY 1, 2, 3, 4, 5, 6, 7, 8"""
+        )
+        out: dict[str, pl.DataFrame] = {
+            "force_crimes": crimes.with_columns(pl.col("links").cast(pl.List(pl.List(pl.String))))
+        }
+        for source, (table, date_col, columns) in dims.items():
+            more = f", {columns}" if columns else ""
+            width = 2 + (len(columns.split(",")) if columns else 0)  # area, month, columns
+            groups = ", ".join(str(i) for i in range(1, width + 1))
+            out[source] = self._frame(
+                f"SELECT {area}, {month(date_col)}{more}, count(*)::BIGINT AS records "
+                f"FROM {table} t GROUP BY {groups}"
+            )
+        flags = ", ".join(f"n.{f}" for f in DuckDBStore._NOMINAL_FLAGS)
+        out["homes"] = self._frame(
+            f"SELECT a.nominal_id, {_area_col(set_name)} AS area_code, a.from_date, a.to_date, "
+            f"a.address_id, {flags} FROM soc_addresses a "
+            "JOIN soc_nominals n ON n.nominal_id = a.nominal_id WHERE a.link_type = 'home'"
+        )
+        out["members"] = self._frame("SELECT DISTINCT nominal_id FROM soc_memberships")
+        out["group_homes"] = self._frame(
+            f"SELECT DISTINCT {_area_col(set_name)} AS area_code, m.group_id, m.nominal_id "
+            "FROM soc_memberships m JOIN soc_addresses a ON a.nominal_id = m.nominal_id "
+            "WHERE a.link_type = 'home'"
+        )
+        out["groups"] = self._frame(
+            "SELECT group_id, name, group_type, ocg_band, status FROM soc_groups"
+        )
+        return out
+
     # -- not supported on PostgreSQL yet (NOT_YET): a message, never a traceback ---------------
 
     def soc_scores(
@@ -1769,9 +1843,6 @@ class PostgresStore:
         weights: tuple[pl.DataFrame, pl.DataFrame],
         scope: Scope = EVERYTHING,
     ) -> pl.DataFrame:
-        raise _not_yet("SOC measures")
-
-    def soc_cells(self, set_name: str) -> dict[str, pl.DataFrame]:
         raise _not_yet("SOC measures")
 
     def located_within(
