@@ -27,7 +27,7 @@ import functools
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -41,6 +41,7 @@ from placeharm.store.base import AUDIT_COLUMNS, CELLS_CHECK, EVERYTHING, Scope
 from placeharm.store.duckdb import (
     _CRIME_HISTORY_COLS,
     _HASHED,
+    _MOPI,
     _WRITES_DATA,
     RECORD_TABLES,
     SOC_LOCATED_TABLES,
@@ -88,21 +89,13 @@ _OIDS: dict[int, pl.DataType | None] = {
 
 # Methods of the Store protocol the PostgreSQL store does not implement yet: each raises a
 # StoreError saying so (never a traceback at an entry point: boundaries turn it into a message).
-NOT_YET = (
-    "soc_scores",
-    "located_within",
-    "addresses_matching",
-    "records_stream",
-    "mopi_overdue",
-    "backup",
-)
+NOT_YET = ("soc_scores", "backup")
 
 
 def _not_yet(what: str) -> StoreError:
     return StoreError(
-        f"{what} is not supported on a PostgreSQL store yet (issue 17): SOC measures, "
-        "radius and address search, exports of every record and MoPI reviews still need a "
-        "DuckDB store (docs/deploy.md, PostgreSQL)"
+        f"{what} is not supported on a PostgreSQL store yet (issue 17): use a DuckDB "
+        "store for it (docs/deploy.md, PostgreSQL)"
     )
 
 
@@ -174,6 +167,25 @@ def _col(name: str) -> str:
 def _redact(url: str) -> str:
     """A connection URL without its password, for messages and logs."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def _to_frame(description: Sequence[psycopg.Column], rows: list[tuple[Any, ...]]) -> pl.DataFrame:
+    """Rows as a frame with the columns' types (also when there are none); the join hashes
+    back as UInt64; a table's `rowid` dropped (asked for by another name, `_rid`, as in
+    DuckDB, whose `*` never includes it)."""
+    # arrays (and any type not listed) as polars infers them from the values
+    schema = {d.name: _OIDS.get(d.type_code) for d in description}
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    frame = pl.DataFrame(
+        [
+            pl.Series(name, list(values), dtype=dtype, strict=False)
+            for (name, dtype), values in zip(schema.items(), columns, strict=True)
+        ]
+    )
+    hashes = [c for c in _HASH_COLUMNS if frame.schema.get(c) == pl.Int64]
+    if hashes:
+        frame = frame.with_columns(pl.col(c).reinterpret(signed=False) for c in hashes)
+    return frame.drop("rowid", strict=False)
 
 
 class PostgresStore:
@@ -405,20 +417,7 @@ class PostgresStore:
         a table's `rowid` only when asked for by another name (`_rid`), as in DuckDB."""
         cur = self._exec(sql, params)
         assert cur.description is not None
-        # arrays (and any type not listed) as polars infers them from the values
-        schema = {d.name: _OIDS.get(d.type_code) for d in cur.description}
-        rows = cur.fetchall()
-        columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
-        frame = pl.DataFrame(
-            [
-                pl.Series(name, list(values), dtype=dtype, strict=False)
-                for (name, dtype), values in zip(schema.items(), columns, strict=True)
-            ]
-        )
-        hashes = [c for c in _HASH_COLUMNS if frame.schema.get(c) == pl.Int64]
-        if hashes:
-            frame = frame.with_columns(pl.col(c).reinterpret(signed=False) for c in hashes)
-        return frame.drop("rowid", strict=False)
+        return _to_frame(cur.description, cur.fetchall())
 
     # -- frames in: COPY ---------------------------------------------------------------------
 
@@ -1832,18 +1831,7 @@ class PostgresStore:
         )
         return out
 
-    # -- not supported on PostgreSQL yet (NOT_YET): a message, never a traceback ---------------
-
-    def soc_scores(
-        self,
-        set_name: str,
-        periods: dict[str, tuple[dt.date, dt.date]],
-        dated: dict[str, list[tuple[str, dict[str, Any], float | None]]],
-        residents: list[tuple[str, list[str], float]],
-        weights: tuple[pl.DataFrame, pl.DataFrame],
-        scope: Scope = EVERYTHING,
-    ) -> pl.DataFrame:
-        raise _not_yet("SOC measures")
+    # -- radius search, exports, MoPI reviews -------------------------------------------------
 
     def located_within(
         self,
@@ -1852,12 +1840,53 @@ class PostgresStore:
         box: tuple[float, float, float, float],
         during: tuple[str, str, dt.date | None, dt.date | None] | None = None,
     ) -> pl.DataFrame:
-        raise _not_yet("radius search")
+        """Located rows whose point lies in `box` (as `DuckDBStore.located_within`)."""
+        cols = ", ".join(_safe_col(c) for c in columns)
+        west, south, east, north = box
+        where = ["located", "latitude BETWEEN ? AND ?", "longitude BETWEEN ? AND ?"]
+        params: list[object] = [south, north, west, east]
+        if during is not None:
+            start, end, first, last = during
+            if last is not None:
+                where.append(f"({_safe_col(start)} IS NULL OR {_safe_col(start)} <= ?)")
+                params.append(last)
+            if first is not None:
+                where.append(f"({_safe_col(end)} IS NULL OR {_safe_col(end)} >= ?)")
+                params.append(first)
+        return self._frame(
+            f"SELECT {cols} FROM {_table(table)} WHERE {' AND '.join(where)}", params
+        )
 
     def addresses_matching(
         self, address_id: str | None, text: str | None, limit: int
     ) -> tuple[pl.DataFrame, int]:
-        raise _not_yet("address search")
+        """SOC addresses with this id or text (as `DuckDBStore.addresses_matching`)."""
+        params: list[object]
+        if address_id is not None:
+            where, params = "address_id = ?", [address_id, address_id]
+            exact = "address_id = ?"
+        else:
+            pattern = (
+                "%"
+                + (text or "").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                + "%"
+            )
+            where, params = "address ILIKE ? ESCAPE '\\'", [text, pattern]
+            exact = "lower(address) = lower(?::VARCHAR)"
+        # min(): PostgreSQL 15 has no any_value (the rows of one address_id agree)
+        grouped = (
+            f"SELECT address_id, min(address) AS address, "
+            f"bool_or({exact}) AS exact, min(latitude) AS latitude, "
+            "min(longitude) AS longitude, bool_or(located) AS located, "
+            "count(DISTINCT nominal_id)::INTEGER AS nominals "
+            f"FROM soc_addresses WHERE {where} GROUP BY address_id"
+        )
+        total = self._one(f"SELECT count(*) FROM ({grouped}) g", params)
+        frame = self._frame(
+            f"SELECT * FROM ({grouped}) g ORDER BY exact DESC, address, address_id LIMIT ?",
+            [*params, limit],
+        )
+        return frame, int(total[0]) if total else 0
 
     def records_stream(
         self,
@@ -1874,12 +1903,95 @@ class PostgresStore:
         scope: Scope = EVERYTHING,
         batch_rows: int = 10_000,
     ) -> tuple[int, Iterator[pl.DataFrame]]:
-        raise _not_yet("exporting every matching record")
+        """Every row `records_page` would page through, in its order, in frames of at most
+        `batch_rows` rows, and how many there are: read on a connection of its own in one
+        REPEATABLE READ transaction through a server-side cursor, so the count and the rows
+        are one snapshot and never all in memory. Close the iterator (or read it to the
+        end) to end the transaction."""
+        cols = ", ".join(_safe_col(c) for c in columns)
+        clause, params = _records_where(
+            table, first, last, date_col, area, search, None, None, include, scope
+        )
+        clause = _pg_where(clause)
+        order = f"{_safe_col(sort)} {'DESC' if descending else 'ASC'} NULLS LAST, rowid"
+        try:
+            con = psycopg.connect(self._url)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot connect to the PostgreSQL store {self.path}") from exc
+        try:
+            con.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            con.read_only = True
+            counted = con.execute(
+                _pg_sql(f"SELECT count(*) FROM {table} WHERE {clause}"), params
+            ).fetchone()
+            total = int(counted[0]) if counted else 0
+            cur = con.cursor(name="placeharm_export")
+            cur.execute(
+                _pg_sql(f"SELECT {cols} FROM {table} WHERE {clause} ORDER BY {order}"), params
+            )
+        except BaseException:
+            con.close()
+            raise
+
+        def batches() -> Iterator[pl.DataFrame]:
+            try:
+                while True:
+                    rows = cur.fetchmany(batch_rows)
+                    if not rows:
+                        break
+                    assert cur.description is not None
+                    yield _to_frame(cur.description, rows)
+            finally:
+                with suppress(psycopg.Error):
+                    con.rollback()
+                con.close()
+
+        return total, batches()
 
     def mopi_overdue(
         self, today: dt.date, kinds: tuple[str, ...], scope: Scope = EVERYTHING
     ) -> pl.DataFrame:
-        raise _not_yet("MoPI reviews")
+        """Records whose MoPI review date is before `today` (as `DuckDBStore.mopi_overdue`)."""
+        parts: list[str] = []
+        params: list[object] = []
+        for kind in kinds:
+            if kind not in _MOPI:
+                raise StoreError(f"no MoPI review date on {kind!r}")
+            table, key = _MOPI[kind]
+            where = ["mopi_review_date < ?"]
+            part_params: list[object] = [kind, today, today]
+            _scoped(table, scope, where, part_params)
+            parts.append(
+                f"SELECT ?::VARCHAR AS kind, {key} AS record_id, mopi_review_date AS review_date, "
+                "(?::DATE - mopi_review_date)::BIGINT AS days_overdue "
+                f"FROM {table} WHERE {_pg_where(' AND '.join(where))}"
+            )
+            params += part_params
+        if not parts:
+            return pl.DataFrame(
+                schema={
+                    "kind": pl.String,
+                    "record_id": pl.String,
+                    "review_date": pl.Date,
+                    "days_overdue": pl.Int64,
+                }
+            )
+        return self._frame(
+            f"{' UNION ALL '.join(parts)} ORDER BY days_overdue DESC, kind, record_id", params
+        )
+
+    # -- not supported on PostgreSQL yet (NOT_YET): a message, never a traceback ---------------
+
+    def soc_scores(
+        self,
+        set_name: str,
+        periods: dict[str, tuple[dt.date, dt.date]],
+        dated: dict[str, list[tuple[str, dict[str, Any], float | None]]],
+        residents: list[tuple[str, list[str], float]],
+        weights: tuple[pl.DataFrame, pl.DataFrame],
+        scope: Scope = EVERYTHING,
+    ) -> pl.DataFrame:
+        raise _not_yet("SOC measures")
 
     def backup(self, *args: object) -> dict[str, Any]:
         raise StoreError(
