@@ -160,11 +160,11 @@ def test_two_processes_share_one_postgresql_store(engine, store_at, northumbria:
         second.close()
 
 
-def test_what_postgresql_does_not_support_yet_is_a_message(engine, store):
+def test_a_postgresql_store_is_backed_up_by_postgresql_tools(engine, store, tmp_path: Path):
     if engine != "postgresql":
-        pytest.skip("every method works on DuckDB")
-    with pytest.raises(StoreError, match="not supported on a PostgreSQL store yet"):
-        store.soc_cells("ward")
+        pytest.skip("DuckDB's backup is tested in test_store_lifecycle")
+    with pytest.raises(StoreError, match="pg_dump"):
+        store.backup(tmp_path / "copy.duckdb")
 
 
 def _rows(frame: pl.DataFrame) -> list[tuple]:
@@ -228,6 +228,26 @@ def test_the_demo_and_its_soc_overlay_give_the_same_cells_on_both_engines(
         pg_all, duck_all = pl.concat(list(pg_batches)), pl.concat(list(duck_batches))
         assert pg_n == duck_n == pg_all.height == pg.table_counts()["crimes"]
         assert _rows(pg_all) == _rows(duck_all)
+        # SOC measures in one statement, for every role's scope
+        from placeharm.harm import load_index
+        from placeharm.services import policy
+        from placeharm.soc.measures import load_measures, score_in_store
+
+        index, measures = load_index("css"), load_measures().measures
+        periods = {
+            "now": (dt.date(2022, 1, 1), dt.date(2022, 3, 31)),
+            "previous": (dt.date(2021, 10, 1), dt.date(2021, 12, 31)),
+        }
+        for role in policy.Role:
+            if role is policy.Role.auditor:
+                continue
+            scope = policy.scope(duck, policy.User("u", "U", role))
+            keys = ["area_code", "period"]
+            want = score_in_store(duck, "ward", measures, index, periods, scope).sort(keys)
+            got = score_in_store(pg, "ward", measures, index, periods, scope).sort(keys)
+            assert got.columns == want.columns and got.height == want.height > 0, role
+            for col in got.columns:
+                assert got[col].to_list() == pytest.approx(want[col].to_list()), (role, col)
         kinds = ("nominals", "intelligence")
         assert _rows(pg.mopi_overdue(dt.date(2026, 1, 1), kinds)) == _rows(
             duck.mopi_overdue(dt.date(2026, 1, 1), kinds)

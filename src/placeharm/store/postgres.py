@@ -42,6 +42,8 @@ from placeharm.store.duckdb import (
     _CRIME_HISTORY_COLS,
     _HASHED,
     _MOPI,
+    _SOC_DATED,
+    _SOC_FLAGS,
     _WRITES_DATA,
     RECORD_TABLES,
     SOC_LOCATED_TABLES,
@@ -89,7 +91,7 @@ _OIDS: dict[int, pl.DataType | None] = {
 
 # Methods of the Store protocol the PostgreSQL store does not implement yet: each raises a
 # StoreError saying so (never a traceback at an entry point: boundaries turn it into a message).
-NOT_YET = ("soc_scores", "backup")
+NOT_YET = ("backup",)
 
 
 def _not_yet(what: str) -> StoreError:
@@ -1980,7 +1982,7 @@ class PostgresStore:
             f"{' UNION ALL '.join(parts)} ORDER BY days_overdue DESC, kind, record_id", params
         )
 
-    # -- not supported on PostgreSQL yet (NOT_YET): a message, never a traceback ---------------
+    # -- SOC measures in one statement (as DuckDBStore.soc_scores) ----------------------------
 
     def soc_scores(
         self,
@@ -1991,7 +1993,201 @@ class PostgresStore:
         weights: tuple[pl.DataFrame, pl.DataFrame],
         scope: Scope = EVERYTHING,
     ) -> pl.DataFrame:
-        raise _not_yet("SOC measures")
+        """Per (area_code, period): every measure's count and harm, in one statement (see
+        `DuckDBStore.soc_scores` for the arguments)."""
+        parts: list[tuple[str, list[object]]] = []
+        for source, measures in dated.items():
+            if measures:
+                needs = source == "force_crimes" and any(w is None for _, _, w in measures)
+                parts.append(
+                    self._soc_sums_query(source, set_name, periods, measures, needs, scope)
+                )
+        if residents:
+            parts.append(self._resident_query(set_name, periods, residents, scope))
+        if not parts:
+            return pl.DataFrame(schema={"area_code": pl.String, "period": pl.String})
+        sql = " FULL JOIN ".join(
+            f"(SELECT * FROM ({q}) s{i} WHERE period IS NOT NULL) q{i}"
+            + (" USING (area_code, period)" if i else "")
+            for i, (q, _) in enumerate(parts)
+        )
+        params = [p for _, ps in parts for p in ps]
+        with self.transaction():
+            self._temp("_code_w", weights[0])
+            self._temp("_type_w", weights[1])
+            try:
+                return self._frame(f"SELECT * FROM {sql}", params)
+            finally:
+                self._untemp("_code_w")
+                self._untemp("_type_w")
+
+    def _soc_condition(
+        self, source: str, mid: str, filters: dict[str, Any]
+    ) -> tuple[str, list[object]]:
+        """SQL condition (with parameters) for one measure's filters; see soc/measures.py."""
+        parts: list[str] = []
+        params: list[object] = []
+
+        def listed(column: str, values: list[Any]) -> None:
+            parts.append(f"{column} IN ({', '.join('?' for _ in values)})")
+            params.extend(str(v) for v in values)
+
+        if source == "force_crimes":
+            if filters.get("linked_group_type"):
+                parts.append(f"coalesce(l.{_safe_col('link_' + mid)}, FALSE)")
+            if filters.get("offence_codes"):
+                listed("t.offence_code", list(filters["offence_codes"]))
+            if filters.get("crime_types"):
+                listed("t.crime_type", list(filters["crime_types"]))
+            if filters.get("flag"):
+                flag = str(filters["flag"])
+                if flag not in _SOC_FLAGS:
+                    raise StoreError(f"unknown flag {flag!r}")
+                parts.append(f"t.{flag}")
+        elif source == "intelligence" and filters.get("topics_any"):
+            topics = [str(v) for v in filters["topics_any"]]
+            parts.append(
+                "("
+                + " OR ".join(
+                    "strpos(';' || coalesce(t.topics, '') || ';', ?::VARCHAR) > 0" for _ in topics
+                )
+                + ")"
+            )
+            params.extend(f";{topic};" for topic in topics)
+        elif source == "partner_events":
+            for key in ("event_type", "partner"):
+                if filters.get(key):
+                    parts.append(f"t.{key} = ?")
+                    params.append(str(filters[key]))
+        elif source == "incidents" and filters.get("incident_types"):
+            listed("t.incident_type", list(filters["incident_types"]))
+        return " AND ".join(parts) or "TRUE", params
+
+    def _soc_sums_query(
+        self,
+        source: str,
+        set_name: str,
+        periods: dict[str, tuple[dt.date, dt.date]],
+        measures: list[tuple[str, dict[str, Any], float | None]],
+        weights: bool,
+        scope: Scope = EVERYTHING,
+    ) -> tuple[str, list[object]]:
+        table, date_col = _SOC_DATED[source]
+        select: list[str] = [f"{_area_col(set_name)} AS area_code"]
+        params: list[object] = []
+        case = ["CASE"]
+        for name, (first, last) in periods.items():
+            case.append(f"WHEN t.{date_col} BETWEEN ? AND ? THEN ?::VARCHAR")
+            params += [first, last, name]
+        select.append(" ".join([*case, "END AS period"]))
+        for mid, filters, fixed in measures:
+            col = _safe_col(mid)
+            harm = _safe_col(f"{mid}_harm")
+            condition, cond_params = self._soc_condition(source, mid, filters)
+            select.append(f"count(*) FILTER (WHERE {condition})::BIGINT AS {col}")
+            params += cond_params
+            if fixed is None:
+                select.append(
+                    f"coalesce(sum(coalesce(cw.weight, tw.weight)) FILTER (WHERE {condition}), 0)"
+                    f"::DOUBLE PRECISION AS {harm}"
+                )
+                params += cond_params
+            else:
+                select.append(
+                    f"(count(*) FILTER (WHERE {condition})) * ?::DOUBLE PRECISION AS {harm}"
+                )
+                params += [*cond_params, fixed]
+        join = ""
+        linked = [(mid, f) for mid, f, _ in measures if f.get("linked_group_type")]
+        cte, cte_params = "", []
+        if linked:
+            flags = []
+            for mid, f in linked:
+                roles = list(f.get("link_roles") or ["suspect", "offender"])
+                wanted = str(f["linked_group_type"])
+                test = f"nc.role IN ({', '.join('?' for _ in roles)})"
+                cte_params += roles
+                if wanted != "any":
+                    test += " AND g.group_type = ?"
+                    cte_params.append(wanted)
+                flags.append(f"bool_or({test}) AS {_safe_col('link_' + mid)}")
+            seen: list[str] = []
+            for read, alias in (
+                ("soc_nominal_crimes", "nc"),
+                ("soc_memberships", "m"),
+                ("soc_groups", "g"),
+            ):
+                _scoped(read, scope, seen, cte_params, alias)
+            cte = (
+                f"WITH l AS (SELECT nc.crime_ref, {', '.join(flags)} FROM soc_nominal_crimes nc "
+                "JOIN soc_memberships m ON m.nominal_id = nc.nominal_id "
+                "JOIN soc_groups g ON g.group_id = m.group_id "
+                f"WHERE {_pg_where(' AND '.join(seen)) or 'TRUE'} GROUP BY nc.crime_ref) "
+            )
+            join += " LEFT JOIN l ON l.crime_ref = t.crime_ref"
+        if weights:
+            join += (
+                " LEFT JOIN _code_w cw ON cw.offence_code = t.offence_code"
+                " LEFT JOIN _type_w tw ON tw.crime_type = t.crime_type"
+            )
+        spans = list(periods.values())
+        first = min(p[0] for p in spans)
+        last = max(p[1] for p in spans)
+        where = [f"t.{date_col} BETWEEN ? AND ?"]
+        where_params: list[object] = [first, last]
+        _scoped(table, scope, where, where_params, "t")
+        sql = (
+            f"{cte}SELECT {', '.join(select)} FROM {table} t{join} "
+            f"WHERE {_pg_where(' AND '.join(where))} GROUP BY 1, 2"
+        )
+        return sql, [*cte_params, *params, *where_params]
+
+    def _resident_query(
+        self,
+        set_name: str,
+        periods: dict[str, tuple[dt.date, dt.date]],
+        measures: list[tuple[str, list[str], float]],
+        scope: Scope = EVERYTHING,
+    ) -> tuple[str, list[object]]:
+        unions: list[str] = []
+        params: list[object] = []
+        homes: list[str] = ["a.link_type = 'home'"]
+        home_params: list[object] = []
+        _scoped("soc_addresses", scope, homes, home_params, "a")
+        for name, (first, last) in periods.items():
+            unions.append(
+                f"SELECT * FROM (SELECT ?::VARCHAR AS period, a.nominal_id, "
+                f"{_area_col(set_name)} AS area_code, row_number() OVER (PARTITION BY "
+                "a.nominal_id ORDER BY a.from_date DESC NULLS LAST) AS k "
+                f"FROM soc_addresses a WHERE {_pg_where(' AND '.join(homes))} "
+                "AND (a.from_date IS NULL OR a.from_date <= ?) "
+                "AND (a.to_date IS NULL OR a.to_date >= ?)) latest WHERE k = 1"
+            )
+            params += [name, *home_params, last, first]
+        select = ["h.area_code", "h.period"]
+        for mid, flags, _weight in measures:
+            bad = [f for f in flags if f not in DuckDBStore._NOMINAL_FLAGS]
+            if bad:
+                raise StoreError(f"unknown nominal flag {bad[0]!r}")
+            shown = [f"n.{f}" for f in flags if not scope.hides("soc_nominals", f)]
+            test = " OR ".join(shown) or ("FALSE" if flags else "TRUE")
+            select.append(f"count(*) FILTER (WHERE {test})::BIGINT AS {_safe_col(mid)}")
+            select.append(
+                f"(count(*) FILTER (WHERE {test})) * ?::DOUBLE PRECISION "
+                f"AS {_safe_col(mid + '_harm')}"
+            )
+        weights = [w for _, _, w in measures]
+        people: list[str] = ["TRUE"]
+        people_params: list[object] = []
+        _scoped("soc_nominals", scope, people, people_params, "n")
+        sql = (
+            f"SELECT {', '.join(select)} FROM ({' UNION ALL '.join(unions)}) h "
+            "JOIN soc_nominals n ON n.nominal_id = h.nominal_id "
+            f"WHERE {_pg_where(' AND '.join(people))} GROUP BY 1, 2"
+        )
+        return sql, [*weights, *params, *people_params]
+
+    # -- not supported on PostgreSQL yet (NOT_YET): a message, never a traceback ---------------
 
     def backup(self, *args: object) -> dict[str, Any]:
         raise StoreError(
