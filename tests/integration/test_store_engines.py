@@ -126,7 +126,15 @@ def test_two_processes_share_one_postgresql_store(engine, store_at, northumbria:
     first, second = store_at("shared"), store_at("shared")
     try:
         seen = second.generation
-        assert ingest(first, [northumbria / "2021-05-northumbria-street.csv.gz"])[0].ok
+        heard = threading.Event()
+        stop = second.listen(heard.set)  # as the other app process's live updates do
+        try:
+            second.upsert_user("ann", "Ann", "analyst", "x", demo=False)
+            assert not heard.wait(1.5)  # accounts are not page data: no notification
+            assert ingest(first, [northumbria / "2021-05-northumbria-street.csv.gz"])[0].ok
+            assert heard.wait(10)
+        finally:
+            stop()
         assert second.generation != seen
         assert second.crime_cells("lsoa").is_empty()  # no area sets: no cells per set
         assert second.table_counts()["crimes"] == first.table_counts()["crimes"] > 0

@@ -63,6 +63,9 @@ log = logging.getLogger(__name__)
 _CELLS_MIGRATION = 11
 # Columns holding 64-bit join hashes (UInt64 in frames, the same bits as BIGINT in tables).
 _HASH_COLUMNS = ("crime_hash", "search_hash")
+# The channel a commit that changed page data notifies (LISTEN/NOTIFY): app processes
+# sharing the database refresh their pages when another one imports.
+CHANGED_CHANNEL = "placeharm_changed"
 # The advisory lock a transaction takes before recounting the harm cube.
 _CELLS_LOCK = 0x706C6163  # "plac"
 # ... and the one an audit append takes, so processes chain their entries in turn
@@ -206,6 +209,7 @@ class PostgresStore:
         self._local = threading.local()
         self._conns: list[psycopg.Connection[tuple[Any, ...]]] = []
         self._conns_lock = threading.Lock()
+        self._listeners: list[Callable[[], None]] = []
         self._connect()  # now: a wrong URL fails here, with a message
         if self.read_only:
             self._check_read_only_schema()
@@ -236,6 +240,41 @@ class PostgresStore:
                 self._conns.append(con)
         return con
 
+    def listen(self, changed: Callable[[], None]) -> Callable[[], None]:
+        """Call `changed()` (from a thread of its own) after every commit, by any process,
+        that changed page data; returns the function that stops listening. Its own
+        connection waits on PostgreSQL's LISTEN, so nothing polls the tables."""
+        try:
+            con = psycopg.connect(self._url, autocommit=True)
+            con.execute(f"LISTEN {CHANGED_CHANNEL}")
+        except psycopg.Error as exc:
+            raise StoreUnavailable(
+                f"cannot listen for changes on the PostgreSQL store {self.path}"
+            ) from exc
+        stop = threading.Event()
+
+        def run() -> None:
+            try:
+                while not stop.is_set():
+                    for _ in con.notifies(timeout=1.0, stop_after=1):
+                        if not stop.is_set():
+                            changed()
+            except psycopg.Error:
+                if not stop.is_set():
+                    log.warning("stopped listening for changes on %s", self.path, exc_info=True)
+            finally:
+                con.close()
+
+        thread = threading.Thread(target=run, name="placeharm-listen", daemon=True)
+        thread.start()
+
+        def close() -> None:
+            stop.set()
+            thread.join(5)
+
+        self._listeners.append(close)  # closing the store stops it too
+        return close
+
     @property
     def generation(self) -> int:
         """A number that changes whenever committed data a page may show changes (records,
@@ -253,6 +292,9 @@ class PostgresStore:
         self._local.in_tx = value
 
     def close(self) -> None:
+        for stop in self._listeners:
+            stop()
+        self._listeners.clear()
         with self._conns_lock:
             for con in self._conns:
                 with suppress(psycopg.Error):
@@ -360,6 +402,8 @@ class PostgresStore:
             self._maintain_cells()  # the harm cube commits with the records it counts
             if getattr(self._local, "wrote", False):
                 self._exec("UPDATE store_generation SET generation = generation + 1")
+                # delivered at commit to every process listening (`listen`), never before
+                self._exec("SELECT pg_notify(?, '')", [CHANGED_CHANNEL])
         except BaseException:
             with suppress(psycopg.Error):
                 self._con.execute("ROLLBACK")

@@ -82,7 +82,7 @@ from placeharm.services import (
 )
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
-from placeharm.store import AnyStore, open_db
+from placeharm.store import AnyStore, PostgresStore, open_db
 from placeharm.web import audited, authz, uploads
 from placeharm.web.backups import Backups
 from placeharm.web.csrf import Csrf, RequestGuard
@@ -348,6 +348,10 @@ class State:
         self.as_of: dict[str, Any] = {}
         self.watcher: DropFolder | None = None
         self.today: mopi.Clock = mopi.system_today  # "today" for MoPI reviews; tests set it
+        # several app processes on one PostgreSQL store: another's import refreshes ours
+        # (LISTEN/NOTIFY, issue 17); one DuckDB file has one process
+        if isinstance(self.store, PostgresStore):
+            self.store.listen(self.notify)
         self.audit = audit.AuditLog.from_settings(settings)  # cannot be switched off
         audit.attach(self.store, self.audit)
         self.backups = Backups(  # on request and on a schedule (issue 13)
