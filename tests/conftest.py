@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -44,9 +45,10 @@ def boundaries(shared_data: Path) -> Path:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[DuckDBStore]:
-    """An empty DuckDB store in a temporary file."""
-    with DuckDBStore(tmp_path / "test.duckdb") as s:
+def store(engine: str, store_at: Callable[[str], Any]) -> Iterator[DuckDBStore]:
+    """An empty store: a DuckDB file in a temporary folder, or (tests marked both_engines,
+    run once per engine) a fresh schema on the test PostgreSQL server."""
+    with store_at("test") as s:
         yield s
 
 
@@ -112,3 +114,84 @@ def independent_pip() -> Callable[..., list[str | None]]:
         return best
 
     return pip
+
+
+# -- both engines (issue 17): DuckDB always, PostgreSQL where a test is marked both_engines ---
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "both_engines: run once on DuckDB and once on PostgreSQL (PLACEHARM_TEST_PG or a "
+        "throwaway cluster); the test's `store`/`store_at` fixtures give each engine's store",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # PLACEHARM_TEST_BOTH_ENGINES=1: every test with a `store` on both engines (to find which
+    # pass on PostgreSQL beyond those marked)
+    every = os.environ.get("PLACEHARM_TEST_BOTH_ENGINES") == "1"
+    if "engine" in metafunc.fixturenames and (
+        every or metafunc.definition.get_closest_marker("both_engines")
+    ):
+        metafunc.parametrize("engine", ["duckdb", "postgresql"], indirect=True)
+
+
+@pytest.fixture
+def engine(request: pytest.FixtureRequest) -> str:
+    """The store engine under test: 'duckdb' unless the test is marked both_engines."""
+    return str(getattr(request, "param", "duckdb"))
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL server's URL: PLACEHARM_TEST_PG, else a throwaway cluster for the
+    session. Without one the PostgreSQL runs skip (fail when PLACEHARM_REQUIRE_PG=1, as CI
+    sets it)."""
+    from pg_server import ServerUnavailable, ThrowawayCluster, check_server
+
+    cluster = None
+    try:
+        url = os.environ.get("PLACEHARM_TEST_PG")
+        if url:
+            check_server(url)
+        else:
+            cluster = ThrowawayCluster()
+            url = cluster.url
+    except ServerUnavailable as exc:
+        if os.environ.get("PLACEHARM_REQUIRE_PG") == "1":
+            pytest.fail(f"PostgreSQL is required (PLACEHARM_REQUIRE_PG=1): {exc}")
+        pytest.skip(f"no PostgreSQL server for the PostgreSQL runs: {exc}")
+    try:
+        yield url
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+@pytest.fixture
+def store_at(
+    engine: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], Any]]:
+    """Open the store called `name` on the engine under test: a DuckDB file in tmp_path, or
+    a schema of its own on the PostgreSQL server (the same name opens the same store again,
+    as a path does)."""
+    from pg_server import drop_schema, new_schema
+
+    schemas: dict[str, tuple[str, str]] = {}
+
+    def open_named(name: str) -> Any:
+        if engine == "duckdb":
+            return DuckDBStore(tmp_path / f"{name}.duckdb")
+        from placeharm.store.postgres import PostgresStore
+
+        server = request.getfixturevalue("pg_url")
+        if name not in schemas:
+            schemas[name] = new_schema(server)
+        return PostgresStore(schemas[name][1])
+
+    yield open_named
+    if schemas:
+        server = request.getfixturevalue("pg_url")
+        for schema, _ in schemas.values():
+            drop_schema(server, schema)

@@ -41,6 +41,7 @@ from placeharm.services import population as _population
 from placeharm.services import queries as _queries
 from placeharm.services.harm import HarmResult
 from placeharm.services.queries import CountsResult
+from placeharm.store import AnyStore, open_db
 from placeharm.store.duckdb import DuckDBStore
 
 # A library leaves logging to its application: without a handler of theirs, nothing of
@@ -72,10 +73,11 @@ parse_month = boundary(_parse_month)
 
 
 @boundary
-def open_store(path: str | Path | None = None, settings: Settings | None = None) -> DuckDBStore:
-    """Open (creating and upgrading as needed) the store at `path` or the configured one."""
+def open_store(path: str | Path | None = None, settings: Settings | None = None) -> AnyStore:
+    """Open (creating and upgrading as needed) the store at `path` or the configured one: a
+    DuckDB file, or a PostgreSQL database given as postgresql://... (docs/deploy.md)."""
     settings = settings or load_settings()
-    return DuckDBStore(
+    return open_db(
         path or settings.db, threads=settings.threads, memory_limit=settings.memory_limit
     )
 

@@ -30,9 +30,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="PLACEHARM_", extra="forbid")
 
-    db: Path = Field(
+    db: Path | str = Field(
         default=Path("placeharm.duckdb"),
-        description="Path of the embedded DuckDB store file.",
+        description="Path of the embedded DuckDB store file, or a PostgreSQL server's URL "
+        "(postgresql://user@host:port/database) for the PostgreSQL store (docs/deploy.md).",
     )
     shared_data: Path | None = Field(
         default=None,
@@ -81,6 +82,14 @@ class Settings(BaseSettings):
         description="Base map: a local PMTiles archive (raster PNG/JPEG/WebP or vector MVT), "
         "served by placeharm itself at /tiles/{z}/{x}/{y} (unset: a plain background).",
     )
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _db_path_or_url(cls, value: object) -> object:
+        """A PostgreSQL URL stays text (as a path, its `//` would collapse); else a path."""
+        if isinstance(value, str) and value.startswith(("postgresql://", "postgres://")):
+            return value
+        return Path(value) if isinstance(value, str) else value
 
     @field_validator("tile_url")
     @classmethod

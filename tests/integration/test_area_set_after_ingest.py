@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from placeharm.services.areas import import_areas
 from placeharm.services.ingest import ingest
 from placeharm.store.duckdb import DuckDBStore
+
+pytestmark = pytest.mark.both_engines  # issue 17: DuckDB and PostgreSQL
 
 MONTH_FILE = "2021-05-northumbria-street.csv.gz"
 

@@ -15,6 +15,8 @@ from placeharm.services import queries
 from placeharm.services.ingest import ingest
 from placeharm.store.duckdb import DuckDBStore
 
+pytestmark = pytest.mark.both_engines  # issue 17: DuckDB and PostgreSQL
+
 MAY = "2021-05-northumbria-street.csv.gz"
 JUNE = "2021-06-northumbria-street.csv.gz"
 DATA_TABLES = ("crimes", "crime_history", "outcomes", "stop_searches", "quarantine")
@@ -31,9 +33,11 @@ def _snapshot(store: DuckDBStore) -> tuple[dict[str, int], pl.DataFrame, pl.Data
     return store.table_counts(), store.coverage(), crimes
 
 
-def _fail_after_insert_of(month: dt.date, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+def _fail_after_insert_of(
+    month: dt.date, monkeypatch: pytest.MonkeyPatch, engine: type = DuckDBStore
+) -> list[int]:
     """Make insert_rows raise *after* writing any frame holding `month` rows."""
-    original = DuckDBStore.insert_rows
+    original = engine.insert_rows
     calls: list[int] = []
 
     def insert_then_fail(self: DuckDBStore, table: str, frame: pl.DataFrame) -> None:
@@ -42,7 +46,7 @@ def _fail_after_insert_of(month: dt.date, monkeypatch: pytest.MonkeyPatch) -> li
             calls.append(frame.height)
             raise Boom("disk on fire")
 
-    monkeypatch.setattr(DuckDBStore, "insert_rows", insert_then_fail)
+    monkeypatch.setattr(engine, "insert_rows", insert_then_fail)
     return calls
 
 
@@ -52,7 +56,7 @@ def test_failed_insert_rolls_back_the_whole_file(
     assert ingest(store, [northumbria / MAY])[0].status == "ok"
     counts, coverage, crimes = _snapshot(store)
 
-    calls = _fail_after_insert_of(dt.date(2021, 6, 1), monkeypatch)
+    calls = _fail_after_insert_of(dt.date(2021, 6, 1), monkeypatch, type(store))
     (result,) = ingest(store, [northumbria / JUNE])
     assert calls  # the rows really were written before the failure
     assert result.status == "failed"
@@ -76,7 +80,7 @@ def test_failure_in_a_group_keeps_the_other_files(
     store: DuckDBStore, northumbria: Path, monkeypatch: pytest.MonkeyPatch
 ):
     """Files written in one transaction are replayed alone when one of them fails."""
-    calls = _fail_after_insert_of(dt.date(2021, 6, 1), monkeypatch)
+    calls = _fail_after_insert_of(dt.date(2021, 6, 1), monkeypatch, type(store))
     results = ingest(store, [northumbria / MAY, northumbria / JUNE])
     assert calls
     assert [r.status for r in results] == ["ok", "failed"]
@@ -107,13 +111,13 @@ def test_failed_update_leaves_crimes_and_history_unchanged(
 
     assert ingest(store, [original])[0].status == "ok"
     counts, coverage, crimes = _snapshot(store)
-    real_update = DuckDBStore.update_crimes
+    real_update = type(store).update_crimes
 
     def update_then_fail(self: DuckDBStore, frame: pl.DataFrame, import_id: int) -> None:
         real_update(self, frame, import_id)
         raise Boom("update exploded")
 
-    monkeypatch.setattr(DuckDBStore, "update_crimes", update_then_fail)
+    monkeypatch.setattr(type(store), "update_crimes", update_then_fail)
     (result,) = ingest(store, [revised])
     assert result.status == "failed"
     after_counts, after_coverage, after_crimes = _snapshot(store)

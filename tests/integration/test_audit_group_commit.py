@@ -17,6 +17,8 @@ from placeharm.audit.log import _chain
 from placeharm.errors import AuditError
 from placeharm.store.duckdb import DuckDBStore
 
+pytestmark = pytest.mark.both_engines  # issue 17: DuckDB and PostgreSQL
+
 KEY = b"k" * 40
 READERS = 12
 

@@ -21,6 +21,8 @@ from placeharm.services.areas import import_areas
 from placeharm.services.ingest import ingest
 from placeharm.store.duckdb import DuckDBStore
 
+pytestmark = pytest.mark.both_engines  # issue 17: DuckDB and PostgreSQL
+
 MAY = "2021-05-northumbria-street.csv.gz"
 
 

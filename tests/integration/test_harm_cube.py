@@ -147,6 +147,7 @@ def test_cube_after_insert_outcomes_revision_and_quarantine(
     assert_cube_is_recount(store)
 
 
+@pytest.mark.both_engines  # issue 17
 def test_cube_after_an_area_set_is_added_and_assigned(
     store: DuckDBStore, northumbria: Path, boundaries: Path
 ):

@@ -11,6 +11,8 @@ from placeharm.errors import DataError, NotFound
 from placeharm.services.areas import import_areas, import_lookup, parents
 from placeharm.store.duckdb import DuckDBStore
 
+pytestmark = pytest.mark.both_engines  # issue 17: DuckDB and PostgreSQL
+
 LSOA = "E01008288"  # Newcastle upon Tyne 027A
 
 

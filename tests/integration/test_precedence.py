@@ -6,9 +6,12 @@ import json
 from pathlib import Path
 
 import polars as pl
+import pytest
 
 from placeharm.services.ingest import ingest
 from placeharm.store.duckdb import DuckDBStore
+
+pytestmark = pytest.mark.both_engines  # issue 17: DuckDB and PostgreSQL
 
 
 def test_street_record_wins_over_api_record(

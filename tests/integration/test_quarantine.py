@@ -12,6 +12,8 @@ from placeharm.services import queries
 from placeharm.services.ingest import ingest
 from placeharm.store.duckdb import DuckDBStore
 
+pytestmark = pytest.mark.both_engines  # issue 17: DuckDB and PostgreSQL
+
 NAME = "2021-05-northumbria-street.csv"
 ID, MONTH, LON, LAT, LOCATION, CRIME_TYPE = 0, 1, 4, 5, 6, 9
 

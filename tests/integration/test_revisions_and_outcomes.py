@@ -13,6 +13,8 @@ import pytest
 from placeharm.services.ingest import ingest
 from placeharm.store.duckdb import DuckDBStore
 
+pytestmark = pytest.mark.both_engines  # issue 17: DuckDB and PostgreSQL
+
 MONTH = "2021-05"
 STREET = f"{MONTH}-northumbria-street.csv.gz"
 

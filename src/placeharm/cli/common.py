@@ -19,7 +19,7 @@ from rich.table import Table
 from placeharm import audit
 from placeharm.config import Settings, load_settings
 from placeharm.model import parse_month
-from placeharm.store.duckdb import DuckDBStore
+from placeharm.store import AnyStore, open_db
 
 out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
@@ -42,9 +42,9 @@ def _settings(db: Path | None) -> Settings:
     return load_settings(**({"db": db} if db else {}))
 
 
-def _open(settings: Settings) -> DuckDBStore:
+def _open(settings: Settings) -> AnyStore:
     """The store, with the audit log as configured (HMAC key, syslog) for what it writes."""
-    store = DuckDBStore(
+    store = open_db(
         settings.db,
         threads=settings.threads,
         memory_limit=settings.memory_limit,
@@ -59,7 +59,7 @@ def _open(settings: Settings) -> DuckDBStore:
 
 
 def _disclosed(
-    store: DuckDBStore,
+    store: AnyStore,
     command: str,
     page: str,
     rows: int,

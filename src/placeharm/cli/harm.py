@@ -30,6 +30,7 @@ from placeharm.services import indices as index_service
 from placeharm.services import population as population_service
 from placeharm.services import queries
 from placeharm.services.harm import HarmResult
+from placeharm.store import is_server_url
 from placeharm.store.base import Store
 
 harm_app = typer.Typer(help="Harm indices: list them and show their weights.", no_args_is_help=True)
@@ -286,7 +287,7 @@ def css(
     """Crime Severity Score per area: sum(offences x weight) / resident population."""
     settings = _settings(None)
     spec = index or settings.harm_index
-    if _is_file(spec) or not settings.db.exists():
+    if _is_file(spec) or not (is_server_url(settings.db) or Path(settings.db).exists()):
         harm_index = _index(settings, spec, None, None)
     else:  # a registered name needs the store's registry
         with _open(settings) as store:

@@ -56,7 +56,7 @@ from placeharm.services import ingest as ingest_service
 from placeharm.services import queries
 from placeharm.services import soc as soc_service
 from placeharm.services.backups import back_up
-from placeharm.store.duckdb import DuckDBStore
+from placeharm.store import AnyStore, is_server_url
 
 app = typer.Typer(
     help="placeharm: serious and organised crime harm by place (police.uk data, areas, counts).",
@@ -129,7 +129,7 @@ def _summary(results: list[ImportResult]) -> None:
 
 
 def _run_ingest(
-    store: DuckDBStore,
+    store: AnyStore,
     settings: Settings,
     paths: list[Path],
     tolerance_m: float,
@@ -452,7 +452,7 @@ def users_list(db: DbOption = None, fmt: FormatOption = Format.table) -> None:
         _emit(store.users(), fmt, "Users (sessions: open sessions in the store)")
 
 
-def _users_store(db: Path | None) -> DuckDBStore:
+def _users_store(db: Path | None) -> AnyStore:
     """The store for an account change. DuckDB lets one process open a store file for
     writing, so while the dashboard runs on it this refuses (change accounts on the admin
     page instead, which also ends sessions the server holds in memory)."""
@@ -721,7 +721,7 @@ def _debugging() -> bool:
 # -- the store's lifecycle: backup and restore (issue 13; docs/ingest.md, The store) ---------
 
 
-def _refuse_read_only(store: DuckDBStore, what: str) -> None:
+def _refuse_read_only(store: AnyStore, what: str) -> None:
     if store.read_only:
         raise StoreError(
             f"the store {store.path} is open read-only (the file or its folder cannot be "
@@ -768,6 +768,11 @@ def restore(
     from placeharm.store.duckdb import restore_store
 
     settings = _settings(db)
+    if is_server_url(settings.db):
+        raise StoreError(
+            "the store is a PostgreSQL database: restore it with pg_restore (docs/deploy.md, "
+            "Backups); `placeharm restore` puts a DuckDB backup file in place of a DuckDB store"
+        )
     target = Path(settings.db)
     kept = restore_store(source, target)
     try:

@@ -7,11 +7,11 @@ from typing import Any
 
 from placeharm import audit
 from placeharm.audit import Actor, AuditLog
-from placeharm.store.duckdb import DuckDBStore
+from placeharm.store import AnyStore
 
 
 def back_up(
-    store: DuckDBStore, dest: Path, actor: Actor, route: str, log: AuditLog | None = None
+    store: AnyStore, dest: Path, actor: Actor, route: str, log: AuditLog | None = None
 ) -> dict[str, Any]:
     """Write a consistent copy of `store` to `dest` (`DuckDBStore.backup`) and record it in
     the audit log (`log`, else the store's) as a disclosure of every record. A copy whose

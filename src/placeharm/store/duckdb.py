@@ -1761,8 +1761,10 @@ class DuckDBStore:
         `decimals` places), every month held: what `crime_locations` counts for any period
         and types, read once (a few thousand rows per area at 10M records)."""
         return self._frame(
-            "SELECT month, crime_type, round(longitude, ?) AS longitude, "
-            "round(latitude, ?) AS latitude, count(*)::INTEGER AS crimes FROM crimes "
+            "SELECT month, crime_type, "
+            "round(longitude::DECIMAL(10, 6), ?)::DOUBLE AS longitude, "
+            "round(latitude::DECIMAL(10, 6), ?)::DOUBLE AS latitude, "
+            "count(*)::INTEGER AS crimes FROM crimes "
             f"WHERE {_area_col(area[0])} = ? "
             "AND longitude IS NOT NULL AND latitude IS NOT NULL GROUP BY ALL",
             [decimals, decimals, area[1]],
@@ -1773,8 +1775,9 @@ class DuckDBStore:
         crime_type, its "on or near" street (`location`) and latest outcome, every month held:
         what a map point's details say (issue 15), read once per area and generation."""
         return self._frame(
-            "SELECT month, crime_type, round(longitude, ?) AS longitude, "
-            "round(latitude, ?) AS latitude, location, latest_outcome, "
+            "SELECT month, crime_type, "
+            "round(longitude::DECIMAL(10, 6), ?)::DOUBLE AS longitude, "
+            "round(latitude::DECIMAL(10, 6), ?)::DOUBLE AS latitude, location, latest_outcome, "
             "count(*)::INTEGER AS crimes FROM crimes "
             f"WHERE {_area_col(area[0])} = ? "
             "AND longitude IS NOT NULL AND latitude IS NOT NULL GROUP BY ALL",
@@ -1847,7 +1850,8 @@ class DuckDBStore:
         """Located crimes of one area in a period (of some types, or all), counted by point
         (rounded to `decimals` places): every crime, in a few thousand rows at most."""
         return self._frame(
-            "SELECT round(longitude, ?) AS longitude, round(latitude, ?) AS latitude, "
+            "SELECT round(longitude::DECIMAL(10, 6), ?)::DOUBLE AS longitude, "
+            "round(latitude::DECIMAL(10, 6), ?)::DOUBLE AS latitude, "
             "count(*)::INTEGER AS crimes FROM crimes "
             f"WHERE {_area_col(area[0])} = ? AND month BETWEEN ? AND ? "
             "AND (? IS NULL OR list_contains(?, crime_type)) "

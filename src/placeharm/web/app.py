@@ -85,7 +85,7 @@ from placeharm.services import (
 from placeharm.services import hotspots as hotspot_service  # issue 16
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
-from placeharm.store.duckdb import DuckDBStore
+from placeharm.store import AnyStore, PostgresStore, open_db
 from placeharm.web import audited, authz, uploads
 from placeharm.web.backups import Backups
 from placeharm.web.csrf import Csrf, RequestGuard
@@ -326,7 +326,7 @@ class State:
     def __init__(self, settings: Settings, clock: auth.Clock | None = None) -> None:
         self.settings = settings
         self.clock = clock or auth.utcnow
-        self.store = DuckDBStore(
+        self.store = open_db(
             settings.db,
             threads=settings.threads,
             memory_limit=settings.memory_limit,
@@ -351,6 +351,10 @@ class State:
         self.as_of: dict[str, Any] = {}
         self.watcher: DropFolder | None = None
         self.today: mopi.Clock = mopi.system_today  # "today" for MoPI reviews; tests set it
+        # several app processes on one PostgreSQL store: another's import refreshes ours
+        # (LISTEN/NOTIFY, issue 17); one DuckDB file has one process
+        if isinstance(self.store, PostgresStore):
+            self.store.listen(self.notify)
         self.audit = audit.AuditLog.from_settings(settings)  # cannot be switched off
         audit.attach(self.store, self.audit)
         self.backups = Backups(  # on request and on a schedule (issue 13)
@@ -362,14 +366,14 @@ class State:
         )
 
     @contextmanager
-    def read(self) -> Iterator[DuckDBStore]:
+    def read(self) -> Iterator[AnyStore]:
         """The store for reading: no lock, each thread reads through its own connection and
         sees committed data only, so page builds run side by side and never wait for an
         import."""
         yield self.store
 
     @contextmanager
-    def write(self) -> Iterator[DuckDBStore]:
+    def write(self) -> Iterator[AnyStore]:
         """The store for writing: one writer at a time (imports, sign-ins, sign-outs)."""
         with self.write_lock:
             yield self.store
@@ -1731,7 +1735,7 @@ def _status(exc: PlaceharmError) -> int:
     return next((code for kind, code in ERROR_STATUS if isinstance(exc, kind)), 400)
 
 
-def _refuse_read_only(store: DuckDBStore) -> None:
+def _refuse_read_only(store: AnyStore) -> None:
     """The dashboard writes to its store on every page (the section 62 audit log) and at
     every sign-in, so it cannot serve a read-only one (issue 13; docs/ingest.md)."""
     if store.read_only:
@@ -1744,7 +1748,7 @@ def _refuse_read_only(store: DuckDBStore) -> None:
         )
 
 
-def _admin(store: DuckDBStore, user: User, today: dt.date) -> Page:
+def _admin(store: AnyStore, user: User, today: dt.date) -> Page:
     policy.require(user, "admin")
     reviews = pages.mopi_reviews(store, user, today, 200)
     imports = store.imports(30)

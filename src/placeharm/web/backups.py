@@ -15,7 +15,7 @@ from typing import Any
 from placeharm.audit import Actor, AuditLog
 from placeharm.errors import Busy, StoreError
 from placeharm.services.backups import back_up
-from placeharm.store.duckdb import DuckDBStore
+from placeharm.store import AnyStore
 
 log = logging.getLogger(__name__)
 PREFIX = "placeharm-"
@@ -26,7 +26,7 @@ class Backups:
     """The server's backups of its store into `folder`: one at a time."""
 
     def __init__(
-        self, store: DuckDBStore, audit: AuditLog, folder: Path, every_s: float, keep: int
+        self, store: AnyStore, audit: AuditLog, folder: Path, every_s: float, keep: int
     ) -> None:
         self.store = store
         self.audit = audit

@@ -1,0 +1,92 @@
+"""PostgreSQL schema migrations: the same logical schema as `migrations.py`, version for
+version, written in PostgreSQL's types.
+
+Each DuckDB migration is translated (`pg_statement`): its statements name the same tables and
+columns, so one schema is maintained, not two. What PostgreSQL needs besides is added to the
+version it belongs to (`_EXTRA`): the `rowid` column DuckDB has built in, indexes DuckDB does
+without (its zone maps), and the shared generation counter several app processes read.
+Never edit a released migration; add a new one to `migrations.py` (and here only what
+PostgreSQL needs besides).
+"""
+
+from __future__ import annotations
+
+import re
+
+from placeharm.store.migrations import LATEST_VERSION, MIGRATIONS
+
+# Tables whose rows the store addresses by DuckDB's built-in `rowid`: PostgreSQL has no stable
+# row identifier (a ctid moves on update), so these get a `rowid` identity column.
+ROWID_TABLES = (
+    "crimes",
+    "crime_history",
+    "outcomes",
+    "outcome_history",
+    "stop_searches",
+    "soc_nominals",
+    "soc_groups",
+    "soc_memberships",
+    "soc_addresses",
+    "soc_nominal_crimes",
+    "soc_nominal_links",
+    "soc_intelligence",
+    "soc_incidents",
+    "soc_force_crimes",
+    "soc_disruptions",
+    "soc_partner_events",
+    "soc_chb_phases",
+)
+
+# DuckDB types and their PostgreSQL equivalents. UBIGINT (the 64-bit join hashes) has none:
+# PostgreSQL stores the same 64 bits as a signed BIGINT and the store reinterprets them at its
+# edge (`store.postgres`), so hashes compare and join exactly as in DuckDB.
+_TYPES = (
+    (re.compile(r"\bUBIGINT\b"), "BIGINT"),
+    (re.compile(r"\bDOUBLE\b(?!\s+PRECISION)"), "DOUBLE PRECISION"),
+    (re.compile(r"\bBLOB\b"), "BYTEA"),
+)
+_CREATE = re.compile(r"^\s*CREATE TABLE (\w+) \(", re.IGNORECASE)
+
+# What PostgreSQL needs besides the translated statements, by the version it belongs to.
+_EXTRA: dict[int, list[str]] = {
+    1: [
+        # several processes share one store: each committed write of page data adds one
+        # (`PostgresStore.generation`), in the writing transaction
+        "CREATE TABLE store_generation (id INTEGER PRIMARY KEY, generation BIGINT NOT NULL)",
+        "INSERT INTO store_generation VALUES (1, 0)",
+        "CREATE INDEX crimes_hash_idx ON crimes (crime_hash)",
+        "CREATE INDEX crimes_month_idx ON crimes (month)",
+        "CREATE INDEX crimes_crime_id_idx ON crimes (crime_id)",
+        "CREATE INDEX outcomes_hash_idx ON outcomes (crime_hash)",
+        "CREATE INDEX crime_history_hash_idx ON crime_history (crime_hash)",
+        "CREATE INDEX stop_searches_hash_idx ON stop_searches (search_hash)",
+        "CREATE INDEX quarantine_import_idx ON quarantine (import_id)",
+    ],
+    5: ["CREATE INDEX audit_log_hash_idx ON audit_log (entry_hash)"],
+    10: ["CREATE INDEX outcome_history_hash_idx ON outcome_history (crime_hash)"],
+    11: ["CREATE INDEX crime_cells_idx ON crime_cells (set_name, month)"],
+}
+
+
+def pg_statement(statement: str) -> str:
+    """One DuckDB migration statement in PostgreSQL's types (and a `rowid` column for the
+    tables in ROWID_TABLES)."""
+    out = statement
+    for pattern, replacement in _TYPES:
+        out = pattern.sub(replacement, out)
+    match = _CREATE.match(out)
+    if match and match.group(1) in ROWID_TABLES:
+        out = (
+            out[: match.end()]
+            + "\n    rowid BIGINT GENERATED ALWAYS AS IDENTITY UNIQUE,"
+            + out[match.end() :]
+        )
+    return out
+
+
+PG_MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (version, name, [pg_statement(s) for s in statements] + _EXTRA.get(version, []))
+    for version, name, statements in MIGRATIONS
+]
+
+__all__ = ["LATEST_VERSION", "PG_MIGRATIONS", "ROWID_TABLES", "pg_statement"]
