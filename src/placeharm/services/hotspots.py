@@ -24,7 +24,7 @@ from placeharm.analysis import hotspots as hs
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import HarmIndex
 from placeharm.model import month_range, shift_month
-from placeharm.services import harm, indices, pages, policy, queries, soc
+from placeharm.services import harm, indices, labels, pages, policy, queries, soc
 from placeharm.services.harm import HarmResult
 from placeharm.services.pages import Filters, Page
 from placeharm.services.policy import User
@@ -435,7 +435,7 @@ def page(store: Store, user: User, filters: Filters, options: Options) -> Page:
     }
     return Page(
         "hotspots",
-        f"Significant hot spots: {filters.by} areas",
+        f"Significant hot spots: {labels.areas_word(filters.by)}",
         data,
         {"areas": table, "significant": significant},
     )

@@ -171,6 +171,13 @@ def _set_word(by: str) -> str:
     return {"ward": "ward", "lsoa": "LSOA", "chb_sites": "CHB site"}.get(by, f"{by} area")
 
 
+def areas_word(by: str) -> str:
+    """An area set's areas in plain words, plural: "wards", "LSOAs", "sectors"."""
+    return {"ward": "wards", "lsoa": "LSOAs", "sector": "sectors", "chb_sites": "CHB sites"}.get(
+        by, f"{by} areas"
+    )
+
+
 def known_topics() -> tuple[str, ...]:
     return TOPICS
 
@@ -186,6 +193,7 @@ def template_helpers() -> dict[str, object]:
         "column_label": column_label,
         "PERCENT_VALUE_COLUMNS": PERCENT_VALUE_COLUMNS,
         "short_id": short_id,
+        "areas_word": areas_word,
         "PERCENT_COLUMNS": PERCENT_COLUMNS,
         "TOPIC_COLUMNS": TOPIC_COLUMNS,
         "TOPIC_LABELS": TOPIC_LABELS,
