@@ -86,6 +86,10 @@ ROUTES: dict[str, Audited] = {
     "/api/prominence": _d("prominence"),
     "/alerts": _c("alerts"),
     "/api/alerts": _d("alerts"),
+    "/hotspots": _c("hotspots"),  # issue 16
+    "/api/hotspots": _d("hotspots"),
+    "/api/hotspots.csv": _d("hotspots", "csv"),
+    "/api/hotspots.geojson": _d("hotspots", "geojson"),
 }
 # Routes that serve no police data, or log in their own handler, and why.
 EXEMPT: dict[str, str] = {
