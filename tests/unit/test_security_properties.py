@@ -1,0 +1,306 @@
+"""Security properties pinned with hand-worked values (issue 19): the partners' location
+grid, the area sets a partner may group by, spreadsheet formulas in CSV exports, a
+session's expiry instant, and a signed-out session in the web server's memory.
+
+Every expected value is written out here, never computed by the code under test.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from placeharm.errors import PermissionDenied
+from placeharm.services import auth, exports, policy
+from placeharm.services.policy import Role, User
+from placeharm.store.duckdb import DuckDBStore
+
+PARTNER = User("p", "Partner", Role.partner)
+OTHERS = [User(r.value, r.value, r) for r in Role if r is not Role.partner]
+
+
+# -- partners' locations: a 0.01-degree grid (about 1.1 km north-south in Newcastle) --------
+
+
+def test_partner_locations_snap_to_the_hundredth_of_a_degree_grid():
+    frame = pl.DataFrame(
+        {
+            "latitude": [54.97449, 54.97551, 54.9701, 54.9799, 55.0, -0.00451, -0.00551],
+            "longitude": [-1.60449, -1.60551, -1.6001, -1.6099, 0.0, 0.00451, 0.00551],
+        }
+    )
+    out = policy.shape_located(PARTNER, frame)
+    # nearest multiple of 0.01 degrees: 54.97449 -> 54.97, 54.97551 -> 54.98, ...
+    assert out["latitude"].to_list() == pytest.approx(
+        [54.97, 54.98, 54.97, 54.98, 55.0, -0.0, -0.01], abs=1e-12
+    )
+    assert out["longitude"].to_list() == pytest.approx(
+        [-1.60, -1.61, -1.60, -1.61, 0.0, 0.0, 0.01], abs=1e-12
+    )
+    # two points 0.0011 degrees apart, inside one cell, become the same point
+    same = policy.shape_located(
+        PARTNER, pl.DataFrame({"latitude": [54.9712, 54.9723], "longitude": [-1.6012, -1.6023]})
+    )
+    assert same.unique().height == 1
+
+
+def test_partner_grid_is_about_a_kilometre_not_finer():
+    # the setting the grid comes from (a change to it changes every partner's map)
+    assert policy.GENERALISE_DEGREES == 0.01
+    # points 0.004 degrees (about 440 m) either side of a cell centre all land on it
+    frame = pl.DataFrame({"latitude": [54.966, 54.970, 54.974], "longitude": [-1.6] * 3})
+    assert policy.shape_located(PARTNER, frame)["latitude"].to_list() == pytest.approx(
+        [54.97] * 3, abs=1e-12
+    )
+
+
+def test_partner_rows_drop_unshareable_records_and_identifying_columns():
+    frame = pl.DataFrame(
+        {
+            "id": ["i1", "i2", "i3"],
+            "handling_code": ["P", "C", None],
+            "latitude": [54.97449, 54.97449, 54.97449],
+            "subjects": ["N1", "N2", "N3"],
+            "summary": ["s", "s", "s"],
+            "address": ["1 High St", "x", "y"],
+            "location": ["On or near High St", "x", "y"],
+        }
+    )
+    out = policy.shape_located(PARTNER, frame)
+    assert out.columns == ["id", "handling_code", "latitude"]
+    assert out.rows() == [("i1", "P", pytest.approx(54.97))]
+
+
+@pytest.mark.parametrize("user", OTHERS, ids=lambda u: u.role.value)
+def test_other_roles_see_exact_locations(user: User):
+    frame = pl.DataFrame(
+        {"latitude": [54.97449], "longitude": [-1.60551], "handling_code": ["C"], "summary": ["s"]}
+    )
+    assert policy.shape_located(user, frame).equals(frame)
+
+
+@pytest.mark.parametrize("by", ["lsoa", "msoa", "chb", "patch", "ward_2013", "Ward", ""])
+def test_partners_group_by_ward_only(by: str):
+    policy.partner_area_set(PARTNER, "ward")  # allowed: returns without raising
+    with pytest.raises(PermissionDenied, match="by ward only"):
+        policy.partner_area_set(PARTNER, by)
+
+
+@pytest.mark.parametrize("user", OTHERS, ids=lambda u: u.role.value)
+def test_other_roles_group_by_any_area_set(user: User):
+    for by in ("lsoa", "msoa", "ward", "chb"):
+        policy.partner_area_set(user, by)
+
+
+def test_partners_cannot_sort_by_exact_coordinates():
+    assert not policy.sortable(PARTNER, "latitude")
+    assert not policy.sortable(PARTNER, "longitude")
+    assert policy.sortable(PARTNER, "month")
+    assert all(policy.sortable(u, c) for u in OTHERS for c in ("latitude", "longitude"))
+
+
+# -- CSV exports: formulas never run in a spreadsheet ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cell", "written"),
+    [
+        ("=SUM(A1:A9)", "'=SUM(A1:A9)"),
+        ("+44 191 000", "'+44 191 000"),
+        ("-1+2", "'-1+2"),
+        ("@cmd", "'@cmd"),
+        ("\t=1", "'\t=1"),
+        ("\r=1", "'\r=1"),
+        ("==", "'=="),  # only the first sign is quoted, once
+        ("a=1", "a=1"),  # a sign after the first character is harmless
+        (" =1", " =1"),  # a leading space is not stripped by spreadsheets
+        ("'=1", "'=1"),  # already quoted
+        ("Burglary", "Burglary"),
+        ("", ""),
+        ("\n=1", "\n=1"),  # a line feed is not in the OWASP list
+        ("＝1", "＝1"),  # full-width signs are not handled (docs/testing.md)
+    ],
+)
+def test_csv_cells_starting_with_a_formula_sign_are_quoted(cell: str, written: str):
+    frame = pl.DataFrame({"text": [cell]})
+    assert exports.neutralise_formulas(frame)["text"].to_list() == [written]
+
+
+def test_csv_neutralising_leaves_numbers_and_nulls_alone():
+    frame = pl.DataFrame(
+        {"n": [-1, 2], "x": [-1.605, 54.9], "text": [None, "-x"]},
+        schema={"n": pl.Int64, "x": pl.Float64, "text": pl.String},
+    )
+    out = exports.neutralise_formulas(frame)
+    assert out["n"].to_list() == [-1, 2]
+    assert out["x"].to_list() == [-1.605, 54.9]
+    assert out["text"].to_list() == [None, "'-x"]
+    assert out.schema == frame.schema
+
+
+# -- sessions: the exact instant one ends -----------------------------------------------------
+
+T0 = dt.datetime(2026, 3, 2, 8, 0, 0)
+TICK = dt.timedelta(microseconds=1)
+RULES = auth.SessionRules(idle=dt.timedelta(minutes=30), max_age=dt.timedelta(hours=10))
+
+
+def _session(created: dt.datetime, seen: dt.datetime, expires: dt.datetime) -> dict:
+    return {"created_at": created, "last_seen_at": seen, "expires_at": expires}
+
+
+def test_session_ends_at_the_first_of_idle_lifetime_and_stored_expiry():
+    eight_thirty = dt.datetime(2026, 3, 2, 8, 30)
+    # idle: 30 minutes after the last request at 08:00
+    assert RULES.ends_at(_session(T0, T0, T0 + dt.timedelta(hours=10))) == eight_thirty
+    # a later request known only in memory (09:00) counts from then: 09:30
+    assert RULES.ends_at(
+        _session(T0, T0, T0 + dt.timedelta(hours=10)), dt.datetime(2026, 3, 2, 9)
+    ) == dt.datetime(2026, 3, 2, 9, 30)
+    # an earlier one in memory does not pull the store's 08:00 back
+    assert (
+        RULES.ends_at(_session(T0, T0, T0 + dt.timedelta(hours=10)), T0 - dt.timedelta(hours=1))
+        == eight_thirty
+    )
+    # active until 17:45: the 10-hour lifetime (18:00) ends it, not idle (18:15)
+    late = dt.datetime(2026, 3, 2, 17, 45)
+    assert RULES.ends_at(_session(T0, late, T0 + dt.timedelta(hours=12))) == dt.datetime(
+        2026, 3, 2, 18
+    )
+    # the stored expiry (set at sign-in with older, shorter rules) when it is earlier
+    noon = dt.datetime(2026, 3, 2, 12)
+    assert RULES.ends_at(_session(T0, dt.datetime(2026, 3, 2, 11, 50), noon)) == noon
+    # the defaults: 30 minutes idle, one 10-hour shift
+    assert auth.DEFAULT_RULES.idle == dt.timedelta(minutes=30)
+    assert auth.DEFAULT_RULES.max_age == dt.timedelta(hours=10)
+
+
+@pytest.fixture
+def accounts(tmp_path: Path) -> Iterator[DuckDBStore]:
+    with DuckDBStore(tmp_path / "auth.duckdb") as store:
+        # no password: sessions are started directly (the hash is never checked here)
+        store.upsert_user("ana", "Ana Analyst", "analyst", auth.NO_PASSWORD, False)
+        yield store
+
+
+def test_idle_expiry_instant(accounts: DuckDBStore):
+    token = auth.start_session(accounts, "ana", T0, RULES)
+    end = dt.datetime(2026, 3, 2, 8, 30)  # 08:00 + 30 minutes idle
+    assert auth.user_for(accounts, token, end - TICK, RULES) == User(
+        "ana", "Ana Analyst", Role.analyst
+    )
+    assert auth.user_for(accounts, token, end, RULES) is None
+    assert auth.user_for(accounts, token, end + TICK, RULES) is None
+    # a look-up is not activity: the session did not move on
+    assert auth.user_for(accounts, token, end - TICK, RULES) is not None
+
+
+def test_absolute_lifetime_instant_however_active(accounts: DuckDBStore):
+    token = auth.start_session(accounts, "ana", T0, RULES)
+    # a request every 20 minutes from 08:20 to 17:40 keeps it from idling
+    for minutes in range(20, 10 * 60, 20):
+        auth.touch(accounts, token, T0 + dt.timedelta(minutes=minutes))
+    end = dt.datetime(2026, 3, 2, 18, 0)  # 08:00 + 10 hours
+    assert auth.user_for(accounts, token, end - TICK, RULES) is not None
+    assert auth.user_for(accounts, token, end, RULES) is None
+    assert auth.user_for(accounts, token, end + dt.timedelta(minutes=1), RULES) is None
+
+
+def test_start_session_stores_the_lifetime_from_sign_in(accounts: DuckDBStore):
+    token = auth.start_session(accounts, "ana", T0, RULES)
+    held = accounts.session(auth._token_hash(token))
+    assert held is not None
+    assert held["created_at"] == T0
+    assert held["expires_at"] == dt.datetime(2026, 3, 2, 18, 0)
+    # even with a longer lifetime in force later, the stored expiry still ends it
+    longer = auth.SessionRules(idle=dt.timedelta(hours=24), max_age=dt.timedelta(hours=48))
+    auth.touch(accounts, token, dt.datetime(2026, 3, 2, 17, 59))
+    assert auth.user_for(accounts, token, dt.datetime(2026, 3, 2, 18) - TICK, longer)
+    assert auth.user_for(accounts, token, dt.datetime(2026, 3, 2, 18), longer) is None
+
+
+def test_a_signed_out_token_is_refused_by_the_store_at_once(accounts: DuckDBStore):
+    token = auth.start_session(accounts, "ana", T0, RULES)
+    auth.logout(accounts, token)
+    assert auth.user_for(accounts, token, T0 + TICK, RULES) is None
+    assert accounts.session(auth._token_hash(token)) is None
+
+
+class _Clock:
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+def test_the_cache_forgets_a_signed_out_token_at_once(accounts: DuckDBStore):
+    clock = _Clock(T0)
+    cache = auth.SessionCache(RULES, clock, recheck_s=60)
+    lock = threading.Lock()
+    token = auth.start_session(accounts, "ana", T0, RULES)
+    assert cache.look_up(accounts, token, lock) is not None
+    clock.now = T0 + dt.timedelta(seconds=1)
+    assert cache.remembered(token) is not None  # answered from memory
+    # signing out (web/app.py's /logout): the store first, then the cache
+    auth.logout(accounts, token)
+    cache.forget(token)
+    assert cache.remembered(token) is None  # reused at once: not from memory
+    assert cache.look_up(accounts, token, lock) is None  # and the store refuses it
+    assert len(cache) == 0
+    clock.now = T0 + dt.timedelta(seconds=61)  # after the re-check too
+    assert cache.remembered(token) is None
+    assert cache.look_up(accounts, token, lock) is None
+
+
+def test_a_session_ended_elsewhere_is_refused_from_the_recheck(accounts: DuckDBStore):
+    # ended in the store by another process (not this cache): this process may answer
+    # from memory until `recheck_s` after it last asked the store, never later
+    clock = _Clock(T0)
+    cache = auth.SessionCache(RULES, clock, recheck_s=60)
+    lock = threading.Lock()
+    token = auth.start_session(accounts, "ana", T0, RULES)
+    assert cache.look_up(accounts, token, lock) is not None  # asked at 08:00:00
+    auth.logout(accounts, token)
+    clock.now = T0 + dt.timedelta(seconds=60) - TICK
+    assert cache.remembered(token) is not None  # inside the documented window
+    clock.now = T0 + dt.timedelta(seconds=60)  # the re-check instant
+    assert cache.remembered(token) is None
+    assert cache.look_up(accounts, token, lock) is None
+    assert len(cache) == 0
+
+
+def test_the_cache_ends_a_session_at_its_idle_instant(accounts: DuckDBStore):
+    # the store was asked at 08:00 with no activity: idle counts from sign-in, 08:30
+    clock = _Clock(T0)
+    cache = auth.SessionCache(RULES, clock, recheck_s=3600)  # memory alone decides
+    lock = threading.Lock()
+    token = auth.start_session(accounts, "ana", T0, RULES)
+    assert cache.look_up(accounts, token, lock, activity=False) is not None
+    clock.now = dt.datetime(2026, 3, 2, 8, 30)
+    fresh = auth.SessionCache(RULES, clock, recheck_s=3600)
+    assert fresh.look_up(accounts, token, lock) is None  # the store agrees: ended at 08:30
+    clock.now = dt.datetime(2026, 3, 2, 8, 30) - TICK
+    assert cache.remembered(token) is not None  # a request at 08:29:59.999999 ...
+    # ... so the next request may come up to 30 minutes later, not at 30 minutes
+    clock.now = dt.datetime(2026, 3, 2, 8, 59, 59, 999_999)
+    assert cache.remembered(token) is None
+    assert len(cache) == 0
+
+
+def test_the_cache_ends_a_session_at_its_lifetime_instant(accounts: DuckDBStore):
+    clock = _Clock(dt.datetime(2026, 3, 2, 17, 50))
+    cache = auth.SessionCache(RULES, clock, recheck_s=3600)
+    lock = threading.Lock()
+    token = auth.start_session(accounts, "ana", T0, RULES)
+    auth.touch(accounts, token, dt.datetime(2026, 3, 2, 17, 45))
+    assert cache.look_up(accounts, token, lock) is not None
+    clock.now = dt.datetime(2026, 3, 2, 18) - TICK
+    assert cache.remembered(token) is not None
+    clock.now = dt.datetime(2026, 3, 2, 18)
+    assert cache.remembered(token) is None
