@@ -6,7 +6,7 @@ UV := .uv/bin/uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: demo test check bench setup clean
+.PHONY: demo test check bench setup clean mutation
 
 $(UV):
 	$(PYTHON) -m venv .uv
@@ -29,5 +29,16 @@ check: setup
 bench: setup
 	.venv/bin/python bench/run.py
 
+# Mutation testing of the critical modules ([tool.mutmut] in pyproject.toml; docs/testing.md).
+# Slow (an hour or more for every module on two cores), so never in CI. Narrow it with
+# MUTANTS, e.g. make mutation MUTANTS='placeharm.services.policy*'; results stay in mutants/
+# and a later run picks up where the last one stopped.
+MUTANTS ?=
+MUTATION_JOBS ?= 2
+mutation: export PLACEHARM_SHARED_DATA ?= $(abspath ../shared/data)
+mutation: setup
+	.venv/bin/mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
+	.venv/bin/python tools/mutation_report.py
+
 clean:
-	rm -rf .venv .uv placeharm.duckdb placeharm.duckdb.wal
+	rm -rf .venv .uv placeharm.duckdb placeharm.duckdb.wal mutants
