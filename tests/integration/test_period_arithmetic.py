@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from pathlib import Path
 
 import pytest
 
@@ -136,9 +135,7 @@ def test_like_for_like_every_pair_kept_when_both_periods_are_whole(hand):
 
 # -- a nominal's home in a period -------------------------------------------------------------
 
-NOMINALS = "nominal_id,surname,forename\n" + "".join(
-    f"N{i},Demo{i},X\n" for i in range(1, 7)
-)
+NOMINALS = "nominal_id,surname,forename\n" + "".join(f"N{i},Demo{i},X\n" for i in range(1, 7))
 # nominal, address, link, area, from, to
 ADDRESSES = [
     ("N1", "AD1", "home", "A", "", "2020-12-31"),  # moved from A ...

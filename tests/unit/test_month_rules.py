@@ -56,7 +56,9 @@ def test_street_rows_from_2010_12_to_the_latest_month(tmp_path: Path):
     reasons = {q.line: q.reason for q in parsed.quarantine}
     # line 1 is the header: 2010-11 is line 2, 2021-06 line 7, 2022-01 line 8
     assert sorted(reasons) == [2, 7, 8]
-    assert all("outside the data.police.uk range (2010-12 to 2021-05)" in r for r in reasons.values())
+    assert all(
+        "outside the data.police.uk range (2010-12 to 2021-05)" in r for r in reasons.values()
+    )
 
 
 def test_outcome_rows_may_be_one_month_after_the_latest(tmp_path: Path):
@@ -188,9 +190,7 @@ def test_chb_before_period_is_as_long_as_the_phases():
         ("Hold", D(2021, 6, 1), D(2021, 8, 31)),  # 2021-06..08: 3 months
         ("Build", D(2021, 9, 1), None),  # ongoing: 2021-09..12 (last held): 4 months
     ]
-    clear, periods, length, wanted, before = soc.chb_periods(
-        phases, D(2019, 1, 1), D(2021, 12, 1)
-    )
+    clear, periods, length, wanted, before = soc.chb_periods(phases, D(2019, 1, 1), D(2021, 12, 1))
     assert clear == D(2021, 3, 1)
     assert periods == [
         ("Clear", D(2021, 3, 1), D(2021, 5, 1)),
@@ -269,7 +269,5 @@ def test_chb_clear_month_is_the_earliest_phase_start_in_any_order():
         (0, 0, None),
     ],
 )
-def test_chb_monthly_mean_divides_by_months_with_data(
-    total: int, months: int, mean: float | None
-):
+def test_chb_monthly_mean_divides_by_months_with_data(total: int, months: int, mean: float | None):
     assert soc.monthly_mean(total, months) == mean

@@ -17,7 +17,7 @@ from placeharm.soc.importer import import_entity
 from placeharm.store.base import Scope
 from placeharm.store.duckdb import DuckDBStore
 
-O, AN, SU, SL, P, AD, AU = (
+OF, AN, SU, SL, P, AD, AU = (
     Role.officer,
     Role.analyst,
     Role.supervisor,
@@ -26,7 +26,7 @@ O, AN, SU, SL, P, AD, AU = (
     Role.admin,
     Role.auditor,
 )
-EVERY = {O, AN, SU, SL, P, AD, AU}
+EVERY = {OF, AN, SU, SL, P, AD, AU}
 # action -> the roles that may do it
 ACTIONS = {
     "overview": EVERY - {AU},
@@ -34,8 +34,8 @@ ACTIONS = {
     "chb": EVERY - {AU},
     "records": EVERY - {AU},
     "help": EVERY,
-    "group": {O, AN, SU, SL, AD},
-    "nominal": {O, AN, SU, AD},
+    "group": {OF, AN, SU, SL, AD},
+    "nominal": {OF, AN, SU, AD},
     "admin": {AD},
     "radius": {AN, SU, AD},
     "upload": {AD},
@@ -44,17 +44,18 @@ ACTIONS = {
     "api_description": EVERY,
     "live": EVERY,
     "basemap": EVERY,
-    "justification": {O, AN, SU, AD},
+    "justification": {OF, AN, SU, AD},
 }
+# record kinds: a senior leader lists every kind but nominals; officers and up, all
+SENIOR = ["crimes", "partner_events", "intelligence", "incidents", "force_crimes"]
+SENIOR += ["disruptions", "groups"]
 KINDS = {
-    O: ["crimes", "partner_events", "intelligence", "incidents", "force_crimes", "disruptions",
-        "nominals", "groups"],  # fmt: skip
-    SL: ["crimes", "partner_events", "intelligence", "incidents", "force_crimes",
-         "disruptions", "groups"],  # fmt: skip
+    OF: [*SENIOR[:6], "nominals", "groups"],
+    SL: SENIOR,
     P: ["crimes", "partner_events", "intelligence"],
     AU: [],
 }
-KINDS[AN] = KINDS[SU] = KINDS[AD] = KINDS[O]
+KINDS[AN] = KINDS[SU] = KINDS[AD] = KINDS[OF]
 
 
 def _user(role: Role) -> User:
@@ -86,7 +87,7 @@ def test_unknown_actions_and_anonymous_readers():
 def test_record_kinds_per_role(role: Role):
     user = _user(role)
     assert policy.record_kinds(user) == KINDS[role]
-    for kind in KINDS[O]:
+    for kind in KINDS[OF]:
         if kind in KINDS[role]:
             policy.require_records(user, kind)
         else:
@@ -99,7 +100,7 @@ def test_record_kinds_per_role(role: Role):
 @pytest.mark.parametrize(
     ("role", "cleared", "purposes", "names_people"),
     [
-        (O, False, ["nominal", "export"], True),
+        (OF, False, ["nominal", "export"], True),
         (AN, True, ["nominal", "export", "radius"], True),
         (SU, True, ["nominal", "export", "radius"], True),
         (AD, True, ["nominal", "export", "radius"], True),
@@ -152,7 +153,7 @@ def test_scopes_on_a_store_without_restricted_nominals(store: DuckDBStore):
     masked = tuple(("soc_nominals", f) for f in FLAGS)
     assert policy.scope(store, _user(AN)) == Scope()
     assert policy.scope(store, _user(AD)) == Scope()
-    assert policy.scope(store, _user(O)) == Scope((), link, masked)
+    assert policy.scope(store, _user(OF)) == Scope((), link, masked)
     assert policy.scope(store, _user(SL)) == Scope((), link, masked)
     assert policy.scope(store, _user(P)) == Scope(HANDLED, link, masked)
 
@@ -160,7 +161,7 @@ def test_scopes_on_a_store_without_restricted_nominals(store: DuckDBStore):
 def test_uncleared_scopes_drop_nominals_known_only_for_exploitation(
     store: DuckDBStore, tmp_path: Path
 ):
-    before = policy.scope(store, _user(O))
+    before = policy.scope(store, _user(OF))
     path = tmp_path / "nominals.csv"
     path.write_text(NOMINALS)
     import_entity(store, "nominals", path)
@@ -175,7 +176,7 @@ def test_uncleared_scopes_drop_nominals_known_only_for_exploitation(
         ("soc_nominal_links", "link_type", ("exploitation",)),
     )
     masked = tuple(("soc_nominals", f) for f in FLAGS)
-    officer = policy.scope(store, _user(O))
+    officer = policy.scope(store, _user(OF))
     assert officer is not before  # the import moved the generation on
     assert officer == Scope((), drop, masked)
     assert sorted(policy.hidden_nominals(officer)) == ["N2", "N4"]
@@ -183,7 +184,7 @@ def test_uncleared_scopes_drop_nominals_known_only_for_exploitation(
     assert policy.scope(store, _user(SU)) == Scope()
     assert policy.hidden_nominals(Scope()) == []
     # one Scope object per kind of reader and generation
-    assert policy.scope(store, _user(O)) is officer
+    assert policy.scope(store, _user(OF)) is officer
     assert policy.scope(store, _user(SL)) is officer  # same kind: uncleared, not a partner
     assert policy.scope(store, _user(P)) is not officer
 
@@ -193,18 +194,16 @@ def test_uncleared_scopes_drop_nominals_known_only_for_exploitation(
 
 def test_nominal_rows_lose_restricted_flags_unless_cleared():
     frame = pl.DataFrame({"nominal_id": ["N1"], "cse_victim": [True], "ocg_member": [True]})
-    assert policy.shape_nominals(_user(O), frame).columns == ["nominal_id", "ocg_member"]
+    assert policy.shape_nominals(_user(OF), frame).columns == ["nominal_id", "ocg_member"]
     assert policy.shape_nominals(_user(AN), frame).equals(frame)
 
 
 def test_exploitation_links_only_for_cleared_roles():
-    frame = pl.DataFrame(
-        {"from_nominal": ["N1", "N2"], "link_type": ["associate", "exploitation"]}
-    )
-    assert policy.shape_links(_user(O), frame)["link_type"].to_list() == ["associate"]
+    frame = pl.DataFrame({"from_nominal": ["N1", "N2"], "link_type": ["associate", "exploitation"]})
+    assert policy.shape_links(_user(OF), frame)["link_type"].to_list() == ["associate"]
     assert policy.shape_links(_user(SU), frame).equals(frame)
     no_type = pl.DataFrame({"from_nominal": ["N1"]})
-    assert policy.shape_links(_user(O), no_type).equals(no_type)
+    assert policy.shape_links(_user(OF), no_type).equals(no_type)
 
 
 def test_people_columns_by_role():
@@ -221,10 +220,10 @@ def test_people_columns_by_role():
     for role in (SL, P, AU):
         assert policy.shape_people(_user(role), frame, hidden).columns == ["id"]
     # an officer: the hidden nominal taken out of subjects and targets
-    officer = policy.shape_people(_user(O), frame, hidden)
+    officer = policy.shape_people(_user(OF), frame, hidden)
     assert officer["subjects"].to_list() == ["N1", "", ""]
     assert officer["target_nominal_id"].to_list() == [None, "N1", None]
     assert officer["summary"].to_list() == ["s1", "s2", "s3"]
     # cleared roles, or nothing hidden: unchanged
     assert policy.shape_people(_user(AN), frame, hidden).equals(frame)
-    assert policy.shape_people(_user(O), frame, []).equals(frame)
+    assert policy.shape_people(_user(OF), frame, []).equals(frame)

@@ -120,6 +120,6 @@ def neutralise_formulas(frame: pl.DataFrame) -> pl.DataFrame:
 
     The signs (OWASP "CSV injection"): = + - @, and tab and carriage return, which some
     spreadsheets strip before looking for one. Only the first character matters; columns
-    that are not text are unchanged. Full-width signs (＝ U+FF1D ...) are not quoted.
+    that are not text are unchanged. Full-width signs (U+FF1D ...) are not quoted.
     """
     return frame.with_columns(pl.col(pl.String).str.replace(r"^([=+\-@\t\r])", "'$1"))
