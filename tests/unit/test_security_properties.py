@@ -15,7 +15,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from placeharm.errors import PermissionDenied
+from placeharm import audit
+from placeharm.errors import DataError, NotFound, PermissionDenied
 from placeharm.services import auth, exports, policy
 from placeharm.services.policy import Role, User
 from placeharm.store.duckdb import DuckDBStore
@@ -304,3 +305,104 @@ def test_the_cache_ends_a_session_at_its_lifetime_instant(accounts: DuckDBStore)
     assert cache.remembered(token) is not None
     clock.now = dt.datetime(2026, 3, 2, 18)
     assert cache.remembered(token) is None
+
+
+class _ForgetWhileLooking:
+    """A write lock whose turn comes while a look-up is between reading the store and
+    remembering what it read: a sign-out happens at that moment (the race `_epoch` closes)."""
+
+    def __init__(self, cache: auth.SessionCache, token: str) -> None:
+        self.cache, self.token = cache, token
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self.cache.forget(self.token)
+        return False  # busy: the look-up does not write
+
+    def release(self) -> None:  # never acquired
+        raise AssertionError("released a lock it did not hold")
+
+
+def test_a_look_up_racing_a_sign_out_does_not_remember_the_session(accounts: DuckDBStore):
+    clock = _Clock(T0 + dt.timedelta(minutes=5))  # the store's copy is 5 minutes old
+    cache = auth.SessionCache(RULES, clock, recheck_s=60)
+    token = auth.start_session(accounts, "ana", T0, RULES)
+    other = auth.start_session(accounts, "ana", T0, RULES)
+    cache.forget(other)  # the epoch has moved before: only a move during the look-up counts
+    # the look-up read a live session, but the sign-out came before it could remember it
+    assert cache.look_up(accounts, token, _ForgetWhileLooking(cache, token)) is not None
+    assert cache.remembered(token) is None
+    assert len(cache) == 0
+    # without a sign-out in between it is remembered
+    assert cache.look_up(accounts, token, threading.Lock()) is not None
+    assert cache.remembered(token) is not None
+
+
+def test_forgetting_a_user_drops_only_their_sessions(accounts: DuckDBStore):
+    accounts.upsert_user("bob", "Bob Officer", "officer", auth.NO_PASSWORD, False)
+    cache = auth.SessionCache(RULES, _Clock(T0), recheck_s=60)
+    lock = threading.Lock()
+    tokens = [auth.start_session(accounts, name, T0, RULES) for name in ("ana", "ana", "bob")]
+    for token in tokens:
+        assert cache.look_up(accounts, token, lock) is not None
+    assert cache.forget_user("ana") == 2
+    assert [cache.remembered(t) is not None for t in tokens] == [False, False, True]
+    assert cache.forget_user("nobody") == 0
+
+
+# -- account changes end sessions (services/auth.py) ------------------------------------------
+
+ADMIN = User("root", "Root Admin", Role.admin)
+VIA = audit.Actor("root", "admin", "192.0.2.1")
+STRONG = "cobalt-harbour-lantern-9431"
+
+
+def _live(store: DuckDBStore, token: str) -> bool:
+    return auth.user_for(store, token, T0 + dt.timedelta(minutes=1), RULES) is not None
+
+
+def test_disabling_an_account_ends_its_sessions(accounts: DuckDBStore):
+    tokens = [auth.start_session(accounts, "ana", T0, RULES) for _ in range(2)]
+    assert auth.change_account(accounts, ADMIN, "ana", "disable", "", VIA) == 2
+    assert accounts.user("ana")["disabled"]
+    assert not any(_live(accounts, t) for t in tokens)
+    assert auth.change_account(accounts, ADMIN, "ana", "enable", "", VIA) == 0
+    assert not accounts.user("ana")["disabled"]
+    assert not any(_live(accounts, t) for t in tokens)  # old sessions stay ended
+    assert _live(accounts, auth.start_session(accounts, "ana", T0, RULES))
+    changes, total = audit.log_for(accounts).search(accounts, username="root", action="alteration")
+    assert total == 2
+    assert changes.select("route", "record_ids", "query").rows() == [
+        ("users enable", '{"user":["ana"]}', "{}"),
+        ("users disable", '{"user":["ana"]}', '{"sessions_ended":2}'),
+    ]
+
+
+def test_a_role_or_password_change_ends_sessions(accounts: DuckDBStore):
+    token = auth.start_session(accounts, "ana", T0, RULES)
+    assert auth.change_account(accounts, ADMIN, "ana", "role", "officer", VIA) == 1
+    assert accounts.user("ana")["role"] == "officer"
+    assert not _live(accounts, token)
+    with pytest.raises(DataError, match="unknown role 'chief'"):
+        auth.change_account(accounts, ADMIN, "ana", "role", "chief", VIA)
+    token = auth.start_session(accounts, "ana", T0, RULES)
+    assert auth.change_account(accounts, ADMIN, "ana", "password", STRONG, VIA) == 1
+    assert not _live(accounts, token)
+    auth.check_password(accounts.user("ana"), STRONG, real_data=False)  # the new one works
+    with pytest.raises(DataError):
+        auth.change_account(accounts, ADMIN, "ana", "password", "short", VIA)
+
+
+def test_account_changes_are_refused_when_they_should_be(accounts: DuckDBStore):
+    with pytest.raises(PermissionDenied, match="only an administrator"):
+        auth.change_account(accounts, User("s", "S", Role.supervisor), "ana", "enable", "", VIA)
+    with pytest.raises(DataError, match="unknown account action 'delete'"):
+        auth.change_account(accounts, ADMIN, "ana", "delete", "", VIA)
+    for action in ("disable", "role"):
+        with pytest.raises(PermissionDenied, match="your own account"):
+            auth.change_account(accounts, ADMIN, "root", action, "officer", VIA)
+    for action, value in (("disable", ""), ("enable", ""), ("role", "officer")):
+        with pytest.raises(NotFound, match="no user 'nobody'"):
+            auth.change_account(accounts, ADMIN, "nobody", action, value, VIA)
+    with pytest.raises(NotFound, match="no user 'nobody'"):
+        auth.change_account(accounts, ADMIN, "nobody", "password", STRONG, VIA)
+    assert not accounts.user("ana")["disabled"]
