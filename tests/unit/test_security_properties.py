@@ -19,6 +19,7 @@ from placeharm import audit
 from placeharm.errors import DataError, NotFound, PermissionDenied
 from placeharm.services import auth, exports, policy
 from placeharm.services.policy import Role, User
+from placeharm.soc.importer import import_entity
 from placeharm.store.duckdb import DuckDBStore
 
 PARTNER = User("p", "Partner", Role.partner)
@@ -406,3 +407,23 @@ def test_account_changes_are_refused_when_they_should_be(accounts: DuckDBStore):
     with pytest.raises(NotFound, match="no user 'nobody'"):
         auth.change_account(accounts, ADMIN, "nobody", "password", STRONG, VIA)
     assert not accounts.user("ana")["disabled"]
+
+
+def test_a_request_moves_the_idle_instant_to_its_own_time(accounts: DuckDBStore):
+    token = auth.start_session(accounts, "ana", T0, RULES)
+    auth.touch(accounts, token, dt.datetime(2026, 3, 2, 8, 20))  # a request at 08:20
+    end = dt.datetime(2026, 3, 2, 8, 50)  # 30 minutes after it
+    assert auth.user_for(accounts, token, end - TICK, RULES) is not None
+    assert auth.user_for(accounts, token, end, RULES) is None
+
+
+def test_demo_sessions_end_when_the_store_holds_real_records(accounts: DuckDBStore, tmp_path: Path):
+    accounts.upsert_user("demo", "Demo Analyst", "analyst", auth.NO_PASSWORD, True)
+    demo = auth.start_session(accounts, "demo", T0, RULES)
+    real = auth.start_session(accounts, "ana", T0, RULES)
+    assert _live(accounts, demo) and _live(accounts, real)
+    path = tmp_path / "nominals.csv"
+    path.write_text("nominal_id,surname,forename\nN1,Real,Person\n")  # not synthetic
+    import_entity(accounts, "nominals", path)
+    assert not _live(accounts, demo)
+    assert _live(accounts, real)
