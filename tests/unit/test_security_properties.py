@@ -427,3 +427,47 @@ def test_demo_sessions_end_when_the_store_holds_real_records(accounts: DuckDBSto
     import_entity(accounts, "nominals", path)
     assert not _live(accounts, demo)
     assert _live(accounts, real)
+
+
+def test_account_changes_are_stamped_logged_and_audited(
+    accounts: DuckDBStore, caplog: pytest.LogCaptureFixture
+):
+    auth.start_session(accounts, "ana", T0, RULES)
+    caplog.set_level("WARNING", logger="placeharm.services.auth")
+    assert auth.disable_user(accounts, "ana", VIA, now=T0) == 1
+    assert accounts.user("ana")["disabled_at"] == T0
+    auth.enable_user(accounts, "ana", VIA)
+    assert accounts.user("ana")["disabled_at"] is None
+    assert auth.set_role(accounts, "ana", "supervisor", VIA) == 0
+    assert auth.set_password(accounts, "ana", STRONG, VIA, now=T0) == 0
+    assert accounts.user("ana")["password_changed_at"] == T0
+    # the operator's log says which account and what happened (never the password)
+    assert [r.getMessage() for r in caplog.records] == [
+        "account ana disabled; 1 sessions ended",
+        "account ana enabled",
+        "account ana role set to supervisor; 0 sessions ended",
+        "account ana password set; 0 sessions ended",
+    ]
+    changes, _ = audit.log_for(accounts).search(accounts, action="alteration")
+    assert changes.select("username", "route", "record_ids", "query").rows() == [
+        ("root", "users password", '{"user":["ana"]}', '{"sessions_ended":0}'),
+        ("root", "users role", '{"user":["ana"]}', '{"role":"supervisor","sessions_ended":0}'),
+        ("root", "users enable", '{"user":["ana"]}', "{}"),
+        ("root", "users disable", '{"user":["ana"]}', '{"sessions_ended":1}'),
+    ]
+    assert STRONG not in caplog.text
+
+
+def test_a_look_up_racing_an_account_change_does_not_remember_it(accounts: DuckDBStore):
+    cache = auth.SessionCache(RULES, _Clock(T0 + dt.timedelta(minutes=5)), recheck_s=60)
+    token = auth.start_session(accounts, "ana", T0, RULES)
+    cache.forget_user("nobody")
+    cache.forget_user("nobody")  # the epoch has moved twice before
+
+    class _ChangeWhileLooking(_ForgetWhileLooking):
+        def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+            self.cache.forget_user("ana")
+            return False
+
+    assert cache.look_up(accounts, token, _ChangeWhileLooking(cache, token)) is not None
+    assert cache.remembered(token) is None
