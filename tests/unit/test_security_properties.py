@@ -476,3 +476,38 @@ def test_a_look_up_racing_an_account_change_does_not_remember_it(accounts: DuckD
 
     assert cache.look_up(accounts, token, _ChangeWhileLooking(cache, token)) is not None
     assert cache.remembered(token) is None
+
+
+def test_real_records_end_demo_sessions_in_the_store_and_in_memory(
+    accounts: DuckDBStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    accounts.upsert_user("demo", "Demo Analyst", "analyst", auth.NO_PASSWORD, True)
+    cache = auth.SessionCache(RULES, _Clock(T0 + dt.timedelta(minutes=1)), recheck_s=3600)
+    lock = threading.Lock()
+    demo = auth.start_session(accounts, "demo", T0, RULES)
+    real = auth.start_session(accounts, "ana", T0, RULES)
+    assert cache.look_up(accounts, demo, lock) is not None
+    assert cache.look_up(accounts, real, lock) is not None
+    assert cache.data_changed(accounts) == 0  # still only synthetic records: nothing ends
+    assert cache.remembered(demo) is not None
+    path = tmp_path / "nominals.csv"
+    path.write_text("nominal_id,surname,forename\nN1,Real,Person\n")
+    import_entity(accounts, "nominals", path)
+    assert cache.remembered(demo) is not None  # memory does not know yet ...
+    caplog.set_level("WARNING", logger="placeharm.services.auth")
+    assert cache.data_changed(accounts) == 1  # ... until the import says so
+    assert cache.remembered(demo) is None
+    assert cache.remembered(real) is not None
+    # the import itself ended the demo session in the store (soc/importer.py), so this
+    # process has nothing more to end there and logs nothing
+    assert accounts.session(auth._token_hash(demo)) is None
+    assert accounts.session(auth._token_hash(real)) is not None
+    assert cache.real_data(accounts) is True
+    assert caplog.records == []
+    # a demo session started on a store with real records is ended by the next check
+    late = auth.start_session(accounts, "demo", T0, RULES)
+    assert cache.data_changed(accounts) == 0  # none in memory
+    assert accounts.session(auth._token_hash(late)) is None
+    assert [r.getMessage() for r in caplog.records] == [
+        "real SOC records imported: 1 demo sessions ended"
+    ]
