@@ -394,10 +394,18 @@ def test_a_role_or_password_change_ends_sessions(accounts: DuckDBStore):
 
 
 def test_account_changes_are_refused_when_they_should_be(accounts: DuckDBStore):
-    with pytest.raises(PermissionDenied, match="only an administrator"):
+    with pytest.raises(PermissionDenied) as refused:
         auth.change_account(accounts, User("s", "S", Role.supervisor), "ana", "enable", "", VIA)
-    with pytest.raises(DataError, match="unknown account action 'delete'"):
+    assert str(refused.value) == "only an administrator can change accounts"
+    with pytest.raises(DataError) as refused:
         auth.change_account(accounts, ADMIN, "ana", "delete", "", VIA)
+    assert str(refused.value) == (
+        "unknown account action 'delete'; use one of disable, enable, role, password"
+    )
+    # a password holding the username is refused (the display name here is unrelated)
+    accounts.upsert_user("qwx", "Pat Smith", "officer", auth.NO_PASSWORD, False)
+    with pytest.raises(DataError, match="contains the username"):
+        auth.change_account(accounts, ADMIN, "qwx", "password", "qwx-cobalt-harbour-9431", VIA)
     own = (
         "you cannot disable your own account or change your own role: ask another "
         "administrator, or use `placeharm users` with the dashboard stopped"
@@ -439,6 +447,9 @@ def test_account_changes_are_stamped_logged_and_audited(
 ):
     auth.start_session(accounts, "ana", T0, RULES)
     caplog.set_level("WARNING", logger="placeharm.services.auth")
+    assert auth.change_account(accounts, ADMIN, "ana", "enable", "", VIA) == 0
+    assert caplog.records[0].getMessage() == "administrator root: enable account ana"
+    caplog.clear()
     assert auth.disable_user(accounts, "ana", VIA, now=T0) == 1
     assert accounts.user("ana")["disabled_at"] == T0
     auth.enable_user(accounts, "ana", VIA)
@@ -453,12 +464,14 @@ def test_account_changes_are_stamped_logged_and_audited(
         "account ana role set to supervisor; 0 sessions ended",
         "account ana password set; 0 sessions ended",
     ]
-    changes, _ = audit.log_for(accounts).search(accounts, action="alteration")
-    assert changes.select("username", "route", "record_ids", "query").rows() == [
-        ("root", "users password", '{"user":["ana"]}', '{"sessions_ended":0}'),
-        ("root", "users role", '{"user":["ana"]}', '{"role":"supervisor","sessions_ended":0}'),
-        ("root", "users enable", '{"user":["ana"]}', "{}"),
-        ("root", "users disable", '{"user":["ana"]}', '{"sessions_ended":1}'),
+    changes, _ = audit.log_for(accounts).search(accounts, action="alteration", limit=4)
+    assert set(changes["username"]) == {"root"} and set(changes["page"]) == {"user"}
+    assert set(changes["record_ids"]) == {'{"user":["ana"]}'}
+    assert changes.select("route", "query").rows() == [
+        ("users password", '{"sessions_ended":0}'),
+        ("users role", '{"role":"supervisor","sessions_ended":0}'),
+        ("users enable", "{}"),
+        ("users disable", '{"sessions_ended":1}'),
     ]
     assert STRONG not in caplog.text
 
