@@ -406,6 +406,8 @@ def test_account_changes_are_refused_when_they_should_be(accounts: DuckDBStore):
     accounts.upsert_user("qwx", "Pat Smith", "officer", auth.NO_PASSWORD, False)
     with pytest.raises(DataError, match="contains the username"):
         auth.change_account(accounts, ADMIN, "qwx", "password", "qwx-cobalt-harbour-9431", VIA)
+    with pytest.raises(DataError, match="contains the account's display name"):
+        auth.change_account(accounts, ADMIN, "qwx", "password", "Pat-Smith-cobalt-9431", VIA)
     own = (
         "you cannot disable your own account or change your own role: ask another "
         "administrator, or use `placeharm users` with the dashboard stopped"
