@@ -452,6 +452,10 @@ def test_demo_sessions_end_when_the_store_holds_real_records(accounts: DuckDBSto
     import_entity(accounts, "nominals", path)
     assert not _live(accounts, demo)
     assert _live(accounts, real)
+    # the import ended the demo session in the store; one started after it is refused too
+    late = auth.start_session(accounts, "demo", T0, RULES)
+    assert accounts.session(auth._token_hash(late)) is not None
+    assert not _live(accounts, late)
 
 
 def test_account_changes_are_stamped_logged_and_audited(
@@ -459,9 +463,6 @@ def test_account_changes_are_stamped_logged_and_audited(
 ):
     auth.start_session(accounts, "ana", T0, RULES)
     caplog.set_level("WARNING", logger="placeharm.services.auth")
-    assert auth.change_account(accounts, ADMIN, "ana", "enable", "", VIA) == 0
-    assert caplog.records[0].getMessage() == "administrator root: enable account ana"
-    caplog.clear()
     assert auth.disable_user(accounts, "ana", VIA, now=T0) == 1
     assert accounts.user("ana")["disabled_at"] == T0
     auth.enable_user(accounts, "ana", VIA)
@@ -536,3 +537,34 @@ def test_real_records_end_demo_sessions_in_the_store_and_in_memory(
     assert [r.getMessage() for r in caplog.records] == [
         "real SOC records imported: 1 demo sessions ended"
     ]
+
+
+def test_an_administrators_change_is_logged_with_who_what_and_whom(
+    accounts: DuckDBStore, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level("WARNING", logger="placeharm.services.auth")
+    assert auth.change_account(accounts, ADMIN, "ana", "enable", "", VIA) == 0
+    assert [r.getMessage() for r in caplog.records] == [
+        "administrator root: enable account ana",
+        "account ana enabled",
+    ]
+
+
+def test_a_look_up_racing_real_records_does_not_remember_a_demo_session(
+    accounts: DuckDBStore, tmp_path: Path
+):
+    accounts.upsert_user("demo", "Demo Analyst", "analyst", auth.NO_PASSWORD, True)
+    cache = auth.SessionCache(RULES, _Clock(T0 + dt.timedelta(minutes=5)), recheck_s=60)
+    token = auth.start_session(accounts, "ana", T0, RULES)
+    cache.forget("nothing")  # the epoch has moved once before
+    path = tmp_path / "nominals.csv"
+    path.write_text("nominal_id,surname,forename\nN1,Real,Person\n")
+    import_entity(accounts, "nominals", path)
+
+    class _ImportWhileLooking(_ForgetWhileLooking):
+        def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+            self.cache.data_changed(accounts)
+            return False
+
+    assert cache.look_up(accounts, token, _ImportWhileLooking(cache, token)) is not None
+    assert cache.remembered(token) is None
