@@ -16,6 +16,7 @@ import polars as pl
 import pytest
 
 from placeharm import audit
+from placeharm.config import Settings
 from placeharm.errors import DataError, NotFound, PermissionDenied
 from placeharm.services import auth, exports, policy
 from placeharm.services.policy import Role, User
@@ -568,3 +569,11 @@ def test_a_look_up_racing_real_records_does_not_remember_a_demo_session(
 
     assert cache.look_up(accounts, token, _ImportWhileLooking(cache, token)) is not None
     assert cache.remembered(token) is None
+
+
+def test_session_rules_come_from_the_settings():
+    settings = Settings(session_idle_minutes=5, session_max_hours=2)
+    rules = auth.SessionRules.from_settings(settings)
+    assert rules == auth.SessionRules(dt.timedelta(minutes=5), dt.timedelta(hours=2))
+    # the session cache's documented bound on remembered sessions
+    assert auth.SessionCache().max_entries == 10_000
