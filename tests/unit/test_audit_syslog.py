@@ -69,3 +69,12 @@ def test_unix_socket_path(tmp_path: Path):
 def test_other_addresses_are_refused(address: str, message: str):
     with pytest.raises(ConfigError, match=message):
         syslog_handler(address)
+
+
+def test_the_refusal_says_which_forms_work():
+    with pytest.raises(ConfigError) as refused:
+        syslog_handler("syslog.example:514")
+    assert str(refused.value) == (
+        "audit_syslog 'syslog.example:514' is not valid: use udp://host:port, tcp://host:port "
+        "or a socket path such as /dev/log"
+    )
