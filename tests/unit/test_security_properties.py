@@ -45,6 +45,9 @@ def test_partner_locations_snap_to_the_hundredth_of_a_degree_grid():
     assert out["longitude"].to_list() == pytest.approx(
         [-1.60, -1.61, -1.60, -1.61, 0.0, 0.0, 0.01], abs=1e-12
     )
+    # 0.0048 past a grid line is still nearer it (rounding once, to the grid, not in steps)
+    edge = policy.shape_located(PARTNER, pl.DataFrame({"latitude": [54.9748, 54.9752]}))
+    assert edge["latitude"].to_list() == [54.97, 54.98]
     # two points 0.0011 degrees apart, inside one cell, become the same point
     same = policy.shape_located(
         PARTNER, pl.DataFrame({"latitude": [54.9712, 54.9723], "longitude": [-1.6012, -1.6023]})
