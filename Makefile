@@ -13,7 +13,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: demo test check bench setup clean bundle
+.PHONY: demo test check bench setup clean bundle mutation
 
 $(UV):
 	@test -n "$(PYTHON)" || { sh packaging/find-python >/dev/null || true; \
@@ -43,5 +43,16 @@ bench: setup
 bundle: $(UV)
 	UV_VERSION=$(UV_VERSION) packaging/bundle.sh
 
+# Mutation testing of the critical modules ([tool.mutmut] in pyproject.toml; docs/testing.md).
+# Slow (an hour or more for every module on two cores), so never in CI. Narrow it with
+# MUTANTS, e.g. make mutation MUTANTS='placeharm.services.policy*'; results stay in mutants/
+# and a later run picks up where the last one stopped.
+MUTANTS ?=
+MUTATION_JOBS ?= 2
+mutation: export PLACEHARM_SHARED_DATA ?= $(abspath ../shared/data)
+mutation: setup
+	.venv/bin/mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
+	.venv/bin/python tools/mutation_report.py
+
 clean:
-	rm -rf .venv .venv-3.* .uv placeharm.duckdb placeharm.duckdb.wal
+	rm -rf .venv .venv-3.* .uv placeharm.duckdb placeharm.duckdb.wal mutants

@@ -112,3 +112,14 @@ def _as_multi(geometry: shapely.Geometry | None) -> shapely.Geometry | None:
     if kind == "Polygon":
         return shapely.MultiPolygon([geometry])
     return geometry
+
+
+def neutralise_formulas(frame: pl.DataFrame) -> pl.DataFrame:
+    """Text cells as a spreadsheet shows them and never runs them: a cell starting with a
+    formula sign gets a leading apostrophe, which spreadsheets read as "this is text".
+
+    The signs (OWASP "CSV injection"): = + - @, and tab and carriage return, which some
+    spreadsheets strip before looking for one. Only the first character matters; columns
+    that are not text are unchanged. Full-width signs (U+FF1D ...) are not quoted.
+    """
+    return frame.with_columns(pl.col(pl.String).str.replace(r"^([=+\-@\t\r])", "'$1"))

@@ -438,6 +438,38 @@ def _groups_from_records(
     )
 
 
+def chb_periods(
+    phases: list[tuple[str, dt.date, dt.date | None]], first_held: dt.date, last_held: dt.date
+) -> tuple[dt.date, list[tuple[str, dt.date, dt.date]], int, dt.date, tuple[dt.date, dt.date]]:
+    """A CHB site's periods from its phases (name, start date, end date or None: ongoing)
+    and the first and last police.uk months held: (the month Clear starts, each phase's
+    (name, first month, last month) clipped to the last month held, the before period's
+    wanted length in months, its wanted first month, and its (first, last) month).
+
+    Before = as many months as the phases span (at most 12, at least 1), ending the month
+    before Clear starts, and starting no earlier than the first month held (so it may be
+    shorter than wanted, or empty: first > last).
+    """
+    clear_month = min(start for _, start, _ in phases).replace(day=1)
+    periods = []
+    for phase, start_date, end_date in phases:
+        start = start_date.replace(day=1)
+        end = min((end_date or last_held).replace(day=1), last_held)
+        if end >= start:
+            periods.append((phase, start, end))
+    span = sum(len(month_range(s, e)) for _, s, e in periods) or 1
+    length = min(12, span)
+    wanted = shift_month(clear_month, -length)
+    before = (max(first_held, wanted), shift_month(clear_month, -1))
+    return clear_month, periods, length, wanted, before
+
+
+def monthly_mean(total: int, months_with_data: int) -> float | None:
+    """A CHB figure per month: the total over the months its source holds data for (months
+    without data are left out, not counted as zero), to 2 decimals; None if there are none."""
+    return round(total / months_with_data, 2) if months_with_data else None
+
+
 def chb_view(store: Store, site: str, scope: Scope = EVERYTHING) -> HarmResult:
     """Before/after figures by phase for one CHB site: crime, ASB, SOC crimes, incidents,
     intelligence and disruptions inside the site polygon, per month, with the periods stated,
@@ -465,20 +497,9 @@ def chb_view(store: Store, site: str, scope: Scope = EVERYTHING) -> HarmResult:
         raise NotFound("no police.uk street data held")
     last_held: dt.date = held.max()  # type: ignore[assignment]
     first_held: dt.date = held.min()  # type: ignore[assignment]
-    clear_start = phases["start_date"].min()
-    assert isinstance(clear_start, dt.date)
-    clear_month = clear_start.replace(day=1)
-    periods = []
-    for row in phases.iter_rows(named=True):
-        start = row["start_date"].replace(day=1)
-        end = (row["end_date"] or last_held).replace(day=1)
-        end = min(end, last_held)
-        if end >= start:
-            periods.append((row["phase"], start, end))
-    span = sum(len(month_range(s, e)) for _, s, e in periods) or 1
-    length = min(12, span)
-    wanted = shift_month(clear_month, -length)
-    before = (max(first_held, wanted), shift_month(clear_month, -1))
+    clear_month, periods, length, wanted, before = chb_periods(
+        phases.select("phase", "start_date", "end_date").rows(), first_held, last_held
+    )
     rows = [("Before", *before), *periods]
     model = soc_cells.cells(store, CHB_SET)
     asb = pl.col("kind") == "Anti-social behaviour"
@@ -530,7 +551,7 @@ def chb_view(store: Store, site: str, scope: Scope = EVERYTHING) -> HarmResult:
                 total = int(counts["records"].sum()) if counts is not None else 0
             if table != "crimes":  # police.uk's months: police_uk_months
                 record[f"{name}_months"] = len(used)
-            record[f"{name}_per_month"] = round(total / len(used), 2) if used else None
+            record[f"{name}_per_month"] = monthly_mean(total, len(used))
         record["months_without_data"] = "; ".join(gone) or None
         out.append(record)
     result = pl.DataFrame(out)

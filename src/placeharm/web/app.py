@@ -1937,7 +1937,7 @@ def _csv(frame: pl.DataFrame, filename: str) -> Response:
     buffer = io.StringIO()
     buffer.write(f"# {MARKING}\n")
     # a cell starting = + - @ would run as a formula in a spreadsheet: quote it
-    frame = frame.with_columns(pl.col(pl.String).str.replace(r"^([=+\-@\t\r])", "'$1"))
+    frame = exports.neutralise_formulas(frame)
     frame.write_csv(buffer)
     audited.wrote(frame.height)
     return Response(
@@ -2046,7 +2046,7 @@ def _csv_stream(export: pages.RecordsExport, filename: str) -> Response:
 
 def _csv_rows(frame: pl.DataFrame) -> str:
     """Rows as CSV without the header, a cell starting = + - @ quoted as in `_csv`."""
-    frame = frame.with_columns(pl.col(pl.String).str.replace(r"^([=+\-@\t\r])", "'$1"))
+    frame = exports.neutralise_formulas(frame)
     return frame.write_csv(include_header=False)
 
 

@@ -1,0 +1,215 @@
+"""Period arithmetic on small hand-built stores (issue 19): which months like-for-like
+comparison leaves out, the sign of a rank movement, and which of a nominal's addresses is
+their home in a period. Expected values are worked out by hand in the comments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from placeharm.harm import custom_index
+from placeharm.services import harm, soc
+from placeharm.services.areas import import_areas
+from placeharm.services.ingest import ingest
+from placeharm.soc import cells as soc_cells
+from placeharm.soc.importer import import_entity
+from placeharm.store.base import EVERYTHING
+from placeharm.store.duckdb import DuckDBStore
+
+HEADER = (
+    "Crime ID,Month,Reported by,Falls within,Longitude,Latitude,Location,LSOA code,LSOA name,"
+    "Crime type,Last outcome category,Context"
+)
+CENTRE = {"A": (-1.605, 54.975), "B": (-1.595, 54.975), "C": (-1.585, 54.975)}
+# police.uk street months: 2021-03 is a gap. Index: Burglary 10, Robbery 100.
+ROWS = {
+    "2021-01": [("A", "Burglary"), ("B", "Robbery")],  # A 10, B 100: B 1st, A 2nd
+    "2021-02": [("A", "Robbery"), ("B", "Burglary")],  # A 100, B 10: A 1st, B 2nd
+    "2021-04": [("A", "Burglary"), ("A", "Burglary"), ("B", "Robbery")],  # A 20, B 100
+    "2021-05": [("A", "Robbery"), ("A", "Robbery"), ("B", "Burglary")],  # A 200, B 10
+}
+INDEX = "name: hand\nedition: '1'\nsource: hand\ncrime_types: {Burglary: 10, Robbery: 100}\n"
+D = dt.date
+
+
+def _square(code: str, lon: float, lat: float) -> dict:
+    d = 0.005
+    ring = [[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d], [lon - d, lat + d]]
+    return {
+        "type": "Feature",
+        "properties": {"code": code, "name": f"Area {code}"},
+        "geometry": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]},
+    }
+
+
+@pytest.fixture(scope="module")
+def hand(tmp_path_factory: pytest.TempPathFactory):
+    tmp = tmp_path_factory.mktemp("periods")
+    areas = tmp / "areas.geojson"
+    features = [_square(k, *v) for k, v in CENTRE.items()]
+    areas.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+    files = []
+    n = 0
+    for month, rows in ROWS.items():
+        lines = [HEADER]
+        for area, crime_type in rows:
+            n += 1
+            lon, lat = CENTRE[area]
+            lines.append(f"{n:064x},{month},T,T,{lon},{lat},On or near X,,,{crime_type},,")
+        path = tmp / f"{month}-test-street.csv"
+        path.write_text("\n".join(lines) + "\n")
+        files.append(path)
+    (tmp / "index.yaml").write_text(INDEX)
+    store = DuckDBStore(tmp / "hand.duckdb")
+    import_areas(store, areas, "patch", code_field="code", name_field="name")
+    assert all(r.status == "ok" for r in ingest(store, files))
+    yield store, custom_index(tmp / "index.yaml")
+    store.close()
+
+
+def _rows(result: harm.HarmResult) -> dict[str, dict]:
+    return {r["area_code"]: r for r in result.table.to_dicts() if r["area_code"]}
+
+
+def test_rank_movement_is_previous_rank_minus_current(hand):
+    store, index = hand
+    result = harm.compare(store, "patch", D(2021, 2, 1), D(2021, 2, 1), "previous", index)
+    rows = _rows(result)
+    # January: B 100 (1st), A 10 (2nd). February: A 100 (1st), B 10 (2nd), C 0 (3rd both).
+    assert (rows["A"]["rank_previous"], rows["A"]["rank_current"]) == (2, 1)
+    assert rows["A"]["rank_movement"] == 1  # up the ranking, towards rank 1: positive
+    assert rows["B"]["rank_movement"] == -1
+    assert rows["C"]["rank_movement"] == 0
+    assert rows["A"]["change"] == 90.0 and rows["B"]["change"] == -90.0
+    assert rows["A"]["pct_change"] == pytest.approx(900.0)  # 100 / 10 - 1
+    assert rows["B"]["pct_change"] == pytest.approx(-90.0)  # 10 / 100 - 1
+    assert result.meta["excluded_pairs"] == []
+
+
+def test_like_for_like_leaves_a_gap_out_of_both_periods(hand):
+    store, index = hand
+    # 2021-04..05 against 2021-02..03: April pairs with February, May with March (a gap).
+    result = harm.compare(store, "patch", D(2021, 4, 1), D(2021, 5, 1), "previous", index)
+    meta = result.meta
+    assert (meta["previous_first_month"], meta["previous_last_month"]) == ("2021-02", "2021-03")
+    assert meta["current_months_compared"] == ["2021-04"]
+    assert meta["previous_months_compared"] == ["2021-02"]
+    assert meta["months_compared"] == 1
+    assert meta["excluded_pairs"] == [
+        {"current": "2021-05", "previous": "2021-03", "no_data": ["2021-03"]}
+    ]
+    rows = _rows(result)
+    # May (A 200, B 10) is left out although it has data: April A 20, B 100 vs February
+    assert (rows["A"]["harm_current"], rows["A"]["harm_previous"]) == (20.0, 100.0)
+    assert (rows["B"]["harm_current"], rows["B"]["harm_previous"]) == (100.0, 10.0)
+    assert (meta["harm_current"], meta["harm_previous"]) == (120.0, 110.0)
+    assert any("1 of 2 months compared" in n and "2021-05 with 2021-03" in n for n in result.notes)
+
+
+def test_like_for_like_when_the_current_month_is_the_gap(hand):
+    store, index = hand
+    # 2021-03..04 against 2021-01..02: March (gap) pairs with January, April with February
+    result = harm.compare(store, "patch", D(2021, 3, 1), D(2021, 4, 1), "previous", index)
+    assert result.meta["excluded_pairs"] == [
+        {"current": "2021-03", "previous": "2021-01", "no_data": ["2021-03"]}
+    ]
+    rows = _rows(result)
+    # January (A 10, B 100) is left out of the previous period: only February counts
+    assert (rows["A"]["harm_current"], rows["A"]["harm_previous"]) == (20.0, 100.0)
+    assert (rows["B"]["harm_current"], rows["B"]["harm_previous"]) == (100.0, 10.0)
+    # a year before: 2020-04..05 hold nothing, so no month can be compared
+    with pytest.raises(Exception, match="can be compared"):
+        harm.compare(store, "patch", D(2021, 4, 1), D(2021, 5, 1), "year", index)
+
+
+def test_like_for_like_every_pair_kept_when_both_periods_are_whole(hand):
+    store, index = hand
+    result = harm.compare(store, "patch", D(2021, 2, 1), D(2021, 2, 1), "previous", index)
+    assert result.meta["current_months_compared"] == ["2021-02"]
+    assert result.meta["previous_months_compared"] == ["2021-01"]
+    assert not any("like for like" in n for n in result.notes)
+
+
+# -- a nominal's home in a period -------------------------------------------------------------
+
+NOMINALS = "nominal_id,surname,forename\n" + "".join(f"N{i},Demo{i},X\n" for i in range(1, 7))
+# nominal, address, link, area, from, to
+ADDRESSES = [
+    ("N1", "AD1", "home", "A", "", "2020-12-31"),  # moved from A ...
+    ("N1", "AD2", "home", "B", "2021-01-01", ""),  # ... to B on 1 January 2021
+    ("N1", "AD3", "home", "C", "2021-03-15", "2021-04-30"),  # a later stay in C
+    ("N2", "AD4", "home", "A", "", "2021-02-01"),  # left A on 1 February
+    ("N2", "AD5", "home", "C", "2021-03-01", ""),
+    ("N3", "AD6", "home", "B", "2021-02-28", ""),  # arrived in B on 28 February
+    ("N4", "AD7", "home", "A", "2021-01-01", ""),  # two homes from the same day:
+    ("N4", "AD8", "home", "C", "2021-01-01", ""),  # the later address id counts
+    ("N5", "AD9", "home", "A", "", ""),  # no dates at all: the earliest start
+    ("N5", "AD10", "home", "B", "2020-06-01", ""),
+    ("N6", "AD11", "home", "A", "", "2020-01-31"),
+    ("N6", "AD12", "associated", "B", "", ""),  # not a home
+]
+
+
+@pytest.fixture(scope="module")
+def homes(hand, tmp_path_factory: pytest.TempPathFactory):
+    store, _ = hand
+    tmp = tmp_path_factory.mktemp("homes")
+    (tmp / "nominals.csv").write_text(NOMINALS)
+    lines = ["nominal_id,address_id,link_type,from_date,to_date,latitude,longitude"]
+    for nominal, address, link, area, start, end in ADDRESSES:
+        lon, lat = CENTRE[area]
+        lines.append(f"{nominal},{address},{link},{start},{end},{lat},{lon}")
+    (tmp / "addresses.csv").write_text("\n".join(lines) + "\n")
+    for kind in soc.IMPORT_ORDER:
+        if (tmp / f"{kind}.csv").exists():
+            import_entity(store, kind, tmp / f"{kind}.csv")
+    return soc_cells.cells(store, "patch")
+
+
+def _home_in(model: soc_cells.SocCells, first: dt.date, last: dt.date) -> dict[str, str]:
+    rows = model._placed(first, last, EVERYTHING)
+    frame = model.homes.frame[rows]
+    return dict(zip(frame["nominal_id"], frame["address_id"], strict=True))
+
+
+def test_home_before_and_after_a_move(homes):
+    assert _home_in(homes, D(2020, 6, 1), D(2020, 6, 30)) == {
+        "N1": "AD1",
+        "N2": "AD4",
+        "N5": "AD10",  # from 2020-06-01, later than an open start
+    }
+    # December 2020: N1 still at AD1 (to 31 December); N6 left AD11 in January 2020
+    assert _home_in(homes, D(2020, 12, 1), D(2020, 12, 31))["N1"] == "AD1"
+    assert "N6" not in _home_in(homes, D(2020, 12, 1), D(2020, 12, 31))
+    # January 2021: AD1 ended the day before the period; AD2 started on its first day
+    assert _home_in(homes, D(2021, 1, 1), D(2021, 1, 31))["N1"] == "AD2"
+    # a period spanning the move: the later home (greatest from date)
+    assert _home_in(homes, D(2020, 12, 1), D(2021, 1, 31))["N1"] == "AD2"
+
+
+def test_home_is_the_latest_overlapping_address(homes):
+    # March: AD2 (from January) and AD3 (from 15 March) both overlap: AD3, the later
+    assert _home_in(homes, D(2021, 3, 1), D(2021, 3, 31))["N1"] == "AD3"
+    assert _home_in(homes, D(2021, 4, 1), D(2021, 4, 30))["N1"] == "AD3"
+    # May: AD3 ended on 30 April, so back to AD2
+    assert _home_in(homes, D(2021, 5, 1), D(2021, 5, 31))["N1"] == "AD2"
+
+
+def test_home_dates_count_on_their_first_and_last_day(homes):
+    february = _home_in(homes, D(2021, 2, 1), D(2021, 2, 28))
+    assert february["N2"] == "AD4"  # left on 1 February, the period's first day
+    assert february["N3"] == "AD6"  # arrived on 28 February, the period's last day
+    january = _home_in(homes, D(2021, 1, 1), D(2021, 1, 31))
+    assert "N3" not in january  # not yet arrived
+    assert _home_in(homes, D(2021, 2, 2), D(2021, 2, 27)).get("N2") is None
+
+
+def test_home_ties_and_open_dates(homes):
+    january = _home_in(homes, D(2021, 1, 1), D(2021, 1, 31))
+    assert january["N4"] == "AD8"  # same from date: the greater address id
+    assert january["N5"] == "AD10"  # a dated start beats an open one
+    assert "N6" not in january  # an associated address is never a home
+    assert set(january) == {"N1", "N2", "N4", "N5"}
