@@ -415,3 +415,25 @@ def test_roles_with_nothing_to_justify_are_refused_not_asked(app_client: TestCli
     app_client.cookies.clear()
     entries, _ = _store(app_client).audit_search(None, None, None, None, "justification", 1000)
     assert not {"leader", "partner", "auditor"} & set(entries["username"].to_list())
+
+
+def test_maps_and_rising_nominals_name_what_they_show(app_client: TestClient, ids: dict[str, str]):
+    """The group and CHB maps' points and the prominence page's nominals (with the records
+    that moved them) are in the audit entry of the request that showed them (issue 15, 16)."""
+    cookie = sign_in(app_client, "analyst")
+    group = _get(app_client, f"/api/group/{ids['group_id']}", cookie).json()
+    entry = _latest(app_client)
+    shown = {kind: set(values) for kind, values in entry["record_ids"].items()}
+    points = [row for rows in group["map"]["points"].values() for row in rows]
+    refs = {row["crime_ref"] for row in points if row.get("crime_ref")}
+    homes = {row["nominal_id"] for row in points if row.get("nominal_id")}
+    assert refs and refs <= shown["force_crime"]
+    assert homes and homes <= shown["nominal"]
+    rising = _get(app_client, "/api/prominence", cookie).json()
+    entry = _latest(app_client)
+    shown = {kind: set(values) for kind, values in entry["record_ids"].items()}
+    listed = {row["nominal_id"] for row in rising["nominals"]}
+    assert listed and listed <= shown["nominal"]
+    why = {(w["kind"], w["ref"]) for row in rising["nominals"] for w in row["why"]}
+    assert {ref for kind, ref in why if kind == "intelligence"} <= shown["intelligence"]
+    assert {ref for kind, ref in why if kind == "crime"} <= shown.get("force_crime", set())

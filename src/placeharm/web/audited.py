@@ -223,6 +223,21 @@ def saw(page: Page) -> None:
         note.add(kind, values)
 
 
+# the records named in a prominence row's "why" (kind, ref), as audit kinds
+_WHY_KINDS = {"crime": "force_crime", "intelligence": "intelligence"}
+
+
+def _rows_ids(note: _Note, rows: object) -> None:
+    """Note the ids of people and records in a list of row dicts shown on a page."""
+    if not isinstance(rows, list):
+        return
+    for row in rows:
+        if isinstance(row, dict):
+            for column, kind in _ID_COLUMNS.items():
+                if row.get(column) is not None:
+                    note.add(kind, [row[column]])
+
+
 def _saw(note: _Note, page: Page) -> None:
     note.rows = sum(frame.height for frame in page.tables.values())
     for frame in page.tables.values():
@@ -231,13 +246,22 @@ def _saw(note: _Note, page: Page) -> None:
         item = page.data.get(name)
         if isinstance(item, dict) and item.get(f"{kind}_id"):
             note.add(kind, [item[f"{kind}_id"]])
-    points = page.data.get("points")
-    if isinstance(points, dict):
-        for rows in points.values():
-            for row in rows:
-                for column, kind in _ID_COLUMNS.items():
-                    if column in row:
-                        note.add(kind, [row[column]])
+    layers = [page.data.get("points")]
+    shown_map = page.data.get("map")  # the CHB and group maps (issue 15)
+    if isinstance(shown_map, dict):
+        layers.append(shown_map.get("points"))
+    for points in layers:
+        if isinstance(points, dict):
+            for rows in points.values():
+                _rows_ids(note, rows)
+    listed = page.data.get("nominals")  # the prominence page's nominals and their records
+    if isinstance(listed, list):
+        _rows_ids(note, listed)
+        for row in listed:
+            for why in row.get("why", []) if isinstance(row, dict) else []:
+                why_kind = _WHY_KINDS.get(str(why.get("kind")))
+                if why_kind and why.get("ref"):
+                    note.add(why_kind, [why["ref"]])
     drawing = page.data.get("network")
     if isinstance(drawing, dict):
         for node in drawing.get("nodes", []):
