@@ -38,15 +38,16 @@ def test_commands_print_the_planted_rises_and_log_the_list_of_people(
     assert rising.exit_code == 0, rising.output
     nominals = json.loads(rising.stdout)["nominals"]
     assert len(nominals) >= 3 and all(n["rising"] for n in nominals)
+    # the records behind the rises go out only for the nominals listed
+    assert set(json.loads(rising.stdout)["spark"]) == {n["nominal_id"] for n in nominals}
     with DuckDBStore(db) as store:
         entries = store.audit_entries()
     shown = [e for e in entries if e.get("page") == "prominence"]
     assert shown and shown[-1]["action"] == "disclosure"
-    assert {n["nominal_id"] for n in nominals} <= set(
-        json.loads(shown[-1]["record_ids"])["nominal"]
-        if isinstance(shown[-1]["record_ids"], str)
-        else shown[-1]["record_ids"]["nominal"]
-    )
+    named = shown[-1]["record_ids"]
+    named = json.loads(named) if isinstance(named, str) else named
+    assert {n["nominal_id"] for n in nominals} <= set(named["nominal"])
+    assert named.get("intelligence")  # the planted risers' intelligence is named
 
 
 def test_bad_options_end_in_a_message(pristine_db: Path, tmp_path: Path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import polars as pl
 import typer
@@ -69,6 +69,9 @@ def prominence(
             table = table.filter(pl.col("rising"))
         if limit:
             table = table.head(limit)
+        listed = set(table["nominal_id"].to_list()) if not table.is_empty() else set()
+        # only the listed nominals' records go out, and they are in the audit entry
+        spark = {k: v for k, v in result.spark.items() if k in listed}
         if not table.is_empty():
             _disclosed(  # a list naming people: a consultation on screen, else a disclosure
                 store,
@@ -77,15 +80,16 @@ def prominence(
                 table.height,
                 {"window": window, "baseline": baseline, "fdr": fdr, "month": month},
                 action="consultation" if fmt is Format.table else "disclosure",
-                record_ids={"nominal": [str(v) for v in table["nominal_id"]]},
+                record_ids={
+                    "nominal": [str(v) for v in table["nominal_id"]],
+                    **_why_ids(spark),
+                },
             )
     if fmt is Format.json:
         body = {
             **result.meta,
             "nominals": table.to_dicts(),
-            "spark": {
-                k: {"months": v[0], "events": v[1], "why": v[2]} for k, v in result.spark.items()
-            },
+            "spark": {k: {"months": v[0], "events": v[1], "why": v[2]} for k, v in spark.items()},
         }
         sys.stdout.write(json.dumps(body, default=str, indent=2) + "\n")
         return
@@ -168,3 +172,15 @@ def alerts(
         err.print(
             f"[yellow]Risk level[/]: {result.meta.get('risk_rule_beside', '')}", highlight=False
         )
+
+
+def _why_ids(spark: dict[str, Any]) -> dict[str, list[str]]:
+    """The records behind listed nominals' rises, by audit kind (crime refs, intelligence)."""
+    kinds = {"crime": "force_crime", "intelligence": "intelligence"}
+    out: dict[str, list[str]] = {}
+    for _months, _events, why in spark.values():
+        for item in why:
+            kind = kinds.get(str(item.get("kind")))
+            if kind and item.get("ref"):
+                out.setdefault(kind, []).append(str(item["ref"]))
+    return out
