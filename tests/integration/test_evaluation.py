@@ -215,13 +215,23 @@ def test_controls_can_be_given_and_are_checked(store):
         "chosen_by": "given",
         "correlation": None,
         "before_crimes": 80,
+        "near_a_site": True,  # A06 holds the second CHB site, S2
     }
+    assert result.meta["buffer_control"]["near_a_site"] is False  # A03 is away from both
+    assert any(
+        "Area A06, touches the site, its buffer ring or another CHB" in n for n in result.notes
+    )
     row = _rows(result)[("Build", "crimes")]
     assert (row["control_before"], row["control_after"]) == (80, 80)
     # a control far from the site in level is named in a note
     assert any("Area A06, had 80 police.uk crimes" in n for n in result.notes)
     with pytest.raises(NotFound):
         evaluation.chb_evaluation(store, "S1", control="NOPE")
+    with pytest.raises(DataError, match="need different control areas"):
+        evaluation.chb_evaluation(store, "S1", control="A03", buffer_control="A03")
+    for width in (float("inf"), float("nan"), 0.0, 5001.0):
+        with pytest.raises(DataError, match="the buffer must be more than 0"):
+            evaluation.chb_evaluation(store, "S1", buffer_m=width)
 
 
 def test_the_buffer_width_is_in_metres(store):

@@ -5,6 +5,7 @@ intelligence. Method, periods and limits: docs/analysis.md."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from placeharm.soc import cells as soc_cells
 from placeharm.store.base import EVERYTHING, Scope, Store
 
 DEFAULT_BUFFER_M = 500.0
+MAX_BUFFER_M = 5000.0  # a ring wider than 5 km is no longer "nearby" (and the web form's limit)
 CONTROL_SET = "ward"
 SIGNIFICANCE = 0.05
 ASB = "Anti-social behaviour"
@@ -103,8 +105,10 @@ def _reproject(geom: shapely.Geometry, transformer: Transformer) -> shapely.Geom
 def buffer_ring(polygon: shapely.Geometry, buffer_m: float) -> shapely.Geometry:
     """The ring from `polygon`'s edge out to `buffer_m` metres (in British National Grid,
     EPSG:27700), as WGS84 longitude/latitude."""
-    if not buffer_m > 0:
-        raise DataError(f"the buffer must be more than 0 metres, not {buffer_m}")
+    if not (math.isfinite(buffer_m) and 0 < buffer_m <= MAX_BUFFER_M):
+        raise DataError(
+            f"the buffer must be more than 0 and at most {MAX_BUFFER_M:,.0f} metres, not {buffer_m}"
+        )
     inner = _reproject(polygon, _TO_BNG)
     return _reproject(inner.buffer(buffer_m, 32).difference(inner), _FROM_BNG)
 
@@ -333,6 +337,11 @@ def _choose(
     for given in (control, buffer_control):
         if given is not None and given not in names:
             raise NotFound(f"no area {given!r} in the {set_name} set to use as a control")
+    if control is not None and control == buffer_control:
+        raise DataError(
+            "the site and its buffer ring need different control areas (one area counted "
+            "twice is not two independent comparisons)"
+        )
     series: dict[str, list[int]] = {}
     if months:
         frame = store.month_counts("crimes", "month", set_name, months[0], month_end(months[-1]))
@@ -356,6 +365,8 @@ def _choose(
             if hit is None or hit.correlation is None
             else round(hit.correlation, 3),
             "before_crimes": sum(series[code]) if code in series else None,
+            # a given control may touch the site, its ring or another CHB site (stated)
+            "near_a_site": code in exclude,
         }
 
     picks = [c.code for c in ranked]
@@ -484,6 +495,12 @@ def chb_evaluation(
                 f"the {what}, {side['name']}, had {n} police.uk crimes in the before period "
                 f"against the site's {have}: {why}, and the WDD compares changes in counts, "
                 "so read it with care"
+            )
+        if side.get("near_a_site"):
+            notes.append(
+                f"the {what}, {side['name']}, touches the site, its buffer ring or another CHB "
+                "site: what was done there may have changed it too, so it is not a clean "
+                "control; the offered controls avoid such areas"
             )
     refused = sorted({r["refused"] for r in rows if r["refused"]})
     notes.extend(refused)
