@@ -22,6 +22,7 @@ import polars as pl
 
 from placeharm.model import month_range
 from placeharm.services import queries
+from placeharm.soc import cells as soc_cells
 from placeharm.store.base import EVERYTHING, Scope, Store
 
 # (group id, plain label), in the order pages show them
@@ -270,6 +271,11 @@ def _soc_rates(
     soc = soc.filter(pl.col("policeuk_crime_id").fill_null("") != "")
     if soc.is_empty():
         return None
+    # a month the force's crime records do not hold is a gap here too, never 0 crimes
+    sets = soc_cells.set_names(store)
+    soc_held = soc_cells.cells(store, by if by in sets else min(sets)).held_months("force_crimes")
+    gaps = sorted({*gaps, *(f"{m:%Y-%m}" for m in held if m not in soc_held)})
+    held = [m for m in held if m in soc_held]
     ids = sorted(set(soc["policeuk_crime_id"].to_list()))
     found = store.outcomes_of_crime_ids(ids)
     joined = soc.join(found, left_on="policeuk_crime_id", right_on="crime_id", how="left")
