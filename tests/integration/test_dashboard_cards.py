@@ -71,3 +71,13 @@ def test_focus_on_one_area(store, overview):  # noqa: F811
     assert focused.tables is page.tables  # the table stays whole
     with pytest.raises(NotFound):
         dashboard.overview_focus(db, LEADER, filters, "A99", page)
+
+
+def test_a_missing_harm_figure_is_never_a_fall_to_zero():
+    from placeharm.services.dashboard import _harm_card
+
+    card = _harm_card(None, 120.0, {}, "the force")
+    assert card["value"] is None and card["change"] is None and card["pct_change"] is None
+    assert card["why_no_change"] == "no SOC harm figure for this period"
+    card = _harm_card(90.0, 120.0, {}, "the force")
+    assert (card["change"], card["pct_change"]) == (-30.0, -25.0)

@@ -109,12 +109,14 @@ def _harm_card(
         card["why_no_change"] = "no SOC data in this period"
     elif reason:
         card["why_no_change"] = reason
+    elif now is None:
+        card["why_no_change"] = "no SOC harm figure for this period"
     elif previous is None:
         card["why_no_change"] = "no SOC harm figure for the previous period"
     else:
         card["previous"] = previous
-        card["change"] = round((now or 0) - previous, 6)
-        card["pct_change"] = round(100 * ((now or 0) / previous - 1), 1) if previous else None
+        card["change"] = round(now - previous, 6)
+        card["pct_change"] = round(100 * (now / previous - 1), 1) if previous else None
     return card
 
 
