@@ -79,6 +79,7 @@ def test_partners_see_wards_only_and_auditors_nothing(app_client: TestClient, co
         ("permutations=5", "permutations must be"),
         ("fdr=2", "false discovery rate"),
         ("weights=distance&distance=-3", "distance band"),
+        ("weights=distance&distance=1e9", "at most 50,000 metres"),
         ("by=nowhere", "no area set"),
     ],
 )

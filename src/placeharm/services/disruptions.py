@@ -13,7 +13,7 @@ import shapely
 
 from placeharm.analysis.control import rank_controls
 from placeharm.analysis.wdd import Total, difference, two_sided_p
-from placeharm.errors import NotFound
+from placeharm.errors import DataError, NotFound
 from placeharm.model import month_end, month_range, shift_month
 from placeharm.services import evaluation, indices
 from placeharm.soc import cells as soc_cells
@@ -430,7 +430,7 @@ def disruption_impact(
     disruption record, not by the nominal) against comparable nominals. Counted from the rows
     `scope` lets the reader see."""
     if months < 1:
-        raise NotFound("the window must be 1 month or more")
+        raise DataError("the window must be 1 month or more")
     if set_name not in {s.name for s in store.area_sets()}:
         raise NotFound(f"no {set_name} area set to place disruptions in")
     disruptions = store.soc_frame("soc_disruptions", set_name, scope=scope)

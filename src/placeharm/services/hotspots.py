@@ -10,6 +10,7 @@ the area polygons held in the store; the statistic from `placeharm.analysis.hots
 from __future__ import annotations
 
 import datetime as dt
+import math
 import threading
 import weakref
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from placeharm.store.base import EVERYTHING, Scope, Store
 
 HARM, CRIMES, SOC_HARM = "harm", "crimes", "soc_harm"
 DISTANCE_M = 2000.0  # the distance band when none is given (metres between centroids)
+MAX_DISTANCE_M = 50_000.0  # a wider band makes every area a neighbour of most others
+NEIGHBOUR_SETS = 16  # neighbour sets kept per store generation (set, kind, distance)
 _TO_BNG = Transformer.from_crs("EPSG:4326", "EPSG:27700", always_xy=True)
 
 
@@ -69,6 +72,14 @@ class Options:
             raise DataError(f"permutations must be from {lo} to {hi:,}, not {self.permutations}")
         if not 0 < self.fdr < 1:
             raise DataError(f"the false discovery rate must be above 0 and below 1, not {self.fdr}")
+        if self.distance_m is not None and not (
+            math.isfinite(self.distance_m) and 0 < self.distance_m <= MAX_DISTANCE_M
+        ):
+            raise DataError(
+                f"the distance (the distance band, or the contiguity tolerance) must be more "
+                f"than 0 and at most {MAX_DISTANCE_M:,.0f} metres, "
+                f"not {self.distance_m:g}"
+            )
         return self
 
 
@@ -127,6 +138,8 @@ def neighbours(
         held = _NEIGHBOURS.get(store)
         if held is None or held[0] != generation:
             held = _NEIGHBOURS[store] = (generation, {})
+        if len(held[1]) >= NEIGHBOUR_SETS:
+            held[1].clear()
         held[1][key] = made
     return made
 
