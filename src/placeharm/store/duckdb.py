@@ -2421,12 +2421,15 @@ class DuckDBStore:
 
     def outcomes_of_crime_ids(self, crime_ids: list[str]) -> pl.DataFrame:
         """(crime_id, outcome) of the police.uk crimes with these Crime IDs, as
-        `outcome_counts` reads them (latest outcome held, else the street file's)."""
+        `outcome_counts` reads them (latest outcome held, else the street file's); a Crime ID
+        held more than once (police.uk repeats some) takes its latest month's, the same on
+        every engine."""
         if not crime_ids:
             return pl.DataFrame(schema={"crime_id": pl.String, "outcome": pl.String})
         return self._frame(
-            "SELECT crime_id, any_value(coalesce(latest_outcome, "
-            "nullif(last_outcome_category, ''))) AS outcome FROM crimes "
+            "SELECT crime_id, first(coalesce(latest_outcome, nullif(last_outcome_category, '')) "
+            "ORDER BY month DESC, coalesce(latest_outcome, nullif(last_outcome_category, '')) "
+            "DESC NULLS LAST) AS outcome FROM crimes "
             "WHERE crime_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY crime_id",
             [crime_ids],
         )

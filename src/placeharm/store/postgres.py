@@ -1151,8 +1151,10 @@ class PostgresStore:
         if not crime_ids:
             return pl.DataFrame(schema={"crime_id": pl.String, "outcome": pl.String})
         return self._frame(
-            "SELECT crime_id, min(coalesce(latest_outcome, "
-            "nullif(last_outcome_category, ''))) AS outcome FROM crimes "
+            "SELECT crime_id, (array_agg(coalesce(latest_outcome, "
+            "nullif(last_outcome_category, '')) ORDER BY month DESC, coalesce(latest_outcome, "
+            "nullif(last_outcome_category, '')) COLLATE \"C\" DESC NULLS LAST))[1] AS outcome "
+            "FROM crimes "
             "WHERE crime_id = ANY(?::VARCHAR[]) GROUP BY crime_id",
             [crime_ids],
         )
