@@ -599,7 +599,8 @@ def create_app(
             reader: tuple[str, str] = ("role", user.role.value)
         else:
             reader = ("user", repr(user))
-        return (fn.__name__, reader, *map(repr, rest), version)
+        # the module too: two builders may share a short name (hot spots' `page`)
+        return (f"{fn.__module__}.{fn.__qualname__}", reader, *map(repr, rest), version)
 
     def build(fn: Callable[..., Page], *args: Any, **given: Any) -> Page:
         """A page's data, built once per (page, reader, arguments) until new data arrives.
