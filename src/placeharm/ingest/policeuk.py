@@ -692,6 +692,32 @@ def parse_api_json(
 
 
 _JSON_SPACE = re.compile(r"[ \t\n\r]*")
+# A crimes-street record nests 3 deep (record, location, street). A record nested a little
+# deeper is read and quarantined field by field; hundreds of levels are not a response, and the
+# file is refused. Python 3.11's decoder stopped near its recursion limit (about 1,000 levels,
+# less the stack in use); 3.12 and later decode many thousands, so the limit is stated here,
+# the same on every Python.
+_JSON_MAX_DEPTH = 500
+
+
+def _json_depth(value: object) -> int:
+    """How deep lists and objects nest in a decoded JSON value (a scalar is 0), without
+    recursion."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: list[object] = list(item.values())
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        if deepest > _JSON_MAX_DEPTH:
+            return deepest
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
 
 
 def _json_elements(text: str, path: Path) -> Iterator[tuple[int, int, object]]:
@@ -720,6 +746,8 @@ def _json_elements(text: str, path: Path) -> Iterator[tuple[int, int, object]]:
             raise _damaged(path, number, exc.pos, exc.msg) from None
         except ValueError:  # Python refuses integers of over 4,300 digits
             raise _damaged(path, number, pos, "a number has thousands of digits") from None
+        if _json_depth(value) > _JSON_MAX_DEPTH:  # Python 3.12+ decodes deep nesting
+            raise _damaged(path, number, pos, "it nests deeper than any API response")
         yield pos, end, value
         pos = _json_skip(text, end)
         if text.startswith(",", pos):
