@@ -420,7 +420,7 @@ def test_account_changes_are_refused_when_they_should_be(accounts: DuckDBStore):
         auth.change_account(accounts, ADMIN, "qwx", "password", "Pat-Smith-cobalt-9431", VIA)
     own = (
         "you cannot disable your own account or change your own role: ask another "
-        "administrator, or use `placeharm users` with the dashboard stopped"
+        "administrator to do it"
     )
     for action in ("disable", "role"):
         with pytest.raises(PermissionDenied) as refused:
@@ -428,11 +428,11 @@ def test_account_changes_are_refused_when_they_should_be(accounts: DuckDBStore):
         assert str(refused.value) == own
     for action, value in (("disable", ""), ("enable", ""), ("role", "officer")):
         with pytest.raises(
-            NotFound, match=r"^no user 'nobody'; see the accounts with `placeharm users list`$"
+            NotFound, match=r"^no user 'nobody'; the accounts table on this page lists who exists$"
         ):
             auth.change_account(accounts, ADMIN, "nobody", action, value, VIA)
     with pytest.raises(
-        NotFound, match=r"^no user 'nobody'; see the accounts with `placeharm users list`$"
+        NotFound, match=r"^no user 'nobody'; the accounts table on this page lists who exists$"
     ):
         auth.change_account(accounts, ADMIN, "nobody", "password", STRONG, VIA)
     assert not accounts.user("ana")["disabled"]

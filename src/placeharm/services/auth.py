@@ -308,8 +308,10 @@ def change_account(
     if username == actor.username and action in ("disable", "role"):
         raise PermissionDenied(
             "you cannot disable your own account or change your own role: ask another "
-            "administrator, or use `placeharm users` with the dashboard stopped"
+            "administrator to do it"
         )
+    if store.user(username) is None:  # the page's wording: no command-line advice
+        raise NotFound(f"no user {username!r}; the accounts table on this page lists who exists")
     if action == "disable":
         return disable_user(store, username, via)
     if action == "enable":
