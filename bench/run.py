@@ -10,12 +10,14 @@ the web API under load (bench/web_load.py, demo size and 10M records, and live u
     .venv/bin/python bench/run.py --only harm  # only the harm ranking query (or --only ingest)
     .venv/bin/python bench/run.py --only soc   # only the SOC ranking
     .venv/bin/python bench/run.py --only web   # only the web API load benchmark
+    .venv/bin/python bench/run.py --only analysis  # alerts, prominence and hot spots
 
 Every measured ingest run is a fresh subprocess on a fresh temporary store; its peak RSS comes
 from os.wait4 on that child. Results go to bench/results/ingest-<UTC>.json and latest.json;
 the harm ranking benchmark writes harm-<UTC>.json and harm-latest.json, the SOC ranking
 benchmark soc-<UTC>.json and soc-latest.json, the web API load benchmark web-<UTC>.json and
-web-latest.json. See bench/README.md.
+web-latest.json; the analysis benchmarks (bench/analysis_bench.py: alerts and prominence;
+bench/hotspots_bench.py: Gi*) analysis-*.json and hotspots-*.json. See bench/README.md.
 """
 
 from __future__ import annotations
@@ -483,14 +485,35 @@ def web_benchmark(args: argparse.Namespace, stamp: str) -> int:
     return subprocess.run(cmd, cwd=REPO, check=False).returncode
 
 
+def analysis_benchmark(args: argparse.Namespace, stamp: str) -> int:
+    """bench/analysis_bench.py then bench/hotspots_bench.py, each in its own process; the
+    worse exit code (as ingest_benchmark)."""
+    codes = []
+    for script, extra in (
+        ("analysis_bench.py", ["--rebuild"] if args.regen else []),
+        ("hotspots_bench.py", []),
+    ):
+        cmd = [sys.executable, str(BENCH / script), "--stamp", stamp, *extra]
+        if args.quick:
+            cmd += ["--runs", "3"]
+        if args.strict:
+            cmd.append("--strict")
+        sys.stdout.flush()
+        codes.append(subprocess.run(cmd, cwd=REPO, check=False).returncode)
+    return max(codes, key=lambda code: (code not in (0, 2), code))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--only",
-        choices=("ingest", "harm", "soc", "web"),
-        help="run one benchmark (default: ingest, the harm ranking query, SOC ranking, web API)",
+        choices=("ingest", "harm", "soc", "web", "analysis"),
+        help=(
+            "run one benchmark (default: ingest, the harm ranking query, SOC ranking, web API, "
+            "analysis)"
+        ),
     )
     parser.add_argument("--quick", action="store_true", help="Northumbria only, one run each")
     parser.add_argument("--skip-10m", action="store_true", help="skip the 10M-row runs")
@@ -539,6 +562,10 @@ def main() -> None:
         if codes:
             print()
         codes.append(web_benchmark(args, stamp))
+    if args.only in (None, "analysis"):
+        if codes:
+            print()
+        codes.append(analysis_benchmark(args, stamp))
     if any(code not in (0, 2) for code in codes):
         sys.exit(1)
     sys.exit(max(codes))
