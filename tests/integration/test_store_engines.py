@@ -239,7 +239,6 @@ def test_the_demo_and_its_soc_overlay_give_the_same_cells_on_both_engines(
         # a map point's details and outcome rates (issue 15)
         ward = ("ward", "E05001111")
         assert _rows(pg.crime_point_details(ward)) == _rows(duck.crime_point_details(ward))
-        assert _rows(pg.crime_points(ward)) == _rows(duck.crime_points(ward))
         assert _rows(pg.crime_locations(ward, dt.date(2021, 11, 1), dt.date(2022, 3, 31))) == _rows(
             duck.crime_locations(ward, dt.date(2021, 11, 1), dt.date(2022, 3, 31))
         )

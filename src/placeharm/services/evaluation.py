@@ -17,7 +17,7 @@ from pyproj import Transformer
 from placeharm.analysis.control import LEVEL_FACTOR, rank_controls
 from placeharm.analysis.wdd import Counts, WddResult, wdd, wdq
 from placeharm.errors import DataError, NotFound
-from placeharm.model import month_end, month_range, shift_month
+from placeharm.model import month_end, month_range
 from placeharm.services import soc
 from placeharm.services.queries import CRIME_SOURCES
 from placeharm.soc import cells as soc_cells
@@ -397,17 +397,19 @@ def chb_periods(store: Store, site: str) -> tuple[list[dt.date], list[tuple[str,
         raise NotFound("no police.uk street data held")
     first_held: dt.date = held.min()  # type: ignore[assignment]
     last_held: dt.date = held.max()  # type: ignore[assignment]
-    clear: dt.date = phases["start_date"].min()  # type: ignore[assignment]
-    clear_month = clear.replace(day=1)
-    periods = []
-    for row in phases.iter_rows(named=True):
-        start = row["start_date"].replace(day=1)
-        end = min((row["end_date"] or last_held).replace(day=1), last_held)
-        periods.append((str(row["phase"]), month_range(start, end) if end >= start else []))
-    span = sum(len(m) for _, m in periods) or 1
-    wanted = shift_month(clear_month, -min(12, span))
-    start = max(first_held, wanted)
-    end = shift_month(clear_month, -1)
+    rows = [(str(r["phase"]), r["start_date"], r["end_date"]) for r in phases.iter_rows(named=True)]
+    # the rule lives in soc.chb_periods (the CHB view's); here a phase with no month held
+    # keeps its place with no months
+    _, clipped, _, _, (start, end) = soc.chb_periods(rows, first_held, last_held)
+    kept = iter(clipped)
+    following = next(kept, None)
+    periods: list[tuple[str, list[dt.date]]] = []
+    for phase, start_date, _ in rows:
+        if following is not None and (phase, start_date.replace(day=1)) == following[:2]:
+            periods.append((phase, month_range(following[1], following[2])))
+            following = next(kept, None)
+        else:
+            periods.append((phase, []))
     return (month_range(start, end) if end >= start else []), periods
 
 

@@ -16,12 +16,13 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import polars as pl
 
 from placeharm.model import month_range
-from placeharm.services import queries
+from placeharm.services import queries, readmodel
 from placeharm.soc import cells as soc_cells
 from placeharm.store.base import EVERYTHING, Scope, Store
 
@@ -110,8 +111,8 @@ def _rate(charged: int, crimes: int) -> dict[str, Any]:
 def _available(store: Store, first: dt.date, last: dt.date) -> tuple[list[dt.date], list[str]]:
     """The months of first..last whose outcomes can be read, and the gaps (as YYYY-MM):
     a month needs a police.uk street file and an outcomes file for it or a later month."""
-    street_gaps = set(queries.gap_months(store, first, last))
-    coverage = store.coverage()
+    coverage = readmodel.piece(store, "outcomes:coverage", lambda s: s.coverage())
+    street_gaps = set(queries.gaps_among(set(_crime_months(coverage)), first, last))
     outcome_months = coverage.filter(pl.col("source_kind") == "outcomes")["month"].to_list()
     latest = max(outcome_months) if outcome_months else None
     held, gaps = [], []
@@ -123,11 +124,25 @@ def _available(store: Store, first: dt.date, last: dt.date) -> tuple[list[dt.dat
     return held, gaps
 
 
+def _crime_months(coverage: pl.DataFrame) -> list[dt.date]:
+    """The months with crime records (`queries.gap_months`' rule: street files or API)."""
+    return coverage.filter(pl.col("source_kind").is_in(queries.CRIME_SOURCES))["month"].to_list()
+
+
 def _summarise(
     counts: pl.DataFrame, months: list[dt.date], gaps: list[str], what: str
 ) -> dict[str, Any]:
     """Rates per month and over the period from (month, group, crimes) counts."""
     grouped = counts.filter(pl.col("month").is_in(months)) if months else counts.clear()
+    by_month = {
+        m: (int(n or 0), int(c or 0))
+        for m, n, c in grouped.group_by("month")
+        .agg(
+            pl.col("crimes").sum(),
+            pl.col("crimes").filter(pl.col("group") == "charged").sum().alias("charged"),
+        )
+        .iter_rows()
+    }
     per_month = []
     for month in sorted({*months, *(dt.datetime.strptime(g, "%Y-%m").date() for g in gaps)}):
         key = f"{month:%Y-%m}"
@@ -137,11 +152,10 @@ def _summarise(
                 | {"charge_rate_pct": None, "small_count": False}
             )
             continue
-        rows = grouped.filter(pl.col("month") == month)
-        crimes = int(rows["crimes"].sum())
-        charged = int(rows.filter(pl.col("group") == "charged")["crimes"].sum())
+        crimes, charged = by_month.get(month, (0, 0))
         per_month.append({"month": key, "gap": False, **_rate(charged, crimes)})
-    totals = {g: int(grouped.filter(pl.col("group") == g)["crimes"].sum()) for g, _ in GROUPS}
+    by_group = dict(grouped.group_by("group").agg(pl.col("crimes").sum()).iter_rows())
+    totals = {g: int(by_group.get(g) or 0) for g, _ in GROUPS}
     crimes = sum(totals.values())
     other = sorted(
         {
@@ -207,12 +221,8 @@ def _outcome_rates(
     scope: Scope,
 ) -> dict[str, Any]:
     held, gaps = _available(store, first, last)
-    counts = store.outcome_counts(by, first, last, area_code)
     police = _summarise(
-        _grouped(counts).group_by("month", "group", "outcome").agg(pl.col("crimes").sum()),
-        held,
-        gaps,
-        "police.uk crime",
+        _police_counts(store, by, first, last, area_code), held, gaps, "police.uk crime"
     )
     out: dict[str, Any] = {
         "area_code": area_code,
@@ -240,33 +250,13 @@ def _soc_rates(
     flagged firearms discharge or cannabis production) that carry a police.uk Crime ID;
     None when the reader may see none or the store holds none."""
     end = dt.date(last.year + (last.month == 12), last.month % 12 + 1, 1) - dt.timedelta(days=1)
-    crimes = store.soc_frame(
-        "soc_force_crimes",
-        by,
-        ("recorded_date", first, end),
-        columns=[
-            "crime_ref",
-            "recorded_date",
-            "policeuk_crime_id",
-            "firearms_discharged",
-            "cannabis_production",
-        ],
-        area_code=area_code,
-        scope=scope,
-    )
-    if crimes.is_empty():
+    crimes, soc = _soc_crimes(store, by, scope)
+    in_period = pl.col("recorded_date").is_between(first, end)
+    if area_code is not None:
+        in_period = in_period & (pl.col("area_code") == area_code)
+    if crimes.filter(in_period).is_empty():
         return None
-    members = store.soc_frame("soc_memberships", columns=["nominal_id"], scope=scope)
-    linked = (
-        store.soc_frame("soc_nominal_crimes", columns=["nominal_id", "crime_ref"], scope=scope)
-        .join(members, on="nominal_id", how="semi")["crime_ref"]
-        .unique()
-    )
-    soc = crimes.filter(
-        pl.col("crime_ref").is_in(linked.implode())
-        | pl.col("firearms_discharged").fill_null(False)
-        | pl.col("cannabis_production").fill_null(False)
-    )
+    soc = soc.filter(in_period)
     recorded = soc.height
     soc = soc.filter(pl.col("policeuk_crime_id").fill_null("") != "")
     if soc.is_empty():
@@ -276,8 +266,7 @@ def _soc_rates(
     soc_held = soc_cells.cells(store, by if by in sets else min(sets)).held_months("force_crimes")
     gaps = sorted({*gaps, *(f"{m:%Y-%m}" for m in held if m not in soc_held)})
     held = [m for m in held if m in soc_held]
-    ids = sorted(set(soc["policeuk_crime_id"].to_list()))
-    found = store.outcomes_of_crime_ids(ids)
+    found = soc_outcomes(store)
     joined = soc.join(found, left_on="policeuk_crime_id", right_on="crime_id", how="left")
     counts = _grouped(
         joined.select(
@@ -295,3 +284,102 @@ def _soc_rates(
     result["soc_crimes"] = recorded  # SOC force crimes in the period
     result["linked"] = soc.height  # of which carry a police.uk Crime ID
     return result
+
+
+# -- what is read once per store generation (issue 14) ---------------------------------------
+# A page's outcome rates used to ask the store for every request: at 10M records each
+# request's `outcome_counts` (a GROUP BY over the period's crimes) and `outcomes_of_crime_ids`
+# (a scan of every crime for the SOC crimes' Crime IDs) took seconds. Both only change when
+# data arrives, so they are read once per generation, as the harm read model is
+# (`readmodel.piece`: built in one snapshot on a builder thread; concurrent callers wait for
+# one build), and a request filters them in memory. The figures are the same:
+# tests/integration/test_outcome_aggregates.py recounts them from the store.
+
+_EVERY = (dt.date(1, 1, 1), dt.date(9999, 12, 1))  # every month a store can hold
+
+
+@dataclass(frozen=True, slots=True)
+class PoliceCounts:
+    """One area set's police.uk outcome counts, every month held: (month, group, outcome,
+    crimes) for the force (every crime, in the set's areas or not) and for each area."""
+
+    force: pl.DataFrame
+    areas: dict[str, pl.DataFrame]
+
+
+def police_counts(store: Store, by: str) -> PoliceCounts:
+    """`store.outcome_counts` of set `by` over every month, grouped, for this generation."""
+
+    def build(s: Store) -> PoliceCounts:
+        counts = _grouped(s.outcome_counts(by, *_EVERY))
+        keys = ["month", "group", "outcome"]
+        force = counts.group_by(keys).agg(pl.col("crimes").sum()).sort(keys, nulls_last=True)
+        areas = {
+            str(code[0]): frame.drop("area_code")
+            for code, frame in counts.filter(pl.col("area_code").is_not_null())
+            .sort("area_code", *keys, nulls_last=True)
+            .partition_by("area_code", as_dict=True, maintain_order=True)
+            .items()
+        }
+        return PoliceCounts(force, areas)
+
+    return readmodel.piece(store, f"outcomes:{by}", build)
+
+
+def _police_counts(
+    store: Store, by: str, first: dt.date, last: dt.date, area_code: str | None
+) -> pl.DataFrame:
+    """(month, group, outcome, crimes) of crimes recorded first..last (in `area_code`)."""
+    held = police_counts(store, by)
+    if area_code is None:
+        frame = held.force
+    else:
+        empty = held.force.clear()
+        frame = held.areas.get(area_code, empty)
+    return frame.filter(pl.col("month").is_between(first, last))
+
+
+def soc_outcomes(store: Store) -> pl.DataFrame:
+    """(crime_id, outcome) of every police.uk Crime ID any SOC force crime carries, as
+    `store.outcomes_of_crime_ids` reads them, for this generation (not scoped: it only
+    says what became of a Crime ID; which SOC crimes a reader may count is scoped)."""
+
+    def build(s: Store) -> pl.DataFrame:
+        ids = s.soc_frame("soc_force_crimes", columns=["policeuk_crime_id"])["policeuk_crime_id"]
+        return s.outcomes_of_crime_ids(sorted({i for i in ids.to_list() if i}))
+
+    return readmodel.piece(store, "outcomes:soc_ids", build)
+
+
+def _soc_crimes(store: Store, by: str, scope: Scope) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The SOC force crimes `scope` lets the reader see, every date and area of set `by`
+    (with area_code), and of them the SOC crimes (linked to a group member, or flagged
+    firearms discharge or cannabis production): read once per generation and scope."""
+
+    def read(store: Store) -> tuple[pl.DataFrame, pl.DataFrame]:
+        crimes = store.soc_frame(
+            "soc_force_crimes",
+            by,
+            columns=[
+                "crime_ref",
+                "recorded_date",
+                "policeuk_crime_id",
+                "firearms_discharged",
+                "cannabis_production",
+            ],
+            scope=scope,
+        )
+        members = store.soc_frame("soc_memberships", columns=["nominal_id"], scope=scope)
+        linked = (
+            store.soc_frame("soc_nominal_crimes", columns=["nominal_id", "crime_ref"], scope=scope)
+            .join(members, on="nominal_id", how="semi")["crime_ref"]
+            .unique()
+        )
+        soc = crimes.filter(
+            pl.col("crime_ref").is_in(linked.implode())
+            | pl.col("firearms_discharged").fill_null(False)
+            | pl.col("cannabis_production").fill_null(False)
+        )
+        return crimes, soc
+
+    return readmodel.piece(store, f"outcomes:soc_crimes:{by}:{scope!r}", read)

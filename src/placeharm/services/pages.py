@@ -1483,22 +1483,6 @@ def _area_features(store: Store, by: str) -> list[tuple[str, str, dict[str, Any]
     return _memoised(store, ("area_features", by), read)
 
 
-def _crime_locations(
-    store: Store, by: str, code: str, first: dt.date, last: dt.date, types: tuple[str, ...]
-) -> pl.DataFrame:
-    """`store.crime_locations` of one area, period and types, from the area's points by
-    month and type (read once per generation): the same rows, counted the same way."""
-    points = _memoised(store, ("crime_points", by, code), lambda: store.crime_points((by, code)))
-    chosen = points.filter(pl.col("month").is_between(first, last))
-    if types:
-        chosen = chosen.filter(pl.col("crime_type").is_in(types))
-    return (
-        chosen.group_by("longitude", "latitude")
-        .agg(pl.col("crimes").sum().cast(pl.Int32))
-        .sort(["crimes", "longitude", "latitude"], descending=[True, False, False])
-    )
-
-
 def _crimes_by_month(
     store: Store,
     by: str,

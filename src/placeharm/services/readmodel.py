@@ -305,6 +305,38 @@ class SetCells:
         shape = (self.slots, n)
         return self.months[i:j], per_records.reshape(shape), per_harm.reshape(shape)
 
+    def area_monthly(self, code: str, first: dt.date, last: dt.date) -> pl.DataFrame:
+        """Records of area `code` per (month, crime type) in [first, last], months and types
+        with none left out: `store.month_counts("crimes", "month", set, ..., code)` without
+        reading records (its columns month, kind, records)."""
+        slot = self.codes.index(code) if code in self.codes else None
+        i, j = self.window(first, last)
+        out_month: list[dt.date] = []
+        out_kind: list[str] = []
+        out_records: list[int] = []
+        if slot is not None and j > i:
+            if self.cumulative is not None:
+                per = self.cumulative[slot, i + 1 : j + 1, :] - self.cumulative[slot, i:j, :]
+                at_month, at_key = np.nonzero(per)
+                counts = per[at_month, at_key]
+            else:
+                month, row_slot, at_key, records = self._rows(first, last, None)
+                mine = row_slot == slot
+                at_month, at_key, counts = month[mine], at_key[mine], records[mine]
+            summed: dict[tuple[int, str], int] = {}
+            for m, k, n in zip(at_month.tolist(), at_key.tolist(), counts.tolist(), strict=True):
+                key = (int(m), self.key_types[int(k)])
+                summed[key] = summed.get(key, 0) + int(n)
+            for (m, kind), n in summed.items():
+                if n:
+                    out_month.append(self.months[i + m])
+                    out_kind.append(kind)
+                    out_records.append(n)
+        return pl.DataFrame(
+            {"month": out_month, "kind": out_kind, "records": out_records},
+            schema={"month": pl.Date, "kind": pl.String, "records": pl.Int64},
+        )
+
     # -- populations ---------------------------------------------------------------------
 
     def population(self, year: int) -> tuple[pl.DataFrame, FloatArray, dict[str, object]]:
@@ -547,3 +579,11 @@ def drop(store: Store) -> None:
     """Forget every piece held for this store (the next query builds afresh)."""
     with _lock:
         _held.pop(store, None)
+
+
+def piece(store: Store, name: str, build: Callable[[Store], T]) -> T:
+    """Any other read model kept per store generation, as the harm cube's pieces are: built
+    once by `build(store)` in one snapshot on a builder thread (concurrent callers wait for
+    that one build), dropped when the generation changes. `name` must be unique to what
+    `build` reads (services/outcomes.py prefixes its names with "outcomes:")."""
+    return _piece(store, name, build)

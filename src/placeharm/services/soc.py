@@ -12,7 +12,7 @@ import polars as pl
 from placeharm.errors import DataError, NotFound, UnknownArea
 from placeharm.harm import HarmIndex
 from placeharm.model import ImportResult, month_end, month_range, shift_month
-from placeharm.services import indices
+from placeharm.services import indices, readmodel
 from placeharm.services.areas import assign_pending, import_areas
 from placeharm.services.harm import HarmResult
 from placeharm.services.queries import CRIME_SOURCES, gap_months
@@ -247,16 +247,21 @@ def ward_view(
     """North Yorkshire's ward view: per month, SOC crimes, incidents and intelligence (and
     police.uk crime and ASB, of `crime_types` or all, gaps empty); the ward's measures; its
     groups and latest intel; every count from the rows `scope` lets the reader see."""
-    names = store.area_list(by)
+    held = _held_cells(store, by)  # the harm cube's read model (issue 14), when it holds `by`
+    names = held.areas if held is not None else store.area_list(by)
     match = names.filter(pl.col("area_code") == code)
     if match.is_empty():
         raise UnknownArea(
             by, [code], f"no area {code!r} in set {by!r}; list them with `placeharm rank --by {by}`"
         )
     months = month_range(first, last)
-    gaps = set(gap_months(store, first, last))
+    gaps = set(held.gap_months(first, last) if held is not None else gap_months(store, first, last))
     grid = pl.DataFrame({"month": months}, schema={"month": pl.Date})
-    police = _monthly(store, "crimes", "month", by, code, first, last)
+    police = (
+        held.area_monthly(code, first, last)
+        if held is not None
+        else _monthly(store, "crimes", "month", by, code, first, last)
+    )
     if crime_types:
         police = police.filter(pl.col("kind").is_in(crime_types))
     model = soc_cells.cells(store, by)
@@ -300,9 +305,8 @@ def ward_view(
     )
     start, end = _dates(first, last)
     intel = (
-        store.soc_frame(
-            "soc_intelligence", by, ("reported_date", start, end), area_code=code, scope=scope
-        )
+        _area_intelligence(store, by, code, scope)
+        .filter(pl.col("reported_date").is_between(start, end))
         .sort(["reported_date", "intel_id"], descending=True)
         .head(10)
         .select(
@@ -342,6 +346,24 @@ def ward_view(
         table,
         notes,
         {"measures": measure_rows, "latest_intelligence": intel, "groups": groups},
+    )
+
+
+def _held_cells(store: Store, by: str) -> readmodel.SetCells | None:
+    """The harm read model of set `by` (police.uk records per area, month and crime type,
+    the set's areas and the coverage months, read once per generation), or None for a set
+    it cannot hold (unknown, or imported after the records it should count)."""
+    info = readmodel.area_sets(store).get(by)
+    return readmodel.cells(store, by) if info is not None and info.assigned else None
+
+
+def _area_intelligence(store: Store, by: str, code: str, scope: Scope) -> pl.DataFrame:
+    """The intelligence of area `code` that `scope` lets the reader see, every date: read
+    once per store generation (a page keeps its period's), not once per page built."""
+    return readmodel.piece(
+        store,
+        f"intelligence:{by}:{code}:{scope!r}",
+        lambda s: s.soc_frame("soc_intelligence", by, area_code=code, scope=scope),
     )
 
 

@@ -1756,20 +1756,6 @@ class DuckDBStore:
         )
         return frame, total
 
-    def crime_points(self, area: tuple[str, str], decimals: int = 4) -> pl.DataFrame:
-        """Located crimes of one area counted by month, crime_type and point (rounded to
-        `decimals` places), every month held: what `crime_locations` counts for any period
-        and types, read once (a few thousand rows per area at 10M records)."""
-        return self._frame(
-            "SELECT month, crime_type, "
-            "round(longitude::DECIMAL(10, 6), ?)::DOUBLE AS longitude, "
-            "round(latitude::DECIMAL(10, 6), ?)::DOUBLE AS latitude, "
-            "count(*)::INTEGER AS crimes FROM crimes "
-            f"WHERE {_area_col(area[0])} = ? "
-            "AND longitude IS NOT NULL AND latitude IS NOT NULL GROUP BY ALL",
-            [decimals, decimals, area[1]],
-        )
-
     def crime_point_details(self, area: tuple[str, str], decimals: int = 4) -> pl.DataFrame:
         """Located crimes of one area counted by point (rounded to `decimals` places), month,
         crime_type, its "on or near" street (`location`) and latest outcome, every month held:

@@ -1111,16 +1111,6 @@ class PostgresStore:
             [*_scales(decimals), area[1], first, last, crime_types, crime_types],
         )
 
-    def crime_points(self, area: tuple[str, str], decimals: int = 4) -> pl.DataFrame:
-        return self._frame(
-            f"SELECT month, crime_type, {_ROUND_LON} "
-            f"AS longitude, {_ROUND_LAT} AS latitude, "
-            "count(*)::INTEGER AS crimes FROM crimes "
-            f"WHERE {_area_col(area[0])} = ? "
-            "AND longitude IS NOT NULL AND latitude IS NOT NULL GROUP BY 1, 2, 3, 4",
-            [*_scales(decimals), area[1]],
-        )
-
     def crime_point_details(self, area: tuple[str, str], decimals: int = 4) -> pl.DataFrame:
         """As DuckDBStore.crime_point_details: a map point's details (issue 15)."""
         return self._frame(
