@@ -16,7 +16,7 @@ from pyproj import Transformer
 
 from placeharm import audit
 from placeharm.audit import Actor
-from placeharm.errors import DataError, NotFound, PlaceharmError, StoreUnavailable
+from placeharm.errors import DataError, NotFound, describe
 from placeharm.geo import GRID_MIN_POINTS, PolygonGrid, PreparedPolygons, assign_points_to_sets
 from placeharm.geo.assign import grid_digest, grid_from_bytes, grid_to_bytes
 from placeharm.ingest.boundaries import read_boundaries
@@ -175,7 +175,8 @@ def keep_grids(store: Store, sets: list[LoadedSet]) -> list[str]:
     imports (another process, a new month) use it instead of building it again (several
     seconds of CPU for ~1,000 LSOAs). Returns the names of the sets whose grid was kept.
 
-    A grid is a cache: failing to keep one is logged and the import it follows stands.
+    A grid is a cache: failing to keep one (a full disk, another process keeping the same
+    set's grid at that moment) is logged, and the import it follows stands as committed.
     """
     kept = []
     for area in sets:
@@ -184,10 +185,8 @@ def keep_grids(store: Store, sets: list[LoadedSet]) -> list[str]:
             continue
         try:
             store.save_area_grid(area.name, area.digest, grid_to_bytes(grid))
-        except StoreUnavailable:
-            raise
-        except PlaceharmError as exc:
-            log.warning("the grid of area set %s was not kept: %s", area.name, exc)
+        except Exception as exc:  # a cache: the next import builds it again
+            log.warning("the grid of area set %s was not kept: %s", area.name, describe(exc))
             continue
         area.grid_kept = True
         kept.append(area.name)
