@@ -345,8 +345,10 @@ def one_month_update(args: argparse.Namespace, files_json: Path, tmp: Path) -> d
     for i, r in enumerate(report["rounds"]):
         print(
             f"  round {i + 1}  new month {r['new_month_s']:6.2f} s "
-            f"(cube {r['new_month_cells_s']:.3f} s)"
-            f"  revision {r['revision_s']:6.2f} s (cube {r['revision_cells_s']:.3f} s, "
+            f"(CPU {r.get('new_month_cpu_s', float('nan')):.2f} s, "
+            f"cube {r['new_month_cells_s']:.3f} s)"
+            f"  revision {r['revision_s']:6.2f} s (CPU {r.get('revision_cpu_s', float('nan')):.2f}"
+            f" s, cube {r['revision_cells_s']:.3f} s, "
             f"{r['revision_result']['updated']:,} updated)  cube = recount: "
             f"{mark(r['cells_differing'] == 0)}",
             flush=True,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,8 +16,9 @@ from pyproj import Transformer
 
 from placeharm import audit
 from placeharm.audit import Actor
-from placeharm.errors import DataError, NotFound
+from placeharm.errors import DataError, NotFound, describe
 from placeharm.geo import GRID_MIN_POINTS, PolygonGrid, PreparedPolygons, assign_points_to_sets
+from placeharm.geo.assign import grid_digest, grid_from_bytes, grid_to_bytes
 from placeharm.ingest.boundaries import read_boundaries
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
 from placeharm.store.base import Store
@@ -29,6 +32,7 @@ _CACHE_POINTS = 1_000_000
 _DIRECT_MIN_ROWS = 50_000
 _DIRECT_SHARE = 0.5
 _TO_BNG = Transformer.from_crs("EPSG:4326", "EPSG:27700", always_xy=True)
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -50,6 +54,11 @@ class LoadedSet:
     _bng: np.ndarray | None = field(default=None)
     _grid: PolygonGrid | None = field(default=None)
     _ready: PreparedPolygons | None = field(default=None)
+    # The identity of these polygons for a grid kept in the store (`grid_digest`), the kept
+    # grid's bytes while not yet needed, and whether the store holds the grid in use.
+    digest: str = ""
+    _kept: bytes | None = field(default=None)
+    grid_kept: bool = False
 
     def codes_at(self, index: np.ndarray) -> pl.Series:
         """The code of each polygon index, null for -1 (no area)."""
@@ -61,12 +70,25 @@ class LoadedSet:
         enough to repay it (about a second for ~1,000 LSOAs), else the polygons, prepared
         once. Not thread-safe: `Assigner` calls it under its lock."""
         if self._grid is None and points >= GRID_MIN_POINTS:
-            self._grid = PolygonGrid.build(self.polygons, threads=threads)
+            self._grid = self._kept_grid() or PolygonGrid.build(self.polygons, threads=threads)
         if self._grid is not None:
             return self._grid
         if self._ready is None:
             self._ready = PreparedPolygons.build(self.polygons)
         return self._ready
+
+    def _kept_grid(self) -> PolygonGrid | None:
+        """The grid the store keeps for these polygons (see `load_sets`), or None."""
+        kept, self._kept = self._kept, None
+        if kept is None:
+            return None
+        try:
+            grid = grid_from_bytes(self.polygons, kept)
+        except (ValueError, KeyError, TypeError, zlib.error) as exc:  # built again, kept again
+            log.warning("the grid kept for area set %s cannot be read (%s)", self.name, exc)
+            return None
+        self.grid_kept = True
+        return grid
 
     def bng_polygons(self) -> np.ndarray:
         if self._bng is None:
@@ -137,8 +159,38 @@ def load_sets(store: Store) -> list[LoadedSet]:
     for info in store.area_sets():
         frame = store.area_polygons(info.name)
         polygons = shapely.from_wkb(frame["geometry_wkb"].to_numpy())
-        loaded.append(LoadedSet(info.name, frame["area_code"].to_numpy(), polygons))
+        area = LoadedSet(info.name, frame["area_code"].to_numpy(), polygons)
+        # A grid kept for exactly these polygons is used instead of building one (decoded
+        # only when a batch is large enough to need a grid); any other is ignored.
+        area.digest = grid_digest(frame["area_code"].to_list(), frame["geometry_wkb"].to_list())
+        kept = store.area_grid(info.name)
+        if kept is not None and kept[0] == area.digest:
+            area._kept = kept[1]
+        loaded.append(area)
     return loaded
+
+
+def keep_grids(store: Store, sets: list[LoadedSet]) -> list[str]:
+    """Keep in the store each set's grid built in this process and not kept yet, so later
+    imports (another process, a new month) use it instead of building it again (several
+    seconds of CPU for ~1,000 LSOAs). Returns the names of the sets whose grid was kept.
+
+    A grid is a cache: failing to keep one (a full disk, another process keeping the same
+    set's grid at that moment) is logged, and the import it follows stands as committed.
+    """
+    kept = []
+    for area in sets:
+        grid = area._grid
+        if grid is None or area.grid_kept or not area.digest:
+            continue
+        try:
+            store.save_area_grid(area.name, area.digest, grid_to_bytes(grid))
+        except Exception as exc:  # a cache: the next import builds it again
+            log.warning("the grid of area set %s was not kept: %s", area.name, describe(exc))
+            continue
+        area.grid_kept = True
+        kept.append(area.name)
+    return kept
 
 
 class Assigner:
@@ -305,6 +357,7 @@ def assign_pending(store: Store, threads: int, tolerance_m: float) -> dict[str, 
                 total += points.height
             store.mark_assigned(s.name)
         done[s.name] = total
+    keep_grids(store, sets)
     return done
 
 

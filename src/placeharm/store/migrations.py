@@ -450,4 +450,22 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        12,
+        "point-in-polygon grids kept per area set",
+        [
+            # One row per area set: its PolygonGrid's cells (geo.assign.grid_to_bytes), built
+            # by the first ingest large enough to need it and used by later ones only while
+            # `digest` (geo.assign.grid_digest: the grid format, the set's codes and polygons)
+            # matches the set held, so a replaced set never uses another set's grid.
+            """CREATE TABLE area_grids (
+                set_name VARCHAR PRIMARY KEY,
+                digest VARCHAR NOT NULL,
+                grid BLOB NOT NULL
+            )""",
+        ],
+    )
+)
+
 LATEST_VERSION = MIGRATIONS[-1][0]

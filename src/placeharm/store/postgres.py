@@ -2259,6 +2259,32 @@ class PostgresStore:
         )
         return sql, [*weights, *params, *people_params]
 
+    # -- point-in-polygon grids kept per area set (issue 14) ---------------------------------
+
+    def area_grid(self, set_name: str) -> tuple[str, bytes] | None:
+        """The grid kept for a set (its digest and bytes), or None."""
+        row = self._one("SELECT digest, grid FROM area_grids WHERE set_name = ?", [set_name])
+        return (str(row[0]), bytes(row[1])) if row else None
+
+    def save_area_grid(self, set_name: str, digest: str, grid: bytes) -> None:
+        """Keep a set's grid, replacing the one kept before."""
+        with self.transaction():
+            self._run("DELETE FROM area_grids WHERE set_name = ?", [set_name])
+            self._run("INSERT INTO area_grids VALUES (?, ?, ?)", [set_name, digest, grid])
+
+    def held_hashes(self, table: str, hash_col: str, hashes: pl.Series) -> pl.Series:
+        if (table, hash_col) not in _HASHED:
+            raise StoreError(f"unknown table and hash column {table!r}, {hash_col!r}")
+        self._temp("_hashes_in", pl.DataFrame({"h": hashes.unique()}))
+        try:
+            found = self._frame(
+                f"SELECT DISTINCT i.h AS {hash_col} FROM _hashes_in i "
+                f"WHERE i.h IN (SELECT t.{hash_col} FROM {table} t)"
+            )
+        finally:
+            self._untemp("_hashes_in")
+        return found[hash_col] if found.height else hashes.clear()
+
     # -- not supported on PostgreSQL yet (NOT_YET): a message, never a traceback ---------------
 
     def backup(self, *args: object) -> dict[str, Any]:
