@@ -387,6 +387,9 @@ def demo(
         _serve(settings, host, port, None, logins, workers)
 
 
+WORKER_HEALTHCHECK_S = 60
+
+
 def _serve(
     settings: Settings,
     host: str,
@@ -422,6 +425,10 @@ def _serve(
             host=host,
             port=port,
             log_level="warning",
+            # a worker answers the supervisor's health check only once its interpreter has
+            # imported placeharm: seconds on a busy machine, so allow a minute before it is
+            # counted as hung and replaced (uvicorn's 5 s restarted them in a loop)
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
         )
         return
     uvicorn.run(create_app(settings, drop), host=host, port=port, log_level="warning")
