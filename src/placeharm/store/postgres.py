@@ -261,8 +261,9 @@ class PostgresStore:
         again, waiting `LISTEN_RETRY_S` doubling up to `LISTEN_RETRY_MAX_S` between tries; a
         commit made meanwhile sent its notice to nobody, so every reconnection counts as a
         change. While listening, `generation` is answered from memory (see there)."""
-        first = self._listen_connection()  # the first at once: a wrong URL fails here
-        con: psycopg.Connection[tuple[Any, ...]] | None = first
+        # the first at once: a wrong URL fails here
+        con: psycopg.Connection[tuple[Any, ...]] | None
+        con, schema = self._listen_connection()
         stop = threading.Event()
 
         def tell() -> None:
@@ -272,12 +273,12 @@ class PostgresStore:
                 log.exception("refreshing after a change on %s failed", self.path)
 
         def run() -> None:
-            nonlocal con
+            nonlocal con, schema
             wait = LISTEN_RETRY_S
             while not stop.is_set():
                 if con is None:
                     try:
-                        con = self._listen_connection()
+                        con, schema = self._listen_connection()
                     except StoreUnavailable:
                         stop.wait(wait)
                         wait = min(wait * 2, LISTEN_RETRY_MAX_S)
@@ -290,7 +291,9 @@ class PostgresStore:
                     self._listening(+1)
                     try:
                         while not stop.is_set():
-                            for _ in con.notifies(timeout=1.0, stop_after=1):
+                            for notice in con.notifies(timeout=1.0, stop_after=1):
+                                if notice.payload not in ("", schema):
+                                    continue  # another store in the same database
                                 self._heard()
                                 if not stop.is_set():
                                     tell()
@@ -322,8 +325,9 @@ class PostgresStore:
         self._listeners.append(close)  # closing the store stops it too
         return close
 
-    def _listen_connection(self) -> psycopg.Connection[tuple[Any, ...]]:
-        """A connection of its own that LISTENs on the change channel."""
+    def _listen_connection(self) -> tuple[psycopg.Connection[tuple[Any, ...]], str]:
+        """A connection of its own that LISTENs on the change channel, and the store's
+        schema (what its notices carry)."""
         try:
             con = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
         except psycopg.Error as exc:
@@ -331,6 +335,7 @@ class PostgresStore:
                 f"cannot listen for changes on the PostgreSQL store {self.path}"
             ) from exc
         try:
+            row = con.execute("SELECT current_schema()").fetchone()
             con.execute(f"LISTEN {CHANGED_CHANNEL}")
         except psycopg.Error as exc:
             with suppress(psycopg.Error):
@@ -338,7 +343,7 @@ class PostgresStore:
             raise StoreUnavailable(
                 f"cannot listen for changes on the PostgreSQL store {self.path}"
             ) from exc
-        return con
+        return con, str(row[0]) if row else ""
 
     def _listening(self, step: int) -> None:
         """One more (or one fewer) live LISTEN connection; with none, `generation` asks the
@@ -503,7 +508,8 @@ class PostgresStore:
             if wrote:
                 self._exec("UPDATE store_generation SET generation = generation + 1")
                 # delivered at commit to every process listening (`listen`), never before
-                self._exec("SELECT pg_notify(?, '')", [CHANGED_CHANNEL])
+                # the payload names the schema: stores sharing a database ignore each other's
+                self._exec("SELECT pg_notify(?, current_schema())", [CHANGED_CHANNEL])
         except BaseException:
             with suppress(psycopg.Error):
                 self._con.execute("ROLLBACK")
