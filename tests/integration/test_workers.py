@@ -325,11 +325,19 @@ def wait_for(condition: object, seconds: float = 15.0) -> None:
         time.sleep(0.1)
 
 
-def test_several_workers_on_a_duckdb_store_are_refused(tmp_path: Path) -> None:
-    env = {**os.environ, "PLACEHARM_DB": str(tmp_path / "one.duckdb")}
-    done = _placeharm("serve", "--workers", "2", "--port", str(_free_port()), env=env)
-    assert done.returncode != 0
-    message = (done.stdout + done.stderr).strip()
-    assert "needs the PostgreSQL store" in message and "PLACEHARM_DB=postgresql://" in message
-    assert "Traceback" not in message
-    assert not (tmp_path / "one.duckdb").exists()  # refused before opening anything
+@pytest.mark.parametrize("command", ["serve", "demo"])
+def test_several_workers_on_a_duckdb_store_are_refused(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from placeharm.cli.main import main
+
+    store = tmp_path / "one.duckdb"
+    monkeypatch.setenv("PLACEHARM_DB", str(store))
+    monkeypatch.setattr(sys, "argv", ["placeharm", command, "--workers", "2", "--port", "1"])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 4  # configuration
+    message = " ".join(capsys.readouterr().err.split())
+    assert "--workers 2 needs the PostgreSQL store" in message
+    assert "PLACEHARM_DB=postgresql://" in message and "Traceback" not in message
+    assert not store.exists()  # refused before opening (or, for the demo, building) anything
