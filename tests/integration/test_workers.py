@@ -57,6 +57,7 @@ class Server:
         self.url = url
         self.env = env
         self.base = f"http://127.0.0.1:{port}"
+        self.drop = Path()
 
     def workers(self) -> list[int]:
         """The worker processes: the server's descendants that hold connections or listen."""
@@ -140,6 +141,8 @@ def server(
             "2",
             "--port",
             str(port),
+            "--drop",
+            str(home / "drop"),
         ],
         env=env,
         cwd=home,
@@ -148,6 +151,7 @@ def server(
         text=True,
     )
     running = Server(process, port, url, env)
+    running.drop = home / "drop"
     try:
         deadline = time.monotonic() + 240  # a loaded machine takes long to import placeharm
         while True:  # a worker up
@@ -323,6 +327,34 @@ def wait_for(condition: object, seconds: float = 15.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "not reached in time"
         time.sleep(0.1)
+
+
+def test_one_worker_watches_the_drop_folder(server: Server, northumbria: Path) -> None:
+    from placeharm.store.postgres import DROP_FOLDER_LOCK
+
+    def holders() -> int:
+        with psycopg.connect(server.url, autocommit=True) as con:
+            row = con.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                "AND (classid::BIGINT << 32 | objid::BIGINT) = %s",
+                [DROP_FOLDER_LOCK],
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    wait_for(lambda: holders() == 1)  # one worker holds the watch; the other waits for it
+    dropped = server.drop / "2021-11-northumbria-street.csv"
+    with gzip.open(northumbria / "2021-11-northumbria-street.csv.gz", "rt") as source:
+        part = server.drop / "incoming.part"  # written aside, then renamed in: one whole file
+        part.write_text("".join(source.readline() for _ in range(51)))
+        part.rename(dropped)
+    wait_for(lambda: (server.drop / "done" / dropped.name).exists(), 60)
+    with psycopg.connect(server.url) as con:
+        row = con.execute(
+            "SELECT count(*), sum(inserted) FROM imports WHERE source_file LIKE %s",
+            ["%2021-11-northumbria-street.csv"],
+        ).fetchone()
+    assert row == (1, 50)  # imported once, by the one watcher
+    assert holders() == 1
 
 
 @pytest.mark.parametrize("command", ["serve", "demo"])
