@@ -12,7 +12,9 @@ the append-only audit log. What differs is the engine's:
   a signed BIGINT and reinterpreted on the way in and out.
 - DuckDB's built-in `rowid` is a `rowid` identity column (pg_migrations.ROWID_TABLES).
 - `generation` is a counter in the database (`store_generation`), added to in every
-  transaction that writes page data, so every app process sharing the server sees a change.
+  transaction that writes page data, so every app process sharing the server sees a change;
+  while the process LISTENs for the notice each such commit sends, it is read from memory
+  (`listen`, which reconnects after a lost connection).
 - Writes that recount the harm cube take a transaction-level advisory lock first, so two
   processes importing at once recount in turn, each seeing the other's committed rows.
 
