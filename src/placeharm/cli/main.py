@@ -320,10 +320,21 @@ def demo(
     ] = True,
     host: Annotated[str, typer.Option(help="Address to serve on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="App processes sharing the port: more than 1 needs the PostgreSQL store.",
+        ),
+    ] = 1,
 ) -> None:
     """Build the demo store (bundled real Northumbria slice, synthetic SOC overlay, demo
     users), rank wards by harm, then start the dashboard."""
     settings = _settings(db)
+    if serve_app:
+        from placeharm.web.workers import check_workers
+
+        check_workers(settings, workers)  # before building: refused at once
     with _open(settings) as store:
         result = demo_service.build_demo(store, settings.threads)
         _summary(result.results)
@@ -373,15 +384,26 @@ def demo(
         highlight=False,
     )
     if serve_app:
-        _serve(settings, host, port, None, logins)
+        _serve(settings, host, port, None, logins, workers)
+
+
+WORKER_HEALTHCHECK_S = 60
 
 
 def _serve(
-    settings: Settings, host: str, port: int, drop: Path | None, logins: dict[str, str] | None
+    settings: Settings,
+    host: str,
+    port: int,
+    drop: Path | None,
+    logins: dict[str, str] | None,
+    workers: int = 1,
 ) -> None:
     import uvicorn
 
+    from placeharm.web import workers as web_workers
     from placeharm.web.app import create_app
+
+    web_workers.check_workers(settings, workers)
 
     out.print(f"\n[bold]Dashboard: http://{host}:{port}/[/]  (Ctrl+C to stop)", highlight=False)
     if logins:
@@ -392,6 +414,23 @@ def _serve(
         out.print(f"Watching {drop} for new files.", highlight=False)
     # the server log is the administrator's: it keeps tracebacks (never sent to a browser)
     _log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if workers > 1:  # issue 17: N processes on one socket, each its own app (app factory)
+        _open(settings).close()  # the store reachable and migrated before any worker starts
+        out.print(f"{workers} worker processes on {settings.db}.", highlight=False)
+        web_workers.hand_over(settings, drop)
+        uvicorn.run(
+            web_workers.APP_FACTORY,
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_level="warning",
+            # a worker answers the supervisor's health check only once its interpreter has
+            # imported placeharm: seconds on a busy machine, so allow a minute before it is
+            # counted as hung and replaced (uvicorn's 5 s restarted them in a loop)
+            timeout_worker_healthcheck=WORKER_HEALTHCHECK_S,
+        )
+        return
     uvicorn.run(create_app(settings, drop), host=host, port=port, log_level="warning")
 
 
@@ -534,9 +573,16 @@ def serve(
     drop: Annotated[
         Path | None, typer.Option(help="A folder to watch for new files to import.")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="App processes sharing the port: more than 1 needs the PostgreSQL store.",
+        ),
+    ] = 1,
 ) -> None:
     """Start the dashboard on the store (accounts: `placeharm users add`)."""
-    _serve(_settings(db), host, port, drop, None)
+    _serve(_settings(db), host, port, drop, None, workers)
 
 
 @areas_app.command("import")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
+import json
 import logging
 import math
 import secrets
@@ -21,7 +22,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -452,7 +453,11 @@ class SessionCache:
     clock's resolution); after a restart, from the store's copy, which is at most
     `recheck_s` behind, so a session then ends at most that much early, never late.
     Account changes made through the web app drop the user's entries at once
-    (`forget_user`); the whole cache is bounded to `max_entries`.
+    (`forget_user`); the whole cache is bounded to `max_entries`. On a store several
+    processes share (PostgreSQL: `serve --workers`, or the CLI changing accounts while the
+    server runs) `recheck_s` is 0: every request asks the store, so a session ended by any
+    process is refused at once by every other (issue 17); `touch_s` keeps the last-seen
+    writes at one a minute.
     """
 
     def __init__(
@@ -461,10 +466,15 @@ class SessionCache:
         clock: Clock = utcnow,
         recheck_s: float = TOUCH_S,
         max_entries: int = 10_000,
+        touch_s: float | None = None,
     ) -> None:
         self.rules = rules
         self.clock = clock
         self.recheck = dt.timedelta(seconds=recheck_s)
+        # how often the last-seen time is written: `recheck_s` unless given (a store shared
+        # by several processes re-checks every request, `recheck_s` 0, and still writes
+        # the last-seen time once a minute)
+        self.touch = dt.timedelta(seconds=recheck_s if touch_s is None else touch_s)
         self.max_entries = max_entries
         self._entries: OrderedDict[str, _Remembered] = OrderedDict()
         self._lock = threading.Lock()
@@ -520,7 +530,7 @@ class SessionCache:
         last_seen = max(stored_seen, prior.last_seen) if prior is not None else stored_seen
         if activity:
             last_seen = max(last_seen, now)
-            if now - stored_seen >= self.recheck and write_lock.acquire(blocking=False):
+            if now - stored_seen >= self.touch and write_lock.acquire(blocking=False):
                 try:
                     touch(store, token, now)
                     stored_seen = now
@@ -564,6 +574,10 @@ class SessionCache:
         if self._real is None:
             self._real = store.has_real_soc_records()
         return self._real
+
+    def forget_real_data(self) -> None:
+        """Another process committed: ask the store again whether it holds real records."""
+        self._real = None
 
     def data_changed(self, store: Store) -> int:
         """After an import commits: ask again whether the store holds real records; if so,
@@ -661,13 +675,7 @@ class LoginThrottle:
                 tally = self._tallies.get(key)
                 if tally is not None and tally.locked_until > now:
                     wait = max(wait, tally.locked_until - now)
-        if wait > 0:
-            minutes = max(1, math.ceil(wait / 60))
-            raise TooManyAttempts(
-                f"too many sign-in attempts: try again in {minutes} "
-                f"minute{'s' if minutes != 1 else ''}",
-                retry_after_s=math.ceil(wait),
-            )
+        self._refuse_until(now + wait, now)
 
     def failed(self, username: str, address: str | None = None) -> None:
         now = self.clock()
@@ -679,24 +687,36 @@ class LoginThrottle:
                 ):
                     tally = self._tallies[key] = _Tally()
                 self._tallies.move_to_end(key)
-                tally.last = now
-                tally.failures = [t for t in tally.failures if now - t < self.window_s]
-                tally.failures.append(now)
-                if len(tally.failures) >= limit:
-                    tally.strikes += 1
-                    pause = min(
-                        self.lockout_s * 2 ** min(tally.strikes - 1, 30), self.max_lockout_s
-                    )
-                    tally.locked_until = now + pause
-                    tally.failures = []
-                    # an address pause names no username (a spray's "names" may include a
-                    # password typed into the wrong box); a pair pause names the one tried
-                    log.warning(
-                        "sign-in paused for %.0f s: %s",
-                        pause,
-                        f"address {key[1]}" if key[0] == "address" else f"{key[1]!r} from {key[2]}",
-                    )
+                self._count(key, tally, limit, now)
             self._bound(now)
+
+    def _count(self, key: tuple[str, ...], tally: _Tally, limit: int, now: float) -> None:
+        """One failure on `tally`: a lock-out once `limit` fall within the window."""
+        tally.last = now
+        tally.failures = [t for t in tally.failures if now - t < self.window_s]
+        tally.failures.append(now)
+        if len(tally.failures) >= limit:
+            tally.strikes += 1
+            pause = min(self.lockout_s * 2 ** min(tally.strikes - 1, 30), self.max_lockout_s)
+            tally.locked_until = now + pause
+            tally.failures = []
+            # an address pause names no username (a spray's "names" may include a
+            # password typed into the wrong box); a pair pause names the one tried
+            log.warning(
+                "sign-in paused for %.0f s: %s",
+                pause,
+                f"address {key[1]}" if key[0] == "address" else f"{key[1]!r} from {key[2]}",
+            )
+
+    def _refuse_until(self, locked_until: float, now: float) -> None:
+        wait = locked_until - now
+        if wait > 0:
+            minutes = max(1, math.ceil(wait / 60))
+            raise TooManyAttempts(
+                f"too many sign-in attempts: try again in {minutes} "
+                f"minute{'s' if minutes != 1 else ''}",
+                retry_after_s=math.ceil(wait),
+            )
 
     def _bound(self, now: float) -> None:
         if len(self._tallies) <= self.max_keys:
@@ -716,3 +736,77 @@ class LoginThrottle:
 
     def __len__(self) -> int:
         return len(self._tallies)
+
+
+class TallyStore(Protocol):
+    """What a store offers to keep sign-in tallies (the PostgreSQL store, issue 17)."""
+
+    def transaction(self) -> AbstractContextManager[None]: ...
+
+    def sign_in_tallies(
+        self, keys: list[str], for_update: bool = False
+    ) -> dict[str, tuple[list[float], int, float, float]]: ...
+
+    def put_sign_in_tally(
+        self, key: str, failures: list[float], strikes: int, locked_until: float, last: float
+    ) -> None: ...
+
+    def forget_sign_in_tallies(
+        self, keys: list[str] | None = None, idle_before: float = 0
+    ) -> int: ...
+
+
+class StoreLoginThrottle(LoginThrottle):
+    """`LoginThrottle`'s rules with the tallies kept in the store, so every app process
+    sharing it (`serve --workers N` on PostgreSQL) counts the same failures: ten failures
+    spread over two workers lock out as ten on one would. Each failure is counted in one
+    transaction that waits for the one before it (the store's lock). The clock is the wall
+    clock (seconds since the epoch), the one every process shares. Tallies are forgotten
+    `forget_s` after their last failure, when the next failure is counted."""
+
+    def __init__(
+        self,
+        store: TallyStore,
+        per_account: int = 5,
+        per_address: int = 10,
+        window_s: float = 900.0,
+        lockout_s: float = 60.0,
+        max_lockout_s: float = 3600.0,
+        forget_s: float = 86_400.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        super().__init__(
+            per_account, per_address, window_s, lockout_s, max_lockout_s, forget_s, clock=clock
+        )
+        self.store = store
+
+    @staticmethod
+    def _name(key: tuple[str, ...]) -> str:
+        return json.dumps(key, ensure_ascii=False)
+
+    def check(self, username: str, address: str | None = None) -> None:
+        now = self.clock()
+        keys = [self._name(k) for k, _ in self._keys(username, address)]
+        held = self.store.sign_in_tallies(keys)
+        self._refuse_until(max((t[2] for t in held.values()), default=0.0), now)
+
+    def failed(self, username: str, address: str | None = None) -> None:
+        now = self.clock()
+        keys = self._keys(username, address)
+        with self.store.transaction():
+            held = self.store.sign_in_tallies([self._name(k) for k, _ in keys], for_update=True)
+            for key, limit in keys:
+                name = self._name(key)
+                row = held.get(name)
+                tally = _Tally() if row is None else _Tally(row[0], row[1], row[2], row[3])
+                if now - tally.last > self.forget_s and tally.locked_until <= now:
+                    tally = _Tally()
+                self._count(key, tally, limit, now)
+                self.store.put_sign_in_tally(
+                    name, tally.failures, tally.strikes, tally.locked_until, tally.last
+                )
+            self.store.forget_sign_in_tallies(idle_before=now - self.forget_s)
+
+    def succeeded(self, username: str, address: str | None = None) -> None:
+        with self.store.transaction():
+            self.store.forget_sign_in_tallies([self._name(self._keys(username, address)[0][0])])

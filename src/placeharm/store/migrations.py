@@ -468,4 +468,25 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        13,
+        "sign-in failures counted in the store, so several app processes count together",
+        [
+            # One row per throttled key (services/auth.StoreLoginThrottle; issue 17): the
+            # failure times still in the window, the lock-outs so far, the end of the current
+            # one and the last failure, in seconds since the epoch. Used by PostgreSQL stores,
+            # which several app processes share; a DuckDB store has one process, which counts
+            # in memory. Not page data: a write here changes no generation.
+            """CREATE TABLE sign_in_tallies (
+                key VARCHAR PRIMARY KEY,
+                failures DOUBLE[] NOT NULL,
+                strikes INTEGER NOT NULL,
+                locked_until DOUBLE NOT NULL,
+                last_failed DOUBLE NOT NULL
+            )""",
+        ],
+    )
+)
+
 LATEST_VERSION = MIGRATIONS[-1][0]

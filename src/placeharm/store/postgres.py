@@ -12,7 +12,9 @@ the append-only audit log. What differs is the engine's:
   a signed BIGINT and reinterpreted on the way in and out.
 - DuckDB's built-in `rowid` is a `rowid` identity column (pg_migrations.ROWID_TABLES).
 - `generation` is a counter in the database (`store_generation`), added to in every
-  transaction that writes page data, so every app process sharing the server sees a change.
+  transaction that writes page data, so every app process sharing the server sees a change;
+  while the process LISTENs for the notice each such commit sends, it is read from memory
+  (`listen`, which reconnects after a lost connection).
 - Writes that recount the harm cube take a transaction-level advisory lock first, so two
   processes importing at once recount in turn, each seeing the other's committed rows.
 
@@ -70,6 +72,13 @@ CHANGED_CHANNEL = "placeharm_changed"
 _CELLS_LOCK = 0x706C6163  # "plac"
 # ... and the one an audit append takes, so processes chain their entries in turn
 _AUDIT_LOCK = _CELLS_LOCK + 2
+# ... the one sign-in throttling takes to count a failure (issue 17)
+_THROTTLE_LOCK = _CELLS_LOCK + 3
+# ... and the one a server process holds while it watches the drop folder (one process does)
+DROP_FOLDER_LOCK = _CELLS_LOCK + 4
+# A lost LISTEN connection is made again after this wait, doubling up to the most.
+LISTEN_RETRY_S = 0.5
+LISTEN_RETRY_MAX_S = 30.0
 
 # PostgreSQL type oids and the polars types their values become
 _OIDS: dict[int, pl.DataType | None] = {
@@ -210,6 +219,11 @@ class PostgresStore:
         self._conns: list[psycopg.Connection[tuple[Any, ...]]] = []
         self._conns_lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
+        # `generation` from memory while listening (issue 17)
+        self._gen_lock = threading.Lock()
+        self._gen_cached: int | None = None
+        self._gen_epoch = 0
+        self._live_listens = 0
         self._connect()  # now: a wrong URL fails here, with a message
         if self.read_only:
             self._check_read_only_schema()
@@ -243,27 +257,65 @@ class PostgresStore:
     def listen(self, changed: Callable[[], None]) -> Callable[[], None]:
         """Call `changed()` (from a thread of its own) after every commit, by any process,
         that changed page data; returns the function that stops listening. Its own
-        connection waits on PostgreSQL's LISTEN, so nothing polls the tables."""
-        try:
-            con = psycopg.connect(self._url, autocommit=True)
-            con.execute(f"LISTEN {CHANGED_CHANNEL}")
-        except psycopg.Error as exc:
-            raise StoreUnavailable(
-                f"cannot listen for changes on the PostgreSQL store {self.path}"
-            ) from exc
+        connection waits on PostgreSQL's LISTEN, so nothing polls the tables.
+
+        A lost connection (a server restart, a terminated backend, a network cut) is made
+        again, waiting `LISTEN_RETRY_S` doubling up to `LISTEN_RETRY_MAX_S` between tries; a
+        commit made meanwhile sent its notice to nobody, so every reconnection counts as a
+        change. While listening, `generation` is answered from memory (see there)."""
+        # the first at once: a wrong URL fails here
+        con: psycopg.Connection[tuple[Any, ...]] | None
+        con, schema = self._listen_connection()
         stop = threading.Event()
 
-        def run() -> None:
+        def tell() -> None:
             try:
-                while not stop.is_set():
-                    for _ in con.notifies(timeout=1.0, stop_after=1):
-                        if not stop.is_set():
-                            changed()
-            except psycopg.Error:
-                if not stop.is_set():
-                    log.warning("stopped listening for changes on %s", self.path, exc_info=True)
-            finally:
-                con.close()
+                changed()
+            except Exception:  # the listener's failure: logged, and listening goes on
+                log.exception("refreshing after a change on %s failed", self.path)
+
+        def run() -> None:
+            nonlocal con, schema
+            wait = LISTEN_RETRY_S
+            while not stop.is_set():
+                if con is None:
+                    try:
+                        con, schema = self._listen_connection()
+                    except StoreUnavailable:
+                        stop.wait(wait)
+                        wait = min(wait * 2, LISTEN_RETRY_MAX_S)
+                        continue
+                    log.warning("listening for changes on %s again", self.path)
+                    wait = LISTEN_RETRY_S
+                    self._heard()
+                    tell()  # what was committed while deaf is unknown: refresh
+                try:
+                    self._listening(+1)
+                    try:
+                        while not stop.is_set():
+                            for notice in con.notifies(timeout=1.0, stop_after=1):
+                                if notice.payload not in ("", schema):
+                                    continue  # another store in the same database
+                                self._heard()
+                                if not stop.is_set():
+                                    tell()
+                    finally:
+                        self._listening(-1)
+                except psycopg.Error as exc:
+                    if not stop.is_set():
+                        # the class of the failure only: its text may name the server
+                        log.warning(
+                            "lost the connection listening for changes on %s (%s); reconnecting",
+                            self.path,
+                            type(exc).__name__,
+                        )
+                except BaseException:
+                    log.exception("listening for changes on %s stopped", self.path)
+                    raise
+                finally:
+                    with suppress(psycopg.Error):
+                        con.close()
+                    con = None
 
         thread = threading.Thread(target=run, name="placeharm-listen", daemon=True)
         thread.start()
@@ -275,11 +327,65 @@ class PostgresStore:
         self._listeners.append(close)  # closing the store stops it too
         return close
 
+    def _listen_connection(self) -> tuple[psycopg.Connection[tuple[Any, ...]], str]:
+        """A connection of its own that LISTENs on the change channel, and the store's
+        schema (what its notices carry)."""
+        try:
+            con = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(
+                f"cannot listen for changes on the PostgreSQL store {self.path}"
+            ) from exc
+        try:
+            row = con.execute("SELECT current_schema()").fetchone()
+            con.execute(f"LISTEN {CHANGED_CHANNEL}")
+        except psycopg.Error as exc:
+            with suppress(psycopg.Error):
+                con.close()
+            raise StoreUnavailable(
+                f"cannot listen for changes on the PostgreSQL store {self.path}"
+            ) from exc
+        return con, str(row[0]) if row else ""
+
+    def _listening(self, step: int) -> None:
+        """One more (or one fewer) live LISTEN connection; with none, `generation` asks the
+        database every time."""
+        with self._gen_lock:
+            self._live_listens += step
+            self._gen_epoch += 1
+            self._gen_cached = None
+
+    def _heard(self) -> None:
+        """A commit may have changed the generation: the next read asks the database."""
+        with self._gen_lock:
+            self._gen_epoch += 1
+            self._gen_cached = None
+
     @property
     def generation(self) -> int:
         """A number that changes whenever committed data a page may show changes (records,
         areas, coverage, populations, harm indices; not sessions, users or the audit log).
-        Kept in the database, so every process sharing it sees every other's writes."""
+        Kept in the database, so every process sharing it sees every other's writes.
+
+        While a LISTEN connection is live (`listen`), the value read is kept in memory and
+        dropped when a notice arrives (every commit that adds to it sends one), or when
+        this process commits; so a page read costs no query. A value may lag a commit by
+        the notice's delivery, never lead it: a read that began before a notice is not
+        kept (`_gen_epoch`). Inside a transaction, or with no live LISTEN connection, the
+        database is asked every time."""
+        if self._in_tx or not self._live_listens:
+            return self._read_generation()
+        with self._gen_lock:
+            cached, epoch = self._gen_cached, self._gen_epoch
+        if cached is not None:
+            return cached
+        value = self._read_generation()
+        with self._gen_lock:
+            if self._gen_epoch == epoch and self._live_listens:
+                self._gen_cached = value
+        return value
+
+    def _read_generation(self) -> int:
         row = self._one("SELECT generation FROM store_generation WHERE id = 1")
         return int(row[0]) if row else 0
 
@@ -400,10 +506,12 @@ class PostgresStore:
         try:
             yield
             self._maintain_cells()  # the harm cube commits with the records it counts
-            if getattr(self._local, "wrote", False):
+            wrote = bool(getattr(self._local, "wrote", False))
+            if wrote:
                 self._exec("UPDATE store_generation SET generation = generation + 1")
                 # delivered at commit to every process listening (`listen`), never before
-                self._exec("SELECT pg_notify(?, '')", [CHANGED_CHANNEL])
+                # the payload names the schema: stores sharing a database ignore each other's
+                self._exec("SELECT pg_notify(?, current_schema())", [CHANGED_CHANNEL])
         except BaseException:
             with suppress(psycopg.Error):
                 self._con.execute("ROLLBACK")
@@ -411,6 +519,8 @@ class PostgresStore:
         else:
             self._exec("COMMIT")
             committed = True
+            if wrote:
+                self._heard()  # our own commit: the next read sees it at once
         finally:
             self._in_tx = False
             self._local.cells_pending = None
@@ -2292,6 +2402,79 @@ class PostgresStore:
             "a PostgreSQL store is backed up with PostgreSQL's own tools (pg_dump, or the "
             "server's base backups and WAL archive), not by placeharm: docs/deploy.md"
         )
+
+    # -- several app processes (issue 17): sign-in throttling and one drop-folder watcher ----
+
+    def sign_in_tallies(
+        self, keys: list[str], for_update: bool = False
+    ) -> dict[str, tuple[list[float], int, float, float]]:
+        """The sign-in failure tallies kept for `keys` (services/auth.StoreLoginThrottle):
+        key -> (failure times in the window, strikes, locked until, last failure), times as
+        seconds since the epoch. With `for_update` (inside a transaction) every process's
+        count of a failure waits for the one before it."""
+        if for_update:
+            self._exec("SELECT pg_advisory_xact_lock(?)", [_THROTTLE_LOCK])
+        rows = self._exec(
+            "SELECT key, failures, strikes, locked_until, last_failed FROM sign_in_tallies "
+            "WHERE key = ANY(?)",
+            [keys],
+        ).fetchall()
+        return {
+            str(r[0]): ([float(t) for t in r[1]], int(r[2]), float(r[3]), float(r[4])) for r in rows
+        }
+
+    def put_sign_in_tally(
+        self, key: str, failures: list[float], strikes: int, locked_until: float, last: float
+    ) -> None:
+        """Keep one tally (not page data: no generation change, no notice)."""
+        self._exec(
+            "INSERT INTO sign_in_tallies VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE "
+            "SET failures = excluded.failures, strikes = excluded.strikes, "
+            "locked_until = excluded.locked_until, last_failed = excluded.last_failed",
+            [key, failures, strikes, locked_until, last],
+        )
+
+    def forget_sign_in_tallies(self, keys: list[str] | None = None, idle_before: float = 0) -> int:
+        """Drop the tallies of `keys`, or else those with no failure since `idle_before` and
+        no lock-out running then; how many."""
+        if keys is not None:
+            cur = self._exec("DELETE FROM sign_in_tallies WHERE key = ANY(?)", [keys])
+        else:
+            cur = self._exec(
+                "DELETE FROM sign_in_tallies WHERE last_failed < ? AND locked_until <= ?",
+                [idle_before, idle_before],
+            )
+        return max(cur.rowcount, 0)
+
+    def hold_lock(self, key: int) -> Callable[[], bool] | None:
+        """Try to take a session-level advisory lock on a connection of its own: None if
+        another connection holds it, else a function that says whether it is still held
+        (False once the connection is lost) and, called with the lock no longer wanted,
+        is released by closing the store. One server process watches the drop folder."""
+        try:
+            con = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"cannot connect to the PostgreSQL store {self.path}") from exc
+        try:
+            row = con.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()
+        except psycopg.Error as exc:
+            with suppress(psycopg.Error):
+                con.close()
+            raise StoreUnavailable(f"cannot connect to the PostgreSQL store {self.path}") from exc
+        if not (row and row[0]):
+            con.close()
+            return None
+        with self._conns_lock:
+            self._conns.append(con)  # closing the store releases it
+
+        def held() -> bool:
+            try:
+                con.execute("SELECT 1")
+            except psycopg.Error:
+                return False
+            return True
+
+        return held
 
 
 # Map points are rounded to the micro-degree (police.uk's own precision) and then to the

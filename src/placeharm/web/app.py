@@ -86,7 +86,7 @@ from placeharm.services import hotspots as hotspot_service  # issue 16
 from placeharm.services.pages import MARKING, Filters, Page
 from placeharm.services.policy import User
 from placeharm.store import AnyStore, PostgresStore, open_db
-from placeharm.web import audited, authz, uploads
+from placeharm.web import audited, authz, uploads, workers
 from placeharm.web.backups import Backups
 from placeharm.web.csrf import Csrf, RequestGuard
 from placeharm.web.incidents import Incidents
@@ -354,7 +354,7 @@ class State:
         # several app processes on one PostgreSQL store: another's import refreshes ours
         # (LISTEN/NOTIFY, issue 17); one DuckDB file has one process
         if isinstance(self.store, PostgresStore):
-            self.store.listen(self.notify)
+            self._share(self.store, clock)
         self.audit = audit.AuditLog.from_settings(settings)  # cannot be switched off
         audit.attach(self.store, self.audit)
         self.backups = Backups(  # on request and on a schedule (issue 13)
@@ -377,6 +377,28 @@ class State:
         """The store for writing: one writer at a time (imports, sign-ins, sign-outs)."""
         with self.write_lock:
             yield self.store
+
+    def _share(self, store: PostgresStore, clock: auth.Clock | None) -> None:
+        """On a store other processes write too (issue 17): every request asks the store
+        about its session, sign-in failures are counted in the store, and a commit by any
+        process refreshes this one's pages."""
+        self.sessions = auth.SessionCache(
+            self.session_rules, self.clock, recheck_s=0, touch_s=SESSION_RECHECK_S
+        )
+        self.throttle = auth.StoreLoginThrottle(
+            store,
+            per_address=self.settings.login_failures_per_address,
+            clock=time.time if clock is None else lambda: _seconds(self.clock()),
+        )
+        store.listen(self._changed_elsewhere)
+
+    def _changed_elsewhere(self) -> None:
+        """A commit by any process (this one's own included): what this process remembers
+        of the data is stale."""
+        with suppress(PlaceharmError):  # the store unreachable: pages say so themselves
+            self.as_of = pages.data_as_of(self.store)
+        self.sessions.forget_real_data()
+        self.notify()
 
     def notify(self) -> None:
         """Tell every open page that data changed (called from any thread)."""
@@ -439,7 +461,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.loop = asyncio.get_running_loop()
-        if drop_folder is not None:
+        election = None
+        if drop_folder is not None and isinstance(state.store, PostgresStore):
+            election = workers.DropElection(state, drop_folder)  # one process watches
+            election.start()
+        elif drop_folder is not None:
             state.watcher = DropFolder(state, drop_folder)
             state.watcher.start()
         state.backups.start()
@@ -447,7 +473,9 @@ def create_app(
             yield
         finally:
             state.backups.stop()
-            if state.watcher is not None:
+            if election is not None:
+                election.stop()
+            elif state.watcher is not None:
                 state.watcher.stop()
             state.store.close()
             state.audit.close()

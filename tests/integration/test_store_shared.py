@@ -1,0 +1,166 @@
+"""A PostgreSQL store shared by several app processes (issue 17), at the store's level: two
+store objects on one database stand for two processes (each has its own connections).
+
+The same behaviour through a real `placeharm serve --workers 2` is in test_workers.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from placeharm.errors import TooManyAttempts
+from placeharm.services import auth
+from placeharm.services.ingest import ingest
+
+pytestmark = pytest.mark.parametrize("engine", ["postgresql"], indirect=True)
+
+PASSWORD = "Kestrel-harbour-lantern-42"
+
+
+def _listeners(url: str) -> list[int]:
+    with psycopg.connect(url, autocommit=True) as con:
+        rows = con.execute(
+            "SELECT pid FROM pg_stat_activity WHERE query LIKE 'LISTEN placeharm_changed%' "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def _until(condition: object, seconds: float = 15.0) -> None:
+    assert callable(condition)
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not reached in time"
+        time.sleep(0.05)
+
+
+def test_listening_survives_a_terminated_connection(store_at, northumbria: Path) -> None:
+    first, second = store_at("shared"), store_at("shared")
+    heard: list[float] = []
+    others = set(_listeners(first._url))  # other tests' stores on the same server
+    stop = second.listen(lambda: heard.append(time.monotonic()))
+    try:
+        seen = second.generation
+        assert second.generation == seen  # answered from memory while listening
+        (backend,) = set(_listeners(first._url)) - others
+        with psycopg.connect(first._url, autocommit=True) as con:
+            con.execute("SELECT pg_terminate_backend(%s)", [backend])
+        # reconnected, on a new backend, and the reconnection counted as a change (a commit
+        # made while deaf told nobody)
+        _until(lambda: len(set(_listeners(first._url)) - others - {backend}) == 1)
+        _until(lambda: len(heard) >= 1)
+        after_reconnect = len(heard)
+        assert ingest(first, [northumbria / "2021-05-northumbria-street.csv.gz"])[0].ok
+        _until(lambda: len(heard) > after_reconnect)  # another process's commit is heard
+        assert second.generation != seen
+        assert second.generation == first.generation
+    finally:
+        stop()
+    assert not set(_listeners(first._url)) - others  # stopping closes its connection
+
+
+def test_generation_read_from_memory_never_leads_the_data(store_at, northumbria: Path) -> None:
+    first, second = store_at("shared"), store_at("shared")
+    stop = second.listen(lambda: None)
+    try:
+        before = second.generation
+        with second.snapshot():  # a read that began before the commit ...
+            assert second.generation == before
+            assert ingest(first, [northumbria / "2021-05-northumbria-street.csv.gz"])[0].ok
+            # ... goes on seeing its own snapshot's generation, not the newer one
+            assert second.generation == before
+            assert second.table_counts()["crimes"] == 0
+        _until(lambda: second.generation == first.generation)
+        assert second.generation != before
+    finally:
+        stop()
+    first.upsert_user("ann", "Ann", "analyst", "x", demo=False)
+    assert second.generation == first.generation  # not listening: asked every time
+
+
+def test_a_session_ended_by_one_process_is_refused_by_the_other_at_once(store_at) -> None:
+    first, second = store_at("shared"), store_at("shared")
+    auth.create_user(first, "ann", "Ann Tester", "analyst", PASSWORD)
+    token = auth.login(first, "ann", PASSWORD)
+    lock = threading.RLock()
+    caches = [auth.SessionCache(recheck_s=0, touch_s=auth.TOUCH_S) for _ in range(2)]
+    for cache, store in zip(caches, (first, second), strict=True):
+        assert cache.look_up(store, token, lock) is not None
+        assert cache.remembered(token) is None  # never answered from memory: ask the store
+    auth.logout(first, token)
+    assert caches[1].look_up(second, token, lock) is None
+
+
+def test_every_request_asks_the_store_but_last_seen_is_written_once_a_minute(store_at) -> None:
+    store = store_at("shared")
+    auth.create_user(store, "ann", "Ann Tester", "analyst", PASSWORD)
+    t0 = auth.utcnow()
+    token = auth.start_session(store, "ann", t0)
+    now = [t0 + dt.timedelta(seconds=30)]
+    cache = auth.SessionCache(clock=lambda: now[0], recheck_s=0, touch_s=auth.TOUCH_S)
+    key = auth._token_hash(token)
+    assert cache.look_up(store, token, threading.RLock()) is not None
+    assert store.session(key)["last_seen_at"] == t0  # 30 s: not yet written
+    now[0] = t0 + dt.timedelta(seconds=61)
+    assert cache.look_up(store, token, threading.RLock()) is not None
+    assert store.session(key)["last_seen_at"] == now[0]
+
+
+def test_sign_in_failures_are_counted_together_by_every_process(store_at) -> None:
+    first, second = store_at("shared"), store_at("shared")
+    now = [1_000_000.0]
+    throttles = [
+        auth.StoreLoginThrottle(store, per_account=5, per_address=10, clock=lambda: now[0])
+        for store in (first, second)
+    ]
+    for attempt in range(4):
+        throttles[attempt % 2].failed("Ann", "10.0.0.1")
+    for throttle in throttles:
+        throttle.check("ann", "10.0.0.1")  # four: not yet
+    throttles[0].failed("ann", "10.0.0.1")  # the fifth, counted by either process
+    for throttle in throttles:
+        with pytest.raises(TooManyAttempts) as refused:
+            throttle.check("ANN", "10.0.0.1")
+        assert refused.value.retry_after_s == 60
+        throttle.check("ann", "10.0.0.2")  # another address may still try
+    now[0] += 61  # the pause ends; five more lock out for twice as long
+    for attempt in range(5):
+        throttles[attempt % 2].failed("ann", "10.0.0.1")
+    with pytest.raises(TooManyAttempts) as refused:
+        throttles[1].check("ann", "10.0.0.1")
+    assert refused.value.retry_after_s == 120
+    # the address's own count: ten failures over any names from one address
+    now[0] += 121
+    for n in range(10):
+        throttles[n % 2].failed(f"user{n}", "10.0.0.3")
+    with pytest.raises(TooManyAttempts):
+        throttles[0].check("someone-else", "10.0.0.3")
+    # a right password clears the pair everywhere, not the address; idle tallies are forgotten
+    throttles[0].failed("bo", "10.0.0.4")
+    throttles[1].succeeded("bo", "10.0.0.4")
+    assert '["account", "bo", "10.0.0.4"]' not in first.sign_in_tallies(
+        ['["account", "bo", "10.0.0.4"]']
+    )
+    now[0] += 86_400 + 3600
+    throttles[0].failed("late", "10.0.0.5")
+    held = first.sign_in_tallies(['["address", "10.0.0.3"]', '["address", "10.0.0.5"]'])
+    assert list(held) == ['["address", "10.0.0.5"]']
+
+
+def test_the_drop_folder_lock_is_held_by_one_process_at_a_time(store_at) -> None:
+    from placeharm.store.postgres import DROP_FOLDER_LOCK
+
+    first, second = store_at("shared"), store_at("shared")
+    held = first.hold_lock(DROP_FOLDER_LOCK)
+    assert held is not None and held()
+    assert second.hold_lock(DROP_FOLDER_LOCK) is None  # the other process waits its turn
+    first.close()  # the holder ends: the lock is free
+    taken = second.hold_lock(DROP_FOLDER_LOCK)
+    assert taken is not None and taken()
+    assert not held()
