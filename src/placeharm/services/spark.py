@@ -33,6 +33,7 @@ import os
 import shutil
 import sys
 import uuid
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -394,6 +395,9 @@ def _spark_session(master: str | None) -> SparkSession:
     # Executors in local mode run this Python (with placeharm); on a cluster, spark-submit's
     # PYSPARK_PYTHON names the executors' Python (docs/deploy.md).
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # pyspark 4.3 warns that it "does not yet fully support pandas >= 3"; the job uses no
+    # pandas (mapInArrow hands Arrow batches over), so the warning says nothing to the user
+    warnings.filterwarnings("ignore", "PySpark does not yet fully support pandas", FutureWarning)
     builder = SparkSession.builder.appName("placeharm spark ingest")
     if master:
         builder = builder.master(master)
@@ -477,6 +481,7 @@ def run(
         tuple(s["name"] for s in sets),
     )
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
         session = spark or _spark_session(master)
@@ -484,8 +489,10 @@ def run(
     except BaseException as exc:
         if is_fatal(exc):
             raise
-        for name in OUTPUTS:
+        for name in OUTPUTS:  # what this job wrote, and the folder if it made it
             shutil.rmtree(out / name, ignore_errors=True)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
         if isinstance(exc, PlaceharmError):
             raise
         raise _spark_failure(exc) from exc
