@@ -123,8 +123,9 @@ def main() -> int:
     parser.add_argument("--ten-million", action="store_true", help="bench/gen10m.py's files")
     parser.add_argument("--work-dir", type=Path, default=WORK / "10m")
     parser.add_argument("--master", default="local[*]")
+    parser.add_argument("--first", type=int, help="only the first N files (a second size)")
     args = parser.parse_args()
-    files = street_files(args.work_dir if args.ten_million else None)
+    files = street_files(args.work_dir if args.ten_million else None)[: args.first]
     if not files:
         print("no street files found (run bench/gen10m.py for --ten-million)", file=sys.stderr)
         return 1
