@@ -22,7 +22,7 @@ $(UV):
 	.uv/bin/pip install --quiet "uv==$(UV_VERSION)"
 
 setup: $(UV)
-	$(UV) sync --locked
+	$(UV) sync --locked --extra spark
 
 demo: setup
 	$(VENV)/bin/placeharm demo

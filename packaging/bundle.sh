@@ -64,7 +64,9 @@ stage="$work/$name"
 mkdir -p "$stage/wheels" "$stage/installer"
 mv "$work/wheels/$wheel" "$stage/wheels/"
 
-# the runtime dependencies exactly as locked, with their hashes (no dev group, no project)
+# the runtime dependencies exactly as locked, with their hashes (no dev group, no project).
+# No extras, deliberately: the `spark` extra (pyspark, a 450 MB source package, and Java) is for
+# a Spark cluster's Python (docs/deploy.md, "The Spark job on a cluster"), not the server.
 "$UV" export --quiet --locked --no-dev --no-emit-project --format requirements-txt \
   --output-file "$work/deps.txt" >/dev/null
 # Wheels are kept in a cache folder across runs (pip's own HTTP cache is not reliable here):

@@ -158,6 +158,14 @@ def read_snapshot(path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> Snapshot:
             f"{max(len(raw), after.st_size):,} bytes after); nothing was imported. Import it "
             "again once it has been copied or downloaded in full"
         )
+    return snapshot_of(raw, path, limits)
+
+
+def snapshot_of(raw: bytes, path: Path, limits: ReadLimits = DEFAULT_LIMITS) -> Snapshot:
+    """A file's bytes as read (`raw`), hashed and gunzipped when gzip, bounded like
+    `read_snapshot` (which reads them; the Spark job gets them from Spark's reader)."""
+    if len(raw) > limits.max_bytes:
+        raise _too_large(path, limits.max_bytes, "")
     sha256 = hashlib.sha256(raw).hexdigest()
     if not raw.startswith(_GZIP_MAGIC):
         return Snapshot(raw, sha256)

@@ -171,13 +171,8 @@ def _prefetch(
                 raise
             return _Parsed(path, _unreadable(path, exc), sha, started)
         latest_held = _latest_month(parsed)
-        if published and latest_held and published.strftime("%Y-%m") <= latest_held:
-            refusal = DataError(
-                f"{file_label(path)}: --published {published} is before the end of "
-                f"{latest_held}, the latest month this file holds, so police.uk cannot have "
-                "published it then; check the date (or leave it out: the file's own evidence "
-                "is used)"
-            )
+        refusal = published_refusal(path, published, latest_held)
+        if refusal is not None:
             return _Parsed(path, refusal, sha, started)
         item = _Parsed(path, parsed, sha, started)
         item.vintage = file_vintage(path, latest_held, sha, published)
@@ -211,6 +206,21 @@ def _prefetch(
             ahead -= size
             refill()
             yield future.result()
+
+
+def published_refusal(
+    path: Path, published: dt.date | None, latest_held: str | None
+) -> DataError | None:
+    """Why a stated publication date cannot be right for a file holding `latest_held`, or None
+    (also used by the Spark job, services/spark.py)."""
+    if published and latest_held and published.strftime("%Y-%m") <= latest_held:
+        return DataError(
+            f"{file_label(path)}: --published {published} is before the end of "
+            f"{latest_held}, the latest month this file holds, so police.uk cannot have "
+            "published it then; check the date (or leave it out: the file's own evidence "
+            "is used)"
+        )
+    return None
 
 
 def _file_size(path: Path) -> int:
@@ -267,7 +277,9 @@ _TARGETS: dict[SourceKind, tuple[str, tuple[str, ...], str]] = {
 }
 
 
-def _write_files(store: Store, items: list[_Parsed], actor: Actor | None) -> list[ImportResult]:
+def _write_files(
+    store: Store, items: list[_Parsed], actor: Actor | None, route: str = ROUTE
+) -> list[ImportResult]:
     """Write files inside the caller's transaction; raise if anything goes wrong.
 
     Files writing the same table are written with one statement per step when no record key
@@ -385,7 +397,7 @@ def _write_files(store: Store, items: list[_Parsed], actor: Actor | None) -> lis
         store,
         actor,
         [(result, item.started, item.sha256) for item, result in zip(items, results, strict=True)],
-        ROUTE,
+        route,
     )
     return results
 
