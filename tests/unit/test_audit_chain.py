@@ -155,6 +155,14 @@ def test_actor_at_the_command_line_and_with_a_justification():
     assert stated == Actor("ann", "analyst", "10.0.0.1", "s1", why)
 
 
+def test_actor_at_the_command_line_without_a_login_name(monkeypatch: pytest.MonkeyPatch):
+    def no_name() -> str:
+        raise OSError("no login name")  # as in a container without a passwd entry
+
+    monkeypatch.setattr(getpass, "getuser", no_name)
+    assert Actor.cli() == Actor("unknown", "cli", f"local:{socket.gethostname()}")
+
+
 def test_utc_now_is_naive_utc():
     before = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     now = audit_entry.utc_now()
