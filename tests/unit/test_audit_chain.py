@@ -9,11 +9,13 @@ import datetime as dt
 import getpass
 import hashlib
 import hmac
+import importlib
 import io
 import json
 import socket
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from placeharm.audit import entry as audit_entry
@@ -24,6 +26,8 @@ from placeharm.config import load_settings
 from placeharm.errors import ConfigError, DataError
 from placeharm.store.duckdb import DuckDBStore
 
+# the module, not the function `placeharm.audit.verify` that the package exports
+audit_verify = importlib.import_module("placeharm.audit.verify")
 GENESIS = "0" * 64
 KEY = b"k" * 32
 AT = dt.datetime(2026, 1, 2, 3, 4, 5, 6)
@@ -414,5 +418,50 @@ def test_appended_entries_chain_verify_and_export(tmp_path: Path):
         assert export_lines(store, later, since=second["logged_at"]) == 2
         assert export_lines(store, io.StringIO(), until=second["logged_at"]) == 1
         assert AuditLog().record(store, ann, "sign-out", "login", "/logout")["hmac"] is None
+    finally:
+        store.close()
+
+
+def test_the_store_is_read_in_batches_and_its_order_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    path = tmp_path / "a.duckdb"
+    store = DuckDBStore(path)
+    log = AuditLog()
+    try:
+        made = [
+            log.record(store, Actor("ann", "analyst"), "consultation", "ward", f"/ward/{i}")
+            for i in range(5)
+        ]
+        last = log.record(
+            store, Actor("zoë", "analyst"), "consultation", "ward", "/ward", query={"q": "Café"}
+        )
+        monkeypatch.setattr(audit_verify, "_BATCH", 2)  # 6 entries: three batches
+        assert verify(store) == VerifyReport(6, 6, last["entry_hash"])
+        out = io.StringIO()
+        assert export_lines(store, out) == 6
+        lines = out.getvalue().splitlines()
+        assert [json.loads(x)["seq"] for x in lines] == [1, 2, 3, 4, 5, 6]
+        # one JSON object a line, keys sorted, text kept as written (not \\u escapes)
+        assert lines[5].startswith('{"action": "consultation", "client_address": null, ')
+        assert '"query": {"q": "Café"}' in lines[5]
+        assert '"username": "zoë"' in lines[5]
+    finally:
+        store.close()
+    with duckdb.connect(str(path)) as db:  # swap entries 4 and 5, as someone with the file could
+        db.execute("UPDATE audit_log SET seq = 100 WHERE seq = 4")
+        db.execute("UPDATE audit_log SET seq = 4 WHERE seq = 5")
+        db.execute("UPDATE audit_log SET seq = 5 WHERE seq = 100")
+    store = DuckDBStore(path)
+    try:
+        report = verify(store)
+        assert report.problem == (
+            "entries were reordered: entry 4 was written after entry 5, which is now stored later"
+        )
+        assert (report.problem_seq, report.checked, report.head_hash) == (
+            4,
+            3,
+            made[2]["entry_hash"],
+        )
     finally:
         store.close()
