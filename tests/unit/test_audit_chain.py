@@ -13,6 +13,7 @@ import importlib
 import io
 import json
 import socket
+import time
 from pathlib import Path
 
 import duckdb
@@ -167,10 +168,16 @@ def test_actor_at_the_command_line_without_a_login_name(monkeypatch: pytest.Monk
     assert Actor.cli() == Actor("unknown", "cli", f"local:{socket.gethostname()}")
 
 
-def test_utc_now_is_naive_utc():
-    before = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    now = audit_entry.utc_now()
-    after = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+def test_utc_now_is_naive_utc_whatever_the_local_zone(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # UTC+05:30 all year
+    time.tzset()
+    try:
+        before = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        now = audit_entry.utc_now()
+        after = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
     assert now.tzinfo is None
     assert before <= now <= after
 
