@@ -157,3 +157,25 @@ def test_a_file_that_cannot_be_written_is_a_data_error(tmp_path: Path):
         write_geopackage(path, {"crimes": [{"geometry": _point(0, 0)}]}, marking=MARK, title="T")
     assert str(failed.value).startswith("could not write the GeoPackage layer crimes: ")
     assert not path.exists()
+
+
+def test_a_geopackage_whatever_the_file_name_and_a_property_seen_late(tmp_path: Path):
+    path = tmp_path / "download"  # no .gpkg suffix for GDAL to guess the format from
+    features = [{"properties": {"i": i}, "geometry": _point(i, 0)} for i in range(100)]
+    features.append({"properties": {"i": 100, "late": "only here"}, "geometry": _point(0, 1)})
+    write_geopackage(path, {"points": features}, marking=MARK, title="T")
+    assert pyogrio.read_info(path)["driver"] == "GPKG"
+    _, table = pyogrio.read_arrow(path, layer="points")
+    assert table.column_names == ["i", "late", "marking", "geom"]
+    assert table.column("late").to_pylist() == [None] * 100 + ["only here"]
+    assert table.column("i").to_pylist() == list(range(101))
+
+
+def test_a_layer_of_features_without_geometry(tmp_path: Path):
+    path = tmp_path / "out.gpkg"
+    features = [{"properties": {"ref": "A"}, "geometry": None}, {"properties": {"ref": "B"}}]
+    write_geopackage(path, {"records": features}, marking=MARK, title="T")
+    meta, table = pyogrio.read_arrow(path, layer="records")
+    assert meta["geometry_type"] == "Unknown"
+    assert table.column("ref").to_pylist() == ["A", "B"]
+    assert table.column("geom").to_pylist() == [None, None]
