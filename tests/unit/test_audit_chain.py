@@ -13,6 +13,7 @@ import importlib
 import io
 import json
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -472,3 +473,62 @@ def test_the_store_is_read_in_batches_and_its_order_checked(
         )
     finally:
         store.close()
+
+
+def test_entries_in_writers_transactions_commit_roll_back_and_reach_syslog(tmp_path: Path):
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(10)
+    store = DuckDBStore(tmp_path / "a.duckdb")
+    log = AuditLog(syslog=f"udp://127.0.0.1:{receiver.getsockname()[1]}")
+    ann = Actor("ann", "analyst")
+
+    def sent() -> dict[str, object]:
+        text = receiver.recv(65536).decode()
+        assert text.startswith("<86>placeharm-audit: {")  # authpriv.info
+        return json.loads(text.removeprefix("<86>placeharm-audit: ").rstrip("\x00"))
+
+    try:
+        with store.transaction():
+            one = log.record(store, ann, "alteration", "users", "/users")
+            two = log.record(store, ann, "alteration", "users", "/users")
+        assert [sent()["seq"], sent()["seq"]] == [1, 2]
+        assert two["prev_hash"] == one["entry_hash"]
+        with pytest.raises(RuntimeError), store.transaction():
+            log.record(store, ann, "alteration", "users", "/users")
+            raise RuntimeError("the write fails")
+        with store.transaction():  # the same thread's next transaction
+            three = log.record(store, ann, "alteration", "users", "/users")
+        assert (three["seq"], three["prev_hash"]) == (3, two["entry_hash"])
+        assert sent() == to_line(three)  # the rolled-back entry was never sent
+
+        # a writer whose transaction began before a read's entry was committed
+        began, recorded = threading.Event(), threading.Event()
+        out: dict[str, object] = {}
+
+        def writer() -> None:
+            try:
+                with store.transaction():
+                    store.audit_head()  # its snapshot: up to entry 3
+                    began.set()
+                    recorded.wait(10)
+                    out["entry"] = log.record(store, ann, "alteration", "users", "/users")
+            except BaseException as exc:
+                out["error"] = exc
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        began.wait(10)
+        four = log.record(store, ann, "consultation", "ward", "/ward")
+        recorded.set()
+        thread.join(30)
+        assert "error" not in out
+        five = out["entry"]
+        assert isinstance(five, dict)
+        assert (four["seq"], five["seq"]) == (4, 5)
+        assert five["prev_hash"] == four["entry_hash"]
+        assert verify(store) == VerifyReport(5, 5, five["entry_hash"])
+    finally:
+        log.close()
+        store.close()
+        receiver.close()

@@ -420,3 +420,21 @@ def test_held_reasons_and_wrong_columns():
         "it was read into one field)" + HELD + "; if you exported or edited this file yourself, "
         "close the quote"
     )
+
+
+def test_identical_outcome_rows_are_ranked(tmp_path: Path):
+    def row(crime_id: str, outcome: str, month: str = "2021-05") -> str:
+        return f"{crime_id},{month},P,P,-1.6,54.97,On or near X,,,{outcome}"
+
+    a, b = "a" * 64, "b" * 64
+    rows = [
+        row(a, "Suspect charged"),
+        row(b, "Suspect charged"),
+        row(a, "Suspect charged"),
+        row(a, "Under investigation"),
+        row(a, "Suspect charged", month="2021-04"),
+        row(a, "Suspect charged"),
+    ]
+    parsed, reasons = _reasons(tmp_path, "outcomes.csv", OUTCOMES, rows, "2021-05")
+    assert reasons == {}
+    assert parsed.frame["outcome_ordinal"].to_list() == [0, 0, 1, 0, 0, 2]
