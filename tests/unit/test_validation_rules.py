@@ -10,6 +10,7 @@ import gzip
 import json
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from placeharm.errors import DataError, TooLarge
@@ -104,6 +105,24 @@ def test_street_rows_each_check_and_its_reason(tmp_path: Path):
     assert kept["latitude"].to_list() == [54.97, 90.0, -90.0, None, 54.97, 54.97, 54.9]
     assert kept["crime_type"].to_list() == ["Burglary"] * 7
     assert parsed.rows_read == 24
+    assert dict(kept.schema) == {
+        "crime_key": pl.String,
+        "crime_hash": pl.UInt64,
+        "crime_id": pl.String,
+        "month": pl.Date,
+        "reported_by": pl.String,
+        "falls_within": pl.String,
+        "longitude": pl.Float64,
+        "latitude": pl.Float64,
+        "location": pl.String,
+        "lsoa_code_file": pl.String,
+        "lsoa_name_file": pl.String,
+        "crime_type": pl.String,
+        "last_outcome_category": pl.String,
+        "context": pl.String,
+        "api_id": pl.Int64,  # a CSV row has no API id: null, typed as the store's column
+        "source_line": pl.Int64,
+    }
     # the quarantine keeps each row's text as it was in the file
     assert {q.line: q.raw_text for q in parsed.quarantine}[18] == _street(17, kind="Arson")
 
