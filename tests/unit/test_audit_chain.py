@@ -12,6 +12,8 @@ import hmac
 import importlib
 import io
 import json
+import logging
+import shutil
 import socket
 import threading
 import time
@@ -25,7 +27,7 @@ from placeharm.audit.entry import Actor, Justification
 from placeharm.audit.log import AuditLog, from_line, hmac_key, to_line
 from placeharm.audit.verify import VerifyReport, export_lines, verify, verify_entries
 from placeharm.config import load_settings
-from placeharm.errors import ConfigError, DataError
+from placeharm.errors import AuditError, ConfigError, DataError
 from placeharm.store.duckdb import DuckDBStore
 
 # the module, not the function `placeharm.audit.verify` that the package exports
@@ -532,3 +534,59 @@ def test_entries_in_writers_transactions_commit_roll_back_and_reach_syslog(tmp_p
         log.close()
         store.close()
         receiver.close()
+
+
+def test_a_failed_write_is_refused_and_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture):
+    store = DuckDBStore(tmp_path / "a.duckdb")
+    log = AuditLog()
+    log.record(store, Actor("ann", "analyst"), "consultation", "ward", "/ward")
+    store.close()
+    with (
+        caplog.at_level(logging.ERROR, logger="placeharm.audit.log"),
+        pytest.raises(AuditError) as refused,
+    ):
+        log.record(store, Actor("ann", "analyst"), "consultation", "ward", "/ward")
+    assert str(refused.value) == (
+        "the audit log could not be written, so this was refused; try again, and tell the "
+        "system administrator if it keeps happening"
+    )
+    [logged] = [r for r in caplog.records if r.name == "placeharm.audit.log"]
+    assert logged.getMessage() == "the audit log could not be written"
+    assert logged.exc_info is not None
+
+
+def test_each_store_file_has_its_own_chain(tmp_path: Path):
+    first, second = DuckDBStore(tmp_path / "a.duckdb"), DuckDBStore(tmp_path / "b.duckdb")
+    log = AuditLog()
+    ann = Actor("ann", "analyst")
+    try:
+        log.record(first, ann, "consultation", "ward", "/ward")
+        log.record(first, ann, "consultation", "ward", "/ward")
+        with second.transaction():
+            other = log.record(second, ann, "alteration", "users", "/users")
+        assert (other["seq"], other["prev_hash"]) == (1, GENESIS)
+        assert verify(second).ok
+    finally:
+        first.close()
+        second.close()
+
+
+def test_a_copied_store_continues_its_chain(tmp_path: Path):
+    """A store file this process has not appended to (a restored backup, another process's
+    writes) is read for its head: the chain goes on from the newest stored entry."""
+    store = DuckDBStore(tmp_path / "a.duckdb")
+    log = AuditLog()
+    ann = Actor("ann", "analyst")
+    made = [log.record(store, ann, "consultation", "ward", "/ward") for _ in range(2)]
+    store.close()
+    shutil.copy(tmp_path / "a.duckdb", tmp_path / "copy.duckdb")
+    copy = DuckDBStore(tmp_path / "copy.duckdb")
+    try:
+        third = log.record(copy, ann, "consultation", "ward", "/ward")
+        assert (third["seq"], third["prev_hash"]) == (3, made[1]["entry_hash"])
+        with copy.transaction():
+            fourth = log.record(copy, ann, "alteration", "users", "/users")
+        assert (fourth["seq"], fourth["prev_hash"]) == (4, third["entry_hash"])
+        assert verify(copy) == VerifyReport(4, 4, fourth["entry_hash"])
+    finally:
+        copy.close()
