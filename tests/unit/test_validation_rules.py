@@ -388,6 +388,18 @@ def test_split_header_encodings_and_refusals(tmp_path: Path):
         "columns cannot be trusted and nothing was imported. The file was edited after "
         "download: download it again, or remove the stray line break"
     )
+    for data, after in (
+        (b"a,b\rc\rd\n", "b"),  # the first CR is where the header breaks
+        (b"a,b\r1\r,2\nx,y\n", "b"),  # as many commas after it, but another CR
+        (b"abc\rd,e\n", "abc"),  # no comma before it
+        # the last field before the CR, not UTF-8, shown with a replacement character
+        (b"a,b, \xffcolumn" + b"y" * 40 + b"\rz\n", "\ufffdcolumn" + "y" * 33),
+    ):
+        with pytest.raises(DataError) as stray:
+            split_header(data, path)
+        assert str(stray.value).startswith(
+            f"{path}: the header line is broken by a stray carriage return (CR) after '{after}', so"
+        ), data
     with pytest.raises(DataError) as empty:
         split_header(b" \n1,2\n", path)
     assert str(empty.value) == (
