@@ -324,6 +324,7 @@ def test_line_length_limit_is_inclusive(tmp_path: Path):
     path = tmp_path / "f.csv"
     check_line_lengths(b"abcd\nefgh\n", path, 4)  # 4 bytes and its line end: allowed
     check_line_lengths(b"abcd", path, 4)
+    check_line_lengths(b"\nabcd\nefgh", path, 4)  # an empty first line
     with pytest.raises(TooLarge) as long:
         check_line_lengths(b"abcd\nefghi\nj\n", path, 4)
     assert str(long.value) == (
