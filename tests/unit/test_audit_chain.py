@@ -590,3 +590,32 @@ def test_a_copied_store_continues_its_chain(tmp_path: Path):
         assert verify(copy) == VerifyReport(4, 4, fourth["entry_hash"])
     finally:
         copy.close()
+
+
+def test_another_writers_entries_and_a_rolled_back_pair(tmp_path: Path):
+    store = DuckDBStore(tmp_path / "a.duckdb")
+    log = AuditLog()
+    ann = Actor("ann", "analyst")
+    try:
+        one = log.record(store, ann, "consultation", "ward", "/ward")
+        two = log.record(store, ann, "consultation", "ward", "/ward")
+        # entry 3 written by another process sharing the store (not through this AuditLog)
+        three: dict[str, object] = {"seq": 3, **_fields(3), "prev_hash": two["entry_hash"]}
+        three["entry_hash"] = hashlib.sha256(_hashed_bytes(three)).hexdigest()
+        three["hmac"] = None
+        store.audit_append(three)
+        with store.transaction():
+            four = log.record(store, ann, "alteration", "users", "/users")
+        assert (four["seq"], four["prev_hash"]) == (4, three["entry_hash"])
+        # two entries in one transaction, rolled back together
+        with pytest.raises(RuntimeError), store.transaction():
+            log.record(store, ann, "alteration", "users", "/users")
+            log.record(store, ann, "alteration", "users", "/users")
+            raise RuntimeError("the write fails")
+        with store.transaction():
+            five = log.record(store, ann, "alteration", "users", "/users")
+        assert (five["seq"], five["prev_hash"]) == (5, four["entry_hash"])
+        assert verify(store) == VerifyReport(5, 5, five["entry_hash"])
+        assert one["seq"] == 1
+    finally:
+        store.close()
