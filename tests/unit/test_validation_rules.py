@@ -432,6 +432,15 @@ def test_split_header_encodings_and_refusals(tmp_path: Path):
         "one; nothing was imported (rows without an ID would count twice). Import each file "
         "on its own"
     )
+    for data, line in (
+        (b"a,b\na,b\n1,2\n", 2),  # right after the header
+        (b"a,b\n\na,b\n", 3),  # after an empty line
+        (b"a,b\n1,2\n3,4\na,b\n", 4),
+        (b"a,b\n1,2\na,b\nxa,b\n", 3),  # a later line only contains it
+    ):
+        with pytest.raises(DataError) as repeated:
+            split_header(data, path)
+        assert str(repeated.value).startswith(f"{path}: line {line} repeats the header"), data
     # the header's text inside a longer line is not a repeat
     assert split_header(b"a,b\n1,2\nxa,b\na,bc\n", path)[1] == b"1,2\nxa,b\na,bc\n"
     with pytest.raises(DataError, match="line 2 repeats"):
