@@ -189,3 +189,20 @@ def test_custom_csv_refusals_word_for_word(tmp_path: Path):
     assert str(empty.value) == "bad.csv: no weights found"
     path.write_text("offence_code,weight\n 92a ,7.5\n")
     assert custom_index(path).code_weights == {"92a": 7.5}
+
+
+def test_custom_csv_rows_with_more_fields_than_the_header(tmp_path: Path):
+    path = tmp_path / "wide.csv"
+    path.write_text("offence_code,weight\n92A,1,2,3\n8N,2\nBurglary,3,x\n")
+    with pytest.raises(DataError) as caught:
+        custom_index(path)
+    assert str(caught.value) == (
+        "the harm index file has errors:\n"
+        "  wide.csv:2: 2 more field(s) than the header; put double quotes around a field that "
+        "contains a comma\n"
+        "  wide.csv:4: 1 more field(s) than the header; put double quotes around a field that "
+        "contains a comma"
+    )
+    path.write_text('offence_code,weight\n"92A,1",2\n8N\n')
+    with pytest.raises(DataError, match=r"wide\.csv:3: weight '' is not a number"):
+        custom_index(path)
