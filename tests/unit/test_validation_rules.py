@@ -280,6 +280,15 @@ def test_api_records_each_check_and_its_reason(tmp_path: Path):
             location={"latitude": 90, "longitude": " -180 "},
         ),
         _api(id=7, location={"latitude": " ", "longitude": None}, persistent_id=""),
+        _api(location={**loc, "street": {"name": 5}}),
+        _api(persistent_id=5),
+        _api(outcome_status={"category": 5}),
+        _api(
+            id=8,
+            persistent_id="ef" * 32,
+            context="a note",
+            outcome_status={"category": "Under investigation"},
+        ),
     ]
     path = tmp_path / "api.json"
     path.write_text(json.dumps(records))
@@ -304,9 +313,18 @@ def test_api_records_each_check_and_its_reason(tmp_path: Path):
         17: "impossible coordinates: latitude '90.5' (must be a finite number from -90 to 90)",
         18: "impossible coordinates: longitude -180.5 (must be a finite number from -180 to 180)",
         19: "impossible coordinates: longitude '1e999' (must be a finite number from -180 to 180)",
+        22: "location.street.name is a number, not text",
+        23: "persistent_id is a number, not text",
+        24: "outcome_status.category is a number, not text",
     }
     rows = parsed.frame.sort("source_line").to_dicts()
-    assert [r["api_id"] for r in rows] == [1, 2**63 - 1, 7]
+    assert [r["api_id"] for r in rows] == [1, 2**63 - 1, 7, 8]
+    assert rows[2]["location"] is None  # no street given
+    assert (rows[3]["context"], rows[3]["last_outcome_category"]) == (
+        "a note",
+        "Under investigation",
+    )
+    assert (rows[0]["context"], rows[0]["last_outcome_category"]) == (None, None)
     assert (rows[1]["latitude"], rows[1]["longitude"]) == (90.0, -180.0)
     assert rows[1]["month"] == dt.date(2010, 12, 1)
     assert (rows[2]["latitude"], rows[2]["longitude"], rows[2]["crime_id"]) == (None, None, None)
