@@ -459,6 +459,23 @@ def test_split_header_encodings_and_refusals(tmp_path: Path):
         with pytest.raises(DataError) as repeated:
             split_header(data, path)
         assert str(repeated.value).startswith(f"{path}: line {line} repeats the header"), data
+    for data, line in (
+        (b"a,b\n1,2\na,b", 3),  # the last line, without a line end
+        (b"a,b\nxa,b\na,b\n", 3),  # after a line that only contains it
+        (b"a,b\nxa,b\na,b\nya,b\n", 3),
+        (b"a,b \n1,2\na,b \n", 3),  # trailing spaces are part of the header line
+    ):
+        with pytest.raises(DataError) as repeated:
+            split_header(data, path)
+        assert str(repeated.value).startswith(f"{path}: line {line} repeats the header"), data
+    with pytest.raises(DataError, match="the file is empty or has no header line"):
+        split_header(b"\na,b\n", path)  # an empty first line
+    assert split_header(b"a,BOX\r\n1,2\r\n", path) == (("a", "BOX"), b"1,2\r\n")
+    # UTF-16 without a byte-order mark, told by its NUL bytes: 4 bytes are enough, and only
+    # the first 4 characters are looked at
+    assert split_header("ab".encode("utf-16-le"), path) == (("ab",), b"")
+    assert split_header("abcdĀ,x\n".encode("utf-16-le"), path) == (("abcdĀ", "x"), b"")
+    assert split_header("abcdĀ,x\n".encode("utf-16-be"), path) == (("abcdĀ", "x"), b"")
     # the header's text inside a longer line is not a repeat
     assert split_header(b"a,b\n1,2\nxa,b\na,bc\n", path)[1] == b"1,2\nxa,b\na,bc\n"
     with pytest.raises(DataError, match="line 2 repeats"):
