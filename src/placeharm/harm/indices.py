@@ -360,9 +360,16 @@ def _custom_csv(
     codes: dict[str, float] = {}
     types: dict[str, float] = {}
     problems: list[str] = []
-    for line, row in enumerate(reader, start=2):
-        row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()}
+    for line, read in enumerate(reader, start=2):
         where = f"{path}:{line}"
+        extra = read.pop(None, None)  # fields beyond the header's (csv.DictReader's restkey)
+        if extra:
+            problems.append(
+                f"{where}: {len(extra)} more field(s) than the header; put double quotes "
+                "around a field that contains a comma"
+            )
+            continue
+        row = {(k or "").strip().lower(): (v or "").strip() for k, v in read.items()}
         code, crime_type = row.get("offence_code", ""), row.get("crime_type", "")
         try:
             if bool(code) == bool(crime_type):

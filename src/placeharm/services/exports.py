@@ -86,7 +86,9 @@ def _arrow(features: Sequence[Mapping[str, Any]], marking: str) -> tuple[pa.Tabl
     # a column with only nulls has no type GDAL can write: make it text
     frame = frame.with_columns(pl.col(pl.Null).cast(pl.String))
     frame = frame.with_columns(pl.Series("marking", [marking] * len(features), pl.String))
-    geometries = list(shapely.from_geojson([json.dumps(f["geometry"]) for f in features]))
+    # a feature without a geometry (GeoJSON's null) is a row with a null geometry
+    texts = [None if f.get("geometry") is None else json.dumps(f["geometry"]) for f in features]
+    geometries = list(shapely.from_geojson(texts))
     kinds = {g.geom_type for g in geometries if g is not None}
     multi = {_MULTI.get(k, k) for k in kinds}
     if len(kinds) == 1:
