@@ -202,7 +202,7 @@ class PostgresStore:
 
     engine = "postgresql"
 
-    def __init__(self, url: str, read_only: bool | None = None) -> None:
+    def __init__(self, url: str, read_only: bool | None = None, migrate: bool = True) -> None:
         self.path = _redact(url)  # what messages name; never the password
         self._url = url
         self.read_only = bool(read_only)
@@ -213,7 +213,7 @@ class PostgresStore:
         self._connect()  # now: a wrong URL fails here, with a message
         if self.read_only:
             self._check_read_only_schema()
-        else:
+        elif migrate:  # migrate=False: the caller migrates inside its own transaction
             self.migrate()
 
     # -- lifecycle -------------------------------------------------------------------------
