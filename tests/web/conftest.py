@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -43,9 +44,53 @@ def pristine_db(demo_db: Path) -> Path:
     return demo_db.with_name("pristine.duckdb")
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # issue 17: web tests marked both_engines run against the demo store on DuckDB and on
+    # PostgreSQL (the same store moved by migrate-store); one app per engine for the session
+    every = os.environ.get("PLACEHARM_TEST_BOTH_ENGINES") == "1"
+    if "web_engine" in metafunc.fixturenames and (
+        every or metafunc.definition.get_closest_marker("both_engines")
+    ):
+        metafunc.parametrize("web_engine", ["duckdb", "postgresql"], indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def app_client(demo_db: Path) -> Iterator[TestClient]:
-    app = create_app(load_settings(db=demo_db))
+def web_engine(request: pytest.FixtureRequest) -> str:
+    """The engine the web app's store runs on: 'duckdb' unless the test is marked
+    both_engines (then once per engine)."""
+    return str(getattr(request, "param", "duckdb"))
+
+
+@pytest.fixture(scope="session")
+def pg_demo_url(pristine_db: Path, request: pytest.FixtureRequest) -> str:
+    """The demo store as built, moved into a schema of its own on the test PostgreSQL
+    server by `migrate-store` (as a force would move theirs); dropped after the session."""
+    return pg_copy(pristine_db, request)
+
+
+def pg_copy(source: Path, request: pytest.FixtureRequest) -> str:
+    """A DuckDB store file moved by migrate-store into a schema of its own on the test
+    PostgreSQL server, dropped when the requesting test (or fixture) ends: the URL."""
+    from pg_server import drop_schema, new_schema
+    from placeharm.services.migrate_store import migrate_store
+
+    server = request.getfixturevalue("pg_url")
+    schema, url = new_schema(server)
+    request.addfinalizer(lambda: drop_schema(server, schema))
+    migrate_store(source, url)
+    return url
+
+
+def demo_store_db(engine: str, request: pytest.FixtureRequest) -> Path | str:
+    """The demo store's `db` setting on an engine: the DuckDB file, or the PostgreSQL URL."""
+    if engine == "postgresql":
+        return str(request.getfixturevalue("pg_demo_url"))
+    return Path(request.getfixturevalue("demo_db"))
+
+
+@pytest.fixture(scope="session")
+def app_client(web_engine: str, request: pytest.FixtureRequest) -> Iterator[TestClient]:
+    app = create_app(load_settings(db=demo_store_db(web_engine, request)))
     with TestClient(app) as client:
         yield client
 
