@@ -24,6 +24,8 @@ class MoveReport:
     audit_entries: int = 0
     nul_replaced: int = 0
     seconds: float = 0.0
+    copy_seconds: float = 0.0  # making the schema and copying the rows
+    check_seconds: float = 0.0  # counting and `placeharm check` on the target, before commit
     invariants: int = 0
     differing: list[str] = field(default_factory=list)
 
@@ -57,6 +59,8 @@ def migrate_store(
                 pg_transfer.lock_target(target)
                 pg_transfer.refuse_unless_empty(target)  # again, now that nothing else writes
                 report.nul_replaced = pg_transfer.copy_tables(con, target, batch_rows, progress)
+                copied = time.perf_counter()
+                report.copy_seconds = copied - started
                 report.target_rows = pg_transfer.target_counts(target, list(source_rows))
                 report.differing = [
                     t for t, n in source_rows.items() if report.target_rows.get(t) != n
@@ -76,6 +80,7 @@ def migrate_store(
                     )
                 report.invariants = len(checked.failures)
                 report.audit_entries = checked.audit_entries
+                report.check_seconds = time.perf_counter() - copied
     report.seconds = time.perf_counter() - started
     return report
 

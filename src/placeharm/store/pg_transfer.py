@@ -169,11 +169,8 @@ def _batches(con: duckdb.DuckDBPyConnection, table: str, batch_rows: int) -> Ite
         # JSON travels as its text (PostgreSQL parses it into its own json column)
         select.append(f"CAST({col} AS VARCHAR) AS {col}" if dtype == "JSON" else col)
     order = " ORDER BY rowid" if table in ROWID_TABLES else ""
-    reader = con.execute(f"SELECT {', '.join(select)} FROM {_quoted(table)}{order}")  # noqa: S608
-    batches = reader.to_arrow_reader(batch_rows)
-    if batches is None:  # a statement without a result (never a SELECT)
-        return
-    for batch in batches:
+    relation = con.sql(f"SELECT {', '.join(select)} FROM {_quoted(table)}{order}")  # noqa: S608
+    for batch in relation.to_arrow_reader(batch_rows):
         frame = pl.from_arrow(batch)
         assert isinstance(frame, pl.DataFrame)
         yield frame
