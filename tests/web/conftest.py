@@ -46,7 +46,7 @@ def pristine_db(demo_db: Path) -> Path:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # issue 17: web tests marked both_engines run against the demo store on DuckDB and on
-    # PostgreSQL (the same store moved by migrate-store); one app per engine for the session
+    # PostgreSQL (the same store moved by migrate-store)
     every = os.environ.get("PLACEHARM_TEST_BOTH_ENGINES") == "1"
     if "web_engine" in metafunc.fixturenames and (
         every or metafunc.definition.get_closest_marker("both_engines")
@@ -59,13 +59,6 @@ def web_engine(request: pytest.FixtureRequest) -> str:
     """The engine the web app's store runs on: 'duckdb' unless the test is marked
     both_engines (then once per engine)."""
     return str(getattr(request, "param", "duckdb"))
-
-
-@pytest.fixture(scope="session")
-def pg_demo_url(pristine_db: Path, request: pytest.FixtureRequest) -> str:
-    """The demo store as built, moved into a schema of its own on the test PostgreSQL
-    server by `migrate-store` (as a force would move theirs); dropped after the session."""
-    return pg_copy(pristine_db, request)
 
 
 def pg_copy(source: Path, request: pytest.FixtureRequest) -> str:
@@ -81,18 +74,30 @@ def pg_copy(source: Path, request: pytest.FixtureRequest) -> str:
     return url
 
 
-def demo_store_db(engine: str, request: pytest.FixtureRequest) -> Path | str:
-    """The demo store's `db` setting on an engine: the DuckDB file, or the PostgreSQL URL."""
-    if engine == "postgresql":
-        return str(request.getfixturevalue("pg_demo_url"))
-    return Path(request.getfixturevalue("demo_db"))
+@pytest.fixture(scope="session")
+def duckdb_app_client(demo_db: Path) -> Iterator[TestClient]:
+    """The app on the demo store's DuckDB file, one for the whole session."""
+    app = create_app(load_settings(db=demo_db))
+    with TestClient(app) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")
-def app_client(web_engine: str, request: pytest.FixtureRequest) -> Iterator[TestClient]:
-    app = create_app(load_settings(db=demo_store_db(web_engine, request)))
+def pg_app_client(pristine_db: Path, request: pytest.FixtureRequest) -> Iterator[TestClient]:
+    """The app on the demo store as built, moved into PostgreSQL by `migrate-store` (as a
+    force would move theirs), one for the whole session."""
+    app = create_app(load_settings(db=pg_copy(pristine_db, request)))
     with TestClient(app) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def app_client(web_engine: str, request: pytest.FixtureRequest) -> TestClient:
+    """The app on the demo store, on the engine under test. Tests not marked both_engines
+    and the DuckDB run of those that are share one app (and its store's state)."""
+    if web_engine == "postgresql":
+        return request.getfixturevalue("pg_app_client")  # type: ignore[no-any-return]
+    return request.getfixturevalue("duckdb_app_client")  # type: ignore[no-any-return]
 
 
 def post_login(client: TestClient, username: str, password: str) -> Response:

@@ -174,8 +174,12 @@ def test_the_command_masks_the_password_and_prints_both_counts(
     line = next(x for x in result.output.splitlines() if x.startswith("│ crimes "))
     count = _duckdb_counts(pristine_db)["crimes"]
     assert line.count(f"{count:,}") == 2  # source and target
-    again = CliRunner().invoke(cli, ["migrate-store", "--from", str(pristine_db), "--to", secret])
+    # libpq's other place for a password, a URL parameter, is masked too
+    again = CliRunner().invoke(
+        cli, ["migrate-store", "--from", str(pristine_db), "--to", f"{url}&password=Hunter3-pw"]
+    )
     assert isinstance(again.exception, StoreError)  # `placeharm` exits 5 with its message
     assert "already holds data" in str(again.exception)
-    assert "Hunter2-secret" not in again.output + str(again.exception)
+    assert "password=***" in again.output
+    assert "Hunter3-pw" not in again.output + str(again.exception)
     assert rows()["crimes"] == count  # the first move, untouched

@@ -170,8 +170,10 @@ def _col(name: str) -> str:
 
 
 def _redact(url: str) -> str:
-    """A connection URL without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """A connection URL without its password (in the user part, or libpq's `password=`
+    parameter), for messages and logs."""
+    url = re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def _to_frame(description: Sequence[psycopg.Column], rows: list[tuple[Any, ...]]) -> pl.DataFrame:
