@@ -51,7 +51,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "web_engine" in metafunc.fixturenames and (
         every or metafunc.definition.get_closest_marker("both_engines")
     ):
-        metafunc.parametrize("web_engine", ["duckdb", "postgresql"], indirect=True, scope="session")
+        metafunc.parametrize("web_engine", ["duckdb", "postgresql"], indirect=True, scope="module")
 
 
 @pytest.fixture(scope="session")
