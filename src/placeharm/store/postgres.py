@@ -35,7 +35,7 @@ import polars as pl
 import psycopg
 import pyarrow as pa
 
-from placeharm.errors import StoreError, StoreUnavailable
+from placeharm.errors import DataError, StoreError, StoreUnavailable
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
 from placeharm.store.base import AUDIT_COLUMNS, CELLS_CHECK, EVERYTHING, Scope
 from placeharm.store.duckdb import (
@@ -427,6 +427,15 @@ class PostgresStore:
             if params is None:  # psycopg reads no placeholders in a statement without values
                 return self._con.execute(sql)
             return self._con.execute(_pg_sql(sql), [_param(p) for p in params])
+        except psycopg.DataError as exc:
+            # psycopg refuses a NUL character before sending it: no stored text holds one
+            # (DuckDB's would), so a value with one is bad input, not a failure of the store
+            if "NUL" not in str(exc):
+                raise
+            raise DataError(
+                "a value given holds a NUL character (0x00), which no text in the store can "
+                "hold; remove it and try again"
+            ) from None
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(
                 f"the PostgreSQL store {self.path} failed: {str(exc).strip()}. Nothing was "
