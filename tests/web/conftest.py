@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -43,11 +44,60 @@ def pristine_db(demo_db: Path) -> Path:
     return demo_db.with_name("pristine.duckdb")
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # issue 17: web tests marked both_engines run against the demo store on DuckDB and on
+    # PostgreSQL (the same store moved by migrate-store)
+    every = os.environ.get("PLACEHARM_TEST_BOTH_ENGINES") == "1"
+    if "web_engine" in metafunc.fixturenames and (
+        every or metafunc.definition.get_closest_marker("both_engines")
+    ):
+        metafunc.parametrize("web_engine", ["duckdb", "postgresql"], indirect=True, scope="module")
+
+
 @pytest.fixture(scope="session")
-def app_client(demo_db: Path) -> Iterator[TestClient]:
+def web_engine(request: pytest.FixtureRequest) -> str:
+    """The engine the web app's store runs on: 'duckdb' unless the test is marked
+    both_engines (then once per engine)."""
+    return str(getattr(request, "param", "duckdb"))
+
+
+def pg_copy(source: Path, request: pytest.FixtureRequest) -> str:
+    """A DuckDB store file moved by migrate-store into a schema of its own on the test
+    PostgreSQL server, dropped when the requesting test (or fixture) ends: the URL."""
+    from pg_server import drop_schema, new_schema
+    from placeharm.services.migrate_store import migrate_store
+
+    server = request.getfixturevalue("pg_url")
+    schema, url = new_schema(server)
+    request.addfinalizer(lambda: drop_schema(server, schema))
+    migrate_store(source, url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def duckdb_app_client(demo_db: Path) -> Iterator[TestClient]:
+    """The app on the demo store's DuckDB file, one for the whole session."""
     app = create_app(load_settings(db=demo_db))
     with TestClient(app) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def pg_app_client(pristine_db: Path, request: pytest.FixtureRequest) -> Iterator[TestClient]:
+    """The app on the demo store as built, moved into PostgreSQL by `migrate-store` (as a
+    force would move theirs), one for the whole session."""
+    app = create_app(load_settings(db=pg_copy(pristine_db, request)))
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def app_client(web_engine: str, request: pytest.FixtureRequest) -> TestClient:
+    """The app on the demo store, on the engine under test. Tests not marked both_engines
+    and the DuckDB run of those that are share one app (and its store's state)."""
+    if web_engine == "postgresql":
+        return request.getfixturevalue("pg_app_client")  # type: ignore[no-any-return]
+    return request.getfixturevalue("duckdb_app_client")  # type: ignore[no-any-return]
 
 
 def post_login(client: TestClient, username: str, password: str) -> Response:

@@ -21,9 +21,10 @@ from placeharm.errors import DataError, PermissionDenied
 from placeharm.services import auth
 from placeharm.soc.importer import import_entity
 from placeharm.store.duckdb import SOC_TABLES, DuckDBStore
+from placeharm.store.postgres import PostgresStore
 from placeharm.web.app import create_app
 
-from .conftest import csrf_headers, login_token, origin, post_login, purposes_of
+from .conftest import csrf_headers, login_token, origin, pg_copy, post_login, purposes_of
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, 0)
 SECOND = dt.timedelta(seconds=1)
@@ -62,8 +63,11 @@ def clock() -> Clock:
 
 
 @pytest.fixture()
-def app(own_db: Path, clock: Clock) -> Iterator[TestClient]:
-    application = create_app(load_settings(db=own_db), clock=clock)
+def app(
+    own_db: Path, clock: Clock, web_engine: str, request: pytest.FixtureRequest
+) -> Iterator[TestClient]:
+    db = own_db if web_engine == "duckdb" else pg_copy(own_db, request)
+    application = create_app(load_settings(db=db), clock=clock)
     with TestClient(application) as client:
         yield client
 
@@ -96,9 +100,9 @@ def _refused_sign_in(client: TestClient, username: str, password: str) -> bool:
     return response.status_code == 303 and "error=1" in response.headers["location"]
 
 
-def _store(app: TestClient) -> DuckDBStore:
+def _store(app: TestClient) -> DuckDBStore | PostgresStore:
     store = app.app.state.placeharm.store  # type: ignore[attr-defined]
-    assert isinstance(store, DuckDBStore)
+    assert isinstance(store, DuckDBStore | PostgresStore)
     return store
 
 
@@ -109,6 +113,7 @@ def _sessions(app: TestClient, username: str) -> int:
 # -- disable, enable, role and password changes -----------------------------------------------
 
 
+@pytest.mark.both_engines  # issue 17
 def test_disabling_ends_every_session_at_once_and_enabling_restores_sign_in(app: TestClient):
     admin = _sign_in(_client(app, "198.51.100.1"), "admin")
     officer = _sign_in(_client(app, "198.51.100.2"), "officer")
@@ -501,6 +506,7 @@ def test_a_real_row_in_any_soc_table_refuses_demo_accounts(own_db: Path):
 NEW = "quiet-harbour-lamplight-7"
 
 
+@pytest.mark.both_engines  # issue 17
 def test_account_changes_are_audited_as_alterations(app: TestClient):
     """Each admin-page change is an `alteration` entry naming the account and the admin,
     in the change's transaction; the new password is never in it."""

@@ -72,6 +72,7 @@ def ids(app_client: TestClient) -> dict[str, str]:
     }
 
 
+@pytest.mark.both_engines  # issue 17
 def test_every_data_route_writes_an_entry(app_client: TestClient, ids: dict[str, str]):
     """Enumerated from the app's route table: a new route that serves data and is neither
     classified in web/audited.py nor exempt (with its reason) fails here."""
@@ -121,6 +122,7 @@ def test_every_data_route_writes_an_entry(app_client: TestClient, ids: dict[str,
     assert checked == len(audited.ROUTES)
 
 
+@pytest.mark.both_engines  # issue 17
 def test_a_cached_page_is_logged_every_time(app_client: TestClient):
     cookie = sign_in(app_client, "officer")
     seqs = []
@@ -132,6 +134,7 @@ def test_a_cached_page_is_logged_every_time(app_client: TestClient):
     assert len(set(seqs)) == 3
 
 
+@pytest.mark.both_engines  # issue 17
 def test_downloads_record_their_rows_and_what_they_named(
     app_client: TestClient, ids: dict[str, str]
 ):
@@ -151,6 +154,7 @@ def test_downloads_record_their_rows_and_what_they_named(
     assert summary["nominal"]["surname"] not in json.dumps(entry, default=str)  # no names
 
 
+@pytest.mark.both_engines  # issue 17
 def test_a_refused_request_is_logged_as_refused(app_client: TestClient, ids: dict[str, str]):
     cookie = sign_in(app_client, "partner")
     assert _get(app_client, f"/api/nominal/{ids['nominal_id']}", cookie).status_code == 403
@@ -159,6 +163,7 @@ def test_a_refused_request_is_logged_as_refused(app_client: TestClient, ids: dic
     assert entry["row_count"] is None
 
 
+@pytest.mark.both_engines  # issue 17
 def test_justification_is_required_then_accepted(app_client: TestClient, ids: dict[str, str]):
     cookie = sign_in(app_client, "analyst", justify=False)
     nominal = f"/nominal/{ids['nominal_id']}"
@@ -225,6 +230,7 @@ def test_justification_is_required_then_accepted(app_client: TestClient, ids: di
     assert _get(app_client, f"/api{nominal}", again).status_code == 428
 
 
+@pytest.mark.both_engines  # issue 17
 def test_sign_in_and_out_are_logged_without_the_password(app_client: TestClient):
     app_client.cookies.clear()
     refused = post_login(app_client, "analyst", "Not-The-Pass-42")

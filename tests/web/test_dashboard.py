@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 
 from placeharm.services import policy
 from placeharm.services.policy import Role, User
 
 from .conftest import sign_in
+
+# issue 17: on DuckDB and on PostgreSQL (the demo store moved by migrate-store)
+pytestmark = pytest.mark.both_engines
 
 
 def _leader(client: TestClient) -> dict[str, str]:

@@ -8,11 +8,15 @@ import csv
 import io
 import re
 
+import pytest
 from fastapi.testclient import TestClient
 
 from placeharm.services import pages
 
 from .conftest import sign_in
+
+# issue 17: on DuckDB and on PostgreSQL (the demo store moved by migrate-store)
+pytestmark = pytest.mark.both_engines
 
 WARD, WARD_NAME = "E05001111", "Westgate"
 

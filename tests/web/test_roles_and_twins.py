@@ -17,6 +17,9 @@ from placeharm.services.policy import Role
 
 from .conftest import ROLES, csrf_headers, post_login, sign_in
 
+# issue 17: on DuckDB and on PostgreSQL (the demo store moved by migrate-store)
+pytestmark = pytest.mark.both_engines
+
 ROLE_OF = {
     "officer": Role.officer,
     "analyst": Role.analyst,

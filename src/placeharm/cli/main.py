@@ -25,6 +25,7 @@ from placeharm.cli import hotspots as hotspots_cli
 from placeharm.cli import integrity as integrity_cli
 from placeharm.cli import soc as soc_cli
 from placeharm.cli import spark as spark_cli
+from placeharm.cli import transfer as transfer_cli
 from placeharm.cli.common import (
     DbOption,
     Format,
@@ -76,6 +77,7 @@ evaluate_cli.register(app)
 analysis_cli.register(app)
 hotspots_cli.register(app)  # issue 16
 spark_cli.register(app)  # issue 17: spark ingest, load-parquet
+transfer_cli.register(app)  # issue 17: migrate-store
 
 _EXIT = {DataError: 2, NotFound: 3, ConfigError: 4, StoreError: 5}  # 6: audit verify failed
 

@@ -37,7 +37,7 @@ import polars as pl
 import psycopg
 import pyarrow as pa
 
-from placeharm.errors import StoreError, StoreUnavailable
+from placeharm.errors import DataError, StoreError, StoreUnavailable
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
 from placeharm.store.base import AUDIT_COLUMNS, CELLS_CHECK, EVERYTHING, Scope
 from placeharm.store.duckdb import (
@@ -179,8 +179,10 @@ def _col(name: str) -> str:
 
 
 def _redact(url: str) -> str:
-    """A connection URL without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """A connection URL without its password (in the user part, or libpq's `password=`
+    parameter), for messages and logs."""
+    url = re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def _to_frame(description: Sequence[psycopg.Column], rows: list[tuple[Any, ...]]) -> pl.DataFrame:
@@ -211,7 +213,7 @@ class PostgresStore:
 
     engine = "postgresql"
 
-    def __init__(self, url: str, read_only: bool | None = None) -> None:
+    def __init__(self, url: str, read_only: bool | None = None, migrate: bool = True) -> None:
         self.path = _redact(url)  # what messages name; never the password
         self._url = url
         self.read_only = bool(read_only)
@@ -227,7 +229,7 @@ class PostgresStore:
         self._connect()  # now: a wrong URL fails here, with a message
         if self.read_only:
             self._check_read_only_schema()
-        else:
+        elif migrate:  # migrate=False: the caller migrates inside its own transaction
             self.migrate()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -535,6 +537,15 @@ class PostgresStore:
             if params is None:  # psycopg reads no placeholders in a statement without values
                 return self._con.execute(sql)
             return self._con.execute(_pg_sql(sql), [_param(p) for p in params])
+        except psycopg.DataError as exc:
+            # psycopg refuses a NUL character before sending it: no stored text holds one
+            # (DuckDB's would), so a value with one is bad input, not a failure of the store
+            if "NUL" not in str(exc):
+                raise
+            raise DataError(
+                "a value given holds a NUL character (0x00), which no text in the store can "
+                "hold; remove it and try again"
+            ) from None
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(
                 f"the PostgreSQL store {self.path} failed: {str(exc).strip()}. Nothing was "
