@@ -13,7 +13,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: demo test check bench setup clean bundle mutation
+.PHONY: demo test check bench setup setup-demo clean bundle mutation
 
 $(UV):
 	@test -n "$(PYTHON)" || { sh packaging/find-python >/dev/null || true; \
@@ -21,10 +21,15 @@ $(UV):
 	$(PYTHON) -m venv .uv
 	.uv/bin/pip install --quiet "uv==$(UV_VERSION)"
 
+# Everything the tests need, the Spark job's extra included (pyspark: a 455 MB source package).
 setup: $(UV)
 	$(UV) sync --locked --extra spark
 
-demo: setup
+# The demo needs no Spark: the same lock without that extra (--inexact keeps one installed).
+setup-demo: $(UV)
+	$(UV) sync --locked --inexact
+
+demo: setup-demo
 	$(VENV)/bin/placeharm demo
 
 test: setup
