@@ -8,12 +8,18 @@ Every expected value is written out here, never computed by the code under test.
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import logging
+import string
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from placeharm.errors import PermissionDenied, TooManyAttempts
 from placeharm.services import auth
+from placeharm.store.duckdb import DuckDBStore
 
 # -- the client address key -------------------------------------------------------------------
 
@@ -315,3 +321,51 @@ def test_an_unknown_user_gets_the_same_refusal():
     with pytest.raises(PermissionDenied) as refused:
         auth.check_password(None, "anything at all", real_data=False)
     assert str(refused.value) == "wrong username or password"
+
+
+# -- signing in: the session it starts --------------------------------------------------------
+
+T0 = dt.datetime(2026, 3, 2, 8, 0, 0)
+TWO_HOURS = auth.SessionRules(idle=dt.timedelta(minutes=30), max_age=dt.timedelta(hours=2))
+
+
+@pytest.fixture
+def accounts(tmp_path: Path, password_hash: str) -> Iterator[DuckDBStore]:
+    with DuckDBStore(tmp_path / "auth.duckdb") as store:
+        store.upsert_user("ana", "Ana Analyst", "analyst", password_hash, False)
+        yield store
+
+
+def held(store: DuckDBStore, token: str) -> dict[str, object] | None:
+    return store.session(hashlib.sha256(token.encode()).hexdigest())
+
+
+def test_login_starts_a_session_with_the_rules_given(accounts: DuckDBStore):
+    token = auth.login(accounts, "ana", "right horse battery", T0, TWO_HOURS)
+    session = held(accounts, token)
+    assert session is not None
+    assert session["username"] == "ana"
+    assert session["created_at"] == T0
+    assert session["expires_at"] == dt.datetime(2026, 3, 2, 10, 0)
+    with pytest.raises(PermissionDenied):
+        auth.login(accounts, "ana", "wrong horse battery", T0, TWO_HOURS)
+    with pytest.raises(PermissionDenied):
+        auth.login(accounts, "nobody", "right horse battery", T0, TWO_HOURS)
+
+
+def test_a_session_token_carries_256_random_bits(accounts: DuckDBStore):
+    tokens = {auth.start_session(accounts, "ana", T0) for _ in range(3)}
+    assert len(tokens) == 3
+    for token in tokens:
+        # 32 random bytes in unpadded URL-safe base64: 43 characters
+        assert len(token) == 43
+        assert set(token) <= set(string.ascii_letters + string.digits + "-_")
+
+
+def test_signing_in_purges_sessions_already_expired(accounts: DuckDBStore):
+    first = auth.start_session(accounts, "ana", T0, TWO_HOURS)  # ends at 10:00
+    second = auth.start_session(accounts, "ana", dt.datetime(2026, 3, 2, 9), TWO_HOURS)
+    assert held(accounts, first) is not None  # not expired yet at 09:00
+    auth.start_session(accounts, "ana", dt.datetime(2026, 3, 2, 10), TWO_HOURS)
+    assert held(accounts, first) is None  # expired at its instant, 10:00
+    assert held(accounts, second) is not None  # ends at 11:00
