@@ -217,6 +217,38 @@ def test_a_tally_still_paused_is_not_forgotten():
     assert refusal(t, "ann", "10.0.0.1")[1] == 50
 
 
+def test_a_pause_longer_than_the_forgetting_time_is_forgotten_from_its_end():
+    clock = Clock(0.0)
+    t = throttle(clock, lockout_s=200.0, forget_s=100.0, per_address=1000)
+    for _ in range(5):
+        t.failed("ann", "10.0.0.1")  # paused until 200
+    clock.now = 200.0  # the pause has just ended, 200 s after the last failure
+    for _ in range(5):
+        t.failed("ann", "10.0.0.1")
+    assert refusal(t, "ann", "10.0.0.1")[1] == 200  # a first pause again, not 400
+
+
+def test_the_doubling_stops_at_two_to_the_thirtieth():
+    clock = Clock(0.0)
+    t = throttle(
+        clock, per_account=1, per_address=10**9, lockout_s=1.0, max_lockout_s=1e12, forget_s=1e12
+    )
+    waits = []
+    for _ in range(33):
+        t.failed("ann", "10.0.0.1")
+        wait = refusal(t, "ann", "10.0.0.1")[1]
+        waits.append(wait)
+        clock.now += wait
+    assert waits[:3] == [1, 2, 4]
+    assert waits[29:] == [536_870_912, 1_073_741_824, 1_073_741_824, 1_073_741_824]
+
+
+def test_a_right_password_with_no_failures_held_is_fine():
+    t = throttle(Clock())
+    t.succeeded("ann", "10.0.0.1")
+    assert len(t) == 0
+
+
 def test_a_right_password_clears_the_pair_not_the_address():
     t = throttle(Clock())
     for _ in range(4):
@@ -258,6 +290,27 @@ def test_the_memory_bound_forgets_the_least_recently_failed_sparing_pauses():
     t.check("cy", "10.0.0.1")
     t.failed("cy", "10.0.0.1")
     refusal(t, "cy", "10.0.0.1")
+
+
+def test_a_pause_ending_at_this_instant_is_not_spared():
+    clock = Clock(0.0)
+    t = throttle(clock, per_account=2, per_address=1000, max_keys=3)
+    t.failed("ann", "10.0.0.1")
+    t.failed("ann", "10.0.0.1")  # ann paused until 60
+    t.failed("bo", "10.0.0.1")
+    clock.now = 60.0
+    t.failed("cy", "10.0.0.1")  # four keys: ann's pause has ended, so ann goes, not bo
+    t.failed("bo", "10.0.0.1")  # bo's second failure
+    refusal(t, "bo", "10.0.0.1")
+
+
+def test_the_default_memory_bound_is_ten_thousand_tallies():
+    t = auth.LoginThrottle(clock=Clock())
+    for n in range(5000):  # a pair and an address each
+        t.failed("ann", f"10.0.{n // 256}.{n % 256}")
+    assert len(t) == 10_000
+    t.failed("ann", "10.1.0.0")
+    assert len(t) == 10_000
 
 
 def test_the_memory_bound_holds_even_when_every_tally_is_paused():
