@@ -19,6 +19,7 @@ import pytest
 
 from placeharm.errors import PermissionDenied, TooManyAttempts
 from placeharm.services import auth
+from placeharm.soc.importer import import_entity
 from placeharm.store.duckdb import DuckDBStore
 
 # -- the client address key -------------------------------------------------------------------
@@ -422,3 +423,17 @@ def test_signing_in_purges_sessions_already_expired(accounts: DuckDBStore):
     auth.start_session(accounts, "ana", dt.datetime(2026, 3, 2, 10), TWO_HOURS)
     assert held(accounts, first) is None  # expired at its instant, 10:00
     assert held(accounts, second) is not None  # ends at 11:00
+
+
+def test_a_demo_account_cannot_sign_in_once_the_store_holds_real_records(
+    accounts: DuckDBStore, password_hash: str, tmp_path: Path
+):
+    accounts.upsert_user("demo", "Demo Analyst", "analyst", password_hash, True)
+    assert held(accounts, auth.login(accounts, "demo", "right horse battery", T0)) is not None
+    path = tmp_path / "nominals.csv"
+    path.write_text("nominal_id,surname,forename\nN1,Real,Person\n")  # not synthetic
+    import_entity(accounts, "nominals", path)
+    with pytest.raises(PermissionDenied) as refused:
+        auth.login(accounts, "demo", "right horse battery", T0)
+    assert str(refused.value) == "wrong username or password"
+    assert held(accounts, auth.login(accounts, "ana", "right horse battery", T0)) is not None
