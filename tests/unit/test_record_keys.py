@@ -28,3 +28,18 @@ def test_an_api_record_without_a_persistent_id_is_keyed_by_its_numeric_id():
     assert keyed["crime_key"].to_list() == [expected, PERSISTENT]
     # the 64-bit join hash: the key's first 16 hex digits
     assert keyed["crime_hash"].to_list() == [int(expected[:16], 16), int("a1" * 8, 16)]
+
+
+def test_records_without_an_id_are_keyed_by_content_and_rank_among_identical_rows():
+    frame = pl.DataFrame({"month": ["2021-05", "2021-05", "2021-06"], "kind": ["ASB"] * 3})
+    keyed = policeuk._with_keys(frame, None, "key", "hash", ["month", "kind"])
+
+    def digest(text: str) -> str:
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+    # the content joined by the unit separator, then the rank among identical rows: 0, 1, ...
+    assert keyed["key"].to_list() == [
+        digest("2021-05\x1fASB\x1f0"),
+        digest("2021-05\x1fASB\x1f1"),
+        digest("2021-06\x1fASB\x1f0"),
+    ]
