@@ -213,3 +213,21 @@ def test_home_ties_and_open_dates(homes):
     assert january["N5"] == "AD10"  # a dated start beats an open one
     assert "N6" not in january  # an associated address is never a home
     assert set(january) == {"N1", "N2", "N4", "N5"}
+
+
+def test_comparison_is_against_the_previous_period_unless_asked(hand):
+    store, index = hand
+    result = harm.compare(store, "patch", D(2021, 2, 1), D(2021, 2, 1), index=index)
+    assert result.meta["against"] == "previous"
+    assert result.meta["previous_months_compared"] == ["2021-01"]
+
+
+def test_comparison_counts_only_the_crime_types_asked_for(hand):
+    store, index = hand
+    result = harm.compare(
+        store, "patch", D(2021, 2, 1), D(2021, 2, 1), "previous", index, crime_types=["Robbery"]
+    )
+    rows = _rows(result)
+    # Robbery only: February A 100, B none; January A none, B 100
+    assert (rows["A"]["harm_current"], rows["A"]["harm_previous"]) == (100.0, 0.0)
+    assert (rows["B"]["harm_current"], rows["B"]["harm_previous"]) == (0.0, 100.0)
