@@ -374,6 +374,35 @@ def busy_cpu_s() -> float:
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree(pid: int) -> list[int]:
+    """pid and every live descendant (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its live descendants (a worker that ended
+    takes its seconds with it: uvicorn's workers live as long as the server)."""
+    total = 0.0
+    for p in process_tree(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            total += proc_cpu_s(p)
+    return total
+
+
 def proc_mem_mb(pid: int) -> dict[str, float]:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -392,6 +421,9 @@ class Server:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     started_s: float = 0.0
+    db_url: str | None = None  # --engine postgresql: PLACEHARM_DB, and `store` is only the cwd
+    workers: int = 1
+    db_pid: int | None = None  # the PostgreSQL postmaster, whose backends' CPU is counted apart
 
     @property
     def base(self) -> str:
@@ -400,6 +432,10 @@ class Server:
     def start(self) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PLACEHARM_")}
         cmd = [str(PLACEHARM), "serve", "--db", str(self.store), "--port", str(self.port)]
+        if self.db_url is not None:
+            env["PLACEHARM_DB"] = self.db_url
+            cmd = [str(PLACEHARM), "serve", "--port", str(self.port)]
+            cmd += ["--workers", str(self.workers)]
         with self.log.open("wb") as log:
             t0 = time.perf_counter()
             self.proc = subprocess.Popen(
@@ -422,11 +458,20 @@ class Server:
 
     def cpu_s(self) -> float:
         assert self.proc is not None
-        return proc_cpu_s(self.proc.pid)
+        return tree_cpu_s(self.proc.pid)  # with --workers, the supervisor and its workers
+
+    def db_cpu_s(self) -> float:
+        return tree_cpu_s(self.db_pid) if self.db_pid is not None else 0.0
 
     def mem(self) -> dict[str, float]:
         assert self.proc is not None
-        return proc_mem_mb(self.proc.pid)
+        tree = process_tree(self.proc.pid)
+        mems = [proc_mem_mb(p) for p in tree]
+        return {
+            "peak_rss_mb": sum(m["peak_rss_mb"] for m in mems),  # sum of each one's peak
+            "rss_mb": sum(m["rss_mb"] for m in mems),
+            "processes": len(tree),
+        }
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -630,11 +675,12 @@ async def scenario(
         pool_note = f"{pool_size:,} distinct URLs, none asked before"
     load_avg = os.getloadavg()[0]
     cpu_server, cpu_self = server.cpu_s(), resource.getrusage(resource.RUSAGE_SELF)
-    cpu_all = busy_cpu_s()
+    cpu_all, cpu_db = busy_cpu_s(), server.db_cpu_s()
     load = await run_load(clients, next_url, args.duration)
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu_all = busy_cpu_s() - cpu_all
     cpu_server = server.cpu_s() - cpu_server
+    cpu_db = server.db_cpu_s() - cpu_db
     cpu_client = (after.ru_utime + after.ru_stime) - (cpu_self.ru_utime + cpu_self.ru_stime)
     out = summarise(load) | {
         "endpoint": endpoint,
@@ -648,7 +694,8 @@ async def scenario(
         "load_avg_1m_at_start": load_avg,
         "server_cpu_s": cpu_server,
         "client_cpu_s": cpu_client,
-        "other_cpu_s": max(0.0, cpu_all - cpu_server - cpu_client),
+        "db_cpu_s": cpu_db,  # PostgreSQL's processes (0 on DuckDB: inside the server)
+        "other_cpu_s": max(0.0, cpu_all - cpu_server - cpu_client - cpu_db),
     }
     return out, load.latencies_ms
 
@@ -834,16 +881,31 @@ HEADER = (
 
 
 async def measure_size(
-    size: str, path: Path, args: argparse.Namespace, work: Path, tmp: Path
+    size: str,
+    path: Path,
+    args: argparse.Namespace,
+    work: Path,
+    tmp: Path,
+    pg: PgTarget | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
-    """Serve a scratch copy of the store and load it; (results, every latency by scenario)."""
+    """Serve a scratch copy of the store and load it; (results, every latency by scenario).
+    With `pg`: serve the PostgreSQL database holding the same store, with pg.workers."""
     held = held_months(path)
     serving = work / f"{size}.serving.duckdb"
     _remove(serving)
     t0 = time.perf_counter()
-    shutil.copyfile(path, serving)
+    if pg is None:
+        shutil.copyfile(path, serving)
+        server = Server(serving, work / f"{size}.server.log")
+    else:
+        server = Server(
+            work / "pg",
+            work / f"{size}.pg{pg.workers}.server.log",
+            db_url=pg.url,
+            workers=pg.workers,
+            db_pid=pg.postmaster,
+        )
     copy_s = time.perf_counter() - t0
-    server = Server(serving, work / f"{size}.server.log")
     out: dict[str, Any] = {
         "held": [f"{held[0]:%Y-%m}", f"{held[1]:%Y-%m}"],
         "load_avg_at_start": os.getloadavg(),
@@ -860,9 +922,13 @@ async def measure_size(
         t0 = time.perf_counter()
         clients = [await sign_in(server.base, USER, REQUEST_TIMEOUT_S) for _ in range(args.clients)]
         login_s = time.perf_counter() - t0
+        what = (
+            f"(uvicorn, one worker) on a copy of the store (copied in {copy_s:.1f} s)"
+            if pg is None
+            else f"--workers {pg.workers} on PostgreSQL (PLACEHARM_DB)"
+        )
         print(
-            f"  server: {shown(PLACEHARM)} serve (uvicorn, one worker) on a copy of the store "
-            f"(copied in {copy_s:.1f} s), answering in {server.started_s:.1f} s; "
+            f"  server: {shown(PLACEHARM)} serve {what}, answering in {server.started_s:.1f} s; "
             f"{args.clients} clients signed in as {USER!r} ({args.clients} sessions, "
             f"{login_s:.1f} s)",
             flush=True,
@@ -877,7 +943,14 @@ async def measure_size(
         )
         print(HEADER, flush=True)
         out["server"] = {
-            "command": f"placeharm serve --db <copy> --port {server.port}",
+            "command": (
+                f"placeharm serve --db <copy> --port {server.port}"
+                if pg is None
+                else f"PLACEHARM_DB=<url> placeharm serve --workers {pg.workers} "
+                f"--port {server.port}"
+            ),
+            "engine": "duckdb" if pg is None else "postgresql",
+            "workers": 1 if pg is None else pg.workers,
             "store_copy_s": copy_s,
             "startup_s": server.started_s,
             "clients": args.clients,
@@ -1029,6 +1102,158 @@ async def run_sizes(
     return every
 
 
+# -- issue 17: PostgreSQL with 1, 2, 4 workers beside DuckDB with one ------------------------
+
+
+@dataclass
+class PgTarget:
+    """A PostgreSQL database holding the store, served with `workers` processes."""
+
+    url: str
+    workers: int
+    postmaster: int | None = None
+
+
+def postmaster_pid(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / "postmaster.pid").read_text().split("\n", 1)[0])
+    except (OSError, ValueError):
+        return None
+
+
+def move_store(source: Path, url: str, work: Path) -> dict[str, Any]:
+    """`placeharm migrate-store --from source --to url`, timed in its own process."""
+    log = work / "ten_million.migrate-store.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLACEHARM_")}
+    cmd = [str(PLACEHARM), "migrate-store", "--from", str(source), "--to", url]
+    load_before = os.getloadavg()
+    print(f"  placeharm migrate-store --from {shown(source)} --to <throwaway cluster> ...")
+    sys.stdout.flush()
+    t0 = time.perf_counter()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - t0
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeError(f"migrate-store failed (exit {code}):\n{log.read_text()[-2000:]}")
+    moved = {
+        "seconds": seconds,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "source_mb": source.stat().st_size / 2**20,
+        "load_avg_before": load_before,
+        "load_avg_after": os.getloadavg(),
+        "log": shown(log),
+        "output_tail": log.read_text().splitlines()[-12:],
+    }
+    print(
+        f"  moved in {seconds:.0f} s (migrate-store's own CPU {moved['cpu_s']:.0f} s, peak RSS "
+        f"{moved['peak_rss_mb'] / 1024:.2f} GB; load {load_before[0]:.1f} before, "
+        f"{moved['load_avg_after'][0]:.1f} after)",
+        flush=True,
+    )
+    return moved
+
+
+def engines_table(results: dict[str, Any], configs: list[str]) -> list[str]:
+    """One line per configuration and scenario: p50, p95, requests/s, CPU seconds."""
+    lines = [
+        f"    {'engine':<11} {'workers':>7} {'endpoint / scenario':<19} {'p50 ms':>8} "
+        f"{'p95 ms':>8} {'req/s':>7} {'errors':>6} {'app cpu':>7} {'db cpu':>6} {'load':>5}"
+    ]
+    for key in configs:
+        part = results.get(key)
+        if not isinstance(part, dict) or "scenarios" not in part:
+            lines.append(f"    {key}: {part.get('error') if isinstance(part, dict) else part}")
+            continue
+        engine, workers = part["server"]["engine"], part["server"]["workers"]
+        for name, s in part["scenarios"].items():
+            lines.append(
+                f"    {engine:<11} {workers:>7} {name:<19} {s['p50_ms']:>8.1f} {s['p95_ms']:>8.1f} "
+                f"{s['requests_per_s']:>7.1f} {s['errors']:>6} {s['server_cpu_s']:>7.1f} "
+                f"{s.get('db_cpu_s', 0.0):>6.1f} {s['load_avg_1m_at_start']:>5.1f}"
+            )
+        live = part.get("live")
+        if live:
+            lines.append(f"    {engine:<11} {workers:>7} " + live_line("live", live).strip())
+    return lines
+
+
+async def run_engines(
+    args: argparse.Namespace, results: dict[str, Any], tmp: Path
+) -> dict[str, dict[str, list[float]]]:
+    """DuckDB with one worker, then PostgreSQL with each of args.workers, on the same 10M
+    store, one after another in this one run."""
+    work: Path = args.work_dir
+    if args.store is not None:
+        path, how = args.store.resolve(), {"reused": True, "given": True}
+    else:
+        path, how = ensure_store(TARGET_SIZE, work, args.rebuild)
+    counts = store_counts(path) or {}
+    print(f"\n{SIZES[TARGET_SIZE]}\n  store {shown(path)}")
+    print("    " + ", ".join(f"{k} {v:,}" for k, v in counts.items()), flush=True)
+    results["store"] = {"path": shown(path), "build": how, "counts": counts}
+    every: dict[str, dict[str, list[float]]] = {}
+    configs: list[str] = []
+    if args.with_duckdb:
+        print("\nDuckDB, one worker", flush=True)
+        results["duckdb-1"], every["duckdb-1"] = await measure_size(
+            TARGET_SIZE, path, args, work, tmp
+        )
+        configs.append("duckdb-1")
+    cluster = None
+    try:
+        if args.pg_url:
+            url, postmaster = args.pg_url, None
+            results["postgresql"] = {"server": "given (--pg-url); the store already moved"}
+        else:
+            sys.path.insert(0, str(REPO / "tests"))
+            import psycopg
+
+            from pg_server import ThrowawayCluster  # type: ignore[import-not-found]
+
+            print("\nPostgreSQL: a throwaway cluster (tests/pg_server.py) ...", flush=True)
+            cluster = ThrowawayCluster()
+            with psycopg.connect(cluster.url, autocommit=True) as con:
+                con.execute("CREATE DATABASE placeharm_bench")
+            url = cluster.url.rsplit("/", 1)[0] + "/placeharm_bench"
+            postmaster = postmaster_pid(cluster.folder / "data")
+            with psycopg.connect(url) as con:
+                row = con.execute("SHOW server_version").fetchone()
+            results["postgresql"] = {
+                "server": "throwaway cluster: initdb/pg_ctl as the postgres user, loopback, "
+                "fsync=off, synchronous_commit=off, full_page_writes=off (a bench, not a "
+                "production setting), other settings initdb's defaults",
+                "version": row[0] if row else None,
+            }
+            results["postgresql"]["migrate_store"] = move_store(path, url, work)
+        for n in args.workers:
+            key = f"postgresql-{n}"
+            print(f"\nPostgreSQL, {n} worker{'s' if n > 1 else ''}", flush=True)
+            try:
+                results[key], every[key] = await measure_size(
+                    TARGET_SIZE, path, args, work, tmp, PgTarget(url, n, postmaster)
+                )
+            except Exception as exc:  # report it, measure the rest
+                text = "".join(traceback.format_exception_only(exc)).strip()
+                print(f"  measuring FAILED: {text}")
+                results[key] = {"error": text, "traceback": traceback.format_exc()}
+            configs.append(key)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    results["configs"] = configs
+    print(
+        f"\nSame store, same scenarios, one after another in this run ({args.clients} clients, "
+        f"{args.duration:.0f} s each; app cpu: placeharm's processes, db cpu: PostgreSQL's; "
+        f"CPU seconds while timed; load: 1-minute load average at the start; {os.cpu_count()} "
+        "cores)"
+    )
+    print("\n".join(engines_table(results, configs)))
+    return every
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -1059,6 +1284,32 @@ def main() -> None:
         "--work-dir", type=Path, default=WORK / "web", help="where the stores go (bench/work/web)"
     )
     parser.add_argument("--strict", action="store_true", help="exit 2 when a target is missed")
+    parser.add_argument(
+        "--engine",
+        choices=("duckdb", "postgresql"),
+        default="duckdb",
+        help="postgresql: 10M only, DuckDB with one worker then PostgreSQL with --workers",
+    )
+    parser.add_argument(
+        "--workers",
+        type=lambda text: [int(x) for x in text.split(",")],
+        default=[1, 2, 4],
+        help="--engine postgresql: app processes, comma-separated (1,2,4)",
+    )
+    parser.add_argument(
+        "--pg-url",
+        help="--engine postgresql: a database already holding the store (else a throwaway "
+        "cluster, and migrate-store moves the store into it)",
+    )
+    parser.add_argument(
+        "--store", type=Path, help="--engine postgresql: this 10M DuckDB store, as it is"
+    )
+    parser.add_argument(
+        "--no-duckdb",
+        dest="with_duckdb",
+        action="store_false",
+        help="--engine postgresql: skip DuckDB with one worker",
+    )
     parser.add_argument("--stamp", help=argparse.SUPPRESS)  # run.py: share its timestamp
     parser.add_argument("--build-child", help=argparse.SUPPRESS)  # one store, in a child
     parser.add_argument("--building", type=Path, help=argparse.SUPPRESS)
@@ -1075,6 +1326,11 @@ def main() -> None:
             parser.error("--quick measures the 10M store only; leave out --demo-only")
     if args.clients < 1 or args.duration <= 0 or args.uploads < 1:
         parser.error("--clients, --duration and --uploads must be positive")
+    if args.engine == "postgresql":
+        if args.demo_only:
+            parser.error("--engine postgresql measures the 10M store only")
+        if not args.workers or min(args.workers) < 1:
+            parser.error("--workers: whole numbers from 1, e.g. 1,2,4")
 
     _code_hash()  # the code this run started with
     args.src_digest = src_digest()
@@ -1111,6 +1367,9 @@ def main() -> None:
         "store_code_sha256": _code_hash(),
         "src_digest": args.src_digest,
     }
+    if args.engine == "postgresql":
+        main_engines(args, results, stamp)
+        return
     sizes = ["demo"] if args.demo_only else [TARGET_SIZE] if args.quick else list(SIZES)
     if args.quick:
         results["demo"] = "skipped (--quick)"
@@ -1149,6 +1408,29 @@ def main() -> None:
         sys.exit(1)
     if args.strict and not all(t["pass"] for t in targets):
         sys.exit(2)
+
+
+def main_engines(args: argparse.Namespace, results: dict[str, Any], stamp: str) -> None:
+    """--engine postgresql: run the sitting, save bench/results/web-pg-<UTC>.json."""
+    results["engine"] = "postgresql"
+    results["workers"] = args.workers
+    results["live_under_load_uploads"] = args.live_under_load
+    with tempfile.TemporaryDirectory(prefix="placeharm-web-bench-") as tmp_name:
+        every = asyncio.run(run_engines(args, results, Path(tmp_name)))
+    raw = args.work_dir / f"latencies-pg-{stamp}.json"
+    with contextlib.suppress(OSError):
+        write_json(
+            raw, {k: {n: [round(x, 3) for x in v] for n, v in d.items()} for k, d in every.items()}
+        )
+        results["every_latency_ms"] = shown(raw)
+    path = save_results("web-pg", stamp, results, "web-pg-latest.json")
+    print(f"\nresults: {path.relative_to(REPO)} (and bench/results/web-pg-latest.json)")
+    if src_digest() != args.src_digest:
+        print("WARNING: src/placeharm changed during the run: the figures mix code versions")
+    parts = [results[k] for k in results.get("configs", [])]
+    if any("error" in p or p.get("errors") for p in parts):
+        print("failed: a configuration failed or answered with errors (see above)")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
