@@ -164,3 +164,39 @@ def test_the_drop_folder_lock_is_held_by_one_process_at_a_time(store_at) -> None
     taken = second.hold_lock(DROP_FOLDER_LOCK)
     assert taken is not None and taken()
     assert not held()
+
+
+def _client_backends(url: str) -> int:
+    with psycopg.connect(url, autocommit=True) as con:
+        row = con.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_connections_of_ended_threads_are_closed(store_at) -> None:
+    """The web server's thread pool stops idle threads and starts new ones: each new thread
+    opens a connection, so those of ended threads must be closed, or a worker under bursty
+    load runs the server out of connections ("too many clients already")."""
+    store = store_at("threads")
+    before_store, before_server = store.open_connections(), _client_backends(store._url)
+
+    def one_read() -> None:
+        assert store.schema_version() > 0
+
+    for _ in range(3):  # three waves of 8 short-lived threads
+        wave = [threading.Thread(target=one_read) for _ in range(8)]
+        for thread in wave:
+            thread.start()
+        for thread in wave:
+            thread.join()
+    last = threading.Thread(target=one_read)  # its connection closes the ended threads' ones
+    last.start()
+    last.join()
+    # the last thread's own connection stays until another is made or the store closes
+    assert store.open_connections() == before_store + 1
+    _until(lambda: _client_backends(store._url) == before_server + 1)
+    store.close()
+    assert store.open_connections() == 0

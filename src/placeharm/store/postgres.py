@@ -218,7 +218,12 @@ class PostgresStore:
         self._url = url
         self.read_only = bool(read_only)
         self._local = threading.local()
-        self._conns: list[psycopg.Connection[tuple[Any, ...]]] = []
+        # every connection this store opened, with the thread it serves (None: one the store
+        # keeps for itself until it closes, e.g. the drop-folder lock). A thread that ended
+        # (the web server's pool stops idle threads) leaves its connection here: the next
+        # connection made closes those, so a long-running worker holds about one connection
+        # per live thread, not one per thread it ever had.
+        self._conns: list[tuple[threading.Thread | None, psycopg.Connection[tuple[Any, ...]]]] = []
         self._conns_lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
         # `generation` from memory while listening (issue 17)
@@ -253,8 +258,25 @@ class PostgresStore:
             con.execute("SET TIME ZONE 'UTC'")
             self._local.con = con
             with self._conns_lock:
-                self._conns.append(con)
+                self._close_orphans()
+                self._conns.append((threading.current_thread(), con))
         return con
+
+    def _close_orphans(self) -> None:
+        """Close the connections of threads that have ended (under `_conns_lock`)."""
+        kept = []
+        for thread, con in self._conns:
+            if thread is None or thread.is_alive():
+                kept.append((thread, con))
+            else:
+                with suppress(psycopg.Error):
+                    con.close()
+        self._conns = kept
+
+    def open_connections(self) -> int:
+        """How many connections this store holds open (threads' and its own)."""
+        with self._conns_lock:
+            return sum(1 for _, con in self._conns if not con.closed)
 
     def listen(self, changed: Callable[[], None]) -> Callable[[], None]:
         """Call `changed()` (from a thread of its own) after every commit, by any process,
@@ -404,7 +426,7 @@ class PostgresStore:
             stop()
         self._listeners.clear()
         with self._conns_lock:
-            for con in self._conns:
+            for _, con in self._conns:
                 with suppress(psycopg.Error):
                     con.close()
             self._conns.clear()
@@ -2476,7 +2498,7 @@ class PostgresStore:
             con.close()
             return None
         with self._conns_lock:
-            self._conns.append(con)  # closing the store releases it
+            self._conns.append((None, con))  # closing the store releases it
 
         def held() -> bool:
             try:

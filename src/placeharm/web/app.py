@@ -13,6 +13,7 @@ import datetime as dt
 import gzip
 import io
 import json
+import logging
 import re
 import shutil
 import tempfile
@@ -64,6 +65,7 @@ from placeharm.errors import (
     PermissionDenied,
     PlaceharmError,
     StoreError,
+    StoreUnavailable,
     TooLarge,
     TooManyAttempts,
     UnknownArea,
@@ -103,12 +105,14 @@ from placeharm.web.openapi import (
 )
 
 HERE = Path(__file__).parent
+log = logging.getLogger("placeharm.web")
 # error kind -> HTTP status (first match; any other PlaceharmError is 400)
 ERROR_STATUS: tuple[tuple[type[PlaceharmError], int], ...] = (
     (PermissionDenied, 403),
     (NotFound, 404),
     (TooLarge, 413),
     (Busy, 503),
+    (StoreUnavailable, 503),  # the database cannot be reached or written: try again later
     (AuditError, 503),  # the audit entry cannot be written: nothing is served
     (JustificationRequired, 428),
     (TooManyAttempts, 429),
@@ -2022,11 +2026,20 @@ def _fmt(value: Any) -> str:
 # -- issue 15: pages in plain words, links that survive signing in ---------------------------
 
 
+STORE_UNAVAILABLE = (
+    "The data store cannot be reached just now, so nothing could be read or saved. Try again "
+    "in a minute; if it goes on, tell your system administrator."
+)
+
+
 def _page_message(exc: PlaceharmError) -> str:
     """What a page or the API says for a refusal: an unknown area in the reader's words,
     without the command line's advice (the CLI prints `str(exc)`)."""
     if isinstance(exc, UnknownArea):
         return labels.area_not_found(exc.by, ", ".join(exc.codes))
+    if isinstance(exc, StoreUnavailable):  # the details (the server, the cause) are the log's
+        log.warning("store unavailable: %s", exc)
+        return STORE_UNAVAILABLE
     return str(exc)
 
 
