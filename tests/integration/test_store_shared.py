@@ -200,3 +200,24 @@ def test_connections_of_ended_threads_are_closed(store_at) -> None:
     _until(lambda: _client_backends(store._url) == before_server + 1)
     store.close()
     assert store.open_connections() == 0
+
+
+def test_a_lost_notice_is_made_good_by_the_generation_max_age(
+    store_at, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A LISTEN connection that died without a reset hears nothing: the generation kept in
+    memory is read again after GENERATION_MAX_AGE_S, so pages are not stale for hours."""
+    from placeharm.store import postgres
+
+    monkeypatch.setattr(postgres, "GENERATION_MAX_AGE_S", 0.5)
+    store = store_at("lost-notice")
+    stop = store.listen(lambda: None)
+    try:
+        _until(lambda: store._live_listens > 0)
+        before = store.generation
+        assert store.generation == before  # kept in memory while listening
+        with psycopg.connect(store._url, autocommit=True) as con:  # a commit with no notice
+            con.execute("UPDATE store_generation SET generation = generation + 1 WHERE id = 1")
+        _until(lambda: store.generation == before + 1, seconds=10)
+    finally:
+        stop()

@@ -29,6 +29,7 @@ import functools
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -36,6 +37,7 @@ from typing import Any
 import polars as pl
 import psycopg
 import pyarrow as pa
+from psycopg.conninfo import make_conninfo
 
 from placeharm.errors import DataError, StoreError, StoreUnavailable
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
@@ -68,6 +70,17 @@ _HASH_COLUMNS = ("crime_hash", "search_hash")
 # The channel a commit that changed page data notifies (LISTEN/NOTIFY): app processes
 # sharing the database refresh their pages when another one imports.
 CHANGED_CHANNEL = "placeharm_changed"
+# A generation kept in memory while listening is read again after this many seconds even with
+# no notice: a LISTEN connection that died without a reset (a firewall's idle timeout, a
+# half-open socket after a failover) hears nothing, and pages must not stay stale for the
+# hours TCP takes to notice. TCP keepalives on that connection (below) make it reconnect.
+GENERATION_MAX_AGE_S = 5.0
+_LISTEN_KEEPALIVES: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
 # The advisory lock a transaction takes before recounting the harm cube.
 _CELLS_LOCK = 0x706C6163  # "plac"
 # ... and the one an audit append takes, so processes chain their entries in turn
@@ -229,6 +242,7 @@ class PostgresStore:
         # `generation` from memory while listening (issue 17)
         self._gen_lock = threading.Lock()
         self._gen_cached: int | None = None
+        self._gen_cached_at = 0.0  # time.monotonic() of the read kept
         self._gen_epoch = 0
         self._live_listens = 0
         self._connect()  # now: a wrong URL fails here, with a message
@@ -355,7 +369,11 @@ class PostgresStore:
         """A connection of its own that LISTENs on the change channel, and the store's
         schema (what its notices carry)."""
         try:
-            con = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+            con = psycopg.connect(
+                make_conninfo(self._url, **_LISTEN_KEEPALIVES),
+                autocommit=True,
+                connect_timeout=10,
+            )
         except psycopg.Error as exc:
             raise StoreUnavailable(
                 f"cannot listen for changes on the PostgreSQL store {self.path}"
@@ -393,20 +411,24 @@ class PostgresStore:
 
         While a LISTEN connection is live (`listen`), the value read is kept in memory and
         dropped when a notice arrives (every commit that adds to it sends one), or when
-        this process commits; so a page read costs no query. A value may lag a commit by
-        the notice's delivery, never lead it: a read that began before a notice is not
+        this process commits, and read again after GENERATION_MAX_AGE_S whatever happens (a
+        connection that died silently hears no notice); so most page reads cost no query.
+        A value may lag a commit by the notice's delivery (at most GENERATION_MAX_AGE_S if
+        the notice is lost), never lead it: a read that began before a notice is not
         kept (`_gen_epoch`). Inside a transaction, or with no live LISTEN connection, the
         database is asked every time."""
         if self._in_tx or not self._live_listens:
             return self._read_generation()
         with self._gen_lock:
             cached, epoch = self._gen_cached, self._gen_epoch
-        if cached is not None:
+            fresh = time.monotonic() - self._gen_cached_at < GENERATION_MAX_AGE_S
+        if cached is not None and fresh:
             return cached
+        started = time.monotonic()
         value = self._read_generation()
         with self._gen_lock:
             if self._gen_epoch == epoch and self._live_listens:
-                self._gen_cached = value
+                self._gen_cached, self._gen_cached_at = value, started
         return value
 
     def _read_generation(self) -> int:
@@ -2485,7 +2507,11 @@ class PostgresStore:
         (False once the connection is lost) and, called with the lock no longer wanted,
         is released by closing the store. One server process watches the drop folder."""
         try:
-            con = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+            con = psycopg.connect(  # keepalives: a dead holder's socket is noticed
+                make_conninfo(self._url, **_LISTEN_KEEPALIVES),
+                autocommit=True,
+                connect_timeout=10,
+            )
         except psycopg.Error as exc:
             raise StoreUnavailable(f"cannot connect to the PostgreSQL store {self.path}") from exc
         try:
