@@ -166,14 +166,10 @@ def test_the_drop_folder_lock_is_held_by_one_process_at_a_time(store_at) -> None
     assert not held()
 
 
-def _client_backends(url: str) -> int:
+def _backends(url: str) -> set[int]:
     with psycopg.connect(url, autocommit=True) as con:
-        row = con.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
-        ).fetchone()
-    assert row is not None
-    return int(row[0])
+        rows = con.execute("SELECT pid FROM pg_stat_activity").fetchall()
+    return {int(r[0]) for r in rows}
 
 
 def test_connections_of_ended_threads_are_closed(store_at) -> None:
@@ -181,23 +177,28 @@ def test_connections_of_ended_threads_are_closed(store_at) -> None:
     opens a connection, so those of ended threads must be closed, or a worker under bursty
     load runs the server out of connections ("too many clients already")."""
     store = store_at("threads")
-    before_store, before_server = store.open_connections(), _client_backends(store._url)
+    before = store.open_connections()
+    ended: list[int] = []  # the server process (pid) behind each ended thread's connection
 
-    def one_read() -> None:
+    def one_read(pids: list[int]) -> None:
         assert store.schema_version() > 0
+        pids.append(store._con.info.backend_pid)
 
     for _ in range(3):  # three waves of 8 short-lived threads
-        wave = [threading.Thread(target=one_read) for _ in range(8)]
+        wave = [threading.Thread(target=one_read, args=(ended,)) for _ in range(8)]
         for thread in wave:
             thread.start()
         for thread in wave:
             thread.join()
-    last = threading.Thread(target=one_read)  # its connection closes the ended threads' ones
+    assert len(set(ended)) == 24  # each thread had a connection of its own
+    kept: list[int] = []
+    last = threading.Thread(target=one_read, args=(kept,))  # its connection closes the others
     last.start()
     last.join()
     # the last thread's own connection stays until another is made or the store closes
-    assert store.open_connections() == before_store + 1
-    _until(lambda: _client_backends(store._url) == before_server + 1)
+    assert store.open_connections() == before + 1
+    _until(lambda: not set(ended) & _backends(store._url))  # gone on the server too
+    assert set(kept) <= _backends(store._url)
     store.close()
     assert store.open_connections() == 0
 
