@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg
@@ -160,10 +161,32 @@ def test_the_drop_folder_lock_is_held_by_one_process_at_a_time(store_at) -> None
     held = first.hold_lock(DROP_FOLDER_LOCK)
     assert held is not None and held()
     assert second.hold_lock(DROP_FOLDER_LOCK) is None  # the other process waits its turn
-    first.close()  # the holder ends: the lock is free
-    taken = second.hold_lock(DROP_FOLDER_LOCK)
-    assert taken is not None and taken()
+    first.close()  # the holder ends: the lock is free once its server process has ended
+    taken: list[Callable[[], bool]] = []
+
+    def take() -> bool:
+        now = second.hold_lock(DROP_FOLDER_LOCK)
+        taken.extend([now] if now is not None else [])
+        return bool(taken)
+
+    _until(take)  # closing a connection does not wait for the server process to end
+    assert taken[0]()
     assert not held()
+
+
+def test_stores_in_two_schemas_of_one_database_each_watch_their_own_drop_folder(
+    store_at,
+) -> None:
+    """Advisory locks belong to the database: with a bare key, a store in another schema
+    holding the watch would leave this store's drop folder unwatched."""
+    from placeharm.store.postgres import DROP_FOLDER_LOCK
+
+    one, other = store_at("one"), store_at("other")
+    held = one.hold_lock(DROP_FOLDER_LOCK)
+    assert held is not None and held()
+    mine = other.hold_lock(DROP_FOLDER_LOCK)
+    assert mine is not None and mine()
+    assert store_at("one").hold_lock(DROP_FOLDER_LOCK) is None  # the same store waits
 
 
 def _backends(url: str) -> set[int]:

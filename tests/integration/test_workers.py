@@ -336,7 +336,7 @@ def test_one_worker_watches_the_drop_folder(server: Server, northumbria: Path) -
         with psycopg.connect(server.url, autocommit=True) as con:
             row = con.execute(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
-                "AND (classid::BIGINT << 32 | objid::BIGINT) = %s",
+                "AND objsubid = 2 AND classid::BIGINT = %s",  # two keys: lock, schema
                 [DROP_FOLDER_LOCK],
             ).fetchone()
         return int(row[0]) if row else 0

@@ -87,7 +87,9 @@ _CELLS_LOCK = 0x706C6163  # "plac"
 _AUDIT_LOCK = _CELLS_LOCK + 2
 # ... the one sign-in throttling takes to count a failure (issue 17)
 _THROTTLE_LOCK = _CELLS_LOCK + 3
-# ... and the one a server process holds while it watches the drop folder (one process does)
+# ... and the one a server process holds while it watches the drop folder (one process per
+# store does). It is taken with the store's schema as its second key: advisory locks belong
+# to the database, and stores in two schemas of one database each have their own drop folder.
 DROP_FOLDER_LOCK = _CELLS_LOCK + 4
 # A lost LISTEN connection is made again after this wait, doubling up to the most.
 LISTEN_RETRY_S = 0.5
@@ -2502,8 +2504,8 @@ class PostgresStore:
         return max(cur.rowcount, 0)
 
     def hold_lock(self, key: int) -> Callable[[], bool] | None:
-        """Try to take a session-level advisory lock on a connection of its own: None if
-        another connection holds it, else a function that says whether it is still held
+        """Try to take a session-level advisory lock, for this store's schema, on a
+        connection of its own: None if another connection holds it, else a function that says whether it is still held
         (False once the connection is lost) and, called with the lock no longer wanted,
         is released by closing the store. One server process watches the drop folder."""
         try:
@@ -2515,7 +2517,9 @@ class PostgresStore:
         except psycopg.Error as exc:
             raise StoreUnavailable(f"cannot connect to the PostgreSQL store {self.path}") from exc
         try:
-            row = con.execute("SELECT pg_try_advisory_lock(%s)", [key]).fetchone()
+            row = con.execute(  # per schema: see DROP_FOLDER_LOCK
+                "SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", [key]
+            ).fetchone()
         except psycopg.Error as exc:
             with suppress(psycopg.Error):
                 con.close()
