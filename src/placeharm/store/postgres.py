@@ -2505,9 +2505,9 @@ class PostgresStore:
 
     def hold_lock(self, key: int) -> Callable[[], bool] | None:
         """Try to take a session-level advisory lock, for this store's schema, on a
-        connection of its own: None if another connection holds it, else a function that says whether it is still held
-        (False once the connection is lost) and, called with the lock no longer wanted,
-        is released by closing the store. One server process watches the drop folder."""
+        connection of its own: None if another connection holds it, else a function that
+        says whether it is still held (False once the connection is lost). Closing the
+        store releases it. One server process per store watches the drop folder."""
         try:
             con = psycopg.connect(  # keepalives: a dead holder's socket is noticed
                 make_conninfo(self._url, **_LISTEN_KEEPALIVES),
