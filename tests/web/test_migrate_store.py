@@ -147,6 +147,30 @@ def test_a_failure_mid_way_leaves_the_target_empty(
     assert rows() == {}  # not even the schema
 
 
+def test_a_value_the_copy_cannot_write_is_a_message_and_leaves_the_target_empty(
+    pristine_db: Path, tmp_path: Path, target: Any
+) -> None:
+    """Not only the server's refusals: a column the COPY writer cannot encode (here a list,
+    which no placeharm table holds) ends in the same message, never a traceback."""
+    url, rows = target
+    source = tmp_path / "odd.duckdb"
+    shutil.copy(pristine_db, source)
+    with duckdb.connect(str(source)) as con:  # coverage rebuilt without its key
+        con.execute("CREATE TABLE coverage_copy AS SELECT * FROM coverage")
+        column = con.execute(
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_name = 'coverage' AND data_type = 'VARCHAR' LIMIT 1"
+        ).fetchone()[0]  # type: ignore[index]
+        con.execute(
+            f'ALTER TABLE coverage_copy ALTER COLUMN "{column}" TYPE VARCHAR[] USING ["{column}"]'
+        )
+        con.execute("DROP TABLE coverage")
+        con.execute("ALTER TABLE coverage_copy RENAME TO coverage")
+    with pytest.raises(StoreError, match=r"copying table coverage .*target is as it was"):
+        migrate_store(source, url)
+    assert rows() == {}
+
+
 def test_an_older_store_is_refused_with_what_to_do(
     pristine_db: Path, tmp_path: Path, target: Any
 ) -> None:

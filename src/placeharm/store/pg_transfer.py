@@ -229,7 +229,9 @@ def copy_tables(
             nul += changed
             try:
                 target._copy(_quoted(table), frame)
-            except psycopg.Error as exc:
+            # not only the server's refusals: a value the COPY writer cannot encode (polars,
+            # a type this placeharm does not know) ends in the same message, never a traceback
+            except Exception as exc:
                 detail = _redact(str(exc).strip()).splitlines()
                 raise StoreError(
                     f"copying table {table} into {target.path} failed after {moved:,} of its "
