@@ -15,7 +15,6 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
-import psycopg
 
 from placeharm.errors import StoreError
 from placeharm.store.duckdb import store_error
