@@ -154,6 +154,38 @@ def test_sign_in_failures_are_counted_together_by_every_process(store_at) -> Non
     assert list(held) == ['["address", "10.0.0.5"]']
 
 
+def test_sign_in_attempts_in_flight_are_counted_together_by_every_process(store_at) -> None:
+    """Guesses sent at once to two workers: five passwords are checked, the sixth waits,
+    whichever process it reaches (review finding: each worker checked its own share)."""
+    first, second = store_at("shared"), store_at("shared")
+    now = [2_000_000.0]
+    throttles = [
+        auth.StoreLoginThrottle(store, per_account=5, per_address=10, clock=lambda: now[0])
+        for store in (first, second)
+    ]
+    for attempt in range(5):
+        throttles[attempt % 2].begin("ann", "10.0.0.1")
+    for throttle in throttles:
+        with pytest.raises(TooManyAttempts) as refused:
+            throttle.begin("ann", "10.0.0.1")
+        assert refused.value.retry_after_s == 120
+    throttles[1].abandon("ann", "10.0.0.1")  # one ended without a verdict: a turn frees
+    throttles[0].begin("ann", "10.0.0.1")
+    for attempt in range(5):
+        throttles[attempt % 2].failed("ann", "10.0.0.1")
+    with pytest.raises(TooManyAttempts) as refused:
+        throttles[1].begin("ann", "10.0.0.1")
+    assert refused.value.retry_after_s == 60  # the five failures' pause
+    now[0] += 121  # an attempt whose process died stops counting after 120 s
+    throttles[0].begin("bo", "10.0.0.2")
+    now[0] += 120
+    for _ in range(5):
+        throttles[1].begin("bo", "10.0.0.2")
+    throttles[0].succeeded("bo", "10.0.0.2")
+    held = first.sign_in_tallies(['["address", "10.0.0.2"]'])
+    assert len(held['["address", "10.0.0.2"]'][4]) == 4  # the success ended one
+
+
 def test_the_drop_folder_lock_is_held_by_one_process_at_a_time(store_at) -> None:
     from placeharm.store.postgres import DROP_FOLDER_LOCK
 

@@ -275,6 +275,75 @@ def test_the_pause_warning_names_the_pair_or_only_the_address(caplog: pytest.Log
     ]
 
 
+# -- attempts in flight (review finding: guesses sent at once were all checked) ------------
+
+
+def refused_to_begin(t: auth.LoginThrottle, username: str, address: str | None) -> int:
+    with pytest.raises(TooManyAttempts) as refused:
+        t.begin(username, address)
+    return refused.value.retry_after_s
+
+
+def test_five_guesses_at_once_are_checked_the_sixth_waits_for_them():
+    clock = Clock()
+    t = throttle(clock)
+    for _ in range(5):
+        t.begin("ann", "10.0.0.1")  # five passwords being checked at once
+    clock.now += 2
+    assert refused_to_begin(t, "ann", "10.0.0.1") == 118  # the oldest's 120 s at the most
+    t.begin("bo", "10.0.0.1")  # the address allows ten: another name may try
+    for _ in range(5):
+        t.failed("ann", "10.0.0.1")  # all five wrong: the pair is paused
+    assert refused_to_begin(t, "ann", "10.0.0.1") == 60
+
+
+def test_failures_and_attempts_in_flight_count_together():
+    clock = Clock()
+    t = throttle(clock)
+    for _ in range(3):
+        t.failed("ann", "10.0.0.1")
+    t.begin("ann", "10.0.0.1")
+    t.begin("ann", "10.0.0.1")  # 3 failures + 2 in flight = 5
+    with pytest.raises(TooManyAttempts):
+        t.begin("ann", "10.0.0.1")
+    t.succeeded("ann", "10.0.0.1")  # one was right: the pair is cleared
+    t.begin("ann", "10.0.0.1")
+
+
+def test_an_abandoned_attempt_is_neither_in_flight_nor_a_failure():
+    clock = Clock()
+    t = throttle(clock, per_account=2)
+    t.begin("ann", "10.0.0.1")
+    t.begin("ann", "10.0.0.1")
+    with pytest.raises(TooManyAttempts):
+        t.begin("ann", "10.0.0.1")
+    t.abandon("ann", "10.0.0.1")  # the server failed, not the password
+    t.begin("ann", "10.0.0.1")
+    t.abandon("ann", "10.0.0.1")
+    t.abandon("ann", "10.0.0.1")
+    t.check("ann", "10.0.0.1")  # no failure counted
+
+
+def test_an_attempt_never_ended_stops_counting_after_the_timeout_not_before():
+    clock = Clock()
+    t = throttle(clock, per_account=1)
+    t.begin("ann", "10.0.0.1")  # its process died mid-check
+    clock.now += 119.5
+    with pytest.raises(TooManyAttempts):
+        t.begin("ann", "10.0.0.1")
+    clock.now += 0.5  # 120 s after it began
+    t.begin("ann", "10.0.0.1")
+
+
+def test_a_success_ends_the_address_attempt_so_ten_good_sign_ins_do_not_pause_it():
+    clock = Clock()
+    t = throttle(clock)
+    for n in range(25):
+        t.begin(f"user{n}", "10.0.0.9")
+        t.succeeded(f"user{n}", "10.0.0.9")
+    t.begin("another", "10.0.0.9")
+
+
 def test_the_memory_bound_forgets_the_least_recently_failed_sparing_pauses():
     t = throttle(Clock(), per_account=2, per_address=1000, max_keys=3)
     t.failed("ann", "10.0.0.1")

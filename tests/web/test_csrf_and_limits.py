@@ -422,6 +422,49 @@ def test_a_sign_in_flood_waits_bounded_and_never_stalls_pages(
     assert sorted(results) == [303, 503, 503, 503]
 
 
+def test_guesses_sent_at_once_check_no_more_passwords_than_the_limit(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+):
+    """Eight wrong passwords for one name, sent at once with eight hashing turns free: five
+    are checked (the limit), the other three are refused before any check (review finding:
+    all eight were checked, as none had failed yet when each began)."""
+    client.app.state.placeharm.sign_ins = SignInGate(8, wait_s=5)
+    real_verify = auth._verify
+    checked: list[str] = []
+
+    def slow_verify(password_hash: str, password: str) -> None:
+        checked.append(password)
+        time.sleep(1.0)  # every attempt begins before the first is decided
+        real_verify(password_hash, password)
+
+    monkeypatch.setattr(auth, "_verify", slow_verify)
+    attacker = TestClient(client.app, client=("192.0.2.77", 50000))
+    forms = []
+    for n in range(8):
+        token = login_token(attacker)
+        forms.append(({"placeharm_csrf": attacker.cookies["placeharm_csrf"]}, token, f"x{n}"))
+    results: list[int] = []
+
+    def guess(cookie: dict[str, str], token: str, password: str) -> None:
+        form = {"username": "officer", "password": password, "csrf_token": token}
+        response = attacker.post(
+            "/login",
+            data=form,
+            cookies=cookie,
+            headers={"Origin": origin(client)},
+            follow_redirects=False,
+        )
+        results.append(response.status_code)
+
+    threads = [threading.Thread(target=guess, args=f) for f in forms]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert len(checked) == 5
+    assert sorted(results) == [303] * 5 + [429] * 3
+
+
 def test_hash_gate_bounds_hashing_in_any_caller():
     gate = auth.HashGate(1, wait_s=0.2)
     with gate.turn():

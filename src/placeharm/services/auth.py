@@ -605,7 +605,14 @@ class _Tally:
     failures: list[float] = field(default_factory=list)
     strikes: int = 0  # lock-outs so far: each doubles the next
     locked_until: float = 0.0
-    last: float = 0.0
+    last: float = 0.0  # the last failure, or the last attempt begun
+    pending: list[float] = field(default_factory=list)  # attempts begun, not yet decided
+
+
+def _end_one(tally: _Tally) -> None:
+    """One attempt in flight is decided (the oldest: which one does not matter)."""
+    if tally.pending:
+        tally.pending.pop(0)
 
 
 def address_key(address: str | None) -> str:
@@ -634,6 +641,12 @@ class LoginThrottle:
     address is slowed, but nobody can lock a named user out from other addresses, and every
     lock-out ends. A success clears the pair, not the address. Memory: at most `max_keys`
     tallies, the least recently failed forgotten first.
+
+    Attempts in flight count too (`begin`): a password is checked only while the failures
+    in the window plus the attempts still being checked stay under the limit, so guesses
+    sent at once cannot all be checked before the first failure is counted. An attempt
+    begun is ended by `failed`, `succeeded` or `abandon`, or forgotten after
+    `attempt_timeout_s` (a process that died mid-check).
     """
 
     def __init__(
@@ -646,7 +659,9 @@ class LoginThrottle:
         forget_s: float = 86_400.0,
         max_keys: int = 10_000,
         clock: Callable[[], float] = time.monotonic,
+        attempt_timeout_s: float = 120.0,
     ) -> None:
+        self.attempt_timeout_s = attempt_timeout_s
         self.per_account = per_account
         self.per_address = per_address
         self.window_s = window_s
@@ -677,16 +692,56 @@ class LoginThrottle:
                     wait = max(wait, tally.locked_until - now)
         self._refuse_until(now + wait, now)
 
+    def begin(self, username: str, address: str | None = None) -> None:
+        """Before a password is checked: raise TooManyAttempts while this pair or address
+        is locked out, or while its failures in the window plus its attempts in flight
+        reach the limit; else count this attempt as in flight."""
+        now = self.clock()
+        with self._lock:
+            keys = self._keys(username, address)
+            tallies = [self._live(key, now) for key, _ in keys]
+            self._admit(tallies, [limit for _, limit in keys], now)
+            for (key, _), tally in zip(keys, tallies, strict=True):
+                self._tallies[key] = tally
+                self._tallies.move_to_end(key)
+            self._bound(now)
+
+    def _live(self, key: tuple[str, ...], now: float) -> _Tally:
+        tally = self._tallies.get(key)
+        if tally is None or (now - tally.last > self.forget_s and tally.locked_until <= now):
+            return _Tally()
+        return tally
+
+    def _admit(self, tallies: list[_Tally], limits: list[int], now: float) -> None:
+        """The rule of `begin` on the tallies of its keys (changed in place when admitted)."""
+        self._refuse_until(max(t.locked_until for t in tallies), now)
+        for tally, limit in zip(tallies, limits, strict=True):
+            tally.pending = [t for t in tally.pending if now - t < self.attempt_timeout_s]
+            recent = [t for t in tally.failures if now - t < self.window_s]
+            if len(recent) + len(tally.pending) >= limit:
+                # the attempts in flight decide first; the wait is theirs at the most
+                self._refuse_until(min(tally.pending) + self.attempt_timeout_s, now)
+        for tally in tallies:
+            tally.pending.append(now)
+            tally.last = max(tally.last, now)
+
+    def abandon(self, username: str, address: str | None = None) -> None:
+        """An attempt begun that ended without a verdict (a failure of the server, not of
+        the password): no longer in flight, not counted."""
+        with self._lock:
+            for key, _ in self._keys(username, address):
+                tally = self._tallies.get(key)
+                if tally is not None:
+                    _end_one(tally)
+
     def failed(self, username: str, address: str | None = None) -> None:
         now = self.clock()
         with self._lock:
             for key, limit in self._keys(username, address):
-                tally = self._tallies.get(key)
-                if tally is None or (
-                    now - tally.last > self.forget_s and tally.locked_until <= now
-                ):
-                    tally = self._tallies[key] = _Tally()
+                tally = self._live(key, now)
+                self._tallies[key] = tally
                 self._tallies.move_to_end(key)
+                _end_one(tally)
                 self._count(key, tally, limit, now)
             self._bound(now)
 
@@ -732,7 +787,11 @@ class LoginThrottle:
     def succeeded(self, username: str, address: str | None = None) -> None:
         """A right password: forget this pair's failures (not the address's)."""
         with self._lock:
-            self._tallies.pop(self._keys(username, address)[0][0], None)
+            pair, where = (key for key, _ in self._keys(username, address))
+            self._tallies.pop(pair, None)
+            tally = self._tallies.get(where)
+            if tally is not None:
+                _end_one(tally)
 
     def __len__(self) -> int:
         return len(self._tallies)
@@ -745,10 +804,16 @@ class TallyStore(Protocol):
 
     def sign_in_tallies(
         self, keys: list[str], for_update: bool = False
-    ) -> dict[str, tuple[list[float], int, float, float]]: ...
+    ) -> dict[str, tuple[list[float], int, float, float, list[float]]]: ...
 
     def put_sign_in_tally(
-        self, key: str, failures: list[float], strikes: int, locked_until: float, last: float
+        self,
+        key: str,
+        failures: list[float],
+        strikes: int,
+        locked_until: float,
+        last: float,
+        pending: list[float],
     ) -> None: ...
 
     def forget_sign_in_tallies(
@@ -758,11 +823,12 @@ class TallyStore(Protocol):
 
 class StoreLoginThrottle(LoginThrottle):
     """`LoginThrottle`'s rules with the tallies kept in the store, so every app process
-    sharing it (`serve --workers N` on PostgreSQL) counts the same failures: ten failures
-    spread over two workers lock out as ten on one would. Each failure is counted in one
-    transaction that waits for the one before it (the store's lock). The clock is the wall
-    clock (seconds since the epoch), the one every process shares. Tallies are forgotten
-    `forget_s` after their last failure, when the next failure is counted."""
+    sharing it (`serve --workers N` on PostgreSQL) counts the same failures and the same
+    attempts in flight: ten failures spread over two workers lock out as ten on one would.
+    Each change of a tally is one transaction that waits for the one before it (the store's
+    lock). The clock is the wall clock (seconds since the epoch), the one every process
+    shares. Tallies are forgotten `forget_s` after their last failure or attempt, when the
+    next failure is counted."""
 
     def __init__(
         self,
@@ -774,9 +840,17 @@ class StoreLoginThrottle(LoginThrottle):
         max_lockout_s: float = 3600.0,
         forget_s: float = 86_400.0,
         clock: Callable[[], float] = time.time,
+        attempt_timeout_s: float = 120.0,
     ) -> None:
         super().__init__(
-            per_account, per_address, window_s, lockout_s, max_lockout_s, forget_s, clock=clock
+            per_account,
+            per_address,
+            window_s,
+            lockout_s,
+            max_lockout_s,
+            forget_s,
+            clock=clock,
+            attempt_timeout_s=attempt_timeout_s,
         )
         self.store = store
 
@@ -790,23 +864,55 @@ class StoreLoginThrottle(LoginThrottle):
         held = self.store.sign_in_tallies(keys)
         self._refuse_until(max((t[2] for t in held.values()), default=0.0), now)
 
+    def _held(self, keys: list[str], now: float) -> list[_Tally]:
+        """The tallies of `keys`, locked until the transaction ends (a forgotten one anew)."""
+        held = self.store.sign_in_tallies(keys, for_update=True)
+        tallies = []
+        for name in keys:
+            row = held.get(name)
+            tally = _Tally() if row is None else _Tally(row[0], row[1], row[2], row[3], row[4])
+            if now - tally.last > self.forget_s and tally.locked_until <= now:
+                tally = _Tally()
+            tallies.append(tally)
+        return tallies
+
+    def _put(self, name: str, tally: _Tally) -> None:
+        self.store.put_sign_in_tally(
+            name, tally.failures, tally.strikes, tally.locked_until, tally.last, tally.pending
+        )
+
+    def begin(self, username: str, address: str | None = None) -> None:
+        now = self.clock()
+        keys = self._keys(username, address)
+        names = [self._name(k) for k, _ in keys]
+        with self.store.transaction():
+            tallies = self._held(names, now)
+            self._admit(tallies, [limit for _, limit in keys], now)
+            for name, tally in zip(names, tallies, strict=True):
+                self._put(name, tally)
+
+    def abandon(self, username: str, address: str | None = None) -> None:
+        names = [self._name(k) for k, _ in self._keys(username, address)]
+        with self.store.transaction():
+            for name, tally in zip(names, self._held(names, self.clock()), strict=True):
+                _end_one(tally)
+                self._put(name, tally)
+
     def failed(self, username: str, address: str | None = None) -> None:
         now = self.clock()
         keys = self._keys(username, address)
+        names = [self._name(k) for k, _ in keys]
         with self.store.transaction():
-            held = self.store.sign_in_tallies([self._name(k) for k, _ in keys], for_update=True)
-            for key, limit in keys:
-                name = self._name(key)
-                row = held.get(name)
-                tally = _Tally() if row is None else _Tally(row[0], row[1], row[2], row[3])
-                if now - tally.last > self.forget_s and tally.locked_until <= now:
-                    tally = _Tally()
+            for (key, limit), name, tally in zip(keys, names, self._held(names, now), strict=True):
+                _end_one(tally)
                 self._count(key, tally, limit, now)
-                self.store.put_sign_in_tally(
-                    name, tally.failures, tally.strikes, tally.locked_until, tally.last
-                )
+                self._put(name, tally)
             self.store.forget_sign_in_tallies(idle_before=now - self.forget_s)
 
     def succeeded(self, username: str, address: str | None = None) -> None:
+        pair, where = (self._name(key) for key, _ in self._keys(username, address))
         with self.store.transaction():
-            self.store.forget_sign_in_tallies([self._name(self._keys(username, address)[0][0])])
+            (tally,) = self._held([where], self.clock())
+            _end_one(tally)
+            self._put(where, tally)
+            self.store.forget_sign_in_tallies([pair])

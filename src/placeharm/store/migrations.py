@@ -489,4 +489,18 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        14,
+        "sign-in attempts still being checked counted with the failures",
+        [
+            # The start times of the sign-in attempts begun and not yet decided, per key
+            # (services/auth.StoreLoginThrottle.begin): guesses sent at once to several app
+            # processes count before any of them fails. NULL (rows kept from version 13) is
+            # none in flight.
+            "ALTER TABLE sign_in_tallies ADD COLUMN pending DOUBLE[]",
+        ],
+    )
+)
+
 LATEST_VERSION = MIGRATIONS[-1][0]

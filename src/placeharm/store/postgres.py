@@ -2464,31 +2464,47 @@ class PostgresStore:
 
     def sign_in_tallies(
         self, keys: list[str], for_update: bool = False
-    ) -> dict[str, tuple[list[float], int, float, float]]:
-        """The sign-in failure tallies kept for `keys` (services/auth.StoreLoginThrottle):
-        key -> (failure times in the window, strikes, locked until, last failure), times as
-        seconds since the epoch. With `for_update` (inside a transaction) every process's
-        count of a failure waits for the one before it."""
+    ) -> dict[str, tuple[list[float], int, float, float, list[float]]]:
+        """The sign-in tallies kept for `keys` (services/auth.StoreLoginThrottle): key ->
+        (failure times in the window, strikes, locked until, last failure or attempt begun,
+        start times of the attempts in flight), times as seconds since the epoch. With
+        `for_update` (inside a transaction) every process's change of a tally waits for the
+        one before it."""
         if for_update:
             self._exec("SELECT pg_advisory_xact_lock(?)", [_THROTTLE_LOCK])
         rows = self._exec(
-            "SELECT key, failures, strikes, locked_until, last_failed FROM sign_in_tallies "
-            "WHERE key = ANY(?)",
+            "SELECT key, failures, strikes, locked_until, last_failed, pending "
+            "FROM sign_in_tallies WHERE key = ANY(?)",
             [keys],
         ).fetchall()
         return {
-            str(r[0]): ([float(t) for t in r[1]], int(r[2]), float(r[3]), float(r[4])) for r in rows
+            str(r[0]): (
+                [float(t) for t in r[1]],
+                int(r[2]),
+                float(r[3]),
+                float(r[4]),
+                [float(t) for t in r[5] or []],
+            )
+            for r in rows
         }
 
     def put_sign_in_tally(
-        self, key: str, failures: list[float], strikes: int, locked_until: float, last: float
+        self,
+        key: str,
+        failures: list[float],
+        strikes: int,
+        locked_until: float,
+        last: float,
+        pending: list[float],
     ) -> None:
         """Keep one tally (not page data: no generation change, no notice)."""
         self._exec(
-            "INSERT INTO sign_in_tallies VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE "
+            "INSERT INTO sign_in_tallies (key, failures, strikes, locked_until, last_failed, "
+            "pending) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE "
             "SET failures = excluded.failures, strikes = excluded.strikes, "
-            "locked_until = excluded.locked_until, last_failed = excluded.last_failed",
-            [key, failures, strikes, locked_until, last],
+            "locked_until = excluded.locked_until, last_failed = excluded.last_failed, "
+            "pending = excluded.pending",
+            [key, failures, strikes, locked_until, last, pending],
         )
 
     def forget_sign_in_tallies(self, keys: list[str] | None = None, idle_before: float = 0) -> int:

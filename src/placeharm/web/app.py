@@ -719,14 +719,22 @@ def create_app(
             return paused
         # the turn to hash is awaited here: sign-ins waiting for one hold no worker thread
         async with state.sign_ins.turn():
+            refused = await run_in_threadpool(_paused, request, username, next, True)
+            if refused is not None:  # paused meanwhile, or too many attempts in flight
+                return refused
             return await run_in_threadpool(_login, request, username, password, next)
 
-    def _paused(request: Request, username: str, next: str) -> Response | None:
+    def _paused(request: Request, username: str, next: str, begin: bool = False) -> Response | None:
         """The refusal for a sign-in from a paused address or (username, address), logged;
-        None when it may go on."""
+        None when it may go on. With `begin`, the attempt is also counted as in flight, and
+        refused while the failures plus the attempts in flight reach the limit (so guesses
+        sent at once, to one process or several, are not all checked)."""
         address = request.client.host if request.client else None
         try:
-            state.throttle.check(username, address)
+            if begin:
+                state.throttle.begin(username, address)
+            else:
+                state.throttle.check(username, address)
         except TooManyAttempts as exc:
             # the name attempted (never the password), refused before any check
             attempt = Actor(clip(username)[:100], "unknown", address)
@@ -771,6 +779,9 @@ def create_app(
                 state.store, attempt, "sign-in", "session", "/login", outcome="failed"
             )
             return RedirectResponse(_login_again("1", next), status_code=303)
+        except BaseException:  # no verdict on the password: the attempt is not counted
+            state.throttle.abandon(username, address)
+            raise
         state.throttle.succeeded(username, address)
         if record["role"] == policy.Role.auditor.value and _safe_next(next) == "/overview":
             next = "/audit"  # the auditor sees no data pages
