@@ -29,33 +29,19 @@ from placeharm.errors import StoreError, StoreUnavailable
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
 from placeharm.store.base import AUDIT_COLUMNS, CELLS_CHECK, EVERYTHING, Scope
 from placeharm.store.migrations import LATEST_VERSION, MIGRATIONS
+from placeharm.store.sqlstore import (
+    _HASHED,
+    RECORD_TABLES,
+    SOC_LOCATED_TABLES,
+    SOC_TABLES,
+    SqlStore,
+    _area_col,
+    _safe_col,
+    _table,
+)
 
 log = logging.getLogger(__name__)
 
-# Tables of located records: each gets an `area_<set>` column per area set.
-SOC_LOCATED_TABLES = (
-    "soc_addresses",
-    "soc_intelligence",
-    "soc_incidents",
-    "soc_force_crimes",
-    "soc_disruptions",
-    "soc_partner_events",
-)
-SOC_TABLES = (
-    "soc_nominals",
-    "soc_groups",
-    "soc_memberships",
-    "soc_addresses",
-    "soc_nominal_crimes",
-    "soc_nominal_links",
-    "soc_intelligence",
-    "soc_incidents",
-    "soc_force_crimes",
-    "soc_disruptions",
-    "soc_partner_events",
-    "soc_chb_phases",
-)
-RECORD_TABLES = ("crimes", "stop_searches", *SOC_LOCATED_TABLES)
 # measure sources with a date, and the force-crime flags a measure may test
 _SOC_DATED = {
     "force_crimes": ("soc_force_crimes", "recorded_date"),
@@ -64,13 +50,6 @@ _SOC_DATED = {
     "incidents": ("soc_incidents", "occurred_date"),
 }
 _SOC_FLAGS = ("firearms_discharged", "cannabis_production")
-_HASHED = {
-    ("crimes", "crime_hash"),
-    ("outcomes", "crime_hash"),
-    ("stop_searches", "search_hash"),
-    ("crime_history", "crime_hash"),
-    ("outcome_history", "crime_hash"),
-}
 _CRIME_HISTORY_COLS = ", ".join(
     f"c.{c}"
     for c in [
@@ -112,19 +91,7 @@ _WRITES_DATA = re.compile(
 _CELLS_MIGRATION = 11
 
 
-def _area_col(set_name: str) -> str:
-    """Column holding a set's area code; the name is validated, so it is safe to quote."""
-    return f'"area_{check_area_set_name(set_name)}"'
-
-
-def _table(name: str, also: tuple[str, ...] = ()) -> str:
-    """A record table's name, checked against the allow-list (safe to put in SQL)."""
-    if name not in RECORD_TABLES and name not in also:
-        raise StoreError(f"unknown record table {name!r}")
-    return name
-
-
-class DuckDBStore:
+class DuckDBStore(SqlStore):
     """A placeharm store in one DuckDB file (or in memory with path ':memory:').
 
     One store may be used from several threads (the web server does): each thread gets its
@@ -201,14 +168,6 @@ class DuckDBStore:
         with self._generation_lock:
             self._generation += 1
 
-    @property
-    def _in_tx(self) -> bool:
-        return bool(getattr(self._local, "in_tx", False))
-
-    @_in_tx.setter
-    def _in_tx(self, value: bool) -> None:
-        self._local.in_tx = value
-
     def close(self) -> None:
         with self._cursors_lock:
             for con in self._cursors:
@@ -218,9 +177,6 @@ class DuckDBStore:
 
     def __enter__(self) -> DuckDBStore:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def schema_version(self) -> int:
         exists = self._one(
@@ -477,11 +433,6 @@ class DuckDBStore:
             else:
                 self._changed()
         return rows
-
-    def _one(self, sql: str, params: list[object] | None = None) -> tuple[Any, ...] | None:
-        """First row of a query; fetches all so the connection is free (DuckDB 2.x)."""
-        rows = self._run(sql, params)
-        return rows[0] if rows else None
 
     def _register(self, name: str, frame: pl.DataFrame) -> None:
         self._con.register(name, frame.to_arrow())
@@ -2221,18 +2172,6 @@ class DuckDBStore:
 
     # -- the audit log (placeharm.audit computes the hashes; this only stores and reads) ---
 
-    def in_transaction(self) -> bool:
-        """Whether this thread is inside `transaction()`."""
-        return self._in_tx
-
-    def after_transaction(self, hook: Callable[[bool], None]) -> None:
-        """Call `hook(committed)` when this thread's current transaction ends."""
-        if not self._in_tx:
-            raise StoreError("after_transaction needs an open transaction")
-        hooks: list[Callable[[bool], None]] = getattr(self._local, "hooks", [])
-        hooks.append(hook)
-        self._local.hooks = hooks
-
     def audit_head(self, at_least: int = 0) -> tuple[int, str] | None:
         """The newest entry's sequence number and hash (None for an empty log). `at_least`
         lets DuckDB skip the row groups before a known sequence number."""
@@ -2622,12 +2561,6 @@ def restore_store(source: Path, target: Path) -> Path | None:
     finally:
         partial.unlink(missing_ok=True)
     return kept
-
-
-def _safe_col(name: str) -> str:
-    if not name.replace("_", "").isalnum() or not name[0].isalpha():
-        raise StoreError(f"unsafe column name {name!r}")
-    return f'"{name}"'
 
 
 # the record kinds with a MoPI review date: their table and key

@@ -44,22 +44,25 @@ from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area
 from placeharm.store.base import AUDIT_COLUMNS, CELLS_CHECK, EVERYTHING, Scope
 from placeharm.store.duckdb import (
     _CRIME_HISTORY_COLS,
-    _HASHED,
     _MOPI,
     _SOC_DATED,
     _SOC_FLAGS,
     _WRITES_DATA,
+    DuckDBStore,
+    _records_where,
+    _scoped,
+)
+from placeharm.store.pg_migrations import LATEST_VERSION, PG_MIGRATIONS
+from placeharm.store.sqlstore import (
+    _HASHED,
     RECORD_TABLES,
     SOC_LOCATED_TABLES,
     SOC_TABLES,
-    DuckDBStore,
+    SqlStore,
     _area_col,
-    _records_where,
     _safe_col,
-    _scoped,
     _table,
 )
-from placeharm.store.pg_migrations import LATEST_VERSION, PG_MIGRATIONS
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +222,7 @@ def _to_frame(description: Sequence[psycopg.Column], rows: list[tuple[Any, ...]]
     return frame.drop("rowid", strict=False)
 
 
-class PostgresStore:
+class PostgresStore(SqlStore):
     """A placeharm store in a PostgreSQL database, chosen by `PLACEHARM_DB=postgresql://...`.
 
     Each thread gets its own connection (autocommit outside `transaction()`), so readers run
@@ -437,14 +440,6 @@ class PostgresStore:
         row = self._one("SELECT generation FROM store_generation WHERE id = 1")
         return int(row[0]) if row else 0
 
-    @property
-    def _in_tx(self) -> bool:
-        return bool(getattr(self._local, "in_tx", False))
-
-    @_in_tx.setter
-    def _in_tx(self, value: bool) -> None:
-        self._local.in_tx = value
-
     def close(self) -> None:
         for stop in self._listeners:
             stop()
@@ -457,9 +452,6 @@ class PostgresStore:
 
     def __enter__(self) -> PostgresStore:
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def schema_version(self) -> int:
         if not self._table_exists("schema_migrations"):
@@ -620,10 +612,6 @@ class PostgresStore:
         cur = self._exec(sql, params)
         self._wrote(sql)
         return max(cur.rowcount, 0)
-
-    def _one(self, sql: str, params: list[object] | None = None) -> tuple[Any, ...] | None:
-        rows = self._run(sql, params)
-        return rows[0] if rows else None
 
     def _frame(self, sql: str, params: list[object] | None = None) -> pl.DataFrame:
         """A query's rows as a frame with the columns' types (also when it has no rows);
@@ -1709,16 +1697,6 @@ class PostgresStore:
         return found
 
     # -- the audit log -------------------------------------------------------------------------
-
-    def in_transaction(self) -> bool:
-        return self._in_tx
-
-    def after_transaction(self, hook: Callable[[bool], None]) -> None:
-        if not self._in_tx:
-            raise StoreError("after_transaction needs an open transaction")
-        hooks: list[Callable[[bool], None]] = getattr(self._local, "hooks", [])
-        hooks.append(hook)
-        self._local.hooks = hooks
 
     def audit_head(self, at_least: int = 0) -> tuple[int, str] | None:
         """The newest entry's sequence number and hash (None for an empty log). In a
