@@ -762,9 +762,6 @@ class PostgresStore(SqlStore):
         )
         self._insert("quarantine", frame)
 
-    def imports(self, limit: int = 50) -> pl.DataFrame:
-        return self._frame("SELECT * FROM imports ORDER BY import_id DESC LIMIT ?", [limit])
-
     def quarantine(
         self, import_id: int | None = None, source_file: str | None = None, limit: int = 1000
     ) -> pl.DataFrame:
@@ -778,26 +775,6 @@ class PostgresStore(SqlStore):
         )
 
     # -- areas -----------------------------------------------------------------------------
-
-    def area_sets(self) -> list[AreaSetInfo]:
-        rows = self._run(
-            "SELECT name, source_file, code_field, name_field, source_crs, feature_count, "
-            "repaired_count, rejected_count, imported_at, assigned FROM area_sets ORDER BY name"
-        )
-        return [AreaSetInfo(*row) for row in rows]
-
-    def area_polygons(self, set_name: str, code: str | None = None) -> pl.DataFrame:
-        if code is not None:
-            return self._frame(
-                "SELECT area_code, area_name, geometry_wkb FROM areas "
-                "WHERE set_name = ? AND area_code = ?",
-                [set_name, code],
-            )
-        return self._frame(
-            "SELECT area_code, area_name, geometry_wkb FROM areas WHERE set_name = ? "
-            "ORDER BY area_code",
-            [set_name],
-        )
 
     def replace_area_set(self, info: AreaSetInfo, areas: pl.DataFrame) -> None:
         col = _area_col(info.name)
@@ -824,9 +801,6 @@ class PostgresStore(SqlStore):
                 self._run(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {col} VARCHAR")
             self._touch_cells(set_name=info.name)
 
-    def mark_assigned(self, set_name: str) -> None:
-        self._run("UPDATE area_sets SET assigned = true WHERE name = ?", [set_name])
-
     def replace_lookup(self, frame: pl.DataFrame) -> int:
         with self.transaction():
             self._temp("_lookup_in", frame, like="area_lookups")
@@ -838,26 +812,6 @@ class PostgresStore(SqlStore):
             self._untemp("_lookup_in")
             self._insert("area_lookups", frame)
         return frame.height
-
-    def lookups_from(self, from_set: str, code: str) -> list[tuple[str, str, str | None]]:
-        rows = self._run(
-            "SELECT to_set, to_code, to_name FROM area_lookups "
-            "WHERE from_set = ? AND from_code = ? ORDER BY to_set",
-            [from_set, code],
-        )
-        return [(r[0], r[1], r[2]) for r in rows]
-
-    def area_name(self, set_name: str, code: str) -> str | None:
-        row = self._one(
-            "SELECT area_name FROM areas WHERE set_name = ? AND area_code = ?", [set_name, code]
-        )
-        return None if row is None else row[0]
-
-    def area_list(self, set_name: str) -> pl.DataFrame:
-        return self._frame(
-            "SELECT area_code, area_name FROM areas WHERE set_name = ? ORDER BY area_code",
-            [set_name],
-        )
 
     def replace_populations(self, set_name: str, year: int, frame: pl.DataFrame) -> int:
         with self.transaction():
@@ -874,13 +828,6 @@ class PostgresStore(SqlStore):
             )
             self._insert("area_populations", rows)
         return frame.height
-
-    def populations(self, set_name: str) -> pl.DataFrame:
-        return self._frame(
-            "SELECT area_code, year, population, method, source_file FROM area_populations "
-            "WHERE set_name = ? ORDER BY year, area_code",
-            [set_name],
-        )
 
     # -- records ---------------------------------------------------------------------------
 
@@ -949,14 +896,6 @@ class PostgresStore(SqlStore):
         ) o ON c.crime_hash = o.crime_hash AND c.crime_id = o.crime_id
         {crime_where}
     """
-
-    def _latest_sql(self, scoped: bool) -> str:
-        if not scoped:
-            return self._LATEST_OUTCOME.format(where="", crime_where="")
-        return self._LATEST_OUTCOME.format(
-            where="WHERE o.crime_hash IN (SELECT h FROM _touched_in)",
-            crime_where="WHERE c.crime_hash IN (SELECT h FROM _touched_in)",
-        )
 
     def refresh_latest_outcomes(self, hashes: pl.Series | None = None) -> int:
         with self.transaction():
@@ -1117,33 +1056,6 @@ class PostgresStore(SqlStore):
         failures[CELLS_CHECK] = self._cells_differing()
         return failures
 
-    def repair_derived(self) -> dict[str, int]:
-        fixed = {"crimes with a stale latest outcome": self.refresh_latest_outcomes()}
-        fixed[CELLS_CHECK] = self._cells_differing()
-        self.rebuild_crime_cells()
-        if self.area_sets():
-            for table in ("crimes", "stop_searches"):
-                before = self._stale_in_area(table)
-                self.refresh_in_area(table)
-                fixed[f"{table} with a stale in_area flag"] = before
-        return fixed
-
-    def _stale_in_area(self, table: str) -> int:
-        tbl = _table(table)
-        sets = [s.name for s in self.area_sets()]
-        any_code = " OR ".join(f"{_area_col(s)} IS NOT NULL" for s in sets) or "FALSE"
-        row = self._one(
-            f"SELECT count(*) FROM {tbl} WHERE located AND in_area IS DISTINCT FROM ({any_code})"
-        )
-        return int(row[0]) if row else 0
-
-    def unassigned_points(self, table: str) -> pl.DataFrame:
-        tbl = _table(table)
-        lsoa = "lsoa_code_file" if tbl == "crimes" else "NULL::VARCHAR AS lsoa_code_file"
-        return self._frame(
-            f"SELECT rowid AS _rid, longitude, latitude, {lsoa} FROM {tbl} WHERE located"
-        )
-
     def set_area_codes(self, table: str, set_name: str, frame: pl.DataFrame) -> None:
         tbl = _table(table)
         col = _area_col(set_name)
@@ -1195,12 +1107,6 @@ class PostgresStore(SqlStore):
                 "(SELECT month FROM _coverage_in WHERE source_kind = 'api')"
             )
             self._untemp("_coverage_in")
-
-    def coverage(self) -> pl.DataFrame:
-        return self._frame(
-            "SELECT source_kind, force, month, rows, source_file FROM coverage "
-            "ORDER BY source_kind, force, month"
-        )
 
     def counts_by_area_month(
         self,
@@ -1372,18 +1278,6 @@ class PostgresStore(SqlStore):
         return frame, int(total[0]) if total else 0
 
     # -- the harm cube, maintained (issue 14; as in DuckDBStore) ----------------------------
-
-    def _touch_cells(self, months: pl.Series | None = None, set_name: str | None = None) -> None:
-        pending: tuple[set[dt.date], set[str]] | None = getattr(self._local, "cells_pending", None)
-        if pending is None:
-            pending = self._local.cells_pending = (set(), set())
-        if months is not None:
-            pending[0].update(m for m in months.unique().to_list() if m is not None)
-        if set_name is not None:
-            pending[1].add(set_name)
-        if not self._in_tx:
-            with self.transaction():
-                self._maintain_cells()
 
     def _maintain_cells(self) -> None:
         pending = getattr(self._local, "cells_pending", None)
@@ -2052,30 +1946,6 @@ class PostgresStore(SqlStore):
 
     # -- radius search, exports, MoPI reviews -------------------------------------------------
 
-    def located_within(
-        self,
-        table: str,
-        columns: list[str],
-        box: tuple[float, float, float, float],
-        during: tuple[str, str, dt.date | None, dt.date | None] | None = None,
-    ) -> pl.DataFrame:
-        """Located rows whose point lies in `box` (as `DuckDBStore.located_within`)."""
-        cols = ", ".join(_safe_col(c) for c in columns)
-        west, south, east, north = box
-        where = ["located", "latitude BETWEEN ? AND ?", "longitude BETWEEN ? AND ?"]
-        params: list[object] = [south, north, west, east]
-        if during is not None:
-            start, end, first, last = during
-            if last is not None:
-                where.append(f"({_safe_col(start)} IS NULL OR {_safe_col(start)} <= ?)")
-                params.append(last)
-            if first is not None:
-                where.append(f"({_safe_col(end)} IS NULL OR {_safe_col(end)} >= ?)")
-                params.append(first)
-        return self._frame(
-            f"SELECT {cols} FROM {_table(table)} WHERE {' AND '.join(where)}", params
-        )
-
     def addresses_matching(
         self, address_id: str | None, text: str | None, limit: int
     ) -> tuple[pl.DataFrame, int]:
@@ -2405,17 +2275,6 @@ class PostgresStore(SqlStore):
         return sql, [*weights, *params, *people_params]
 
     # -- point-in-polygon grids kept per area set (issue 14) ---------------------------------
-
-    def area_grid(self, set_name: str) -> tuple[str, bytes] | None:
-        """The grid kept for a set (its digest and bytes), or None."""
-        row = self._one("SELECT digest, grid FROM area_grids WHERE set_name = ?", [set_name])
-        return (str(row[0]), bytes(row[1])) if row else None
-
-    def save_area_grid(self, set_name: str, digest: str, grid: bytes) -> None:
-        """Keep a set's grid, replacing the one kept before."""
-        with self.transaction():
-            self._run("DELETE FROM area_grids WHERE set_name = ?", [set_name])
-            self._run("INSERT INTO area_grids VALUES (?, ?, ?)", [set_name, digest, grid])
 
     def held_hashes(self, table: str, hash_col: str, hashes: pl.Series) -> pl.Series:
         if (table, hash_col) not in _HASHED:
