@@ -287,3 +287,88 @@ class SqlStore:
         with self.transaction():
             self._run("DELETE FROM area_grids WHERE set_name = ?", [set_name])
             self._run("INSERT INTO area_grids VALUES (?, ?, ?)", [set_name, digest, grid])
+
+    # -- users and sessions ------------------------------------------------------------------
+
+    def users(self) -> pl.DataFrame:
+        return self._frame(
+            "SELECT username, display_name, role, disabled, demo, auth_source, created_at, "
+            "disabled_at, password_changed_at, (SELECT count(*) FROM sessions s "
+            "WHERE s.username = u.username) AS sessions FROM users u ORDER BY username"
+        )
+
+    def add_session(
+        self,
+        token_hash: str,
+        username: str,
+        expires_at: dt.datetime,
+        created_at: dt.datetime | None = None,
+    ) -> None:
+        created_at = created_at or dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        self._run(
+            "INSERT INTO sessions (token_hash, username, created_at, expires_at, last_seen_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            [token_hash, username, created_at, expires_at, created_at],
+        )
+
+    def session_user(self, token_hash: str, now: dt.datetime) -> str | None:
+        row = self._one(
+            "SELECT username FROM sessions WHERE token_hash = ? AND expires_at > ?",
+            [token_hash, now],
+        )
+        return None if row is None else str(row[0])
+
+    def end_session(self, token_hash: str) -> None:
+        self._run("DELETE FROM sessions WHERE token_hash = ?", [token_hash])
+
+    def session(self, token_hash: str) -> dict[str, Any] | None:
+        """A stored session: username, created_at, expires_at, last_seen_at (or None)."""
+        row = self._one(
+            "SELECT username, created_at, expires_at, coalesce(last_seen_at, created_at) "
+            "FROM sessions WHERE token_hash = ?",
+            [token_hash],
+        )
+        if row is None:
+            return None
+        keys = ("username", "created_at", "expires_at", "last_seen_at")
+        return dict(zip(keys, row, strict=True))
+
+    def touch_session(self, token_hash: str, seen_at: dt.datetime) -> None:
+        """Record a request on the session (never moves its last-seen time back)."""
+        self._run(
+            "UPDATE sessions SET last_seen_at = ? WHERE token_hash = ? "
+            "AND coalesce(last_seen_at, created_at) < ?",
+            [seen_at, token_hash, seen_at],
+        )
+
+    def user_by_subject(self, issuer: str, subject: str) -> dict[str, Any] | None:
+        """The account an identity provider's (issuer, sub) signed in as before, if any."""
+        row = self._one(
+            "SELECT username, display_name, role, disabled FROM users "
+            "WHERE auth_source = 'oidc' AND external_issuer = ? AND external_subject = ?",
+            [issuer, subject],
+        )
+        if row is None:
+            return None
+        return dict(zip(("username", "display_name", "role", "disabled"), row, strict=True))
+
+    def update_sso_user(self, username: str, display_name: str, role: str) -> None:
+        self._run(
+            "UPDATE users SET display_name = ?, role = ? "
+            "WHERE username = ? AND auth_source = 'oidc'",
+            [display_name, role, username],
+        )
+
+    def set_user_role(self, username: str, role: str) -> bool:
+        row = self._one(
+            "UPDATE users SET role = ? WHERE username = ? RETURNING username", [role, username]
+        )
+        return row is not None
+
+    def set_user_password(self, username: str, password_hash: str, at: dt.datetime) -> bool:
+        row = self._one(
+            "UPDATE users SET password_hash = ?, password_changed_at = ? WHERE username = ? "
+            "RETURNING username",
+            [password_hash, at, username],
+        )
+        return row is not None
