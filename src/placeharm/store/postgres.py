@@ -1210,37 +1210,11 @@ class PostgresStore(SqlStore):
             [crime_ids],
         )
 
-    def crime_frame(self, columns: list[str] | None = None) -> pl.DataFrame:
-        cols = ", ".join(_safe_col(c) for c in columns) if columns else "*"
-        return self._frame(f"SELECT {cols} FROM crimes")
-
     def arrow(self, table: str) -> pa.Table:
         """A whole record table as Arrow (for notebooks and tests)."""
         if table not in {"crimes", "crime_history", "outcomes", "stop_searches", "quarantine"}:
             raise StoreError(f"unknown table {table!r}")
         return self._frame(f"SELECT * FROM {table}").to_arrow()
-
-    def table_counts(self) -> dict[str, int]:
-        out = {}
-        for tbl in (
-            "crimes",
-            "crime_history",
-            "outcomes",
-            "stop_searches",
-            "quarantine",
-            "imports",
-        ):
-            row = self._one(f"SELECT count(*) FROM {tbl}")
-            out[tbl] = int(row[0]) if row else 0
-        return out
-
-    def latest_import(self) -> tuple[int, dt.datetime | None]:
-        row = self._one(
-            "SELECT max(import_id), max(coalesce(finished_at, started_at)) FROM imports"
-        )
-        if row is None or row[0] is None:
-            return 0, None
-        return int(row[0]), row[1]
 
     def records_page(
         self,
@@ -1374,13 +1348,6 @@ class PostgresStore(SqlStore):
             return None, None, False
         return row[0], row[1], bool(row[2])
 
-    def has_real_soc_records(self) -> bool:
-        tests = " OR ".join(
-            f"EXISTS (SELECT 1 FROM {table} WHERE NOT synthetic)" for table in SOC_TABLES
-        )
-        row = self._one(f"SELECT {tests}")
-        return bool(row and row[0])
-
     # -- users and sessions (the same statements as DuckDB's) -------------------------------
 
     def upsert_user(
@@ -1456,32 +1423,6 @@ class PostgresStore(SqlStore):
 
     # -- registered harm indices (issue 12) ---------------------------------------------------
 
-    _HARM_INDEX_COLUMNS = (
-        "name",
-        "title",
-        "edition",
-        "description",
-        "source",
-        "unit",
-        "secondary",
-        "type_scope",
-        "source_file",
-        "file_sha256",
-        "added_by",
-        "added_at",
-    )
-
-    def harm_indices(self) -> pl.DataFrame:
-        return self._frame(
-            f"SELECT {', '.join(self._HARM_INDEX_COLUMNS)} FROM harm_indices ORDER BY name"
-        )
-
-    def harm_index_weights(self) -> pl.DataFrame:
-        return self._frame(
-            "SELECT index_name, weight_kind, weight_key, weight FROM harm_index_weights "
-            "ORDER BY index_name, weight_kind, weight_key"
-        )
-
     def add_harm_index(self, meta: dict[str, object], weights: pl.DataFrame) -> None:
         values = [meta[c] for c in self._HARM_INDEX_COLUMNS if c != "added_at"]
         with self.transaction():
@@ -1503,13 +1444,6 @@ class PostgresStore(SqlStore):
                 ),
             )
 
-    def remove_harm_index(self, name: str) -> bool:
-        with self.transaction():
-            found = self._one("SELECT 1 FROM harm_indices WHERE name = ?", [name]) is not None
-            self._run("DELETE FROM harm_index_weights WHERE index_name = ?", [name])
-            self._run("DELETE FROM harm_indices WHERE name = ?", [name])
-        return found
-
     # -- the audit log -------------------------------------------------------------------------
 
     def audit_head(self, at_least: int = 0) -> tuple[int, str] | None:
@@ -1521,32 +1455,6 @@ class PostgresStore(SqlStore):
             self._exec("SELECT pg_advisory_xact_lock(?)", [_AUDIT_LOCK])
         row = self._one("SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         return None if row is None else (int(row[0]), str(row[1]))
-
-    def audit_append(self, entry: dict[str, Any]) -> None:
-        self._run(
-            f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)}) "
-            f"VALUES ({', '.join('?' for _ in AUDIT_COLUMNS)})",
-            [entry[c] for c in AUDIT_COLUMNS],
-        )
-
-    def audit_entries(
-        self,
-        after_seq: int = 0,
-        limit: int = 10_000,
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
-    ) -> list[dict[str, Any]]:
-        rows = self._run(
-            f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log WHERE seq > ? "
-            "AND (?::TIMESTAMP IS NULL OR logged_at >= ?::TIMESTAMP) "
-            "AND (?::TIMESTAMP IS NULL OR logged_at < ?::TIMESTAMP) ORDER BY seq LIMIT ?",
-            [after_seq, since, since, until, until, limit],
-        )
-        return [dict(zip(AUDIT_COLUMNS, row, strict=True)) for row in rows]
-
-    def audit_seq_of_hash(self, entry_hash: str) -> int | None:
-        row = self._one("SELECT min(seq) FROM audit_log WHERE entry_hash = ?", [entry_hash])
-        return None if row is None or row[0] is None else int(row[0])
 
     def audit_search(
         self,
@@ -1640,17 +1548,6 @@ class PostgresStore(SqlStore):
                 [token_hash, purpose, reason_code, reason_text, now],
             )
 
-    def justification(self, token_hash: str, purpose: str) -> tuple[str, str] | None:
-        row = self._one(
-            "SELECT j.reason_code, j.reason_text FROM audit_justifications j "
-            "JOIN sessions s USING (token_hash) WHERE j.token_hash = ? AND j.purpose = ?",
-            [token_hash, purpose],
-        )
-        return None if row is None else (str(row[0]), str(row[1]))
-
-    def end_justifications(self, token_hash: str) -> None:
-        self._run("DELETE FROM audit_justifications WHERE token_hash = ?", [token_hash])
-
     # -- the SOC overlay's records (the same rules as DuckDBStore's) ------------------------
 
     def soc_frame(
@@ -1688,27 +1585,6 @@ class PostgresStore(SqlStore):
             f"SELECT {cols}{area} FROM {table} WHERE {_pg_where(' AND '.join(where))}",
             params or None,
         )
-
-    def soc_crime_links(self, first: dt.date, last: dt.date) -> pl.DataFrame:
-        return self._frame(
-            """SELECT DISTINCT nc.crime_ref, nc.role, g.group_type
-               FROM soc_nominal_crimes nc
-               JOIN soc_force_crimes fc ON fc.crime_ref = nc.crime_ref
-               JOIN soc_memberships m ON m.nominal_id = nc.nominal_id
-               JOIN soc_groups g ON g.group_id = m.group_id
-               WHERE fc.recorded_date BETWEEN ? AND ?""",
-            [first, last],
-        )
-
-    def restricted_only_nominals(self) -> list[str]:
-        rows = self._run(
-            """SELECT nominal_id FROM soc_nominals n
-               WHERE (cce_perpetrator OR cce_victim OR cse_perpetrator OR cse_victim)
-                 AND NOT (ocg_member OR priority_individual OR pcg_member OR ucg_member)
-                 AND NOT EXISTS (SELECT 1 FROM soc_memberships m
-                                 WHERE m.nominal_id = n.nominal_id)"""
-        )
-        return [str(r[0]) for r in rows]
 
     def soc_keyed_rows(self, table: str, key: list[str], keys: pl.DataFrame) -> pl.DataFrame:
         """Stored rows of a SOC table whose key is among `keys` (with rowid as `_rid`)."""

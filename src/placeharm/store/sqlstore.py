@@ -22,7 +22,7 @@ import polars as pl
 
 from placeharm.errors import StoreError
 from placeharm.model import AreaSetInfo, check_area_set_name
-from placeharm.store.base import CELLS_CHECK
+from placeharm.store.base import AUDIT_COLUMNS, CELLS_CHECK
 
 # Tables of located records: each gets an `area_<set>` column per area set.
 SOC_LOCATED_TABLES = (
@@ -372,3 +372,150 @@ class SqlStore:
             [password_hash, at, username],
         )
         return row is not None
+
+    # -- SOC links, imports and tables -------------------------------------------------------
+
+    def soc_crime_links(self, first: dt.date, last: dt.date) -> pl.DataFrame:
+        """crime_ref, role and group_type for every force crime of [first, last] linked to a
+        member of a group."""
+        return self._frame(
+            """SELECT DISTINCT nc.crime_ref, nc.role, g.group_type
+               FROM soc_nominal_crimes nc
+               JOIN soc_force_crimes fc ON fc.crime_ref = nc.crime_ref
+               JOIN soc_memberships m ON m.nominal_id = nc.nominal_id
+               JOIN soc_groups g ON g.group_id = m.group_id
+               WHERE fc.recorded_date BETWEEN ? AND ?""",
+            [first, last],
+        )
+
+    def restricted_only_nominals(self) -> list[str]:
+        """Nominals whose only SOC relevance is a restricted (CCE/CSE) flag: not a group
+        member and no other SOC flag. Uncleared roles must not learn they exist."""
+        rows = self._run(
+            """SELECT nominal_id FROM soc_nominals n
+               WHERE (cce_perpetrator OR cce_victim OR cse_perpetrator OR cse_victim)
+                 AND NOT (ocg_member OR priority_individual OR pcg_member OR ucg_member)
+                 AND NOT EXISTS (SELECT 1 FROM soc_memberships m
+                                 WHERE m.nominal_id = n.nominal_id)"""
+        )
+        return [str(r[0]) for r in rows]
+
+    def has_real_soc_records(self) -> bool:
+        """Whether any SOC table holds a row not flagged synthetic (a force's own data): demo
+        accounts are then refused. Stops at the first such row in each table."""
+        tests = " OR ".join(
+            f"EXISTS (SELECT 1 FROM {table} WHERE NOT synthetic)" for table in SOC_TABLES
+        )
+        row = self._one(f"SELECT {tests}")
+        return bool(row and row[0])
+
+    def latest_import(self) -> tuple[int, dt.datetime | None]:
+        """The newest import id and when it finished: what 'data as of' shows."""
+        row = self._one(
+            "SELECT max(import_id), max(coalesce(finished_at, started_at)) FROM imports"
+        )
+        if row is None or row[0] is None:
+            return 0, None
+        return int(row[0]), row[1]
+
+    def table_counts(self) -> dict[str, int]:
+        out = {}
+        for tbl in (
+            "crimes",
+            "crime_history",
+            "outcomes",
+            "stop_searches",
+            "quarantine",
+            "imports",
+        ):
+            row = self._one(f"SELECT count(*) FROM {tbl}")
+            out[tbl] = int(row[0]) if row else 0
+        return out
+
+    def crime_frame(self, columns: list[str] | None = None) -> pl.DataFrame:
+        """Crimes as a polars frame (for notebooks and tests)."""
+        cols = ", ".join(_safe_col(c) for c in columns) if columns else "*"
+        return self._frame(f"SELECT {cols} FROM crimes")
+
+    # -- registered harm indices (issue 12) --------------------------------------------------
+
+    _HARM_INDEX_COLUMNS = (
+        "name",
+        "title",
+        "edition",
+        "description",
+        "source",
+        "unit",
+        "secondary",
+        "type_scope",
+        "source_file",
+        "file_sha256",
+        "added_by",
+        "added_at",
+    )
+
+    def harm_indices(self) -> pl.DataFrame:
+        """The registered custom harm indices, one row each (weights: `harm_index_weights`)."""
+        return self._frame(
+            f"SELECT {', '.join(self._HARM_INDEX_COLUMNS)} FROM harm_indices ORDER BY name"
+        )
+
+    def harm_index_weights(self) -> pl.DataFrame:
+        """Every registered index's weights: index_name, weight_kind, weight_key, weight."""
+        return self._frame(
+            "SELECT index_name, weight_kind, weight_key, weight FROM harm_index_weights "
+            "ORDER BY index_name, weight_kind, weight_key"
+        )
+
+    def remove_harm_index(self, name: str) -> bool:
+        """Unregister an index and its weights; whether it was registered."""
+        with self.transaction():
+            found = self._one("SELECT 1 FROM harm_indices WHERE name = ?", [name]) is not None
+            self._run("DELETE FROM harm_index_weights WHERE index_name = ?", [name])
+            self._run("DELETE FROM harm_indices WHERE name = ?", [name])
+        return found
+
+    # -- the audit log and justifications ----------------------------------------------------
+
+    def audit_append(self, entry: dict[str, Any]) -> None:
+        """Insert one entry (the only write the audit log has: no update, no delete)."""
+        self._run(
+            f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in AUDIT_COLUMNS)})",
+            [entry[c] for c in AUDIT_COLUMNS],
+        )
+
+    def audit_entries(
+        self,
+        after_seq: int = 0,
+        limit: int = 10_000,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Entries after `after_seq` in sequence order (optionally logged in [since, until))."""
+        rows = self._run(
+            f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log WHERE seq > ? "
+            "AND (?::TIMESTAMP IS NULL OR logged_at >= ?::TIMESTAMP) "
+            "AND (?::TIMESTAMP IS NULL OR logged_at < ?::TIMESTAMP) ORDER BY seq LIMIT ?",
+            [after_seq, since, since, until, until, limit],
+        )
+        return [dict(zip(AUDIT_COLUMNS, row, strict=True)) for row in rows]
+
+    def audit_seq_of_hash(self, entry_hash: str) -> int | None:
+        """The sequence number of the entry with this hash, if any."""
+        row = self._one("SELECT min(seq) FROM audit_log WHERE entry_hash = ?", [entry_hash])
+        return None if row is None or row[0] is None else int(row[0])
+
+    def justification(self, token_hash: str, purpose: str) -> tuple[str, str] | None:
+        """(reason code, text) stated in this session for the purpose, if any, while the
+        session exists (whether it is still live is the caller's session check, under the
+        app's idle and absolute limits and clock)."""
+        row = self._one(
+            "SELECT j.reason_code, j.reason_text FROM audit_justifications j "
+            "JOIN sessions s USING (token_hash) WHERE j.token_hash = ? AND j.purpose = ?",
+            [token_hash, purpose],
+        )
+        return None if row is None else (str(row[0]), str(row[1]))
+
+    def end_justifications(self, token_hash: str) -> None:
+        self._run("DELETE FROM audit_justifications WHERE token_hash = ?", [token_hash])
