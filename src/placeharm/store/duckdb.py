@@ -175,9 +175,6 @@ class DuckDBStore(SqlStore):
             self._cursors.clear()
         self._root.close()
 
-    def __enter__(self) -> DuckDBStore:
-        return self
-
     def schema_version(self) -> int:
         exists = self._one(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
@@ -445,6 +442,10 @@ class DuckDBStore(SqlStore):
             self._con.unregister(name)
         except duckdb.Error:
             log.debug("could not unregister %s after a failed statement", name)
+
+    # the names SqlStore's methods (store/sqlstore.py) use for a frame a statement joins
+    _temp = _register
+    _untemp = _unregister
 
     def _frame(self, sql: str, params: list[object] | None = None) -> pl.DataFrame:
         try:
@@ -1991,23 +1992,6 @@ class DuckDBStore(SqlStore):
             "WHERE crime_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY crime_id",
             [crime_ids],
         )
-
-    # -- point-in-polygon grids kept per area set (issue 14) ---------------------------------
-
-    def held_hashes(self, table: str, hash_col: str, hashes: pl.Series) -> pl.Series:
-        """The distinct join hashes among `hashes` that rows of `table` hold (a scan of its
-        hash column only)."""
-        if (table, hash_col) not in _HASHED:
-            raise StoreError(f"unknown table and hash column {table!r}, {hash_col!r}")
-        self._register("_hashes_in", pl.DataFrame({"h": hashes.unique()}))
-        try:
-            found = self._frame(
-                f"SELECT DISTINCT i.h AS {hash_col} FROM _hashes_in i "
-                f"WHERE i.h IN (SELECT t.{hash_col} FROM {table} t)"
-            )
-        finally:
-            self._unregister("_hashes_in")
-        return found[hash_col] if found.height else hashes.clear()
 
 
 # -- store lifecycle helpers (issue 13): read-only detection, failures, backups, restore ------

@@ -450,9 +450,6 @@ class PostgresStore(SqlStore):
                     con.close()
             self._conns.clear()
 
-    def __enter__(self) -> PostgresStore:
-        return self
-
     def schema_version(self) -> int:
         if not self._table_exists("schema_migrations"):
             return 0
@@ -2069,21 +2066,6 @@ class PostgresStore(SqlStore):
             f"WHERE {_pg_where(' AND '.join(people))} GROUP BY 1, 2"
         )
         return sql, [*weights, *params, *people_params]
-
-    # -- point-in-polygon grids kept per area set (issue 14) ---------------------------------
-
-    def held_hashes(self, table: str, hash_col: str, hashes: pl.Series) -> pl.Series:
-        if (table, hash_col) not in _HASHED:
-            raise StoreError(f"unknown table and hash column {table!r}, {hash_col!r}")
-        self._temp("_hashes_in", pl.DataFrame({"h": hashes.unique()}))
-        try:
-            found = self._frame(
-                f"SELECT DISTINCT i.h AS {hash_col} FROM _hashes_in i "
-                f"WHERE i.h IN (SELECT t.{hash_col} FROM {table} t)"
-            )
-        finally:
-            self._untemp("_hashes_in")
-        return found[hash_col] if found.height else hashes.clear()
 
     # -- not supported on PostgreSQL yet (NOT_YET): a message, never a traceback ---------------
 

@@ -16,7 +16,7 @@ import datetime as dt
 import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import polars as pl
 
@@ -92,6 +92,12 @@ class SqlStore:
 
         def close(self) -> None: ...
 
+        # a frame a statement joins by name (DuckDB: a registered frame; PostgreSQL: a
+        # temporary table), and its removal
+        def _temp(self, name: str, frame: pl.DataFrame) -> None: ...
+
+        def _untemp(self, name: str) -> None: ...
+
         def refresh_latest_outcomes(self, hashes: pl.Series | None = None) -> int: ...
 
         def refresh_in_area(self, table: str) -> None: ...
@@ -111,6 +117,9 @@ class SqlStore:
     @_in_tx.setter
     def _in_tx(self, value: bool) -> None:
         self._local.in_tx = value
+
+    def __enter__(self) -> Self:
+        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
@@ -132,7 +141,7 @@ class SqlStore:
         hooks.append(hook)
         self._local.hooks = hooks
 
-    # -- imports, areas, coverage and derived columns ----------------------------------------
+    # -- imports, areas, coverage, derived columns, area grids, held hashes ------------------
 
     def imports(self, limit: int = 50) -> pl.DataFrame:
         return self._frame("SELECT * FROM imports ORDER BY import_id DESC LIMIT ?", [limit])
@@ -287,6 +296,21 @@ class SqlStore:
         with self.transaction():
             self._run("DELETE FROM area_grids WHERE set_name = ?", [set_name])
             self._run("INSERT INTO area_grids VALUES (?, ?, ?)", [set_name, digest, grid])
+
+    def held_hashes(self, table: str, hash_col: str, hashes: pl.Series) -> pl.Series:
+        """The distinct join hashes among `hashes` that rows of `table` hold (a scan of its
+        hash column only)."""
+        if (table, hash_col) not in _HASHED:
+            raise StoreError(f"unknown table and hash column {table!r}, {hash_col!r}")
+        self._temp("_hashes_in", pl.DataFrame({"h": hashes.unique()}))
+        try:
+            found = self._frame(
+                f"SELECT DISTINCT i.h AS {hash_col} FROM _hashes_in i "
+                f"WHERE i.h IN (SELECT t.{hash_col} FROM {table} t)"
+            )
+        finally:
+            self._untemp("_hashes_in")
+        return found[hash_col] if found.height else hashes.clear()
 
     # -- users and sessions ------------------------------------------------------------------
 
