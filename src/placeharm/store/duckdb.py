@@ -704,8 +704,6 @@ class DuckDBStore(SqlStore):
         )
         self._unregister("_prov_in")
 
-    _VERSIONED = ("crime_history", "outcome_history", "outcomes")
-
     def delete_history_rows(self, table: str, rids: pl.Series) -> None:
         """Delete versions by rowid from crime_history, outcome_history or outcomes (a set
         of outcomes superseded by a newer download, kept in outcome_history first)."""

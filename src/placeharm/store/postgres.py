@@ -922,8 +922,6 @@ class PostgresStore(SqlStore):
             )
             self._untemp("_prov_in")
 
-    _VERSIONED = ("crime_history", "outcome_history", "outcomes")
-
     def delete_history_rows(self, table: str, rids: pl.Series) -> None:
         tbl = _table(table, also=self._VERSIONED)
         self._run(

@@ -108,6 +108,10 @@ class SqlStore:
 
         def rebuild_crime_cells(self) -> int: ...
 
+    # tables of versions besides the record tables (each store's delete_history_rows and
+    # insert_history_rows accept them)
+    _VERSIONED = ("crime_history", "outcome_history", "outcomes")
+
     # -- transactions and rows: the engine-neutral part of the helpers ----------------------
 
     @property
