@@ -1,4 +1,5 @@
-"""The embedded store: one DuckDB file. All SQL lives here (and in migrations.py).
+"""The embedded store: one DuckDB file. All SQL lives here (and in migrations.py), but for
+the methods both engines run alike, written once in sqlstore.py (`SqlStore`).
 
 Values always travel as parameters or as registered Arrow tables. The only identifiers built
 into SQL text are area-set columns (`area_<name>`), and those names are checked against

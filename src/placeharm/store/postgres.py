@@ -1,5 +1,5 @@
 """The server store: PostgreSQL 15+ through psycopg 3 (issue 17). All its SQL lives here (and
-in pg_migrations.py).
+in pg_migrations.py), but for the methods both engines run alike, in sqlstore.py (`SqlStore`).
 
 The same behaviour as `DuckDBStore`: each file one transaction (records, history, quarantine,
 import log and the harm cube's cells commit together or not at all), snapshots per page,
