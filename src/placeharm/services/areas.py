@@ -22,7 +22,7 @@ from placeharm.geo.assign import grid_digest, grid_from_bytes, grid_to_bytes
 from placeharm.ingest.boundaries import read_boundaries
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
 from placeharm.store.base import Store
-from placeharm.store.duckdb import RECORD_TABLES
+from placeharm.store.sqlstore import RECORD_TABLES
 
 # The set whose codes police.uk also publishes per record (2011 LSOAs in the bulk files).
 RECONCILED_SET = "lsoa"

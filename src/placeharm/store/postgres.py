@@ -1,5 +1,5 @@
 """The server store: PostgreSQL 15+ through psycopg 3 (issue 17). All its SQL lives here (and
-in pg_migrations.py).
+in pg_migrations.py), but for the methods both engines run alike, in sqlstore.py (`SqlStore`).
 
 The same behaviour as `DuckDBStore`: each file one transaction (records, history, quarantine,
 import log and the harm cube's cells commit together or not at all), snapshots per page,
@@ -44,22 +44,25 @@ from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area
 from placeharm.store.base import AUDIT_COLUMNS, CELLS_CHECK, EVERYTHING, Scope
 from placeharm.store.duckdb import (
     _CRIME_HISTORY_COLS,
-    _HASHED,
     _MOPI,
     _SOC_DATED,
     _SOC_FLAGS,
     _WRITES_DATA,
+    DuckDBStore,
+    _records_where,
+    _scoped,
+)
+from placeharm.store.pg_migrations import LATEST_VERSION, PG_MIGRATIONS
+from placeharm.store.sqlstore import (
+    _HASHED,
     RECORD_TABLES,
     SOC_LOCATED_TABLES,
     SOC_TABLES,
-    DuckDBStore,
+    SqlStore,
     _area_col,
-    _records_where,
     _safe_col,
-    _scoped,
     _table,
 )
-from placeharm.store.pg_migrations import LATEST_VERSION, PG_MIGRATIONS
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +222,7 @@ def _to_frame(description: Sequence[psycopg.Column], rows: list[tuple[Any, ...]]
     return frame.drop("rowid", strict=False)
 
 
-class PostgresStore:
+class PostgresStore(SqlStore):
     """A placeharm store in a PostgreSQL database, chosen by `PLACEHARM_DB=postgresql://...`.
 
     Each thread gets its own connection (autocommit outside `transaction()`), so readers run
@@ -437,14 +440,6 @@ class PostgresStore:
         row = self._one("SELECT generation FROM store_generation WHERE id = 1")
         return int(row[0]) if row else 0
 
-    @property
-    def _in_tx(self) -> bool:
-        return bool(getattr(self._local, "in_tx", False))
-
-    @_in_tx.setter
-    def _in_tx(self, value: bool) -> None:
-        self._local.in_tx = value
-
     def close(self) -> None:
         for stop in self._listeners:
             stop()
@@ -454,12 +449,6 @@ class PostgresStore:
                 with suppress(psycopg.Error):
                     con.close()
             self._conns.clear()
-
-    def __enter__(self) -> PostgresStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def schema_version(self) -> int:
         if not self._table_exists("schema_migrations"):
@@ -621,10 +610,6 @@ class PostgresStore:
         self._wrote(sql)
         return max(cur.rowcount, 0)
 
-    def _one(self, sql: str, params: list[object] | None = None) -> tuple[Any, ...] | None:
-        rows = self._run(sql, params)
-        return rows[0] if rows else None
-
     def _frame(self, sql: str, params: list[object] | None = None) -> pl.DataFrame:
         """A query's rows as a frame with the columns' types (also when it has no rows);
         a table's `rowid` only when asked for by another name (`_rid`), as in DuckDB."""
@@ -774,9 +759,6 @@ class PostgresStore:
         )
         self._insert("quarantine", frame)
 
-    def imports(self, limit: int = 50) -> pl.DataFrame:
-        return self._frame("SELECT * FROM imports ORDER BY import_id DESC LIMIT ?", [limit])
-
     def quarantine(
         self, import_id: int | None = None, source_file: str | None = None, limit: int = 1000
     ) -> pl.DataFrame:
@@ -790,26 +772,6 @@ class PostgresStore:
         )
 
     # -- areas -----------------------------------------------------------------------------
-
-    def area_sets(self) -> list[AreaSetInfo]:
-        rows = self._run(
-            "SELECT name, source_file, code_field, name_field, source_crs, feature_count, "
-            "repaired_count, rejected_count, imported_at, assigned FROM area_sets ORDER BY name"
-        )
-        return [AreaSetInfo(*row) for row in rows]
-
-    def area_polygons(self, set_name: str, code: str | None = None) -> pl.DataFrame:
-        if code is not None:
-            return self._frame(
-                "SELECT area_code, area_name, geometry_wkb FROM areas "
-                "WHERE set_name = ? AND area_code = ?",
-                [set_name, code],
-            )
-        return self._frame(
-            "SELECT area_code, area_name, geometry_wkb FROM areas WHERE set_name = ? "
-            "ORDER BY area_code",
-            [set_name],
-        )
 
     def replace_area_set(self, info: AreaSetInfo, areas: pl.DataFrame) -> None:
         col = _area_col(info.name)
@@ -836,9 +798,6 @@ class PostgresStore:
                 self._run(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {col} VARCHAR")
             self._touch_cells(set_name=info.name)
 
-    def mark_assigned(self, set_name: str) -> None:
-        self._run("UPDATE area_sets SET assigned = true WHERE name = ?", [set_name])
-
     def replace_lookup(self, frame: pl.DataFrame) -> int:
         with self.transaction():
             self._temp("_lookup_in", frame, like="area_lookups")
@@ -850,26 +809,6 @@ class PostgresStore:
             self._untemp("_lookup_in")
             self._insert("area_lookups", frame)
         return frame.height
-
-    def lookups_from(self, from_set: str, code: str) -> list[tuple[str, str, str | None]]:
-        rows = self._run(
-            "SELECT to_set, to_code, to_name FROM area_lookups "
-            "WHERE from_set = ? AND from_code = ? ORDER BY to_set",
-            [from_set, code],
-        )
-        return [(r[0], r[1], r[2]) for r in rows]
-
-    def area_name(self, set_name: str, code: str) -> str | None:
-        row = self._one(
-            "SELECT area_name FROM areas WHERE set_name = ? AND area_code = ?", [set_name, code]
-        )
-        return None if row is None else row[0]
-
-    def area_list(self, set_name: str) -> pl.DataFrame:
-        return self._frame(
-            "SELECT area_code, area_name FROM areas WHERE set_name = ? ORDER BY area_code",
-            [set_name],
-        )
 
     def replace_populations(self, set_name: str, year: int, frame: pl.DataFrame) -> int:
         with self.transaction():
@@ -886,13 +825,6 @@ class PostgresStore:
             )
             self._insert("area_populations", rows)
         return frame.height
-
-    def populations(self, set_name: str) -> pl.DataFrame:
-        return self._frame(
-            "SELECT area_code, year, population, method, source_file FROM area_populations "
-            "WHERE set_name = ? ORDER BY year, area_code",
-            [set_name],
-        )
 
     # -- records ---------------------------------------------------------------------------
 
@@ -962,14 +894,6 @@ class PostgresStore:
         {crime_where}
     """
 
-    def _latest_sql(self, scoped: bool) -> str:
-        if not scoped:
-            return self._LATEST_OUTCOME.format(where="", crime_where="")
-        return self._LATEST_OUTCOME.format(
-            where="WHERE o.crime_hash IN (SELECT h FROM _touched_in)",
-            crime_where="WHERE c.crime_hash IN (SELECT h FROM _touched_in)",
-        )
-
     def refresh_latest_outcomes(self, hashes: pl.Series | None = None) -> int:
         with self.transaction():
             if hashes is not None:
@@ -997,8 +921,6 @@ class PostgresStore:
                 "source_line = u.source_line FROM _prov_in u WHERE crimes.rowid = u._rid"
             )
             self._untemp("_prov_in")
-
-    _VERSIONED = ("crime_history", "outcome_history", "outcomes")
 
     def delete_history_rows(self, table: str, rids: pl.Series) -> None:
         tbl = _table(table, also=self._VERSIONED)
@@ -1129,33 +1051,6 @@ class PostgresStore:
         failures[CELLS_CHECK] = self._cells_differing()
         return failures
 
-    def repair_derived(self) -> dict[str, int]:
-        fixed = {"crimes with a stale latest outcome": self.refresh_latest_outcomes()}
-        fixed[CELLS_CHECK] = self._cells_differing()
-        self.rebuild_crime_cells()
-        if self.area_sets():
-            for table in ("crimes", "stop_searches"):
-                before = self._stale_in_area(table)
-                self.refresh_in_area(table)
-                fixed[f"{table} with a stale in_area flag"] = before
-        return fixed
-
-    def _stale_in_area(self, table: str) -> int:
-        tbl = _table(table)
-        sets = [s.name for s in self.area_sets()]
-        any_code = " OR ".join(f"{_area_col(s)} IS NOT NULL" for s in sets) or "FALSE"
-        row = self._one(
-            f"SELECT count(*) FROM {tbl} WHERE located AND in_area IS DISTINCT FROM ({any_code})"
-        )
-        return int(row[0]) if row else 0
-
-    def unassigned_points(self, table: str) -> pl.DataFrame:
-        tbl = _table(table)
-        lsoa = "lsoa_code_file" if tbl == "crimes" else "NULL::VARCHAR AS lsoa_code_file"
-        return self._frame(
-            f"SELECT rowid AS _rid, longitude, latitude, {lsoa} FROM {tbl} WHERE located"
-        )
-
     def set_area_codes(self, table: str, set_name: str, frame: pl.DataFrame) -> None:
         tbl = _table(table)
         col = _area_col(set_name)
@@ -1207,12 +1102,6 @@ class PostgresStore:
                 "(SELECT month FROM _coverage_in WHERE source_kind = 'api')"
             )
             self._untemp("_coverage_in")
-
-    def coverage(self) -> pl.DataFrame:
-        return self._frame(
-            "SELECT source_kind, force, month, rows, source_file FROM coverage "
-            "ORDER BY source_kind, force, month"
-        )
 
     def counts_by_area_month(
         self,
@@ -1316,37 +1205,11 @@ class PostgresStore:
             [crime_ids],
         )
 
-    def crime_frame(self, columns: list[str] | None = None) -> pl.DataFrame:
-        cols = ", ".join(_safe_col(c) for c in columns) if columns else "*"
-        return self._frame(f"SELECT {cols} FROM crimes")
-
     def arrow(self, table: str) -> pa.Table:
         """A whole record table as Arrow (for notebooks and tests)."""
         if table not in {"crimes", "crime_history", "outcomes", "stop_searches", "quarantine"}:
             raise StoreError(f"unknown table {table!r}")
         return self._frame(f"SELECT * FROM {table}").to_arrow()
-
-    def table_counts(self) -> dict[str, int]:
-        out = {}
-        for tbl in (
-            "crimes",
-            "crime_history",
-            "outcomes",
-            "stop_searches",
-            "quarantine",
-            "imports",
-        ):
-            row = self._one(f"SELECT count(*) FROM {tbl}")
-            out[tbl] = int(row[0]) if row else 0
-        return out
-
-    def latest_import(self) -> tuple[int, dt.datetime | None]:
-        row = self._one(
-            "SELECT max(import_id), max(coalesce(finished_at, started_at)) FROM imports"
-        )
-        if row is None or row[0] is None:
-            return 0, None
-        return int(row[0]), row[1]
 
     def records_page(
         self,
@@ -1384,18 +1247,6 @@ class PostgresStore:
         return frame, int(total[0]) if total else 0
 
     # -- the harm cube, maintained (issue 14; as in DuckDBStore) ----------------------------
-
-    def _touch_cells(self, months: pl.Series | None = None, set_name: str | None = None) -> None:
-        pending: tuple[set[dt.date], set[str]] | None = getattr(self._local, "cells_pending", None)
-        if pending is None:
-            pending = self._local.cells_pending = (set(), set())
-        if months is not None:
-            pending[0].update(m for m in months.unique().to_list() if m is not None)
-        if set_name is not None:
-            pending[1].add(set_name)
-        if not self._in_tx:
-            with self.transaction():
-                self._maintain_cells()
 
     def _maintain_cells(self) -> None:
         pending = getattr(self._local, "cells_pending", None)
@@ -1492,13 +1343,6 @@ class PostgresStore:
             return None, None, False
         return row[0], row[1], bool(row[2])
 
-    def has_real_soc_records(self) -> bool:
-        tests = " OR ".join(
-            f"EXISTS (SELECT 1 FROM {table} WHERE NOT synthetic)" for table in SOC_TABLES
-        )
-        row = self._one(f"SELECT {tests}")
-        return bool(row and row[0])
-
     # -- users and sessions (the same statements as DuckDB's) -------------------------------
 
     def upsert_user(
@@ -1529,67 +1373,8 @@ class PostgresStore:
         row = self._one(f"SELECT {', '.join(keys)} FROM users WHERE username = ?", [username])
         return None if row is None else dict(zip(keys, row, strict=True))
 
-    def users(self) -> pl.DataFrame:
-        return self._frame(
-            "SELECT username, display_name, role, disabled, demo, auth_source, created_at, "
-            "disabled_at, password_changed_at, (SELECT count(*) FROM sessions s "
-            "WHERE s.username = u.username) AS sessions FROM users u ORDER BY username"
-        )
-
-    def add_session(
-        self,
-        token_hash: str,
-        username: str,
-        expires_at: dt.datetime,
-        created_at: dt.datetime | None = None,
-    ) -> None:
-        created_at = created_at or dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        self._run(
-            "INSERT INTO sessions (token_hash, username, created_at, expires_at, last_seen_at) "
-            "VALUES (?, ?, ?, ?, ?)",
-            [token_hash, username, created_at, expires_at, created_at],
-        )
-
-    def session_user(self, token_hash: str, now: dt.datetime) -> str | None:
-        row = self._one(
-            "SELECT username FROM sessions WHERE token_hash = ? AND expires_at > ?",
-            [token_hash, now],
-        )
-        return None if row is None else str(row[0])
-
     def purge_sessions(self, now: dt.datetime) -> int:
         return self._count("DELETE FROM sessions WHERE expires_at <= ?", [now])
-
-    def end_session(self, token_hash: str) -> None:
-        self._run("DELETE FROM sessions WHERE token_hash = ?", [token_hash])
-
-    def session(self, token_hash: str) -> dict[str, Any] | None:
-        row = self._one(
-            "SELECT username, created_at, expires_at, coalesce(last_seen_at, created_at) "
-            "FROM sessions WHERE token_hash = ?",
-            [token_hash],
-        )
-        if row is None:
-            return None
-        keys = ("username", "created_at", "expires_at", "last_seen_at")
-        return dict(zip(keys, row, strict=True))
-
-    def touch_session(self, token_hash: str, seen_at: dt.datetime) -> None:
-        self._run(
-            "UPDATE sessions SET last_seen_at = ? WHERE token_hash = ? "
-            "AND coalesce(last_seen_at, created_at) < ?",
-            [seen_at, token_hash, seen_at],
-        )
-
-    def user_by_subject(self, issuer: str, subject: str) -> dict[str, Any] | None:
-        row = self._one(
-            "SELECT username, display_name, role, disabled FROM users "
-            "WHERE auth_source = 'oidc' AND external_issuer = ? AND external_subject = ?",
-            [issuer, subject],
-        )
-        if row is None:
-            return None
-        return dict(zip(("username", "display_name", "role", "disabled"), row, strict=True))
 
     def add_sso_user(
         self,
@@ -1605,13 +1390,6 @@ class PostgresStore:
             "created_at, auth_source, external_issuer, external_subject) "
             "VALUES (?, ?, ?, ?, FALSE, FALSE, now() AT TIME ZONE 'UTC', 'oidc', ?, ?)",
             [username, display_name, role, password_hash, issuer, subject],
-        )
-
-    def update_sso_user(self, username: str, display_name: str, role: str) -> None:
-        self._run(
-            "UPDATE users SET display_name = ?, role = ? "
-            "WHERE username = ? AND auth_source = 'oidc'",
-            [display_name, role, username],
         )
 
     def end_user_sessions(self, username: str) -> int:
@@ -1638,47 +1416,7 @@ class PostgresStore:
         )
         return row is not None
 
-    def set_user_role(self, username: str, role: str) -> bool:
-        row = self._one(
-            "UPDATE users SET role = ? WHERE username = ? RETURNING username", [role, username]
-        )
-        return row is not None
-
-    def set_user_password(self, username: str, password_hash: str, at: dt.datetime) -> bool:
-        row = self._one(
-            "UPDATE users SET password_hash = ?, password_changed_at = ? WHERE username = ? "
-            "RETURNING username",
-            [password_hash, at, username],
-        )
-        return row is not None
-
     # -- registered harm indices (issue 12) ---------------------------------------------------
-
-    _HARM_INDEX_COLUMNS = (
-        "name",
-        "title",
-        "edition",
-        "description",
-        "source",
-        "unit",
-        "secondary",
-        "type_scope",
-        "source_file",
-        "file_sha256",
-        "added_by",
-        "added_at",
-    )
-
-    def harm_indices(self) -> pl.DataFrame:
-        return self._frame(
-            f"SELECT {', '.join(self._HARM_INDEX_COLUMNS)} FROM harm_indices ORDER BY name"
-        )
-
-    def harm_index_weights(self) -> pl.DataFrame:
-        return self._frame(
-            "SELECT index_name, weight_kind, weight_key, weight FROM harm_index_weights "
-            "ORDER BY index_name, weight_kind, weight_key"
-        )
 
     def add_harm_index(self, meta: dict[str, object], weights: pl.DataFrame) -> None:
         values = [meta[c] for c in self._HARM_INDEX_COLUMNS if c != "added_at"]
@@ -1701,24 +1439,7 @@ class PostgresStore:
                 ),
             )
 
-    def remove_harm_index(self, name: str) -> bool:
-        with self.transaction():
-            found = self._one("SELECT 1 FROM harm_indices WHERE name = ?", [name]) is not None
-            self._run("DELETE FROM harm_index_weights WHERE index_name = ?", [name])
-            self._run("DELETE FROM harm_indices WHERE name = ?", [name])
-        return found
-
     # -- the audit log -------------------------------------------------------------------------
-
-    def in_transaction(self) -> bool:
-        return self._in_tx
-
-    def after_transaction(self, hook: Callable[[bool], None]) -> None:
-        if not self._in_tx:
-            raise StoreError("after_transaction needs an open transaction")
-        hooks: list[Callable[[bool], None]] = getattr(self._local, "hooks", [])
-        hooks.append(hook)
-        self._local.hooks = hooks
 
     def audit_head(self, at_least: int = 0) -> tuple[int, str] | None:
         """The newest entry's sequence number and hash (None for an empty log). In a
@@ -1729,32 +1450,6 @@ class PostgresStore:
             self._exec("SELECT pg_advisory_xact_lock(?)", [_AUDIT_LOCK])
         row = self._one("SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1")
         return None if row is None else (int(row[0]), str(row[1]))
-
-    def audit_append(self, entry: dict[str, Any]) -> None:
-        self._run(
-            f"INSERT INTO audit_log ({', '.join(AUDIT_COLUMNS)}) "
-            f"VALUES ({', '.join('?' for _ in AUDIT_COLUMNS)})",
-            [entry[c] for c in AUDIT_COLUMNS],
-        )
-
-    def audit_entries(
-        self,
-        after_seq: int = 0,
-        limit: int = 10_000,
-        since: dt.datetime | None = None,
-        until: dt.datetime | None = None,
-    ) -> list[dict[str, Any]]:
-        rows = self._run(
-            f"SELECT {', '.join(AUDIT_COLUMNS)} FROM audit_log WHERE seq > ? "
-            "AND (?::TIMESTAMP IS NULL OR logged_at >= ?::TIMESTAMP) "
-            "AND (?::TIMESTAMP IS NULL OR logged_at < ?::TIMESTAMP) ORDER BY seq LIMIT ?",
-            [after_seq, since, since, until, until, limit],
-        )
-        return [dict(zip(AUDIT_COLUMNS, row, strict=True)) for row in rows]
-
-    def audit_seq_of_hash(self, entry_hash: str) -> int | None:
-        row = self._one("SELECT min(seq) FROM audit_log WHERE entry_hash = ?", [entry_hash])
-        return None if row is None or row[0] is None else int(row[0])
 
     def audit_search(
         self,
@@ -1848,17 +1543,6 @@ class PostgresStore:
                 [token_hash, purpose, reason_code, reason_text, now],
             )
 
-    def justification(self, token_hash: str, purpose: str) -> tuple[str, str] | None:
-        row = self._one(
-            "SELECT j.reason_code, j.reason_text FROM audit_justifications j "
-            "JOIN sessions s USING (token_hash) WHERE j.token_hash = ? AND j.purpose = ?",
-            [token_hash, purpose],
-        )
-        return None if row is None else (str(row[0]), str(row[1]))
-
-    def end_justifications(self, token_hash: str) -> None:
-        self._run("DELETE FROM audit_justifications WHERE token_hash = ?", [token_hash])
-
     # -- the SOC overlay's records (the same rules as DuckDBStore's) ------------------------
 
     def soc_frame(
@@ -1896,27 +1580,6 @@ class PostgresStore:
             f"SELECT {cols}{area} FROM {table} WHERE {_pg_where(' AND '.join(where))}",
             params or None,
         )
-
-    def soc_crime_links(self, first: dt.date, last: dt.date) -> pl.DataFrame:
-        return self._frame(
-            """SELECT DISTINCT nc.crime_ref, nc.role, g.group_type
-               FROM soc_nominal_crimes nc
-               JOIN soc_force_crimes fc ON fc.crime_ref = nc.crime_ref
-               JOIN soc_memberships m ON m.nominal_id = nc.nominal_id
-               JOIN soc_groups g ON g.group_id = m.group_id
-               WHERE fc.recorded_date BETWEEN ? AND ?""",
-            [first, last],
-        )
-
-    def restricted_only_nominals(self) -> list[str]:
-        rows = self._run(
-            """SELECT nominal_id FROM soc_nominals n
-               WHERE (cce_perpetrator OR cce_victim OR cse_perpetrator OR cse_victim)
-                 AND NOT (ocg_member OR priority_individual OR pcg_member OR ucg_member)
-                 AND NOT EXISTS (SELECT 1 FROM soc_memberships m
-                                 WHERE m.nominal_id = n.nominal_id)"""
-        )
-        return [str(r[0]) for r in rows]
 
     def soc_keyed_rows(self, table: str, key: list[str], keys: pl.DataFrame) -> pl.DataFrame:
         """Stored rows of a SOC table whose key is among `keys` (with rowid as `_rid`)."""
@@ -2073,30 +1736,6 @@ class PostgresStore:
         return out
 
     # -- radius search, exports, MoPI reviews -------------------------------------------------
-
-    def located_within(
-        self,
-        table: str,
-        columns: list[str],
-        box: tuple[float, float, float, float],
-        during: tuple[str, str, dt.date | None, dt.date | None] | None = None,
-    ) -> pl.DataFrame:
-        """Located rows whose point lies in `box` (as `DuckDBStore.located_within`)."""
-        cols = ", ".join(_safe_col(c) for c in columns)
-        west, south, east, north = box
-        where = ["located", "latitude BETWEEN ? AND ?", "longitude BETWEEN ? AND ?"]
-        params: list[object] = [south, north, west, east]
-        if during is not None:
-            start, end, first, last = during
-            if last is not None:
-                where.append(f"({_safe_col(start)} IS NULL OR {_safe_col(start)} <= ?)")
-                params.append(last)
-            if first is not None:
-                where.append(f"({_safe_col(end)} IS NULL OR {_safe_col(end)} >= ?)")
-                params.append(first)
-        return self._frame(
-            f"SELECT {cols} FROM {_table(table)} WHERE {' AND '.join(where)}", params
-        )
 
     def addresses_matching(
         self, address_id: str | None, text: str | None, limit: int
@@ -2425,32 +2064,6 @@ class PostgresStore:
             f"WHERE {_pg_where(' AND '.join(people))} GROUP BY 1, 2"
         )
         return sql, [*weights, *params, *people_params]
-
-    # -- point-in-polygon grids kept per area set (issue 14) ---------------------------------
-
-    def area_grid(self, set_name: str) -> tuple[str, bytes] | None:
-        """The grid kept for a set (its digest and bytes), or None."""
-        row = self._one("SELECT digest, grid FROM area_grids WHERE set_name = ?", [set_name])
-        return (str(row[0]), bytes(row[1])) if row else None
-
-    def save_area_grid(self, set_name: str, digest: str, grid: bytes) -> None:
-        """Keep a set's grid, replacing the one kept before."""
-        with self.transaction():
-            self._run("DELETE FROM area_grids WHERE set_name = ?", [set_name])
-            self._run("INSERT INTO area_grids VALUES (?, ?, ?)", [set_name, digest, grid])
-
-    def held_hashes(self, table: str, hash_col: str, hashes: pl.Series) -> pl.Series:
-        if (table, hash_col) not in _HASHED:
-            raise StoreError(f"unknown table and hash column {table!r}, {hash_col!r}")
-        self._temp("_hashes_in", pl.DataFrame({"h": hashes.unique()}))
-        try:
-            found = self._frame(
-                f"SELECT DISTINCT i.h AS {hash_col} FROM _hashes_in i "
-                f"WHERE i.h IN (SELECT t.{hash_col} FROM {table} t)"
-            )
-        finally:
-            self._untemp("_hashes_in")
-        return found[hash_col] if found.height else hashes.clear()
 
     # -- not supported on PostgreSQL yet (NOT_YET): a message, never a traceback ---------------
 
