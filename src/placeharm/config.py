@@ -284,6 +284,16 @@ class Settings(BaseSettings):
         "does); without it no traceback is shown. The web app never sends one.",
     )
 
+    # several app processes on one PostgreSQL server (issue 17, docs/deploy.md)
+    request_threads: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="Threads per app process for requests' blocking work (page builds, store "
+        "reads). On PostgreSQL each holds one connection while it lives, so one process opens "
+        "at most this many plus up to 6 of its own, and one per export in progress.",
+    )
+
     # rising to prominence (issue 16, docs/analysis.md): the RFG bands, each part 0-5 points
     prominence_recency_days: list[float] = Field(
         default=[90, 180, 365, 730],

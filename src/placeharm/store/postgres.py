@@ -1231,13 +1231,16 @@ class PostgresStore(SqlStore):
         sort_counts: list[tuple[Any, int]] | None = None,
     ) -> tuple[pl.DataFrame, int]:
         """One page of a record table and the number of matching rows (as
-        `DuckDBStore.records_page`; `sort_counts` is not needed here: an index serves the
-        order, and the total is counted)."""
+        `DuckDBStore.records_page`, `sort_counts` included: see `_page_of_counts`)."""
         cols = ", ".join(_safe_col(c) for c in columns)
         clause, params = _records_where(
             table, first, last, date_col, area, search, equals, exclude, include, scope
         )
         clause = _pg_where(clause)
+        if sort_counts is not None:
+            return self._page_of_counts(
+                table, cols, clause, params, sort, limit, offset, sort_counts, descending
+            )
         order = f"{_safe_col(sort)} {'DESC' if descending else 'ASC'} NULLS LAST, rowid"
         total = self._one(f"SELECT count(*) FROM {table} WHERE {clause}", params)
         frame = self._frame(
@@ -1245,6 +1248,49 @@ class PostgresStore(SqlStore):
             [*params, limit, offset],
         )
         return frame, int(total[0]) if total else 0
+
+    def _page_of_counts(
+        self,
+        table: str,
+        cols: str,
+        clause: str,
+        params: list[object],
+        sort: str,
+        limit: int,
+        offset: int,
+        sort_counts: list[tuple[Any, int]],
+        descending: bool,
+    ) -> tuple[pl.DataFrame, int]:
+        """records_page from the rows per sort value (issue 17; the same rows and order as
+        `DuckDBStore._page_of_counts`): the total is the counts' sum, not a count(*) over the
+        window (4.6 s for 12 months at 10M records), and the page is read one sort value at a
+        time, each value's rows in rowid order, which the (month, rowid) index of PostgreSQL
+        migration 14 serves (an ORDER BY over the whole window read and sorted all of its
+        rows: 7.3 s). The value is compared with `=`, not BETWEEN, so the planner walks
+        that index rather than the rowid index; rowids are taken first and the page's
+        columns read for those rows alone, so skipped rows cost index entries only."""
+        ordered = sorted(((v, n) for v, n in sort_counts if n > 0), reverse=descending)
+        total = sum(n for _, n in ordered)
+        frames: list[pl.DataFrame] = []
+        wanted, skip = limit, offset  # rows still wanted; rows to skip in the next value
+        for value, rows in ordered:
+            if wanted == 0:
+                break
+            if skip >= rows:
+                skip -= rows
+                continue
+            frame = self._frame(
+                f"SELECT {cols} FROM {table} WHERE rowid IN (SELECT rowid FROM {table} "
+                f"WHERE {clause} AND {_safe_col(sort)} = ? ORDER BY rowid LIMIT ? OFFSET ?) "
+                "ORDER BY rowid",
+                [*params, value, wanted, skip],
+            )
+            frames.append(frame)
+            wanted -= frame.height
+            skip = 0
+        if not frames:  # past the last page: no rows, the columns still named
+            frames.append(self._frame(f"SELECT {cols} FROM {table} WHERE FALSE"))
+        return pl.concat(frames, how="vertical_relaxed"), total
 
     # -- the harm cube, maintained (issue 14; as in DuckDBStore) ----------------------------
 

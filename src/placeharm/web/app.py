@@ -29,6 +29,7 @@ from urllib.parse import urlencode
 
 import orjson
 import polars as pl
+from anyio import to_thread
 from fastapi import Depends, FastAPI, Form, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import (
@@ -465,6 +466,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         state.loop = asyncio.get_running_loop()
+        # requests' blocking work runs on at most this many threads; on PostgreSQL each holds
+        # a connection while it lives, so this bounds a worker's connections (issue 17)
+        to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         election = None
         if drop_folder is not None and isinstance(state.store, PostgresStore):
             election = workers.DropElection(state, drop_folder)  # one process watches
