@@ -198,6 +198,12 @@ def test_the_command_masks_the_password_and_prints_both_counts(
     line = next(x for x in result.output.splitlines() if x.startswith("│ crimes "))
     count = _duckdb_counts(pristine_db)["crimes"]
     assert line.count(f"{count:,}") == 2  # source and target
+    # the planner's statistics are gathered after the commit (COPY leaves none)
+    with psycopg.connect(url) as con:
+        planned = con.execute(
+            "SELECT reltuples FROM pg_class WHERE oid = 'crimes'::regclass"
+        ).fetchone()
+    assert planned is not None and int(planned[0]) == count
     # libpq's other place for a password, a URL parameter, is masked too
     again = CliRunner().invoke(
         cli, ["migrate-store", "--from", str(pristine_db), "--to", f"{url}&password=Hunter3-pw"]

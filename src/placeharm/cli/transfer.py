@@ -59,6 +59,13 @@ def migrate_store_command(
             "does on import).",
             highlight=False,
         )
+    if not report.analyzed:
+        err.print(
+            "note: the server refused ANALYZE after the move, so the first pages may be slow "
+            "until autovacuum gathers the planner's statistics; run ANALYZE on the target as "
+            "the owner of its tables to gather them now.",
+            highlight=False,
+        )
     out.print(
         f"[green]Moved[/] {len(report.source_rows)} tables, {report.total_rows:,} rows, in "
         f"{report.seconds:.1f} s. Every table's count matches; on the target "

@@ -26,6 +26,7 @@ class MoveReport:
     seconds: float = 0.0
     copy_seconds: float = 0.0  # making the schema and copying the rows
     check_seconds: float = 0.0  # counting and `placeharm check` on the target, before commit
+    analyzed: bool = False  # the planner's statistics gathered after the commit
     invariants: int = 0
     differing: list[str] = field(default_factory=list)
 
@@ -81,6 +82,9 @@ def migrate_store(
                 report.invariants = len(checked.failures)
                 report.audit_entries = checked.audit_entries
                 report.check_seconds = time.perf_counter() - copied
+            # committed: the planner's statistics now, or the first pages of a fresh store
+            # are planned blind (a records count at 10M took 4.6 s before, 0.5 s after)
+            report.analyzed = target.analyze()
     report.seconds = time.perf_counter() - started
     return report
 

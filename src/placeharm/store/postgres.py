@@ -2214,6 +2214,17 @@ class PostgresStore(SqlStore):
 
         return held
 
+    def analyze(self) -> bool:
+        """Gather the planner's statistics for this store's tables now (after a bulk load,
+        rather than when autovacuum next looks): True if done, False if the server refused
+        (e.g. a role that does not own the tables; autovacuum still gathers them)."""
+        try:
+            self._exec("ANALYZE")
+        except psycopg.Error as exc:
+            log.warning("ANALYZE after the move was refused: %s", str(exc).strip()[:200])
+            return False
+        return True
+
 
 # Map points are rounded to the micro-degree (police.uk's own precision) and then to the
 # places asked for, half away from zero, in decimal: the same on both engines (DuckDB's
