@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from placeharm.errors import DataError
+from placeharm.errors import DataError, PlaceharmError
 from placeharm.services import integrity
 from placeharm.services import spark as spark_job
 from placeharm.services.areas import import_areas
@@ -430,3 +430,33 @@ def test_spark_ingest_without_java_ends_in_a_message(northumbria, boundaries, tm
     assert "openjdk-17-jre-headless" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     assert not out.exists()
+
+
+def test_a_file_of_a_kind_the_job_does_not_read_is_refused_with_a_message(
+    shared_data: Path,
+) -> None:
+    """An API response (which `placeharm ingest` reads, the job does not) is refused by the
+    job's per-file step with what to do, so load-parquet logs it as refused: never dropped.
+    The step runs here as it runs on an executor, without Spark."""
+    from placeharm.services.areas import Assigner
+
+    api = sorted((shared_data / "policeuk_api").glob("*.json"))[0]
+    options = spark_job._Options("t", "2026-01", 25.0, 1 << 30, 1 << 20, None, ())
+    rows = spark_job._file_rows(api.as_uri(), api.read_bytes(), options, Assigner([], 1, 25.0))
+    assert rows["tag"].to_list() == ["file"]  # no records, no quarantine: an account only
+    account = json.loads(rows["account"][0])
+    assert (account["status"], account["kind"]) == ("refused", "api")
+    assert "API response" in account["message"]
+    assert "Import it with `placeharm ingest`" in account["message"]
+    assert account["source_file"] == str(api)
+
+
+def test_the_job_refuses_to_finish_when_a_file_given_has_no_account() -> None:
+    """A file given that the job's output does not account for (read, refused or failed)
+    stops the job before the manifest is written: a file is never silently missing."""
+    accounts = [{"source_file": "/d/a.csv"}, {"source_file": "/d/b.csv"}]
+    spark_job._check_every_file(["file:///d/a.csv", "file:///d/b.csv", "s3a://x/y"], accounts)
+    with pytest.raises(PlaceharmError, match=r"not read: /d/c\.csv"):
+        spark_job._check_every_file(["file:///d/a.csv", "file:///d/c.csv"], accounts)
+    with pytest.raises(PlaceharmError, match=r"read twice: /d/a\.csv"):
+        spark_job._check_every_file(["file:///d/a.csv"], [accounts[0], accounts[0]])

@@ -155,9 +155,9 @@ def load_parquet(
     store: Store, folder: Path, actor: Actor | None = None, threads: int = 2
 ) -> list[ImportResult]:
     """Load the job's output into `store` in one transaction; one account per source file
-    the job read (files it skipped, API responses, are not accounted here: they are for
-    `placeharm ingest`, and the job named them). Raises before writing anything when the
-    folder or the store does not match (see the module's docstring)."""
+    the job was given (a file it refused or that failed there is logged as refused or failed,
+    with the job's message, as `placeharm ingest` logs one). Raises before writing anything
+    when the folder or the store does not match (see the module's docstring)."""
     manifest = read_manifest(folder)
     set_names = _check_sets(store, manifest)
     tolerance_m = float(manifest["tolerance_m"])
@@ -176,8 +176,6 @@ def load_parquet(
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     items = []
     for account in manifest["source_files"]:
-        if account["status"] == "skipped":
-            continue
         key = (account["source_file"],)
         kind = str(account.get("kind"))
         schema = kind_schema(kind, set_names)
@@ -188,17 +186,13 @@ def load_parquet(
     assign_pending(store, threads, tolerance_m)
     with store.transaction():
         results = _write_files(store, items, actor, ROUTE)
-        for result, account in zip(results, _loaded(manifest), strict=True):
+        for result, account in zip(results, manifest["source_files"], strict=True):
             if result.status == "ok" and result.rows_read != account["rows_read"]:
                 raise PlaceharmError(
                     f"{result.source_file}: loaded {result.rows_read:,} rows, the manifest "
                     f"says the file had {account['rows_read']:,}; nothing was loaded"
                 )
     return results
-
-
-def _loaded(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    return [a for a in manifest["source_files"] if a["status"] != "skipped"]
 
 
 def _by_file(rows: pl.DataFrame) -> dict[Any, pl.DataFrame]:

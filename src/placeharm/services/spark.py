@@ -291,10 +291,13 @@ def _file_rows(uri: str, content: bytes, options: _Options, assigner: Assigner) 
         )
     account.update(kind=parsed.kind.value, force=parsed.force)
     if parsed.kind.value not in KIND_OUTPUT:  # API responses: small, for `placeharm ingest`
+        # refused, not passed over: load-parquet then logs it as `placeharm ingest` logs a
+        # file it refuses, so no file given is dropped without a word
         return only_account(
-            "skipped",
-            f"a police.uk {parsed.kind.value} file: the Spark job reads bulk street, outcomes "
-            "and stop-and-search files; import it with `placeharm ingest`",
+            "refused",
+            f"{source}: a data.police.uk {parsed.kind.value.upper()} response; the Spark job "
+            "reads the bulk street, outcomes and stop-and-search files only, so nothing of it "
+            "was read. Import it with `placeharm ingest`",
             parsed.rows_read,
         )
     latest_held = _latest_month(parsed)
@@ -697,8 +700,27 @@ def _run_spark(
     finally:
         tagged.unpersist()
         broadcast.unpersist()
+    _check_every_file(uris, accounts)
     written = {"files": len(accounts)}
     return sorted(accounts, key=lambda a: a["source_file"]), written
+
+
+def _check_every_file(uris: Sequence[str], accounts: list[dict[str, Any]]) -> None:
+    """Every local file given has exactly one account (read, refused or failed): a file Spark
+    did not list would otherwise be missing from the output without a word."""
+    given = [file_label(Path(_local_path(u))) for u in uris if urlparse(u).scheme in ("", "file")]
+    seen = [a["source_file"] for a in accounts]
+    missing = sorted(set(given) - set(seen))
+    twice = sorted({s for s in seen if seen.count(s) > 1})
+    if missing or twice:
+        raise PlaceharmError(
+            "the Spark job did not account for every file exactly once ("
+            + "; ".join(
+                ([f"not read: {', '.join(missing[:5])}"] if missing else [])
+                + ([f"read twice: {', '.join(twice[:5])}"] if twice else [])
+            )
+            + "); nothing was written. Run the job again; if it recurs, report it"
+        )
 
 
 def _aggregates(
