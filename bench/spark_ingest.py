@@ -1,7 +1,8 @@
 """Spark ingest against `placeharm ingest` on the same machine (issue 17).
 
-For one set of police.uk street files (all 33 Northumbria months, or bench/gen10m.py's
-10M-row files with --ten-million), on one machine:
+For one set of police.uk files (all 33 Northumbria months of street, outcomes and
+stop-and-search files, or bench/gen10m.py's 10M-row street files with --ten-million), on one
+machine:
 
 1. `placeharm ingest` into a fresh DuckDB store with the lsoa, ward and msoa sets (timed from
    the first file read to the store closed, as bench/placeharm_ingest.py times it);
@@ -10,9 +11,12 @@ For one set of police.uk street files (all 33 Northumbria months, or bench/gen10
 3. `load-parquet` of that folder into a second fresh store;
 
 then checks that the job's aggregates equal the ingested store's harm cube for every set
-(counts per area x month x crime type), that the quarantines are the same rows with the same
-reasons, and that the loaded store's cube equals the ingested one. Prints the figures, rows
-per second and rows per second per core, and writes bench/results/spark-<stamp>.json.
+(counts per area x month x crime type), that its outcome and stop-and-search aggregates
+equal the ingested store's outcomes (per area of their crime) and stop and search (per area)
+by month and type, that the quarantines are the same rows with the same reasons, and that
+the loaded store equals the ingested one (the cube, the outcomes held, every crime's latest
+outcome, the stop and search rows). Prints the figures, rows per second and rows per second
+per core, and writes bench/results/spark-<stamp>.json.
 
     .venv/bin/python bench/spark_ingest.py [--ten-million] [--master local[2]]
 """
@@ -34,6 +38,7 @@ import polars as pl
 from common import (
     WORK,
     area_paths,
+    northumbria_dir,
     run_info,
     save_results,
     street_files,
@@ -118,14 +123,50 @@ def _cells(store: DuckDBStore, name: str) -> pl.DataFrame:
     )
 
 
+# What the loaded store must hold as the ingested one does (beside the cube).
+_ROWS_SQL = {
+    "outcomes": "SELECT crime_id, month, outcome_type, outcome_ordinal, vintage FROM outcomes",
+    "latest_outcomes": "SELECT crime_id, latest_outcome, latest_outcome_month FROM crimes",
+    "stop_searches": "SELECT search_key, month, search_type, area_lsoa, area_ward, area_msoa, "
+    "located, in_area FROM stop_searches",
+}
+
+
+def _kind_cells(store: DuckDBStore, name: str, kind: str) -> pl.DataFrame:
+    """The ingested store's outcomes per area of their crime, or its stop and search per
+    area, by month and type (SQL of its own, not the job's code)."""
+    col = f"area_{name}"  # the bench's own set names (common.AREA_SETS), no input
+    if kind == "outcomes":
+        sql = (
+            f"SELECT c.{col} AS area_code, o.month, o.outcome_type, count(*) AS outcomes "  # noqa: S608 - fixed names
+            "FROM outcomes o LEFT JOIN crimes c ON c.crime_id = o.crime_id "
+            f"GROUP BY c.{col}, o.month, o.outcome_type"
+        )
+        order = ["area_code", "month", "outcome_type"]
+    else:
+        sql = (
+            f"SELECT {col} AS area_code, month, search_type, count(*) AS searches "  # noqa: S608 - fixed names
+            f"FROM stop_searches GROUP BY {col}, month, search_type"
+        )
+        order = ["area_code", "month", "search_type"]
+    return store._frame(sql).sort(order, nulls_last=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ten-million", action="store_true", help="bench/gen10m.py's files")
     parser.add_argument("--work-dir", type=Path, default=WORK / "10m")
     parser.add_argument("--master", default="local[*]")
     parser.add_argument("--first", type=int, help="only the first N files (a second size)")
+    parser.add_argument(
+        "--street-only", action="store_true", help="Northumbria's street files only (as before)"
+    )
     args = parser.parse_args()
     files = street_files(args.work_dir if args.ten_million else None)[: args.first]
+    if not args.ten_million and not args.street_only:
+        folder = northumbria_dir()
+        for kind in ("outcomes", "stop-and-search"):
+            files += sorted(folder.glob(f"*-{kind}.csv.gz"))[: args.first]
     if not files:
         print("no street files found (run bench/gen10m.py for --ten-million)", file=sys.stderr)
         return 1
@@ -133,6 +174,10 @@ def main() -> int:
     info = run_info("Spark ingest against placeharm ingest", stamp)
     tmp = Path(tempfile.mkdtemp(prefix="placeharm-spark-bench-"))
     results: dict[str, Any] = {**info, "files": len(files), "ten_million": args.ten_million}
+    results["files_by_kind"] = {
+        kind: sum(f.name.endswith(f"-{kind}.csv.gz") for f in files)
+        for kind in ("street", "outcomes", "stop-and-search")
+    }
     try:
         # 1. placeharm ingest
         reference = _store(tmp / "ingest.duckdb")
@@ -208,9 +253,32 @@ def main() -> int:
         same_quarantine = spark_q.sort("source_file", "line").equals(
             ingest_q.sort("source_file", "line")
         )
+        same_kinds = {}
+        for kind, folder_name in (
+            ("outcomes", "outcome_aggregates"),
+            ("searches", "search_aggregates"),
+        ):
+            cells = pl.read_parquet(out / folder_name / "*.parquet")
+            for name, _ in area_paths():
+                theirs = _kind_cells(reference, name, kind)
+                mine = (
+                    cells.filter(pl.col("set_name") == name)
+                    .drop("set_name")
+                    .sort(theirs.columns[:3], nulls_last=True)
+                )
+                same_kinds[f"{kind}/{name}"] = mine.equals(theirs.cast(mine.schema))
+        same_rows = {}
+        for what, sql in _ROWS_SQL.items():
+            theirs = reference._frame(sql).sort(pl.all(), nulls_last=True)
+            mine = loaded._frame(sql).cast(theirs.schema).sort(pl.all(), nulls_last=True)
+            same_rows[what] = mine.equals(theirs)
         report = check(loaded)
         results["checks"] = {
             "aggregates_equal_ingest_cube": same_counts,
+            "outcome_and_search_aggregates_equal_ingest": same_kinds,
+            "loaded_rows_equal_ingest": same_rows,
+            "outcomes_held": manifest["counts"]["outcomes"],
+            "searches_held": manifest["counts"]["searches"],
             "loaded_cube_equals_ingest_cube": same_loaded,
             "quarantine_equal": same_quarantine,
             "quarantined_rows": spark_q.height,
@@ -223,7 +291,7 @@ def main() -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     results["load_avg_at_end"] = os.getloadavg()
     s, j = results["placeharm_ingest"], results["spark_job"]
-    print(f"  files: {len(files)}, rows: {s['rows']:,}")
+    print(f"  files: {len(files)} {results['files_by_kind']}, rows: {s['rows']:,}")
     print(
         f"  placeharm ingest: {s['seconds']:.1f} s ({s['rows'] / s['seconds']:,.0f} rows/s); "
         f"CPU {s['cpu_seconds']:.1f} s ({s['rows_per_cpu_second']:,} rows per CPU-second)"
@@ -244,6 +312,8 @@ def main() -> int:
     checks = results["checks"]
     ok = (
         all(checks["aggregates_equal_ingest_cube"].values())
+        and all(checks["outcome_and_search_aggregates_equal_ingest"].values())
+        and all(checks["loaded_rows_equal_ingest"].values())
         and all(checks["loaded_cube_equals_ingest_cube"].values())
         and checks["quarantine_equal"]
         and checks["loaded_store_check_ok"]

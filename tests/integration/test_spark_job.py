@@ -1,8 +1,8 @@
 """The Spark job (`placeharm spark ingest`) against `placeharm ingest`, and `load-parquet`
 (issue 17). One local SparkSession for the module (starting Spark takes tens of seconds):
-real Northumbria months plus one real month with bad and repeated rows appended, and files
-the job must refuse or skip; the job runs once, `placeharm ingest` runs once on the same
-files, and every test compares the two."""
+real Northumbria street, outcomes and stop-and-search months plus one real month of each kind
+with bad and repeated rows appended, and a file the job must refuse; the job runs once,
+`placeharm ingest` runs once on the same files, and every test compares the two."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from placeharm.errors import DataError
+from placeharm.errors import DataError, PlaceharmError
 from placeharm.services import integrity
 from placeharm.services import spark as spark_job
 from placeharm.services.areas import import_areas
@@ -74,16 +74,30 @@ def _rows(text: str) -> tuple[list[str], list[list[str]]]:
     return rows[0], [r for r in rows[1:] if r]
 
 
+def _write(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    path.write_text(buffer.getvalue())
+
+
+def _real(northumbria: Path, name: str) -> tuple[list[str], list[list[str]]]:
+    return _rows(gzip.decompress((northumbria / name).read_bytes()).decode("utf-8"))
+
+
 @pytest.fixture(scope="module")
 def inputs(northumbria: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two real months as downloaded, a third real month with planted faults, an outcomes
-    file (skipped by the job) and a file that is not police.uk's (refused by both)."""
+    """Two real months of street, outcomes and stop-and-search files as downloaded, a third
+    real month of each with planted faults, and a file that is not police.uk's (refused by
+    both)."""
     folder = tmp_path_factory.mktemp("spark-inputs")
     for month in MONTHS:
-        shutil.copy(northumbria / f"{month}-northumbria-street.csv.gz", folder)
-    shutil.copy(northumbria / "2021-06-northumbria-outcomes.csv.gz", folder)
-    text = gzip.decompress((northumbria / "2021-07-northumbria-street.csv.gz").read_bytes())
-    header, rows = _rows(text.decode("utf-8"))
+        for kind in ("street", "outcomes", "stop-and-search"):
+            shutil.copy(northumbria / f"{month}-northumbria-{kind}.csv.gz", folder)
+    _plant_outcomes(northumbria, folder)
+    _plant_searches(northumbria, folder)
+    header, rows = _real(northumbria, "2021-07-northumbria-street.csv.gz")
     rows = rows[:2000]  # a slice of the month is enough for the planted rows
     with_id = [r for r in rows if r[0]]
     bad_month = [*with_id[0][:1], "2021-13", *with_id[0][2:]]
@@ -93,13 +107,43 @@ def inputs(northumbria: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     differing = list(with_id[2])
     differing[10] = "Under investigation (edited)"
     identical = list(with_id[3])
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows([*rows, bad_month, bad_lon, differing, identical])
-    (folder / "2021-07-northumbria-street.csv").write_text(buffer.getvalue())
+    _write(
+        folder / "2021-07-northumbria-street.csv",
+        header,
+        [*rows, bad_month, bad_lon, differing, identical],
+    )
     (folder / "not-police.csv").write_text("a,b,c\n1,2,3\n")
     return folder
+
+
+def _plant_outcomes(northumbria: Path, folder: Path) -> None:
+    """A slice of a real outcomes month with: no outcome type, a month that does not exist,
+    a longitude that is not a number (quarantined), and a row given twice (two outcomes)."""
+    header, rows = _real(northumbria, "2021-07-northumbria-outcomes.csv.gz")
+    rows = rows[:1500]
+    no_type = [*rows[0][:9], ""]
+    bad_month = [rows[1][0], "2021-13", *rows[1][2:]]
+    bad_lon = [*rows[2][:4], "west", *rows[2][5:]]
+    _write(
+        folder / "2021-07-northumbria-outcomes.csv",
+        header,
+        [*rows, no_type, bad_month, bad_lon, list(rows[3])],
+    )
+
+
+def _plant_searches(northumbria: Path, folder: Path) -> None:
+    """A real stop-and-search month with: a date that is not one, a search type police.uk
+    does not use, a latitude out of range (quarantined), and a search given twice (two
+    searches: they have no ID, so identical rows are distinct records)."""
+    header, rows = _real(northumbria, "2021-07-northumbria-stop-and-search.csv.gz")
+    bad_date = [rows[0][0], "yesterday", *rows[0][2:]]
+    bad_type = ["Boat search", *rows[1][1:]]
+    bad_lat = [*rows[2][:4], "95.5", *rows[2][5:]]
+    _write(
+        folder / "2021-07-northumbria-stop-and-search.csv",
+        header,
+        [*rows, bad_date, bad_type, bad_lat, list(rows[3])],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +163,7 @@ def _store_with_sets(path: Path, boundaries: Path) -> DuckDBStore:
 
 @pytest.fixture(scope="module")
 def ingested(inputs: Path, boundaries: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The same files through `placeharm ingest` (the outcomes file too: it touches no cell)."""
+    """The same files through `placeharm ingest`."""
     store = _store_with_sets(tmp_path_factory.mktemp("ingest") / "i.duckdb", boundaries)
     results = ingest(store, [inputs])
     yield store, {r.source_file: r for r in results}
@@ -151,6 +195,45 @@ def test_spark_counts_match_ingest_per_area_month_and_crime_type(job, ingested) 
     assert [f"{m:%Y-%m}" for m in months] == [*MONTHS, "2021-07"]
 
 
+def _kind_cells(store: Any, name: str, kind: str) -> pl.DataFrame:
+    """The store's outcomes per area of their crime, or its stop and search per area, by
+    month and type (independent SQL: the job's aggregates must say the same)."""
+    col = f"area_{name}"
+    if kind == "outcomes":
+        sql = (
+            f"SELECT c.{col} AS area_code, o.month, o.outcome_type, count(*) AS outcomes "
+            "FROM outcomes o LEFT JOIN crimes c ON c.crime_id = o.crime_id "
+            "GROUP BY c.{col}, o.month, o.outcome_type"
+        ).replace("{col}", col)
+        order = ["area_code", "month", "outcome_type"]
+    else:
+        sql = (
+            f"SELECT {col} AS area_code, month, search_type, count(*) AS searches "
+            f"FROM stop_searches GROUP BY {col}, month, search_type"
+        )
+        order = ["area_code", "month", "search_type"]
+    return store._frame(sql).sort(order, nulls_last=True)
+
+
+@pytest.mark.parametrize("kind", ["outcomes", "searches"])
+def test_spark_outcome_and_search_counts_match_ingest(job, ingested, kind) -> None:
+    out, manifest = job
+    store, _ = ingested
+    folder = {"outcomes": "outcome_aggregates", "searches": "search_aggregates"}[kind]
+    aggregates = pl.read_parquet(out / folder / "*.parquet")
+    for name in SETS:
+        mine = aggregates.filter(pl.col("set_name") == name).drop("set_name")
+        theirs = _kind_cells(store, name, kind)
+        mine = mine.sort(theirs.columns[:3], nulls_last=True)
+        assert mine.height > 50, name
+        assert mine.equals(theirs.cast(mine.schema)), name
+        # every held row counted once, placed or not (outcomes of crimes the files lack
+        # have no area)
+        assert int(mine[:, -1].sum()) == manifest["counts"][kind]
+    months = {f"{m:%Y-%m}" for m in aggregates["month"].unique().to_list()}
+    assert {*MONTHS, "2021-07"} <= months
+
+
 def test_spark_quarantines_the_same_rows_with_reason_file_and_line(job, ingested, inputs) -> None:
     out, manifest = job
     store, results = ingested
@@ -164,14 +247,22 @@ def test_spark_quarantines_the_same_rows_with_reason_file_and_line(job, ingested
     # the bad month, the bad longitude and the repeat with other content; the identical
     # repeat is not quarantined (it is the same record again)
     assert mine.filter(pl.col("source_file") == planted).height == 3
+    for kind in ("outcomes", "stop-and-search"):  # the three planted faults of each
+        planted_rows = mine.filter(
+            pl.col("source_file") == str(inputs / f"2021-07-northumbria-{kind}.csv")
+        )
+        assert planted_rows.height == 3, kind
     assert mine.equals(theirs)
     accounts = {f["source_file"]: f for f in manifest["source_files"]}
     assert accounts[planted]["identical_repeats"] == 1
     refused = str(inputs / "not-police.csv")
     assert accounts[refused]["status"] == "refused"
     assert accounts[refused]["message"] == results[refused].message
-    outcomes = accounts[str(inputs / "2021-06-northumbria-outcomes.csv.gz")]
-    assert outcomes["status"] == "skipped"
+    # every file is read or refused with a message: none is skipped or dropped
+    assert sorted(accounts) == sorted(results)
+    assert {a["status"] for a in accounts.values()} == {"ok", "refused"}
+    kinds = [a["kind"] for a in accounts.values() if a["status"] == "ok"]
+    assert sorted(kinds) == sorted(["street", "outcomes", "stop-and-search"] * 3)
     for source, account in accounts.items():
         if account["status"] == "ok":
             assert account["rows_read"] == results[source].rows_read
@@ -190,7 +281,7 @@ def test_load_parquet_gives_the_store_ingest_gives(job, ingested, store_with_are
     out, _ = job
     reference, results = ingested
     loaded = load_parquet(store_with_areas, out)
-    assert sorted(r.status for r in loaded) == ["ok", "ok", "ok", "refused"]
+    assert sorted(r.status for r in loaded) == ["ok"] * 9 + ["refused"]
     for result in loaded:
         theirs = results[result.source_file]
         assert (result.status, result.message) == (theirs.status, theirs.message)
@@ -202,6 +293,7 @@ def test_load_parquet_gives_the_store_ingest_gives(job, ingested, store_with_are
             theirs.outside_areas,
         )
         assert result.vintage == theirs.vintage
+        assert result.source_kind == theirs.source_kind
     for name in SETS:
         mine_cells = store_with_areas.crime_cells(name).drop("offence_code")
         theirs_cells = _cells(reference, name)
@@ -215,6 +307,31 @@ def test_load_parquet_gives_the_store_ingest_gives(job, ingested, store_with_are
     theirs_rows = reference._frame(sql).sort(pl.all(), nulls_last=True)
     mine_rows = store_with_areas._frame(sql).cast(theirs_rows.schema)
     assert mine_rows.sort(pl.all(), nulls_last=True).equals(theirs_rows)
+    for sql in (
+        # the outcomes held, and each crime's latest outcome derived from them
+        "SELECT crime_id, month, outcome_type, outcome_ordinal, longitude, source_line, "
+        "vintage FROM outcomes",
+        "SELECT crime_id, latest_outcome, latest_outcome_month FROM crimes",
+        # stop and search with its areas
+        "SELECT search_key, month, search_type, searched_at, latitude, longitude, area_lsoa, "
+        "area_ward, area_msoa, located, in_area, source_line FROM stop_searches",
+        # every kind's quarantine, by file, line and reason
+        "SELECT source_file, line, raw_text, reason FROM quarantine",
+    ):
+        theirs_rows = reference._frame(sql).sort(pl.all(), nulls_last=True)
+        mine_rows = store_with_areas._frame(sql).cast(theirs_rows.schema)
+        assert theirs_rows.height >= 9, sql
+        assert mine_rows.sort(pl.all(), nulls_last=True).equals(theirs_rows), sql
+    for kind in ("outcomes", "searches"):
+        for name in SETS:
+            mine_cells = _kind_cells(store_with_areas, name, kind)
+            assert mine_cells.equals(_kind_cells(reference, name, kind).cast(mine_cells.schema))
+    assert (
+        store_with_areas._frame(
+            "SELECT count(*) AS n FROM crimes WHERE latest_outcome IS NOT NULL"
+        )["n"][0]
+        > 1000
+    )
 
 
 def _copy(out: Path, tmp_path: Path) -> Path:
@@ -315,3 +432,33 @@ def test_spark_ingest_without_java_ends_in_a_message(northumbria, boundaries, tm
     assert "openjdk-17-jre-headless" in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
     assert not out.exists()
+
+
+def test_a_file_of_a_kind_the_job_does_not_read_is_refused_with_a_message(
+    shared_data: Path,
+) -> None:
+    """An API response (which `placeharm ingest` reads, the job does not) is refused by the
+    job's per-file step with what to do, so load-parquet logs it as refused: never dropped.
+    The step runs here as it runs on an executor, without Spark."""
+    from placeharm.services.areas import Assigner
+
+    api = sorted((shared_data / "policeuk_api").glob("*.json"))[0]
+    options = spark_job._Options("t", "2026-01", 25.0, 1 << 30, 1 << 20, None, ())
+    rows = spark_job._file_rows(api.as_uri(), api.read_bytes(), options, Assigner([], 1, 25.0))
+    assert rows["tag"].to_list() == ["file"]  # no records, no quarantine: an account only
+    account = json.loads(rows["account"][0])
+    assert (account["status"], account["kind"]) == ("refused", "api")
+    assert "API response" in account["message"]
+    assert "Import it with `placeharm ingest`" in account["message"]
+    assert account["source_file"] == str(api)
+
+
+def test_the_job_refuses_to_finish_when_a_file_given_has_no_account() -> None:
+    """A file given that the job's output does not account for (read, refused or failed)
+    stops the job before the manifest is written: a file is never silently missing."""
+    accounts = [{"source_file": "/d/a.csv"}, {"source_file": "/d/b.csv"}]
+    spark_job._check_every_file(["file:///d/a.csv", "file:///d/b.csv", "s3a://x/y"], accounts)
+    with pytest.raises(PlaceharmError, match=r"not read: /d/c\.csv"):
+        spark_job._check_every_file(["file:///d/a.csv", "file:///d/c.csv"], accounts)
+    with pytest.raises(PlaceharmError, match=r"read twice: /d/a\.csv"):
+        spark_job._check_every_file(["file:///d/a.csv"], [accounts[0], accounts[0]])

@@ -17,7 +17,7 @@ from placeharm.ingest.csvfile import ReadLimits
 def register(app: typer.Typer) -> None:
     """Add `spark ingest` and `load-parquet` to the `placeharm` command."""
     spark_app = typer.Typer(
-        help="The Spark job: police.uk street files at national scale, as Parquet.",
+        help="The Spark job: police.uk bulk files at national scale, as Parquet.",
         no_args_is_help=True,
     )
     app.add_typer(spark_app, name="spark")
@@ -26,7 +26,10 @@ def register(app: typer.Typer) -> None:
     def spark_ingest(
         paths: Annotated[
             list[str],
-            typer.Argument(help="police.uk street CSVs (.csv, .csv.gz), folders, or Spark URIs."),
+            typer.Argument(
+                help="police.uk street, outcomes and stop-and-search CSVs (.csv, .csv.gz), "
+                "folders, or Spark URIs."
+            ),
         ],
         out_dir: Annotated[
             Path, typer.Option("--out", help="A new (or empty) folder for the Parquet output.")
@@ -54,8 +57,9 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="The date police.uk published these files (YYYY-MM-DD)."),
         ] = None,
     ) -> None:
-        """Validate, key and assign police.uk street files on Spark (as `placeharm ingest`
-        does) and write records, aggregates and quarantine as Parquet, with a manifest."""
+        """Validate, key and assign police.uk street, outcomes and stop-and-search files on
+        Spark (as `placeharm ingest` does) and write records, aggregates and quarantine as
+        Parquet, with a manifest."""
         from placeharm.cli.main import _published_date
         from placeharm.services import spark as spark_job
 
@@ -72,7 +76,8 @@ def register(app: typer.Typer) -> None:
         counts = manifest["counts"]
         out.print(
             f"Wrote {out_dir}: {counts['files_ok']} of {counts['files']} files read = "
-            f"{counts['rows_read']:,} rows = {counts['records']:,} records + "
+            f"{counts['rows_read']:,} rows = {counts['records']:,} street records + "
+            f"{counts['outcomes']:,} outcomes + {counts['searches']:,} stop-and-search records + "
             f"{counts['identical_repeats']:,} identical repeats + {counts['quarantined']:,} "
             f"quarantined; {counts['aggregate_cells']:,} aggregate cells. Load it with "
             f"`placeharm load-parquet {out_dir}`.",
@@ -80,11 +85,10 @@ def register(app: typer.Typer) -> None:
         )
         bad = [f for f in manifest["source_files"] if f["status"] != "ok"]
         for f in bad:
-            colour = "yellow" if f["status"] == "skipped" else "bold red"
             err.print(
-                f"[{colour}]{f['status']}[/]: {escape(f['source_file'])}\n  {escape(f['message'])}"
+                f"[bold red]{f['status']}[/]: {escape(f['source_file'])}\n  {escape(f['message'])}"
             )
-        if any(f["status"] in ("refused", "failed") for f in bad):
+        if bad:
             raise typer.Exit(2)
 
     @app.command("load-parquet")

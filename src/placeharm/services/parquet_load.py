@@ -21,18 +21,19 @@ import polars as pl
 
 from placeharm.audit import Actor
 from placeharm.errors import DataError, ImportFailed, PlaceharmError
-from placeharm.ingest.policeuk import CRIME_COLUMNS, ParsedFile
+from placeharm.ingest.policeuk import CRIME_COLUMNS, OUTCOME_COLUMNS, SEARCH_COLUMNS, ParsedFile
 from placeharm.ingest.vintage import Vintage
 from placeharm.model import ImportResult, QuarantineRow, SourceKind
 from placeharm.services.areas import assign_pending
 from placeharm.services.ingest import _Parsed, _write_files
 from placeharm.services.spark import (
+    KIND_OUTPUT,
     MANIFEST,
     OUTPUTS,
     SCHEMA_VERSION,
     area_digest,
+    kind_schema,
     output_files,
-    record_schema,
 )
 from placeharm.store.base import Store
 
@@ -105,7 +106,10 @@ def _check_outputs(folder: Path, manifest: dict[str, Any]) -> None:
     ok = [f for f in manifest["source_files"] if f.get("status") == "ok"]
     counts = manifest["counts"]
     expected = {
-        "records": sum(int(f["records"]) for f in ok),
+        output: sum(int(f["records"]) for f in ok if f.get("kind") == kind)
+        for kind, output in KIND_OUTPUT.items()
+    }
+    expected |= {
         "quarantine": sum(int(f["quarantined"]) for f in ok),
         "repeats": sum(int(f["differing_repeats"]) for f in ok),
     }
@@ -151,37 +155,38 @@ def load_parquet(
     store: Store, folder: Path, actor: Actor | None = None, threads: int = 2
 ) -> list[ImportResult]:
     """Load the job's output into `store` in one transaction; one account per source file
-    the job read (files it skipped, not being street files, are not accounted here: they are
-    for `placeharm ingest`). Raises before writing anything when the folder or the store does
-    not match (see the module's docstring)."""
+    the job was given (a file it refused or that failed there is logged as refused or failed,
+    with the job's message, as `placeharm ingest` logs one). Raises before writing anything
+    when the folder or the store does not match (see the module's docstring)."""
     manifest = read_manifest(folder)
     set_names = _check_sets(store, manifest)
     tolerance_m = float(manifest["tolerance_m"])
-    schema = record_schema(set_names)
-    records = _read(folder, "records", manifest)
-    if records.height and set(records.columns) != set(schema):
-        raise DataError(
-            f"{folder}/records has columns {', '.join(records.columns)}, not the job's "
-            f"({', '.join(schema)}); run the job again"
-        )
-    repeats = _read(folder, "repeats", manifest)
-    quarantine = _read(folder, "quarantine", manifest)
-    by_file = records.partition_by("source_file", as_dict=True) if records.height else {}
-    repeats_by_file = repeats.partition_by("source_file", as_dict=True) if repeats.height else {}
-    held_by_file = quarantine.partition_by("source_file", as_dict=True) if quarantine.height else {}
+    rows_by_kind = {}
+    for kind, output in KIND_OUTPUT.items():
+        schema = kind_schema(kind, set_names)
+        rows = _read(folder, output, manifest)
+        if rows.height and set(rows.columns) != set(schema):
+            raise DataError(
+                f"{folder}/{output} has columns {', '.join(rows.columns)}, not the job's "
+                f"({', '.join(schema)}); run the job again"
+            )
+        rows_by_kind[kind] = _by_file(rows)
+    repeats_by_file = _by_file(_read(folder, "repeats", manifest))
+    held_by_file = _by_file(_read(folder, "quarantine", manifest))
     started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     items = []
     for account in manifest["source_files"]:
-        if account["status"] == "skipped":
-            continue
-        frame = by_file.get((account["source_file"],), pl.DataFrame(schema=schema))
-        held = held_by_file.get((account["source_file"],), _EMPTY_QUARANTINE)
-        differing = repeats_by_file.get((account["source_file"],), pl.DataFrame(schema=schema))
+        key = (account["source_file"],)
+        kind = str(account.get("kind"))
+        schema = kind_schema(kind, set_names)
+        frame = rows_by_kind.get(kind, {}).get(key, pl.DataFrame(schema=schema))
+        held = held_by_file.get(key, _EMPTY_QUARANTINE)
+        differing = repeats_by_file.get(key, pl.DataFrame(schema=schema))
         items.append(_item(account, frame, differing, held, started))
     assign_pending(store, threads, tolerance_m)
     with store.transaction():
         results = _write_files(store, items, actor, ROUTE)
-        for result, account in zip(results, _loaded(manifest), strict=True):
+        for result, account in zip(results, manifest["source_files"], strict=True):
             if result.status == "ok" and result.rows_read != account["rows_read"]:
                 raise PlaceharmError(
                     f"{result.source_file}: loaded {result.rows_read:,} rows, the manifest "
@@ -190,8 +195,8 @@ def load_parquet(
     return results
 
 
-def _loaded(manifest: dict[str, Any]) -> list[dict[str, Any]]:
-    return [a for a in manifest["source_files"] if a["status"] != "skipped"]
+def _by_file(rows: pl.DataFrame) -> dict[Any, pl.DataFrame]:
+    return rows.partition_by("source_file", as_dict=True) if rows.height else {}
 
 
 def _read(folder: Path, name: str, manifest: dict[str, Any]) -> pl.DataFrame:
@@ -206,16 +211,19 @@ def _item(
     held: pl.DataFrame,
     started: dt.datetime,
 ) -> _Parsed:
-    """One source file as `services.ingest` writes it: its parsed rows (records, each
-    identical repeat again, and the repeats with other content, as the file had them) with
-    their areas, its quarantine and vintage. The repeats with other content are quarantined
-    again by the write path (`_split_duplicates`), with their raw text from the quarantine."""
+    """One source file as `services.ingest` writes it: its parsed rows (for a street file:
+    records, each identical repeat again, and the repeats with other content, as the file had
+    them) with their areas, its quarantine and vintage. The street repeats with other content
+    are quarantined again by the write path (`_split_duplicates`), with their raw text from
+    the quarantine."""
     path = Path(account["source_file"])
     status = account["status"]
     if status != "ok":
         message = str(account.get("message") or "refused by the Spark job")
         failure = ImportFailed(message) if status == "failed" else DataError(message)
         return _Parsed(path, failure, account.get("sha256", ""), started)
+    if account.get("kind") != SourceKind.STREET.value:
+        return _keyed_item(account, frame, held, started)
     if (
         frame.height != account["records"]
         or held.height != account["quarantined"]
@@ -259,6 +267,56 @@ def _item(
     )
     item = _Parsed(path, parsed, account["sha256"], started)
     item.assigned = frame.drop("vintage")
+    item.vintage = Vintage(
+        dt.datetime.fromisoformat(account["published_at"]),
+        account["published_how"],
+        account["vintage"],
+    )
+    return item
+
+
+def _keyed_item(
+    account: dict[str, Any], frame: pl.DataFrame, held: pl.DataFrame, started: dt.datetime
+) -> _Parsed:
+    """An outcomes or stop-and-search file as `services.ingest` writes it: every usable row
+    (its areas, for stop and search, as `services.ingest._assign` gave them), its quarantine
+    and vintage."""
+    path = Path(account["source_file"])
+    kind = SourceKind(account["kind"])
+    if frame.height != account["records"] or held.height != account["quarantined"]:
+        raise DataError(
+            f"{path}: the Parquet holds {frame.height:,} records and {held.height:,} "
+            f"quarantined rows, the manifest {account['records']:,} and "
+            f"{account['quarantined']:,}; run the job again"
+        )
+    columns = OUTCOME_COLUMNS if kind is SourceKind.OUTCOMES else SEARCH_COLUMNS
+    hash_col = "crime_hash" if kind is SourceKind.OUTCOMES else "search_hash"
+    frame = (
+        frame.sort("source_line")
+        .with_columns(pl.col(hash_col).reinterpret(signed=False))
+        .drop("source_file", "vintage", strict=False)
+    )
+    quarantine = [
+        QuarantineRow(str(path), int(line), raw, reason)
+        for line, raw, reason in held.sort("line").select("line", "raw_text", "reason").iter_rows()
+    ]
+    parsed = ParsedFile(
+        path,
+        kind,
+        str(account.get("force") or "unknown"),
+        frame.select(list(columns)),
+        quarantine,
+        int(account["rows_read"]),
+        tuple(account.get("file_months") or ()),
+    )
+    item = _Parsed(path, parsed, account["sha256"], started)
+    # the rows as services.ingest._assign returns them: outcomes as parsed, searches with
+    # their areas in the Assigner's column order
+    if kind is SourceKind.STOP_SEARCH:
+        areas = [c for c in frame.columns if c.startswith("area_")]
+        item.assigned = frame.select(*columns, "located", *areas, "in_area")
+    else:
+        item.assigned = parsed.frame
     item.vintage = Vintage(
         dt.datetime.fromisoformat(account["published_at"]),
         account["published_how"],

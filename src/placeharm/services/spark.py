@@ -1,26 +1,37 @@
-"""The Spark job (issue 17): police.uk street files at national scale, as Parquet that
-`placeharm load-parquet` (services/parquet_load.py) loads into either store.
+"""The Spark job (issue 17): police.uk street, outcomes and stop-and-search files at
+national scale, as Parquet that `placeharm load-parquet` (services/parquet_load.py) loads
+into either store.
 
 Nothing here re-states a rule. Each file is read, validated and keyed by the same functions as
 `placeharm ingest` (ingest/policeuk.parse_file, services/ingest._split_duplicates), and its
-records are given their areas by the same `Assigner` (services/areas.py, geo/assign.py),
-inside `mapInArrow` on the executors: the area sets' polygons are broadcast once as WKB and
-prepared once per Python worker. Spark contributes the parallelism (files spread over the
-executors) and the aggregation (counts per area set x area x month x crime type, each crime
-counted once at the version `placeharm ingest` would keep current).
+records (street and stop-and-search rows: outcomes have no place of their own, they follow
+their crime) are given their areas by the same `Assigner` (services/areas.py via
+services/ingest._assign), inside `mapInArrow` on the executors: the area sets' polygons are
+broadcast once as WKB and prepared once per Python worker. Spark contributes the parallelism
+(files spread over the executors) and the aggregation (counts per area set x area x month x
+type, each crime counted once at the version `placeharm ingest` would keep current).
 
 Output, in the folder given (`--out`):
 
-    records/     Parquet: every usable row of every file, with its areas (one row per record
-                 of a file; `identical_repeats` says how many later lines repeat it exactly)
+    records/     Parquet: every usable row of every street file, with its areas (one row per
+                 record of a file; `identical_repeats` says how many later lines repeat it
+                 exactly)
+    repeats/     Parquet: street rows repeating a record's key with other content (quarantined;
+                 kept so that load-parquet accounts for them as `placeharm ingest` does)
+    outcomes/    Parquet: every usable row of every outcomes file (`vintage` of its download)
+    searches/    Parquet: every usable row of every stop-and-search file, with its areas
     quarantine/  Parquet: source_file, line, raw_text, reason (as `placeharm quarantine`)
     aggregates/  Parquet: set_name, area_code, month, crime_type, records
+    outcome_aggregates/  Parquet: set_name, area_code, month, outcome_type, outcomes (the
+                 outcomes held, per the area of their crime among the job's street records;
+                 area_code null where the crime is not among them)
+    search_aggregates/   Parquet: set_name, area_code, month, search_type, searches
     manifest.json  written last: schema version, the options, the area sets (with a digest
                  of their polygons), every source file with its SHA-256 and row account,
                  every output file with its SHA-256 and rows, and the totals
 
-`crime_hash` (an unsigned 64-bit join hash in the store) is written as the signed 64-bit
-integer with the same bits, since Spark has no unsigned type.
+`crime_hash` and `search_hash` (unsigned 64-bit join hashes in the store) are written as the
+signed 64-bit integers with the same bits, since Spark has no unsigned type.
 """
 
 from __future__ import annotations
@@ -56,7 +67,14 @@ from placeharm.errors import (
 )
 from placeharm.ingest.boundaries import read_boundaries
 from placeharm.ingest.csvfile import ReadLimits, file_label, snapshot_of
-from placeharm.ingest.policeuk import CRIME_COLUMNS, CRIME_CONTENT, parse_file
+from placeharm.ingest.policeuk import (
+    CRIME_COLUMNS,
+    CRIME_CONTENT,
+    OUTCOME_COLUMNS,
+    SEARCH_COLUMNS,
+    ParsedFile,
+    parse_file,
+)
 from placeharm.ingest.vintage import file_vintage
 from placeharm.model import QuarantineRow, SourceKind, check_area_set_name
 from placeharm.services.areas import Assigner, LoadedSet
@@ -75,9 +93,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# 2: outcomes and stop-and-search files (outcomes/, searches/ and their aggregates)
+SCHEMA_VERSION = 2
 MANIFEST = "manifest.json"
-OUTPUTS = ("records", "repeats", "quarantine", "aggregates")
+OUTPUTS = (
+    "records",
+    "repeats",
+    "outcomes",
+    "searches",
+    "quarantine",
+    "aggregates",
+    "outcome_aggregates",
+    "search_aggregates",
+)
+# The output folder of each kind of file's usable rows, and its row tag in mapInArrow.
+KIND_OUTPUT = {
+    SourceKind.STREET.value: "records",
+    SourceKind.OUTCOMES.value: "outcomes",
+    SourceKind.STOP_SEARCH.value: "searches",
+}
 # Columns every record row carries besides its areas (`area_<set>`), in this order.
 RECORD_EXTRA: dict[str, type[pl.DataType]] = {
     "located": pl.Boolean,
@@ -141,6 +175,31 @@ def record_schema(set_names: Sequence[str]) -> dict[str, type[pl.DataType]]:
     return columns | RECORD_EXTRA
 
 
+def outcome_schema() -> dict[str, type[pl.DataType]]:
+    """The outcomes' columns as written (crime_hash signed), with their download's vintage."""
+    columns: dict[str, type[pl.DataType]] = {"source_file": pl.String}
+    columns |= {k: (pl.Int64 if k == "crime_hash" else v) for k, v in OUTCOME_COLUMNS.items()}
+    return columns | {"vintage": pl.String}
+
+
+def search_schema(set_names: Sequence[str]) -> dict[str, type[pl.DataType]]:
+    """The stop-and-search rows' columns as written (search_hash signed), with their areas
+    (as `placeharm ingest` stores them: no LSOA reconciliation, no vintage column)."""
+    columns: dict[str, type[pl.DataType]] = {"source_file": pl.String}
+    columns |= {k: (pl.Int64 if k == "search_hash" else v) for k, v in SEARCH_COLUMNS.items()}
+    columns |= {f"area_{name}": pl.String for name in set_names}
+    return columns | {"located": pl.Boolean, "in_area": pl.Boolean}
+
+
+def kind_schema(kind: str, set_names: Sequence[str]) -> dict[str, type[pl.DataType]]:
+    """The written columns of one kind of file's usable rows."""
+    if kind == SourceKind.OUTCOMES.value:
+        return outcome_schema()
+    if kind == SourceKind.STOP_SEARCH.value:
+        return search_schema(set_names)
+    return record_schema(set_names)
+
+
 _QUARANTINE_SCHEMA: dict[str, type[pl.DataType]] = {
     "source_file": pl.String,
     "line": pl.Int64,
@@ -164,9 +223,13 @@ class _Options:
 
 def _tagged_schema(set_names: Sequence[str]) -> dict[str, type[pl.DataType]]:
     """One row per record, per quarantined row and per file (`tag`), as mapInArrow returns
-    them: records' columns, then the quarantine's, then the file's account as JSON."""
+    them: the columns of every kind's rows (a name shared by two kinds has one type), then
+    the quarantine's, then the file's account as JSON."""
     columns: dict[str, type[pl.DataType]] = {"tag": pl.String}
-    columns |= record_schema(set_names)
+    for part in (record_schema(set_names), outcome_schema(), search_schema(set_names)):
+        for name, kind in part.items():
+            if columns.setdefault(name, kind) is not kind:  # a bug: say so
+                raise AssertionError(f"column {name} has two types: {columns[name]}, {kind}")
     columns |= {k: v for k, v in _QUARANTINE_SCHEMA.items() if k != "source_file"}
     return columns | {"account": pl.String}
 
@@ -227,11 +290,14 @@ def _file_rows(uri: str, content: bytes, options: _Options, assigner: Assigner) 
             "failed" if isinstance(failure, ImportFailed) else "refused", str(failure)
         )
     account.update(kind=parsed.kind.value, force=parsed.force)
-    if parsed.kind is not SourceKind.STREET:
+    if parsed.kind.value not in KIND_OUTPUT:  # API responses: small, for `placeharm ingest`
+        # refused, not passed over: load-parquet then logs it as `placeharm ingest` logs a
+        # file it refuses, so no file given is dropped without a word
         return only_account(
-            "skipped",
-            f"a police.uk {parsed.kind.value} file, not a street file: the Spark job reads "
-            "street files only; import it with `placeharm ingest`",
+            "refused",
+            f"{source}: a data.police.uk {parsed.kind.value.upper()} response; the Spark job "
+            "reads the bulk street, outcomes and stop-and-search files only, so nothing of it "
+            "was read. Import it with `placeharm ingest`",
             parsed.rows_read,
         )
     latest_held = _latest_month(parsed)
@@ -252,6 +318,8 @@ def _file_rows(uri: str, content: bytes, options: _Options, assigner: Assigner) 
             raise
         failure = exc if isinstance(exc, PlaceharmError) else _unforeseen(exc, "areas", path)
         return only_account("failed", str(failure), parsed.rows_read)
+    if parsed.kind is not SourceKind.STREET:
+        return _keyed_rows(parsed, frame, account, vintage.key, schema)
     first, identical, repeats = _split_duplicates(
         frame, "crime_key", list(CRIME_CONTENT), source, parsed.raw_text
     )
@@ -300,9 +368,65 @@ def _file_rows(uri: str, content: bytes, options: _Options, assigner: Assigner) 
             parsed.rows_read,
         )
     parts = [
-        records.with_columns(pl.lit("record").alias("tag")),
-        differing.with_columns(pl.lit("repeat").alias("tag")),
+        records.with_columns(pl.lit("records").alias("tag")),
+        differing.with_columns(pl.lit("repeats").alias("tag")),
         _quarantine_frame(quarantine)
+        .drop("source_file")
+        .with_columns(pl.lit("quarantine").alias("tag"), pl.lit(source).alias("source_file")),
+        _account_row(account, schema),
+    ]
+    return pl.concat(
+        [p.select([c for c in schema if c in p.columns]) for p in parts], how="diagonal_relaxed"
+    )
+
+
+def _keyed_rows(
+    parsed: ParsedFile,
+    frame: pl.DataFrame,
+    account: dict[str, Any],
+    vintage: str,
+    schema: dict[str, type[pl.DataType]],
+) -> pl.DataFrame:
+    """An outcomes or stop-and-search file's tagged rows. Their keys cannot repeat within a
+    file (an outcome's key and a search's key carry the row's rank among identical rows), so
+    `placeharm ingest` splits no duplicates of these: every usable row is written, and its
+    store decides new, changed or unchanged."""
+    source = account["source_file"]
+    kind = parsed.kind.value
+    columns = kind_schema(kind, ())
+    hash_col = "crime_hash" if parsed.kind is SourceKind.OUTCOMES else "search_hash"
+    rows = frame.with_columns(
+        pl.lit(source).alias("source_file"), pl.col(hash_col).reinterpret(signed=True)
+    )
+    if "vintage" in columns:  # outcomes: the set of a crime-month from the newest download
+        rows = rows.with_columns(pl.lit(vintage).alias("vintage"))
+    account.update(
+        status="ok",
+        message="",
+        rows_read=parsed.rows_read,
+        records=rows.height,
+        identical_repeats=0,
+        differing_repeats=0,
+        quarantined=len(parsed.quarantine),
+    )
+    if "located" in frame.columns:  # as services.ingest._write_files counts them
+        account.update(
+            no_location=int((~frame["located"]).sum()),
+            outside_areas=int((frame["in_area"] == False).sum()),  # noqa: E712
+        )
+    if parsed.rows_read != rows.height + len(parsed.quarantine):  # a bug: say so
+        account.update(
+            status="failed",
+            message=f"{source}: row accounting does not balance in the Spark job (read "
+            f"{parsed.rows_read}, records {rows.height} + quarantined "
+            f"{len(parsed.quarantine)}); nothing of this file is written",
+            records=0,
+            quarantined=0,
+        )
+        return _account_row(account, schema)
+    parts = [
+        rows.with_columns(pl.lit(KIND_OUTPUT[kind]).alias("tag")),
+        _quarantine_frame(parsed.quarantine)
         .drop("source_file")
         .with_columns(pl.lit("quarantine").alias("tag"), pl.lit(source).alias("source_file")),
         _account_row(account, schema),
@@ -527,15 +651,20 @@ def _run_spark(
         StorageLevel.DISK_ONLY
     )
     try:
-        records = tagged.filter(F.col("tag") == "record").select(*record_schema(options.set_names))
+        names = options.set_names
+        records = tagged.filter(F.col("tag") == "records").select(*record_schema(names))
+        outcomes = tagged.filter(F.col("tag") == "outcomes").select(*outcome_schema())
+        searches = tagged.filter(F.col("tag") == "searches").select(*search_schema(names))
         quarantine = tagged.filter(F.col("tag") == "quarantine").select(*_QUARANTINE_SCHEMA)
         accounts = [
             json.loads(row["account"])
             for row in tagged.filter(F.col("tag") == "file").select("account").collect()
         ]
-        repeats = tagged.filter(F.col("tag") == "repeat").select(*record_schema(options.set_names))
+        repeats = tagged.filter(F.col("tag") == "repeats").select(*record_schema(names))
         records.write.parquet(_uri(out / "records"))
         repeats.write.parquet(_uri(out / "repeats"))
+        outcomes.write.parquet(_uri(out / "outcomes"))
+        searches.write.parquet(_uri(out / "searches"))
         quarantine.write.parquet(_uri(out / "quarantine"))
         # Each crime counted once, at the version `placeharm ingest` keeps current: its
         # earliest month, then the newer download (services/ingest._write_crimes).
@@ -543,37 +672,81 @@ def _run_spark(
             F.col("month").asc(), F.col("vintage").desc()
         )
         current = records.withColumn("_n", F.row_number().over(window)).filter("_n = 1")
-        aggregates = _aggregates(current, options.set_names, spark)
+        aggregates = _aggregates(current, names, "crime_type", "records", spark)
         aggregates.coalesce(1).write.parquet(_uri(out / "aggregates"))
+        # The outcomes of a crime in a month are the set of the newest download of that
+        # month (services/ingest._write_outcomes; on a tie of vintages the first file, as
+        # `placeharm ingest` writes them in path order), placed at their crime's areas.
+        unit = Window.partitionBy("crime_id", "month").orderBy(
+            F.col("vintage").desc(), F.col("source_file").asc()
+        )
+        held = outcomes.withColumn("_from", F.first("source_file").over(unit)).filter(
+            F.col("_from") == F.col("source_file")
+        )
+        placed = held.select("crime_id", "month", "outcome_type").join(
+            current.select(
+                F.col("crime_id").alias("_crime"), *[F.col(f"area_{n}") for n in names]
+            ).filter(F.col("_crime").isNotNull()),
+            F.col("crime_id") == F.col("_crime"),
+            "left",
+        )
+        outcome_cells = _aggregates(placed, names, "outcome_type", "outcomes", spark)
+        outcome_cells.coalesce(1).write.parquet(_uri(out / "outcome_aggregates"))
+        # A search is keyed by its content: the same search in two downloads is held once.
+        search_cells = _aggregates(
+            searches.dropDuplicates(["search_key"]), names, "search_type", "searches", spark
+        )
+        search_cells.coalesce(1).write.parquet(_uri(out / "search_aggregates"))
     finally:
         tagged.unpersist()
         broadcast.unpersist()
+    _check_every_file(uris, accounts)
     written = {"files": len(accounts)}
     return sorted(accounts, key=lambda a: a["source_file"]), written
 
 
-def _aggregates(current: DataFrame, set_names: Sequence[str], spark: SparkSession) -> DataFrame:
+def _check_every_file(uris: Sequence[str], accounts: list[dict[str, Any]]) -> None:
+    """Every local file given has exactly one account (read, refused or failed): a file Spark
+    did not list would otherwise be missing from the output without a word."""
+    given = [file_label(Path(_local_path(u))) for u in uris if urlparse(u).scheme in ("", "file")]
+    seen = [a["source_file"] for a in accounts]
+    missing = sorted(set(given) - set(seen))
+    twice = sorted({s for s in seen if seen.count(s) > 1})
+    if missing or twice:
+        raise PlaceharmError(
+            "the Spark job did not account for every file exactly once ("
+            + "; ".join(
+                ([f"not read: {', '.join(missing[:5])}"] if missing else [])
+                + ([f"read twice: {', '.join(twice[:5])}"] if twice else [])
+            )
+            + "); nothing was written. Run the job again; if it recurs, report it"
+        )
+
+
+def _aggregates(
+    rows: DataFrame, set_names: Sequence[str], kind: str, count: str, spark: SparkSession
+) -> DataFrame:
+    """Rows per set x area x month x `kind` (crime type, outcome type, search type), as the
+    column `count`."""
     from pyspark.sql import functions as F
 
     parts = [
-        current.select(
+        rows.select(
             F.lit(name).alias("set_name"),
             F.col(f"area_{name}").alias("area_code"),
             "month",
-            "crime_type",
+            kind,
         )
         for name in set_names
     ]
     if not parts:
         return spark.createDataFrame(
-            [], "set_name string, area_code string, month date, crime_type string, records bigint"
+            [], f"set_name string, area_code string, month date, {kind} string, {count} bigint"
         )
     union = parts[0]
     for part in parts[1:]:
         union = union.unionByName(part)
-    return union.groupBy("set_name", "area_code", "month", "crime_type").agg(
-        F.count(F.lit(1)).alias("records")
-    )
+    return union.groupBy("set_name", "area_code", "month", kind).agg(F.count(F.lit(1)).alias(count))
 
 
 def _uri(path: Path) -> str:
@@ -625,6 +798,10 @@ def _manifest(
             for f in output_files(out, name)
         ]
     ok = [f for f in files if f["status"] == "ok"]
+    of_kind = {
+        output: sum(f["records"] for f in ok if f["kind"] == kind)
+        for kind, output in KIND_OUTPUT.items()
+    }
     aggregate_records = 0
     if outputs["aggregates"]:
         aggregate_records = int(
@@ -646,7 +823,9 @@ def _manifest(
             "files": written["files"],
             "files_ok": len(ok),
             "rows_read": sum(f["rows_read"] for f in ok),
-            "records": sum(f["records"] for f in ok),
+            "records": of_kind["records"],
+            "outcomes": of_kind["outcomes"],
+            "searches": of_kind["searches"],
             "identical_repeats": sum(f["identical_repeats"] for f in ok),
             "differing_repeats": sum(f["differing_repeats"] for f in ok),
             "quarantined": sum(f["quarantined"] for f in ok),
