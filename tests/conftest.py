@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from engines import default_engine, engines_for
 from placeharm.services.areas import import_areas
 from placeharm.store.duckdb import DuckDBStore
 
@@ -117,30 +118,48 @@ def independent_pip() -> Callable[..., list[str | None]]:
 
 
 # -- both engines (issue 17): DuckDB always, PostgreSQL where a test is marked both_engines ---
+# PLACEHARM_TEST_ENGINE=postgresql runs every store test on PostgreSQL instead (CI's second
+# pass, so that across its two passes every test runs on each engine); tests marked
+# duckdb_only(reason=...) stay on DuckDB in every mode.
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    default_engine()  # a misspelt PLACEHARM_TEST_ENGINE stops the run before any test
     config.addinivalue_line(
         "markers",
         "both_engines: run once on DuckDB and once on PostgreSQL (PLACEHARM_TEST_PG or a "
         "throwaway cluster); the test's `store`/`store_at` fixtures give each engine's store",
     )
+    config.addinivalue_line(
+        "markers",
+        "duckdb_only(reason): a test of something only the DuckDB store has (its file, file "
+        "lock, backup file...): it runs on DuckDB even with PLACEHARM_TEST_ENGINE=postgresql",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        marker = item.get_closest_marker("duckdb_only")
+        if marker is not None and not marker.kwargs.get("reason"):
+            raise pytest.UsageError(f"{item.nodeid}: duckdb_only needs reason=...")
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"placeharm store engine: {default_engine()} (PLACEHARM_TEST_ENGINE)"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    # PLACEHARM_TEST_BOTH_ENGINES=1: every test with a `store` on both engines (to find which
-    # pass on PostgreSQL beyond those marked)
-    every = os.environ.get("PLACEHARM_TEST_BOTH_ENGINES") == "1"
-    if "engine" in metafunc.fixturenames and (
-        every or metafunc.definition.get_closest_marker("both_engines")
-    ):
-        metafunc.parametrize("engine", ["duckdb", "postgresql"], indirect=True)
+    if "engine" in metafunc.fixturenames:
+        engines = engines_for(metafunc.definition)
+        if engines:
+            metafunc.parametrize("engine", engines, indirect=True)
 
 
 @pytest.fixture
 def engine(request: pytest.FixtureRequest) -> str:
-    """The store engine under test: 'duckdb' unless the test is marked both_engines."""
-    return str(getattr(request, "param", "duckdb"))
+    """The store engine under test: DuckDB (or PLACEHARM_TEST_ENGINE) unless the test is
+    marked both_engines (then once per engine) or duckdb_only."""
+    return str(getattr(request, "param", default_engine()))
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,28 @@ LAT_COL = {"street": 5, "outcomes": 5, "stop-and-search": 4}
 DATA_TABLES = ("crimes", "crime_history", "outcomes", "stop_searches", "quarantine")
 
 
+class _Statements:
+    """Statements with `?` placeholders run by the store itself, on either engine (the
+    store's own `_run`: DuckDB as it is, PostgreSQL after translating the placeholders)."""
+
+    def __init__(self, store: object) -> None:
+        self._store = store
+
+    def execute(self, sql: str, params: list[object] | None = None) -> _Rows:
+        return _Rows(self._store._run(sql, params))  # type: ignore[attr-defined]
+
+
+class _Rows:
+    def __init__(self, rows: list[tuple[object, ...]]) -> None:
+        self._rows = rows
+
+    def fetchall(self) -> list[tuple[object, ...]]:
+        return self._rows
+
+    def fetchone(self) -> tuple[object, ...] | None:
+        return self._rows[0] if self._rows else None
+
+
 @dataclass(slots=True)
 class Base:
     kind: str
@@ -77,9 +99,10 @@ def load_bases(northumbria: Path) -> list[Base]:
 
 
 def logical_lines(data: bytes) -> list[str]:
-    """A UTF-8 file's lines as text: split at LF, CRs removed, bad bytes as \\xNN escapes."""
+    """A UTF-8 file's lines as text: split at LF, CRs removed, bad bytes and NULs as \\xNN
+    escapes (as the quarantine keeps them)."""
     return [
-        line.decode("utf-8", errors="backslashreplace").replace("\r", "")
+        line.decode("utf-8", errors="backslashreplace").replace("\r", "").replace("\x00", "\\x00")
         for line in data.split(b"\n")
     ]
 
@@ -547,7 +570,7 @@ class Held:
 
 
 def held_versions(store: object) -> Held:
-    con = store._con  # type: ignore[attr-defined]
+    con = _Statements(store)
     crimes: Counter[tuple[object, ...]] = Counter()
     imports: dict[tuple[object, ...], int] = {}
     for table in ("crimes", "crime_history"):
@@ -592,7 +615,7 @@ def check_results(
     by_file = {r.source_file: r for r in results}
     if len(results) != len(cases):
         failures.append(f"{len(results)} results for {len(cases)} files")
-    con = store._con  # type: ignore[attr-defined]
+    con = _Statements(store)
     for case, path in zip(cases, paths, strict=True):
         label = os.fsencode(path).decode("utf-8", errors="backslashreplace")
         result = by_file.get(label)
@@ -663,7 +686,7 @@ def _check_rows_held(store: object, path: Path, result: ImportResult, now: Held)
     row and a later sighting included), and every crime-month's outcome set of an imported
     outcomes file is held (current or in outcome_history). The rows are read here by
     placeharm's parser: this checks what the writing keeps, not how the file was read."""
-    con = store._con  # type: ignore[attr-defined]
+    con = _Statements(store)
     lines = {
         line
         for (line,) in con.execute(
@@ -763,11 +786,13 @@ def _check_versions(
         where = [
             con_row
             for table in ("outcomes", "outcome_history")
-            for con_row in store._con.execute(  # type: ignore[attr-defined]
+            for con_row in _Statements(store)
+            .execute(
                 f"SELECT '{table}', import_id, vintage, count(*) FROM {table} "
-                "WHERE crime_id = ? AND month = ? GROUP BY ALL",
+                "WHERE crime_id = ? AND month = ? GROUP BY 1, 2, 3",
                 [crime_id, month],
-            ).fetchall()
+            )
+            .fetchall()
         ]
         failures.append(f"{sets_twice} outcome sets held twice, e.g. {month}: {where}")
     # The rows counted inserted are those of crime-months new to the store, as the first

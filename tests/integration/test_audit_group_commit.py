@@ -54,9 +54,9 @@ def _read_all(log: AuditLog, store: DuckDBStore) -> tuple[dict[int, dict], list[
     return got, errors
 
 
-def test_entries_queued_meanwhile_commit_together_each_its_own(tmp_path: Path):
+def test_entries_queued_meanwhile_commit_together_each_its_own(tmp_path: Path, store_at):
     log = AuditLog(KEY)
-    with DuckDBStore(tmp_path / "s.duckdb") as store:
+    with store_at("s") as store:
         log.record(store, _actor(99), "consultation", "overview", "/overview")
         got, errors = _read_all(log, store)
         assert not errors and len(got) == READERS
@@ -87,9 +87,9 @@ def test_a_failed_group_commit_refuses_every_request_in_it(tmp_path: Path):
 
 
 @pytest.mark.parametrize("threads", [8])
-def test_reads_and_writes_side_by_side_keep_one_chain(tmp_path: Path, threads: int):
+def test_reads_and_writes_side_by_side_keep_one_chain(tmp_path: Path, store_at, threads: int):
     log = AuditLog(KEY)
-    with DuckDBStore(tmp_path / "s.duckdb") as store:
+    with store_at("s") as store:
         errors: list[BaseException] = []
 
         def work(n: int) -> None:

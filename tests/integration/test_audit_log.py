@@ -211,14 +211,14 @@ def test_export_writes_json_lines_that_verify_again(log_db: Path, tmp_path: Path
     assert not report.ok and report.problem_seq == 5
 
 
-def test_entries_go_to_syslog_over_udp(tmp_path: Path):
+def test_entries_go_to_syslog_over_udp(tmp_path: Path, store_at):
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.bind(("127.0.0.1", 0))
     sock.settimeout(5)
     port = sock.getsockname()[1]
     log = AuditLog(syslog=f"udp://127.0.0.1:{port}")
     try:
-        with DuckDBStore(tmp_path / "s.duckdb") as store:
+        with store_at("s") as store:
             entry = log.record(store, ANALYST, "consultation", "ward", "/ward/{code}")
             with store.transaction():  # an entry in a write is sent once it commits
                 second = log.record(store, ANALYST, "sign-in", "session", "/login")
@@ -232,9 +232,9 @@ def test_entries_go_to_syslog_over_udp(tmp_path: Path):
         assert body["entry_hash"] == sent["entry_hash"] and body["username"] == "analyst1"
 
 
-def test_an_entry_in_a_write_commits_or_rolls_back_with_it(tmp_path: Path):
+def test_an_entry_in_a_write_commits_or_rolls_back_with_it(tmp_path: Path, store_at):
     log = AuditLog()
-    with DuckDBStore(tmp_path / "s.duckdb") as store:
+    with store_at("s") as store:
         log.record(store, ANALYST, "consultation", "ward", "/ward/{code}")
         with pytest.raises(RuntimeError), store.transaction():
             store.upsert_user("u1", "U", "analyst", "x", demo=False)
@@ -250,9 +250,9 @@ def test_an_entry_in_a_write_commits_or_rolls_back_with_it(tmp_path: Path):
         assert audit.verify(store).ok
 
 
-def test_concurrent_appends_keep_one_chain(tmp_path: Path):
+def test_concurrent_appends_keep_one_chain(tmp_path: Path, store_at):
     log = AuditLog(KEY.encode())
-    with DuckDBStore(tmp_path / "s.duckdb") as store:
+    with store_at("s") as store:
         errors: list[BaseException] = []
 
         def work(n: int) -> None:
@@ -276,10 +276,10 @@ def test_concurrent_appends_keep_one_chain(tmp_path: Path):
         assert report.ok and report.checked == 90 and report.head_seq == 90
 
 
-def test_imports_say_who_imported(tmp_path: Path):
+def test_imports_say_who_imported(tmp_path: Path, store_at):
     csv = tmp_path / "groups.csv"
     csv.write_text("group_id,group_type\nG-A,OCG\n")
-    with DuckDBStore(tmp_path / "s.duckdb") as store:
+    with store_at("s") as store:
         uploader = Actor("admin1", "admin", "10.1.1.1")
         result = import_entity(store, "groups", csv, actor=uploader)
         import_entity(store, "groups", csv)  # the library or CLI: the operating-system user

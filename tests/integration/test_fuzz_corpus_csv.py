@@ -17,7 +17,6 @@ from csv_corpus import build, check_results, data_counts, held_versions, outcome
 
 from placeharm.services.ingest import ingest
 from placeharm.services.integrity import check
-from placeharm.store.duckdb import DuckDBStore
 
 SEED = 20261206
 FILES = 720
@@ -25,7 +24,7 @@ BATCH = 40  # files per ingest call: refused and imported files mixed in each ca
 
 
 def test_fuzz_corpus_of_mutated_real_csv_files(
-    tmp_path: Path, northumbria: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, store_at, northumbria: Path, caplog: pytest.LogCaptureFixture
 ):
     started = time.perf_counter()
     cases = build(SEED, FILES, northumbria)
@@ -33,7 +32,7 @@ def test_fuzz_corpus_of_mutated_real_csv_files(
     failures: list[str] = []
     outcomes: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
-    with DuckDBStore(tmp_path / "fuzz.duckdb") as store, caplog.at_level(logging.WARNING):
+    with store_at("fuzz") as store, caplog.at_level(logging.WARNING):
         # refused files one at a time first: every table exactly as before
         alone = [i for i, c in enumerate(cases) if c.expect == "refused"][:25]
         for i in alone:

@@ -103,11 +103,11 @@ def test_add_stores_validated_weights_and_origin_and_survives_reopening(tmp_path
     ],
 )
 def test_add_refuses_a_bad_file_and_stores_nothing(
-    tmp_path: Path, text: str, suffix: str, reason: str
+    tmp_path: Path, store_at, text: str, suffix: str, reason: str
 ):
     path = tmp_path / f"local{suffix}"
     path.write_text(text)
-    with DuckDBStore(tmp_path / "r.duckdb") as store:
+    with store_at("r") as store:
         with pytest.raises(DataError) as caught:
             indices.add(store, path, "local")
         assert reason in str(caught.value)
@@ -119,19 +119,21 @@ def test_add_refuses_a_bad_file_and_stores_nothing(
     "name",
     ["css", "cchi", "CSS", "Drugs", "a", "css:drugs", "../x", "a/b", "a.csv", "-x", "x" * 41],
 )
-def test_add_refuses_names_that_clash_or_read_as_paths(tmp_path: Path, name: str):
+def test_add_refuses_names_that_clash_or_read_as_paths(tmp_path: Path, store_at, name: str):
     path = tmp_path / "local.csv"
     path.write_text(CSV)
-    with DuckDBStore(tmp_path / "r.duckdb") as store:
+    with store_at("r") as store:
         with pytest.raises(DataError, match=r"is not allowed|is a shipped index"):
             indices.add(store, path, name)
         assert _empty(store)
 
 
-def test_add_refuses_a_second_index_of_the_same_name_and_missing_or_huge_files(tmp_path: Path):
+def test_add_refuses_a_second_index_of_the_same_name_and_missing_or_huge_files(
+    tmp_path: Path, store_at
+):
     path = tmp_path / "local.csv"
     path.write_text(CSV)
-    with DuckDBStore(tmp_path / "r.duckdb") as store:
+    with store_at("r") as store:
         indices.add(store, path, "local")
         with pytest.raises(DataError, match="already registered; remove it first"):
             indices.add(store, path, "local")
@@ -194,7 +196,7 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def test_adding_and_removing_an_index_are_audited_alterations(tmp_path: Path):
+def test_adding_and_removing_an_index_are_audited_alterations(tmp_path: Path, store_at):
     """Each registry change is an `alteration` entry naming the index, in the change's own
     transaction; a refused file leaves no entry."""
     from placeharm.audit import Actor, verify
@@ -204,7 +206,7 @@ def test_adding_and_removing_an_index_are_audited_alterations(tmp_path: Path):
     bad = tmp_path / "bad.csv"
     bad.write_text("offence_code,crime_type,weight\n92A,,-5\n")
     admin = Actor("admin1", "admin", None)
-    with DuckDBStore(tmp_path / "r.duckdb") as store:
+    with store_at("r") as store:
         indices.add(store, csv_file, "local", actor=admin)
         with pytest.raises(DataError):
             indices.add(store, bad, "broken", actor=admin)

@@ -328,3 +328,27 @@ def test_unclosed_quote_does_not_swallow_the_rows_after_it(
     for row in (crimes[1], crimes[2]):
         assert row[ID] in set(stored["crime_id"]) or row[ID] in quarantined_text
     assert crimes[0][ID] not in set(stored["crime_id"])  # the malformed record is not data
+
+
+@pytest.mark.both_engines
+def test_a_line_with_a_nul_is_quarantined_with_its_text_escaped(
+    store: DuckDBStore, tmp_path: Path, street_sample
+):
+    """Was a bug on PostgreSQL (issue 17): a NUL in a field was stored on DuckDB but failed
+    the whole file on PostgreSQL, whose text cannot hold one. A NUL is not text and no
+    police.uk field holds one: the line is quarantined on either engine, its raw text showing
+    the NUL as \\x00 (as bad bytes are shown), and the other lines import."""
+    header, lines = street_sample
+    crimes, _ = _pick(lines)
+    damaged = ",".join(_with(crimes[1], LOCATION, "On or near \x00Park"))
+    path = tmp_path / NAME
+    path.write_text("\n".join([header, ",".join(crimes[0]), damaged, ",".join(crimes[2])]) + "\n")
+    result = ingest(store, [path])[0]
+    assert result.status == "ok" and result.rows_read == 3 and result.quarantined == 1
+    held = queries.quarantine(store).select("line", "raw_text", "reason").rows()
+    assert len(held) == 1
+    line, raw, reason = held[0]
+    assert line == 3 and raw == damaged.replace("\x00", "\\x00")
+    assert reason.startswith("bad character: a NUL (0x00) at column ")
+    stored = set(store.crime_frame(["crime_id"])["crime_id"])
+    assert {crimes[0][ID], crimes[2][ID]} <= stored and crimes[1][ID] not in stored

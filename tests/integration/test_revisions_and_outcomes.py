@@ -119,7 +119,7 @@ def _latest_outcomes(
 
 @pytest.mark.slow
 def test_latest_outcome_comes_from_the_latest_outcome_month(
-    store: DuckDBStore, northumbria: Path, tmp_path: Path
+    store: DuckDBStore, store_at, northumbria: Path, tmp_path: Path
 ):
     street = northumbria / STREET
     _, street_rows = _rows(street)
@@ -167,7 +167,7 @@ def test_latest_outcome_comes_from_the_latest_outcome_month(
     assert after == {c: latest[c][1] for c in revised_ids}
 
     # Outcomes imported before their street month still end up on the crime.
-    other = DuckDBStore(":memory:")
+    other = store_at("other")
     ingest(other, outcome_files[:3])
     ingest(other, [street])
     early = dict(

@@ -18,7 +18,6 @@ from placeharm.harm import custom_index
 from placeharm.services import soc
 from placeharm.services.areas import import_areas
 from placeharm.soc.importer import import_entity, load_mapping
-from placeharm.store.duckdb import DuckDBStore
 
 A, B = (-1.605, 54.975), (-1.595, 54.975)
 FILES = {
@@ -60,12 +59,12 @@ def _square(code: str, lon: float, lat: float) -> dict:
 
 
 @pytest.fixture
-def hand(tmp_path: Path):
+def hand(tmp_path: Path, store_at):
     areas = tmp_path / "areas.geojson"
     areas.write_text(
         json.dumps({"type": "FeatureCollection", "features": [_square("A", *A), _square("B", *B)]})
     )
-    store = DuckDBStore(tmp_path / "soc.duckdb")
+    store = store_at("soc")
     import_areas(store, areas, "patch", code_field="code", name_field="name")
     results = {}
     for kind in soc.IMPORT_ORDER:

@@ -111,9 +111,9 @@ def test_overlay_is_plausible(overlay_store):
         assert types[code] == crime_type or crime_type == "Violence and sexual offences"
 
 
-def test_export_import_round_trip(overlay_store, tmp_path: Path):
+def test_export_import_round_trip(overlay_store, tmp_path: Path, store_at):
     store, built, _ = overlay_store
-    fresh = DuckDBStore(tmp_path / "fresh.duckdb")
+    fresh = store_at("fresh")
     try:
         # CHB site polygons are an area set (GeoJSON), not a CSV entity
         import_areas(fresh, built.overlay.chb_sites, "chb", code_field="code", name_field="name")

@@ -356,7 +356,7 @@ def _imports(store: DuckDBStore) -> int:
     ],
 )
 def test_load_parquet_refuses_a_wrong_folder_and_writes_nothing(
-    job, tmp_path, boundaries, damage, says
+    job, tmp_path, store_at, boundaries, damage, says
 ) -> None:
     out, _ = job
     copy = _copy(out, tmp_path)
@@ -377,7 +377,7 @@ def test_load_parquet_refuses_a_wrong_folder_and_writes_nothing(
         )
     if damage != "no manifest":
         manifest_path.write_text(json.dumps(manifest))
-    store = DuckDBStore(tmp_path / "s.duckdb")
+    store = store_at("s")
     for name in SETS if damage != "store lacks a set" else SETS[:2]:
         import_areas(store, boundaries / BOUNDARY[name], name)
     before = _imports(store)

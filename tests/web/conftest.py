@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -12,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from engines import default_engine, engines_for
 from placeharm.config import load_settings
 from placeharm.services import auth, demo, policy, soc
 from placeharm.services.policy import Role, User
@@ -46,19 +46,19 @@ def pristine_db(demo_db: Path) -> Path:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     # issue 17: web tests marked both_engines run against the demo store on DuckDB and on
-    # PostgreSQL (the same store moved by migrate-store)
-    every = os.environ.get("PLACEHARM_TEST_BOTH_ENGINES") == "1"
-    if "web_engine" in metafunc.fixturenames and (
-        every or metafunc.definition.get_closest_marker("both_engines")
-    ):
-        metafunc.parametrize("web_engine", ["duckdb", "postgresql"], indirect=True, scope="module")
+    # PostgreSQL (the same store moved by migrate-store); PLACEHARM_TEST_ENGINE=postgresql
+    # runs the others on PostgreSQL, duckdb_only ones on DuckDB (tests/conftest.py)
+    if "web_engine" in metafunc.fixturenames:
+        engines = engines_for(metafunc.definition)
+        if engines:
+            metafunc.parametrize("web_engine", engines, indirect=True, scope="module")
 
 
 @pytest.fixture(scope="session")
 def web_engine(request: pytest.FixtureRequest) -> str:
-    """The engine the web app's store runs on: 'duckdb' unless the test is marked
-    both_engines (then once per engine)."""
-    return str(getattr(request, "param", "duckdb"))
+    """The engine the web app's store runs on: DuckDB (or PLACEHARM_TEST_ENGINE) unless the
+    test is marked both_engines (then once per engine) or duckdb_only."""
+    return str(getattr(request, "param", default_engine()))
 
 
 def pg_copy(source: Path, request: pytest.FixtureRequest) -> str:

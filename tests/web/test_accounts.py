@@ -401,8 +401,8 @@ def test_throttle_backoff_is_bounded_and_per_address():
         ("x" * 257, "at most 256"),
     ],
 )
-def test_password_deny_list(tmp_path: Path, password: str, why: str):
-    with DuckDBStore(tmp_path / "p.duckdb") as store:
+def test_password_deny_list(tmp_path: Path, store_at, password: str, why: str):
+    with store_at("p") as store:
         with pytest.raises(DataError, match=why) as refused:
             auth.create_user(store, "jsmith", "John Smith", "officer", password)
         assert "use three or four unrelated words" in str(refused.value).lower() or why in (
@@ -413,8 +413,8 @@ def test_password_deny_list(tmp_path: Path, password: str, why: str):
         assert store.user("jsmith") is not None
 
 
-def test_demo_accounts_bypass_the_rules_explicitly_and_only_when_demo(tmp_path: Path):
-    with DuckDBStore(tmp_path / "d.duckdb") as store:
+def test_demo_accounts_bypass_the_rules_explicitly_and_only_when_demo(tmp_path: Path, store_at):
+    with store_at("d") as store:
         logins = auth.create_demo_users(store)
         assert logins["officer"] == "officer-demo-2026"
         assert all(store.user(name)["demo"] for name in logins)  # type: ignore[index]

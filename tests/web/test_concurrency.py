@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 from placeharm.config import load_settings
 from placeharm.services import pages
 from placeharm.services.pages import Page
-from placeharm.store.duckdb import DuckDBStore
 from placeharm.web.app import PageCache, create_app
 
 from .conftest import csrf_headers, sign_in
@@ -26,8 +25,8 @@ WARD = "E05001111"
 # -- the store from several threads ------------------------------------------------------------
 
 
-def test_each_thread_reads_committed_data_while_another_writes(tmp_path: Path):
-    with DuckDBStore(tmp_path / "s.duckdb") as store:
+def test_each_thread_reads_committed_data_while_another_writes(tmp_path: Path, store_at):
+    with store_at("s") as store:
         started, release = threading.Event(), threading.Event()
 
         def writer() -> None:
@@ -56,8 +55,8 @@ def test_each_thread_reads_committed_data_while_another_writes(tmp_path: Path):
         assert seen[1] is not None and seen[1]["username"] == "w1"  # type: ignore[index]
 
 
-def test_a_failed_write_in_one_thread_leaves_the_others_alone(tmp_path: Path):
-    with DuckDBStore(tmp_path / "s.duckdb") as store:
+def test_a_failed_write_in_one_thread_leaves_the_others_alone(tmp_path: Path, store_at):
+    with store_at("s") as store:
         store.upsert_user("kept", "Kept", "analyst", "x", demo=False)
         errors: list[BaseException] = []
 

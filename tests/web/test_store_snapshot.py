@@ -82,11 +82,11 @@ def test_a_page_never_mixes_two_imports(
     assert _figures(during) == _figures(before)
 
 
-def test_snapshot_holds_one_state_across_queries(tmp_path: Path):
+def test_snapshot_holds_one_state_across_queries(tmp_path: Path, store_at):
     """The store-level rule under the page: inside `snapshot()` a thread's queries all see the
     store as it was at its first query, whatever commits meanwhile; outside, each sees the
     latest (so without the snapshot a page could mix)."""
-    with DuckDBStore(tmp_path / "s.duckdb") as store:
+    with store_at("s") as store:
 
         def add_import() -> None:
             def run() -> None:

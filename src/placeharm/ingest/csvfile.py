@@ -376,6 +376,8 @@ def read_table(path: Path, header: tuple[str, ...], body: bytes) -> RawTable:
             body.decode("utf-8")
     except UnicodeDecodeError:
         return _slow_path(source, header, body)
+    if b"\x00" in body:  # lines with a NUL are quarantined one by one, as bad bytes are
+        return _slow_path(source, header, body)
     size = len(body)
     buf = np.frombuffer(body, dtype=np.uint8)
     quotes = np.flatnonzero(buf == 34)
@@ -485,7 +487,8 @@ def _slow_path(source: str, header: tuple[str, ...], body: bytes) -> RawTable:
     """Line-exact reading with the csv module, for the files the fast path cannot take.
 
     A quote inside an unquoted field is plain text (as in the csv module and RFC 4180
-    readers); a line that is not UTF-8 is quarantined on its own.
+    readers); a line that is not UTF-8, or holds a NUL, is quarantined on its own (its raw
+    text shows the bad bytes as \\xNN escapes).
     """
     quarantine: list[QuarantineRow] = []
     physical = body.split(b"\n")
@@ -504,11 +507,29 @@ def _slow_path(source: str, header: tuple[str, ...], body: bytes) -> RawTable:
                     QuarantineRow(
                         source,
                         line_no,
-                        raw.decode("utf-8", errors="backslashreplace").rstrip("\r"),
+                        raw.decode("utf-8", errors="backslashreplace")
+                        .rstrip("\r")
+                        .replace("\x00", "\\x00"),
                         held(
                             f"bad encoding: byte 0x{bad_byte} at column {exc.start + 1} is not "
                             "UTF-8 text",
                             "save it as CSV UTF-8",
+                        ),
+                    )
+                )
+                continue
+            if "\x00" in text:
+                # no store can keep a NUL in text (PostgreSQL refuses it), and no police.uk
+                # field holds one: the line is damaged, and is quarantined as bad bytes are
+                quarantine.append(
+                    QuarantineRow(
+                        source,
+                        line_no,
+                        text.rstrip("\r").replace("\x00", "\\x00"),
+                        held(
+                            f"bad character: a NUL (0x00) at column {text.index(chr(0)) + 1} "
+                            "is not text",
+                            "remove it, or download the file again",
                         ),
                     )
                 )
