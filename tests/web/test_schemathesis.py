@@ -36,7 +36,7 @@ from placeharm.config import load_settings
 from placeharm.services import auth
 from placeharm.web.app import create_app
 
-from .conftest import build_demo_store, csrf_headers, login_token, origin, sign_in
+from .conftest import build_demo_store, csrf_headers, login_token, origin, pg_copy, sign_in
 
 ANONYMOUS = "anonymous"
 WHO = (*auth.DEMO_USERS, ANONYMOUS)
@@ -68,12 +68,16 @@ schema = schemathesis.openapi.from_dict(DESCRIPTION)
 @pytest.fixture(scope="module")
 def api(
     tmp_path_factory: pytest.TempPathFactory,
+    web_engine: str,
+    request: pytest.FixtureRequest,
 ) -> Iterator[tuple[Any, dict[str, dict[str, str]]]]:
     """The schemathesis client, and the headers each of WHO sends: its session cookie (none
-    when anonymous), this site's Origin and the CSRF token bound to the cookie."""
+    when anonymous), this site's Origin and the CSRF token bound to the cookie. The store is
+    a demo store of its own, on the engine under test (PostgreSQL: moved by migrate-store)."""
     path = tmp_path_factory.mktemp("schemathesis") / "api.duckdb"
     build_demo_store(path)
-    app = create_app(load_settings(db=path))
+    db: Path | str = path if web_engine == "duckdb" else pg_copy(path, request)
+    app = create_app(load_settings(db=db))
     with TestClient(app) as client:
         headers = {}
         for name in auth.DEMO_USERS:
