@@ -445,3 +445,85 @@ def test_an_index_registered_in_the_store_is_used_by_name(hand, tmp_path):
     assert ranked.table["harm"].to_list() == [2.0, 1.0, 0.0, 0.0]
     series = harm.series(store, "patch", D(2021, 2, 1), D(2021, 2, 1), "doubled", areas=["B"])
     assert series.table["harm"].to_list() == [1.0]
+
+
+# -- which months a SOC score holds (services/soc.period_data, default_period) ----------------
+# Force crimes: 7 in each of 2021-01, 02 and 04 (21 in 4 months, 5 or more a month: dense, so
+# the empty 2021-03 is a gap). Drug-related deaths: 2021-02-10 and 2021-05-20 (sparse: every
+# month from the first to the last is held, 02..05).
+FORCE_CRIMES = "crime_ref,recorded_date,offence_code,latitude,longitude\n" + "".join(
+    f"F{month}{i},2021-{month:02d}-{10 + i:02d},92A,{CENTRE['A'][1]},{CENTRE['A'][0]}\n"
+    for month in (1, 2, 4)
+    for i in range(7)
+)
+DEATHS = (
+    "event_id,event_date,partner,event_type,latitude,longitude\n"
+    f"E1,2021-02-10,coroner,drug_related_death,{CENTRE['B'][1]},{CENTRE['B'][0]}\n"
+    f"E2,2021-05-20,coroner,drug_related_death,{CENTRE['B'][1]},{CENTRE['B'][0]}\n"
+)
+
+
+@pytest.fixture(scope="module")
+def soc_months(hand, homes, tmp_path_factory: pytest.TempPathFactory):
+    from placeharm.services import pages
+
+    store, _ = hand
+    tmp = tmp_path_factory.mktemp("socmonths")
+    for kind, text in (("force-crimes", FORCE_CRIMES), ("partner-events", DEATHS)):
+        (tmp / f"{kind}.csv").write_text(text)
+        assert import_entity(store, kind, tmp / f"{kind}.csv").status == "ok"
+    every = pages.Filters().measure_set()
+    deaths = pages.Filters(measures=("drug_related_deaths",)).measure_set()
+    residents = pages.Filters(measures=("ocg_members_pis",)).measure_set()
+    return soc_cells.cells(store, "patch"), every, deaths, residents
+
+
+def test_soc_period_held_and_gaps_in_both_periods(soc_months):
+    model, every, deaths, residents = soc_months
+    assert soc.dated_sources(every) == ("force_crimes", "intelligence", "partner_events")
+    assert soc.dated_sources(residents) == ()
+    # every measure: the months the dense source (force crimes) holds; deaths are sparse and
+    # intelligence holds nothing, so neither narrows them
+    assert soc.soc_held_months(model, every) == {D(2021, 1, 1), D(2021, 2, 1), D(2021, 4, 1)}
+    assert soc.soc_held_months(model, deaths) == {D(2021, m, 1) for m in (2, 3, 4, 5)}
+    assert soc.soc_held_months(model, residents) is None
+    # 2021-02..04 against the 3 months before, 2020-11..2021-01
+    assert soc.period_data(model, every, D(2021, 2, 1), D(2021, 4, 1)) == soc.PeriodData(
+        ["2021-02", "2021-04"],
+        ["2021-03"],
+        ["2021-01"],
+        ["2020-11", "2020-12"],
+        "2021-01",
+        "2021-04",
+        False,
+    )
+    # one month: against the month before
+    assert soc.period_data(model, deaths, D(2021, 5, 1), D(2021, 5, 1)) == soc.PeriodData(
+        ["2021-05"], [], ["2021-04"], [], "2021-02", "2021-05", False
+    )
+    after = soc.period_data(model, deaths, D(2021, 6, 1), D(2021, 7, 1))
+    assert (after.held, after.gaps) == ([], ["2021-06", "2021-07"])
+    assert (after.previous_held, after.previous_gaps) == (["2021-04", "2021-05"], [])
+    assert after.empty
+    only = soc.period_data(model, residents, D(2021, 2, 1), D(2021, 4, 1))
+    assert only == soc.PeriodData([], [], [], [], None, None, True)
+    assert not only.empty  # residents are a snapshot: never "no data"
+
+
+def test_soc_default_period_is_held_in_full_with_its_comparison(soc_months):
+    model, every, deaths, residents = soc_months
+    # deaths held 02..05: 04..05 against 02..03 is the longest whole pair ending in May
+    assert soc.default_period(model, deaths) == (D(2021, 4, 1), D(2021, 5, 1))
+    assert soc.default_period(model, deaths, months=1) == (D(2021, 5, 1), D(2021, 5, 1))
+    # every measure: held 01, 02, 04; April's previous month (March) is a gap: no period
+    assert soc.default_period(model, every) is None
+    assert soc.default_period(model, residents) is None
+
+
+def test_soc_residents_stand_at_the_period_end_or_the_last_record(soc_months):
+    model, *_ = soc_months
+    # the last dated record of the force's systems (Store.soc_summary: force crimes,
+    # intelligence, incidents; partner events are not among them): the crime of 2021-04-16
+    assert soc.snapshot_as_of(model, D(2021, 3, 1)) == D(2021, 3, 31)
+    assert soc.snapshot_as_of(model, D(2021, 4, 1)) == D(2021, 4, 16)
+    assert soc.snapshot_as_of(model, D(2021, 9, 1)) == D(2021, 4, 16)
