@@ -331,6 +331,14 @@ def test_touched_cells_by_hand() -> None:
     assert cells((3.5, -1.0, 3.5, 5.0)) == [3, 7, 11, 15]
     # Several segments: each cell once, in order.
     assert cells((0.5, 0.5, 0.6, 0.6), (0.5, 0.5, 0.7, 0.7), (3.5, 3.5, 3.6, 3.6)) == [0, 15]
+    # dy exactly 1 (slope 3): row 0 spans x 0.5 to 2.03, row 1 x 1.97 to 3.5.
+    assert cells((0.5, 0.5, 3.5, 1.5)) == [0, 1, 2, 5, 6, 7]
+    # A shallow segment crossing y = 1 (slope 100): row 0's band reaches y 1.01, x 2.5.
+    assert cells((0.5, 0.99, 3.5, 1.02)) == [0, 1, 2, 4, 5, 6, 7]
+    # Rows of 0.5 (8 rows would span 4): row 0's band ends at y 0.51, x 2.05 (slope 5);
+    # row 1 starts at y 0.49, x 1.95.
+    halves = np.array([[0.5, 0.2, 3.5, 0.8]])
+    assert touched(halves, 0.01, 0.0, 0.0, 1.0, 0.5, 4, 4).tolist() == [0, 1, 2, 5, 6, 7]
     # The origin and cell size are used.
     ends = np.array([[10.5, 20.5, 10.7, 20.7]])
     # Rows 1 (y 20.24 to 20.51) and 2 (20.49 to 20.76) of 0.25; columns 0 and 1 of 0.5.
@@ -378,7 +386,7 @@ def test_grid_bytes_round_trip_and_refusals() -> None:
     x = np.array([3.0, 0.0, 9.0])
     y = np.array([3.0, 4.0, 9.0])
     assert assign_points(x, y, again, threads=1).tolist() == [0, 0, -1]
-    with pytest.raises(ValueError, match="not a stored placeharm grid"):
+    with pytest.raises(ValueError, match=r"^not a stored placeharm grid$"):
         grid_from_bytes(SQUARE, b"PHGRID1\n" + data[8:])
     import json
     import zlib
@@ -400,9 +408,9 @@ def test_grid_bytes_round_trip_and_refusals() -> None:
         return b"PHGRID2\n" + len(text).to_bytes(8, "little") + text + zlib.compress(new_body)
 
     assert grid_from_bytes(SQUARE, with_body(body)).coarse.tolist() == COARSE
-    with pytest.raises(ValueError, match="bytes after its cells"):
+    with pytest.raises(ValueError, match=r"^a stored grid has bytes after its cells$"):
         grid_from_bytes(SQUARE, with_body(body + b"\x00"))
-    with pytest.raises(ValueError, match="do not fill its shape"):
+    with pytest.raises(ValueError, match=r"^a stored grid's cells do not fill its shape$"):
         grid_from_bytes(SQUARE, with_body(body, {**header, "coarse": [4, 5]}))
     # The coarse cells' runs by hand: 14 runs (the 12 block ids and the middle 0s split by
     # them: -2,-3,-4,-5,-6,0,0,-7,-8,0,0,-9,... gives -6 | 0 0 | -7 -8 | 0 0 | -9).
@@ -418,3 +426,103 @@ def test_infinite_coordinates_go_nowhere() -> None:
     y = np.array([1.0, np.inf, 1.0, np.nan, 1.0])
     assert assign_points(x, y, TIES, threads=1).tolist() == [-1, -1, -1, -1, 0]
     assert assign_points(x, y, _square_grid(), threads=1).tolist() == [-1, -1, -1, -1, 0]
+
+
+def test_grid_of_no_polygons_by_hand() -> None:
+    for polygons in (np.array([], dtype=object), np.array([shapely.Polygon()], dtype=object)):
+        grid = PolygonGrid.build(polygons, levels=2, threads=1)
+        assert len(grid.polygons) == len(polygons)
+        assert (grid.bounds, grid.fine_size, grid.levels, grid.margin) == (
+            (0.0, 0.0, 0.0, 0.0),
+            (1.0, 1.0),
+            2,
+            0.0,
+        )
+        assert grid.coarse.tolist() == [[-1]] and grid.coarse.dtype == np.int32
+        assert grid.fine.shape == (0, 4, 4) and grid.fine.dtype == np.int32
+        found = grid.lookup(np.array([0.0, 0.5, np.nan]), np.array([0.0, 0.5, 1.0]))
+        assert found.tolist() == [-1, -1, -1] and found.dtype == np.int32
+        assert assign_points(np.array([0.0]), np.array([0.0]), grid).tolist() == [-1]
+
+
+# 8 x 6 from (10, 20), 16 coarse cells: side sqrt(48 / 16) = 1.73, so 5 columns of 1.6 and
+# 4 rows of 1.5 (levels 0). The border cells are near an edge; the 6 inside hold 0.
+RECT = np.array([shapely.box(10, 20, 18, 26)], dtype=object)
+
+
+def test_grid_with_an_origin_and_cells_that_are_not_square() -> None:
+    grid = PolygonGrid.build(RECT, coarse_cells=16, levels=0, threads=1)
+    assert grid.bounds == (10.0, 20.0, 18.0, 26.0)
+    assert grid.fine_size == pytest.approx((1.6, 1.5))
+    assert grid.margin == pytest.approx(1.5e-8, rel=1e-12)  # 1e-8 of the shorter side
+    assert np.where(grid.coarse >= -1, grid.coarse, 9).tolist() == [
+        [9, 9, 9, 9, 9],
+        [9, 0, 0, 0, 9],
+        [9, 0, 0, 0, 9],
+        [9, 9, 9, 9, 9],
+    ]
+    x = np.array([11.7, 16.2, 16.2, 16.2, 17.0, 10.5, 9.9, 14.0])
+    y = np.array([21.6, 21.6, 24.4, 24.6, 22.0, 22.0, 22.0, 26.1])
+    # columns: 1.7 / 1.6 -> 1, 6.2 / 1.6 -> 3, 7.0 / 1.6 -> 4; rows: 1.6 / 1.5 -> 1,
+    # 4.4 / 1.5 -> 2, 4.6 / 1.5 -> 3
+    assert grid.lookup(x, y).tolist() == [0, 0, 0, -2, -2, -2, -1, -1]
+    assert assign_points(x, y, grid, threads=1).tolist() == [0, 0, 0, 0, 0, 0, -1, -1]
+    again = grid_from_bytes(RECT, grid_to_bytes(grid))
+    assert again.bounds == (10.0, 20.0, 18.0, 26.0)
+    assert again.lookup(x, y).tolist() == [0, 0, 0, -2, -2, -2, -1, -1]
+    # Turned a quarter: 4 columns of 1.5 and 5 rows of 1.6; the margin is 1e-8 x 1.5 again.
+    tall = PolygonGrid.build(np.array([shapely.box(0, 0, 6, 8)]), coarse_cells=16, levels=0)
+    assert tall.coarse.shape == (5, 4)
+    assert tall.margin == pytest.approx(1.5e-8, rel=1e-12)
+
+
+def test_grid_shape_of_small_and_single_cell_sets() -> None:
+    # 0.5 x 0.25 with 8 cells: side 0.125, 4 columns and 2 rows
+    small = PolygonGrid.build(np.array([shapely.box(0, 0, 0.5, 0.25)]), coarse_cells=8, levels=0)
+    assert small.coarse.shape == (2, 4)
+    assert small.fine_size == (0.125, 0.125)
+    one = PolygonGrid.build(SQUARE, coarse_cells=1, levels=0, threads=1)
+    assert one.coarse.tolist() == [[-2]] and one.fine.tolist() == [[[-2]]]
+
+
+@pytest.mark.parametrize(
+    "box",
+    [
+        (1_048_570, 0, 1_048_580, 10),  # the largest magnitude is max x
+        (-1_048_580, 0, -1_048_570, 10),  # min x
+        (0, 1_048_570, 10, 1_048_580),  # max y
+        (0, -1_048_580, 10, -1_048_570),  # min y
+    ],
+)
+def test_the_margin_covers_the_rounding_of_large_coordinates(box: tuple[int, ...]) -> None:
+    """At 1,048,580 (above 2**20) a double's spacing is 2**-32: the margin is 1000 of them
+    (2.3e-7), more than 1e-8 of a 2.5-unit cell; at 1,048,570 it would be half that."""
+    grid = PolygonGrid.build(np.array([shapely.box(*box)]), coarse_cells=16, levels=0)
+    assert grid.margin == 1000 * 2.0**-32
+
+
+def test_the_margin_of_a_tiny_set_is_at_least_the_rounding_at_one() -> None:
+    """A 0.0001-unit square in 64 cells: 1e-8 of a cell (1.25e-13) is below 1000 x the
+    spacing of doubles at 1 (2**-52), which is the margin then."""
+    grid = PolygonGrid.build(np.array([shapely.box(0, 0, 1e-4, 1e-4)]), coarse_cells=64)
+    assert grid.margin == 1000 * 2.0**-52
+
+
+def test_fine_levels_never_go_below_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a ceiling below the 12 border cells themselves, the grid still has one level of
+    cells (levels 0), never fewer."""
+    monkeypatch.setattr(assign_module, "_FINE_CELLS_MAX", 11)
+    grid = _square_grid()
+    assert grid.levels == 0
+    assert grid.coarse.tolist() == COARSE
+
+
+def test_polygons_are_prepared_once_for_every_path() -> None:
+    raw = shapely.from_wkb(shapely.to_wkb(TIES))
+    assert not shapely.is_prepared(raw).any()
+    assert shapely.is_prepared(assign_module.PreparedPolygons.build(raw).polygons).all()
+    raw = shapely.from_wkb(shapely.to_wkb(TIES))
+    grid = PolygonGrid.build(raw, coarse_cells=16, levels=1, threads=1)
+    assert shapely.is_prepared(grid.polygons).all()
+    raw = shapely.from_wkb(shapely.to_wkb(TIES))
+    assert shapely.is_prepared(grid_from_bytes(raw, grid_to_bytes(grid)).polygons).all()
