@@ -441,6 +441,9 @@ def test_an_index_registered_in_the_store_is_used_by_name(hand, tmp_path):
     result = harm.compare(store, "patch", D(2021, 2, 1), D(2021, 2, 1), "previous", "doubled")
     rows = _rows(result)
     assert (rows["A"]["harm_current"], rows["A"]["harm_previous"]) == (2.0, 1.0)
+    # a previous harm of 1 (not only above 1) gives a percentage: 2 / 1 - 1, 1 / 2 - 1
+    assert (rows["A"]["pct_change"], rows["B"]["pct_change"]) == (100.0, -50.0)
+    assert result.meta["area_set"] == "patch"
     ranked = harm.rank(store, "patch", D(2021, 2, 1), D(2021, 2, 1), "doubled")
     assert ranked.table["harm"].to_list() == [2.0, 1.0, 0.0, 0.0]
     series = harm.series(store, "patch", D(2021, 2, 1), D(2021, 2, 1), "doubled", areas=["B"])
