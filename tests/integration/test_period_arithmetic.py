@@ -386,6 +386,7 @@ def test_compare_with_no_previous_harm_has_no_percentage(hand):
     result = harm.compare(
         store, "patch", D(2021, 2, 1), D(2021, 2, 1), "previous", index, crime_types=["Robbery"]
     )
+    assert (result.kind, result.meta["crime_types"]) == ("compare", ["Robbery"])
     rows = _rows(result)
     assert rows["A"]["pct_change"] is None  # no harm before: no percentage, not infinity
     assert rows["B"]["pct_change"] == pytest.approx(-100.0)
