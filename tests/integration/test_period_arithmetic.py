@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from placeharm.errors import UnknownArea
 from placeharm.harm import custom_index
 from placeharm.services import harm, soc
 from placeharm.services.areas import import_areas
@@ -287,8 +288,9 @@ def test_series_of_chosen_areas_and_filters(hand):
     blank = harm.series(store, "patch", D(2021, 1, 1), D(2021, 1, 1), index, offence_codes=[" "])
     assert _by_area(blank, "harm") == {"A": [10.0], "B": [100.0], "C": [0.0]}
     assert blank.meta["offence_codes"] is None
-    with pytest.raises(Exception, match=r"^no area Y, Z in set 'patch'; list them with"):
+    with pytest.raises(UnknownArea, match=r"^no area Y, Z in set 'patch'; list them with") as e:
         harm.series(store, "patch", D(2021, 1, 1), D(2021, 1, 1), index, areas=["Z", "B", "Y"])
+    assert (e.value.by, e.value.codes) == ("patch", ["Y", "Z"])  # for the page's own wording
 
 
 def test_rank_ties_share_the_best_rank_and_the_unranked_row(hand):
