@@ -267,6 +267,7 @@ def test_series_gap_months_are_null_never_zero(hand):
     assert (meta["months"], meta["months_covered"], meta["areas"]) == (6, 4, 3)
     assert (meta["first_month"], meta["last_month"]) == ("2020-12", "2021-05")
     assert meta["records_outside_set"] == 0
+    assert (result.kind, meta["area_set"], meta["partial_months"]) == ("series", "patch", [])
     assert result.notes == ["no data for 2020-12, 2021-03 (gap): figures cover 4 of 6 months"]
 
 
