@@ -10,6 +10,7 @@ import json
 
 import pytest
 
+from placeharm.errors import UnknownArea
 from placeharm.harm import custom_index
 from placeharm.services import harm, soc
 from placeharm.services.areas import import_areas
@@ -231,3 +232,305 @@ def test_comparison_counts_only_the_crime_types_asked_for(hand):
     # Robbery only: February A 100, B none; January A none, B 100
     assert (rows["A"]["harm_current"], rows["A"]["harm_previous"]) == (100.0, 0.0)
     assert (rows["B"]["harm_current"], rows["B"]["harm_previous"]) == (0.0, 100.0)
+
+
+# -- series, rank, concentration and compare's edges (issue 19, third pass) ------------------
+# Per month, by the index above: 2021-01 A 10, B 100; 2021-02 A 100, B 10; 2021-03 no data;
+# 2021-04 A 20, B 100; 2021-05 A 200, B 10; area C never holds a record. Nothing before 2021.
+
+
+def _by_area(result: harm.HarmResult, column: str) -> dict[str, list]:
+    out: dict[str, list] = {}
+    for row in result.table.to_dicts():
+        out.setdefault(row["area_code"], []).append(row[column])
+    return out
+
+
+def test_series_gap_months_are_null_never_zero(hand):
+    store, index = hand
+    result = harm.series(store, "patch", D(2020, 12, 1), D(2021, 5, 1), index)
+    months = ["2020-12", "2021-01", "2021-02", "2021-03", "2021-04", "2021-05"]
+    assert result.table["month"].to_list() == months * 3
+    assert _by_area(result, "harm") == {
+        "A": [None, 10.0, 100.0, None, 20.0, 200.0],
+        "B": [None, 100.0, 10.0, None, 100.0, 10.0],
+        "C": [None, 0.0, 0.0, None, 0.0, 0.0],  # no record in a month with data: zero
+    }
+    assert _by_area(result, "records") == {
+        "A": [None, 1, 1, None, 2, 2],
+        "B": [None, 1, 1, None, 1, 1],
+        "C": [None, 0, 0, None, 0, 0],
+    }
+    assert result.table["area_name"].to_list()[:1] == ["Area A"]
+    meta = result.meta
+    assert meta["gap_months"] == ["2020-12", "2021-03"]
+    assert (meta["months"], meta["months_covered"], meta["areas"]) == (6, 4, 3)
+    assert (meta["first_month"], meta["last_month"]) == ("2020-12", "2021-05")
+    assert meta["records_outside_set"] == 0
+    assert (result.kind, meta["area_set"], meta["partial_months"]) == ("series", "patch", [])
+    assert result.notes == ["no data for 2020-12, 2021-03 (gap): figures cover 4 of 6 months"]
+
+
+def test_series_of_chosen_areas_and_filters(hand):
+    store, index = hand
+    result = harm.series(store, "patch", D(2021, 1, 1), D(2021, 3, 1), index, areas=["B"])
+    assert _by_area(result, "harm") == {"B": [100.0, 10.0, None]}
+    assert result.meta["areas"] == 1
+    robbery = harm.series(
+        store, "patch", D(2021, 1, 1), D(2021, 2, 1), index, crime_types=["Robbery"]
+    )
+    assert _by_area(robbery, "harm") == {"A": [0.0, 100.0], "B": [100.0, 0.0], "C": [0.0, 0.0]}
+    assert robbery.meta["crime_types"] == ["Robbery"]
+    # police.uk records carry no offence code, so an offence-code filter keeps none of them;
+    # blank codes are no filter
+    coded = harm.series(store, "patch", D(2021, 1, 1), D(2021, 1, 1), index, offence_codes=["8"])
+    assert _by_area(coded, "harm") == {"A": [0.0], "B": [0.0], "C": [0.0]}
+    assert coded.meta["offence_codes"] == ["8"]
+    blank = harm.series(store, "patch", D(2021, 1, 1), D(2021, 1, 1), index, offence_codes=[" "])
+    assert _by_area(blank, "harm") == {"A": [10.0], "B": [100.0], "C": [0.0]}
+    assert blank.meta["offence_codes"] is None
+    with pytest.raises(UnknownArea, match=r"^no area Y, Z in set 'patch'; list them with") as e:
+        harm.series(store, "patch", D(2021, 1, 1), D(2021, 1, 1), index, areas=["Z", "B", "Y"])
+    assert (e.value.by, e.value.codes) == ("patch", ["Y", "Z"])  # for the page's own wording
+
+
+def test_rank_ties_share_the_best_rank_and_the_unranked_row(hand):
+    store, index = hand
+    result = harm.rank(store, "patch", D(2021, 1, 1), D(2021, 2, 1), index)
+    # January + February: A 110, B 110 (tied: both 1st, A first by code), C 0 (3rd)
+    assert result.table.to_dicts() == [
+        {
+            "rank": r,
+            "area_code": code,
+            "area_name": name,
+            "records": n,
+            "harm": h,
+            "harm_share": share,
+            "population": None,
+            "harm_per_resident": None,
+            "unweighted": 0,  # records with no weight in this index
+        }
+        for r, code, name, n, h, share in [
+            (1, "A", "Area A", 2, 110.0, 0.5),
+            (1, "B", "Area B", 2, 110.0, 0.5),
+            (3, "C", "Area C", 0, 0.0, 0.0),
+            (None, None, "(no location, or outside every patch area)", 0, 0.0, 0.0),
+        ]
+    ]
+    assert (result.meta["total_records"], result.meta["total_harm"]) == (4, 220.0)
+    assert result.meta["partial_months"] == []
+    assert result.notes == [
+        "no populations held for 'patch': harm_per_resident is empty; load them with "
+        "`placeharm areas population`"
+    ]
+    later = harm.rank(store, "patch", D(2021, 4, 1), D(2021, 5, 1), index)
+    assert later.table["rank"].to_list() == [1, 2, 3, None]
+    assert later.table["area_code"].to_list() == ["A", "B", "C", None]
+    assert later.table["harm"].to_list() == [220.0, 110.0, 0.0, 0.0]
+
+
+def test_rank_of_a_gap_has_no_shares(hand):
+    store, index = hand
+    result = harm.rank(store, "patch", D(2021, 3, 1), D(2021, 3, 1), index)
+    assert result.table["rank"].to_list() == [1, 1, 1, None]  # all 0: tied
+    assert result.table["harm_share"].to_list() == [None] * 4  # 0 of 0 is no share
+    assert result.meta["gap_months"] == ["2021-03"]
+    assert result.notes[0] == "no data for 2021-03 (gap): figures cover 0 of 1 months"
+
+
+def test_concentration_by_hand(hand):
+    store, index = hand
+    result = harm.concentration(store, "patch", D(2021, 4, 1), D(2021, 5, 1), index, top_areas=2)
+    # April + May: A 220, B 110, C 0 (total 330). Top 1% .. 20% of 3 areas: ceil -> 1 area,
+    # 220/330; 50%: 2 areas (ceil 1.5), all of it; the top 2 areas: 2/3 of the areas.
+    assert result.table["top_percent"].to_list() == pytest.approx([1, 5, 10, 20, 50, 200 / 3])
+    assert result.table["areas"].to_list() == [1, 1, 1, 1, 2, 2]
+    assert result.table["harm_share"].to_list() == pytest.approx([2 / 3] * 4 + [1.0, 1.0])
+    # Lorenz, ascending 0, 110, 220: points (0,0) (1/3,0) (2/3,1/3) (1,1); area under it
+    # 0 + 1/18 + 4/18 = 5/18, so Gini = 1 - 10/18 = 4/9.
+    lorenz = result.extra["lorenz"]
+    assert lorenz["area_share"].to_list() == pytest.approx([0, 1 / 3, 2 / 3, 1])
+    assert lorenz["harm_share"].to_list() == pytest.approx([0, 0, 1 / 3, 1])
+    assert result.meta["gini"] == pytest.approx(4 / 9)
+    assert result.meta["areas"] == 3
+    assert result.notes[-1] == "the top 2 of 3 patch areas (66.7%) hold 100.0% of harm"
+    assert result.notes[-6] == "the top 1 of 3 patch areas (1%) hold 66.7% of harm"
+    whole = harm.concentration(
+        store, "patch", D(2021, 4, 1), D(2021, 5, 1), index, (100,), top_areas=9
+    )
+    assert whole.table.to_dicts() == [
+        {"top_percent": 100.0, "areas": 3, "harm_share": 1.0},
+        {"top_percent": 100.0, "areas": 3, "harm_share": 1.0},
+    ]
+    for pct in (0, 100.5):
+        with pytest.raises(Exception, match=f"^top percent {pct} must be above 0 and at most"):
+            harm.concentration(store, "patch", D(2021, 4, 1), D(2021, 5, 1), index, (50, pct))
+    with pytest.raises(Exception, match=r"^no harm in 'patch' areas for 2021-03\.\.2021-03 with"):
+        harm.concentration(store, "patch", D(2021, 3, 1), D(2021, 3, 1), index)
+
+
+def test_compare_periods_named_in_its_refusals(hand):
+    store, index = hand
+    # a year before 2021-04..05 is 2020-04..05 (12 months back), which holds nothing
+    with pytest.raises(Exception, match=r"^no month of 2021-04\.\.2021-05 can be compared: ea"):
+        harm.compare(store, "patch", D(2021, 4, 1), D(2021, 5, 1), "year", index)
+    with pytest.raises(Exception, match=r"its pair in 2020-04\.\.2020-05, has no data \(see"):
+        harm.compare(store, "patch", D(2021, 4, 1), D(2021, 5, 1), "year", index)
+    # the previous period of 2021-01..03 is 2020-10..12 (3 months back)
+    with pytest.raises(Exception, match=r"its pair in 2020-10\.\.2020-12, has no data"):
+        harm.compare(store, "patch", D(2021, 1, 1), D(2021, 3, 1), "previous", index)
+    with pytest.raises(Exception, match=r"^--against must be 'previous' or 'year', not 'Year'$"):
+        harm.compare(store, "patch", D(2021, 4, 1), D(2021, 5, 1), "Year", index)
+
+
+def test_compare_with_no_previous_harm_has_no_percentage(hand):
+    store, index = hand
+    # Robbery only, February against January: A 100 against none, B none against 100
+    result = harm.compare(
+        store, "patch", D(2021, 2, 1), D(2021, 2, 1), "previous", index, crime_types=["Robbery"]
+    )
+    assert (result.kind, result.meta["crime_types"]) == ("compare", ["Robbery"])
+    rows = _rows(result)
+    assert rows["A"]["pct_change"] is None  # no harm before: no percentage, not infinity
+    assert rows["B"]["pct_change"] == pytest.approx(-100.0)
+    assert rows["C"]["pct_change"] is None
+    assert [r["area_code"] for r in result.table.to_dicts()] == ["A", "B", "C"]
+    assert (rows["B"]["rank_current"], rows["C"]["rank_current"]) == (2, 2)  # tied at 0
+    assert (rows["A"]["rank_previous"], rows["B"]["rank_previous"]) == (2, 1)
+    assert (rows["A"]["records_current"], rows["A"]["records_previous"]) == (1, 0)
+    coded = harm.compare(
+        store, "patch", D(2021, 2, 1), D(2021, 2, 1), "previous", index, offence_codes=["8"]
+    )
+    assert (coded.meta["harm_current"], coded.meta["harm_previous"]) == (0.0, 0.0)
+    assert coded.meta["offence_codes"] == ["8"]
+
+
+def test_compare_across_a_gap_with_the_year_before(hand):
+    store, index = hand
+    # 2021-03..05 against 2021-01..03 with against="previous" is 3 months back; pairs
+    # (03, 12-2020) ... are all out. Instead 2021-04..05 against 2021-02..03 (previous): the
+    # months compared and the notes name the pair left out.
+    result = harm.compare(store, "patch", D(2021, 2, 1), D(2021, 5, 1), "previous", index)
+    # 2021-02..05 against 2020-10..2021-01: only May (with January) has data on both sides
+    meta = result.meta
+    assert (meta["previous_first_month"], meta["previous_last_month"]) == ("2020-10", "2021-01")
+    assert meta["current_months_compared"] == ["2021-05"]
+    assert meta["previous_months_compared"] == ["2021-01"]
+    assert [e["no_data"] for e in meta["excluded_pairs"]] == [
+        ["2020-10"],
+        ["2021-03", "2020-11"],
+        ["2020-12"],
+    ]
+    assert meta["gap_months"] == ["2021-03"]
+    assert (meta["months"], meta["months_covered"]) == (4, 3)
+    rows = _rows(result)
+    assert (rows["A"]["harm_current"], rows["A"]["harm_previous"]) == (200.0, 10.0)
+    assert (rows["B"]["harm_current"], rows["B"]["harm_previous"]) == (10.0, 100.0)
+    assert result.notes == [
+        "like for like: 1 of 4 months compared; left out of both periods: 2021-02 with "
+        "2020-10 (no data for 2020-10); 2021-03 with 2020-11 (no data for 2021-03, 2020-11); "
+        "2021-04 with 2020-12 (no data for 2020-12)"
+    ]
+
+
+def test_an_index_registered_in_the_store_is_used_by_name(hand, tmp_path):
+    from placeharm.services import indices
+
+    store, _ = hand
+    path = tmp_path / "doubled.yaml"
+    path.write_text("name: x\nedition: '1'\nsource: hand\ncrime_types: {Burglary: 1, Robbery: 2}\n")
+    if "doubled" not in indices.registered(store):
+        indices.add(store, path, "doubled")
+    # February against January: A 2 (robbery) against 1, B 1 against 2
+    result = harm.compare(store, "patch", D(2021, 2, 1), D(2021, 2, 1), "previous", "doubled")
+    rows = _rows(result)
+    assert (rows["A"]["harm_current"], rows["A"]["harm_previous"]) == (2.0, 1.0)
+    # a previous harm of 1 (not only above 1) gives a percentage: 2 / 1 - 1, 1 / 2 - 1
+    assert (rows["A"]["pct_change"], rows["B"]["pct_change"]) == (100.0, -50.0)
+    assert result.meta["area_set"] == "patch"
+    ranked = harm.rank(store, "patch", D(2021, 2, 1), D(2021, 2, 1), "doubled")
+    assert ranked.table["harm"].to_list() == [2.0, 1.0, 0.0, 0.0]
+    series = harm.series(store, "patch", D(2021, 2, 1), D(2021, 2, 1), "doubled", areas=["B"])
+    assert series.table["harm"].to_list() == [1.0]
+
+
+# -- which months a SOC score holds (services/soc.period_data, default_period) ----------------
+# Force crimes: 7 in each of 2021-01, 02 and 04 (21 in 4 months, 5 or more a month: dense, so
+# the empty 2021-03 is a gap). Drug-related deaths: 2021-02-10 and 2021-05-20 (sparse: every
+# month from the first to the last is held, 02..05).
+FORCE_CRIMES = "crime_ref,recorded_date,offence_code,latitude,longitude\n" + "".join(
+    f"F{month}{i},2021-{month:02d}-{10 + i:02d},92A,{CENTRE['A'][1]},{CENTRE['A'][0]}\n"
+    for month in (1, 2, 4)
+    for i in range(7)
+)
+DEATHS = (
+    "event_id,event_date,partner,event_type,latitude,longitude\n"
+    f"E1,2021-02-10,coroner,drug_related_death,{CENTRE['B'][1]},{CENTRE['B'][0]}\n"
+    f"E2,2021-05-20,coroner,drug_related_death,{CENTRE['B'][1]},{CENTRE['B'][0]}\n"
+)
+
+
+@pytest.fixture(scope="module")
+def soc_months(hand, homes, tmp_path_factory: pytest.TempPathFactory):
+    from placeharm.services import pages
+
+    store, _ = hand
+    tmp = tmp_path_factory.mktemp("socmonths")
+    for kind, text in (("force-crimes", FORCE_CRIMES), ("partner-events", DEATHS)):
+        (tmp / f"{kind}.csv").write_text(text)
+        assert import_entity(store, kind, tmp / f"{kind}.csv").status == "ok"
+    every = pages.Filters().measure_set()
+    deaths = pages.Filters(measures=("drug_related_deaths",)).measure_set()
+    residents = pages.Filters(measures=("ocg_members_pis",)).measure_set()
+    return soc_cells.cells(store, "patch"), every, deaths, residents
+
+
+def test_soc_period_held_and_gaps_in_both_periods(soc_months):
+    model, every, deaths, residents = soc_months
+    assert soc.dated_sources(every) == ("force_crimes", "intelligence", "partner_events")
+    assert soc.dated_sources(residents) == ()
+    # every measure: the months the dense source (force crimes) holds; deaths are sparse and
+    # intelligence holds nothing, so neither narrows them
+    assert soc.soc_held_months(model, every) == {D(2021, 1, 1), D(2021, 2, 1), D(2021, 4, 1)}
+    assert soc.soc_held_months(model, deaths) == {D(2021, m, 1) for m in (2, 3, 4, 5)}
+    assert soc.soc_held_months(model, residents) is None
+    # 2021-02..04 against the 3 months before, 2020-11..2021-01
+    assert soc.period_data(model, every, D(2021, 2, 1), D(2021, 4, 1)) == soc.PeriodData(
+        ["2021-02", "2021-04"],
+        ["2021-03"],
+        ["2021-01"],
+        ["2020-11", "2020-12"],
+        "2021-01",
+        "2021-04",
+        False,
+    )
+    # one month: against the month before
+    assert soc.period_data(model, deaths, D(2021, 5, 1), D(2021, 5, 1)) == soc.PeriodData(
+        ["2021-05"], [], ["2021-04"], [], "2021-02", "2021-05", False
+    )
+    after = soc.period_data(model, deaths, D(2021, 6, 1), D(2021, 7, 1))
+    assert (after.held, after.gaps) == ([], ["2021-06", "2021-07"])
+    assert (after.previous_held, after.previous_gaps) == (["2021-04", "2021-05"], [])
+    assert after.empty
+    only = soc.period_data(model, residents, D(2021, 2, 1), D(2021, 4, 1))
+    assert only == soc.PeriodData([], [], [], [], None, None, True)
+    assert not only.empty  # residents are a snapshot: never "no data"
+
+
+def test_soc_default_period_is_held_in_full_with_its_comparison(soc_months):
+    model, every, deaths, residents = soc_months
+    # deaths held 02..05: 04..05 against 02..03 is the longest whole pair ending in May
+    assert soc.default_period(model, deaths) == (D(2021, 4, 1), D(2021, 5, 1))
+    assert soc.default_period(model, deaths, months=1) == (D(2021, 5, 1), D(2021, 5, 1))
+    # every measure: held 01, 02, 04; April's previous month (March) is a gap: no period
+    assert soc.default_period(model, every) is None
+    assert soc.default_period(model, residents) is None
+
+
+def test_soc_residents_stand_at_the_period_end_or_the_last_record(soc_months):
+    model, *_ = soc_months
+    # the last dated record of the force's systems (Store.soc_summary: force crimes,
+    # intelligence, incidents; partner events are not among them): the crime of 2021-04-16
+    assert soc.snapshot_as_of(model, D(2021, 3, 1)) == D(2021, 3, 31)
+    assert soc.snapshot_as_of(model, D(2021, 4, 1)) == D(2021, 4, 16)
+    assert soc.snapshot_as_of(model, D(2021, 9, 1)) == D(2021, 4, 16)
