@@ -108,6 +108,8 @@ def _bad_records(real: list[dict]) -> list[tuple[str, str]]:
         texts.append(
             (text.replace('"PLACEHOLDER"', '"ab\\ud800cd"'), f"{field} holds a lone UTF-16")
         )
+        # "\u0000" is valid JSON too: stored on DuckDB, it failed the file on PostgreSQL
+        texts.append((text.replace('"PLACEHOLDER"', '"ab\\u0000cd"'), f"{field} holds a NUL"))
     name_text = json.dumps(_with(good, location={**loc, "street": {"id": 1, "name": "PH"}}))
     texts.append((name_text.replace('"PH"', '"\\udfff"'), "location.street.name holds a lone"))
     return texts

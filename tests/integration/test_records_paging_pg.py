@@ -98,8 +98,18 @@ def _check(built: pages.Page, expected: tuple[pl.DataFrame, int]) -> None:
     assert built.tables["records"].equals(frame), "the page is not the direct query's rows"
 
 
-def test_postgresql_pages_by_month_equal_the_plain_query(pg_store: Any) -> None:
+def test_postgresql_pages_by_month_equal_the_plain_query(
+    pg_store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     store = pg_store
+    counted: list[int] = []  # pages read by month from the cube's counts, not by a count(*)
+    by_counts = type(store)._page_of_counts
+
+    def spied(self: Any, *args: Any, **kwargs: Any) -> Any:
+        counted.append(1)
+        return by_counts(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(store), "_page_of_counts", spied)
     sizes = {m: int(n) for m, n in store._run("SELECT month, count(*) FROM crimes GROUP BY 1")}
     total = sum(sizes.values())
     last_page = -(-total // 50)
@@ -115,6 +125,7 @@ def test_postgresql_pages_by_month_equal_the_plain_query(pg_store: Any) -> None:
         built = _page(store, page, 1000, descending)
         _check(built, _direct(store, descending, 1000, (page - 1) * 1000))
         assert len(set(built.tables["records"]["month"])) == 2
+    assert len(counted) >= 10  # every page above came by the counts path
 
 
 def test_postgresql_pages_by_month_with_filters(pg_store: Any) -> None:

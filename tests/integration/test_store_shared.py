@@ -168,7 +168,7 @@ def test_sign_in_attempts_in_flight_are_counted_together_by_every_process(store_
     for throttle in throttles:
         with pytest.raises(TooManyAttempts) as refused:
             throttle.begin("ann", "10.0.0.1")
-        assert refused.value.retry_after_s == 120
+        assert refused.value.retry_after_s == 5  # those in flight decide within seconds
     throttles[1].abandon("ann", "10.0.0.1")  # one ended without a verdict: a turn frees
     throttles[0].begin("ann", "10.0.0.1")
     for attempt in range(5):
@@ -184,6 +184,13 @@ def test_sign_in_attempts_in_flight_are_counted_together_by_every_process(store_
     throttles[0].succeeded("bo", "10.0.0.2")
     held = first.sign_in_tallies(['["address", "10.0.0.2"]'])
     assert len(held['["address", "10.0.0.2"]'][4]) == 4  # the success ended one
+    # a tally with an attempt in flight and no failure is not forgotten by another's failure
+    now[0] += 3 * 86_400
+    throttles[0].begin("cy", "10.0.0.6")
+    throttles[1].failed("dee", "10.0.0.7")  # forgets the idle tallies
+    kept = first.sign_in_tallies(['["address", "10.0.0.6"]', '["address", "10.0.0.2"]'])
+    assert list(kept) == ['["address", "10.0.0.6"]']  # 10.0.0.2's were 3 days old
+    assert kept['["address", "10.0.0.6"]'][4] == [now[0]]
 
 
 def test_the_drop_folder_lock_is_held_by_one_process_at_a_time(store_at) -> None:

@@ -290,7 +290,10 @@ def test_five_guesses_at_once_are_checked_the_sixth_waits_for_them():
     for _ in range(5):
         t.begin("ann", "10.0.0.1")  # five passwords being checked at once
     clock.now += 2
-    assert refused_to_begin(t, "ann", "10.0.0.1") == 118  # the oldest's 120 s at the most
+    with pytest.raises(TooManyAttempts) as refused:  # those in flight decide within seconds
+        t.begin("ann", "10.0.0.1")
+    assert str(refused.value) == "too many sign-in attempts at once: try again in a few seconds"
+    assert refused.value.retry_after_s == 5
     t.begin("bo", "10.0.0.1")  # the address allows ten: another name may try
     for _ in range(5):
         t.failed("ann", "10.0.0.1")  # all five wrong: the pair is paused
@@ -342,6 +345,49 @@ def test_a_success_ends_the_address_attempt_so_ten_good_sign_ins_do_not_pause_it
         t.begin(f"user{n}", "10.0.0.9")
         t.succeeded(f"user{n}", "10.0.0.9")
     t.begin("another", "10.0.0.9")
+
+
+def test_attempts_do_not_keep_a_shared_address_strikes_from_being_forgotten():
+    """Review finding: good sign-ins every 12 hours from an office's one address kept its
+    pause count alive, so each spray of typos paused it twice as long as the one before."""
+    clock = Clock()
+    t = throttle(clock)
+    for _ in range(3):  # three sprays of ten typos, each a day and a half apart
+        for n in range(10):
+            t.begin(f"user{n}", "10.0.0.8")
+            t.failed(f"user{n}", "10.0.0.8")
+        assert refusal(t, "someone", "10.0.0.8")[1] == 60  # never 120, 240 ...
+        for _ in range(3):
+            clock.now += 12 * 3600
+            t.begin("ann", "10.0.0.8")
+            t.succeeded("ann", "10.0.0.8")
+        clock.now += 1  # 36 h after the spray: more than a day without a failure
+
+
+def test_attempts_in_flight_are_kept_when_the_failures_are_forgotten():
+    clock = Clock()
+    t = throttle(clock, per_account=2)
+    t.failed("ann", "10.0.0.1")
+    clock.now += 86_401  # a day and a second: the failure is forgotten
+    t.begin("ann", "10.0.0.1")
+    t.begin("ann", "10.0.0.1")  # the first attempt still counts: two in flight
+    with pytest.raises(TooManyAttempts):
+        t.begin("ann", "10.0.0.1")
+
+
+def test_failures_over_a_lowered_limit_wait_for_the_window_not_a_server_error():
+    """Review finding: with the limit lowered after failures were counted (a restart with
+    a new setting, tallies kept in the store), nothing in flight raised ValueError."""
+    clock = Clock()
+    t = throttle(clock)
+    for _ in range(3):
+        t.failed("ann", "10.0.0.1")
+        clock.now += 10
+    t.per_account = 2  # failures at 1000, 1010, 1020; now 1030
+    # two must leave the 900 s window for one to remain: the second, at 1010, by 1910
+    assert refused_to_begin(t, "ann", "10.0.0.1") == 880
+    clock.now = 1910.0
+    t.begin("ann", "10.0.0.1")
 
 
 def test_the_memory_bound_forgets_the_least_recently_failed_sparing_pauses():

@@ -61,9 +61,9 @@ def migrate_store_command(
         )
     if not report.analyzed:
         err.print(
-            "note: the server refused ANALYZE after the move, so the first pages may be slow "
-            "until autovacuum gathers the planner's statistics; run ANALYZE on the target as "
-            "the owner of its tables to gather them now.",
+            "note: gathering the planner's statistics (ANALYZE) failed after the move, which "
+            "is committed and whole; the first pages may be slow until autovacuum gathers "
+            "them. Run ANALYZE on the target's tables to gather them now.",
             highlight=False,
         )
     out.print(

@@ -597,7 +597,7 @@ def _lines_as_read(physical: list[bytes], span: list[tuple[int, str]]) -> str:
     if not span:
         return ""
     first, last = span[0][0], span[-1][0]
-    return "\n".join(
-        line.decode("utf-8", errors="backslashreplace").rstrip("\r")
+    return "\n".join(  # a NUL shown as \x00 too (no text in the store holds one)
+        line.decode("utf-8", errors="backslashreplace").rstrip("\r").replace("\x00", "\\x00")
         for line in physical[first - 2 : last - 1]
     )

@@ -872,6 +872,8 @@ def _api_text(record: dict[str, object], key: str, name: str) -> str | None:
     if _SURROGATE.search(value):
         # "\ud800" is valid JSON but not a character: it cannot be stored as text
         raise _BadRecord(f"{name} holds a lone UTF-16 surrogate, which is not a character")
+    if "\x00" in value:  # "\u0000" is valid JSON, but no text in the store holds a NUL
+        raise _BadRecord(f"{name} holds a NUL character (\\u0000), which is not text")
     return value
 
 

@@ -605,8 +605,12 @@ class _Tally:
     failures: list[float] = field(default_factory=list)
     strikes: int = 0  # lock-outs so far: each doubles the next
     locked_until: float = 0.0
-    last: float = 0.0  # the last failure, or the last attempt begun
+    last: float = 0.0  # the last failure (forgetting counts from it)
     pending: list[float] = field(default_factory=list)  # attempts begun, not yet decided
+
+
+# the wait a sign-in refused for the attempts in flight is told (they end within a hash's time)
+IN_FLIGHT_WAIT_S = 5
 
 
 def _end_one(tally: _Tally) -> None:
@@ -708,22 +712,37 @@ class LoginThrottle:
 
     def _live(self, key: tuple[str, ...], now: float) -> _Tally:
         tally = self._tallies.get(key)
-        if tally is None or (now - tally.last > self.forget_s and tally.locked_until <= now):
+        if tally is None:
             return _Tally()
+        return self._forgotten(tally, now)
+
+    def _forgotten(self, tally: _Tally, now: float) -> _Tally:
+        """`tally` with its failures and strikes forgotten a day (`forget_s`) after its last
+        failure, unless a pause runs; attempts in flight are kept whatever its age."""
+        if now - tally.last > self.forget_s and tally.locked_until <= now:
+            return _Tally(pending=tally.pending)
         return tally
 
     def _admit(self, tallies: list[_Tally], limits: list[int], now: float) -> None:
-        """The rule of `begin` on the tallies of its keys (changed in place when admitted)."""
+        """The rule of `begin` on the tallies of its keys (changed in place when admitted).
+        Beginning an attempt is not a failure: `last` (the last failure, which the
+        forgetting counts from) does not move."""
         self._refuse_until(max(t.locked_until for t in tallies), now)
         for tally, limit in zip(tallies, limits, strict=True):
             tally.pending = [t for t in tally.pending if now - t < self.attempt_timeout_s]
-            recent = [t for t in tally.failures if now - t < self.window_s]
-            if len(recent) + len(tally.pending) >= limit:
-                # the attempts in flight decide first; the wait is theirs at the most
-                self._refuse_until(min(tally.pending) + self.attempt_timeout_s, now)
+            recent = sorted(t for t in tally.failures if now - t < self.window_s)
+            if len(recent) + len(tally.pending) < limit:
+                continue
+            if tally.pending:  # those in flight decide within a hash's time
+                raise TooManyAttempts(
+                    "too many sign-in attempts at once: try again in a few seconds",
+                    retry_after_s=IN_FLIGHT_WAIT_S,
+                )
+            # failures alone at the limit (it was lowered since they were counted): until
+            # enough of them leave the window
+            self._refuse_until(recent[len(recent) - limit] + self.window_s, now)
         for tally in tallies:
             tally.pending.append(now)
-            tally.last = max(tally.last, now)
 
     def abandon(self, username: str, address: str | None = None) -> None:
         """An attempt begun that ended without a verdict (a failure of the server, not of
@@ -817,7 +836,7 @@ class TallyStore(Protocol):
     ) -> None: ...
 
     def forget_sign_in_tallies(
-        self, keys: list[str] | None = None, idle_before: float = 0
+        self, keys: list[str] | None = None, idle_before: float = 0, busy_since: float = 0
     ) -> int: ...
 
 
@@ -871,9 +890,7 @@ class StoreLoginThrottle(LoginThrottle):
         for name in keys:
             row = held.get(name)
             tally = _Tally() if row is None else _Tally(row[0], row[1], row[2], row[3], row[4])
-            if now - tally.last > self.forget_s and tally.locked_until <= now:
-                tally = _Tally()
-            tallies.append(tally)
+            tallies.append(self._forgotten(tally, now))
         return tallies
 
     def _put(self, name: str, tally: _Tally) -> None:
@@ -907,7 +924,9 @@ class StoreLoginThrottle(LoginThrottle):
                 _end_one(tally)
                 self._count(key, tally, limit, now)
                 self._put(name, tally)
-            self.store.forget_sign_in_tallies(idle_before=now - self.forget_s)
+            self.store.forget_sign_in_tallies(
+                idle_before=now - self.forget_s, busy_since=now - self.attempt_timeout_s
+            )
 
     def succeeded(self, username: str, address: str | None = None) -> None:
         pair, where = (self._name(key) for key, _ in self._keys(username, address))

@@ -196,6 +196,11 @@ def _col(name: str) -> str:
     return '"_rid"' if name == "_rid" else _safe_col(name)
 
 
+def _quoted_name(name: str) -> str:
+    """A table name read from the catalogue, as an SQL identifier (its quotes doubled)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _redact(url: str) -> str:
     """A connection URL without its password (in the user part, or libpq's `password=`
     parameter), for messages and logs."""
@@ -1265,7 +1270,7 @@ class PostgresStore(SqlStore):
         `DuckDBStore._page_of_counts`): the total is the counts' sum, not a count(*) over the
         window (4.6 s for 12 months at 10M records), and the page is read one sort value at a
         time, each value's rows in rowid order, which the (month, rowid) index of PostgreSQL
-        migration 14 serves (an ORDER BY over the whole window read and sorted all of its
+        migration 15 serves (an ORDER BY over the whole window read and sorted all of its
         rows: 7.3 s). The value is compared with `=`, not BETWEEN, so the planner walks
         that index rather than the rowid index; rowids are taken first and the page's
         columns read for those rows alone, so skipped rows cost index entries only."""
@@ -2166,15 +2171,19 @@ class PostgresStore(SqlStore):
             [key, failures, strikes, locked_until, last, pending],
         )
 
-    def forget_sign_in_tallies(self, keys: list[str] | None = None, idle_before: float = 0) -> int:
-        """Drop the tallies of `keys`, or else those with no failure since `idle_before` and
-        no lock-out running then; how many."""
+    def forget_sign_in_tallies(
+        self, keys: list[str] | None = None, idle_before: float = 0, busy_since: float = 0
+    ) -> int:
+        """Drop the tallies of `keys`, or else those with no failure since `idle_before`, no
+        lock-out running then and no attempt begun since `busy_since` (one still in flight);
+        how many."""
         if keys is not None:
             cur = self._exec("DELETE FROM sign_in_tallies WHERE key = ANY(?)", [keys])
         else:
             cur = self._exec(
-                "DELETE FROM sign_in_tallies WHERE last_failed < ? AND locked_until <= ?",
-                [idle_before, idle_before],
+                "DELETE FROM sign_in_tallies WHERE last_failed < ? AND locked_until <= ? "
+                "AND coalesce((SELECT max(p) FROM unnest(pending) AS p), 0) < ?",
+                [idle_before, idle_before, busy_since],
             )
         return max(cur.rowcount, 0)
 
@@ -2215,13 +2224,22 @@ class PostgresStore(SqlStore):
         return held
 
     def analyze(self) -> bool:
-        """Gather the planner's statistics for this store's tables now (after a bulk load,
-        rather than when autovacuum next looks): True if done, False if the server refused
-        (e.g. a role that does not own the tables; autovacuum still gathers them)."""
+        """Gather the planner's statistics for this store's own tables (its schema's, by
+        name: not the whole database's) now, after a bulk load, rather than when autovacuum
+        next looks. False if that failed (the cause logged); a table the role does not own
+        is skipped by the server with a warning."""
         try:
-            self._exec("ANALYZE")
-        except psycopg.Error as exc:
-            log.warning("ANALYZE after the move was refused: %s", str(exc).strip()[:200])
+            tables = [
+                str(r[0])
+                for r in self._exec(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+                ).fetchall()
+            ]
+            if tables:
+                self._exec("ANALYZE " + ", ".join(_quoted_name(t) for t in tables))
+        except (psycopg.Error, StoreError) as exc:
+            log.warning("ANALYZE after the move failed: %s", _redact(str(exc).strip())[:200])
             return False
         return True
 

@@ -765,28 +765,33 @@ def create_app(
 
     def _login(request: Request, username: str, password: str, next: str) -> Response:
         address = request.client.host if request.client else None
+        decided = False  # the attempt begun is ended by a verdict, or else abandoned
         try:
-            with state.read() as store:
-                record = store.user(username)
-                real = state.sessions.real_data(store)
-            auth.check_password(record, password, real)  # slow: outside the store lock
-            assert record is not None
-            with state.write() as store, store.transaction():
-                token = auth.start_session(store, username, state.clock(), state.session_rules)
-                actor = Actor(username, record["role"], address, audit.session_key(token))
-                state.audit.record(store, actor, "sign-in", "session", "/login")
-        except PermissionDenied:
-            state.throttle.failed(username, address)
-            # the name attempted (never the password)
-            attempt = Actor(clip(username)[:100], "unknown", address)
-            state.audit.record(
-                state.store, attempt, "sign-in", "session", "/login", outcome="failed"
-            )
-            return RedirectResponse(_login_again("1", next), status_code=303)
-        except BaseException:  # no verdict on the password: the attempt is not counted
-            state.throttle.abandon(username, address)
-            raise
-        state.throttle.succeeded(username, address)
+            try:
+                with state.read() as store:
+                    record = store.user(username)
+                    real = state.sessions.real_data(store)
+                auth.check_password(record, password, real)  # slow: outside the store lock
+                assert record is not None
+                with state.write() as store, store.transaction():
+                    token = auth.start_session(store, username, state.clock(), state.session_rules)
+                    actor = Actor(username, record["role"], address, audit.session_key(token))
+                    state.audit.record(store, actor, "sign-in", "session", "/login")
+            except PermissionDenied:
+                state.throttle.failed(username, address)
+                decided = True
+                # the name attempted (never the password)
+                attempt = Actor(clip(username)[:100], "unknown", address)
+                state.audit.record(
+                    state.store, attempt, "sign-in", "session", "/login", outcome="failed"
+                )
+                return RedirectResponse(_login_again("1", next), status_code=303)
+            state.throttle.succeeded(username, address)
+            decided = True
+        finally:
+            if not decided:  # no verdict on the password (a server failure): not counted
+                with suppress(Exception):
+                    state.throttle.abandon(username, address)
         if record["role"] == policy.Role.auditor.value and _safe_next(next) == "/overview":
             next = "/audit"  # the auditor sees no data pages
         response = RedirectResponse(_safe_next(next), status_code=303)
