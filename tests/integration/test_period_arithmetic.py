@@ -8,12 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+import polars as pl
 import pytest
 
 from placeharm.errors import UnknownArea
 from placeharm.harm import custom_index
 from placeharm.services import harm, soc
-from placeharm.services.areas import import_areas
+from placeharm.services.areas import assign_pending, import_areas
 from placeharm.services.ingest import ingest
 from placeharm.soc import cells as soc_cells
 from placeharm.soc.importer import import_entity
@@ -48,7 +49,12 @@ def _square(code: str, lon: float, lat: float) -> dict:
 
 @pytest.fixture(scope="module")
 def hand(tmp_path_factory: pytest.TempPathFactory):
-    tmp = tmp_path_factory.mktemp("periods")
+    store, index = _hand_store(tmp_path_factory.mktemp("periods"))
+    yield store, index
+    store.close()
+
+
+def _hand_store(tmp):
     areas = tmp / "areas.geojson"
     features = [_square(k, *v) for k, v in CENTRE.items()]
     areas.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
@@ -67,8 +73,7 @@ def hand(tmp_path_factory: pytest.TempPathFactory):
     store = DuckDBStore(tmp / "hand.duckdb")
     import_areas(store, areas, "patch", code_field="code", name_field="name")
     assert all(r.status == "ok" for r in ingest(store, files))
-    yield store, custom_index(tmp / "index.yaml")
-    store.close()
+    return store, custom_index(tmp / "index.yaml")
 
 
 def _rows(result: harm.HarmResult) -> dict[str, dict]:
@@ -318,6 +323,10 @@ def test_rank_ties_share_the_best_rank_and_the_unranked_row(hand):
         ]
     ]
     assert (result.meta["total_records"], result.meta["total_harm"]) == (4, 220.0)
+    assert result.kind == "rank" and result.meta["weights_from"]
+    # the columns keep their types with no population held (not polars' Null)
+    assert result.table.schema["population"] == pl.Float64
+    assert result.table.schema["harm_per_resident"] == pl.Float64
     assert result.meta["partial_months"] == []
     assert result.notes == [
         "no populations held for 'patch': harm_per_resident is empty; load them with "
@@ -329,10 +338,73 @@ def test_rank_ties_share_the_best_rank_and_the_unranked_row(hand):
     assert later.table["harm"].to_list() == [220.0, 110.0, 0.0, 0.0]
 
 
+def test_rank_with_a_crime_type_or_offence_code_filter(hand):
+    store, index = hand
+    burglary = harm.rank(store, "patch", D(2021, 1, 1), D(2021, 5, 1), index, ["Burglary"])
+    # Burglary only: A January 10 + April 2 x 10 = 30 (3 records), B February 10 + May 10
+    # = 20 (2 records); all crimes would give A 330, B 220
+    assert burglary.table["area_code"].to_list() == ["A", "B", "C", None]
+    assert burglary.table["harm"].to_list() == [30.0, 20.0, 0.0, 0.0]
+    assert burglary.table["records"].to_list() == [3, 2, 0, 0]
+    assert burglary.meta["area_set"] == "patch"
+    assert (burglary.meta["crime_types"], burglary.meta["offence_codes"]) == (["Burglary"], None)
+    # police.uk street records have no offence code: a code filter matches none of them
+    coded = harm.rank(store, "patch", D(2021, 1, 1), D(2021, 5, 1), index, None, ["0101"])
+    assert coded.table["records"].to_list() == [0, 0, 0, 0]
+    assert coded.meta["total_harm"] == 0.0
+    assert coded.meta["offence_codes"] == ["0101"]
+
+
+def test_rank_per_resident_uses_the_population_held_for_the_last_year(tmp_path):
+    import polars as pl
+
+    store, index = _hand_store(tmp_path)
+    try:
+        for year, people in (
+            (2019, {"A": 500.0, "B": 400.0, "C": 300.0}),
+            (2021, {"A": 1000.0, "B": 0.0, "C": 1.0}),
+        ):
+            store.replace_populations(
+                "patch",
+                year,
+                pl.DataFrame(
+                    {
+                        "area_code": list(people),
+                        "population": list(people.values()),
+                        "method": ["hand"] * 3,
+                        "source_file": ["hand.csv"] * 3,
+                    }
+                ),
+            )
+        result = harm.rank(store, "patch", D(2021, 1, 1), D(2021, 5, 1), index)
+        rows = _rows(result)
+        # 2021's populations (the last month's year): A 330 / 1,000; B has none to divide by
+        # (0 people: no figure, never infinity); C 0 harm / 1 person = 0
+        assert rows["A"]["population"] == 1000.0
+        assert rows["A"]["harm_per_resident"] == pytest.approx(0.33)
+        assert rows["B"]["population"] == 0.0 and rows["B"]["harm_per_resident"] is None
+        assert rows["C"]["harm_per_resident"] == 0.0
+        assert result.meta["population_year"] == 2021
+        assert result.table.schema == {
+            "rank": pl.Int64,
+            "area_code": pl.String,
+            "area_name": pl.String,
+            "records": pl.Int64,
+            "harm": pl.Float64,
+            "harm_share": pl.Float64,
+            "population": pl.Float64,
+            "harm_per_resident": pl.Float64,
+            "unweighted": pl.Int64,
+        }
+    finally:
+        store.close()
+
+
 def test_rank_of_a_gap_has_no_shares(hand):
     store, index = hand
     result = harm.rank(store, "patch", D(2021, 3, 1), D(2021, 3, 1), index)
     assert result.table["rank"].to_list() == [1, 1, 1, None]  # all 0: tied
+    assert result.table.schema["harm_share"] == pl.Float64  # no shares, still a number column
     assert result.table["harm_share"].to_list() == [None] * 4  # 0 of 0 is no share
     assert result.meta["gap_months"] == ["2021-03"]
     assert result.notes[0] == "no data for 2021-03 (gap): figures cover 0 of 1 months"
@@ -365,8 +437,62 @@ def test_concentration_by_hand(hand):
     for pct in (0, 100.5):
         with pytest.raises(Exception, match=f"^top percent {pct} must be above 0 and at most"):
             harm.concentration(store, "patch", D(2021, 4, 1), D(2021, 5, 1), index, (50, pct))
-    with pytest.raises(Exception, match=r"^no harm in 'patch' areas for 2021-03\.\.2021-03 with"):
+    with pytest.raises(
+        Exception,
+        match=r"^no harm in 'patch' areas for 2021-03\.\.2021-03 with these filters; "
+        r"concentration needs some$",
+    ):
         harm.concentration(store, "patch", D(2021, 3, 1), D(2021, 3, 1), index)
+    assert result.kind == "concentration"
+    assert result.meta["total_harm"] == 330.0  # rank's metadata is kept beside the Gini
+    assert result.table.schema == {
+        "top_percent": pl.Float64,
+        "areas": pl.Int64,
+        "harm_share": pl.Float64,
+    }
+    # 33.4% of 3 areas is 1.002 areas: ceil -> 2 (the top 2 hold everything)
+    third = harm.concentration(store, "patch", D(2021, 4, 1), D(2021, 5, 1), index, (33.4,))
+    assert third.table["areas"].to_list() == [2]
+    none = harm.concentration(store, "patch", D(2021, 4, 1), D(2021, 5, 1), index, ())
+    assert none.table.schema == result.table.schema and none.table.height == 0
+
+
+def test_concentration_with_filters_and_small_or_single_area_sets(hand, tmp_path):
+    store, index = hand
+    # Burglary only, January to May: A 30, B 20, C 0 (all crimes: A 330, B 220)
+    burglary = harm.concentration(
+        store, "patch", D(2021, 1, 1), D(2021, 5, 1), index, (50,), crime_types=["Burglary"]
+    )
+    assert burglary.meta["total_harm"] == 50.0
+    # no police.uk street record has an offence code: nothing matches, so no harm to share
+    with pytest.raises(Exception, match=r"^no harm in 'patch' areas"):
+        harm.concentration(
+            store, "patch", D(2021, 1, 1), D(2021, 5, 1), index, offence_codes=["0101"]
+        )
+    # a harm total below 1 is still harm: Burglary weighted 0.5, January (A's one burglary)
+    small = tmp_path / "small.yaml"
+    small.write_text(
+        "name: small\nedition: '1'\nsource: hand\ncrime_types: {Burglary: 0.5, Robbery: 0}\n"
+    )
+    half = harm.concentration(
+        store, "patch", D(2021, 1, 1), D(2021, 1, 1), custom_index(small), (50,)
+    )
+    assert half.meta["total_harm"] == 0.5 and half.table["harm_share"].to_list() == [1.0]
+    # a set of one area: its one area holds all harm; the Lorenz curve is the diagonal
+    # (0,0)-(1,1), area under it 1/2, so the Gini is 0
+    one = tmp_path / "one.geojson"
+    one.write_text(
+        json.dumps({"type": "FeatureCollection", "features": [_square("A", *CENTRE["A"])]})
+    )
+    fresh, _ = _hand_store(tmp_path)  # not the module's store: a set of its own
+    try:
+        import_areas(fresh, one, "solo", code_field="code", name_field="name")
+        assign_pending(fresh, threads=1, tolerance_m=0)
+        alone = harm.concentration(fresh, "solo", D(2021, 1, 1), D(2021, 2, 1), index, (50,))
+    finally:
+        fresh.close()
+    assert alone.table.to_dicts() == [{"top_percent": 50.0, "areas": 1, "harm_share": 1.0}]
+    assert alone.meta["gini"] == pytest.approx(0.0)
 
 
 def test_compare_periods_named_in_its_refusals(hand):
