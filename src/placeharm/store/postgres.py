@@ -629,6 +629,13 @@ class PostgresStore(SqlStore):
         Python loop per row). In PostgreSQL's CSV an unquoted empty field is NULL and a
         quoted one ("", as polars writes an empty string) is empty text; bytes go as hex."""
         frame = _signed(frame)
+        # PostgreSQL text cannot hold NUL: any text written (a message quoting a file's own
+        # bytes, a raw line) keeps every other character, and a NUL as U+FFFD
+        text = [c for c, t in frame.schema.items() if t == pl.String]
+        if text:
+            frame = frame.with_columns(
+                pl.col(c).str.replace_all("\x00", "\ufffd", literal=True) for c in text
+            )
         binary = [c for c, t in frame.schema.items() if t == pl.Binary]
         if binary:
             frame = frame.with_columns(
