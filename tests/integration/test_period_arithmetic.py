@@ -653,6 +653,48 @@ def test_soc_default_period_is_held_in_full_with_its_comparison(soc_months):
     assert soc.default_period(model, residents) is None
 
 
+def test_soc_default_period_length_by_hand(soc_months, tmp_path):
+    from placeharm.services import pages
+
+    model, _, deaths, _ = soc_months
+    # at most 3 months: 03..05 against 12..02 is not held, so the longest is 2, not 1
+    assert soc.default_period(model, deaths, months=3) == (D(2021, 4, 1), D(2021, 5, 1))
+    # a sparse source held 27 months (2019-01..2021-03): the default is 12 months against
+    # the 12 before, 2020-04..2021-03
+    store, _ = _hand_store(tmp_path)
+    try:
+        deaths_csv = tmp_path / "partner-events.csv"
+        deaths_csv.write_text(
+            "event_id,event_date,partner,event_type,latitude,longitude\n"
+            f"E1,2019-01-10,coroner,drug_related_death,{CENTRE['B'][1]},{CENTRE['B'][0]}\n"
+            f"E2,2021-03-20,coroner,drug_related_death,{CENTRE['B'][1]},{CENTRE['B'][0]}\n"
+        )
+        assert import_entity(store, "partner-events", deaths_csv).status == "ok"
+        long = soc_cells.cells(store, "patch")
+    finally:
+        store.close()
+    only_deaths = pages.Filters(measures=("drug_related_deaths",)).measure_set()
+    assert soc.default_period(long, only_deaths) == (D(2020, 4, 1), D(2021, 3, 1))
+
+
+def test_soc_periods_of_a_store_with_no_soc_records(tmp_path):
+    from placeharm.services import pages
+
+    store, _ = _hand_store(tmp_path)  # street crimes only
+    try:
+        empty = soc_cells.cells(store, "patch")
+    finally:
+        store.close()
+    every = pages.Filters().measure_set()
+    data = soc.period_data(empty, every, D(2021, 2, 1), D(2021, 3, 1))
+    # nothing held: no first or last month held, every month a gap, never an error
+    assert data == soc.PeriodData(
+        [], ["2021-02", "2021-03"], [], ["2020-12", "2021-01"], None, None, False
+    )
+    assert soc.default_period(empty, every) is None
+    assert soc.snapshot_as_of(empty, D(2021, 3, 1)) == D(2021, 3, 31)  # no dated record
+
+
 def test_soc_residents_stand_at_the_period_end_or_the_last_record(soc_months):
     model, *_ = soc_months
     # the last dated record of the force's systems (Store.soc_summary: force crimes,
