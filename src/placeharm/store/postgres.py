@@ -754,12 +754,9 @@ class PostgresStore(SqlStore):
                 "import_id": [import_id] * len(rows),
                 "source_file": [r.source_file for r in rows],
                 "line": [r.line for r in rows],
-                # PostgreSQL text cannot hold NUL: a raw line keeps every other character
-                "raw_text": [
-                    None if r.raw_text is None else r.raw_text.replace("\x00", "\ufffd")
-                    for r in rows
-                ],
-                "reason": [r.reason.replace("\x00", "\ufffd") for r in rows],
+                # a NUL (which PostgreSQL text cannot hold) becomes U+FFFD in `_copy`
+                "raw_text": [r.raw_text for r in rows],
+                "reason": [r.reason for r in rows],
             },
             schema={
                 "import_id": pl.Int64,
