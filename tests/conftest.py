@@ -189,28 +189,43 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def store_at(
+def db_at(
     engine: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> Iterator[Callable[[str], Any]]:
-    """Open the store called `name` on the engine under test: a DuckDB file in tmp_path, or
-    a schema of its own on the PostgreSQL server (the same name opens the same store again,
-    as a path does)."""
+) -> Iterator[Callable[[str], str]]:
+    """Where the store called `name` lives on the engine under test, as a CLI command or
+    PLACEHARM_DB takes it: a DuckDB file in tmp_path, or the URL of a schema of its own on
+    the PostgreSQL server (the same name gives the same place again; schemas are dropped
+    when the test ends)."""
     from pg_server import drop_schema, new_schema
 
     schemas: dict[str, tuple[str, str]] = {}
 
-    def open_named(name: str) -> Any:
+    def place(name: str) -> str:
         if engine == "duckdb":
-            return DuckDBStore(tmp_path / f"{name}.duckdb")
-        from placeharm.store.postgres import PostgresStore
-
+            return str(tmp_path / f"{name}.duckdb")
         server = request.getfixturevalue("pg_url")
         if name not in schemas:
             schemas[name] = new_schema(server)
-        return PostgresStore(schemas[name][1])
+        return schemas[name][1]
 
-    yield open_named
+    yield place
     if schemas:
         server = request.getfixturevalue("pg_url")
         for schema, _ in schemas.values():
             drop_schema(server, schema)
+
+
+@pytest.fixture
+def store_at(engine: str, db_at: Callable[[str], str]) -> Callable[[str], Any]:
+    """Open the store called `name` on the engine under test: a DuckDB file in tmp_path, or
+    a schema of its own on the PostgreSQL server (the same name opens the same store again,
+    as a path does)."""
+
+    def open_named(name: str) -> Any:
+        if engine == "duckdb":
+            return DuckDBStore(db_at(name))
+        from placeharm.store.postgres import PostgresStore
+
+        return PostgresStore(db_at(name))
+
+    return open_named

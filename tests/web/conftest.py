@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -83,12 +84,46 @@ def duckdb_app_client(demo_db: Path) -> Iterator[TestClient]:
 
 
 @pytest.fixture(scope="session")
-def pg_app_client(pristine_db: Path, request: pytest.FixtureRequest) -> Iterator[TestClient]:
-    """The app on the demo store as built, moved into PostgreSQL by `migrate-store` (as a
-    force would move theirs), one for the whole session."""
-    app = create_app(load_settings(db=pg_copy(pristine_db, request)))
+def pg_demo_url(pristine_db: Path, request: pytest.FixtureRequest) -> str:
+    """The demo store as built, moved into PostgreSQL by `migrate-store` (as a force would
+    move theirs), one for the whole session: its URL."""
+    return pg_copy(pristine_db, request)
+
+
+@pytest.fixture(scope="session")
+def pg_app_client(pg_demo_url: str) -> Iterator[TestClient]:
+    """The app on the demo store in PostgreSQL, one for the whole session."""
+    app = create_app(load_settings(db=pg_demo_url))
     with TestClient(app) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def web_db(web_engine: str, request: pytest.FixtureRequest) -> str:
+    """Where the shared demo store (the one `app_client` serves) lives on the engine under
+    test: its DuckDB file or its PostgreSQL URL, for a test that starts another app on it."""
+    if web_engine == "postgresql":
+        return str(request.getfixturevalue("pg_demo_url"))
+    return str(request.getfixturevalue("demo_db"))
+
+
+@pytest.fixture
+def own_demo(
+    web_engine: str, pristine_db: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> Callable[[], str]:
+    """Make a fresh copy of the demo store as built, for one test to change, on the engine
+    under test: a DuckDB file in tmp_path or a PostgreSQL schema of its own (dropped when the
+    test ends). Returns where it lives, as PLACEHARM_DB or a CLI command's --db takes it."""
+    made = itertools.count()
+
+    def copy() -> str:
+        if web_engine == "postgresql":
+            return pg_copy(pristine_db, request)
+        target = tmp_path / f"own{next(made)}.duckdb"
+        shutil.copy(pristine_db, target)
+        return str(target)
+
+    return copy
 
 
 @pytest.fixture(scope="session")
