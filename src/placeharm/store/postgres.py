@@ -39,7 +39,7 @@ import psycopg
 import pyarrow as pa
 from psycopg.conninfo import make_conninfo
 
-from placeharm.errors import DataError, StoreError, StoreUnavailable
+from placeharm.errors import DataError, StoreClosed, StoreError, StoreUnavailable, store_closed
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
 from placeharm.store.base import AUDIT_COLUMNS, CELLS_CHECK, EVERYTHING, Scope
 from placeharm.store.duckdb import (
@@ -255,6 +255,9 @@ class PostgresStore(SqlStore):
         self._gen_cached_at = 0.0  # time.monotonic() of the read kept
         self._gen_epoch = 0
         self._live_listens = 0
+        # after close(): every use raises StoreClosed, as DuckDBStore's; no connection is
+        # opened again (a thread's, the LISTEN thread's, an export's or a lock's)
+        self._closed = False
         self._connect()  # now: a wrong URL fails here, with a message
         if self.read_only:
             self._check_read_only_schema()
@@ -269,6 +272,8 @@ class PostgresStore(SqlStore):
     @property
     def _con(self) -> psycopg.Connection[tuple[Any, ...]]:
         con: psycopg.Connection[tuple[Any, ...]] | None = getattr(self._local, "con", None)
+        if self._closed:
+            raise store_closed(self.path)
         if con is None or con.closed:
             try:
                 con = psycopg.connect(self._url, autocommit=True)
@@ -280,11 +285,21 @@ class PostgresStore(SqlStore):
                 ) from exc
             # timestamps are stored and compared in UTC, as DuckDB's
             con.execute("SET TIME ZONE 'UTC'")
+            self._keep(con, threading.current_thread())
             self._local.con = con
-            with self._conns_lock:
-                self._close_orphans()
-                self._conns.append((threading.current_thread(), con))
         return con
+
+    def _keep(
+        self, con: psycopg.Connection[tuple[Any, ...]], thread: threading.Thread | None
+    ) -> None:
+        """Hold `con` until the store closes; a store closed meanwhile closes it and refuses."""
+        with self._conns_lock:
+            if self._closed:
+                with suppress(psycopg.Error):
+                    con.close()
+                raise store_closed(self.path)
+            self._close_orphans()
+            self._conns.append((thread, con))
 
     def _close_orphans(self) -> None:
         """Close the connections of threads that have ended (under `_conns_lock`)."""
@@ -329,6 +344,8 @@ class PostgresStore(SqlStore):
                 if con is None:
                     try:
                         con, schema = self._listen_connection()
+                    except StoreClosed:
+                        return  # the store closed while this thread waited to reconnect
                     except StoreUnavailable:
                         stop.wait(wait)
                         wait = min(wait * 2, LISTEN_RETRY_MAX_S)
@@ -366,18 +383,26 @@ class PostgresStore(SqlStore):
                     con = None
 
         thread = threading.Thread(target=run, name="placeharm-listen", daemon=True)
-        thread.start()
 
         def close() -> None:
             stop.set()
-            thread.join(5)
+            if thread.is_alive():
+                thread.join(5)
 
-        self._listeners.append(close)  # closing the store stops it too
+        with self._conns_lock:
+            if self._closed:  # closed since the first connection was made
+                with suppress(psycopg.Error):
+                    con.close()
+                raise store_closed(self.path)
+            self._listeners.append(close)  # closing the store stops it too
+        thread.start()
         return close
 
     def _listen_connection(self) -> tuple[psycopg.Connection[tuple[Any, ...]], str]:
         """A connection of its own that LISTENs on the change channel, and the store's
         schema (what its notices carry)."""
+        if self._closed:
+            raise store_closed(self.path)
         try:
             con = psycopg.connect(
                 make_conninfo(self._url, **_LISTEN_KEEPALIVES),
@@ -446,9 +471,13 @@ class PostgresStore(SqlStore):
         return int(row[0]) if row else 0
 
     def close(self) -> None:
-        for stop in self._listeners:
+        """Close every connection and stop the LISTEN threads; the store cannot be used
+        again (StoreClosed). Closing twice does nothing more."""
+        with self._conns_lock:
+            self._closed = True
+            listeners, self._listeners = self._listeners, []
+        for stop in listeners:
             stop()
-        self._listeners.clear()
         with self._conns_lock:
             for _, con in self._conns:
                 with suppress(psycopg.Error):
@@ -1849,6 +1878,8 @@ class PostgresStore(SqlStore):
         )
         clause = _pg_where(clause)
         order = f"{_safe_col(sort)} {'DESC' if descending else 'ASC'} NULLS LAST, rowid"
+        if self._closed:
+            raise store_closed(self.path)
         try:
             con = psycopg.connect(self._url)
         except psycopg.Error as exc:
@@ -2196,6 +2227,8 @@ class PostgresStore(SqlStore):
         connection of its own: None if another connection holds it, else a function that
         says whether it is still held (False once the connection is lost). Closing the
         store releases it. One server process per store watches the drop folder."""
+        if self._closed:
+            raise store_closed(self.path)
         try:
             con = psycopg.connect(  # keepalives: a dead holder's socket is noticed
                 make_conninfo(self._url, **_LISTEN_KEEPALIVES),
@@ -2215,8 +2248,7 @@ class PostgresStore(SqlStore):
         if not (row and row[0]):
             con.close()
             return None
-        with self._conns_lock:
-            self._conns.append((None, con))  # closing the store releases it
+        self._keep(con, None)  # closing the store releases it
 
         def held() -> bool:
             try:
