@@ -180,7 +180,18 @@ def _pg_type(dtype: pl.DataType) -> str:
         return "TIMESTAMP"
     if dtype == pl.Binary:
         return "BYTEA"
-    return "VARCHAR"
+    return _TEXT
+
+
+# Text in byte order, as DuckDB's (pg_migrations.TEXT_IN_BYTE_ORDER): the type of every text
+# column the store adds itself (an area set's code column, a temporary table's text)
+_TEXT = 'VARCHAR COLLATE "C"'
+
+
+def _in_byte_order(data_type: str | None) -> str | None:
+    """A table column's type (information_schema's data_type) for a temporary table's column
+    like it: text in byte order, as the store's own text columns."""
+    return _TEXT if data_type in ("character varying", "text") else data_type
 
 
 def _signed(frame: pl.DataFrame) -> pl.DataFrame:
@@ -553,7 +564,7 @@ class PostgresStore(SqlStore):
             for table in RECORD_TABLES:
                 if table in existing:
                     self._run(
-                        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {_area_col(name)} VARCHAR"
+                        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {_area_col(name)} {_TEXT}"
                     )
 
     @contextmanager
@@ -708,7 +719,8 @@ class PostgresStore(SqlStore):
         columns take the types of table `like`'s columns of the same name."""
         types = self._column_types(like) if like else {}
         cols = ", ".join(
-            f"{_col(c)} {types.get(c) or _pg_type(t)}" for c, t in frame.schema.items()
+            f"{_col(c)} {_in_byte_order(types.get(c)) or _pg_type(t)}"
+            for c, t in frame.schema.items()
         )
         self._exec(f"DROP TABLE IF EXISTS {name}")
         self._exec(f"CREATE TEMPORARY TABLE {name} ({cols})")
@@ -833,7 +845,7 @@ class PostgresStore(SqlStore):
             )
             self._insert("areas", areas.with_columns(pl.lit(info.name).alias("set_name")))
             for table in RECORD_TABLES:
-                self._run(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {col} VARCHAR")
+                self._run(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {col} {_TEXT}")
             self._touch_cells(set_name=info.name)
 
     def replace_lookup(self, frame: pl.DataFrame) -> int:
