@@ -130,3 +130,13 @@ def boundary(fn: Callable[P, R]) -> Callable[P, R]:
 class StoreUnavailable(StoreError):
     """The store itself failed (disk full, damaged file, read-only, held by another process):
     no file can be written now, so an ingest stops instead of failing file after file."""
+
+
+class StoreClosed(StoreError):
+    """A store object was used after `close()`: it never opens a connection again (open the
+    store anew instead). Both engines raise it."""
+
+
+def store_closed(path: str) -> StoreClosed:
+    """The error for a use of the store at `path` (as messages name it) after `close()`."""
+    return StoreClosed(f"the store {path} was closed and cannot be used again; open it anew")

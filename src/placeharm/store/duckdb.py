@@ -26,7 +26,7 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
-from placeharm.errors import StoreError, StoreUnavailable
+from placeharm.errors import StoreError, StoreUnavailable, store_closed
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
 from placeharm.store.base import AUDIT_COLUMNS, CELLS_CHECK, EVERYTHING, Scope
 from placeharm.store.migrations import LATEST_VERSION, MIGRATIONS
@@ -117,6 +117,7 @@ class DuckDBStore(SqlStore):
         self._cursors_lock = threading.Lock()
         self._generation = 0  # see `generation`
         self._generation_lock = threading.Lock()
+        self._closed = False  # after close(): every use raises StoreClosed
         # None: read-only exactly when the file (or its folder) cannot be written (issue 13)
         self.read_only = store_is_read_only(self.path) if read_only is None else read_only
         try:
@@ -147,6 +148,8 @@ class DuckDBStore(SqlStore):
     def _con(self) -> duckdb.DuckDBPyConnection:
         """This thread's connection: the one opened by the store in its own thread, else a
         cursor (a second connection to the same database) made once per thread."""
+        if self._closed:
+            raise store_closed(self.path)
         if threading.get_ident() == self._owner:
             return self._root
         con: duckdb.DuckDBPyConnection | None = getattr(self._local, "con", None)
@@ -170,6 +173,7 @@ class DuckDBStore(SqlStore):
             self._generation += 1
 
     def close(self) -> None:
+        self._closed = True
         with self._cursors_lock:
             for con in self._cursors:
                 con.close()
@@ -1606,6 +1610,8 @@ class DuckDBStore(SqlStore):
             table, first, last, date_col, area, search, None, None, include, scope
         )
         order = f"{_safe_col(sort)} {'DESC' if descending else 'ASC'} NULLS LAST, rowid"
+        if self._closed:
+            raise store_closed(self.path)
         con = self._root.cursor()
         try:
             con.begin()

@@ -513,4 +513,16 @@ MIGRATIONS.append(
     )
 )
 
+MIGRATIONS.append(
+    (
+        16,
+        "text compared in byte order on PostgreSQL, whatever the database's collation",
+        # Nothing on DuckDB: it compares text by bytes. PostgreSQL makes every text column
+        # COLLATE "C" at this version (store/pg_migrations.py, issue 17): on a database made
+        # with a locale collation (en_GB.UTF-8, ICU en-GB) codes mixing case or punctuation
+        # sorted in another order than on DuckDB.
+        [],
+    )
+)
+
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -71,6 +71,38 @@ _EXTRA: dict[int, list[str]] = {
     15: ["CREATE INDEX crimes_month_rowid_idx ON crimes (month, rowid)"],
 }
 
+# Text in byte order, as DuckDB compares it (issue 17): every text column of the store's
+# own schema (arrays of text too) not yet COLLATE "C" is made so, one ALTER TABLE per table
+# (its indexes on those columns are rebuilt; the rows are not rewritten). Without it, ORDER
+# BY, min/max and comparisons over text follow the database's collation, which a force's DBA
+# may have made a locale's (en_GB.UTF-8, ICU en-GB): 'A_2', 'a-1', 'a1', 'A1', 'b1', 'B2'
+# where DuckDB and C order 'A1', 'A_2', 'B2', 'a-1', 'a1', 'b1'. Run by migration 16 and
+# again by every later one, so a text column a later migration adds is made "C" with it.
+TEXT_IN_BYTE_ORDER = """DO $$
+DECLARE
+    t record;
+BEGIN
+    FOR t IN
+        SELECT c.relname AS tab,
+               string_agg(format('ALTER COLUMN %I TYPE %s COLLATE "C"', a.attname,
+                                 format_type(a.atttypid, a.atttypmod)), ', '
+                          ORDER BY a.attnum) AS changes
+        FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid
+        WHERE c.relnamespace = current_schema()::regnamespace
+          AND c.relkind IN ('r', 'p')
+          AND a.attnum > 0 AND NOT a.attisdropped
+          AND a.attcollation <> 0
+          AND a.attcollation <> 'pg_catalog."C"'::regcollation
+        GROUP BY c.relname
+        ORDER BY c.relname
+    LOOP
+        EXECUTE format('ALTER TABLE %I %s', t.tab, t.changes);
+    END LOOP;
+END
+$$"""
+_BYTE_ORDER_FROM = 16
+
 
 def pg_statement(statement: str) -> str:
     """One DuckDB migration statement in PostgreSQL's types (and a `rowid` column for the
@@ -89,8 +121,14 @@ def pg_statement(statement: str) -> str:
 
 
 PG_MIGRATIONS: list[tuple[int, str, list[str]]] = [
-    (version, name, [pg_statement(s) for s in statements] + _EXTRA.get(version, []))
+    (
+        version,
+        name,
+        [pg_statement(s) for s in statements]
+        + _EXTRA.get(version, [])
+        + ([TEXT_IN_BYTE_ORDER] if version >= _BYTE_ORDER_FROM else []),
+    )
     for version, name, statements in MIGRATIONS
 ]
 
-__all__ = ["LATEST_VERSION", "PG_MIGRATIONS", "ROWID_TABLES", "pg_statement"]
+__all__ = ["LATEST_VERSION", "PG_MIGRATIONS", "ROWID_TABLES", "TEXT_IN_BYTE_ORDER", "pg_statement"]

@@ -39,7 +39,7 @@ import psycopg
 import pyarrow as pa
 from psycopg.conninfo import make_conninfo
 
-from placeharm.errors import DataError, StoreError, StoreUnavailable
+from placeharm.errors import DataError, StoreClosed, StoreError, StoreUnavailable, store_closed
 from placeharm.model import AreaSetInfo, ImportResult, QuarantineRow, check_area_set_name
 from placeharm.store.base import AUDIT_COLUMNS, CELLS_CHECK, EVERYTHING, Scope
 from placeharm.store.duckdb import (
@@ -180,7 +180,30 @@ def _pg_type(dtype: pl.DataType) -> str:
         return "TIMESTAMP"
     if dtype == pl.Binary:
         return "BYTEA"
-    return "VARCHAR"
+    return _TEXT
+
+
+# Text in byte order, as DuckDB's (pg_migrations.TEXT_IN_BYTE_ORDER): the type of every text
+# column the store adds itself (an area set's code column, a temporary table's text)
+_TEXT = 'VARCHAR COLLATE "C"'
+
+
+def _in_byte_order(data_type: str | None) -> str | None:
+    """A table column's type (information_schema's data_type) for a temporary table's column
+    like it: text in byte order, as the store's own text columns."""
+    return _TEXT if data_type in ("character varying", "text") else data_type
+
+
+def _without_nul(data: str) -> str:
+    """PostgreSQL text cannot hold NUL: a COPY's CSV (`_copy`) keeps every other character of
+    any text written (a message quoting a file's own bytes, a raw line), and a NUL as U+FFFD.
+
+    Only text can hold a NUL in that CSV (numbers and dates cannot; bytes go as hex), and
+    neither NUL nor U+FFFD changes how polars quotes a field, so replacing it in the CSV is
+    replacing it in every text column. On every COPY (the hot path) this is one search of the
+    CSV text, and a copy of it only when a NUL is there, which real files almost never hold
+    (bench/pg_copy_nul.py: a replace_all over every text column cost about 3% of a COPY)."""
+    return data.replace("\x00", "\ufffd") if "\x00" in data else data
 
 
 def _signed(frame: pl.DataFrame) -> pl.DataFrame:
@@ -255,6 +278,9 @@ class PostgresStore(SqlStore):
         self._gen_cached_at = 0.0  # time.monotonic() of the read kept
         self._gen_epoch = 0
         self._live_listens = 0
+        # after close(): every use raises StoreClosed, as DuckDBStore's; no connection is
+        # opened again (a thread's, the LISTEN thread's, an export's or a lock's)
+        self._closed = False
         self._connect()  # now: a wrong URL fails here, with a message
         if self.read_only:
             self._check_read_only_schema()
@@ -269,6 +295,8 @@ class PostgresStore(SqlStore):
     @property
     def _con(self) -> psycopg.Connection[tuple[Any, ...]]:
         con: psycopg.Connection[tuple[Any, ...]] | None = getattr(self._local, "con", None)
+        if self._closed:
+            raise store_closed(self.path)
         if con is None or con.closed:
             try:
                 con = psycopg.connect(self._url, autocommit=True)
@@ -280,11 +308,21 @@ class PostgresStore(SqlStore):
                 ) from exc
             # timestamps are stored and compared in UTC, as DuckDB's
             con.execute("SET TIME ZONE 'UTC'")
+            self._keep(con, threading.current_thread())
             self._local.con = con
-            with self._conns_lock:
-                self._close_orphans()
-                self._conns.append((threading.current_thread(), con))
         return con
+
+    def _keep(
+        self, con: psycopg.Connection[tuple[Any, ...]], thread: threading.Thread | None
+    ) -> None:
+        """Hold `con` until the store closes; a store closed meanwhile closes it and refuses."""
+        with self._conns_lock:
+            if self._closed:
+                with suppress(psycopg.Error):
+                    con.close()
+                raise store_closed(self.path)
+            self._close_orphans()
+            self._conns.append((thread, con))
 
     def _close_orphans(self) -> None:
         """Close the connections of threads that have ended (under `_conns_lock`)."""
@@ -329,6 +367,8 @@ class PostgresStore(SqlStore):
                 if con is None:
                     try:
                         con, schema = self._listen_connection()
+                    except StoreClosed:
+                        return  # the store closed while this thread waited to reconnect
                     except StoreUnavailable:
                         stop.wait(wait)
                         wait = min(wait * 2, LISTEN_RETRY_MAX_S)
@@ -366,18 +406,26 @@ class PostgresStore(SqlStore):
                     con = None
 
         thread = threading.Thread(target=run, name="placeharm-listen", daemon=True)
-        thread.start()
 
         def close() -> None:
             stop.set()
-            thread.join(5)
+            if thread.is_alive():
+                thread.join(5)
 
-        self._listeners.append(close)  # closing the store stops it too
+        with self._conns_lock:
+            if self._closed:  # closed since the first connection was made
+                with suppress(psycopg.Error):
+                    con.close()
+                raise store_closed(self.path)
+            self._listeners.append(close)  # closing the store stops it too
+        thread.start()
         return close
 
     def _listen_connection(self) -> tuple[psycopg.Connection[tuple[Any, ...]], str]:
         """A connection of its own that LISTENs on the change channel, and the store's
         schema (what its notices carry)."""
+        if self._closed:
+            raise store_closed(self.path)
         try:
             con = psycopg.connect(
                 make_conninfo(self._url, **_LISTEN_KEEPALIVES),
@@ -446,9 +494,13 @@ class PostgresStore(SqlStore):
         return int(row[0]) if row else 0
 
     def close(self) -> None:
-        for stop in self._listeners:
+        """Close every connection and stop the LISTEN threads; the store cannot be used
+        again (StoreClosed). Closing twice does nothing more."""
+        with self._conns_lock:
+            self._closed = True
+            listeners, self._listeners = self._listeners, []
+        for stop in listeners:
             stop()
-        self._listeners.clear()
         with self._conns_lock:
             for _, con in self._conns:
                 with suppress(psycopg.Error):
@@ -524,7 +576,7 @@ class PostgresStore(SqlStore):
             for table in RECORD_TABLES:
                 if table in existing:
                     self._run(
-                        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {_area_col(name)} VARCHAR"
+                        f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {_area_col(name)} {_TEXT}"
                     )
 
     @contextmanager
@@ -629,20 +681,15 @@ class PostgresStore(SqlStore):
         Python loop per row). In PostgreSQL's CSV an unquoted empty field is NULL and a
         quoted one ("", as polars writes an empty string) is empty text; bytes go as hex."""
         frame = _signed(frame)
-        # PostgreSQL text cannot hold NUL: any text written (a message quoting a file's own
-        # bytes, a raw line) keeps every other character, and a NUL as U+FFFD
-        text = [c for c, t in frame.schema.items() if t == pl.String]
-        if text:
-            frame = frame.with_columns(
-                pl.col(c).str.replace_all("\x00", "\ufffd", literal=True) for c in text
-            )
         binary = [c for c, t in frame.schema.items() if t == pl.Binary]
         if binary:
             frame = frame.with_columns(
                 (pl.lit("\\x") + pl.col(c).bin.encode("hex")).alias(c) for c in binary
             )
         cols = ", ".join(_col(c) for c in frame.columns)
-        data = frame.write_csv(include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f")
+        data = _without_nul(
+            frame.write_csv(include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f")
+        )
         try:
             with (
                 self._con.cursor() as cur,
@@ -679,7 +726,8 @@ class PostgresStore(SqlStore):
         columns take the types of table `like`'s columns of the same name."""
         types = self._column_types(like) if like else {}
         cols = ", ".join(
-            f"{_col(c)} {types.get(c) or _pg_type(t)}" for c, t in frame.schema.items()
+            f"{_col(c)} {_in_byte_order(types.get(c)) or _pg_type(t)}"
+            for c, t in frame.schema.items()
         )
         self._exec(f"DROP TABLE IF EXISTS {name}")
         self._exec(f"CREATE TEMPORARY TABLE {name} ({cols})")
@@ -804,7 +852,7 @@ class PostgresStore(SqlStore):
             )
             self._insert("areas", areas.with_columns(pl.lit(info.name).alias("set_name")))
             for table in RECORD_TABLES:
-                self._run(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {col} VARCHAR")
+                self._run(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {col} {_TEXT}")
             self._touch_cells(set_name=info.name)
 
     def replace_lookup(self, frame: pl.DataFrame) -> int:
@@ -1849,6 +1897,8 @@ class PostgresStore(SqlStore):
         )
         clause = _pg_where(clause)
         order = f"{_safe_col(sort)} {'DESC' if descending else 'ASC'} NULLS LAST, rowid"
+        if self._closed:
+            raise store_closed(self.path)
         try:
             con = psycopg.connect(self._url)
         except psycopg.Error as exc:
@@ -2196,6 +2246,8 @@ class PostgresStore(SqlStore):
         connection of its own: None if another connection holds it, else a function that
         says whether it is still held (False once the connection is lost). Closing the
         store releases it. One server process per store watches the drop folder."""
+        if self._closed:
+            raise store_closed(self.path)
         try:
             con = psycopg.connect(  # keepalives: a dead holder's socket is noticed
                 make_conninfo(self._url, **_LISTEN_KEEPALIVES),
@@ -2215,8 +2267,7 @@ class PostgresStore(SqlStore):
         if not (row and row[0]):
             con.close()
             return None
-        with self._conns_lock:
-            self._conns.append((None, con))  # closing the store releases it
+        self._keep(con, None)  # closing the store releases it
 
         def held() -> bool:
             try:
