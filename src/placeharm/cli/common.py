@@ -31,14 +31,19 @@ class Format(StrEnum):
     json = "json"
 
 
+# text, not a Path: a PostgreSQL URL's `//` would collapse as a path (config.py keeps a URL
+# as text and makes anything else a path)
 DbOption = Annotated[
-    Path | None,
-    typer.Option("--db", help="Store file (default: PLACEHARM_DB or ./placeharm.duckdb)."),
+    str | None,
+    typer.Option(
+        "--db",
+        help="Store file, or a PostgreSQL URL (default: PLACEHARM_DB or ./placeharm.duckdb).",
+    ),
 ]
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 
 
-def _settings(db: Path | None) -> Settings:
+def _settings(db: str | Path | None) -> Settings:
     return load_settings(**({"db": db} if db else {}))
 
 
