@@ -7,13 +7,13 @@ Every test that changes users or sessions works on its own copy of the demo stor
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from placeharm import open_store
 from placeharm.audit import Actor
 from placeharm.audit import verify as audit_verify
 from placeharm.config import load_settings
@@ -24,7 +24,7 @@ from placeharm.store.duckdb import SOC_TABLES, DuckDBStore
 from placeharm.store.postgres import PostgresStore
 from placeharm.web.app import create_app
 
-from .conftest import csrf_headers, login_token, origin, pg_copy, post_login, purposes_of
+from .conftest import csrf_headers, login_token, origin, post_login, purposes_of
 
 T0 = dt.datetime(2026, 3, 2, 9, 0, 0)
 SECOND = dt.timedelta(seconds=1)
@@ -49,10 +49,10 @@ class Clock:
 
 
 @pytest.fixture()
-def own_db(pristine_db: Path, tmp_path: Path) -> Path:
-    db = tmp_path / "accounts.duckdb"
-    shutil.copy(pristine_db, db)
-    with DuckDBStore(db) as store:
+def own_db(own_demo: Callable[[], str]) -> str:
+    """A fresh copy of the demo store on the engine under test, with a force account."""
+    db = own_demo()
+    with open_store(db) as store:
         auth.create_user(store, "pc7", "PC, Westgate", "officer", "kettle-lantern-moorland")
     return db
 
@@ -63,11 +63,8 @@ def clock() -> Clock:
 
 
 @pytest.fixture()
-def app(
-    own_db: Path, clock: Clock, web_engine: str, request: pytest.FixtureRequest
-) -> Iterator[TestClient]:
-    db = own_db if web_engine == "duckdb" else pg_copy(own_db, request)
-    application = create_app(load_settings(db=db), clock=clock)
+def app(own_db: str, clock: Clock) -> Iterator[TestClient]:
+    application = create_app(load_settings(db=own_db), clock=clock)
     with TestClient(application) as client:
         yield client
 
@@ -244,12 +241,12 @@ def test_last_seen_is_written_at_most_once_a_minute_and_idle_counts_from_memory(
 
 
 def test_session_memory_is_bounded_and_a_lookup_racing_a_change_is_not_remembered(
-    own_db: Path, clock: Clock
+    own_db: str, clock: Clock
 ):
     import threading
 
     lock = threading.RLock()
-    with DuckDBStore(own_db) as store:
+    with open_store(own_db) as store:
         tokens = [auth.start_session(store, "officer", T0) for _ in range(5)]
         cache = auth.SessionCache(auth.SessionRules(), clock, max_entries=2)
         for token in tokens:
@@ -270,7 +267,7 @@ def test_session_memory_is_bounded_and_a_lookup_racing_a_change_is_not_remembere
         assert len(racing) == 0 and racing.remembered(tokens[0]) is None
 
 
-def test_absolute_lifetime_at_the_exact_instant(own_db: Path, clock: Clock):
+def test_absolute_lifetime_at_the_exact_instant(own_db: str, clock: Clock):
     settings = load_settings(db=own_db, session_max_hours=1, session_idle_minutes=30)
     with TestClient(create_app(settings, clock=clock)) as app:
         client = _client(app)
@@ -469,10 +466,10 @@ def test_demo_sessions_end_right_after_a_real_upload(app: TestClient):
     assert _refused_sign_in(_client(app), "analyst", "analyst" + auth.DEMO_PASSWORD_SUFFIX)
 
 
-def test_demo_sessions_end_after_a_real_import_through_the_service(own_db: Path, tmp_path: Path):
+def test_demo_sessions_end_after_a_real_import_through_the_service(own_db: str, tmp_path: Path):
     real = tmp_path / "intelligence.csv"
     real.write_text(REAL_INTEL)
-    with DuckDBStore(own_db) as store:
+    with open_store(own_db) as store:
         token = auth.login(store, "analyst", "analyst" + auth.DEMO_PASSWORD_SUFFIX)
         force = auth.login(store, "pc7", "kettle-lantern-moorland")
         assert auth.user_for(store, token) is not None
@@ -487,8 +484,8 @@ def test_demo_sessions_end_after_a_real_import_through_the_service(own_db: Path,
         _sign_in(_client(app), "pc7", "kettle-lantern-moorland")
 
 
-def test_a_real_row_in_any_soc_table_refuses_demo_accounts(own_db: Path):
-    with DuckDBStore(own_db) as store:
+def test_a_real_row_in_any_soc_table_refuses_demo_accounts(own_db: str):
+    with open_store(own_db) as store:
         assert not store.has_real_soc_records()
         tried = []
         for table in SOC_TABLES:

@@ -9,21 +9,20 @@ import gzip
 import logging
 import os
 import re
-import shutil
 import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from placeharm import open_store
 from placeharm.config import load_settings
 from placeharm.errors import Busy
 from placeharm.services import auth
-from placeharm.store.duckdb import DuckDBStore
 from placeharm.web import uploads
 from placeharm.web.app import create_app
 from placeharm.web.limits import SignInGate
@@ -39,19 +38,16 @@ GROUPS = b"group_id,group_type,name\n"
 
 
 @pytest.fixture
-def own_db(demo_db: Path, tmp_path: Path) -> Path:
-    db = tmp_path / "own.duckdb"
-    shutil.copy(demo_db, db)
-    wal = demo_db.with_name(demo_db.name + ".wal")
-    if wal.exists():
-        shutil.copy(wal, db.with_name(db.name + ".wal"))
-    with DuckDBStore(db) as store:
+def own_db(own_demo: Callable[[], str]) -> str:
+    """A fresh copy of the demo store on the engine under test, with the force's admin."""
+    db = own_demo()
+    with open_store(db) as store:
         auth.create_user(store, ADMIN, "Force Admin", "admin", ADMIN_PASSWORD)
     return db
 
 
 @pytest.fixture
-def client(own_db: Path) -> Iterator[TestClient]:
+def client(own_db: str) -> Iterator[TestClient]:
     with TestClient(create_app(load_settings(db=own_db))) as c:
         yield c
 
@@ -259,7 +255,7 @@ def test_an_anonymous_200_mb_body_is_refused_unread(client: TestClient):
 
 
 def test_an_oversized_upload_is_413_and_leaves_no_temporary_file(
-    own_db: Path, monkeypatch: pytest.MonkeyPatch
+    own_db: str, monkeypatch: pytest.MonkeyPatch
 ):
     made: list[Path] = []
     real_mkdtemp = tempfile.mkdtemp
@@ -480,7 +476,7 @@ def test_hash_gate_bounds_hashing_in_any_caller():
 
 
 @pytest.mark.parametrize("tls", [False, True])
-def test_hsts_and_secure_cookies_only_with_tls(own_db: Path, tls: bool):
+def test_hsts_and_secure_cookies_only_with_tls(own_db: str, tls: bool):
     scheme = "https" if tls else "http"
     with TestClient(create_app(load_settings(db=own_db, tls=tls)), base_url=f"{scheme}://t") as c:
         login = c.get("/login", headers={"Accept": "text/html"})
@@ -510,7 +506,7 @@ def test_hsts_and_secure_cookies_only_with_tls(own_db: Path, tls: bool):
 
 
 def test_the_drop_folder_never_follows_links_nor_echoes_content(
-    own_db: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    own_db: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ):
     secret = tmp_path / "elsewhere" / "secret.csv"
     secret.parent.mkdir()
@@ -556,13 +552,12 @@ def test_the_drop_folder_never_follows_links_nor_echoes_content(
     assert not list((drop / ".processing").iterdir())
 
 
-def test_allowed_hosts_refuse_a_rebound_host_name(demo_db: Path, tmp_path: Path):
+def test_allowed_hosts_refuse_a_rebound_host_name(web_db: str):
     """With allowed_hosts set, a request naming another host (a page on another site that
     pointed its own host name at the dashboard: DNS rebinding) is refused before any route
     runs, sign-in included; the dashboard's own name still works."""
-    db = tmp_path / "hosts.duckdb"
-    shutil.copy(demo_db, db)
-    settings = load_settings(db=db, allowed_hosts=["testserver"])
+    # the shared demo store: nothing here writes to it (every request is refused or a form)
+    settings = load_settings(db=web_db, allowed_hosts=["testserver"])
     with TestClient(create_app(settings)) as client:
         assert client.get("/login").status_code == 200
         rebound = client.get("/login", headers={"Host": "evil.example"})

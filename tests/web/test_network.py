@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from placeharm import open_store
 from placeharm.config import load_settings
 from placeharm.services import auth, network, policy
 from placeharm.services.policy import Role, User
 from placeharm.soc.importer import import_entity
-from placeharm.store.duckdb import DuckDBStore
 from placeharm.web.app import create_app
 
 from .conftest import ROLES, sign_in
@@ -60,11 +60,11 @@ EVERYONE = {"T-HUB", "T-FAM", "T-SECRET", "T-EXP", "T-BEYOND", "T-PAL", "T-G1"}
 HIDDEN_FROM_UNCLEARED = {"T-SECRET", "T-EXP", "T-BEYOND"}
 
 
-def _build(folder: Path) -> Path:
-    """The crafted store, imported through the importer as a force's files would be."""
+def _build(db: str, folder: Path) -> str:
+    """The crafted store at `db` (a DuckDB file or a PostgreSQL URL), imported through the
+    importer as a force's files would be (the files written in `folder`)."""
     folder.mkdir(parents=True, exist_ok=True)
-    db = folder / "network.duckdb"
-    with DuckDBStore(db) as store:
+    with open_store(db) as store:
         for kind, text in (
             ("nominals", NOMINALS),
             ("groups", GROUPS),
@@ -81,12 +81,12 @@ def _build(folder: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def crafted_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _build(tmp_path_factory.mktemp("network"))
+def crafted_db(module_db_at: Callable[[str], str], tmp_path_factory: pytest.TempPathFactory) -> str:
+    return _build(module_db_at("network"), tmp_path_factory.mktemp("network"))
 
 
 @pytest.fixture(scope="module")
-def client(crafted_db: Path) -> Iterator[TestClient]:
+def client(crafted_db: str) -> Iterator[TestClient]:
     with TestClient(create_app(load_settings(db=crafted_db))) as c:
         yield c
 
@@ -204,13 +204,13 @@ def test_html_and_json_agree_on_the_network(client: TestClient, name: str, url: 
         assert kind.startswith(e["link_type"])
 
 
-def test_layout_is_deterministic(tmp_path: Path):
+def test_layout_is_deterministic(tmp_path: Path, db_at: Callable[[str], str]):
     """Same positions every time the network is built, and on a second store built alike."""
     user = User("a", "a", Role.analyst)
     pages = (("nominal", "T-HUB"), ("group", "T-G1"), ("group", "T-G2"))
     built = []
-    for db in (_build(tmp_path / "one"), _build(tmp_path / "two")):
-        with DuckDBStore(db) as store:
+    for name in ("one", "two"):
+        with open_store(_build(db_at(name), tmp_path / name)) as store:
             for _ in range(2):
                 built.append([network.network(store, user, kind, ref) for kind, ref in pages])
     assert built[0] == built[1] == built[2] == built[3]

@@ -6,17 +6,17 @@ import csv
 import datetime as dt
 import io
 import re
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from placeharm import open_store
 from placeharm.config import load_settings
 from placeharm.errors import TooManyAttempts
 from placeharm.services import auth
 from placeharm.soc.importer import import_entity
-from placeharm.store.duckdb import DuckDBStore
 from placeharm.web.app import create_app
 
 from .conftest import csrf_headers, post_login, sign_in
@@ -130,15 +130,13 @@ def test_upload_names_cannot_escape_and_json_in_pages_is_inert(app_client: TestC
     assert "<" not in data.removeprefix('id="page-data">')  # JSON carries no '<' at all
 
 
-def test_demo_sign_ins_are_refused_on_a_store_with_real_records(tmp_path: Path, demo_db: Path):
-    db = tmp_path / "real.duckdb"
-    db.write_bytes(demo_db.read_bytes())
-    wal = demo_db.with_name(demo_db.name + ".wal")
-    if wal.exists():
-        db.with_name(db.name + ".wal").write_bytes(wal.read_bytes())
+def test_demo_sign_ins_are_refused_on_a_store_with_real_records(
+    tmp_path: Path, own_demo: Callable[[], str]
+):
+    db = own_demo()
     real = tmp_path / "nominals.csv"
     real.write_text("nominal_id,surname\nREAL-1,Realperson\n")
-    with DuckDBStore(db) as store:
+    with open_store(db) as store:
         assert import_entity(store, "nominals", real).inserted == 1
         auth.create_user(store, "pc9", "PC", "officer", "kettle-lantern-moorland")
     with TestClient(create_app(load_settings(db=db))) as client:
@@ -194,11 +192,10 @@ def test_an_unreadable_csv_is_refused_whole(app_client: TestClient):
     assert listed["total"] == 0
 
 
-def test_secure_cookie_setting_and_expired_sessions_purged(demo_db: Path, tmp_path: Path):
+def test_secure_cookie_setting_and_expired_sessions_purged(own_demo: Callable[[], str]):
     """Behind TLS the session cookie carries Secure; expired sessions do not pile up."""
-    db = tmp_path / "secure.duckdb"
-    shutil.copy(demo_db, db)
-    with DuckDBStore(db) as store:
+    db = own_demo()
+    with open_store(db) as store:
         store.add_session("old", "analyst", dt.datetime(2020, 1, 1))
     form = {"username": "analyst", "password": f"analyst{auth.DEMO_PASSWORD_SUFFIX}"}
     for secure in (True, False):

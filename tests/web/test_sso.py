@@ -28,11 +28,12 @@ import pytest
 import uvicorn
 import werkzeug.serving
 
+from placeharm import open_store
 from placeharm.config import load_settings
 from placeharm.errors import ConfigError, DataError, PermissionDenied
 from placeharm.services import auth, demo, sso
 from placeharm.services.policy import Role
-from placeharm.store.duckdb import DuckDBStore
+from placeharm.store import AnyStore
 from placeharm.web.app import COOKIE, create_app
 
 CLIENT_ID = "placeharm-test"
@@ -111,7 +112,7 @@ def _serve(make_app: Callable[[str], Any]) -> Iterator[tuple[str, Any]]:
         sock.close()
 
 
-def _settings(db: Path, base: str, provider: Provider, **extra: Any) -> Any:
+def _settings(db: str, base: str, provider: Provider, **extra: Any) -> Any:
     values: dict[str, Any] = {
         "db": db,
         "oidc_issuer": provider.url,
@@ -125,16 +126,17 @@ def _settings(db: Path, base: str, provider: Provider, **extra: Any) -> Any:
 
 
 @pytest.fixture(scope="module")
-def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("sso") / "sso.duckdb"
-    with DuckDBStore(path) as store:
+def store_path(module_db_at: Callable[[str], str]) -> str:
+    """The demo store with a local account, on the engine under test, for the module."""
+    path = module_db_at("sso")
+    with open_store(path) as store:
         demo.build_demo(store)
         auth.create_user(store, "alice", "Alice (local analyst)", "analyst", ALICE_PASSWORD)
     return path
 
 
 @pytest.fixture(scope="module")
-def site(store_path: Path, provider: Provider) -> Iterator[tuple[str, Any]]:
+def site(store_path: str, provider: Provider) -> Iterator[tuple[str, Any]]:
     with _serve(lambda base: create_app(_settings(store_path, base, provider))) as served:
         yield served
 
@@ -210,8 +212,8 @@ def _set_cookies(response: httpx.Response) -> dict[str, str]:
     return {h.split("=", 1)[0]: h for h in response.headers.get_list("set-cookie")}
 
 
-def _store(app: Any) -> DuckDBStore:
-    store: DuckDBStore = app.state.placeharm.store
+def _store(app: Any) -> AnyStore:
+    store: AnyStore = app.state.placeharm.store
     return store
 
 
@@ -595,12 +597,12 @@ def test_id_token_signature_issuer_audience_expiry_and_nonce_are_checked(
         client._exchange(client.metadata(), code, verifier)
 
 
-def test_an_unreachable_provider_is_a_502_page(store_path, provider) -> None:
+def test_an_unreachable_provider_is_a_502_page(db_at: Callable[[str], str], provider) -> None:
     """A wrong issuer path: the discovery document is not found; no traceback."""
     with _serve(
         lambda base: create_app(
             _settings(
-                store_path.parent / "other.duckdb",
+                db_at("other"),
                 base,
                 provider,
                 oidc_issuer=f"{provider.url}/nowhere",
@@ -616,10 +618,10 @@ def test_an_unreachable_provider_is_a_502_page(store_path, provider) -> None:
 
 
 def test_local_accounts_off_refuses_passwords_and_ends_local_sessions(
-    tmp_path: Path, provider: Provider
+    db_at: Callable[[str], str], provider: Provider
 ) -> None:
-    db = tmp_path / "sso-only.duckdb"
-    with DuckDBStore(db) as store:
+    db = db_at("sso-only")
+    with open_store(db) as store:
         auth.create_user(store, "bob", "Bob (local)", "admin", BOB_PASSWORD)
         old_token = auth.start_session(store, "bob")
     with _serve(lambda base: create_app(_settings(db, base, provider, local_accounts=False))) as (
@@ -648,10 +650,10 @@ def test_local_accounts_off_refuses_passwords_and_ends_local_sessions(
             assert browser.get(f"{base}/help").status_code == 200
 
 
-def test_without_sso_settings_the_routes_are_not_found(tmp_path: Path) -> None:
+def test_without_sso_settings_the_routes_are_not_found(db_at: Callable[[str], str]) -> None:
     from fastapi.testclient import TestClient
 
-    with TestClient(create_app(load_settings(db=tmp_path / "plain.duckdb"))) as client:
+    with TestClient(create_app(load_settings(db=db_at("plain")))) as client:
         assert client.get("/login/sso", follow_redirects=False).status_code == 404
         assert client.get("/auth/callback?code=x&state=y").status_code == 404
         assert "Sign in with" not in client.get("/login").text

@@ -6,8 +6,7 @@ arrive at the callback; the Strict session cookie must arrive at the page after 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 
 import oidc_provider_mock
 import pytest
@@ -44,13 +43,13 @@ REDIRECT_CHAIN = "--enable-features=CookieSameSiteConsidersRedirectChain"
 
 @pytest.mark.parametrize("flags", [[], [REDIRECT_CHAIN]], ids=["default", "redirect-chain"])
 def test_sso_in_a_real_browser_lands_signed_in(
-    tmp_path: Path, cross_site_provider: Provider, flags: list[str]
+    db_at: Callable[[str], str], cross_site_provider: Provider, flags: list[str]
 ) -> None:
+    from placeharm import open_store
     from placeharm.services import demo
-    from placeharm.store.duckdb import DuckDBStore
 
-    db = tmp_path / "browser-sso.duckdb"
-    with DuckDBStore(db) as store:
+    db = db_at("browser-sso")
+    with open_store(db) as store:
         demo.build_demo(store)
     provider = cross_site_provider
     provider.set_user(

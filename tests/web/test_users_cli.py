@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
+from placeharm import open_store
 from placeharm.cli.main import app
 from placeharm.errors import PermissionDenied, StoreError
 from placeharm.services import auth
@@ -22,8 +24,8 @@ from placeharm.store.duckdb import DuckDBStore
 from .conftest import post_login
 
 
-def test_users_add_list_and_sign_in(tmp_path: Path):
-    db = str(tmp_path / "u.duckdb")
+def test_users_add_list_and_sign_in(db_at: Callable[[str], str]):
+    db = db_at("u")
     runner = CliRunner()
     short = runner.invoke(
         app,
@@ -68,7 +70,7 @@ def test_users_add_list_and_sign_in(tmp_path: Path):
     assert ok.exit_code == 0, ok.output
     listed = runner.invoke(app, ["users", "list", "--db", db, "--format", "csv"])
     assert "pc1,PC,officer" in listed.stdout and "argon2" not in listed.stdout
-    with DuckDBStore(db) as store:
+    with open_store(db) as store:
         record = store.user("pc1")
         assert record is not None and record["password_hash"].startswith("$argon2id$")
         token = auth.login(store, "pc1", "long-enough-secret")
@@ -88,30 +90,30 @@ def _cli(*args: str, input: str | None = None) -> Result:
     return CliRunner().invoke(app, ["users", *args], input=input)
 
 
-def test_users_disable_enable_role_and_password(tmp_path: Path):
-    db = str(tmp_path / "u.duckdb")
+def test_users_disable_enable_role_and_password(db_at: Callable[[str], str]):
+    db = db_at("u")
     assert _cli("add", "pc2", "--role", "officer", "--name", "PC", "--password",
                 "heron-quarry-velvet", "--db", db).exit_code == 0  # fmt: skip
     again = _cli("add", "pc2", "--role", "admin", "--name", "PC", "--password",
                  "heron-quarry-velvet", "--db", db)  # fmt: skip
     assert again.exit_code != 0 and "already exists" in str(again.exception)
-    with DuckDBStore(db) as store:
+    with open_store(db) as store:
         tokens = [auth.login(store, "pc2", "heron-quarry-velvet") for _ in range(2)]
     disabled = _cli("disable", "pc2", "--db", db)
     assert disabled.exit_code == 0 and "2 sessions ended" in disabled.stdout
-    with DuckDBStore(db) as store:
+    with open_store(db) as store:
         assert all(auth.user_for(store, t) is None for t in tokens)
         with pytest.raises(PermissionDenied):
             auth.login(store, "pc2", "heron-quarry-velvet")
         assert store.user("pc2")["disabled_at"] is not None  # type: ignore[index]
     assert _cli("enable", "pc2", "--db", db).exit_code == 0
-    with DuckDBStore(db) as store:
+    with open_store(db) as store:
         token = auth.login(store, "pc2", "heron-quarry-velvet")
     role = _cli("role", "pc2", "analyst", "--db", db)
     assert role.exit_code == 0 and "now analyst; 1 session ended" in role.stdout
     bad_role = _cli("role", "pc2", "sheriff", "--db", db)
     assert bad_role.exit_code != 0 and "unknown role" in str(bad_role.exception)
-    with DuckDBStore(db) as store:
+    with open_store(db) as store:
         assert auth.user_for(store, token) is None
         token = auth.login(store, "pc2", "heron-quarry-velvet")
         assert auth.user_for(store, token).role.value == "analyst"  # type: ignore[union-attr]
@@ -121,7 +123,7 @@ def test_users_disable_enable_role_and_password(tmp_path: Path):
     assert named.exit_code != 0 and "contains the username" in str(named.exception)
     done = _cli("password", "pc2", "--db", db, input="gorse-anvil-lighthouse\n" * 2)
     assert done.exit_code == 0 and "1 session ended" in done.stdout
-    with DuckDBStore(db) as store:
+    with open_store(db) as store:
         assert auth.user_for(store, token) is None
         with pytest.raises(PermissionDenied):
             auth.login(store, "pc2", "heron-quarry-velvet")
@@ -130,6 +132,11 @@ def test_users_disable_enable_role_and_password(tmp_path: Path):
     assert missing.exit_code != 0 and "no user 'nobody'" in str(missing.exception)
 
 
+@pytest.mark.duckdb_only(
+    reason="DuckDB's file lock lets one process write the store, so the commands refuse while "
+    "`placeharm serve` holds it; a PostgreSQL server takes writers from every process by design "
+    "(tests/integration/test_workers.py runs a CLI import beside running workers on PostgreSQL)"
+)
 def test_account_commands_refuse_while_the_dashboard_runs(tmp_path: Path):
     """DuckDB lets one process open the store for writing: while `placeharm serve` runs, the
     commands refuse (saying to stop it or use the admin page) and change nothing; once it
@@ -176,3 +183,13 @@ def test_account_commands_refuse_while_the_dashboard_runs(tmp_path: Path):
     assert "1 session ended" in _cli("disable", "pc3", "--db", str(db)).stdout
     with DuckDBStore(db) as store:
         assert auth.user_for(store, cookie) is None
+
+
+def test_db_option_keeps_a_postgresql_url_whole():
+    """`--db` takes a PostgreSQL URL as PLACEHARM_DB does (it was read as a path, whose `//`
+    collapsed, so every command opened a DuckDB file named "postgresql:/..." instead). No
+    server listens on port 1: the command must say it cannot connect to that URL."""
+    url = "postgresql://nobody@127.0.0.1:1/placeharm"
+    refused = _cli("list", "--db", url)
+    assert refused.exit_code != 0 and isinstance(refused.exception, StoreError)
+    assert f"cannot connect to the PostgreSQL store {url}" in str(refused.exception)
