@@ -31,14 +31,19 @@ class Format(StrEnum):
     json = "json"
 
 
+# text, not a Path: a postgresql:// URL as a Path would lose its `//` (the setting's own
+# validator makes any other value a path)
 DbOption = Annotated[
-    Path | None,
-    typer.Option("--db", help="Store file (default: PLACEHARM_DB or ./placeharm.duckdb)."),
+    str | None,
+    typer.Option(
+        "--db",
+        help="Store file or postgresql:// URL (default: PLACEHARM_DB or ./placeharm.duckdb).",
+    ),
 ]
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 
 
-def _settings(db: Path | None) -> Settings:
+def _settings(db: Path | str | None) -> Settings:
     return load_settings(**({"db": db} if db else {}))
 
 
