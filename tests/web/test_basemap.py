@@ -109,9 +109,7 @@ def test_vector_pmtiles_are_served_gzip_with_plain_layers(web_db: str, tmp_path:
         assert spec["source"]["attribution"] == "© OSM"  # markup from the file is dropped
 
 
-def test_tile_server_origin_is_in_the_csp_only_when_configured(
-    web_db: str, app_client: TestClient
-):
+def test_tile_server_origin_is_in_the_csp_only_when_configured(web_db: str, app_client: TestClient):
     settings = load_settings(db=web_db, tile_url=TILE_URL, tile_attribution="Force <GIS>")
     with TestClient(create_app(settings)) as client:
         _signed_in(client)
