@@ -225,3 +225,24 @@ def module_db_at(
     yield place
     for schema, _ in schemas.values():
         drop_schema(request.getfixturevalue("pg_url"), schema)
+
+
+# -- one copy of the demo store per test module (issue 17) --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def module_demo(
+    web_engine: str,
+    pristine_db: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+    request: pytest.FixtureRequest,
+) -> str:
+    """A fresh copy of the demo store as built, shared by one module's tests (own_demo's
+    module-scoped twin, for tests that change it in ways the others do not meet, e.g. their
+    own sessions or audit entries): a DuckDB file or a PostgreSQL schema of its own (dropped
+    when the module ends). Where it lives, as PLACEHARM_DB or a CLI command's --db takes it."""
+    if web_engine == "postgresql":
+        return pg_copy(pristine_db, request)
+    target = tmp_path_factory.mktemp("module_demo") / "demo.duckdb"
+    shutil.copy(pristine_db, target)
+    return str(target)

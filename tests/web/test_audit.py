@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -22,7 +20,7 @@ from starlette.routing import Mount
 from placeharm import audit
 from placeharm.config import load_settings
 from placeharm.services import auth
-from placeharm.store.duckdb import DuckDBStore
+from placeharm.store import AnyStore
 from placeharm.web import audited, live
 from placeharm.web.app import create_app
 
@@ -34,7 +32,7 @@ SITE = "DEMO-CHB1"
 ROLE_FOR = {"/admin": "admin", "/api/admin": "admin", "/audit": "auditor", "/api/audit": "auditor"}
 
 
-def _store(client: TestClient) -> DuckDBStore:
+def _store(client: TestClient) -> AnyStore:
     return client.app.state.placeharm.store  # type: ignore[attr-defined,no-any-return]
 
 
@@ -259,10 +257,9 @@ def test_sign_in_and_out_are_logged_without_the_password(app_client: TestClient)
 
 
 @pytest.fixture()
-def own_client(pristine_db: Path, tmp_path: Path) -> Iterator[TestClient]:
-    db = tmp_path / "own.duckdb"
-    shutil.copy(pristine_db, db)
-    with TestClient(create_app(load_settings(db=db))) as client:
+def own_client(own_demo: Callable[[], str]) -> Iterator[TestClient]:
+    """An app on a fresh copy of the demo store: a log with no other test's entries."""
+    with TestClient(create_app(load_settings(db=own_demo()))) as client:
         yield client
 
 

@@ -37,10 +37,10 @@ def _basemap(html: str) -> dict | None:
 
 
 @pytest.fixture(scope="module")
-def raster(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+def raster(web_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     path = tmp_path_factory.mktemp("tiles") / "base.pmtiles"
     write_pmtiles(path, {(0, 0, 0): BLUE, (1, 0, 0): GREEN})
-    with TestClient(create_app(load_settings(db=demo_db, pmtiles=path))) as client:
+    with TestClient(create_app(load_settings(db=web_db, pmtiles=path))) as client:
         yield client
 
 
@@ -84,7 +84,7 @@ def test_pages_carry_the_tile_source_and_the_csp_stays_self(raster: TestClient):
     assert "img-src 'self' data: blob:;" in csp and "connect-src 'self';" in csp
 
 
-def test_vector_pmtiles_are_served_gzip_with_plain_layers(demo_db: Path, tmp_path: Path) -> None:
+def test_vector_pmtiles_are_served_gzip_with_plain_layers(web_db: str, tmp_path: Path) -> None:
     mvt = b"\x1a\x00fake vector tile"
     path = write_pmtiles(
         tmp_path / "vector.pmtiles",
@@ -93,7 +93,7 @@ def test_vector_pmtiles_are_served_gzip_with_plain_layers(demo_db: Path, tmp_pat
         Compression.GZIP,
         {"vector_layers": [{"id": "roads"}, {"id": "water"}], "attribution": "<a>© OSM</a>"},
     )
-    with TestClient(create_app(load_settings(db=demo_db, pmtiles=path))) as client:
+    with TestClient(create_app(load_settings(db=web_db, pmtiles=path))) as client:
         _signed_in(client)
         response = client.get("/tiles/0/0/0")  # httpx asks for gzip and decodes it
         assert response.headers["content-type"] == "application/vnd.mapbox-vector-tile"
@@ -109,10 +109,8 @@ def test_vector_pmtiles_are_served_gzip_with_plain_layers(demo_db: Path, tmp_pat
         assert spec["source"]["attribution"] == "© OSM"  # markup from the file is dropped
 
 
-def test_tile_server_origin_is_in_the_csp_only_when_configured(
-    demo_db: Path, app_client: TestClient
-):
-    settings = load_settings(db=demo_db, tile_url=TILE_URL, tile_attribution="Force <GIS>")
+def test_tile_server_origin_is_in_the_csp_only_when_configured(web_db: str, app_client: TestClient):
+    settings = load_settings(db=web_db, tile_url=TILE_URL, tile_attribution="Force <GIS>")
     with TestClient(create_app(settings)) as client:
         _signed_in(client)
         page = client.get("/overview", headers={"Accept": "text/html"})
@@ -135,10 +133,10 @@ def test_tile_server_origin_is_in_the_csp_only_when_configured(
     assert app_client.get("/tiles/0/0/0").status_code == 404
 
 
-def test_a_bad_pmtiles_file_stops_the_start(demo_db: Path, tmp_path: Path):
+def test_a_bad_pmtiles_file_stops_the_start(web_db: str, tmp_path: Path):
     bad = tmp_path / "bad.pmtiles"
     bad.write_bytes(b"not a pmtiles archive at all" * 10)
     with pytest.raises(ConfigError, match="not a PMTiles v3 archive"):
-        create_app(load_settings(db=demo_db, pmtiles=bad))
+        create_app(load_settings(db=web_db, pmtiles=bad))
     with pytest.raises(ConfigError, match="cannot be opened"):
-        create_app(load_settings(db=demo_db, pmtiles=tmp_path / "missing.pmtiles"))
+        create_app(load_settings(db=web_db, pmtiles=tmp_path / "missing.pmtiles"))

@@ -9,6 +9,7 @@ import re
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -16,11 +17,11 @@ import pytest
 from fastapi.testclient import TestClient
 from polars.exceptions import PanicException
 
+import placeharm
 import placeharm.cli.main as cli
 from placeharm.config import load_settings
 from placeharm.services import ingest as ingest_service
 from placeharm.soc import importer as soc_importer
-from placeharm.store.duckdb import DuckDBStore
 from placeharm.web.app import create_app
 
 from .conftest import csrf_headers, sign_in
@@ -89,11 +90,11 @@ def _run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *a
 
 
 def test_cli_ingest_with_a_panicking_file_imports_the_others_without_a_traceback(
-    northumbria: Path, tmp_path: Path, monkeypatch, capsys
+    northumbria: Path, tmp_path: Path, monkeypatch, capsys, db_at
 ):
     files = [_slice(northumbria, tmp_path, m) for m in ("2020-05", "2020-06", "2020-07")]
     _panics_on(monkeypatch, files[1].name)
-    db = str(tmp_path / "cli.duckdb")
+    db = db_at("cli")
     code, said = _run(monkeypatch, capsys, "ingest", *map(str, files), "--db", db)
     assert code == 2  # docs/cli.md: a file refused or failed in ingest
     assert "2 of 3 files imported" in said and "PanicException" in said
@@ -108,12 +109,12 @@ def test_cli_ingest_with_a_panicking_file_imports_the_others_without_a_traceback
 
 
 @pytest.mark.parametrize("how", ["flag", "env", "none"])
-def test_a_traceback_only_with_debug(tmp_path: Path, monkeypatch, capsys, how: str):
+def test_a_traceback_only_with_debug(db_at, monkeypatch, capsys, how: str):
     def panics(paths: object) -> list[Path]:
         raise PanicException("assertion failed: i < self.len()")
 
     monkeypatch.setattr(cli.ingest_service, "find_files", panics)
-    argv = ["ingest", "x.csv", "--db", str(tmp_path / "d.duckdb")]
+    argv = ["ingest", "x.csv", "--db", db_at("d")]
     if how == "flag":
         argv.insert(0, "--debug")
     if how == "env":
@@ -130,16 +131,16 @@ def test_a_traceback_only_with_debug(tmp_path: Path, monkeypatch, capsys, how: s
 
 
 def test_a_refusal_exits_with_its_code_and_a_traceback_only_with_debug(
-    tmp_path: Path, monkeypatch, capsys
+    tmp_path: Path, monkeypatch, capsys, db_at
 ):
-    db = str(tmp_path / "d.duckdb")
+    db = db_at("d")
     code, said = _run(monkeypatch, capsys, "ingest", str(tmp_path / "missing.csv"), "--db", db)
     assert code == 2 and "does not exist" in said and "Traceback" not in said
     code, said = _run(monkeypatch, capsys, "--debug", "counts", "--by", "nowhere", "--db", db)
     assert code == 3 and "Traceback" in said
 
 
-def _boom_app(db: Path):
+def _boom_app(db: str):
     app = create_app(load_settings(db=db))
 
     # test-only routes on this app instance: a native panic in a page and in an API route
@@ -158,12 +159,9 @@ def _boom_app(db: Path):
     return app
 
 
-def test_a_panic_in_a_route_is_a_500_with_an_incident_and_no_traceback(
-    pristine_db: Path, tmp_path: Path, caplog
-):
-    db = tmp_path / "boom.duckdb"
-    shutil.copy(pristine_db, db)
-    with TestClient(_boom_app(db)) as client, caplog.at_level(logging.ERROR, "placeharm.web"):
+def test_a_panic_in_a_route_is_a_500_with_an_incident_and_no_traceback(web_db: str, caplog):
+    # its requests are refused before they read: another app on the shared demo store
+    with TestClient(_boom_app(web_db)) as client, caplog.at_level(logging.ERROR, "placeharm.web"):
         for path in ("/api/boom", "/api/bug"):
             answer = client.get(path)
             assert answer.status_code == 500
@@ -184,10 +182,9 @@ def test_a_panic_in_a_route_is_a_500_with_an_incident_and_no_traceback(
 
 
 def test_an_upload_that_panics_is_refused_with_its_reason_and_the_next_imports(
-    pristine_db: Path, northumbria: Path, tmp_path: Path, monkeypatch
+    own_demo: Callable[[], str], northumbria: Path, tmp_path: Path, monkeypatch
 ):
-    db = tmp_path / "upload.duckdb"
-    shutil.copy(pristine_db, db)
+    db = own_demo()
     bad = _slice(northumbria, tmp_path, "2020-06")
     good = _slice(northumbria, tmp_path, "2020-07")
     _panics_on(monkeypatch, bad.name)
@@ -217,10 +214,9 @@ def test_an_upload_that_panics_is_refused_with_its_reason_and_the_next_imports(
 
 
 def test_a_panicking_dropped_file_goes_to_failed_with_its_reason_and_the_next_imports(
-    pristine_db: Path, northumbria: Path, tmp_path: Path, monkeypatch
+    own_demo: Callable[[], str], northumbria: Path, tmp_path: Path, monkeypatch
 ):
-    db = tmp_path / "drop.duckdb"
-    shutil.copy(pristine_db, db)
+    db = own_demo()
     drop = tmp_path / "drop"
     drop.mkdir()
     source = tmp_path / "in"
@@ -257,7 +253,7 @@ def test_a_panicking_dropped_file_goes_to_failed_with_its_reason_and_the_next_im
     assert last["at"].startswith("20")
     assert "Drop folder" in page and bad.name in page and "running" in page
     import_id = int(re.search(r"import (\d+)", reason).group(1))  # type: ignore[union-attr]
-    with DuckDBStore(db) as store:
+    with placeharm.open_store(db) as store:
         row = store.imports(50).filter(pl.col("import_id") == import_id).row(0, named=True)
     assert row["status"] == "failed" and "PanicException" in row["message"]
     assert row["imported_by"] == "drop-folder"
@@ -265,10 +261,9 @@ def test_a_panicking_dropped_file_goes_to_failed_with_its_reason_and_the_next_im
 
 @pytest.mark.parametrize("where", ["importer", "soc"])
 def test_a_dropped_soc_file_that_panics_is_moved_with_its_reason(
-    pristine_db: Path, tmp_path: Path, monkeypatch, where: str
+    own_demo: Callable[[], str], tmp_path: Path, monkeypatch, where: str
 ):
-    db = tmp_path / "drop.duckdb"
-    shutil.copy(pristine_db, db)
+    db = own_demo()
     drop = tmp_path / "drop"
     drop.mkdir()
     app = create_app(load_settings(db=db), drop)
@@ -298,7 +293,7 @@ def test_a_dropped_soc_file_that_panics_is_moved_with_its_reason(
     assert "PanicException" in reason and "failed, nothing imported" in reason
     assert health.running and health.failed == 1 and health.imported == 0
     import_id = int(re.search(r"import (\d+)", reason).group(1))  # type: ignore[union-attr]
-    with DuckDBStore(db) as store:
+    with placeharm.open_store(db) as store:
         log = store.imports(50).filter(pl.col("import_id") == import_id)
         assert log["status"].to_list() == ["failed"]
         assert store.imports(50)["source_file"].str.contains("groups__panics").sum() == 1

@@ -52,11 +52,11 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def server(web_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     drop = tmp_path_factory.mktemp("drop")
     config = uvicorn.Config(
-        create_app(load_settings(db=demo_db), drop),
+        create_app(load_settings(db=web_db), drop),
         host="127.0.0.1",
         port=port,
         log_level="warning",
@@ -251,7 +251,7 @@ def test_filters_ward_and_csv_export(server: str, browser: object):
     visit.close()
 
 
-def test_live_update_arrives_after_an_upload(server: str, browser: object, demo_db: Path):
+def test_live_update_arrives_after_an_upload(server: str, browser: object):
     watcher = Visit(browser, server, "officer")
     visit_admin = Visit(browser, server, "admin")
     watcher.open("/overview", "officer-overview-before-upload")
@@ -280,7 +280,7 @@ def test_live_update_arrives_after_an_upload(server: str, browser: object, demo_
 
 
 @pytest.fixture(scope="module")
-def tiled_server(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def tiled_server(web_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A second server whose base map is a local PMTiles archive (pale blue at zoom 0, pale
     green at zoom 1: the colours show in the screenshot where no polygon covers them). Its
     bounds, as an extract cut for a force would have, keep MapLibre from asking for tiles
@@ -295,7 +295,7 @@ def tiled_server(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
     )
     port = _free_port()
     config = uvicorn.Config(
-        create_app(load_settings(db=demo_db, pmtiles=path)),
+        create_app(load_settings(db=web_db, pmtiles=path)),
         host="127.0.0.1",
         port=port,
         log_level="warning",

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -146,10 +145,8 @@ def test_a_page_built_from_data_that_changed_meanwhile_is_not_kept():
 
 
 @pytest.fixture()
-def own_client(demo_db: Path, tmp_path: Path) -> Iterator[TestClient]:
-    db = tmp_path / "own.duckdb"
-    shutil.copy(demo_db, db)
-    with TestClient(create_app(load_settings(db=db))) as client:
+def own_client(own_demo: Callable[[], str]) -> Iterator[TestClient]:
+    with TestClient(create_app(load_settings(db=own_demo()))) as client:
         yield client
 
 

@@ -9,7 +9,6 @@ name and its weights rank the areas.
 from __future__ import annotations
 
 import hashlib
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -113,16 +112,18 @@ def test_shipped_indices_are_still_chosen_by_name(app_client: TestClient):
 
 
 @pytest.fixture(scope="module")
-def registered_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A copy of the demo store with a custom index registered through the CLI."""
+def index_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder the custom index is registered from."""
     folder = tmp_path_factory.mktemp("registered")
-    db = folder / "registered.duckdb"
-    shutil.copy(demo_db, db)
-    wal = demo_db.with_name(demo_db.name + ".wal")
-    if wal.exists():
-        shutil.copy(wal, db.with_name(db.name + ".wal"))
-    index_file = folder / "members.yaml"
-    index_file.write_text(MEMBERS_YAML)
+    (folder / "members.yaml").write_text(MEMBERS_YAML)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def registered_db(module_demo: str, index_folder: Path) -> Iterator[str]:
+    """The module's copy of the demo store with a custom index registered through the CLI."""
+    db = module_demo
+    index_file = index_folder / "members.yaml"
     result = CliRunner().invoke(
         cli,
         [
@@ -136,7 +137,7 @@ def registered_db(demo_db: Path, tmp_path_factory: pytest.TempPathFactory) -> It
             "--description",
             "tasking: people over places",
             "--db",
-            str(db),
+            db,
         ],
     )
     assert result.exit_code == 0, result.output
@@ -155,7 +156,9 @@ offence_codes: {"92A": 1, "8N": 1000}
 """
 
 
-def test_a_registered_index_is_chosen_by_name_and_its_weights_rank(registered_db: Path):
+def test_a_registered_index_is_chosen_by_name_and_its_weights_rank(
+    registered_db: str, index_folder: Path
+):
     with TestClient(create_app(load_settings(db=registered_db))) as client:
         client = _as(client, "analyst")
         query = {
@@ -169,7 +172,7 @@ def test_a_registered_index_is_chosen_by_name_and_its_weights_rank(registered_db
         assert mine["index"]["title"] == "Members focus"
         digest = hashlib.sha256(MEMBERS_YAML.encode()).hexdigest()
         assert mine["index"]["edition"] == f"2026-12 (file sha256 {digest[:12]})"
-        assert str(registered_db.parent) not in client.get("/api/overview", params=query).text
+        assert str(index_folder) not in client.get("/api/overview", params=query).text
         assert "members-focus" in mine["filter_options"]["indices"]
         rows = mine["tables"]["areas"]
         # hand calculation: harm = 1 x OCG members and PIs + 1000 x UCG/PCG members
@@ -194,13 +197,13 @@ def test_a_registered_index_is_chosen_by_name_and_its_weights_rank(registered_db
         page = client.get("/overview", params={**query, "index": "members-focus"})
         assert '<option value="members-focus" selected>' in page.text
         # a path to the very file it was registered from is still the one refusal
-        other = client.get("/api/overview", params={"index": str(registered_db.parent)})
+        other = client.get("/api/overview", params={"index": str(index_folder)})
         assert other.status_code == 400
         assert other.json()["error"] == unknown_index_message(["members-focus"])
 
 
 def test_the_default_index_setting_must_name_a_shipped_or_registered_index(
-    registered_db: Path, tmp_path: Path
+    registered_db: str, tmp_path: Path
 ):
     weights = tmp_path / "w.csv"
     weights.write_text("crime_type,weight\nDrugs,5\n")
@@ -216,7 +219,7 @@ def test_the_default_index_setting_must_name_a_shipped_or_registered_index(
         assert body["filters"]["index"] == "members-focus"
 
 
-def test_the_registry_is_read_once_per_process(registered_db: Path):
+def test_the_registry_is_read_once_per_process(registered_db: str):
     """Requests use the registry held in memory: a row written behind the service's back is
     not seen until the registry is refreshed (as `harm add` does)."""
     app = create_app(load_settings(db=registered_db))

@@ -6,15 +6,15 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
 from fastapi.testclient import TestClient
 
 from placeharm.soc.importer import import_entity
-from placeharm.store.duckdb import DuckDBStore
 
 from .conftest import ROLES, sign_in
 
@@ -151,12 +151,13 @@ def test_demo_intelligence_has_review_dates_some_before_the_data_ends(client: Te
     assert 0 < sum(review <= "2022-03-31" for _, review in dates) < len(dates) // 10
 
 
-def test_an_older_store_gains_the_column_and_imports_take_it(tmp_path: Path):
-    path = tmp_path / "old.duckdb"
-    with DuckDBStore(path) as store:
+def test_an_older_store_gains_the_column_and_imports_take_it(
+    tmp_path: Path, store_at: Callable[[str], Any]
+):
+    with store_at("old") as store:
         store._run("ALTER TABLE soc_intelligence DROP COLUMN mopi_review_date")
         store._run("DELETE FROM schema_migrations WHERE version = 9")
-    with DuckDBStore(path) as store:  # opening migrates
+    with store_at("old") as store:  # opening migrates
         assert 9 in store._frame("SELECT version FROM schema_migrations")["version"].to_list()
         header = "intel_id,reported_date,source_evaluation,intelligence_assessment,handling_code"
         without = tmp_path / "intel-a.csv"

@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import functools
 import json
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+import placeharm
 from placeharm.config import load_settings
 from placeharm.services import auth, pages
 from placeharm.services.policy import Role
-from placeharm.store.duckdb import DuckDBStore
 from placeharm.web.app import create_app
 
 from .conftest import sign_in
@@ -38,15 +36,21 @@ SHARED_URLS = (
 ROLES = ("officer", "analyst", "supervisor", "leader", "partner", "admin")
 
 
-@pytest.fixture()
-def client(pristine_db: Path, tmp_path: Path) -> Iterator[TestClient]:
-    db = tmp_path / "roles.duckdb"
-    shutil.copy(pristine_db, db)
-    with DuckDBStore(db) as store:  # a second analyst and a second officer
+@pytest.fixture(scope="module")
+def roles_db(module_demo: str) -> str:
+    """The module's copy of the demo store with a second analyst and a second officer."""
+    with placeharm.open_store(module_demo) as store:
         for name, role in (("analyst2", Role.analyst), ("officer2", Role.officer)):
             password = name + auth.DEMO_PASSWORD_SUFFIX
             auth.create_user(store, name, name, role, password, demo=True)
-    with TestClient(create_app(load_settings(db=db))) as test_client:
+    return module_demo
+
+
+@pytest.fixture()
+def client(roles_db: str) -> Iterator[TestClient]:
+    """An app of its own (an empty page cache) on the module's store: each test signs in
+    afresh and counts what it adds."""
+    with TestClient(create_app(load_settings(db=roles_db))) as test_client:
         yield test_client
 
 
