@@ -31,14 +31,20 @@ class Format(StrEnum):
     json = "json"
 
 
+# Text, not a Path: as a Path, a postgresql:// URL's `//` would collapse (Settings makes a
+# path of anything else).
 DbOption = Annotated[
-    Path | None,
-    typer.Option("--db", help="Store file (default: PLACEHARM_DB or ./placeharm.duckdb)."),
+    str | None,
+    typer.Option(
+        "--db",
+        help="Store: a DuckDB file or a postgresql:// URL (default: PLACEHARM_DB or "
+        "./placeharm.duckdb).",
+    ),
 ]
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 
 
-def _settings(db: Path | None) -> Settings:
+def _settings(db: str | Path | None) -> Settings:
     return load_settings(**({"db": db} if db else {}))
 
 
