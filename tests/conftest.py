@@ -282,4 +282,3 @@ def module_store_at(module_engine: str, module_db_at: Callable[[str], str]) -> C
         return PostgresStore(module_db_at(name))
 
     return open_named
-

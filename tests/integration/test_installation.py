@@ -8,8 +8,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from placeharm.cli.main import app
 import placeharm
+from placeharm.cli.main import app
 from placeharm.store.migrations import LATEST_VERSION
 from placeharm.version import describe
 

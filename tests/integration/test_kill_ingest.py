@@ -15,10 +15,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+import placeharm
 from placeharm.cli.main import app
 from placeharm.services import integrity
 from placeharm.services.ingest import ingest
-import placeharm
 from placeharm.store.duckdb import DuckDBStore
 
 FILES = (
