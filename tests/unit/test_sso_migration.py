@@ -11,7 +11,6 @@ from placeharm.services import auth
 from placeharm.store.duckdb import DuckDBStore
 from placeharm.store.migrations import LATEST_VERSION, MIGRATIONS
 
-
 # issue 17: these open DuckDB store files written by older releases or by hand; a PostgreSQL
 # store's schema is derived from the same migrations by store/pg_migrations.py, and its version
 # is checked on PostgreSQL by test_installation.py::test_check_names_the_installation_and_the_
