@@ -229,3 +229,56 @@ def store_at(engine: str, db_at: Callable[[str], str]) -> Callable[[str], Any]:
         return PostgresStore(db_at(name))
 
     return open_named
+
+
+# -- module-scoped stores on the engine under test (issue 17, s20-intb) ----------------------
+# For a module that builds one store and only reads it in its tests. The engine is
+# PLACEHARM_TEST_ENGINE's (default DuckDB); a module that wants both engines parametrizes
+# `module_engine`: pytest.mark.parametrize("module_engine", ENGINES, indirect=True,
+# scope="module") with ENGINES from tests/engines.py.
+
+
+@pytest.fixture(scope="module")
+def module_engine(request: pytest.FixtureRequest) -> str:
+    """The engine of a module's shared store (see module_store_at)."""
+    return str(getattr(request, "param", default_engine()))
+
+
+@pytest.fixture(scope="module")
+def module_db_at(
+    module_engine: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], str]]:
+    """db_at for a whole module: a DuckDB file in a folder of the module's own, or a schema
+    of its own on the PostgreSQL server (dropped when the module ends)."""
+    from pg_server import drop_schema, new_schema
+
+    folder = tmp_path_factory.mktemp("module")
+    schemas: dict[str, tuple[str, str]] = {}
+
+    def place(name: str) -> str:
+        if module_engine == "duckdb":
+            return str(folder / f"{name}.duckdb")
+        server = request.getfixturevalue("pg_url")
+        if name not in schemas:
+            schemas[name] = new_schema(server)
+        return schemas[name][1]
+
+    yield place
+    if schemas:
+        server = request.getfixturevalue("pg_url")
+        for schema, _ in schemas.values():
+            drop_schema(server, schema)
+
+
+@pytest.fixture(scope="module")
+def module_store_at(module_engine: str, module_db_at: Callable[[str], str]) -> Callable[[str], Any]:
+    """store_at for a whole module: open the store called `name` on the module's engine."""
+
+    def open_named(name: str) -> Any:
+        if module_engine == "duckdb":
+            return DuckDBStore(module_db_at(name))
+        from placeharm.store.postgres import PostgresStore
+
+        return PostgresStore(module_db_at(name))
+
+    return open_named

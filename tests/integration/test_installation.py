@@ -8,8 +8,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+import placeharm
 from placeharm.cli.main import app
-from placeharm.store.duckdb import DuckDBStore
 from placeharm.store.migrations import LATEST_VERSION
 from placeharm.version import describe
 
@@ -28,11 +28,11 @@ def test_version_prints_version_commit_and_schema_without_a_store(tmp_path: Path
     assert not list(tmp_path.iterdir())
 
 
-def test_check_names_the_installation_and_the_stores_schema(tmp_path: Path):
-    db = tmp_path / "store.duckdb"
-    with DuckDBStore(db):
+def test_check_names_the_installation_and_the_stores_schema(db_at):
+    db = db_at("store")
+    with placeharm.open_store(db):
         pass  # a new store, at the latest schema
-    done = CliRunner().invoke(app, ["check", "--db", str(db)])
+    done = CliRunner().invoke(app, ["check", "--db", db])
     assert done.exit_code == 0, done.output
     this = describe()
     first = done.stdout.splitlines()[0]

@@ -56,7 +56,7 @@ def _row(cid: str, month: str, at: tuple[float, float], ctype: str, last: str) -
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory):
+def store(tmp_path_factory: pytest.TempPathFactory, module_store_at):
     root = tmp_path_factory.mktemp("outcomes")
     wards = root / "wards.geojson"
     wards.write_text(
@@ -84,7 +84,7 @@ def store(tmp_path_factory: pytest.TempPathFactory):
         OUTCOMES + "C1,2021-02,Northumbria Police,Northumbria Police,-1.60,54.97,On or near X,"
         "E01000001,X 001A,Suspect charged\n"
     )
-    s = DuckDBStore(root / "o.duckdb")
+    s = module_store_at("o")
     import_areas(s, wards, "ward", "code", "name")
     ingest(s, [files], threads=1)
     yield s

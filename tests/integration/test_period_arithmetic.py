@@ -19,7 +19,6 @@ from placeharm.services.ingest import ingest
 from placeharm.soc import cells as soc_cells
 from placeharm.soc.importer import import_entity
 from placeharm.store.base import EVERYTHING
-from placeharm.store.duckdb import DuckDBStore
 
 HEADER = (
     "Crime ID,Month,Reported by,Falls within,Longitude,Latitude,Location,LSOA code,LSOA name,"
@@ -48,13 +47,14 @@ def _square(code: str, lon: float, lat: float) -> dict:
 
 
 @pytest.fixture(scope="module")
-def hand(tmp_path_factory: pytest.TempPathFactory):
-    store, index = _hand_store(tmp_path_factory.mktemp("periods"))
+def hand(tmp_path_factory: pytest.TempPathFactory, module_store_at):
+    store, index = _hand_store(tmp_path_factory.mktemp("periods"), module_store_at)
     yield store, index
     store.close()
 
 
-def _hand_store(tmp):
+def _hand_store(tmp, store_at):
+    """The hand-made store, opened on the engine under test by `store_at`."""
     areas = tmp / "areas.geojson"
     features = [_square(k, *v) for k, v in CENTRE.items()]
     areas.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
@@ -70,7 +70,7 @@ def _hand_store(tmp):
         path.write_text("\n".join(lines) + "\n")
         files.append(path)
     (tmp / "index.yaml").write_text(INDEX)
-    store = DuckDBStore(tmp / "hand.duckdb")
+    store = store_at("hand")
     import_areas(store, areas, "patch", code_field="code", name_field="name")
     assert all(r.status == "ok" for r in ingest(store, files))
     return store, custom_index(tmp / "index.yaml")
@@ -355,10 +355,10 @@ def test_rank_with_a_crime_type_or_offence_code_filter(hand):
     assert coded.meta["offence_codes"] == ["0101"]
 
 
-def test_rank_per_resident_uses_the_population_held_for_the_last_year(tmp_path):
+def test_rank_per_resident_uses_the_population_held_for_the_last_year(tmp_path, store_at):
     import polars as pl
 
-    store, index = _hand_store(tmp_path)
+    store, index = _hand_store(tmp_path, store_at)
     try:
         for year, people in (
             (2019, {"A": 500.0, "B": 400.0, "C": 300.0}),
@@ -457,7 +457,7 @@ def test_concentration_by_hand(hand):
     assert none.table.schema == result.table.schema and none.table.height == 0
 
 
-def test_concentration_with_filters_and_small_or_single_area_sets(hand, tmp_path):
+def test_concentration_with_filters_and_small_or_single_area_sets(hand, tmp_path, store_at):
     store, index = hand
     # Burglary only, January to May: A 30, B 20, C 0 (all crimes: A 330, B 220)
     burglary = harm.concentration(
@@ -484,7 +484,7 @@ def test_concentration_with_filters_and_small_or_single_area_sets(hand, tmp_path
     one.write_text(
         json.dumps({"type": "FeatureCollection", "features": [_square("A", *CENTRE["A"])]})
     )
-    fresh, _ = _hand_store(tmp_path)  # not the module's store: a set of its own
+    fresh, _ = _hand_store(tmp_path, store_at)  # not the module's store: a set of its own
     try:
         import_areas(fresh, one, "solo", code_field="code", name_field="name")
         assign_pending(fresh, threads=1, tolerance_m=0)
@@ -653,7 +653,7 @@ def test_soc_default_period_is_held_in_full_with_its_comparison(soc_months):
     assert soc.default_period(model, residents) is None
 
 
-def test_soc_default_period_length_by_hand(soc_months, tmp_path):
+def test_soc_default_period_length_by_hand(soc_months, tmp_path, store_at):
     from placeharm.services import pages
 
     model, _, deaths, _ = soc_months
@@ -661,7 +661,7 @@ def test_soc_default_period_length_by_hand(soc_months, tmp_path):
     assert soc.default_period(model, deaths, months=3) == (D(2021, 4, 1), D(2021, 5, 1))
     # a sparse source held 27 months (2019-01..2021-03): the default is 12 months against
     # the 12 before, 2020-04..2021-03
-    store, _ = _hand_store(tmp_path)
+    store, _ = _hand_store(tmp_path, store_at)
     try:
         deaths_csv = tmp_path / "partner-events.csv"
         deaths_csv.write_text(
@@ -677,10 +677,10 @@ def test_soc_default_period_length_by_hand(soc_months, tmp_path):
     assert soc.default_period(long, only_deaths) == (D(2020, 4, 1), D(2021, 3, 1))
 
 
-def test_soc_periods_of_a_store_with_no_soc_records(tmp_path):
+def test_soc_periods_of_a_store_with_no_soc_records(tmp_path, store_at):
     from placeharm.services import pages
 
-    store, _ = _hand_store(tmp_path)  # street crimes only
+    store, _ = _hand_store(tmp_path, store_at)  # street crimes only
     try:
         empty = soc_cells.cells(store, "patch")
     finally:

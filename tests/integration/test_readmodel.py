@@ -36,10 +36,10 @@ def _files(northumbria: Path, months: tuple[str, ...]) -> list[Path]:
 
 
 @pytest.fixture(scope="module")
-def real(tmp_path_factory: pytest.TempPathFactory, northumbria: Path, boundaries: Path):
+def real(module_store_at, northumbria: Path, boundaries: Path):
     """Five real months, ward and LSOA sets; some Drugs and Burglary records given offence
     codes (a force's own records carry them), one of them a code no index knows."""
-    store = DuckDBStore(tmp_path_factory.mktemp("readmodel") / "real.duckdb")
+    store = module_store_at("real")
     import_areas(store, boundaries / "northumbria_lsoa2011.geojson", "lsoa")
     import_areas(store, boundaries / "northumbria_ward2013.geojson", "ward")
     assert all(r.status == "ok" for r in ingest(store, _files(northumbria, MONTHS)))

@@ -26,11 +26,8 @@ COLUMNS = pages._RECORDS["crimes"][2]
 
 
 @pytest.fixture(scope="module")
-def crimes_store(
-    tmp_path_factory: pytest.TempPathFactory, northumbria: Path, boundaries: Path
-) -> Iterator[DuckDBStore]:
-    path = tmp_path_factory.mktemp("paging") / "paging.duckdb"
-    with DuckDBStore(path) as store:
+def crimes_store(module_store_at, northumbria: Path, boundaries: Path) -> Iterator[DuckDBStore]:
+    with module_store_at("paging") as store:
         import_areas(store, boundaries / "northumbria_ward2013.geojson", "ward")
         files = [northumbria / f"{m}-northumbria-street.csv.gz" for m in MONTHS]
         assert all(r.status == "ok" for r in ingest(store, files))
@@ -53,8 +50,8 @@ def _direct(
         where.append("area_ward = ?")
         params.append(area)
     if types:
-        where.append("list_contains(?, crime_type)")
-        params.append(list(types))
+        where.append(f"crime_type IN ({', '.join('?' for _ in types)})")
+        params += list(types)
     if first is not None and last is not None:
         where.append("month BETWEEN ? AND ?")
         params += [first, month_end(last)]

@@ -28,9 +28,9 @@ MONTHS = [shift_month(dt.date(2021, 8, 1), i) for i in range(10)]
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory):
+def built(tmp_path_factory: pytest.TempPathFactory, module_store_at):
     tmp = tmp_path_factory.mktemp("cells")
-    store = DuckDBStore(tmp / "demo.duckdb")
+    store = module_store_at("demo")
     demo.build_demo(store)
     overlay = soc.build_overlay(store, seed=5, out_dir=tmp / "csv")
     yield store, overlay, tmp

@@ -13,7 +13,6 @@ from placeharm.services.areas import import_areas
 from placeharm.soc.generate import generate
 from placeharm.soc.importer import export_entity, import_entity, stored_json
 from placeharm.soc.schema import ENTITIES
-from placeharm.store.duckdb import DuckDBStore
 
 CRIME_COLUMNS = [
     "crime_id",
@@ -27,9 +26,9 @@ CRIME_COLUMNS = [
 
 
 @pytest.fixture(scope="module")
-def overlay_store(tmp_path_factory: pytest.TempPathFactory):
+def overlay_store(tmp_path_factory: pytest.TempPathFactory, module_store_at):
     tmp = tmp_path_factory.mktemp("overlay")
-    store = DuckDBStore(tmp / "demo.duckdb")
+    store = module_store_at("demo")
     demo.build_demo(store)
     built = soc.build_overlay(store, seed=3, out_dir=tmp / "csv")
     yield store, built, tmp

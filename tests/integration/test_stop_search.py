@@ -9,18 +9,19 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from engines import ENGINES
 from placeharm.services import queries
 from placeharm.services.areas import import_areas
 from placeharm.services.ingest import ingest
-from placeharm.store.duckdb import DuckDBStore
 
-pytestmark = pytest.mark.both_engines  # issue 17: DuckDB and PostgreSQL
+# issue 17: DuckDB and PostgreSQL, one store per engine for the module
+pytestmark = pytest.mark.parametrize("module_engine", ENGINES, indirect=True, scope="module")
 
 TOTAL = 12_861  # SOURCES.md
 
 
 @pytest.fixture(scope="module")
-def searches(tmp_path_factory: pytest.TempPathFactory, northumbria: Path, boundaries: Path):
+def searches(module_store_at, northumbria: Path, boundaries: Path):
     files = sorted(northumbria.glob("*-stop-and-search.csv.gz"))
     assert len(files) == 33
     per_file: dict[str, list[list[str]]] = {}
@@ -29,7 +30,7 @@ def searches(tmp_path_factory: pytest.TempPathFactory, northumbria: Path, bounda
             reader = csv.reader(handle)
             next(reader)
             per_file[path.name] = list(reader)
-    store = DuckDBStore(tmp_path_factory.mktemp("ss") / "ss.duckdb")
+    store = module_store_at("ss")
     import_areas(store, boundaries / "northumbria_ward2013.geojson", "ward")
     results = ingest(store, files)
     yield store, files, per_file, results

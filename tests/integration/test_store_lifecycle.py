@@ -14,16 +14,33 @@ from pathlib import Path
 import duckdb
 import pytest
 
+import placeharm
 from placeharm.cli.main import main
 from placeharm.config import load_settings
 from placeharm.errors import StoreError
 from placeharm.services.areas import import_areas
 from placeharm.services.ingest import ingest
+from placeharm.store import open_db
 from placeharm.store.duckdb import DuckDBStore
 from placeharm.web.app import create_app
 
 MONTH = "2021-05"
 HEADER_BYTES = 3 * 4096  # DuckDB's file header and its two database headers
+
+# issue 17: most of this module is the DuckDB file's own lifecycle (file modes, its bytes, its
+# lock, its write-ahead log, a full disk under it, file backups). A PostgreSQL store is a
+# server's: its permissions, damage, disk and backups (pg_dump, pg_restore) are the server's,
+# and the store refuses placeharm's file backup and restore (test_a_postgresql_store_is_backed_
+# up_by_postgresql_tools in test_store_engines.py, test_restore_of_a_postgresql_store_... below).
+FILE_MODE = pytest.mark.duckdb_only(
+    reason="a read-only DuckDB file (its mode or its file system); PostgreSQL's read-only "
+    "is the read_only setting or the role's grants: test_read_only_setting_opens_a_writable_"
+    "store_read_only and test_dashboard_refuses_a_store_opened_read_only run on both"
+)
+FILE_BYTES = pytest.mark.duckdb_only(
+    reason="damage to the DuckDB file's own bytes; a PostgreSQL server checks its own pages "
+    "and the store never reads its files"
+)
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +91,7 @@ def _counts(path: Path) -> dict[str, int]:
 # -- read-only stores ------------------------------------------------------------------------
 
 
+@FILE_MODE
 def test_read_only_file_answers_queries_and_refuses_imports(
     db: Path, northumbria: Path, monkeypatch, capsys
 ):
@@ -99,14 +117,41 @@ def test_read_only_file_answers_queries_and_refuses_imports(
     assert _counts(db) == before
 
 
-def test_read_only_setting_opens_a_writable_file_read_only(db: Path, monkeypatch, capsys):
+@pytest.fixture
+def placed(db_at, boundaries: Path, northumbria: Path) -> str:
+    """A store on the engine under test (its place, as --db takes it): Northumbria wards and
+    one month of street crime."""
+    place = db_at("placed")
+    with placeharm.open_store(place) as store:
+        import_areas(store, boundaries / "northumbria_ward2013.geojson", "ward")
+        (result,) = ingest(store, [northumbria / f"{MONTH}-northumbria-street.csv.gz"])
+        assert result.status == "ok"
+    return place
+
+
+def test_read_only_setting_opens_a_writable_store_read_only(
+    placed: str, northumbria: Path, monkeypatch, capsys
+):
     monkeypatch.setenv("PLACEHARM_READ_ONLY", "true")
-    code, _, err = _cli(monkeypatch, capsys, "counts", "--by", "ward", "--db", str(db))
+    code, out, err = _cli(monkeypatch, capsys, "counts", "--by", "ward", "--db", placed)
     assert code == 0, err
-    code, _, err = _cli(monkeypatch, capsys, "users", "disable", "nobody", "--db", str(db))
+    assert "E0500" in out
+    code, _, err = _cli(monkeypatch, capsys, "users", "disable", "nobody", "--db", placed)
     assert code == 5 and "read-only" in err
+    with open_db(placed, read_only=True) as store:  # the library refuses too, at its first write
+        assert store.read_only
+        held = store.table_counts()
+        with pytest.raises(StoreError, match="open read-only"):
+            ingest(store, [northumbria / "2021-06-northumbria-street.csv.gz"])
+        with pytest.raises(StoreError, match="open read-only"):
+            store.set_user_role("nobody", "admin")
+        assert store.table_counts() == held
 
 
+@pytest.mark.duckdb_only(
+    reason="a read-only file of an older DuckDB schema (a released fixture file); a PostgreSQL "
+    "store opened read-only at another schema version is refused by _check_read_only_schema"
+)
 def test_read_only_store_of_an_older_schema_says_it_cannot_be_upgraded(
     tmp_path: Path, monkeypatch, capsys
 ):
@@ -124,15 +169,23 @@ def test_read_only_store_of_an_older_schema_says_it_cannot_be_upgraded(
         assert store.read_only is False and store.migrate() == []
 
 
+@FILE_MODE
 def test_dashboard_refuses_a_read_only_store_with_a_reason(db: Path):
     db.chmod(0o444)
     with pytest.raises(StoreError, match="dashboard must write its audit log"):
         create_app(load_settings(db=db))
 
 
+def test_dashboard_refuses_a_store_opened_read_only(placed: str, monkeypatch):
+    monkeypatch.setenv("PLACEHARM_READ_ONLY", "true")
+    with pytest.raises(StoreError, match="dashboard must write its audit log"):
+        create_app(load_settings(db=placed))
+
+
 # -- damaged stores --------------------------------------------------------------------------
 
 
+@FILE_BYTES
 def test_half_truncated_store_points_to_restore(db: Path, monkeypatch, capsys):
     os.truncate(db, db.stat().st_size // 2)
     code, _, err = _cli(monkeypatch, capsys, "counts", "--by", "ward", "--db", str(db))
@@ -141,6 +194,7 @@ def test_half_truncated_store_points_to_restore(db: Path, monkeypatch, capsys):
     assert "another process" not in err and "IO Error" not in err
 
 
+@FILE_BYTES
 def test_corrupt_data_block_points_to_restore(db: Path, monkeypatch, capsys):
     """Bytes flipped in every block holding the crimes table's data: the store opens (its
     catalog is intact) and the first query that reads crimes fails with the message."""
@@ -168,6 +222,11 @@ def test_corrupt_data_block_points_to_restore(db: Path, monkeypatch, capsys):
     assert "computed checksum" not in err  # DuckDB's words are not the message
 
 
+@pytest.mark.duckdb_only(
+    reason="DuckDB's file lock (one writing process per file); PostgreSQL serves several "
+    "processes at once: test_store_shared.py (e.g. test_a_session_ended_by_one_process_is_"
+    "refused_by_the_other_at_once)"
+)
 def test_lock_held_by_another_process_is_not_called_damage(db: Path, monkeypatch, capsys):
     holder = subprocess.Popen(
         [
@@ -225,6 +284,11 @@ def _fill(folder: Path, leave_bytes: int) -> Path:
     return filler
 
 
+@pytest.mark.duckdb_only(
+    reason="a full or read-only file system under the DuckDB file; a PostgreSQL server's disk "
+    "is the server's, and a write it refuses rolls the file's transaction back "
+    "(test_kill_ingest.py's server-side rollback)"
+)
 def test_full_disk_is_exit_5_and_the_store_keeps_what_it_held(
     small_disk: Path, built: Path, northumbria: Path, monkeypatch, capsys
 ):
@@ -244,6 +308,11 @@ def test_full_disk_is_exit_5_and_the_store_keeps_what_it_held(
         assert results[0].status == "ok"
 
 
+@pytest.mark.duckdb_only(
+    reason="a full or read-only file system under the DuckDB file; a PostgreSQL server's disk "
+    "is the server's, and a write it refuses rolls the file's transaction back "
+    "(test_kill_ingest.py's server-side rollback)"
+)
 def test_store_on_a_read_only_file_system_answers_queries(
     small_disk: Path, built: Path, northumbria: Path, monkeypatch, capsys
 ):
@@ -261,6 +330,12 @@ def test_store_on_a_read_only_file_system_answers_queries(
 # -- backup and restore ----------------------------------------------------------------------
 
 
+@pytest.mark.duckdb_only(
+    reason="placeharm backup and restore copy a DuckDB file; a PostgreSQL store is backed up "
+    "with pg_dump and restored with pg_restore, and refuses both (test_store_engines.py::"
+    "test_a_postgresql_store_is_backed_up_by_postgresql_tools, test_restore_of_a_postgresql_"
+    "store_points_to_pg_restore)"
+)
 def test_backup_then_restore_over_a_damaged_store(db: Path, tmp_path: Path, monkeypatch, capsys):
     before = _counts(db)
     copy = tmp_path / "copy.duckdb"
@@ -294,6 +369,12 @@ def test_backup_then_restore_over_a_damaged_store(db: Path, tmp_path: Path, monk
     assert code == 0 and "E0500" in out
 
 
+@pytest.mark.duckdb_only(
+    reason="placeharm backup and restore copy a DuckDB file; a PostgreSQL store is backed up "
+    "with pg_dump and restored with pg_restore, and refuses both (test_store_engines.py::"
+    "test_a_postgresql_store_is_backed_up_by_postgresql_tools, test_restore_of_a_postgresql_"
+    "store_points_to_pg_restore)"
+)
 def test_restore_refuses_a_damaged_or_foreign_backup_and_changes_nothing(
     db: Path, tmp_path: Path, monkeypatch, capsys
 ):
@@ -317,6 +398,7 @@ def test_restore_refuses_a_damaged_or_foreign_backup_and_changes_nothing(
     assert not list(tmp_path.glob("store.duckdb.before-restore-*"))
 
 
+@FILE_BYTES
 def test_damaged_write_ahead_log_points_to_restore(db: Path, monkeypatch, capsys):
     """A store left with a log to replay (its process killed) whose log is damaged."""
     script = (
@@ -335,3 +417,16 @@ def test_damaged_write_ahead_log_points_to_restore(db: Path, monkeypatch, capsys
     code, _, err = _cli(monkeypatch, capsys, "counts", "--by", "ward", "--db", str(db))
     assert code == 5
     assert "write-ahead log" in err and "placeharm restore" in err
+
+
+@pytest.mark.both_engines
+def test_restore_of_a_postgresql_store_points_to_pg_restore(
+    engine: str, db_at, tmp_path: Path, monkeypatch, capsys
+):
+    if engine != "postgresql":
+        pytest.skip("DuckDB's restore: test_backup_then_restore_over_a_damaged_store")
+    place = db_at("target")
+    with placeharm.open_store(place):
+        pass
+    code, _, err = _cli(monkeypatch, capsys, "restore", str(tmp_path / "x.duckdb"), "--db", place)
+    assert code == 5 and "pg_restore" in err

@@ -26,7 +26,6 @@ from placeharm.services.ingest import ingest
 from placeharm.services.policy import Role, User
 from placeharm.soc import cells as soc_cells
 from placeharm.soc.importer import import_entity
-from placeharm.store.duckdb import DuckDBStore
 
 HEADER = (
     "Crime ID,Month,Reported by,Falls within,Longitude,Latitude,Location,LSOA code,LSOA name,"
@@ -84,7 +83,7 @@ def _force_crimes() -> str:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory):
+def store(tmp_path_factory: pytest.TempPathFactory, module_store_at):
     tmp = tmp_path_factory.mktemp("truth")
     wards = tmp / "wards.geojson"
     wards.write_text(
@@ -109,7 +108,7 @@ def store(tmp_path_factory: pytest.TempPathFactory):
             f"{HEADER}\nc{month},{month},Test,Test,{lon},{lat},On or near X,,,Burglary,,\n"
         )
         files.append(path)
-    db = DuckDBStore(tmp / "truth.duckdb")
+    db = module_store_at("truth")
     import_areas(db, wards, "ward", code_field="code", name_field="name")
     import_areas(db, sites, soc.CHB_SET, code_field="code", name_field="name")
     assert all(r.status == "ok" for r in ingest(db, files))

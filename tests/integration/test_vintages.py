@@ -102,18 +102,18 @@ def _state(store: DuckDBStore) -> dict[str, pl.DataFrame]:
     return {t: _table(store, t) for t in ("crimes", "outcomes", "crime_history", "outcome_history")}
 
 
-def test_two_downloads_give_the_same_store_in_either_order(tmp_path: Path, downloads):
+def test_two_downloads_give_the_same_store_in_either_order(store_at, downloads):
     old, new = downloads["old"], downloads["new"]
     facts = downloads["facts"]
     assert isinstance(old, list) and isinstance(new, list) and isinstance(facts, dict)
 
-    forward = DuckDBStore(tmp_path / "forward.duckdb")
+    forward = store_at("forward")
     first = ingest(forward, old, published=OLDER)
     second = ingest(forward, new, published=NEWER)
     assert all(r.status == "ok" and r.balanced for r in first + second)
     assert all(r.published_how == "stated" for r in first + second)
 
-    backward = DuckDBStore(tmp_path / "backward.duckdb")
+    backward = store_at("backward")
     newest = ingest(backward, new, published=NEWER)
     late = ingest(backward, list(reversed(old)), published=OLDER)
     assert all(r.status == "ok" and r.balanced for r in newest + late)
@@ -295,19 +295,19 @@ _CALLS = {
 
 @pytest.mark.parametrize("name", list(_CALLS))
 def test_outcome_sets_do_not_depend_on_order_ties_or_calls(
-    tmp_path: Path, outcome_downloads: dict[str, Path], name: str
+    store_at, outcome_downloads: dict[str, Path], name: str
 ):
     """Whatever the order, ties and grouping into calls, each crime-month holds the set of
     its newest download and every other set seen is kept once in outcome_history."""
     calls = _CALLS[name]
     files = sorted({f for call in calls for f in call})
-    with DuckDBStore(tmp_path / "ref.duckdb") as ref:
+    with store_at("ref") as ref:
         order = sorted(files, key=lambda f: ingest(ref, [outcome_downloads[f]])[0].vintage or "")
-    with DuckDBStore(tmp_path / "one-by-one.duckdb") as reference:
+    with store_at("one-by-one") as reference:
         for f in order:  # oldest first, one call each: the plain case
             assert ingest(reference, [outcome_downloads[f]])[0].status == "ok"
         want_current, want_anywhere = _outcome_sets(reference)
-    with DuckDBStore(tmp_path / "store.duckdb") as store:
+    with store_at("store") as store:
         for call in calls:
             results = ingest(store, [outcome_downloads[f] for f in call])
             assert all(r.status == "ok" and r.balanced for r in results), results

@@ -166,10 +166,7 @@ NOMINALS = (
 )
 
 
-@pytest.fixture
-def store(tmp_path: Path):
-    with DuckDBStore(tmp_path / "policy.duckdb") as store:
-        yield store
+# `store`: tests/conftest.py's, an empty store on the engine under test
 
 
 def test_scopes_on_a_store_without_restricted_nominals(store: DuckDBStore):

@@ -187,8 +187,8 @@ def test_session_ends_at_the_first_of_idle_lifetime_and_stored_expiry():
 
 
 @pytest.fixture
-def accounts(tmp_path: Path) -> Iterator[DuckDBStore]:
-    with DuckDBStore(tmp_path / "auth.duckdb") as store:
+def accounts(store_at) -> Iterator[DuckDBStore]:
+    with store_at("auth") as store:
         # no password: sessions are started directly (the hash is never checked here)
         store.upsert_user("ana", "Ana Analyst", "analyst", auth.NO_PASSWORD, False)
         yield store

@@ -499,8 +499,8 @@ TWO_HOURS = auth.SessionRules(idle=dt.timedelta(minutes=30), max_age=dt.timedelt
 
 
 @pytest.fixture
-def accounts(tmp_path: Path, password_hash: str) -> Iterator[DuckDBStore]:
-    with DuckDBStore(tmp_path / "auth.duckdb") as store:
+def accounts(store_at, password_hash: str) -> Iterator[DuckDBStore]:
+    with store_at("auth") as store:
         store.upsert_user("ana", "Ana Analyst", "analyst", password_hash, False)
         yield store
 

@@ -5,12 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from placeharm.services import auth
 from placeharm.store.duckdb import DuckDBStore
 from placeharm.store.migrations import LATEST_VERSION, MIGRATIONS
 
+# issue 17: these open DuckDB store files written by older releases or by hand; a PostgreSQL
+# store's schema is derived from the same migrations by store/pg_migrations.py, and its version
+# is checked on PostgreSQL by test_installation.py::test_check_names_the_installation_and_the_
+# stores_schema (and a store moved there by migrate-store: tests/web/test_migrate_store.py).
+DUCKDB_FILE = pytest.mark.duckdb_only(
+    reason="the upgrade of a DuckDB store file (its schema_version table, files written by "
+    "older releases or by hand); PostgreSQL's schema comes from store/pg_migrations.py"
+)
 
+
+@DUCKDB_FILE
 def test_local_accounts_upgrade_to_auth_source_local(tmp_path: Path) -> None:
     path = tmp_path / "v4.duckdb"
     con = duckdb.connect(str(path))

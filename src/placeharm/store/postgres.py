@@ -625,6 +625,8 @@ class PostgresStore(SqlStore):
 
     def _exec(self, sql: str, params: list[object] | None = None) -> psycopg.Cursor[Any]:
         """Run one statement as it is (no write bookkeeping), with failures as StoreErrors."""
+        if self.read_only and _CHANGES_STORE.match(sql):
+            raise _read_only_refusal(self.path)
         try:
             if params is None:  # psycopg reads no placeholders in a statement without values
                 return self._con.execute(sql)
@@ -680,6 +682,8 @@ class PostgresStore(SqlStore):
         """COPY a frame into a table as CSV written by polars (one pass in Rust, not a
         Python loop per row). In PostgreSQL's CSV an unquoted empty field is NULL and a
         quoted one ("", as polars writes an empty string) is empty text; bytes go as hex."""
+        if self.read_only and not table.startswith("_"):  # `_name`: a temporary table
+            raise _read_only_refusal(self.path)
         frame = _signed(frame)
         binary = [c for c, t in frame.schema.items() if t == pl.Binary]
         if binary:
@@ -2310,3 +2314,22 @@ _ROUND_LAT = "round(round(latitude::NUMERIC, 6), ?)::DOUBLE PRECISION"
 def _scales(decimals: int) -> list[int]:
     """The parameters of _ROUND_LON then _ROUND_LAT for `decimals` places."""
     return [decimals, decimals]
+
+
+# -- a store opened read-only (issue 17) ------------------------------------------------------
+# PostgreSQL's own read-only transactions would also refuse the temporary tables that reads
+# join (SOC cells), so the store refuses, before the server sees it, any statement that would
+# change a table other than its connection's temporary ones (all named `_...`).
+_CHANGES_STORE = re.compile(
+    r"\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM|MERGE\s+INTO|ALTER|CREATE|DROP|TRUNCATE|COPY|"
+    r"GRANT|REVOKE|COMMENT\s+ON)\s+"
+    r"(?!(?:TEMPORARY\s+TABLE\s+|(?:TABLE\s+)?(?:IF\s+EXISTS\s+)?_))",
+    re.IGNORECASE,
+)
+
+
+def _read_only_refusal(name: str) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"the store {name} is open read-only (the read_only setting is on), so nothing can "
+        "be imported or changed. Queries work; turn the read_only setting off to change it."
+    )
