@@ -229,3 +229,35 @@ def store_at(engine: str, db_at: Callable[[str], str]) -> Callable[[str], Any]:
         return PostgresStore(db_at(name))
 
     return open_named
+
+
+# -- module-scoped stores on the engine under test (s20-inta) -------------------------------
+
+
+@pytest.fixture(scope="module")
+def module_db_at(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], str]]:
+    """`db_at` for a store a whole module builds once and its tests read: where the store
+    called `name` lives on PLACEHARM_TEST_ENGINE's engine (a DuckDB file, or the URL of a
+    schema of its own on the PostgreSQL server, dropped after the module). Open it with
+    `placeharm.open_store(place)`, or hand it to a command as `--db`."""
+    from pg_server import drop_schema, new_schema
+
+    engine = default_engine()
+    folder = tmp_path_factory.mktemp("module_db")
+    schemas: dict[str, tuple[str, str]] = {}
+
+    def place(name: str) -> str:
+        if engine == "duckdb":
+            return str(folder / f"{name}.duckdb")
+        server = request.getfixturevalue("pg_url")
+        if name not in schemas:
+            schemas[name] = new_schema(server)
+        return schemas[name][1]
+
+    yield place
+    if schemas:
+        server = request.getfixturevalue("pg_url")
+        for schema, _ in schemas.values():
+            drop_schema(server, schema)

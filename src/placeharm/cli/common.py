@@ -19,7 +19,7 @@ from rich.table import Table
 from placeharm import audit
 from placeharm.config import Settings, load_settings
 from placeharm.model import parse_month
-from placeharm.store import AnyStore, open_db
+from placeharm.store import AnyStore, is_server_url, open_db
 
 out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
@@ -32,14 +32,20 @@ class Format(StrEnum):
 
 
 DbOption = Annotated[
-    Path | None,
-    typer.Option("--db", help="Store file (default: PLACEHARM_DB or ./placeharm.duckdb)."),
+    str | None,  # not Path: a PostgreSQL URL's `//` would be folded to `/`
+    typer.Option(
+        "--db",
+        help="Store file, or a PostgreSQL URL (default: PLACEHARM_DB or ./placeharm.duckdb).",
+    ),
 ]
 FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 
 
-def _settings(db: Path | None) -> Settings:
-    return load_settings(**({"db": db} if db else {}))
+def _settings(db: str | Path | None) -> Settings:
+    """Settings with `--db` (a PostgreSQL URL kept as written, else a file's path) if given."""
+    if not db:
+        return load_settings()
+    return load_settings(db=str(db) if is_server_url(db) else Path(db))
 
 
 def _open(settings: Settings) -> AnyStore:

@@ -495,7 +495,7 @@ def users_list(db: DbOption = None, fmt: FormatOption = Format.table) -> None:
         _emit(store.users(), fmt, "Users (sessions: open sessions in the store)")
 
 
-def _users_store(db: Path | None) -> AnyStore:
+def _users_store(db: str | Path | None) -> AnyStore:
     """The store for an account change. DuckDB lets one process open a store file for
     writing, so while the dashboard runs on it this refuses (change accounts on the admin
     page instead, which also ends sessions the server holds in memory)."""
