@@ -249,6 +249,7 @@ class PostgresStore(SqlStore):
         self._conns: list[tuple[threading.Thread | None, psycopg.Connection[tuple[Any, ...]]]] = []
         self._conns_lock = threading.Lock()
         self._listeners: list[Callable[[], None]] = []
+        self._closed = False  # after close(): refused, as a closed DuckDB store is
         # `generation` from memory while listening (issue 17)
         self._gen_lock = threading.Lock()
         self._gen_cached: int | None = None
@@ -270,6 +271,8 @@ class PostgresStore(SqlStore):
     def _con(self) -> psycopg.Connection[tuple[Any, ...]]:
         con: psycopg.Connection[tuple[Any, ...]] | None = getattr(self._local, "con", None)
         if con is None or con.closed:
+            if self._closed:  # not quietly reopened: the caller closed this store
+                raise StoreUnavailable(f"the PostgreSQL store {self.path} is closed")
             try:
                 con = psycopg.connect(self._url, autocommit=True)
             except psycopg.Error as exc:
@@ -446,6 +449,7 @@ class PostgresStore(SqlStore):
         return int(row[0]) if row else 0
 
     def close(self) -> None:
+        self._closed = True
         for stop in self._listeners:
             stop()
         self._listeners.clear()
