@@ -9,6 +9,7 @@ import datetime as dt
 import gzip
 import io
 import signal
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -17,12 +18,15 @@ import duckdb
 import polars as pl
 import pytest
 
+import placeharm
 from placeharm.services import demo, integrity, soc
 from placeharm.services.areas import import_areas
 from placeharm.services.ingest import ingest
+from placeharm.store import is_server_url
 from placeharm.store.base import CELLS_CHECK
 from placeharm.store.duckdb import DuckDBStore
 from placeharm.store.migrations import LATEST_VERSION
+from raw_sql import query
 
 MAY = "2021-05-northumbria-street.csv.gz"
 JUNE = "2021-06-northumbria-street.csv.gz"
@@ -240,35 +244,35 @@ def test_check_reports_and_repair_rebuilds_the_cube(
     assert store._frame(CELLS).equals(good)
 
 
-@pytest.mark.duckdb_only(
-    reason="times the kill by DuckDB's write-ahead log file (.wal) and reopens the killed "
-    "file; on PostgreSQL the server rolls back a killed client's open transaction, and a "
-    "committed import's cube is pinned on both engines by "
-    "test_a_failed_import_leaves_the_cube_as_it_was and "
-    "test_check_reports_and_repair_rebuilds_the_cube"
-)
-def test_kill_9_mid_ingest_then_check_and_repair(
-    northumbria: Path, boundaries: Path, tmp_path: Path
-):
+def _wait_for_a_commit(place: str, child: subprocess.Popen[bytes]) -> None:
+    """Until the child has committed some crimes (or ended): on DuckDB, once a commit is whole
+    in the write-ahead log (it is written at the commit: wait for its size to hold still); on
+    PostgreSQL, once committed crimes can be read from another connection."""
+    if is_server_url(place):
+        while child.poll() is None and not query(place, "SELECT count(*) FROM crimes")[0][0]:
+            time.sleep(0.003)
+        return
+    wal = Path(f"{place}.wal")
+    sizes = [0]
+    while child.poll() is None and not (sizes[-1] >= 4 << 20 and sizes[-3:] == [sizes[-1]] * 3):
+        time.sleep(0.003)
+        sizes.append(wal.stat().st_size if wal.exists() else 0)
+
+
+def test_kill_9_mid_ingest_then_check_and_repair(northumbria: Path, boundaries: Path, db_at):
     from test_kill_ingest import _ingest  # its child commits a group every ~6,000 rows
 
     files = [northumbria / MAY, northumbria / JUNE, northumbria / JUNE_OUTCOMES]
     killed = 0
     for trial in range(2):
-        path = tmp_path / f"killed{trial}.duckdb"
-        with DuckDBStore(path) as store:
+        path = db_at(f"killed{trial}")
+        with placeharm.open_store(path) as store:
             import_areas(store, boundaries / "northumbria_ward2013.geojson", "ward")
-        wal = Path(f"{path}.wal")
-        child = _ingest(path, files)
-        # killed mid-ingest: once a commit of crimes is whole in the write-ahead log (it is
-        # written at the commit: wait for its size to hold still)
-        sizes = [0]
-        while child.poll() is None and not (sizes[-1] >= 4 << 20 and sizes[-3:] == [sizes[-1]] * 3):
-            time.sleep(0.003)
-            sizes.append(wal.stat().st_size if wal.exists() else 0)
+        child = _ingest(path, files)  # type: ignore[arg-type]  # a path or a URL, as --db
+        _wait_for_a_commit(path, child)  # then killed mid-ingest
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
-        with DuckDBStore(path) as store:
+        with placeharm.open_store(path) as store:
             assert store.invariant_failures()[CELLS_CHECK] == 0  # committed with the records
             killed += child.returncode == -signal.SIGKILL and store.table_counts()["crimes"] > 0
             assert integrity.check(store, repair=True).ok
