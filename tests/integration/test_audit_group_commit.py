@@ -8,14 +8,18 @@ from __future__ import annotations
 import shutil
 import threading
 from pathlib import Path
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pytest
 
+import placeharm
 from placeharm import audit
 from placeharm.audit import Actor, AuditLog
 from placeharm.audit.log import _chain
 from placeharm.errors import AuditError
+from placeharm.store import AnyStore, is_server_url
 from placeharm.store.duckdb import DuckDBStore
+from placeharm.store.postgres import PostgresStore
 
 pytestmark = pytest.mark.both_engines  # issue 17: DuckDB and PostgreSQL
 
@@ -70,18 +74,32 @@ def test_entries_queued_meanwhile_commit_together_each_its_own(tmp_path: Path, s
         assert report.ok and report.checked == READERS + 1
 
 
-def test_a_failed_group_commit_refuses_every_request_in_it(tmp_path: Path):
-    path = tmp_path / "s.duckdb"
-    with DuckDBStore(path) as store:
+def _unwritable(place: str, tmp_path: Path) -> AnyStore:
+    """The store at `place` opened so that every write fails in the database: a read-only
+    copy of a DuckDB file (DuckDB refuses writes to a file opened read-only), or on
+    PostgreSQL a session whose transactions are read-only (the server refuses writes)."""
+    if not is_server_url(place):
+        readonly = tmp_path / "ro.duckdb"
+        shutil.copy(place, readonly)
+        return DuckDBStore(readonly, read_only=True)
+    parts = urlsplit(place)
+    query = dict(parse_qsl(parts.query))
+    query["options"] = f"{query.get('options', '')} -c default_transaction_read_only=on"
+    return PostgresStore(
+        urlunsplit(parts._replace(query=urlencode(query, quote_via=quote))), read_only=True
+    )
+
+
+def test_a_failed_group_commit_refuses_every_request_in_it(tmp_path: Path, db_at):
+    path = db_at("s")
+    with placeharm.open_store(path) as store:
         AuditLog(KEY).record(store, _actor(99), "consultation", "overview", "/overview")
-    readonly = tmp_path / "ro.duckdb"
-    shutil.copy(path, readonly)
-    with DuckDBStore(readonly, read_only=True) as store:  # every write fails
+    with _unwritable(path, tmp_path) as store:  # every write fails
         got, errors = _read_all(AuditLog(KEY), store)
         assert not got and len(errors) == READERS
         assert all(isinstance(e, AuditError) for e in errors)
         assert len(store.audit_entries()) == 1
-    with DuckDBStore(path) as store:  # and the chain goes on where it was
+    with placeharm.open_store(path) as store:  # and the chain goes on where it was
         entry = AuditLog(KEY).record(store, _actor(1), "consultation", "ward", "/ward/W1")
         assert entry["seq"] == 2 and audit.verify(store, KEY).ok
 

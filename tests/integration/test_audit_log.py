@@ -1,4 +1,5 @@
-"""The audit log on a real DuckDB file: the chain, tamper detection with raw SQL (edit,
+"""The audit log on a real store (the engine under test: a DuckDB file or a PostgreSQL
+schema): the chain, tamper detection with raw SQL (edit,
 delete, insert, reorder), the HMAC, JSON lines export, syslog over loopback UDP, entries that
 commit or roll back with the caller's write, concurrent appends, and who imported."""
 
@@ -12,10 +13,10 @@ import socket
 import threading
 from pathlib import Path
 
-import duckdb
 import pytest
 from typer.testing import CliRunner
 
+import placeharm
 from placeharm import audit
 from placeharm.audit import Actor, AuditLog, Justification
 from placeharm.audit.entry import COLUMNS, entry_hash
@@ -24,15 +25,15 @@ from placeharm.errors import ConfigError, DataError
 from placeharm.services import auth
 from placeharm.soc.importer import import_entity
 from placeharm.store.base import AUDIT_COLUMNS
-from placeharm.store.duckdb import DuckDBStore
+from raw_sql import run_sql
 
 KEY = "k" * 40
 ANALYST = Actor("analyst1", "analyst", "10.0.0.5", None, Justification("investigation", "op X"))
 
 
-def _fill(path: Path, n: int = 8, log: AuditLog | None = None) -> None:
+def _fill(place: str, n: int = 8, log: AuditLog | None = None) -> None:
     log = log or AuditLog()
-    with DuckDBStore(path) as store:
+    with placeharm.open_store(place) as store:
         for i in range(n):
             log.record(
                 store,
@@ -48,31 +49,26 @@ def _fill(path: Path, n: int = 8, log: AuditLog | None = None) -> None:
             )
 
 
-def _sql(path: Path, *statements: str) -> None:
-    con = duckdb.connect(str(path))
-    try:
-        for statement in statements:
-            con.execute(statement)
-    finally:
-        con.close()
+def _sql(place: str, *statements: str) -> None:
+    run_sql(place, *statements)  # as someone with access to the database could
 
 
-def _verify(path: Path, *args: str, env: dict[str, str] | None = None):
+def _verify(path: str, *args: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(app, ["audit", "verify", "--db", str(path), *args], env=env)
 
 
 @pytest.fixture()
-def log_db(tmp_path: Path) -> Path:
-    path = tmp_path / "audit.duckdb"
+def log_db(db_at) -> str:
+    path = db_at("audit")
     _fill(path)
     return path
 
 
-def test_an_untouched_log_verifies(log_db: Path):
+def test_an_untouched_log_verifies(log_db: str):
     result = _verify(log_db)
     assert result.exit_code == 0, result.output
     assert "8 entries verified" in result.output
-    with DuckDBStore(log_db) as store:
+    with placeharm.open_store(log_db) as store:
         rows = store.audit_entries()
     assert [r["seq"] for r in rows] == list(range(1, 9))
     assert rows[0]["prev_hash"] == "0" * 64
@@ -81,20 +77,20 @@ def test_an_untouched_log_verifies(log_db: Path):
     assert json.loads(rows[3]["record_ids"]) == {"nominal": ["N3"]}
 
 
-def test_an_edited_entry_is_found(log_db: Path):
+def test_an_edited_entry_is_found(log_db: str):
     _sql(log_db, "UPDATE audit_log SET username = 'someone_else' WHERE seq = 4")
     result = _verify(log_db)
     assert result.exit_code == 6
     assert "entry 4 was edited" in result.output and "3 entries before it" in result.output
 
 
-def test_a_deleted_entry_is_found(log_db: Path):
+def test_a_deleted_entry_is_found(log_db: str):
     _sql(log_db, "DELETE FROM audit_log WHERE seq = 5")
     result = _verify(log_db)
     assert result.exit_code == 6 and "entry 5 was deleted" in result.output
 
 
-def test_a_deleted_and_renumbered_entry_is_found(log_db: Path):
+def test_a_deleted_and_renumbered_entry_is_found(log_db: str):
     _sql(
         log_db,
         "DELETE FROM audit_log WHERE seq = 5",
@@ -105,10 +101,10 @@ def test_a_deleted_and_renumbered_entry_is_found(log_db: Path):
     assert result.exit_code == 6 and "an entry after entry 4 was deleted" in result.output
 
 
-def test_an_inserted_entry_is_found(log_db: Path):
+def test_an_inserted_entry_is_found(log_db: str):
     """A forged entry made to look right (correct previous hash, correct own hash) in the
     middle: the next entry still points past it."""
-    with DuckDBStore(log_db) as store:
+    with placeharm.open_store(log_db) as store:
         fourth = store.audit_entries(3, 1)[0]
     forged = dict(fourth, seq=5, username="forger", prev_hash=fourth["entry_hash"])
     forged["entry_hash"] = entry_hash(forged)
@@ -117,14 +113,14 @@ def test_an_inserted_entry_is_found(log_db: Path):
         "UPDATE audit_log SET seq = seq + 1000 WHERE seq >= 5",
         "UPDATE audit_log SET seq = seq - 999 WHERE seq >= 1000",
     )
-    with DuckDBStore(log_db) as store:
+    with placeharm.open_store(log_db) as store:
         store.audit_append(forged)
     result = _verify(log_db)
     assert result.exit_code == 6
     assert "entry 5 was inserted or moved: entry 6 was written after entry 4" in result.output
 
 
-def test_reordered_entries_are_found(log_db: Path):
+def test_reordered_entries_are_found(log_db: str):
     _sql(
         log_db,
         "UPDATE audit_log SET seq = 100 WHERE seq = 5",
@@ -136,17 +132,17 @@ def test_reordered_entries_are_found(log_db: Path):
     assert "reordered: entry 5 was written after entry 6" in result.output
 
 
-def test_the_hmac_finds_a_rewritten_chain_and_a_wrong_key(tmp_path: Path):
+def test_the_hmac_finds_a_rewritten_chain_and_a_wrong_key(db_at):
     """Without a key, someone who can write the file can recompute every hash; with one,
     the rewrite shows."""
-    path = tmp_path / "keyed.duckdb"
+    path = db_at("keyed")
     _fill(path, 5, AuditLog(KEY.encode()))
     env = {"PLACEHARM_AUDIT_HMAC_KEY": KEY}
     assert _verify(path, env=env).exit_code == 0
     wrong = _verify(path, env={"PLACEHARM_AUDIT_HMAC_KEY": "w" * 40})
     assert wrong.exit_code == 6 and "entry 1: its HMAC does not match" in wrong.output
     # rewrite entry 3 and recompute the hashes of 3..5 so the plain chain still holds
-    with DuckDBStore(path) as store:
+    with placeharm.open_store(path) as store:
         rows = store.audit_entries()
     prev = rows[1]["entry_hash"]
     statements = []
@@ -165,12 +161,12 @@ def test_the_hmac_finds_a_rewritten_chain_and_a_wrong_key(tmp_path: Path):
     assert keyed.exit_code == 6 and "entry 3: its HMAC does not match" in keyed.output
 
 
-def test_a_short_key_is_refused(tmp_path: Path):
-    result = _verify(tmp_path / "x.duckdb", env={"PLACEHARM_AUDIT_HMAC_KEY": "short"})
+def test_a_short_key_is_refused(db_at):
+    result = _verify(db_at("x"), env={"PLACEHARM_AUDIT_HMAC_KEY": "short"})
     assert isinstance(result.exception, ConfigError) and "too short" in str(result.exception)
 
 
-def test_export_writes_json_lines_that_verify_again(log_db: Path, tmp_path: Path):
+def test_export_writes_json_lines_that_verify_again(log_db: str, tmp_path: Path):
     out = tmp_path / "audit.jsonl"
     today = dt.datetime.now(dt.UTC).date()
     result = CliRunner().invoke(
@@ -194,7 +190,7 @@ def test_export_writes_json_lines_that_verify_again(log_db: Path, tmp_path: Path
     assert lines[2]["query"] == {"q": "search 2"} and lines[2]["logged_at"].endswith("Z")
     entries = [audit.from_line(line) for line in lines]
     assert audit.verify_entries(entries).ok
-    with DuckDBStore(log_db) as store:
+    with placeharm.open_store(log_db) as store:
         stored = store.audit_entries()
         assert entries == stored[:8]
         # the export itself is a disclosure, logged after the lines were written
@@ -292,8 +288,8 @@ def test_imports_say_who_imported(tmp_path: Path, store_at):
         assert first["client_address"] == "10.1.1.1" and first["row_count"] == 1
 
 
-def test_users_add_is_logged(tmp_path: Path):
-    db = tmp_path / "u.duckdb"
+def test_users_add_is_logged(db_at):
+    db = db_at("u")
     result = CliRunner().invoke(
         app,
         [
@@ -311,7 +307,7 @@ def test_users_add_is_logged(tmp_path: Path):
         ],
     )
     assert result.exit_code == 0, result.output
-    with DuckDBStore(db) as store:
+    with placeharm.open_store(db) as store:
         entry = store.audit_entries()[-1]
     assert entry["action"] == "alteration" and json.loads(entry["record_ids"]) == {"user": ["jo"]}
     assert "a-long-password" not in json.dumps(entry, default=str)
@@ -334,16 +330,16 @@ def test_the_layers_agree():
     assert audit.session_key("abc") == auth._token_hash("abc")
 
 
-def test_cli_exports_and_the_quarantine_are_logged_disclosures(tmp_path: Path):
+def test_cli_exports_and_the_quarantine_are_logged_disclosures(tmp_path: Path, db_at):
     """Commands that hand over records naming people (an entity export) or raw refused rows
     (the quarantine) are disclosures by the operating-system user, with the row count."""
-    db = tmp_path / "cli.duckdb"
+    db = db_at("cli")
     nominals = tmp_path / "nominals.csv"
     nominals.write_text(
         "nominal_id,surname,date_of_birth\nREAL-1,Realperson,1990-01-01\n"
         "REAL-2,Otherperson,not-a-date\n"
     )
-    with DuckDBStore(db) as store:
+    with placeharm.open_store(db) as store:
         result = import_entity(store, "nominals", nominals)
         assert (result.inserted, result.quarantined) == (1, 1)
     runner = CliRunner()
@@ -352,7 +348,7 @@ def test_cli_exports_and_the_quarantine_are_logged_disclosures(tmp_path: Path):
     assert done.exit_code == 0, done.output
     shown = runner.invoke(app, ["quarantine", "--db", str(db), "--format", "csv"])
     assert shown.exit_code == 0, shown.output
-    with DuckDBStore(db) as store:
+    with placeharm.open_store(db) as store:
         entries, _ = store.audit_search(None, None, None, None, "disclosure", 10)
         rows = {r["route"]: r for r in entries.to_dicts()}
         assert rows["placeharm export"]["row_count"] == 1
@@ -366,15 +362,15 @@ def test_cli_exports_and_the_quarantine_are_logged_disclosures(tmp_path: Path):
         assert audit.verify(store).problem is None
 
 
-def test_an_export_to_a_missing_folder_is_a_message_and_no_disclosure(tmp_path: Path):
-    db = tmp_path / "cli.duckdb"
-    with DuckDBStore(db):
+def test_an_export_to_a_missing_folder_is_a_message_and_no_disclosure(tmp_path: Path, db_at):
+    db = db_at("cli")
+    with placeharm.open_store(db):
         pass
     runner = CliRunner()
     missing = tmp_path / "no-such-folder" / "out.csv"
     done = runner.invoke(app, ["export", "nominals", str(missing), "--db", str(db)])
     assert done.exit_code != 0 and isinstance(done.exception, (SystemExit, DataError))
     assert "cannot write" in str(done.exception) or "cannot write" in done.output
-    with DuckDBStore(db) as store:
+    with placeharm.open_store(db) as store:
         _, total = store.audit_search(None, None, None, None, "disclosure", 10)
         assert total == 0

@@ -1,4 +1,5 @@
-"""The `placeharm` command, through typer's CliRunner, against a temporary store."""
+"""The `placeharm` command, through typer's CliRunner, against a temporary store on the
+engine under test (`--db` a DuckDB file or a PostgreSQL URL)."""
 
 from __future__ import annotations
 
@@ -25,14 +26,15 @@ def runner() -> CliRunner:
 @pytest.fixture(scope="module")
 def cli_db(
     tmp_path_factory: pytest.TempPathFactory,
+    module_db_at,
     runner: CliRunner,
     boundaries: Path,
     northumbria: Path,
     street_sample,
-) -> tuple[Path, dict]:
+) -> tuple[str, dict]:
     """A store built only through the CLI: ward areas, three street months, one bad file."""
     tmp = tmp_path_factory.mktemp("cli")
-    db = tmp / "cli.duckdb"
+    db = module_db_at("cli")
     ward = runner.invoke(
         app,
         [
@@ -195,16 +197,16 @@ def test_cli_bad_month_argument(runner: CliRunner, cli_db, monkeypatch, capsys):
     assert "2021-13" in capsys.readouterr().err
 
 
-def test_cli_ingest_refused_file_exits_non_zero(runner: CliRunner, tmp_path: Path):
+def test_cli_ingest_refused_file_exits_non_zero(runner: CliRunner, tmp_path: Path, db_at):
     bad = tmp_path / "not-police.csv"
     bad.write_text("a,b\n1,2\n")
-    result = runner.invoke(app, ["ingest", str(bad), "--db", str(tmp_path / "x.duckdb")])
+    result = runner.invoke(app, ["ingest", str(bad), "--db", db_at("x")])
     assert result.exit_code == 2
     assert "refused" in result.output
 
 
-def test_cli_areas_parents(runner: CliRunner, tmp_path: Path, shared_data: Path):
-    db = str(tmp_path / "h.duckdb")
+def test_cli_areas_parents(runner: CliRunner, db_at, shared_data: Path):
+    db = db_at("h")
     ref = shared_data / "reference"
     lad = ["--from-set", "lsoa", "--from-column", "lsoa11_code", "--to-set", "lad"]
     lad += ["--to-column", "ltla21_code", "--to-name-column", "ltla21_name"]

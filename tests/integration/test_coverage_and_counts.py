@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+import placeharm
 from placeharm.errors import DataError, NotFound
 from placeharm.services import queries
 from placeharm.services.areas import import_areas
@@ -27,8 +28,8 @@ def _rows(path: Path) -> tuple[list[str], list[list[str]]]:
 
 
 @pytest.fixture(scope="module")
-def counted_store(tmp_path_factory: pytest.TempPathFactory, northumbria: Path, boundaries: Path):
-    store = DuckDBStore(tmp_path_factory.mktemp("counts") / "counts.duckdb")
+def counted_store(module_db_at, northumbria: Path, boundaries: Path):
+    store = placeharm.open_store(module_db_at("counts"))  # the engine under test
     import_areas(store, boundaries / "northumbria_ward2013.geojson", "ward")
     files = [northumbria / f"{m}-northumbria-street.csv.gz" for m in MONTHS]
     results = ingest(store, files)

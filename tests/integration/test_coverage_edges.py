@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
+import placeharm
 from placeharm.cli.main import app
 from placeharm.ingest.csvfile import read_snapshot
 from placeharm.services import queries
@@ -40,12 +41,12 @@ def _distinct_api_crimes(files: list[Path]) -> int:
 
 
 def test_a_store_of_api_responses_only_is_covered_and_counts_exits_0(
-    tmp_path: Path, shared_data: Path, boundaries: Path
+    db_at, shared_data: Path, boundaries: Path
 ):
     """Was: `placeharm counts` exited 3 ("no street data") on a store of API responses."""
     files = sorted((shared_data / "policeuk_api").glob("*.json"))
-    db = tmp_path / "api.duckdb"
-    with DuckDBStore(db) as store:
+    db = db_at("api")
+    with placeharm.open_store(db) as store:
         import_areas(store, boundaries / "northumbria_ward2013.geojson", "ward")
         results = ingest(store, files)
         assert all(r.status == "ok" and not r.message for r in results)
@@ -161,11 +162,11 @@ def test_a_header_only_redownload_keeps_the_months_coverage(
     assert may_store.coverage().equals(held)
 
 
-def test_the_cli_reports_a_header_only_file_and_exits_0(tmp_path: Path, street_sample):
+def test_the_cli_reports_a_header_only_file_and_exits_0(tmp_path: Path, db_at, street_sample):
     header, _ = street_sample
     path = tmp_path / "2021-06-northumbria-street.csv"
     path.write_text(header + "\n")
-    result = CliRunner().invoke(app, ["ingest", str(path), "--db", str(tmp_path / "s.duckdb")])
+    result = CliRunner().invoke(app, ["ingest", str(path), "--db", db_at("s")])
     assert result.exit_code == 0, result.output
     assert "1 of 1 files imported" in result.stdout
     assert "note" in result.stderr and "header-only" in result.stderr

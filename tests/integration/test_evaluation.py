@@ -25,13 +25,13 @@ import math
 
 import pytest
 
+import placeharm
 from placeharm.errors import DataError, NotFound
 from placeharm.services import disruptions, evaluation, soc
 from placeharm.services.areas import import_areas
 from placeharm.services.ingest import ingest
 from placeharm.soc.importer import import_entity
 from placeharm.store.base import EVERYTHING
-from placeharm.store.duckdb import DuckDBStore
 
 HEADER = (
     "Crime ID,Month,Reported by,Falls within,Longitude,Latitude,Location,LSOA code,LSOA name,"
@@ -96,7 +96,9 @@ def _square(code: str, lon: float, lat: float, d: float = 0.005) -> dict:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory):
+def store(tmp_path_factory: pytest.TempPathFactory, module_db_at):
+    """A small store by hand, on the engine under test, shared by the module's tests (they
+    only read it)."""
     tmp = tmp_path_factory.mktemp("evaluation")
     wards = tmp / "wards.geojson"
     wards.write_text(
@@ -124,7 +126,7 @@ def store(tmp_path_factory: pytest.TempPathFactory):
         path = tmp / f"{month}-test-street.csv"
         path.write_text("\n".join(rows) + "\n")
         files.append(path)
-    db = DuckDBStore(tmp / "evaluation.duckdb")
+    db = placeharm.open_store(module_db_at("evaluation"))
     import_areas(db, wards, "ward", code_field="code", name_field="name")
     import_areas(db, sites, soc.CHB_SET, code_field="code", name_field="name")
     assert all(r.status == "ok" for r in ingest(db, files))

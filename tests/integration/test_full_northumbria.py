@@ -19,9 +19,11 @@ import pytest
 import shapely
 from pyproj import Transformer
 
+import placeharm
 from placeharm.services import queries
 from placeharm.services.areas import import_areas
 from placeharm.services.ingest import ingest
+from placeharm.store import AnyStore
 from placeharm.store.duckdb import DuckDBStore
 
 pytestmark = pytest.mark.slow
@@ -77,12 +79,12 @@ def independent(files: tuple[list[Path], list[Path]]) -> Independent:
 
 @pytest.fixture(scope="module")
 def full_store(
-    tmp_path_factory: pytest.TempPathFactory,
+    module_db_at,
     boundaries: Path,
     files: tuple[list[Path], list[Path]],
 ):
     """One store with lsoa/ward/msoa and every street and outcomes file (tolerance 25 m)."""
-    store = DuckDBStore(tmp_path_factory.mktemp("full") / "full.duckdb")
+    store = placeharm.open_store(module_db_at("full"))
     import_areas(store, boundaries / "northumbria_lsoa2011.geojson", "lsoa")
     import_areas(store, boundaries / "northumbria_ward2013.geojson", "ward")
     import_areas(store, boundaries / "northumbria_msoa2011.geojson", "msoa")
@@ -210,7 +212,7 @@ def test_full_northumbria_lsoa_agreement(
     full_store,
     files,
     boundaries,
-    tmp_path_factory,
+    module_db_at,
     geojson_areas,
     independent_pip,
 ):
@@ -226,7 +228,7 @@ def test_full_northumbria_lsoa_agreement(
     code_set = set(codes.tolist())
     assert len(code_set) == 916
 
-    def agreement(s: DuckDBStore) -> tuple[float, pl.DataFrame]:
+    def agreement(s: AnyStore) -> tuple[float, pl.DataFrame]:
         frame = s.crime_frame(
             ["longitude", "latitude", "lsoa_code_file", "area_lsoa", "located"]
         ).filter(pl.col("located") & pl.col("lsoa_code_file").is_in(list(code_set)))
@@ -235,7 +237,7 @@ def test_full_northumbria_lsoa_agreement(
 
     with_tolerance, frame25 = agreement(store)
 
-    pure_store = DuckDBStore(tmp_path_factory.mktemp("pure") / "pure.duckdb")
+    pure_store = placeharm.open_store(module_db_at("pure"))
     import_areas(pure_store, boundaries / "northumbria_lsoa2011.geojson", "lsoa")
     results = ingest(pure_store, files[0], tolerance_m=0.0)
     assert all(r.status == "ok" for r in results)
@@ -318,6 +320,12 @@ def test_full_northumbria_lsoa_reconciliation_follows_the_25m_rule(
     print(f"\nreconciled rows: {int(check['lsoa_reconciled'].sum()):,}")
 
 
+@pytest.mark.duckdb_only(
+    reason="cost: a third store of all 100 Northumbria files (street, outcomes, stop and "
+    "search), about 30 s more on PostgreSQL; the module's full store (every street and "
+    "outcomes file) runs on the engine under test, and stop and search files are ingested on "
+    "PostgreSQL by test_csv_reading's store tests (PLACEHARM_TEST_ENGINE=postgresql)"
+)
 def test_whole_folder_in_one_call_imports_every_file(
     tmp_path: Path, boundaries: Path, northumbria: Path
 ):

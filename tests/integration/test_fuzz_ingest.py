@@ -6,7 +6,10 @@ import csv
 import io
 import re
 import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -23,8 +26,37 @@ FUZZ = settings(
     max_examples=60,
     deadline=None,
     database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.function_scoped_fixture,  # `fresh` makes a new store for every example
+    ],
 )
+
+
+@pytest.fixture
+def fresh(engine: str, request: pytest.FixtureRequest) -> Callable[[], AbstractContextManager[Any]]:
+    """A new empty store for each example, on the engine under test: DuckDB in memory, or a
+    schema of its own on the PostgreSQL server, dropped when the example is done."""
+    from pg_server import drop_schema, new_schema
+
+    @contextmanager
+    def make() -> Iterator[Any]:
+        if engine == "duckdb":
+            with DuckDBStore(":memory:") as store:
+                yield store
+            return
+        from placeharm.store.postgres import PostgresStore
+
+        server = request.getfixturevalue("pg_url")
+        schema, url = new_schema(server)
+        try:
+            with PostgresStore(url) as store:
+                yield store
+        finally:
+            drop_schema(server, schema)
+
+    return make
 
 
 def _mutation(allow_quotes: bool, allow_breaks: bool) -> st.SearchStrategy:
@@ -87,11 +119,11 @@ def _build(street_sample, picks, crlf: bool, final_newline: bool) -> tuple[bytes
     return data, data_lines
 
 
-def _ingest(data: bytes) -> tuple[object, pl.DataFrame, pl.DataFrame]:
+def _ingest(fresh, data: bytes) -> tuple[object, pl.DataFrame, pl.DataFrame]:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / NAME
         path.write_bytes(data)
-        with DuckDBStore(":memory:") as store:
+        with fresh() as store:
             (result,) = ingest(store, [path])
             q = queries.quarantine(store, limit=10_000)
             crimes = store.crime_frame(["crime_id", "source_line"])
@@ -119,9 +151,9 @@ def _check_common(result, q: pl.DataFrame, data: bytes) -> None:
 )
 # Regression (fixed in e9dc5c8): an opened quote made polars raise out of ingest().
 @example(picks=[(0, ("insert_bytes", 10_000, b',"'))], crlf=False, final_newline=True)
-def test_fuzz_ingest_never_raises_and_balances(street_sample, picks, crlf, final_newline):
+def test_fuzz_ingest_never_raises_and_balances(fresh, street_sample, picks, crlf, final_newline):
     data, _ = _build(street_sample, picks, crlf, final_newline)
-    result, q, _ = _ingest(data)
+    result, q, _ = _ingest(fresh, data)
     _check_common(result, q, data)
 
 
@@ -143,10 +175,10 @@ def _csv_module_records(data_lines: list[bytes], crlf: bool) -> int:
 # Regression (fixed in f08e596): a quote right after a 64-character Crime ID, at the end of
 # an unquoted field, used to merge lines by quote parity.
 @example(picks=[(0, ("valid",)), (1, ("insert_bytes", 64, b'"')), (2, ("valid",))], crlf=False)
-def test_fuzz_records_match_the_csv_module(street_sample, picks, crlf):
+def test_fuzz_records_match_the_csv_module(fresh, street_sample, picks, crlf):
     """With no stray line breaks, placeharm reads as many records as the csv module does."""
     data, data_lines = _build(street_sample, picks, crlf, final_newline=True)
-    result, q, _ = _ingest(data)
+    result, q, _ = _ingest(fresh, data)
     _check_common(result, q, data)
     assert result.rows_read == _csv_module_records(data_lines, crlf)
 
@@ -158,11 +190,13 @@ def test_fuzz_records_match_the_csv_module(street_sample, picks, crlf):
     crlf=st.booleans(),
     final_newline=st.booleans(),
 )
-def test_fuzz_without_quotes_every_line_is_one_record(street_sample, picks, crlf, final_newline):
+def test_fuzz_without_quotes_every_line_is_one_record(
+    fresh, street_sample, picks, crlf, final_newline
+):
     """Without quote characters every non-blank line is exactly one record, on either path
     (rows of empty fields included: the slow path used to drop them, fixed in e9dc5c8)."""
     data, data_lines = _build(street_sample, picks, crlf, final_newline)
-    result, q, crimes = _ingest(data)
+    result, q, crimes = _ingest(fresh, data)
     _check_common(result, q, data)
     assert result.status == "ok"
     nonblank = {n for n, line in enumerate(data_lines, start=2) if line}

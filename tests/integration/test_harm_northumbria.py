@@ -15,22 +15,20 @@ from pathlib import Path
 
 import pytest
 
+import placeharm
 from placeharm.errors import DataError, NotFound
 from placeharm.harm import load_index
 from placeharm.services import harm
 from placeharm.services.areas import import_areas
 from placeharm.services.ingest import ingest
 from placeharm.services.population import derive_population, import_population
-from placeharm.store.duckdb import DuckDBStore
 
 MONTHS = ("2021-10", "2021-11", "2021-12", "2022-02", "2022-03", "2022-04", "2022-05")
 
 
 @pytest.fixture(scope="module")
-def real(
-    tmp_path_factory: pytest.TempPathFactory, northumbria: Path, boundaries: Path, shared_data: Path
-):
-    store = DuckDBStore(tmp_path_factory.mktemp("harm_real") / "real.duckdb")
+def real(module_db_at, northumbria: Path, boundaries: Path, shared_data: Path):
+    store = placeharm.open_store(module_db_at("real"))  # the engine under test
     import_areas(store, boundaries / "northumbria_lsoa2011.geojson", "lsoa")
     import_areas(store, boundaries / "northumbria_ward2013.geojson", "ward")
     files = [northumbria / f"{m}-northumbria-street.csv.gz" for m in MONTHS]

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import placeharm
 from placeharm.cli.main import app
 from placeharm.errors import DataError, NotFound, StoreError
 from placeharm.harm import load_index
 from placeharm.services import indices
-from placeharm.store.duckdb import DuckDBStore
+from placeharm.store import AnyStore
 
 CSV = "offence_code,crime_type,weight\n92A,,250\n,Drugs,120\n,Anti-social behaviour,1\n"
 YAML = """\
@@ -28,19 +29,18 @@ crime_types: {Drugs: 120}
 """
 
 
-def _empty(store: DuckDBStore) -> bool:
+def _empty(store: AnyStore) -> bool:
     return store.harm_indices().is_empty() and store.harm_index_weights().is_empty()
 
 
-def test_add_stores_validated_weights_and_origin_and_survives_reopening(tmp_path: Path):
-    db = tmp_path / "r.duckdb"
+def test_add_stores_validated_weights_and_origin_and_survives_reopening(tmp_path: Path, store_at):
     folder = tmp_path / "secret-folder"
     folder.mkdir()
     csv_file = folder / "local.csv"
     csv_file.write_text(CSV)
     yaml_file = folder / "drugs.yaml"
     yaml_file.write_text(YAML)
-    with DuckDBStore(db) as store:
+    with store_at("r") as store:
         local = indices.add(store, csv_file, "local", added_by="admin1")
         drugs = indices.add(store, yaml_file, "drugs-focus", description="for the November tasking")
         assert local.index.code_weights == {"92A": 250.0}
@@ -69,7 +69,7 @@ def test_add_stores_validated_weights_and_origin_and_survives_reopening(tmp_path
     # the file may go; the registry is the store's
     csv_file.unlink()
     yaml_file.unlink()
-    with DuckDBStore(db) as store:
+    with store_at("r") as store:
         again = indices.registered(store)
         assert sorted(again) == ["drugs-focus", "local"]
         assert again["drugs-focus"].index == drugs.index
@@ -83,7 +83,7 @@ def test_add_stores_validated_weights_and_origin_and_survives_reopening(tmp_path
             indices.remove(store, "local")
         with pytest.raises(DataError, match="unknown harm index"):
             indices.resolve(store, "local")
-    with DuckDBStore(db) as store:
+    with store_at("r") as store:
         assert list(indices.registered(store)) == ["drugs-focus"]
         assert set(store.harm_index_weights()["index_name"]) == {"drugs-focus"}
 
@@ -152,8 +152,8 @@ def test_add_refuses_a_second_index_of_the_same_name_and_missing_or_huge_files(
         assert store.harm_index_weights().height == 3
 
 
-def test_cli_add_list_show_remove_and_use(tmp_path: Path):
-    db = tmp_path / "cli.duckdb"
+def test_cli_add_list_show_remove_and_use(tmp_path: Path, db_at):
+    db = db_at("cli")
     good = tmp_path / "drugs.yaml"
     good.write_text(YAML)
     bad = tmp_path / "bad.csv"
@@ -188,7 +188,7 @@ def test_cli_add_list_show_remove_and_use(tmp_path: Path):
     assert code == 0 and "Removed harm index drugs-focus" in stdout
     with pytest.raises(NotFound):
         run("harm", "remove", "drugs-focus")
-    with DuckDBStore(db) as store:
+    with placeharm.open_store(db) as store:
         assert _empty(store)
 
 

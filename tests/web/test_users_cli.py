@@ -183,13 +183,3 @@ def test_account_commands_refuse_while_the_dashboard_runs(tmp_path: Path):
     assert "1 session ended" in _cli("disable", "pc3", "--db", str(db)).stdout
     with DuckDBStore(db) as store:
         assert auth.user_for(store, cookie) is None
-
-
-def test_db_option_keeps_a_postgresql_url_whole():
-    """`--db` takes a PostgreSQL URL as PLACEHARM_DB does (it was read as a path, whose `//`
-    collapsed, so every command opened a DuckDB file named "postgresql:/..." instead). No
-    server listens on port 1: the command must say it cannot connect to that URL."""
-    url = "postgresql://nobody@127.0.0.1:1/placeharm"
-    refused = _cli("list", "--db", url)
-    assert refused.exit_code != 0 and isinstance(refused.exception, StoreError)
-    assert f"cannot connect to the PostgreSQL store {url}" in str(refused.exception)

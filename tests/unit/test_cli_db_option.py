@@ -1,0 +1,32 @@
+"""`--db` takes a DuckDB file's path or a PostgreSQL URL as written (was: Typer read it as a
+Path, which folds `postgresql://host` to `postgresql:/host`, so every command refused a
+PostgreSQL store given with --db)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from placeharm.cli.common import _settings
+from placeharm.cli.main import app
+
+URL = "postgresql://analyst@db.example:5432/placeharm?options=-c%20search_path%3Dforce"
+
+
+def test_a_postgresql_url_is_kept_as_written():
+    assert _settings(URL).db == URL
+
+
+def test_a_file_stays_a_path_and_no_db_is_the_setting(tmp_path: Path, monkeypatch):
+    assert _settings(str(tmp_path / "s.duckdb")).db == tmp_path / "s.duckdb"
+    monkeypatch.setenv("PLACEHARM_DB", str(tmp_path / "env.duckdb"))
+    assert Path(_settings(None).db) == tmp_path / "env.duckdb"
+
+
+def test_a_command_names_the_url_it_was_given(tmp_path: Path):
+    """A server nobody listens on: the message names the URL as given, `//` included."""
+    url = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
+    result = CliRunner().invoke(app, ["coverage", "--db", url])
+    assert result.exit_code != 0
+    assert "postgresql://nobody@127.0.0.1:1/none" in str(result.exception) + result.output
