@@ -145,6 +145,8 @@ def test_read_only_setting_opens_a_writable_store_read_only(
             ingest(store, [northumbria / "2021-06-northumbria-street.csv.gz"])
         with pytest.raises(StoreError, match="open read-only"):
             store.set_user_role("nobody", "admin")
+        with pytest.raises(StoreError, match="open read-only"):  # a sequence is a change too
+            store.next_import_ids(2)
         assert store.table_counts() == held
 
 

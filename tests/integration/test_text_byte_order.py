@@ -14,12 +14,13 @@ import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
 from placeharm import open_store
+from placeharm.errors import StoreError
 from placeharm.services import harm
 from placeharm.services.areas import import_areas
 from placeharm.services.ingest import ingest
@@ -167,3 +168,89 @@ def test_an_older_store_is_put_in_byte_order_by_its_upgrade(
             "AND collation_name <> 'C'"
         )
         assert left == []
+
+
+def test_a_search_folds_accented_capitals_on_both_engines(place: str, tmp_path: Path) -> None:
+    """Case-insensitive search still folds letters beyond ASCII once text is in byte order
+    (review finding: in COLLATE "C" PostgreSQL folds only A to Z, so "école" missed
+    "ÉCOLE", which DuckDB finds)."""
+    path = tmp_path / "2021-02-test-street.csv"
+    path.write_text(
+        f"{HEADER}\ne0001,2021-02,Test,Test,-1.70,54.975,On or near Rue de l'ÉCOLE,,,Burglary,,\n",
+        encoding="utf-8",
+    )
+    with open_store(place) as store:
+        (result,) = ingest(store, [path])
+        assert result.ok
+        for text in ("école", "ÉCOLE", "rue de l'é"):
+            page, total = store.records_page(
+                "crimes",
+                ["location"],
+                None,
+                None,
+                "month",
+                None,
+                ("location", text),
+                "month",
+                False,
+                10,
+                0,
+            )
+            assert (total, page["location"].to_list()) == (1, ["On or near Rue de l'ÉCOLE"]), text
+
+
+def test_a_store_in_a_mixed_case_schema_is_put_in_byte_order(
+    engine: str, request: pytest.FixtureRequest
+) -> None:
+    """Migration 16 finds the store's schema by its name as written (review finding: a
+    schema "Northumbria" was looked up as northumbria, so the upgrade failed, or changed
+    another schema's tables)."""
+    if engine == "duckdb":
+        pytest.skip("a PostgreSQL schema's name")
+    server = request.getfixturevalue("pg_url")
+    schema = f"Force_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server, autocommit=True) as con:
+        con.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in server else "?"
+    url = f"{server}{sep}options={quote(f'-c search_path={chr(34)}{schema}{chr(34)}')}"
+    try:
+        with open_store(url) as store:
+            assert store.schema_version() >= 16
+            (schema_seen,) = store._one("SELECT current_schema()")
+            assert schema_seen == schema
+            left = store._run(
+                "SELECT table_name, column_name FROM information_schema.columns "
+                "WHERE table_schema = current_schema() AND collation_name IS NOT NULL "
+                "AND collation_name <> 'C'"
+            )
+            assert left == []
+    finally:
+        with psycopg.connect(server, autocommit=True) as con:
+            con.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def test_a_view_over_a_store_column_stops_the_upgrade_with_what_to_do(
+    place: str, tmp_path: Path, engine: str
+) -> None:
+    """A view of the force's own over a store column blocks migration 16 (PostgreSQL will not
+    change a column's collation under a view): the store says so in one message, nothing is
+    changed, and once the view is dropped the store upgrades."""
+    if engine == "duckdb":
+        pytest.skip("DuckDB always compared bytes: migration 16 changes nothing there")
+    with open_store(place) as store:
+        _fill(store, tmp_path)
+        with store.transaction():  # back to what versions before 16 made, plus a view
+            store._exec('ALTER TABLE crimes ALTER COLUMN crime_type TYPE VARCHAR COLLATE "default"')
+            store._exec("DELETE FROM schema_migrations WHERE version >= 16")
+            store._exec("CREATE VIEW force_crime_types AS SELECT DISTINCT crime_type FROM crimes")
+    with pytest.raises(StoreError) as refused:
+        open_store(place)
+    message = str(refused.value)
+    assert "schema version 16" in message and "Nothing was changed" in message
+    assert "view" in message and "drop it" in message
+    with psycopg.connect(place, autocommit=True) as con:
+        (version,) = con.execute("SELECT max(version) FROM schema_migrations").fetchone() or (0,)
+        assert version == 15
+        con.execute("DROP VIEW force_crime_types")
+    with open_store(place) as store:
+        assert store.schema_version() >= 16

@@ -30,3 +30,15 @@ def test_a_command_names_the_url_it_was_given(tmp_path: Path):
     result = CliRunner().invoke(app, ["coverage", "--db", url])
     assert result.exit_code != 0
     assert "postgresql://nobody@127.0.0.1:1/none" in str(result.exception) + result.output
+
+
+def test_the_cli_prints_a_store_url_without_its_password():
+    """--db may now carry a PostgreSQL URL with a password: what the CLI prints of it
+    (serve's banner, a backup's summary) never shows the password (review finding)."""
+    from placeharm.cli.common import shown_db
+
+    assert shown_db("postgresql://analyst:s3cret@db/placeharm") == (
+        "postgresql://analyst:***@db/placeharm"
+    )
+    assert "s3cret" not in shown_db("postgresql://db/placeharm?user=a&password=s3cret")
+    assert shown_db(Path("store.duckdb")) == "store.duckdb"

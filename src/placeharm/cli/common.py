@@ -19,7 +19,7 @@ from rich.table import Table
 from placeharm import audit
 from placeharm.config import Settings, load_settings
 from placeharm.model import parse_month
-from placeharm.store import AnyStore, open_db
+from placeharm.store import AnyStore, is_server_url, open_db
 
 out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
@@ -45,6 +45,16 @@ FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output for
 
 def _settings(db: Path | str | None) -> Settings:
     return load_settings(**({"db": db} if db else {}))
+
+
+def shown_db(db: Path | str) -> str:
+    """Where the store is, as the CLI may print it: a PostgreSQL URL without its password."""
+    text = str(db)
+    if not is_server_url(text):
+        return text
+    from placeharm.store.postgres import _redact
+
+    return _redact(text)
 
 
 def _open(settings: Settings) -> AnyStore:

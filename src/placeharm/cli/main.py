@@ -38,6 +38,7 @@ from placeharm.cli.common import (
     _settings,
     err,
     out,
+    shown_db,
 )
 from placeharm.config import Settings, load_settings
 from placeharm.errors import (
@@ -381,9 +382,10 @@ def demo(
         highlight=False,
     )
     command = _command_name()
+    shown = shown_db(settings.db)
     out.print(
-        f"Store: {settings.db}. Try: {command} compare --by ward --db {settings.db}\n"
-        f"      or: {command} soc rank --db {settings.db}\n"
+        f"Store: {shown}. Try: {command} compare --by ward --db {shown}\n"
+        f"      or: {command} soc rank --db {shown}\n"
         f"      or: {command} --help",
         highlight=False,
     )
@@ -420,7 +422,7 @@ def _serve(
     _log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     if workers > 1:  # issue 17: N processes on one socket, each its own app (app factory)
         _open(settings).close()  # the store reachable and migrated before any worker starts
-        out.print(f"{workers} worker processes on {settings.db}.", highlight=False)
+        out.print(f"{workers} worker processes on {shown_db(settings.db)}.", highlight=False)
         web_workers.hand_over(settings, drop)
         uvicorn.run(
             web_workers.APP_FACTORY,
@@ -800,7 +802,7 @@ def backup(
         _refuse_read_only(store, "recorded in its audit log (a backup discloses every record)")
         info = back_up(store, dest, audit.Actor.cli(), "placeharm backup")
     out.print(
-        f"Backed up {settings.db} to {dest}: schema version {info['schema_version']}, "
+        f"Backed up {shown_db(settings.db)} to {dest}: schema version {info['schema_version']}, "
         f"{sum(info['rows'].values()):,} rows in {len(info['rows'])} tables, "
         f"{info['bytes']:,} bytes.",
         highlight=False,

@@ -78,18 +78,21 @@ _EXTRA: dict[int, list[str]] = {
 # may have made a locale's (en_GB.UTF-8, ICU en-GB): 'A_2', 'a-1', 'a1', 'A1', 'b1', 'B2'
 # where DuckDB and C order 'A1', 'A_2', 'B2', 'a-1', 'a1', 'b1'. Run by migration 16 and
 # again by every later one, so a text column a later migration adds is made "C" with it.
+# The schema is found by its name as written (a mixed-case schema, "Northumbria", is not
+# folded to lower case) and every table is named with it.
 TEXT_IN_BYTE_ORDER = """DO $$
 DECLARE
     t record;
 BEGIN
     FOR t IN
-        SELECT c.relname AS tab,
+        SELECT format('%I.%I', current_schema(), c.relname) AS tab,
                string_agg(format('ALTER COLUMN %I TYPE %s COLLATE "C"', a.attname,
                                  format_type(a.atttypid, a.atttypmod)), ', '
                           ORDER BY a.attnum) AS changes
         FROM pg_attribute a
         JOIN pg_class c ON c.oid = a.attrelid
-        WHERE c.relnamespace = current_schema()::regnamespace
+        WHERE c.relnamespace = (SELECT n.oid FROM pg_namespace n
+                                WHERE n.nspname = current_schema())
           AND c.relkind IN ('r', 'p')
           AND a.attnum > 0 AND NOT a.attisdropped
           AND a.attcollation <> 0
@@ -97,7 +100,7 @@ BEGIN
         GROUP BY c.relname
         ORDER BY c.relname
     LOOP
-        EXECUTE format('ALTER TABLE %I %s', t.tab, t.changes);
+        EXECUTE format('ALTER TABLE %s %s', t.tab, t.changes);
     END LOOP;
 END
 $$"""

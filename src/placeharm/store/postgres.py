@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 import psycopg
@@ -155,7 +155,14 @@ _LIST_CONTAINS = re.compile(r"list_contains\((\?::VARCHAR\[\]), ([^()]+)\)")
 
 
 def _pg_where(clause: str) -> str:
-    return _LIST_CONTAINS.sub(r"(\2 = ANY(\1))", clause)
+    clause = _LIST_CONTAINS.sub(r"(\2 = ANY(\1))", clause)
+    return clause.replace(" AS VARCHAR) ILIKE ?", f" AS VARCHAR) {_FOLD_CASE} ILIKE ?")
+
+
+# Case-insensitive matching (ILIKE, lower()) in the database's own collation: the store's
+# text columns are COLLATE "C" for DuckDB's byte order (migration 16), and in "C" PostgreSQL
+# folds only ASCII letters, so a search for "école" would miss "ÉCOLE" (DuckDB finds it)
+_FOLD_CASE = 'COLLATE "default"'
 
 
 def _param(value: object) -> object:
@@ -541,8 +548,11 @@ class PostgresStore(SqlStore):
             for version, name, statements in PG_MIGRATIONS:
                 if version in done:
                     continue
-                for statement in statements:
-                    self._exec(statement)
+                try:
+                    for statement in statements:
+                        self._exec(statement)
+                except psycopg.Error as exc:
+                    raise _upgrade_failed(self.path, version, name, exc) from exc
                 self._local.wrote = True
                 self._run(
                     "INSERT INTO schema_migrations VALUES (?, ?, now() AT TIME ZONE 'UTC')",
@@ -691,8 +701,18 @@ class PostgresStore(SqlStore):
                 (pl.lit("\\x") + pl.col(c).bin.encode("hex")).alias(c) for c in binary
             )
         cols = ", ".join(_col(c) for c in frame.columns)
+        # a text value that is exactly `\.` alone on a line ends PostgreSQL's CSV data (the
+        # rows after it silently dropped) unless quoted: only a one-column frame's row can be
+        # that line, so there every text is quoted (a NULL stays an unquoted empty field)
+        quoting: Literal["non_numeric", "necessary"] = (
+            "non_numeric" if frame.width == 1 else "necessary"
+        )
         data = _without_nul(
-            frame.write_csv(include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.6f")
+            frame.write_csv(
+                include_header=False,
+                datetime_format="%Y-%m-%d %H:%M:%S%.6f",
+                quote_style=quoting,
+            )
         )
         try:
             with (
@@ -750,6 +770,8 @@ class PostgresStore(SqlStore):
     # -- imports and quarantine -------------------------------------------------------------
 
     def next_import_ids(self, n: int) -> list[int]:
+        if self.read_only:  # nextval changes the sequence, which the statement check passes
+            raise _read_only_refusal(self.path)
         rows = self._run("SELECT nextval('import_id_seq') FROM generate_series(1, ?)", [n])
         return sorted(int(r[0]) for r in rows)
 
@@ -1858,8 +1880,8 @@ class PostgresStore(SqlStore):
                 + (text or "").replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
                 + "%"
             )
-            where, params = "address ILIKE ? ESCAPE '\\'", [text, pattern]
-            exact = "lower(address) = lower(?::VARCHAR)"
+            where, params = f"address {_FOLD_CASE} ILIKE ? ESCAPE '\\'", [text, pattern]
+            exact = f"lower(address {_FOLD_CASE}) = lower(?::VARCHAR)"
         # min(): PostgreSQL 15 has no any_value (the rows of one address_id agree)
         grouped = (
             f"SELECT address_id, min(address) AS address, "
@@ -1907,6 +1929,11 @@ class PostgresStore(SqlStore):
             con = psycopg.connect(self._url)
         except psycopg.Error as exc:
             raise StoreUnavailable(f"cannot connect to the PostgreSQL store {self.path}") from exc
+        with self._conns_lock:  # closed while connecting: refused (an export begun before
+            closed = self._closed  # close() reads to its end, as on DuckDB)
+        if closed:
+            con.close()
+            raise store_closed(self.path)
         try:
             con.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             con.read_only = True
@@ -2332,4 +2359,23 @@ def _read_only_refusal(name: str) -> StoreUnavailable:
     return StoreUnavailable(
         f"the store {name} is open read-only (the read_only setting is on), so nothing can "
         "be imported or changed. Queries work; turn the read_only setting off to change it."
+    )
+
+
+def _upgrade_failed(store: str, version: int, name: str, exc: psycopg.Error) -> StoreError:
+    """A migration the server refused, as one message: nothing was changed (the upgrade is
+    one transaction), and what to do when the cause is an object of the force's own, such as
+    a view over a store table, which PostgreSQL will not let a column's type change under."""
+    detail = _redact(str(exc).strip()).splitlines()[0][:300]
+    hint = "Check the server's log, then open the store again to retry."
+    if isinstance(
+        exc, psycopg.errors.FeatureNotSupported | psycopg.errors.DependentObjectsStillExist
+    ):
+        hint = (
+            "A view, rule or policy of your own depends on a store column: drop it, open the "
+            "store again to upgrade it, then create it again (docs/deploy.md)."
+        )
+    return StoreError(
+        f"upgrading the PostgreSQL store {store} to schema version {version} ({name}) failed: "
+        f"{detail}. Nothing was changed. {hint}"
     )
