@@ -142,6 +142,33 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         marker = item.get_closest_marker("duckdb_only")
         if marker is not None and not marker.kwargs.get("reason"):
             raise pytest.UsageError(f"{item.nodeid}: duckdb_only needs reason=...")
+        _check_engine_fixtures(item)
+
+
+def _check_engine_fixtures(item: pytest.Item) -> None:
+    """Refuse a test whose engine fixtures would not follow its marks: a module store
+    (`module_engine`) takes its engine from PLACEHARM_TEST_ENGINE unless the module
+    parametrizes it, so both_engines or duckdb_only on such a test would silently run one
+    engine (test_stop_search ran DuckDB twice so); and `engine` with `web_engine` in one
+    both_engines test would run every pairing of the two."""
+    names = set(getattr(item, "fixturenames", ()))
+    marked = item.get_closest_marker("both_engines") or item.get_closest_marker("duckdb_only")
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    if (
+        "module_engine" in names
+        and "web_engine" not in names
+        and marked
+        and ("module_engine" not in params)
+    ):
+        raise pytest.UsageError(
+            f"{item.nodeid}: a module store (module_engine) does not follow both_engines "
+            "or duckdb_only; parametrize module_engine (tests/conftest.py) instead"
+        )
+    if {"engine", "web_engine"} <= names and item.get_closest_marker("both_engines"):
+        raise pytest.UsageError(
+            f"{item.nodeid}: takes both `engine` and `web_engine` under both_engines, which "
+            "runs every pairing of the two; use web_db / own_demo, or one of them"
+        )
 
 
 def pytest_report_header(config: pytest.Config) -> str:

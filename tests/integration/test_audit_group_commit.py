@@ -77,7 +77,8 @@ def test_entries_queued_meanwhile_commit_together_each_its_own(tmp_path: Path, s
 def _unwritable(place: str, tmp_path: Path) -> AnyStore:
     """The store at `place` opened so that every write fails in the database: a read-only
     copy of a DuckDB file (DuckDB refuses writes to a file opened read-only), or on
-    PostgreSQL a session whose transactions are read-only (the server refuses writes)."""
+    PostgreSQL a session whose transactions are read-only (the server refuses writes: the
+    store itself is opened writable, so its own read-only check does not refuse first)."""
     if not is_server_url(place):
         readonly = tmp_path / "ro.duckdb"
         shutil.copy(place, readonly)
@@ -86,7 +87,7 @@ def _unwritable(place: str, tmp_path: Path) -> AnyStore:
     query = dict(parse_qsl(parts.query))
     query["options"] = f"{query.get('options', '')} -c default_transaction_read_only=on"
     return PostgresStore(
-        urlunsplit(parts._replace(query=urlencode(query, quote_via=quote))), read_only=True
+        urlunsplit(parts._replace(query=urlencode(query, quote_via=quote))), migrate=False
     )
 
 

@@ -164,7 +164,8 @@ def test_compare_equals_the_store_aggregate(real):
     reason="DuckDB's generation is this process's memory: a snapshot opened before an import "
     "sees the new one, and a closed store still answers it. PostgreSQL's is the database's: "
     "a snapshot sees its own (tests/integration/test_store_shared.py::"
-    "test_generation_read_from_memory_never_leads_the_data) and a closed store is asked again"
+    "test_generation_read_from_memory_never_leads_the_data) and a closed store refuses "
+    "every use (tests/integration/test_store_closed.py)"
 )
 def test_an_import_changes_the_figures_never_stale(
     tmp_path: Path, store_at, northumbria, boundaries

@@ -199,32 +199,14 @@ def csrf_headers(client: TestClient, cookies: dict[str, str] | None = None) -> d
     return {"Origin": origin(client), "X-CSRF-Token": found.group(1)}
 
 
-# -- issue 17: a named store shared by one module's tests, on the engine under test ----------
+# -- issue 17: the engine of a module's shared store is the web tests' engine ---------------
 
 
 @pytest.fixture(scope="module")
-def module_db_at(
-    web_engine: str, tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[Callable[[str], str]]:
-    """`db_at` for a store a whole module shares (built once, read by its tests): where the
-    store called `name` lives, as PLACEHARM_DB or `--db` takes it: a DuckDB file in a folder
-    of the module's, or the URL of a schema of its own on the PostgreSQL server (the same
-    name gives the same place again; the schemas are dropped when the module ends)."""
-    from pg_server import drop_schema, new_schema
-
-    folder = tmp_path_factory.mktemp("module")
-    schemas: dict[str, tuple[str, str]] = {}
-
-    def place(name: str) -> str:
-        if web_engine == "duckdb":
-            return str(folder / f"{name}.duckdb")
-        if name not in schemas:
-            schemas[name] = new_schema(request.getfixturevalue("pg_url"))
-        return schemas[name][1]
-
-    yield place
-    for schema, _ in schemas.values():
-        drop_schema(request.getfixturevalue("pg_url"), schema)
+def module_engine(web_engine: str) -> str:
+    """The engine of `module_db_at` / `module_store_at` (tests/conftest.py) in the web tests:
+    the app's (`web_engine`), which follows both_engines and duckdb_only."""
+    return web_engine
 
 
 # -- one copy of the demo store per test module (issue 17) --------------------------------------

@@ -40,7 +40,7 @@ from placeharm.services.policy import User
 from placeharm.web import authz
 from placeharm.web.app import create_app
 
-from .conftest import csrf_headers, login_token, origin, pg_copy, sign_in
+from .conftest import csrf_headers, login_token, origin, sign_in
 from .tiles import png, write_pmtiles
 
 ANONYMOUS = "anonymous"
@@ -225,18 +225,14 @@ def test_an_action_the_policy_does_not_know_fails_when_declared():
 
 
 @pytest.fixture(scope="module")
-def client(
-    demo_db: Path,
-    pristine_db: Path,
-    web_engine: str,
-    tmp_path_factory: pytest.TempPathFactory,
-    request: pytest.FixtureRequest,
-) -> Iterator[TestClient]:
-    """The demo store, on the engine under test (PostgreSQL: the demo store moved by
-    migrate-store), with a base map archive, so an allowed tile is a 200, not a 404."""
+def client(module_demo: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """A copy of the demo store as built, on the engine under test (PostgreSQL: moved by
+    migrate-store), with a base map archive, so an allowed tile is a 200, not a 404. Its own
+    copy on both engines: the matrix uploads, backs up and changes accounts, which no other
+    module's store should see, and each engine starts from the same state."""
     archive = tmp_path_factory.mktemp("matrix") / "base.pmtiles"
     write_pmtiles(archive, {(0, 0, 0): TILE})
-    db: Path | str = demo_db if web_engine == "duckdb" else pg_copy(pristine_db, request)
+    db = module_demo
     with TestClient(create_app(load_settings(db=db, pmtiles=archive))) as client:
         yield client
 
