@@ -7,9 +7,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from placeharm import open_store
 from placeharm.errors import StoreError
+from placeharm.store import is_server_url
 from placeharm.store.duckdb import DuckDBStore
 from placeharm.store.migrations import LATEST_VERSION, MIGRATIONS
+from raw_sql import query, run_sql
 
 # issue 17: these open DuckDB store files written by older releases or by hand; a PostgreSQL
 # store's schema is derived from the same migrations by store/pg_migrations.py, and its version
@@ -57,7 +60,7 @@ TABLES = {
 }
 
 
-def _tables(path: Path) -> set[str]:
+def _file_tables(path: Path) -> set[str]:
     con = duckdb.connect(str(path), read_only=True)
     try:
         return {
@@ -73,22 +76,30 @@ def test_migrations_are_numbered_in_order():
     assert versions[-1] == LATEST_VERSION
 
 
-@DUCKDB_FILE
-def test_new_store_is_at_latest_version(tmp_path: Path):
-    path = tmp_path / "new.duckdb"
-    with DuckDBStore(path) as store:
+def _tables(place: str) -> set[str]:
+    """The store's own tables (of its schema, on PostgreSQL)."""
+    schema = "current_schema()" if is_server_url(place) else "'main'"
+    rows = query(
+        place,
+        f"SELECT table_name FROM information_schema.tables WHERE table_schema = {schema}",
+    )
+    return {r[0] for r in rows}
+
+
+def test_new_store_is_at_latest_version(db_at):  # type: ignore[no-untyped-def]
+    place = db_at("new")
+    with open_store(place) as store:
         assert store.schema_version() == LATEST_VERSION
         assert set(store.table_counts()) >= {"crimes", "outcomes", "imports", "quarantine"}
         assert all(n == 0 for n in store.table_counts().values())
-    assert _tables(path) >= TABLES
+    assert _tables(place) >= TABLES
 
 
-@DUCKDB_FILE
-def test_reopening_applies_nothing(tmp_path: Path):
-    path = tmp_path / "again.duckdb"
-    with DuckDBStore(path) as store:
+def test_reopening_applies_nothing(db_at):  # type: ignore[no-untyped-def]
+    place = db_at("again")
+    with open_store(place) as store:
         assert store.schema_version() == LATEST_VERSION
-    with DuckDBStore(path) as store:
+    with open_store(place) as store:
         assert store.migrate() == []
         assert store.schema_version() == LATEST_VERSION
         con_rows = store._frame("SELECT version FROM schema_migrations ORDER BY version")
@@ -104,11 +115,11 @@ def test_version_0_file_is_upgraded(tmp_path: Path):
         "applied_at TIMESTAMP)"
     )
     con.close()
-    assert _tables(path) == {"schema_migrations"}
+    assert _file_tables(path) == {"schema_migrations"}
     with DuckDBStore(path) as store:
         assert store.schema_version() == LATEST_VERSION
         assert store.table_counts()["crimes"] == 0
-    assert _tables(path) >= TABLES
+    assert _file_tables(path) >= TABLES
 
 
 @DUCKDB_FILE
@@ -119,18 +130,17 @@ def test_empty_duckdb_file_is_upgraded(tmp_path: Path):
         assert store.schema_version() == LATEST_VERSION
 
 
-@DUCKDB_FILE
-def test_store_newer_than_this_placeharm_is_refused(tmp_path: Path):
-    path = tmp_path / "future.duckdb"
-    with DuckDBStore(path):
+def test_store_newer_than_this_placeharm_is_refused(db_at):  # type: ignore[no-untyped-def]
+    place = db_at("future")
+    with open_store(place):
         pass
-    con = duckdb.connect(str(path))
-    con.execute(
-        "INSERT INTO schema_migrations VALUES (?, 'from the future', now())", [LATEST_VERSION + 1]
+    run_sql(
+        place,
+        "INSERT INTO schema_migrations VALUES "
+        f"({LATEST_VERSION + 1}, 'from the future', CURRENT_TIMESTAMP)",
     )
-    con.close()
     with pytest.raises(StoreError, match=f"schema version {LATEST_VERSION + 1}"):
-        DuckDBStore(path)
+        open_store(place)
 
 
 @DUCKDB_FILE
@@ -282,9 +292,9 @@ def test_a_store_that_skipped_a_migration_gets_it(tmp_path: Path):
                 con.execute(statement)
             con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, name])
     con.close()
-    assert "audit_log" not in _tables(path)
+    assert "audit_log" not in _file_tables(path)
     with DuckDBStore(path) as store:
         assert store.migrate() == []
         versions = store._frame("SELECT version FROM schema_migrations ORDER BY version")
         assert versions["version"].to_list() == [v for v, _, _ in MIGRATIONS]
-    assert _tables(path) >= TABLES
+    assert _file_tables(path) >= TABLES
