@@ -223,23 +223,7 @@ def db_at(
     PLACEHARM_DB takes it: a DuckDB file in tmp_path, or the URL of a schema of its own on
     the PostgreSQL server (the same name gives the same place again; schemas are dropped
     when the test ends)."""
-    from pg_server import drop_schema, new_schema
-
-    schemas: dict[str, tuple[str, str]] = {}
-
-    def place(name: str) -> str:
-        if engine == "duckdb":
-            return str(tmp_path / f"{name}.duckdb")
-        server = request.getfixturevalue("pg_url")
-        if name not in schemas:
-            schemas[name] = new_schema(server)
-        return schemas[name][1]
-
-    yield place
-    if schemas:
-        server = request.getfixturevalue("pg_url")
-        for schema, _ in schemas.values():
-            drop_schema(server, schema)
+    yield from _store_places(engine, tmp_path, request)
 
 
 @pytest.fixture
@@ -277,24 +261,7 @@ def module_db_at(
 ) -> Iterator[Callable[[str], str]]:
     """db_at for a whole module: a DuckDB file in a folder of the module's own, or a schema
     of its own on the PostgreSQL server (dropped when the module ends)."""
-    from pg_server import drop_schema, new_schema
-
-    folder = tmp_path_factory.mktemp("module")
-    schemas: dict[str, tuple[str, str]] = {}
-
-    def place(name: str) -> str:
-        if module_engine == "duckdb":
-            return str(folder / f"{name}.duckdb")
-        server = request.getfixturevalue("pg_url")
-        if name not in schemas:
-            schemas[name] = new_schema(server)
-        return schemas[name][1]
-
-    yield place
-    if schemas:
-        server = request.getfixturevalue("pg_url")
-        for schema, _ in schemas.values():
-            drop_schema(server, schema)
+    yield from _store_places(module_engine, tmp_path_factory.mktemp("module"), request)
 
 
 @pytest.fixture(scope="module")
@@ -309,3 +276,28 @@ def module_store_at(module_engine: str, module_db_at: Callable[[str], str]) -> C
         return PostgresStore(module_db_at(name))
 
     return open_named
+
+
+def _store_places(
+    engine: str, folder: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[[str], str]]:
+    """The body of db_at and module_db_at: where the store called `name` lives on `engine`
+    (a DuckDB file in `folder`, or the URL of a schema of its own on the PostgreSQL server;
+    the same name gives the same place again), the schemas dropped when the caller ends."""
+    from pg_server import drop_schema, new_schema
+
+    schemas: dict[str, tuple[str, str]] = {}
+
+    def place(name: str) -> str:
+        if engine == "duckdb":
+            return str(folder / f"{name}.duckdb")
+        server = request.getfixturevalue("pg_url")
+        if name not in schemas:
+            schemas[name] = new_schema(server)
+        return schemas[name][1]
+
+    yield place
+    if schemas:
+        server = request.getfixturevalue("pg_url")
+        for schema, _ in schemas.values():
+            drop_schema(server, schema)

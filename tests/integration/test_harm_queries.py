@@ -23,6 +23,7 @@ from placeharm.services.areas import import_areas
 from placeharm.services.ingest import ingest
 from placeharm.services.population import import_population
 from placeharm.store import AnyStore, is_server_url
+from shapes import square
 
 HEADER = (
     "Crime ID,Month,Reported by,Falls within,Longitude,Latitude,Location,LSOA code,LSOA name,"
@@ -57,23 +58,13 @@ crime_types: {Burglary: 10, Drugs: 2, Robbery: 100}
 JAN, FEB, MAR, APR = (dt.date(2021, m, 1) for m in (1, 2, 3, 4))
 
 
-def _square(code: str, lon: float, lat: float) -> dict:
-    d = 0.005
-    ring = [[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d], [lon - d, lat + d]]
-    return {
-        "type": "Feature",
-        "properties": {"code": code, "name": f"Area {code}"},
-        "geometry": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]},
-    }
-
-
 @pytest.fixture(scope="module")
 def hand(tmp_path_factory: pytest.TempPathFactory, module_db_at) -> tuple[AnyStore, Path, str]:
     """A store by hand on the engine under test (its tests only read it): the store, the
     custom index's file, and the store's place."""
     tmp = tmp_path_factory.mktemp("harm")
     areas = tmp / "areas.geojson"
-    features = [_square(k, *v) for k, v in CENTRE.items() if k and v]
+    features = [square(k, *v) for k, v in CENTRE.items() if k and v]
     areas.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     files = []
     for month, rows in ROWS.items():

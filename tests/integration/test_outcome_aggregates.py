@@ -21,6 +21,7 @@ from placeharm.model import month_range
 from placeharm.services import outcomes, readmodel
 from placeharm.services.areas import import_areas
 from placeharm.services.ingest import ingest
+from shapes import square
 
 pytestmark = pytest.mark.both_engines
 
@@ -33,16 +34,6 @@ OUTCOMES = (
     "Outcome type\n"
 )
 W1, W2, AWAY = (-1.60, 54.97), (-1.58, 54.97), (-1.40, 54.90)  # AWAY: in no ward
-
-
-def _square(code: str, lon: float, lat: float) -> dict:
-    d = 0.005
-    ring = [[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d], [lon - d, lat + d]]
-    return {
-        "type": "Feature",
-        "properties": {"code": code, "name": f"Ward {code}"},
-        "geometry": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]},
-    }
 
 
 def _row(cid: str, month: str, at: tuple[float, float], ctype: str, last: str) -> str:
@@ -91,7 +82,10 @@ def test_per_generation_aggregates_equal_a_recount(store, tmp_path: Path) -> Non
     wards = tmp_path / "wards.geojson"
     wards.write_text(
         json.dumps(
-            {"type": "FeatureCollection", "features": [_square("W1", *W1), _square("W2", *W2)]}
+            {
+                "type": "FeatureCollection",
+                "features": [square("W1", *W1, label="Ward"), square("W2", *W2, label="Ward")],
+            }
         )
     )
     files = tmp_path / "policeuk"

@@ -19,6 +19,7 @@ from placeharm.services.ingest import ingest
 from placeharm.soc import cells as soc_cells
 from placeharm.soc.importer import import_entity
 from placeharm.store.base import EVERYTHING
+from shapes import square
 
 HEADER = (
     "Crime ID,Month,Reported by,Falls within,Longitude,Latitude,Location,LSOA code,LSOA name,"
@@ -36,16 +37,6 @@ INDEX = "name: hand\nedition: '1'\nsource: hand\ncrime_types: {Burglary: 10, Rob
 D = dt.date
 
 
-def _square(code: str, lon: float, lat: float) -> dict:
-    d = 0.005
-    ring = [[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d], [lon - d, lat + d]]
-    return {
-        "type": "Feature",
-        "properties": {"code": code, "name": f"Area {code}"},
-        "geometry": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]},
-    }
-
-
 @pytest.fixture(scope="module")
 def hand(tmp_path_factory: pytest.TempPathFactory, module_store_at):
     store, index = _hand_store(tmp_path_factory.mktemp("periods"), module_store_at)
@@ -56,7 +47,7 @@ def hand(tmp_path_factory: pytest.TempPathFactory, module_store_at):
 def _hand_store(tmp, store_at):
     """The hand-made store, opened on the engine under test by `store_at`."""
     areas = tmp / "areas.geojson"
-    features = [_square(k, *v) for k, v in CENTRE.items()]
+    features = [square(k, *v) for k, v in CENTRE.items()]
     areas.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     files = []
     n = 0
@@ -482,7 +473,7 @@ def test_concentration_with_filters_and_small_or_single_area_sets(hand, tmp_path
     # (0,0)-(1,1), area under it 1/2, so the Gini is 0
     one = tmp_path / "one.geojson"
     one.write_text(
-        json.dumps({"type": "FeatureCollection", "features": [_square("A", *CENTRE["A"])]})
+        json.dumps({"type": "FeatureCollection", "features": [square("A", *CENTRE["A"])]})
     )
     fresh, _ = _hand_store(tmp_path, store_at)  # not the module's store: a set of its own
     try:

@@ -18,6 +18,7 @@ from placeharm.harm import custom_index
 from placeharm.services import soc
 from placeharm.services.areas import import_areas
 from placeharm.soc.importer import import_entity, load_mapping
+from shapes import square
 
 A, B = (-1.605, 54.975), (-1.595, 54.975)
 FILES = {
@@ -48,21 +49,11 @@ FILES = {
 INDEX = "offence_codes: {'92A': 10, '8N': 5, '10B': 3}\ncrime_types: {Drugs: 1}\n"
 
 
-def _square(code: str, lon: float, lat: float) -> dict:
-    d = 0.005
-    ring = [[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d], [lon - d, lat + d]]
-    return {
-        "type": "Feature",
-        "properties": {"code": code, "name": f"Area {code}"},
-        "geometry": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]},
-    }
-
-
 @pytest.fixture
 def hand(tmp_path: Path, store_at):
     areas = tmp_path / "areas.geojson"
     areas.write_text(
-        json.dumps({"type": "FeatureCollection", "features": [_square("A", *A), _square("B", *B)]})
+        json.dumps({"type": "FeatureCollection", "features": [square("A", *A), square("B", *B)]})
     )
     store = store_at("soc")
     import_areas(store, areas, "patch", code_field="code", name_field="name")

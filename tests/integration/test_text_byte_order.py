@@ -25,6 +25,7 @@ from placeharm.errors import StoreError
 from placeharm.services import harm
 from placeharm.services.areas import import_areas
 from placeharm.services.ingest import ingest
+from shapes import square
 
 pytestmark = pytest.mark.both_engines
 
@@ -43,16 +44,6 @@ def _bytes(values: list[str]) -> list[str]:
 
 def _centre(i: int) -> tuple[float, float]:
     return -1.70 + 0.02 * i, 54.975
-
-
-def _square(code: str, lon: float, lat: float) -> dict[str, object]:
-    d = 0.005
-    ring = [[lon - d, lat - d], [lon + d, lat - d], [lon + d, lat + d], [lon - d, lat + d]]
-    return {
-        "type": "Feature",
-        "properties": {"code": code, "name": f"Area {code}"},
-        "geometry": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]},
-    }
 
 
 def _locale_database(server: str) -> tuple[str, str]:
@@ -95,7 +86,7 @@ def place(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterat
 
 def _fill(store: object, tmp_path: Path) -> None:
     areas = tmp_path / "codes.geojson"
-    features = [_square(code, *_centre(i)) for i, code in enumerate(CODES)]
+    features = [square(code, *_centre(i)) for i, code in enumerate(CODES)]
     areas.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
     assert import_areas(store, areas, "custom", code_field="code", name_field="name")  # type: ignore[arg-type]
     lines = [HEADER]
