@@ -284,3 +284,46 @@ def test_a_lost_notice_is_made_good_by_the_generation_max_age(
         _until(lambda: store.generation == before + 1, seconds=10)
     finally:
         stop()
+
+
+def test_a_role_with_select_rights_only_reads_read_only_and_is_told_what_to_do(
+    db_at, pg_url: str, northumbria: Path, monkeypatch, capsys
+) -> None:
+    """A read-only deployment's role (SELECT on the store's tables, nothing else): with the
+    read_only setting its queries answer; without it the store's first write (the migration
+    check) is refused by the server, and the message says what to do, never "an unexpected
+    failure" (found trying the docs' SELECT-only role)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    from placeharm.cli.main import main
+    from placeharm.errors import StoreError
+    from placeharm.store import open_db
+
+    place = db_at("readers")
+    with open_db(place) as store:
+        assert ingest(store, [northumbria / "2021-06-northumbria-street.csv.gz"])[0].ok
+    (schema,) = psycopg.connect(place).execute("SELECT current_schema()").fetchone() or ("",)
+    role = f"reader_{schema}"
+    with psycopg.connect(pg_url, autocommit=True) as con:
+        con.execute(f"CREATE ROLE {role} LOGIN")
+        con.execute(f"GRANT USAGE ON SCHEMA {schema} TO {role}")
+        con.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA {schema} TO {role}")
+    parts = urlsplit(place)
+    reader = urlunsplit(parts._replace(netloc=parts.netloc.replace("postgres@", f"{role}@")))
+    try:
+        with pytest.raises(StoreError) as refused:
+            open_db(reader)
+        message = str(refused.value)
+        assert "permission denied" in message and "turn the read_only setting on" in message
+        with open_db(reader, read_only=True) as store:
+            assert store.table_counts()["crimes"] > 0
+        monkeypatch.setenv("PLACEHARM_READ_ONLY", "true")
+        monkeypatch.setattr("sys.argv", ["placeharm", "coverage", "--db", reader])
+        with pytest.raises(SystemExit) as ended:
+            main()
+        assert ended.value.code in (0, None), capsys.readouterr().err
+        assert "2021-06" in capsys.readouterr().out
+    finally:
+        with psycopg.connect(pg_url, autocommit=True) as con:
+            con.execute(f"DROP OWNED BY {role}")
+            con.execute(f"DROP ROLE {role}")

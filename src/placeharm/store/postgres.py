@@ -650,6 +650,8 @@ class PostgresStore(SqlStore):
                 "a value given holds a NUL character (0x00), which no text in the store can "
                 "hold; remove it and try again"
             ) from None
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise _not_permitted(self.path, exc) from exc
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(
                 f"the PostgreSQL store {self.path} failed: {str(exc).strip()}. Nothing was "
@@ -720,6 +722,8 @@ class PostgresStore(SqlStore):
                 cur.copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT csv)") as copy,
             ):
                 copy.write(data)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            raise _not_permitted(self.path, exc) from exc
         except psycopg.OperationalError as exc:
             raise StoreUnavailable(
                 f"the PostgreSQL store {self.path} failed while writing: {str(exc).strip()}"
@@ -2378,4 +2382,15 @@ def _upgrade_failed(store: str, version: int, name: str, exc: psycopg.Error) -> 
     return StoreError(
         f"upgrading the PostgreSQL store {store} to schema version {version} ({name}) failed: "
         f"{detail}. Nothing was changed. {hint}"
+    )
+
+
+def _not_permitted(store: str, exc: psycopg.Error) -> StoreUnavailable:
+    """The server refused the connection's role (a role with SELECT rights only, as a
+    read-only deployment should use): what to do, not an unexpected failure."""
+    detail = _redact(str(exc).strip()).splitlines()[0][:200]
+    return StoreUnavailable(
+        f"the PostgreSQL store {store} refused this: {detail}. The role in the URL may not "
+        "change the store: for queries only, turn the read_only setting on; to import, "
+        "upgrade or change accounts, connect as a role with write rights (docs/deploy.md)."
     )
