@@ -86,9 +86,15 @@ class Settings(BaseSettings):
     @field_validator("db", mode="before")
     @classmethod
     def _db_path_or_url(cls, value: object) -> object:
-        """A PostgreSQL URL stays text (as a path, its `//` would collapse); else a path."""
+        """A PostgreSQL URL stays text (as a path, its `//` would collapse); else a path. A
+        value that begins like a PostgreSQL URL but is not one (`postgresql:/host/db`) is
+        refused, not opened as a DuckDB file of that name."""
         if isinstance(value, str) and value.startswith(("postgresql://", "postgres://")):
             return value
+        if isinstance(value, str) and re.match(r"postgres(?:ql)?:", value, re.IGNORECASE):
+            raise ValueError(
+                f"{value!r} is not a PostgreSQL URL: write postgresql://user@host:5432/database"
+            )
         return Path(value) if isinstance(value, str) else value
 
     @field_validator("tile_url")

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from placeharm.cli.common import _settings
 from placeharm.cli.main import app
+from placeharm.errors import ConfigError
 
 URL = "postgresql://analyst@db.example:5432/placeharm?options=-c%20search_path%3Dforce"
 
@@ -42,3 +43,21 @@ def test_the_cli_prints_a_store_url_without_its_password():
     )
     assert "s3cret" not in shown_db("postgresql://db/placeharm?user=a&password=s3cret")
     assert shown_db(Path("store.duckdb")) == "store.duckdb"
+
+
+def test_an_empty_or_mangled_db_is_refused_with_what_to_write(tmp_path: Path, monkeypatch):
+    """An empty --db (an unset shell variable) is refused, not taken as no option, which
+    opened or created the default store in the working folder; a value that begins like a
+    PostgreSQL URL but is not one is refused, not opened as a DuckDB file named
+    "postgresql:/..." (whose error spoke of DuckDB extensions)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PLACEHARM_DB", raising=False)
+    for value in ("", "  "):
+        result = CliRunner().invoke(app, ["coverage", "--db", value])
+        assert isinstance(result.exception, ConfigError), result.output  # exit 4 in main()
+        assert "--db is empty" in str(result.exception)
+    for value in ("postgresql:/host/db", "Postgres:db"):
+        result = CliRunner().invoke(app, ["coverage", "--db", value])
+        assert isinstance(result.exception, ConfigError), result.output
+        assert "is not a PostgreSQL URL: write postgresql://" in str(result.exception)
+    assert list(tmp_path.iterdir()) == []  # no store made anywhere

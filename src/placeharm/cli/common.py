@@ -18,6 +18,7 @@ from rich.table import Table
 
 from placeharm import audit
 from placeharm.config import Settings, load_settings
+from placeharm.errors import ConfigError
 from placeharm.model import parse_month
 from placeharm.store import AnyStore, is_server_url, open_db
 
@@ -44,7 +45,11 @@ FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output for
 
 
 def _settings(db: Path | str | None) -> Settings:
-    return load_settings(**({"db": db} if db else {}))
+    """The settings, with `--db` if given. An empty `--db` (an unset shell variable) is
+    refused rather than taken as no option, which would open or create the default store."""
+    if db is not None and not str(db).strip():
+        raise ConfigError("--db is empty: give a store file's path or a postgresql:// URL")
+    return load_settings(**({"db": db} if db is not None else {}))
 
 
 def shown_db(db: Path | str) -> str:
